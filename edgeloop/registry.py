@@ -1,0 +1,246 @@
+"""The model registry: MLflow registered model versions and their aliases.
+
+A model version's artifact folder (``model/`` of its MLflow run) holds:
+``best.pt`` (ultralytics weights), ``best.onnx`` (what agents run) and ``model.json``
+(class names, imgsz, sha256 of the ONNX). Stages are deprecated since MLflow 2.9, so
+the loop uses aliases: ``production`` (what agents run) and ``staging`` (the latest
+candidate that beat production on the held-out set). Every alias move is recorded in
+the ``model_deployments`` table: who, when, why, and the metrics behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeloop.settings import LoopSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from edgeloop.store import Store
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "edgeloop"
+MODEL_ARTIFACT_DIR = "model"
+PRODUCTION = "production"
+STAGING = "staging"
+
+
+class ModelNotFoundError(LookupError):
+    """No registered model version carries the alias asked for (run ``edgeloop init``)."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Local copies of one registered model version's files."""
+
+    name: str
+    version: str
+    pt_path: Path
+    onnx_path: Path
+    class_names: list[str]
+    imgsz: int
+    onnx_sha256: str
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mlflow_client(settings: LoopSettings) -> MlflowClient:
+    """An MLflow client on the settings' tracking and registry URI (the sqlite store by default)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    if settings.tracking_uri.startswith("sqlite:"):
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def ensure_experiment(client: MlflowClient, settings: LoopSettings) -> str:
+    """The ``edgeloop`` experiment's id; created with its artifacts under ``data/mlflow/artifacts``."""
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    return str(
+        client.create_experiment(
+            EXPERIMENT_NAME, artifact_location=settings.artifact_root.resolve().as_uri()
+        )
+    )
+
+
+def write_model_dir(
+    target: Path, *, pt_path: Path, onnx_path: Path, class_names: list[str], imgsz: int
+) -> Path:
+    """Lay out a model folder (``best.pt``, ``best.onnx``, ``model.json``) ready to log."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pt_path, target / "best.pt")
+    shutil.copyfile(onnx_path, target / "best.onnx")
+    meta = {
+        "class_names": class_names,
+        "imgsz": imgsz,
+        "onnx_sha256": sha256_file(target / "best.onnx"),
+        "pt_sha256": sha256_file(target / "best.pt"),
+    }
+    (target / "model.json").write_text(json.dumps(meta, indent=2))
+    return target
+
+
+def register_model_version(
+    client: MlflowClient,
+    *,
+    model_name: str,
+    run_id: str,
+    description: str,
+    tags: dict[str, str] | None = None,
+) -> ModelVersion:
+    """Register the ``model/`` artifact folder of ``run_id`` as a new version of ``model_name``.
+
+    ``mlflow.register_model`` refuses a plain artifact folder (it wants an MLflow Model),
+    so this uses ``create_model_version`` with the folder as source (see DESIGN.md).
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(
+            model_name, description="edgeloop detector: ultralytics YOLO weights + ONNX for agents"
+        )
+    run = client.get_run(run_id)
+    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}"
+    return client.create_model_version(
+        model_name, source=source, run_id=run_id, description=description, tags=tags or {}
+    )
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """The version carrying ``alias``, or None when no version carries it (or no model exists)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def move_alias(
+    client: MlflowClient,
+    store: Store,
+    *,
+    model_name: str,
+    alias: str,
+    version: str,
+    actor: str,
+    reason: str,
+    action: str = "promote",
+    metrics: dict[str, Any] | None = None,
+) -> str | None:
+    """Point ``alias`` at ``version`` and record the move in ``model_deployments``.
+
+    Returns:
+        The version the alias pointed at before, or None.
+    """
+    previous = alias_version(client, model_name, alias)
+    previous_version = str(previous.version) if previous is not None else None
+    client.set_registered_model_alias(model_name, alias, str(version))
+    with store.connect() as con:
+        con.execute(
+            """
+            INSERT INTO model_deployments
+                (created_at, model_name, version, alias, previous_version, action, actor, reason, metrics)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                datetime.now(UTC),
+                model_name,
+                str(version),
+                alias,
+                previous_version,
+                action,
+                actor,
+                reason,
+                json.dumps(metrics or {}),
+            ],
+        )
+    logger.info(
+        "alias %s of %s: %s -> %s (%s, by %s)",
+        alias,
+        model_name,
+        previous_version,
+        version,
+        reason,
+        actor,
+    )
+    return previous_version
+
+
+def model_files(
+    client: MlflowClient, settings: LoopSettings, *, model_name: str, version: str
+) -> ModelFiles:
+    """Local copies of a version's files, downloaded once into ``data/models/<name>/<version>``.
+
+    Raises:
+        ModelNotFoundError: the version's artifact folder lacks ``best.onnx`` or ``model.json``.
+    """
+    import mlflow
+
+    target = settings.models_cache_dir / model_name / str(version)
+    if not (target / "model.json").exists():
+        mv = client.get_model_version(model_name, str(version))
+        staging = target.with_name(f".{target.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(staging))
+        # download_artifacts puts the folder's files under dst/<last path part>.
+        nested = staging / Path(str(mv.source)).name
+        shutil.rmtree(target, ignore_errors=True)
+        (nested if nested.is_dir() else staging).rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+    meta_path = target / "model.json"
+    if not meta_path.exists() or not (target / "best.onnx").exists():
+        raise ModelNotFoundError(
+            f"model {model_name} v{version} has no best.onnx/model.json in its artifacts ({target})"
+        )
+    meta = json.loads(meta_path.read_text())
+    return ModelFiles(
+        name=model_name,
+        version=str(version),
+        pt_path=target / "best.pt",
+        onnx_path=target / "best.onnx",
+        class_names=list(meta["class_names"]),
+        imgsz=int(meta["imgsz"]),
+        onnx_sha256=str(meta["onnx_sha256"]),
+    )
+
+
+def alias_model_files(client: MlflowClient, settings: LoopSettings, alias: str) -> ModelFiles:
+    """Local files of the version carrying ``alias``.
+
+    Raises:
+        ModelNotFoundError: no version carries the alias (run ``edgeloop init`` first).
+    """
+    mv = alias_version(client, settings.model_name, alias)
+    if mv is None:
+        raise ModelNotFoundError(
+            f"no version of {settings.model_name!r} has the alias {alias!r}; "
+            "run `edgeloop init` to register the seed detector"
+        )
+    return model_files(client, settings, model_name=settings.model_name, version=str(mv.version))

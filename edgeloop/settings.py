@@ -1,0 +1,144 @@
+"""Settings shared by the loop host's processes (API, pipelines, CLI).
+
+Every deployable has its own settings class with its own env prefix: this one is
+``EDGELOOP_``; the API adds ``EDGELOOP_API_`` (``api/settings.py``), the agent
+``EDGELOOP_AGENT_`` (``edge_agent/settings.py``), the pipelines
+``EDGELOOP_PIPELINES_`` (``pipelines/settings.py``). Paths are relative to the working
+directory unless absolute; ``make`` runs everything from the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
+
+MODEL_NAME = "edgeloop-detector"
+"""Name of the registered model in MLflow that every alias (production, staging) belongs to."""
+
+
+class LoopSettings(BaseSettings):
+    """Where the loop host keeps its state, and the loop's rules.
+
+    Read from ``EDGELOOP_*`` environment variables (and ``.env``); see ``get_settings``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EDGELOOP_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Root of all runtime state (git-ignored).")
+    db_path: Path | None = Field(
+        None, description="DuckDB file; default <data_dir>/edgeloop.duckdb."
+    )
+    qdrant_url: str | None = Field(
+        None,
+        description="Qdrant server URL; unset means embedded local mode under <data_dir>/qdrant.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description=(
+            "MLflow tracking/registry URI; default MLFLOW_TRACKING_URI, "
+            "else sqlite:///<data_dir>/mlflow/mlflow.db."
+        ),
+    )
+    model_name: str = Field(MODEL_NAME, description="Registered model name in MLflow.")
+    uncertainty_low: float = Field(
+        UNCERTAINTY_LOW, ge=0, le=1, description="Lower bound (exclusive) of the uncertainty band."
+    )
+    uncertainty_high: float = Field(
+        UNCERTAINTY_HIGH, ge=0, le=1, description="Upper bound (exclusive) of the uncertainty band."
+    )
+    clip_model: str | None = Field(
+        None,
+        description=(
+            "OpenCLIP architecture (e.g. ViT-B-32); unset means the offline MobileNetV2 embedder."
+        ),
+    )
+    clip_pretrained: str | None = Field(
+        None, description="OpenCLIP pretrained tag or a local checkpoint path."
+    )
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> LoopSettings:
+        if not self.uncertainty_low < self.uncertainty_high:
+            raise ValueError(
+                f"uncertainty band is empty: EDGELOOP_UNCERTAINTY_LOW={self.uncertainty_low} "
+                f"must be below EDGELOOP_UNCERTAINTY_HIGH={self.uncertainty_high}"
+            )
+        return self
+
+    # Derived paths: one place that says where each component keeps its files.
+    @property
+    def duckdb_path(self) -> Path:
+        return self.db_path or self.data_dir / "edgeloop.duckdb"
+
+    @property
+    def frames_dir(self) -> Path:
+        """Frame JPEGs received from agents: <frames_dir>/<camera_id>/<frame_key>.jpg."""
+        return self.data_dir / "frames"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def datasets_repo(self) -> Path:
+        """The DVC data repository (its own git) holding dataset versions."""
+        return self.data_dir / "datasets"
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.data_dir / "dvc-remote"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.data_dir / "samples"
+
+    @property
+    def seed_dir(self) -> Path:
+        """The seed detector's weights unpacked by ``make data``."""
+        return self.data_dir / "seed"
+
+    @property
+    def models_cache_dir(self) -> Path:
+        """Local copies of registered model files, one folder per version."""
+        return self.data_dir / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Scratch space of training runs (ultralytics project dir)."""
+        return self.data_dir / "runs"
+
+    @property
+    def yolo_config_dir(self) -> Path:
+        return self.data_dir / "ultralytics"
+
+
+@lru_cache
+def get_settings() -> LoopSettings:
+    """The process's loop settings, read once from the environment."""
+    return LoopSettings()

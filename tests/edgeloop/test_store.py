@@ -1,0 +1,118 @@
+"""The DuckDB store against a real file: migrations, lock retry, label counting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edgeloop.store import (
+    SCHEMA_VERSION,
+    Store,
+    StoreLockedError,
+    labels_since_last_training,
+    latest_labels,
+    migrate,
+)
+
+SEED_TABLES = {
+    "frames",
+    "prediction_logs",
+    "labeling_queue",
+    "reviewed_labels",
+    "retraining_events",
+    "model_deployments",
+}
+
+
+def test_schema_has_the_seed_tables_and_migrates_idempotently(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db" / "edgeloop.duckdb")
+    with store.connect() as con:
+        tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+        assert tables >= SEED_TABLES
+        assert migrate(con) == SCHEMA_VERSION
+        assert migrate(con) == SCHEMA_VERSION
+        versions = con.execute("SELECT count(*) FROM schema_version").fetchone()
+        assert versions == (1,)
+    # A second Store on the same file finds the schema in place.
+    with Store(store.path).connect() as con:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (
+            SCHEMA_VERSION,
+        )
+
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def _hold_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_connect_waits_for_another_process_to_release_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "edgeloop.duckdb"
+    with Store(path).connect():
+        pass
+    holder = _hold_lock(path, 1.5)
+    started = time.monotonic()
+    with Store(path, lock_timeout_s=30).connect() as con:
+        assert con.execute("SELECT 1").fetchone() == (1,)
+    assert holder.wait(timeout=10) == 0
+    assert time.monotonic() - started >= 0.5  # it really waited for the holder
+
+
+def test_connect_gives_a_clear_error_when_the_lock_is_never_released(tmp_path: Path) -> None:
+    path = tmp_path / "edgeloop.duckdb"
+    with Store(path).connect():
+        pass
+    holder = _hold_lock(path, 20)
+    try:
+        with (
+            pytest.raises(StoreLockedError, match="stayed locked by another process"),
+            Store(path, lock_timeout_s=1).connect(),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _label(con: object, frame_key: str, at: datetime, boxes: int = 1) -> None:
+    con.execute(  # type: ignore[attr-defined]
+        "INSERT INTO reviewed_labels (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at)"
+        " VALUES (1, ?, 'cam', ?, ?, 'tester', ?)",
+        [frame_key, json.dumps([{}] * boxes), boxes, at],
+    )
+
+
+def test_labels_since_last_training_counts_after_the_cutoff(tmp_path: Path) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Store(tmp_path / "e.duckdb").connect() as con:
+        for i in range(5):
+            _label(con, f"f{i}", t0 + timedelta(minutes=i))
+        assert labels_since_last_training(con) == 5
+        con.execute(
+            "INSERT INTO training_runs VALUES ('run1', ?, ?, 3, 'v1', '2', NULL)",
+            [t0 + timedelta(hours=1), t0 + timedelta(minutes=2)],
+        )
+        assert labels_since_last_training(con) == 2
+        # A re-label of a frame replaces the earlier one in the dataset view.
+        _label(con, "f0", t0 + timedelta(minutes=10), boxes=3)
+        latest = {r[0]: r[1] for r in latest_labels(con).select("frame_key, box_count").fetchall()}
+        assert latest["f0"] == 3
+        assert len(latest) == 5
