@@ -228,8 +228,10 @@ class Store:
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; idempotent. Returns the version reached."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    current = int(row[0]) if row and row[0] is not None else 0
+    # fetchall, not fetchone: DuckDB 2 keeps a partly fetched result open, and the next
+    # con.sql() on this connection then fails with "unfinished result from execute()".
+    rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
+    current = int(rows[0][0]) if rows and rows[0][0] is not None else 0
     for version in sorted(v for v in MIGRATIONS if v > current):
         con.execute("BEGIN TRANSACTION")
         try:
@@ -253,8 +255,8 @@ def labels_since_last_training(con: duckdb.DuckDBPyConnection) -> int:
         WHERE labeled_at > coalesce(
             (SELECT max(label_cutoff) FROM training_runs), TIMESTAMPTZ '1970-01-01 00:00:00+00')
         """
-    ).fetchone()
-    return int(row[0]) if row else 0
+    ).fetchall()  # fetchall: leave no partly fetched result open (see migrate)
+    return int(row[0][0]) if row else 0
 
 
 def latest_labels(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:

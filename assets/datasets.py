@@ -1,0 +1,304 @@
+"""The ``training_dataset`` asset (a DVC-versioned YOLO dataset) and its checks' logic.
+
+The dataset is built from the latest reviewed label of each frame
+(``edgeloop.store.latest_labels``), with the production model's classes, split
+train/val by a hash of the frame key (a frame never changes split, so val stays a
+held-out set across versions), and versioned in the data repo ``data/datasets``
+(``edgeloop.datasets.DatasetRepo``). The check functions below are pure: each takes a
+``DatasetVersion`` and returns ``(passed, details)``; ``pipelines/checks.py`` wraps them
+as ``@dg.asset_check``s.
+"""
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from assets._markdown import md_table
+from assets.detections import detections
+from assets.resources import DatasetRepoResource, MlflowResource, StoreResource
+from edgeloop.datasets import (
+    MANIFEST,
+    VAL_FRACTION,
+    DatasetVersion,
+    LabeledFrame,
+    UnknownClassError,
+    build_yolo_dataset,
+    frame_key_of,
+    resolve_frame_path,
+    split_for,
+)
+from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
+from edgeloop.store import latest_labels
+
+BOX_EPS = 1e-4
+"""Tolerance on normalised coordinates (labels are written with 6 decimals)."""
+
+
+class TrainingDatasetConfig(dg.Config):
+    """Dataset split and the smallest dataset worth training on."""
+
+    val_fraction: float = Field(
+        VAL_FRACTION,
+        gt=0,
+        lt=1,
+        description="Share of frames held out for validation (by frame-key hash).",
+    )
+    min_train_images: int = Field(8, ge=1, description="Fail when fewer train images than this.")
+    min_val_images: int = Field(2, ge=1, description="Fail when fewer val images than this.")
+
+
+def _labeled_frames(store: StoreResource) -> list[LabeledFrame]:
+    settings = store.loop.settings()
+    with store.store().connect() as con:
+        latest_labels(con).create_view("latest_reviewed_labels", replace=True)
+        rows = con.sql(
+            """
+            SELECT l.label_id, l.frame_key, l.camera_id, CAST(l.boxes AS VARCHAR) AS boxes,
+                   strftime(l.labeled_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS labeled_at,
+                   f.jpeg_path, f.width, f.height
+            FROM latest_reviewed_labels l LEFT JOIN frames f USING (frame_key)
+            ORDER BY l.frame_key
+            """
+        ).fetchall()
+    frames: list[LabeledFrame] = []
+    for label_id, frame_key, camera_id, boxes_json, labeled_at, jpeg_path, width, height in rows:
+        boxes = json.loads(boxes_json) if boxes_json else []
+        if isinstance(boxes, dict):  # tolerate {"boxes": [...]} as well as a bare list
+            boxes = boxes.get("boxes") or []
+        if not isinstance(boxes, list):
+            raise dg.Failure(
+                description=f"label {label_id} of frame {frame_key}: boxes must be a JSON list, got {boxes_json!r}"
+            )
+        frames.append(
+            LabeledFrame(
+                frame_key=frame_key,
+                camera_id=camera_id,
+                jpeg_path=resolve_frame_path(settings, jpeg_path) if jpeg_path else Path(),
+                width=int(width or 0),
+                height=int(height or 0),
+                boxes=boxes,
+                labeled_at_iso=labeled_at,
+                label_id=int(label_id),
+            )
+        )
+    return frames
+
+
+@dg.asset(group_name="datasets", deps=[detections], kinds={"dvc", "yolo"})
+def training_dataset(
+    context: dg.AssetExecutionContext,
+    config: TrainingDatasetConfig,
+    store: StoreResource,
+    mlflow: MlflowResource,
+    dataset_repo: DatasetRepoResource,
+) -> dg.Output[DatasetVersion]:
+    """YOLO dataset of the reviewed labels (stable train/val split), versioned with DVC."""
+    settings = store.loop.settings()
+    frames = _labeled_frames(store)
+    if not frames:
+        raise dg.Failure(
+            description="no reviewed labels yet: label frames in the labeling UI, then materialize again"
+        )
+    try:
+        class_names = alias_model_files(mlflow.client(), settings, PRODUCTION).class_names
+    except ModelNotFoundError as exc:
+        raise dg.Failure(
+            description=f"{exc}. The dataset takes its class names from the production model."
+        ) from exc
+
+    available = [f for f in frames if f.jpeg_path.is_file() and f.width > 0 and f.height > 0]
+    splits = Counter(split_for(f.frame_key, config.val_fraction) for f in available)
+    if splits["train"] < config.min_train_images or splits["val"] < config.min_val_images:
+        raise dg.Failure(
+            description=(
+                f"too few labeled images: {splits['train']} train / {splits['val']} val "
+                f"(need {config.min_train_images} / {config.min_val_images}; "
+                f"{len(frames)} labeled frames, {len(frames) - len(available)} without a stored JPEG). "
+                "Label more frames, or lower min_train_images/min_val_images in the run config."
+            )
+        )
+
+    repo = dataset_repo.repo()
+    repo.init()
+    try:
+        build = build_yolo_dataset(
+            available, repo.dataset_dir, class_names, val_fraction=config.val_fraction
+        )
+    except UnknownClassError as exc:
+        raise dg.Failure(
+            description=f"{exc}; fix the label or register a model with that class"
+        ) from exc
+    previous = repo.versions()
+    version = repo.commit_version(
+        build,
+        message=f"{build.label_count} labeled frames up to {build.label_cutoff_iso}",
+    )
+    unchanged = bool(previous) and previous[-1].version == version.version
+    per_camera = Counter(
+        e["camera_id"] for e in json.loads((build.root / MANIFEST).read_text())["frames"]
+    )
+    metadata: dict[str, Any] = {
+        "version": version.version,
+        "dvc_md5": version.dvc_md5,
+        "git_commit": version.git_commit,
+        "unchanged": unchanged,
+        "train_images": len(version.train_frames),
+        "val_images": len(version.val_frames),
+        "label_count": version.label_count,
+        "label_cutoff": version.label_cutoff_iso,
+        "classes": ", ".join(version.class_names),
+        "missing_images": len(frames) - len(available),
+        "clipped_boxes": build.clipped_boxes,
+        "dropped_boxes": build.dropped_boxes,
+        "data_yaml": dg.MetadataValue.path(str(version.data_yaml)),
+        "data_repo": dg.MetadataValue.path(str(repo.root)),
+        "boxes_per_class": dg.MetadataValue.md(
+            md_table(["class", "boxes"], sorted(build.boxes_per_class.items()))
+        ),
+        "frames_per_camera": dg.MetadataValue.md(
+            md_table(["camera", "frames"], sorted(per_camera.items()))
+        ),
+    }
+    for name, count in build.boxes_per_class.items():
+        metadata[f"boxes/{name}"] = count
+    context.log.info(
+        "dataset %s%s: %s train / %s val images, md5 %s",
+        version.version,
+        " (unchanged)" if unchanged else "",
+        len(version.train_frames),
+        len(version.val_frames),
+        version.dvc_md5,
+    )
+    return dg.Output(version, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------------------
+# Check logic (pure; wrapped as asset checks in pipelines/checks.py)
+# ---------------------------------------------------------------------------------------
+
+Details = dict[str, Any]
+
+
+def _label_files(version: DatasetVersion) -> dict[str, list[Path]]:
+    return {
+        split: sorted((version.root / "labels" / split).glob("*.txt")) for split in ("train", "val")
+    }
+
+
+def _image_files(version: DatasetVersion) -> dict[str, list[Path]]:
+    return {
+        split: sorted((version.root / "images" / split).glob("*.jpg")) for split in ("train", "val")
+    }
+
+
+def check_boxes_inside_images(version: DatasetVersion) -> tuple[bool, Details]:
+    """Every label line is ``class cx cy w h`` with w, h > 0 and the box inside [0, 1]²,
+    and every image has a label file (empty for a negative frame).
+    """
+    bad: list[str] = []
+    boxes = 0
+    labels = _label_files(version)
+    for split, files in labels.items():
+        for path in files:
+            for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                boxes += 1
+                parts = line.split()
+                try:
+                    cx, cy, w, h = (float(v) for v in parts[1:])
+                    ok = len(parts) == 5 and w > 0 and h > 0
+                    ok = ok and cx - w / 2 >= -BOX_EPS and cx + w / 2 <= 1 + BOX_EPS
+                    ok = ok and cy - h / 2 >= -BOX_EPS and cy + h / 2 <= 1 + BOX_EPS
+                except ValueError:
+                    ok = False
+                if not ok:
+                    bad.append(f"{split}/{path.name}:{lineno}: {line.strip()}")
+    unlabeled = [
+        f"{split}/{img.name}"
+        for split, images in _image_files(version).items()
+        for img in images
+        if not (version.root / "labels" / split / f"{img.stem}.txt").exists()
+    ]
+    details = {
+        "boxes": boxes,
+        "bad_boxes": len(bad),
+        "images_without_label_file": len(unlabeled),
+        "examples": (bad + unlabeled)[:10],
+    }
+    return not bad and not unlabeled, details
+
+
+def check_known_classes(version: DatasetVersion) -> tuple[bool, Details]:
+    """Every label's class id indexes the dataset's class names, and ``data.yaml`` lists
+    exactly the version's class names (the model's classes)."""
+    import yaml
+
+    names = yaml.safe_load(version.data_yaml.read_text()).get("names", {})
+    yaml_names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+    counts: Counter[int] = Counter()
+    unknown: list[str] = []
+    for split, files in _label_files(version).items():
+        for path in files:
+            for line in path.read_text().splitlines():
+                if not line.strip():
+                    continue
+                token = line.split()[0]
+                if not token.isdigit() or int(token) >= len(version.class_names):
+                    unknown.append(f"{split}/{path.name}: class {token}")
+                else:
+                    counts[int(token)] += 1
+    details = {
+        "class_names": version.class_names,
+        "data_yaml_names": yaml_names,
+        "boxes_per_class": {version.class_names[i]: n for i, n in sorted(counts.items())},
+        "unknown": len(unknown),
+        "examples": unknown[:10],
+    }
+    return not unknown and yaml_names == version.class_names, details
+
+
+def check_no_train_val_leak(version: DatasetVersion) -> tuple[bool, Details]:
+    """No frame is in both splits: by frame key (the version's lists and the files on disk)
+    and by content (no byte-identical image in both)."""
+    listed = sorted(set(version.train_frames) & set(version.val_frames))
+    images = _image_files(version)
+    on_disk = {split: {frame_key_of(p.stem) for p in paths} for split, paths in images.items()}
+    disk_overlap = sorted(on_disk["train"] & on_disk["val"])
+
+    def digest(path: Path) -> str:
+        return hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+    train_hashes = {digest(p): p.name for p in images["train"]}
+    same_content = sorted(
+        f"{train_hashes[h]} == val/{p.name}"
+        for p in images["val"]
+        if (h := digest(p)) in train_hashes
+    )
+    details = {
+        "train_frames": len(on_disk["train"]),
+        "val_frames": len(on_disk["val"]),
+        "in_both_lists": listed[:10],
+        "in_both_folders": disk_overlap[:10],
+        "identical_images": same_content[:10],
+    }
+    return not listed and not disk_overlap and not same_content, details
+
+
+def check_minimum_size(
+    version: DatasetVersion, min_train: int, min_val: int
+) -> tuple[bool, Details]:
+    """At least ``min_train`` train and ``min_val`` val images on disk."""
+    images = _image_files(version)
+    details = {
+        "train_images": len(images["train"]),
+        "val_images": len(images["val"]),
+        "min_train": min_train,
+        "min_val": min_val,
+    }
+    return len(images["train"]) >= min_train and len(images["val"]) >= min_val, details

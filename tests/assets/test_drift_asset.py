@@ -1,0 +1,147 @@
+"""drift_report: the verdict from a report dict, window choice, and a real Evidently run
+on a real DuckDB file (one steady camera, one whose frames got darker and blurrier)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from loopdata import T0, make_loop
+
+from assets.drift import (
+    FEATURES,
+    drift_from_report,
+    drift_report,
+    parse_drift_metadata,
+    select_windows,
+)
+
+
+def _fake_report(share: float, p_values: dict[str, float]) -> dict:
+    metrics = [
+        {
+            "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
+            "value": {"count": share * len(p_values), "share": share},
+        }
+    ]
+    metrics += [
+        {
+            "config": {"type": "evidently:metric_v2:ValueDrift", "column": c, "method": "ks"},
+            "value": p,
+        }
+        for c, p in p_values.items()
+    ]
+    return {"metrics": metrics, "tests": []}
+
+
+def test_verdict_follows_the_seed_rule():
+    steady = drift_from_report(_fake_report(0.0, {"brightness": 0.4, "contrast": 0.9}))
+    assert not steady.drifted
+    assert steady.min_p_value == pytest.approx(0.4)
+
+    one_low_p = drift_from_report(_fake_report(1 / 6, {"brightness": 0.01, "contrast": 0.9}))
+    assert one_low_p.drifted  # p < 0.05 on any feature
+    assert one_low_p.drifted_features == ["brightness"]
+
+    high_share = drift_from_report(_fake_report(0.5, {"brightness": 0.2, "contrast": 0.3}))
+    assert high_share.drifted  # share > 0.30
+
+    with pytest.raises(ValueError, match="DriftedColumnsCount"):
+        drift_from_report({"metrics": []})
+
+
+def _frames(n: int, start=T0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"captured_at": [start + timedelta(seconds=i) for i in range(n)], "x": range(n)}
+    )
+
+
+def test_windows_earliest_vs_latest_and_training_cutoff():
+    frames = _frames(100)
+    ref, cur, kind = select_windows(frames, window=30, min_frames=10, cutoff=None)
+    assert list(ref["x"]) == list(range(30)) and list(cur["x"]) == list(range(70, 100))
+    assert kind == "earliest"
+
+    cutoff = T0 + timedelta(seconds=59)
+    ref, cur, kind = select_windows(frames, window=30, min_frames=10, cutoff=cutoff)
+    assert list(ref["x"]) == list(range(30, 60)) and list(cur["x"]) == list(range(70, 100))
+    assert kind == "before training cutoff"
+
+    ref, cur, _ = select_windows(_frames(40), window=30, min_frames=10, cutoff=None)
+    assert set(ref["x"]).isdisjoint(cur["x"])  # never the same frame in both windows
+
+    assert "too few frames" in select_windows(_frames(25), window=30, min_frames=10, cutoff=None)
+
+
+def _features(
+    rng: np.random.Generator, n: int, *, brightness: float, sharpness: float
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "brightness": rng.normal(brightness, 8, n).clip(0, 255),
+            "contrast": rng.normal(50, 5, n).clip(0),
+            "sharpness": rng.normal(sharpness, 30, n).clip(0),
+            "saturation": rng.normal(40, 4, n).clip(0, 255),
+            "detection_count": rng.poisson(5, n),
+            "mean_confidence": rng.normal(0.6, 0.05, n).clip(0, 1),
+        }
+    )
+
+
+def test_drift_report_flags_the_shifted_camera_only(tmp_path):
+    loop = make_loop(tmp_path)
+    rng = np.random.default_rng(7)
+    n = 120
+    steady = _features(rng, 2 * n, brightness=120, sharpness=300)
+    shifted = pd.concat(
+        [
+            _features(rng, n, brightness=120, sharpness=300),
+            _features(rng, n, brightness=70, sharpness=120),  # dusk, and a smudged lens
+        ],
+        ignore_index=True,
+    )
+    loop.add_frames("cam-steady", count=2 * n, features=steady, boxes_per_frame=0)
+    loop.add_frames("cam-shifted", count=2 * n, features=shifted, boxes_per_frame=0)
+    loop.add_frames("cam-new", count=20, boxes_per_frame=0)
+
+    result = dg.materialize(
+        [drift_report],
+        resources={"store": loop.store_resource},
+        run_config={
+            "ops": {"drift_report": {"config": {"window_frames": n, "min_window_frames": 30}}}
+        },
+    )
+
+    md = result.asset_materializations_for_node("drift_report")[0].metadata
+    cameras = parse_drift_metadata(md)
+    assert set(cameras) == {"cam-steady", "cam-shifted"}
+    assert cameras["cam-shifted"]["drifted"] is True
+    assert cameras["cam-shifted"]["p_values"]["brightness"] < 1e-6
+    assert cameras["cam-shifted"]["drift_share"] >= 2 / 6
+    assert cameras["cam-steady"]["drifted"] is False
+    assert cameras["cam-steady"]["min_p_value"] > 0.05
+    assert set(cameras["cam-steady"]["p_values"]) == set(FEATURES)
+    assert md["drifted_cameras"].value == "cam-shifted"
+    assert "cam-new" in md["skipped"].value and "too few frames" in md["skipped"].value
+    assert "| cam-shifted | True |" in md["summary"].value
+
+    report = Path(md["cam-shifted/report"].value)
+    assert report.is_file() and report.stat().st_size > 10_000
+    assert report.parent == loop.settings.reports_dir / "drift" / "cam-shifted"
+    assert md["cam-shifted/report_url"].value == f"/reports/drift/cam-shifted/{report.name}"
+
+    with loop.store.connect() as con:
+        rows = con.execute(
+            "SELECT camera_id, drifted, drift_share, p_values, report_path, reference_frames "
+            "FROM drift_reports ORDER BY camera_id"
+        ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("cam-shifted", True), ("cam-steady", False)]
+    assert json.loads(rows[0][3])["brightness"] == pytest.approx(
+        cameras["cam-shifted"]["p_values"]["brightness"]
+    )
+    assert rows[0][4] == str(report) and rows[0][5] == n

@@ -1,0 +1,145 @@
+"""edgeloop.datasets: split stability, YOLO label conversion, and a real DVC data repo."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from support import SAMPLES_DIR, require
+
+from edgeloop.datasets import (
+    DatasetRepo,
+    DatasetRepoError,
+    LabeledFrame,
+    UnknownClassError,
+    build_yolo_dataset,
+    frame_key_of,
+    image_stem,
+    split_for,
+    yolo_label_lines,
+)
+
+NAMES = ["Normal", "Fall"]
+
+
+def test_split_is_stable_and_near_the_fraction():
+    keys = [f"cam-{c}:{i}" for c in "abc" for i in range(1000)]
+    first = [split_for(k, 0.2) for k in keys]
+    assert first == [split_for(k, 0.2) for k in keys]  # same frame, same split, every time
+    share = first.count("val") / len(keys)
+    assert 0.17 < share < 0.23
+    assert {split_for(k, 0.0) for k in keys} == {"train"}
+    assert {split_for(k, 1.0) for k in keys} == {"val"}
+    with pytest.raises(ValueError):
+        split_for("x", 1.5)
+
+
+def test_yolo_lines_are_normalised_cx_cy_w_h_and_clipped():
+    lines, clipped, dropped = yolo_label_lines(
+        [
+            {"bbox_xyxy": [100, 50, 300, 250], "class_name": "Fall", "class_id": 1},
+            {"bbox_xyxy": [-20, 0, 40, 100], "class_name": "Normal", "class_id": 0},  # clipped
+            {"bbox_xyxy": [700, 10, 900, 20], "class_name": "Normal"},  # entirely right of frame
+            {"bbox_xyxy": [10, 10, 20, 20], "class_id": 1},  # no name: class_id is used
+        ],
+        width=640,
+        height=480,
+        class_names=NAMES,
+    )
+    assert lines == [
+        "1 0.312500 0.312500 0.312500 0.416667",
+        "0 0.031250 0.104167 0.062500 0.208333",
+        "1 0.023438 0.031250 0.015625 0.020833",
+    ]
+    assert (clipped, dropped) == (2, 1)
+    assert yolo_label_lines([], 640, 480, NAMES) == ([], 0, 0)
+    with pytest.raises(UnknownClassError, match="'bicycle'"):
+        yolo_label_lines([{"bbox_xyxy": [0, 0, 5, 5], "class_name": "bicycle"}], 640, 480, NAMES)
+    with pytest.raises(ValueError, match="bbox_xyxy"):
+        yolo_label_lines([{"class_name": "Fall"}], 640, 480, NAMES)
+
+
+def test_image_stem_round_trips_frame_keys():
+    for key in ["cam-a:1717243200:00001", "cam_b.2:x", "a%3Ab:c"]:
+        assert frame_key_of(image_stem(key)) == key
+        assert ":" not in image_stem(key)
+
+
+def _labeled(tmp_path: Path, count: int) -> list[LabeledFrame]:
+    cap = cv2.VideoCapture(str(require(SAMPLES_DIR / "vtest.avi")))
+    frames = []
+    for i in range(count):
+        ok, image = cap.read()
+        assert ok
+        path = tmp_path / "frames" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), image)
+        boxes = [] if i % 4 == 0 else [{"bbox_xyxy": [100, 100, 200, 400], "class_name": "Normal"}]
+        frames.append(
+            LabeledFrame(
+                frame_key=f"cam-a:{i}",
+                camera_id="cam-a",
+                jpeg_path=path,
+                width=768,
+                height=576,
+                boxes=boxes,
+                labeled_at_iso=f"2025-06-01T12:00:{i:02d}.000000Z",
+                label_id=i + 1,
+            )
+        )
+    cap.release()
+    return frames
+
+
+def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
+    frames = _labeled(tmp_path, 14)
+    repo = DatasetRepo(tmp_path / "datasets", tmp_path / "dvc-remote")
+    repo.init()
+    repo.init()  # idempotent
+
+    build1 = build_yolo_dataset(frames[:10], repo.dataset_dir, NAMES)
+    v1 = repo.commit_version(build1, message="first ten")
+    assert v1.version == "v1" and v1.label_count == 10
+    assert v1.dvc_md5.endswith(".dir")
+    assert sorted(v1.train_frames + v1.val_frames) == sorted(f.frame_key for f in frames[:10])
+    assert not set(v1.train_frames) & set(v1.val_frames)
+    data = yaml.safe_load(v1.data_yaml.read_text())
+    assert data["path"] == str(repo.dataset_dir) and data["names"] == {0: "Normal", 1: "Fall"}
+    assert (data["train"], data["val"]) == ("images/train", "images/val")
+    negative = (
+        repo.dataset_dir
+        / "labels"
+        / ("val" if "cam-a:0" in v1.val_frames else "train")
+        / "cam-a%3A0.txt"
+    )
+    assert negative.read_text() == ""  # a no_object frame is an image with an empty label file
+
+    same = repo.commit_version(
+        build_yolo_dataset(frames[:10], repo.dataset_dir, NAMES), message="again"
+    )
+    assert same == v1  # unchanged labels: no new version
+
+    v2 = repo.commit_version(build_yolo_dataset(frames, repo.dataset_dir, NAMES), message="more")
+    assert v2.version == "v2" and v2.label_count == 14 and v2.dvc_md5 != v1.dvc_md5
+    for key in v1.val_frames:  # the held-out set only grows
+        assert key in v2.val_frames
+    assert [v.version for v in repo.versions()] == ["v1", "v2"]
+    assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push left the remote empty"
+
+    old = repo.checkout("v1")
+    assert old == v1
+    images = list((repo.dataset_dir / "images").rglob("*.jpg"))
+    assert len(images) == 10
+    tags = subprocess.run(
+        ["git", "tag"], cwd=repo.root, capture_output=True, text=True
+    ).stdout.split()
+    assert tags == ["v1", "v2"]
+    with pytest.raises(DatasetRepoError, match="no dataset version 'v9'"):
+        repo.checkout("v9")
+
+    # back on the branch: an unchanged v2 build is recognised, not re-committed
+    again = repo.commit_version(build_yolo_dataset(frames, repo.dataset_dir, NAMES), message="x")
+    assert again.version == "v2"

@@ -1,0 +1,209 @@
+"""Test support for the data-side assets: a real DuckDB store filled with real frames.
+
+Frames come from ``data/samples/vtest.avi`` (768x576, people walking), written as JPEGs
+where the agent would have stored them; rows go in with one pandas insert per table, as
+the API does. Importable as ``loopdata`` (pytest puts tests/ on sys.path).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from support import SAMPLES_DIR, require
+
+from assets.resources import LoopSettingsResource, StoreResource
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store
+
+VTEST = SAMPLES_DIR / "vtest.avi"
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@lru_cache(maxsize=1)
+def _vtest_frames(count: int, step: int) -> tuple[np.ndarray, ...]:
+    cap = cv2.VideoCapture(str(require(VTEST)))
+    frames: list[np.ndarray] = []
+    index = 0
+    while len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index % step == 0:
+            frames.append(frame)
+        index += 1
+    cap.release()
+    assert len(frames) == count, f"vtest.avi gave only {len(frames)} frames"
+    return tuple(frames)
+
+
+def vtest_frames(count: int, step: int = 5) -> list[np.ndarray]:
+    """``count`` real frames (768x576 BGR uint8) of vtest.avi, every ``step``-th."""
+    return list(_vtest_frames(count, step))
+
+
+@dataclass
+class Loop:
+    """A tmp data dir with its settings, store and the Dagster resources on it."""
+
+    data_dir: Path
+    settings: LoopSettings
+    store: Store
+    loop_resource: LoopSettingsResource
+    store_resource: StoreResource
+    frames: list[dict] = field(default_factory=list)
+    detections: list[dict] = field(default_factory=list)
+
+    def add_frames(
+        self,
+        camera_id: str,
+        images: list[np.ndarray] | None = None,
+        *,
+        count: int | None = None,
+        start: datetime = T0,
+        every: timedelta = timedelta(seconds=1),
+        features: pd.DataFrame | None = None,
+        boxes_per_frame: int = 3,
+        confidence: float = 0.55,
+    ) -> list[str]:
+        """Insert frames (JPEGs written when ``images`` given) and their detections.
+
+        Boxes are fixed people-sized boxes at different places on the 768x576 frame;
+        confidences step around ``confidence``. Returns the frame keys.
+        """
+        n = len(images) if images is not None else int(count or 0)
+        frame_rows, det_rows = [], []
+        keys = []
+        for i in range(n):
+            key = f"{camera_id}:{start.timestamp():.0f}:{i:05d}"
+            keys.append(key)
+            jpeg_path = None
+            if images is not None:
+                path = self.settings.frames_dir / camera_id / f"{key.replace(':', '_')}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(str(path), images[i])
+                jpeg_path = str(path)
+            captured = start + i * every
+            dets = []
+            for b in range(boxes_per_frame):
+                x1, y1 = 60 + 220 * b, 120 + 40 * (i % 3)
+                conf = round(confidence + 0.05 * ((i + b) % 4) - 0.05, 3)
+                dets.append(
+                    {
+                        "detection_id": f"{key}:{b}",
+                        "frame_key": key,
+                        "camera_id": camera_id,
+                        "captured_at": captured,
+                        "class_id": 0,
+                        "class_name": "Normal",
+                        "confidence": conf,
+                        "x1": float(x1),
+                        "y1": float(y1),
+                        "x2": float(x1 + 90),
+                        "y2": float(y1 + 220),
+                        "uncertain": 0.4 < conf < 0.7,
+                        "model_version": "1",
+                    }
+                )
+            feats = features.iloc[i] if features is not None else None
+            frame_rows.append(
+                {
+                    "frame_key": key,
+                    "camera_id": camera_id,
+                    "frame_index": i,
+                    "captured_at": captured,
+                    "received_at": captured + timedelta(seconds=2),
+                    "width": 768,
+                    "height": 576,
+                    "brightness": float(feats["brightness"]) if feats is not None else 110.0,
+                    "contrast": float(feats["contrast"]) if feats is not None else 50.0,
+                    "sharpness": float(feats["sharpness"]) if feats is not None else 300.0,
+                    "saturation": float(feats["saturation"]) if feats is not None else 40.0,
+                    "detection_count": int(feats["detection_count"])
+                    if feats is not None
+                    else len(dets),
+                    "mean_confidence": float(feats["mean_confidence"])
+                    if feats is not None
+                    else float(np.mean([d["confidence"] for d in dets]))
+                    if dets
+                    else None,
+                    "inference_ms": 30.0,
+                    "model_version": "1",
+                    "agent_id": "test-agent",
+                    "jpeg_path": jpeg_path,
+                }
+            )
+            det_rows.extend(dets)
+        with self.store.connect() as con:
+            frames_df = pd.DataFrame(frame_rows)
+            con.register("new_frames", frames_df)
+            con.execute(
+                f"INSERT INTO frames ({', '.join(frames_df.columns)}) SELECT * FROM new_frames"
+            )
+            if det_rows:
+                dets_df = pd.DataFrame(det_rows)
+                con.register("new_dets", dets_df)
+                con.execute(
+                    f"INSERT INTO prediction_logs ({', '.join(dets_df.columns)}) SELECT * FROM new_dets"
+                )
+        self.frames.extend(frame_rows)
+        self.detections.extend(det_rows)
+        return keys
+
+    def queue(self, frame_keys: list[str], *, priority: float = 0.0) -> None:
+        """Put frames in the labeling queue as pending (as the API does on ingest)."""
+        by_key = {f["frame_key"]: f for f in self.frames}
+        with self.store.connect() as con:
+            for key in frame_keys:
+                con.execute(
+                    """
+                    INSERT INTO labeling_queue (frame_key, camera_id, priority, uncertain_count,
+                        created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        key,
+                        by_key[key]["camera_id"],
+                        priority,
+                        1,
+                        by_key[key]["received_at"],
+                        by_key[key]["received_at"],
+                    ],
+                )
+
+    def label(
+        self,
+        frame_key: str,
+        boxes: list[dict],
+        *,
+        at: datetime,
+        labeler: str = "tester",
+    ) -> None:
+        """Record a reviewed label for a frame (``boxes``: bbox_xyxy px, class_name, class_id)."""
+        camera = next(f["camera_id"] for f in self.frames if f["frame_key"] == frame_key)
+        with self.store.connect() as con:
+            con.execute(
+                """
+                INSERT INTO reviewed_labels (item_id, frame_key, camera_id, boxes, box_count,
+                    labeler, labeled_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                [0, frame_key, camera, json.dumps(boxes), len(boxes), labeler, at],
+            )
+
+
+def make_loop(tmp_path: Path) -> Loop:
+    data_dir = tmp_path / "data"
+    loop_resource = LoopSettingsResource(data_dir=str(data_dir))
+    settings = loop_resource.settings()
+    return Loop(
+        data_dir=data_dir,
+        settings=settings,
+        store=Store(settings.duckdb_path),
+        loop_resource=loop_resource,
+        store_resource=StoreResource(loop=loop_resource),
+    )
