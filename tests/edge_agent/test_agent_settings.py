@@ -1,0 +1,51 @@
+"""Agent settings: env prefix, defaults, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from edge_agent.settings import AgentSettings
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
+
+
+def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGELOOP_AGENT_CAMERA_ID", "gate-1")
+    monkeypatch.setenv("EDGELOOP_AGENT_SOURCE", "rtsp://cam/stream")
+    monkeypatch.setenv("EDGELOOP_AGENT_TOKEN", "s3cret")
+    monkeypatch.setenv("EDGELOOP_AGENT_API_URL", "http://loop:8000/")
+    s = AgentSettings()
+    assert s.camera_id == "gate-1" and s.token_value == "s3cret"
+    assert "s3cret" not in repr(s)
+    assert s.api_url == "http://loop:8000"
+    assert s.state_path == Path("data/agent/gate-1")
+    assert s.spool_dir == Path("data/agent/gate-1/spool")
+    assert (s.uncertainty_low, s.uncertainty_high) == (UNCERTAINTY_LOW, UNCERTAINTY_HIGH)
+    assert (s.conf_threshold, s.iou_threshold, s.batch_frames, s.jpeg_quality) == (
+        0.25,
+        0.45,
+        32,
+        90,
+    )
+    assert s.fps is None and s.agent_id
+
+
+def test_unknown_setting_and_empty_band_are_errors() -> None:
+    with pytest.raises(TypeError, match="unknown agent settings: batch_size"):
+        AgentSettings(camera_id="c", source="x", batch_size=3)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="uncertainty band is empty"):
+        AgentSettings(camera_id="c", source="x", uncertainty_low=0.7, uncertainty_high=0.4)
+    with pytest.raises(ValidationError, match="camera_id"):
+        AgentSettings(camera_id="bad id", source="x")
+
+
+def test_a_shared_env_file_with_other_processes_keys_is_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "EDGELOOP_DATA_DIR=/srv/loop\nEDGELOOP_API_TOKEN=x\nEDGELOOP_AGENT_FPS=2.5\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert AgentSettings(camera_id="c", source="x").fps == 2.5
