@@ -1,0 +1,148 @@
+"""FastAPI dependencies and their ``Annotated`` aliases.
+
+Per-app state (settings, store, principals, registry, metrics) is created by
+``api.main.create_app`` and kept on ``app.state``; these functions hand it to routes, so
+tests can swap any of them with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import Principal, authenticate
+from api.model_registry import ModelRegistry
+from api.settings import ApiSettings, Role
+from api.telemetry import ApiMetrics
+from api.writer import IngestWriter
+from edgeloop.store import Store
+
+if TYPE_CHECKING:
+    from dagster_graphql import DagsterGraphQLClient
+
+logger = logging.getLogger(__name__)
+
+TOKEN_COOKIE = "edgeloop_token"
+"""Cookie the labeling page sets so plain links (HTML reports) work; accepted for GET only."""
+
+
+def get_api_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_writer(request: Request) -> IngestWriter:
+    writer: IngestWriter = request.app.state.writer
+    return writer
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+WriterDep = Annotated[IngestWriter, Depends(get_writer)]
+
+
+class JobLauncher(Protocol):
+    """What the API needs of ``dagster_graphql.DagsterGraphQLClient``: launch a job, get its run id."""
+
+    def submit_job_execution(
+        self,
+        job_name: str,
+        repository_location_name: str | None = None,
+        repository_name: str | None = None,
+        run_config: Any = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str: ...
+
+
+def get_dagster_client(settings: SettingsDep) -> DagsterGraphQLClient:
+    """A Dagster GraphQL client on ``settings.dagster_url`` (no request is made here)."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    url = urlsplit(settings.dagster_url)
+    return DagsterGraphQLClient(
+        url.hostname or "127.0.0.1",
+        port_number=url.port,
+        use_https=url.scheme == "https",
+        timeout=settings.dagster_timeout_s,
+        path_prefix=url.path.rstrip("/"),
+    )
+
+
+DagsterDep = Annotated[JobLauncher, Depends(get_dagster_client)]
+
+_bearer = HTTPBearer(auto_error=False, description="A token from the API tokens file.")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def get_current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>`` (or, on GET, the token cookie).
+
+    Raises:
+        HTTPException: 401 with ``WWW-Authenticate: Bearer`` when the token is missing or unknown.
+    """
+    token = credentials.credentials if credentials is not None else None
+    if token is None and request.method in ("GET", "HEAD"):
+        token = request.cookies.get(TOKEN_COOKIE)
+    if not token:
+        raise _unauthorized(
+            "missing bearer token: send 'Authorization: Bearer <token>' "
+            "(tokens are in the API tokens file, <data_dir>/api-tokens.json)"
+        )
+    principal = authenticate(request.app.state.principals, token)
+    if principal is None:
+        raise _unauthorized("invalid bearer token")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+def require_role(role: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets through ``role`` and ``admin``; others get 403."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.may(role):
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"this action needs the role {role!r} (or 'admin'); your token has {principal.role!r}",
+            )
+        return principal
+
+    return check
+
+
+AgentPrincipal = Annotated[Principal, Depends(require_role("agent"))]
+LabelerPrincipal = Annotated[Principal, Depends(require_role("labeler"))]
+AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]

@@ -1,0 +1,74 @@
+"""The API's cached view of the MLflow registry (production/staging aliases, model files).
+
+``mlflow`` takes seconds to import, so the client is created lazily, once per app, and
+``warm()`` can import it in the background at start-up. Model files are downloaded once
+per version into ``<data_dir>/models`` by ``edgeloop.registry.model_files``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from edgeloop import registry
+from edgeloop.settings import LoopSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    """Thread-safe, lazily created MLflow client, and the files of an alias' version.
+
+    Args:
+        settings: the loop settings (tracking URI, model name, models cache dir).
+    """
+
+    def __init__(self, settings: LoopSettings) -> None:
+        self.settings = settings
+        self._client: MlflowClient | None = None
+        self._lock = threading.Lock()
+        self._download_lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.model_name
+
+    def client(self) -> MlflowClient:
+        """The MLflow client, created on first use (imports mlflow: seconds)."""
+        with self._lock:
+            if self._client is None:
+                self._client = registry.mlflow_client(self.settings)
+            return self._client
+
+    def warm(self, *, connect: bool = True) -> None:
+        """Import mlflow now (seconds) and, with ``connect``, open the registry and look up
+        the production alias, so the first request does not wait. Errors are logged only.
+        """
+        try:
+            import mlflow  # noqa: F401
+
+            if connect:
+                self.version("production")
+        except Exception:
+            logger.exception("MLflow registry at %s not usable yet", self.settings.tracking_uri)
+
+    def version(self, alias: str) -> ModelVersion | None:
+        """The model version carrying ``alias``, or None."""
+        return registry.alias_version(self.client(), self.model_name, alias)
+
+    def files(self, alias: str) -> registry.ModelFiles:
+        """Local files of the version carrying ``alias`` (downloaded once per version into
+        ``<data_dir>/models``, by ``edgeloop.registry.alias_model_files``).
+
+        Raises:
+            edgeloop.registry.ModelNotFoundError: no version carries ``alias`` (run
+                ``edgeloop init``), or its artifacts lack ``best.onnx``/``model.json``.
+        """
+        client = self.client()
+        with self._download_lock:  # one download of a version at a time
+            return registry.alias_model_files(client, self.settings, alias)

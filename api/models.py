@@ -1,0 +1,321 @@
+"""The API's request and response models (``XBase`` / ``XCreate`` / ``XPublic``).
+
+The agent-facing wire models (``IngestBatch``, ``IngestAck``, ``ProductionModel``) live in
+``edgeloop.wire`` and are not repeated here. Boxes are ``(x1, y1, x2, y2)`` pixels of the
+original frame, origin top-left (xyxy); times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgeloop.rules import camera_drifted
+from edgeloop.wire import BBoxXYXY
+
+QueueStatus = Literal["pending", "skipped", "labeled"]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+class HealthCounts(_Public):
+    frames: int
+    detections: int
+    queue_pending: int
+    reviewed_labels: int
+
+
+class HealthPublic(_Public):
+    """``/api/health``: whether the store answers, and what the loop holds."""
+
+    status: Literal["ok", "degraded"]
+    duckdb: bool = Field(description="True when the DuckDB file opened and answered.")
+    schema_version: int | None
+    production_model_version: str | None
+    counts: HealthCounts | None
+    errors: list[str] = Field(default_factory=list)
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+class CameraMetricsPublic(_Public):
+    camera_id: str
+    frames: int
+    detections: int
+    frames_per_s: float = Field(description="Frames received per second over the window.")
+    mean_inference_ms: float | None
+    confidence_histogram: list[int] = Field(
+        description="Detections per confidence bin: 10 bins of width 0.1 over [0, 1]."
+    )
+    defect_rate: float = Field(description="Share of frames with at least one detection, [0, 1].")
+    last_received_at: datetime | None
+
+
+class MetricsPublic(_Public):
+    """``/api/metrics``: per-camera ingest figures, queue size and labels since training."""
+
+    generated_at: datetime
+    window_s: float
+    cameras: list[CameraMetricsPublic]
+    queue_pending: int
+    queue_skipped: int
+    labels_since_training: int
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+class ModelVersionPublic(_Public):
+    version: str
+    alias: str
+    run_id: str | None
+    description: str | None
+    created_at: datetime | None
+    metrics: dict[str, Any] = Field(
+        description="Metrics of the latest model_deployments row for this version (mAP50, ...)."
+    )
+
+
+class DeploymentPublic(_Public):
+    deployment_id: int
+    created_at: datetime
+    model_name: str
+    version: str
+    alias: str
+    previous_version: str | None
+    action: str
+    actor: str
+    reason: str
+    metrics: dict[str, Any]
+
+
+class ModelStatusPublic(_Public):
+    """``/api/model-status``: the production and staging versions and recent alias moves."""
+
+    model_name: str
+    production: ModelVersionPublic | None
+    staging: ModelVersionPublic | None
+    recent_deployments: list[DeploymentPublic]
+
+
+# --- inspection logs ----------------------------------------------------------------------
+
+
+class InspectionLogPublic(_Public):
+    """One detection joined with its frame."""
+
+    detection_id: str
+    frame_key: str
+    camera_id: str
+    frame_index: int
+    captured_at: datetime
+    received_at: datetime
+    class_id: int
+    class_name: str
+    confidence: float
+    bbox_xyxy: tuple[float, float, float, float]
+    uncertain: bool
+    model_version: str
+    width: int
+    height: int
+    frame_url: str | None
+
+
+class InspectionLogsPublic(_Public):
+    data: list[InspectionLogPublic]
+    count: int = Field(description="Detections matching the filters (all pages).")
+
+
+# --- labeling queue -----------------------------------------------------------------------
+
+
+class QueueItemBase(_Public):
+    item_id: int
+    frame_key: str
+    camera_id: str
+    priority: float = Field(description="Max uncertainty score of the frame's detections, [0, 1].")
+    uncertain_count: int
+    status: QueueStatus
+    skip_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class QueueItemPublic(QueueItemBase):
+    pass
+
+
+class QueueItemsPublic(_Public):
+    data: list[QueueItemPublic]
+    count: int = Field(description="Items matching the filters (all pages).")
+
+
+class ProposedBoxPublic(_Public):
+    """One detection of the frame, proposed to the labeler."""
+
+    detection_id: str
+    bbox_xyxy: tuple[float, float, float, float]
+    class_id: int
+    class_name: str
+    confidence: float
+    uncertain: bool
+
+
+class LabelBox(BaseModel):
+    """One reviewed box: xyxy px of the original frame and its class name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bbox_xyxy: BBoxXYXY = Field(description="(x1, y1, x2, y2) px of the original frame.")
+    class_name: str = Field(min_length=1, max_length=64)
+
+
+class LabelBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    boxes: list[LabelBox] = Field(default_factory=list, max_length=1000)
+    no_object: bool = Field(False, description="True: the frame holds no object of any class.")
+
+    @model_validator(mode="after")
+    def _boxes_or_no_object(self) -> LabelBase:
+        if self.no_object and self.boxes:
+            raise ValueError("no_object is true but boxes were sent; send one or the other")
+        if not self.no_object and not self.boxes:
+            raise ValueError(
+                'no boxes were sent; send at least one box, or "no_object": true for an empty frame'
+            )
+        return self
+
+
+class LabelCreate(LabelBase):
+    """``POST /api/labeling-queue/{item_id}/label`` body."""
+
+
+class StoredLabelBox(_Public):
+    bbox_xyxy: tuple[float, float, float, float]
+    class_id: int
+    class_name: str
+
+
+class LabelPublic(_Public):
+    label_id: int
+    item_id: int
+    frame_key: str
+    camera_id: str
+    boxes: list[StoredLabelBox]
+    box_count: int
+    labeler: str
+    labeled_at: datetime
+    labels_since_training: int
+
+
+class QueueItemDetailPublic(QueueItemBase):
+    """A queue item with what the labeling page needs to draw and label it."""
+
+    frame_index: int
+    captured_at: datetime
+    width: int
+    height: int
+    frame_url: str | None = Field(description="Path of the frame JPEG on this API, or null.")
+    proposed_boxes: list[ProposedBoxPublic]
+    class_names: list[str] = Field(description="Class names of the production model, by class_id.")
+    latest_label: LabelPublic | None = Field(description="The current label, when labeled.")
+    labels_since_training: int
+
+
+# --- drift and retraining -----------------------------------------------------------------
+
+
+class DriftReportPublic(_Public):
+    camera_id: str
+    computed_at: datetime
+    reference_frames: int
+    current_frames: int
+    drift_share: float = Field(description="Share of monitored features that drifted, [0, 1].")
+    min_p_value: float | None
+    p_values: dict[str, Any] = Field(
+        description="Per-feature p-values as the drift report stored them."
+    )
+    drifted: bool = Field(
+        description="The seed's rule (edgeloop.rules.camera_drifted) on this row."
+    )
+    report_path: str | None
+    report_url: str | None = Field(description="Path of the HTML report on this API, or null.")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], *, reports_dir: Path) -> DriftReportPublic:
+        """From a ``drift_reports`` row; ``drifted`` re-evaluated with the seed's rule.
+
+        ``report_url`` is ``/reports/<path>`` when the report lies under ``reports_dir``.
+        """
+        report_url = None
+        if row.get("report_path"):
+            try:
+                relative = Path(row["report_path"]).resolve().relative_to(reports_dir.resolve())
+                report_url = f"/reports/{relative.as_posix()}"
+            except ValueError:
+                report_url = None
+        return cls(
+            camera_id=row["camera_id"],
+            computed_at=row["computed_at"],
+            reference_frames=row["reference_frames"],
+            current_frames=row["current_frames"],
+            drift_share=row["drift_share"],
+            min_p_value=row["min_p_value"],
+            p_values=row["p_values"]
+            if isinstance(row["p_values"], dict)
+            else {"values": row["p_values"]},
+            drifted=camera_drifted(row["drift_share"], row["min_p_value"]),
+            report_path=row.get("report_path"),
+            report_url=report_url,
+        )
+
+
+class DriftReportsPublic(_Public):
+    data: list[DriftReportPublic]
+
+
+class RetrainingEventPublic(_Public):
+    event_id: int
+    created_at: datetime
+    trigger: str
+    camera_id: str | None
+    decision: str
+    reason: str
+    labels_since_training: int
+    run_key: str | None
+    dagster_run_id: str | None
+
+
+class RetrainingConditionsPublic(_Public):
+    """``/api/retraining/conditions``: the seed's retrain rules evaluated now."""
+
+    labels_since_training: int
+    label_threshold: int
+    drift: list[DriftReportPublic]
+    drifted_cameras: list[str]
+    retrain_due: bool
+    reasons: list[str]
+    recent_events: list[RetrainingEventPublic]
+
+
+class RetrainingTriggerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("manual trigger", max_length=500)
+
+
+class RetrainingTriggerPublic(_Public):
+    dagster_run_id: str
+    event_id: int
+    job_name: str
+    dagster_url: str

@@ -1,0 +1,35 @@
+"""``/api/frames/{frame_key}.jpg``: the JPEG an agent sent with a frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import FileResponse
+
+from api import crud
+from api.deps import CurrentPrincipal, StoreDep
+
+router = APIRouter(prefix="/api/frames", tags=["frames"])
+
+
+@router.get(
+    "/{frame_key}.jpg",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No JPEG stored"}},
+)
+def read_frame_jpeg(frame_key: str, _principal: CurrentPrincipal, store: StoreDep) -> FileResponse:
+    """The stored JPEG of a frame (the original frame; boxes are xyxy px of it)."""
+    with store.connect() as con:
+        frame = crud.get_frame(con=con, frame_key=frame_key)
+    if frame is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame {frame_key}")
+    if not frame["jpeg_path"] or not Path(frame["jpeg_path"]).is_file():
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"frame {frame_key} has no stored JPEG"
+        )
+    return FileResponse(
+        frame["jpeg_path"],
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )

@@ -1,0 +1,57 @@
+"""``/api/metrics`` (per-camera figures, JSON), ``/api/metrics/drift`` and ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import crud
+from api.deps import CurrentPrincipal, MetricsDep, SettingsDep, StoreDep
+from api.models import DriftReportPublic, DriftReportsPublic, MetricsPublic
+from edgeloop.store import labels_since_last_training
+
+router = APIRouter(prefix="/api/metrics", tags=["metrics"])
+prometheus_router = APIRouter(tags=["metrics"])
+
+
+@router.get("", response_model=MetricsPublic)
+def read_metrics(
+    _principal: CurrentPrincipal, settings: SettingsDep, store: StoreDep
+) -> MetricsPublic:
+    """Per camera: frames, frames/s over the window (by received_at), mean inference ms,
+    confidence histogram (10 bins over [0, 1]), defect rate (share of frames with at least
+    one detection); plus queue sizes and reviewed labels since the last training run."""
+    now = datetime.now(UTC)
+    with store.connect() as con:
+        cameras = crud.camera_metrics(con=con, window_s=settings.metrics_window_s, now=now)
+        queue = crud.queue_counts(con=con)
+        labels = labels_since_last_training(con)
+    return MetricsPublic(
+        generated_at=now,
+        window_s=settings.metrics_window_s,
+        cameras=cameras,
+        queue_pending=queue["pending"],
+        queue_skipped=queue["skipped"],
+        labels_since_training=labels,
+    )
+
+
+@router.get("/drift", response_model=DriftReportsPublic)
+def read_drift(
+    _principal: CurrentPrincipal, settings: SettingsDep, store: StoreDep
+) -> DriftReportsPublic:
+    """The latest drift report of each camera: drift share, per-feature p-values, the seed's
+    verdict (``edgeloop.rules.camera_drifted``) and a link to the HTML report."""
+    with store.connect() as con:
+        rows = crud.latest_drift_reports(con=con)
+    return DriftReportsPublic(
+        data=[DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows]
+    )
+
+
+@prometheus_router.get("/metrics", response_class=Response)
+def prometheus_metrics(_principal: CurrentPrincipal, metrics: MetricsDep) -> Response:
+    """Prometheus exposition: ingest counters, ingest stage and request latency histograms."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

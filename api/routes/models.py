@@ -1,0 +1,143 @@
+"""``/api/model-status`` and ``/api/models/production[/onnx]``: the registry's aliases for
+people (status) and for agents (which model to run, and its ONNX file)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
+
+from api import crud
+from api.deps import AgentPrincipal, CurrentPrincipal, RegistryDep, StoreDep
+from api.model_registry import ModelRegistry
+from api.models import ModelStatusPublic, ModelVersionPublic
+from edgeloop.registry import PRODUCTION, STAGING, ModelFiles, ModelNotFoundError
+from edgeloop.store import Store
+from edgeloop.wire import ProductionModel
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+status_router = APIRouter(prefix="/api/model-status", tags=["models"])
+
+T = TypeVar("T")
+
+ONNX_PATH = "/api/models/production/onnx"
+
+
+def _registry_call(registry: ModelRegistry, call: Callable[[], T]) -> T:
+    """Run a registry call; MLflow failures become 503 naming the tracking URI."""
+    try:
+        return call()
+    except ModelNotFoundError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+    except HTTPException:
+        raise
+    except Exception as exc:
+        logger.exception("MLflow registry call failed")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"MLflow registry at {registry.settings.tracking_uri} failed: {exc}",
+        ) from None
+
+
+def _version_public(registry: ModelRegistry, store: Store, alias: str) -> ModelVersionPublic | None:
+    mv = registry.version(alias)
+    if mv is None:
+        return None
+    with store.connect() as con:
+        metrics = crud.latest_deployment_metrics(
+            con=con, model_name=registry.model_name, version=str(mv.version)
+        )
+    created = (
+        datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC)
+        if mv.creation_timestamp
+        else None
+    )
+    return ModelVersionPublic(
+        version=str(mv.version),
+        alias=alias,
+        run_id=mv.run_id,
+        description=mv.description or None,
+        created_at=created,
+        metrics=metrics,
+    )
+
+
+@status_router.get("", response_model=ModelStatusPublic)
+def read_model_status(
+    _principal: CurrentPrincipal, registry: RegistryDep, store: StoreDep
+) -> ModelStatusPublic:
+    """Production and staging versions (metrics from their latest ``model_deployments`` row)
+    and the recent alias moves."""
+    production = _registry_call(registry, lambda: _version_public(registry, store, PRODUCTION))
+    staging = _registry_call(registry, lambda: _version_public(registry, store, STAGING))
+    with store.connect() as con:
+        deployments = crud.recent_deployments(con=con, model_name=registry.model_name)
+    return ModelStatusPublic(
+        model_name=registry.model_name,
+        production=production,
+        staging=staging,
+        recent_deployments=deployments,
+    )
+
+
+def _production_files(registry: ModelRegistry) -> ModelFiles:
+    return _registry_call(registry, lambda: registry.files(PRODUCTION))
+
+
+@router.get(
+    "/production",
+    response_model=ProductionModel,
+    responses={503: {"description": "No production model registered (run `edgeloop init`)"}},
+)
+def read_production_model(_principal: CurrentPrincipal, registry: RegistryDep) -> ProductionModel:
+    """The model agents should run: version, ONNX sha256, class names, input size."""
+    files = _production_files(registry)
+    return ProductionModel(
+        name=files.name,
+        version=files.version,
+        alias=PRODUCTION,
+        sha256=files.onnx_sha256,
+        onnx_url=f"{ONNX_PATH}?version={files.version}",
+        class_names=files.class_names,
+        imgsz=files.imgsz,
+    )
+
+
+@router.get(
+    "/production/onnx",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        409: {"description": "Production moved to another version than the one asked for"},
+        503: {"description": "No production model registered (run `edgeloop init`)"},
+    },
+)
+def download_production_onnx(
+    _agent: AgentPrincipal,
+    registry: RegistryDep,
+    version: str | None = Query(
+        None, description="Expected production version; 409 when production moved since."
+    ),
+) -> FileResponse:
+    """The production model's ONNX file (role ``agent``); headers carry version and sha256."""
+    files = _production_files(registry)
+    if version is not None and version != files.version:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=(
+                f"production is now version {files.version}, not {version}; "
+                "fetch /api/models/production again"
+            ),
+        )
+    return FileResponse(
+        files.onnx_path,
+        media_type="application/octet-stream",
+        filename=f"{files.name}-v{files.version}.onnx",
+        headers={"X-Model-Version": files.version, "X-Model-Sha256": files.onnx_sha256},
+    )

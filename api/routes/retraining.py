@@ -1,0 +1,157 @@
+"""``/api/retraining``: the seed's retrain rules evaluated now, and a manual trigger."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, status
+
+from api import crud
+from api.deps import AdminPrincipal, CurrentPrincipal, DagsterDep, SettingsDep, StoreDep
+from api.models import (
+    DriftReportPublic,
+    RetrainingConditionsPublic,
+    RetrainingTriggerCreate,
+    RetrainingTriggerPublic,
+)
+from edgeloop.rules import RETRAIN_LABEL_COUNT
+from edgeloop.store import labels_since_last_training
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/retraining", tags=["retraining"])
+
+RETRAIN_JOB = "retrain_job"
+REPOSITORY_NAME = "__repository__"
+"""The repository name Dagster gives the one ``Definitions`` of a code location."""
+
+
+def _reasons(labels: int, drifted: list[str]) -> tuple[bool, list[str]]:
+    """Whether a retrain is due under the seed's rules, and why (or why not).
+
+    Rules (the seed): retrain at ``RETRAIN_LABEL_COUNT`` reviewed labels since the last
+    training run; a drifted camera triggers a retrain only when new labels exist,
+    otherwise its queue is reprioritised instead.
+    """
+    reasons: list[str] = []
+    due = False
+    if labels >= RETRAIN_LABEL_COUNT:
+        due = True
+        reasons.append(
+            f"{labels} reviewed labels since the last training run (threshold {RETRAIN_LABEL_COUNT})"
+        )
+    else:
+        reasons.append(
+            f"{labels} reviewed labels since the last training run, below the threshold of "
+            f"{RETRAIN_LABEL_COUNT}"
+        )
+    if drifted and labels > 0:
+        due = True
+        reasons.append(f"drift on camera(s) {', '.join(drifted)} and {labels} new label(s)")
+    elif drifted:
+        reasons.append(
+            f"drift on camera(s) {', '.join(drifted)} but no new labels: reprioritise their "
+            "labeling queue rather than retrain"
+        )
+    else:
+        reasons.append("no camera drifted in its latest drift report")
+    return due, reasons
+
+
+@router.get("/conditions", response_model=RetrainingConditionsPublic)
+def read_conditions(
+    _principal: CurrentPrincipal, settings: SettingsDep, store: StoreDep
+) -> RetrainingConditionsPublic:
+    """Labels since the last training run against the threshold, the latest drift report of
+    each camera with the seed's verdict, whether a retrain is due and why, recent events."""
+    with store.connect() as con:
+        labels = labels_since_last_training(con)
+        rows = crud.latest_drift_reports(con=con)
+        events = crud.recent_retraining_events(con=con)
+    drift = [DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows]
+    drifted = [d.camera_id for d in drift if d.drifted]
+    due, reasons = _reasons(labels, drifted)
+    return RetrainingConditionsPublic(
+        labels_since_training=labels,
+        label_threshold=RETRAIN_LABEL_COUNT,
+        drift=drift,
+        drifted_cameras=drifted,
+        retrain_due=due,
+        reasons=reasons,
+        recent_events=events,
+    )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when the failure is a connection error or timeout (requests' errors are OSErrors)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+@router.post(
+    "/trigger",
+    response_model=RetrainingTriggerPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        502: {"description": "Dagster refused the launch (job missing, bad config)"},
+        503: {"description": "Dagster unreachable (start it with `make up`)"},
+    },
+)
+def trigger_retraining(
+    principal: AdminPrincipal,
+    settings: SettingsDep,
+    store: StoreDep,
+    dagster: DagsterDep,
+    body: RetrainingTriggerCreate | None = None,
+) -> RetrainingTriggerPublic:
+    """Launch Dagster's ``retrain_job`` now (role ``admin``) and record the event."""
+    reason = (body or RetrainingTriggerCreate()).reason
+    try:
+        run_id = dagster.submit_job_execution(
+            RETRAIN_JOB,
+            repository_location_name=settings.dagster_location,
+            repository_name=REPOSITORY_NAME,
+            tags={"edgeloop/trigger": "manual", "edgeloop/actor": principal.name},
+        )
+    except Exception as exc:
+        if _unreachable(exc):
+            logger.warning("Dagster at %s unreachable: %s", settings.dagster_url, exc)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail=(
+                    f"Dagster is not reachable at {settings.dagster_url}; start it with `make up` "
+                    "(or set EDGELOOP_API_DAGSTER_URL)"
+                ),
+            ) from None
+        logger.exception("Dagster refused to launch %s", RETRAIN_JOB)
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            detail=(
+                f"Dagster at {settings.dagster_url} refused to launch {RETRAIN_JOB} in code "
+                f"location {settings.dagster_location!r}: {exc}"
+            ),
+        ) from None
+    with store.connect() as con:
+        labels = labels_since_last_training(con)
+        event_id = crud.create_retraining_event(
+            con=con,
+            created_at=datetime.now(UTC),
+            trigger="manual",
+            decision="launched",
+            reason=f"{reason} (by {principal.name})",
+            labels_since_training=labels,
+            dagster_run_id=run_id,
+            details={"actor": principal.name, "job": RETRAIN_JOB},
+        )
+    logger.info("%s launched by %s: Dagster run %s", RETRAIN_JOB, principal.name, run_id)
+    return RetrainingTriggerPublic(
+        dagster_run_id=run_id,
+        event_id=event_id,
+        job_name=RETRAIN_JOB,
+        dagster_url=f"{settings.dagster_url}/runs/{run_id}",
+    )

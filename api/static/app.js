@@ -1,0 +1,468 @@
+// edgeloop labeling page: plain JS, no build step.
+// Boxes are kept as xyxy pixels of the original frame (what the API stores); the canvas
+// shows the frame scaled to fit, and `scale` converts between the two.
+"use strict";
+
+const TOKEN_KEY = "edgeloop.labelerToken";
+const TOKEN_COOKIE = "edgeloop_token";
+const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const MIN_BOX_PX = 4; // smallest box drawn by dragging, in canvas px
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("frame");
+const ctx = canvas.getContext("2d");
+
+const state = {
+  token: null,
+  item: null, // the queue item detail from the API
+  image: null, // ImageBitmap of the frame
+  scale: 1, // canvas px per frame px
+  boxes: [], // {bbox: [x1, y1, x2, y2] frame px, className, confidence|null, accepted, drawn}
+  hover: -1,
+  drag: null, // {x0, y0, x1, y1} canvas px while drawing a box
+  busy: false,
+  lastClass: null,
+  labelThreshold: null, // reviewed labels that make a retrain due (from the API)
+};
+
+// --- token -------------------------------------------------------------------------------
+
+function readToken() {
+  const match = location.hash.match(/token=([^&]+)/);
+  if (match) {
+    localStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return localStorage.getItem(TOKEN_KEY);
+}
+
+function saveToken(token) {
+  state.token = token;
+  localStorage.setItem(TOKEN_KEY, token);
+  // Lets plain links (drift reports under /reports) open in this browser; GET only.
+  document.cookie = `${TOKEN_COOKIE}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+}
+
+function askToken() {
+  $("token-input").value = "";
+  $("token-dialog").showModal();
+}
+
+$("token-form").addEventListener("submit", () => {
+  const token = $("token-input").value.trim();
+  if (!token) return;
+  saveToken(token);
+  refreshCounter();
+  loadNext();
+});
+$("change-token").addEventListener("click", askToken);
+
+// --- API -----------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function describeDetail(detail) {
+  if (Array.isArray(detail)) {
+    // FastAPI's 422 body: [{loc: [...], msg: "..."}]
+    return detail.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`).join("\n");
+  }
+  return typeof detail === "string" ? detail : JSON.stringify(detail);
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) };
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, { ...options, headers });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body.detail !== undefined) message = describeDetail(body.detail);
+    } catch (_) {
+      /* not JSON */
+    }
+    throw new ApiError(response.status, message);
+  }
+  return response;
+}
+
+// --- messages ------------------------------------------------------------------------------
+
+function showMessage(text, isError = false) {
+  const box = $("message");
+  box.textContent = text;
+  box.classList.toggle("error", isError);
+  box.hidden = !text;
+}
+
+function handleError(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    showMessage(`The token was refused: ${err.message}`, true);
+    askToken();
+    return;
+  }
+  if (err instanceof ApiError && err.status === 403) {
+    showMessage(`This token may not label: ${err.message}`, true);
+    return;
+  }
+  showMessage(err.message || String(err), true);
+}
+
+// --- loading an item ------------------------------------------------------------------------
+
+async function loadNext() {
+  if (!state.token) return askToken();
+  state.busy = true;
+  try {
+    const response = await api("/api/labeling-queue/next");
+    await showItem(await response.json());
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      state.item = null;
+      $("workspace").hidden = true;
+      $("empty").hidden = false;
+      refreshCounter();
+    } else {
+      handleError(err);
+    }
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function refreshCounter() {
+  try {
+    const conditions = await (await api("/api/retraining/conditions")).json();
+    state.labelThreshold = conditions.label_threshold;
+    setCounter(conditions.labels_since_training);
+  } catch (_) {
+    /* the counter is informative only */
+  }
+}
+
+function setCounter(n) {
+  $("label-count").textContent = state.labelThreshold ? `${n} / ${state.labelThreshold}` : String(n);
+}
+
+async function showItem(item) {
+  state.item = item;
+  state.boxes = item.proposed_boxes.map((b) => ({
+    bbox: b.bbox_xyxy.slice(),
+    className: b.class_name,
+    confidence: b.confidence,
+    accepted: true,
+    drawn: false,
+  }));
+  state.image = null;
+  if (item.frame_url) {
+    const blob = await (await api(item.frame_url)).blob();
+    state.image = await createImageBitmap(blob);
+  }
+  $("empty").hidden = true;
+  $("workspace").hidden = false;
+  $("info-item").textContent = `#${item.item_id}`;
+  $("info-camera").textContent = item.camera_id;
+  $("info-frame").textContent = `${item.frame_index} (${item.width}×${item.height})`;
+  $("info-priority").textContent = item.priority.toFixed(2);
+  $("info-status").textContent =
+    item.status + (item.skip_count ? ` (skipped ${item.skip_count}×)` : "");
+  setCounter(item.labels_since_training);
+  layoutCanvas();
+  renderBoxList();
+  draw();
+  if (!item.frame_url) showMessage("This frame has no stored JPEG; skip it.", true);
+}
+
+// --- drawing -------------------------------------------------------------------------------
+
+function classColor(className) {
+  const i = state.item ? state.item.class_names.indexOf(className) : -1;
+  return COLORS[(i < 0 ? COLORS.length - 1 : i) % COLORS.length];
+}
+
+function layoutCanvas() {
+  const item = state.item;
+  const available = $("stage").clientWidth || 960;
+  state.scale = Math.min(1.5, available / item.width);
+  canvas.width = Math.round(item.width * state.scale);
+  canvas.height = Math.round(item.height * state.scale);
+}
+
+function draw() {
+  const s = state.scale;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (state.image) ctx.drawImage(state.image, 0, 0, canvas.width, canvas.height);
+  ctx.font = "13px system-ui, sans-serif";
+  ctx.textBaseline = "bottom";
+  state.boxes.forEach((box, i) => {
+    const [x1, y1, x2, y2] = box.bbox.map((v) => v * s);
+    const color = box.accepted ? classColor(box.className) : "#9aa0a6";
+    ctx.lineWidth = i === state.hover ? 4 : 2;
+    ctx.strokeStyle = color;
+    ctx.setLineDash(box.accepted ? [] : [6, 4]);
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    ctx.setLineDash([]);
+    const text = `${i + 1} ${box.className}${box.confidence == null ? "" : " " + box.confidence.toFixed(2)}`;
+    const w = ctx.measureText(text).width + 6;
+    const ty = y1 > 18 ? y1 : y1 + 18;
+    ctx.fillStyle = color;
+    ctx.fillRect(x1, ty - 17, w, 17);
+    ctx.fillStyle = "white";
+    ctx.fillText(text, x1 + 3, ty - 2);
+  });
+  if (state.drag) {
+    const { x0, y0, x1, y1 } = state.drag;
+    ctx.strokeStyle = "#ffd60a";
+    ctx.lineWidth = 2;
+    ctx.setLineDash([4, 3]);
+    ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+    ctx.setLineDash([]);
+  }
+}
+
+function renderBoxList() {
+  const list = $("boxes");
+  list.replaceChildren();
+  if (state.boxes.length === 0) {
+    const li = document.createElement("li");
+    li.textContent = "No boxes. Drag on the image to add one, or press N for no object.";
+    li.style.display = "block";
+    list.append(li);
+    return;
+  }
+  state.boxes.forEach((box, i) => {
+    const li = document.createElement("li");
+    li.className = box.accepted ? "" : "rejected";
+    li.dataset.index = String(i);
+
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = classColor(box.className);
+
+    const number = document.createElement("span");
+    number.textContent = `${i + 1}`;
+
+    const select = document.createElement("select");
+    select.setAttribute("aria-label", `class of box ${i + 1}`);
+    for (const name of state.item.class_names) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      option.selected = name === box.className;
+      select.append(option);
+    }
+    if (!state.item.class_names.includes(box.className)) {
+      const option = document.createElement("option");
+      option.value = box.className;
+      option.textContent = `${box.className} (unknown)`;
+      option.selected = true;
+      select.append(option);
+    }
+    select.addEventListener("change", () => {
+      box.className = select.value;
+      box.accepted = true;
+      state.lastClass = select.value;
+      select.blur(); // give the keyboard shortcuts back
+      renderBoxList();
+      draw();
+    });
+
+    const conf = document.createElement("span");
+    conf.className = "conf";
+    conf.textContent = box.confidence == null ? "new" : box.confidence.toFixed(2);
+
+    const toggle = document.createElement("span");
+    toggle.className = "toggle";
+    const accept = document.createElement("button");
+    accept.type = "button";
+    accept.className = "accept" + (box.accepted ? " on" : "");
+    accept.textContent = "✓";
+    accept.title = "accept this box";
+    accept.setAttribute("aria-label", `accept box ${i + 1}`);
+    accept.addEventListener("click", () => setAccepted(i, true));
+    const reject = document.createElement("button");
+    reject.type = "button";
+    reject.className = "reject" + (box.accepted ? "" : " on");
+    reject.textContent = "✗";
+    reject.title = "reject this box (not an object)";
+    reject.setAttribute("aria-label", `reject box ${i + 1}`);
+    reject.addEventListener("click", () => setAccepted(i, false));
+    toggle.append(accept, reject);
+
+    li.append(swatch, number, select, conf, toggle);
+    li.addEventListener("mouseenter", () => setHover(i));
+    li.addEventListener("mouseleave", () => setHover(-1));
+    list.append(li);
+  });
+}
+
+function setAccepted(i, accepted) {
+  const box = state.boxes[i];
+  if (box.drawn && !accepted) {
+    state.boxes.splice(i, 1); // a box drawn by hand is simply removed
+  } else {
+    box.accepted = accepted;
+  }
+  renderBoxList();
+  draw();
+}
+
+function setHover(i) {
+  state.hover = i;
+  for (const li of $("boxes").children) li.classList.toggle("hover", li.dataset.index === String(i));
+  draw();
+}
+
+// --- drawing a new box by dragging ---------------------------------------------------------
+
+function canvasPoint(event) {
+  const rect = canvas.getBoundingClientRect();
+  return {
+    x: ((event.clientX - rect.left) * canvas.width) / rect.width,
+    y: ((event.clientY - rect.top) * canvas.height) / rect.height,
+  };
+}
+
+canvas.addEventListener("mousedown", (event) => {
+  if (!state.item) return;
+  const p = canvasPoint(event);
+  state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
+});
+canvas.addEventListener("mousemove", (event) => {
+  if (!state.drag) return;
+  const p = canvasPoint(event);
+  state.drag.x1 = p.x;
+  state.drag.y1 = p.y;
+  draw();
+});
+window.addEventListener("mouseup", () => {
+  const drag = state.drag;
+  state.drag = null;
+  if (!drag || !state.item) return;
+  if (Math.abs(drag.x1 - drag.x0) < MIN_BOX_PX || Math.abs(drag.y1 - drag.y0) < MIN_BOX_PX) {
+    draw();
+    return;
+  }
+  const s = state.scale;
+  const clampX = (v) => Math.max(0, Math.min(state.item.width, v / s));
+  const clampY = (v) => Math.max(0, Math.min(state.item.height, v / s));
+  state.boxes.push({
+    bbox: [
+      clampX(Math.min(drag.x0, drag.x1)),
+      clampY(Math.min(drag.y0, drag.y1)),
+      clampX(Math.max(drag.x0, drag.x1)),
+      clampY(Math.max(drag.y0, drag.y1)),
+    ],
+    className: state.lastClass || state.item.class_names[0],
+    confidence: null,
+    accepted: true,
+    drawn: true,
+  });
+  renderBoxList();
+  draw();
+});
+
+// --- actions ---------------------------------------------------------------------------------
+
+function round1(v) {
+  return Math.round(v * 10) / 10;
+}
+
+async function send(path, json, done) {
+  if (!state.item || state.busy) return;
+  state.busy = true;
+  try {
+    const response = await api(path, { method: "POST", json });
+    const body = await response.json();
+    showMessage(done(body));
+    state.busy = false;
+    await loadNext();
+  } catch (err) {
+    handleError(err);
+  } finally {
+    state.busy = false;
+  }
+}
+
+function submit() {
+  if (!state.item) return;
+  const accepted = state.boxes.filter((b) => b.accepted);
+  if (accepted.length === 0) {
+    showMessage("No box is accepted. Press N (No object) if the frame holds nothing.", true);
+    return;
+  }
+  const { width, height } = state.item;
+  const boxes = accepted.map((b) => ({
+    bbox_xyxy: [
+      round1(Math.max(0, b.bbox[0])),
+      round1(Math.max(0, b.bbox[1])),
+      round1(Math.min(width, b.bbox[2])),
+      round1(Math.min(height, b.bbox[3])),
+    ],
+    class_name: b.className,
+  }));
+  const itemId = state.item.item_id;
+  send(`/api/labeling-queue/${itemId}/label`, { boxes, no_object: false }, (label) => {
+    setCounter(label.labels_since_training);
+    return `Item #${itemId} labeled with ${label.box_count} box${label.box_count === 1 ? "" : "es"}.`;
+  });
+}
+
+function noObject() {
+  if (!state.item) return;
+  const itemId = state.item.item_id;
+  send(`/api/labeling-queue/${itemId}/label`, { boxes: [], no_object: true }, (label) => {
+    setCounter(label.labels_since_training);
+    return `Item #${itemId} labeled: no object.`;
+  });
+}
+
+function skip() {
+  if (!state.item) return;
+  const itemId = state.item.item_id;
+  send(`/api/labeling-queue/${itemId}/skip`, undefined, () => `Item #${itemId} skipped.`);
+}
+
+$("submit").addEventListener("click", submit);
+$("no-object").addEventListener("click", noObject);
+$("skip").addEventListener("click", skip);
+$("refresh").addEventListener("click", loadNext);
+
+document.addEventListener("keydown", (event) => {
+  const tag = event.target.tagName;
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(tag) || $("token-dialog").open) return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.key === "Enter") {
+    event.preventDefault();
+    submit();
+  } else if (event.key === "n" || event.key === "N") {
+    noObject();
+  } else if (event.key === "s" || event.key === "S") {
+    skip();
+  }
+});
+
+window.addEventListener("resize", () => {
+  if (!state.item) return;
+  layoutCanvas();
+  draw();
+});
+
+// --- start -------------------------------------------------------------------------------------
+
+const initial = readToken();
+if (initial) {
+  saveToken(initial);
+  refreshCounter();
+  loadNext();
+} else {
+  askToken();
+}

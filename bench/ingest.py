@@ -1,0 +1,349 @@
+"""Ingest throughput: detections/s through the API against a raw Arrow insert into DuckDB.
+
+What it measures, in one run on the same machine:
+  * api: real uvicorn on loopback (a subprocess), clients POSTing ``IngestBatch`` JSON
+    (``--frames`` frames x ``--detections`` detections per batch, no JPEGs) to
+    ``/api/ingest``; end to end: HTTP, pydantic parse, Arrow build, DuckDB insert and
+    commit, the connection's open and close (checkpoint). Run with 1 client (one batch
+    in flight) and with ``--concurrency`` clients (a fleet of agents).
+  * raw: the same rows as pre-built pyarrow tables inserted into a fresh DuckDB file
+    with the same schema (``INSERT INTO t SELECT * FROM arrow``, a transaction per batch),
+    once through one connection for all batches and once with a connection opened and
+    closed per batch (the open and the closing checkpoint are what the API's writer
+    amortises).
+
+Also printed: the API process' CPU time per batch (user + system, from /proc), which
+says what the run would give on an idle machine when other work shares the cores.
+
+Usage: ``uv run --frozen python bench/ingest.py [--batches 12] [--concurrency 4]``.
+Target: >= 100,000 detections/s end to end on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import httpx
+import numpy as np
+import pyarrow as pa
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgeloop.store import Store  # noqa: E402
+
+TOKEN = "bench-agent-token"
+WIDTH, HEIGHT = 768, 576
+
+
+def make_batch(rng: np.random.Generator, batch_index: int, frames: int, detections: int) -> bytes:
+    """One IngestBatch as JSON bytes: boxes inside a 768x576 frame, confidences in [0.25, 1)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=batch_index * frames / 10)
+    out = []
+    for i in range(frames):
+        conf = rng.uniform(0.25, 1.0, detections)
+        x1 = rng.uniform(0, WIDTH - 100, detections)
+        y1 = rng.uniform(0, HEIGHT - 200, detections)
+        dets = [
+            {
+                "bbox_xyxy": [
+                    round(float(x1[j]), 2),
+                    round(float(y1[j]), 2),
+                    round(float(x1[j]) + 60.5, 2),
+                    round(float(y1[j]) + 150.25, 2),
+                ],
+                "class_id": 0,
+                "class_name": "Normal",
+                "confidence": round(float(conf[j]), 4),
+                "uncertain": bool(0.4 < conf[j] < 0.7),
+            }
+            for j in range(detections)
+        ]
+        out.append(
+            {
+                "frame_key": f"cam-{batch_index % 4}:{batch_index}:{i:06d}",
+                "camera_id": f"cam-{batch_index % 4}",
+                "frame_index": batch_index * frames + i,
+                "captured_at": (start + timedelta(milliseconds=100 * i)).isoformat(),
+                "width": WIDTH,
+                "height": HEIGHT,
+                "quality": {
+                    "brightness": 110.5,
+                    "contrast": 42.1,
+                    "sharpness": 310.7,
+                    "saturation": 35.2,
+                },
+                "inference_ms": 31.4,
+                "model_version": "1",
+                "detections": dets,
+            }
+        )
+    return json.dumps(
+        {"wire_version": "1", "agent_id": "bench", "sent_at": start.isoformat(), "frames": out}
+    ).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_api(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EDGELOOP_DATA_DIR": str(data_dir),
+        "EDGELOOP_API_TOKENS": json.dumps({TOKEN: "agent"}),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow.db'}",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("uvicorn did not answer /api/health within 60 s")
+
+
+def post_all(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, int]:
+    """POST every body with ``concurrency`` keep-alive clients; returns (seconds, detections)."""
+    stored = 0
+    lock = threading.Lock()
+    queue = list(enumerate(bodies))
+    errors: list[str] = []
+
+    def worker() -> None:
+        nonlocal stored
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            timeout=120,
+        ) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    _, body = queue.pop(0)
+                response = client.post("/api/ingest", content=body)
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code}: {response.text[:300]}")
+                    return
+                with lock:
+                    stored += response.json()["detections"]
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"ingest failed: {errors[0]}")
+    return elapsed, stored
+
+
+def arrow_tables(body: bytes) -> tuple[pa.Table, pa.Table]:
+    """The frames and prediction_logs rows of a batch as Arrow tables (built untimed)."""
+    batch = json.loads(body)
+    now = datetime.now(UTC)
+    ts = pa.timestamp("us", tz="UTC")
+    frames = batch["frames"]
+    dets = [(f, i, d) for f in frames for i, d in enumerate(f["detections"])]
+    frames_table = pa.table(
+        {
+            "frame_key": [f["frame_key"] for f in frames],
+            "camera_id": [f["camera_id"] for f in frames],
+            "frame_index": pa.array([f["frame_index"] for f in frames], pa.int64()),
+            "captured_at": pa.array([datetime.fromisoformat(f["captured_at"]) for f in frames], ts),
+            "received_at": pa.array([now] * len(frames), ts),
+            "width": pa.array([f["width"] for f in frames], pa.int32()),
+            "height": pa.array([f["height"] for f in frames], pa.int32()),
+            "brightness": [f["quality"]["brightness"] for f in frames],
+            "contrast": [f["quality"]["contrast"] for f in frames],
+            "sharpness": [f["quality"]["sharpness"] for f in frames],
+            "saturation": [f["quality"]["saturation"] for f in frames],
+            "detection_count": pa.array([len(f["detections"]) for f in frames], pa.int32()),
+            "mean_confidence": [
+                float(np.mean([d["confidence"] for d in f["detections"]])) for f in frames
+            ],
+            "inference_ms": [f["inference_ms"] for f in frames],
+            "model_version": [f["model_version"] for f in frames],
+            "agent_id": [batch["agent_id"]] * len(frames),
+            "jpeg_path": pa.array([None] * len(frames), pa.string()),
+        }
+    )
+    det_table = pa.table(
+        {
+            "detection_id": [f"{f['frame_key']}:{i}" for f, i, _ in dets],
+            "frame_key": [f["frame_key"] for f, _, _ in dets],
+            "camera_id": [f["camera_id"] for f, _, _ in dets],
+            "captured_at": pa.array(
+                [datetime.fromisoformat(f["captured_at"]) for f, _, _ in dets], ts
+            ),
+            "class_id": pa.array([d["class_id"] for _, _, d in dets], pa.int32()),
+            "class_name": [d["class_name"] for _, _, d in dets],
+            "confidence": [d["confidence"] for _, _, d in dets],
+            "x1": [d["bbox_xyxy"][0] for _, _, d in dets],
+            "y1": [d["bbox_xyxy"][1] for _, _, d in dets],
+            "x2": [d["bbox_xyxy"][2] for _, _, d in dets],
+            "y2": [d["bbox_xyxy"][3] for _, _, d in dets],
+            "uncertain": [d["uncertain"] for _, _, d in dets],
+            "model_version": [f["model_version"] for f, _, _ in dets],
+        }
+    )
+    return frames_table, det_table
+
+
+def raw_insert(
+    db_path: Path, tables: list[tuple[pa.Table, pa.Table]], *, connection_per_batch: bool
+) -> tuple[float, int]:
+    """Insert pre-built Arrow tables, a transaction per batch; returns (seconds, rows)."""
+    with Store(db_path).connect():
+        pass
+    rows = 0
+    start = time.perf_counter()
+    con = duckdb.connect(str(db_path))
+    for frames_table, det_table in tables:
+        if connection_per_batch and con is None:
+            con = duckdb.connect(str(db_path))
+        assert con is not None
+        con.execute("BEGIN TRANSACTION")
+        con.register("f", frames_table)
+        con.register("d", det_table)
+        con.execute("INSERT INTO frames BY NAME SELECT * FROM f")
+        con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM d")
+        con.execute("COMMIT")
+        if connection_per_batch:
+            con.close()
+            con = None
+        rows += det_table.num_rows
+    if con is not None:
+        con.close()
+    return time.perf_counter() - start, rows
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, s (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", type=int, default=16, help="timed batches per API run")
+    parser.add_argument("--frames", type=int, default=500, help="frames per batch")
+    parser.add_argument("--detections", type=int, default=20, help="detections per frame")
+    parser.add_argument("--concurrency", type=int, default=2, help="clients in the fleet run")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    n = args.batches
+    print(
+        f"generating {3 * n + 2} batches of {args.frames} frames x {args.detections} detections ..."
+    )
+    bodies = [make_batch(rng, b, args.frames, args.detections) for b in range(3 * n + 2)]
+    mb = sum(len(b) for b in bodies[:n]) / n / 1e6
+    print(f"  {mb:.2f} MB of JSON per batch")
+
+    with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
+        data_dir = Path(tmp)
+        port = free_port()
+        proc = start_api(data_dir, port)
+        try:
+            post_all(port, bodies[:2], 1)  # warm-up: first connection, kernels, allocator
+            load = os.getloadavg()[0]
+            cpu0 = cpu_seconds(proc.pid)
+            seq_s, seq_dets = post_all(port, bodies[2 : 2 + n], 1)
+            cpu1 = cpu_seconds(proc.pid)
+            fleet_s, fleet_dets = post_all(port, bodies[2 + n : 2 + 3 * n], args.concurrency)
+            cpu2 = cpu_seconds(proc.pid)
+            health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30).json()
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
+        expected = (3 * n + 2) * args.frames * args.detections
+        stored = health["counts"]["detections"]
+        if stored != expected:
+            raise SystemExit(f"DuckDB holds {stored} detections, expected {expected}")
+
+        tables = [arrow_tables(b) for b in bodies[2 : 2 + n]]
+        raw_s, raw_rows = raw_insert(
+            data_dir / "raw-one.duckdb", tables, connection_per_batch=False
+        )
+        raw_pb_s, raw_pb_rows = raw_insert(
+            data_dir / "raw-per-batch.duckdb", tables, connection_per_batch=True
+        )
+
+    dets_per_batch = args.frames * args.detections
+    seq_rate = seq_dets / seq_s
+    fleet_rate = fleet_dets / fleet_s
+    raw_rate = raw_rows / raw_s
+    raw_pb_rate = raw_pb_rows / raw_pb_s
+    seq_cpu_ms = (cpu1 - cpu0) / n * 1000
+    fleet_cpu_ms = (cpu2 - cpu1) / (2 * n) * 1000
+    rows = [
+        ("api, 1 client", seq_rate, seq_s, seq_dets, f"server cpu {seq_cpu_ms:.0f} ms/batch"),
+        (
+            f"api, {args.concurrency} clients",
+            fleet_rate,
+            fleet_s,
+            fleet_dets,
+            f"server cpu {fleet_cpu_ms:.0f} ms/batch",
+        ),
+        ("raw arrow, 1 connection", raw_rate, raw_s, raw_rows, ""),
+        ("raw arrow, connection/batch", raw_pb_rate, raw_pb_s, raw_pb_rows, ""),
+    ]
+    print(f"cpu cores: {os.cpu_count()}, 1-min load average before the API runs: {load:.1f}")
+    print(f"batches of {args.frames} frames x {args.detections} detections ({dets_per_batch:,})")
+    for name, rate, secs, count, extra in rows:
+        print(f"{name:<28} {rate:>10,.0f} detections/s  ({secs:5.2f} s for {count:,})  {extra}")
+    print(
+        f"ratio api/raw(1 connection): 1 client {seq_rate / raw_rate:.2f}, "
+        f"{args.concurrency} clients {fleet_rate / raw_rate:.2f}"
+    )
+    best = max(seq_rate, fleet_rate)
+    per_core = dets_per_batch / (min(seq_cpu_ms, fleet_cpu_ms) / 1000)
+    print(
+        f"target 100,000 detections/s end to end: {'met' if best >= 100_000 else 'NOT met'} "
+        f"(best {best:,.0f}); the server's CPU time per batch allows {per_core:,.0f}/s per core"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Helpers of the API tests: tokens per role, batch builders, real JPEGs.
+
+Importable as ``api_support`` (pytest puts a test file's folder on sys.path).
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi.testclient import TestClient
+
+from edgeloop.registry import ModelNotFoundError
+
+TOKENS = {"agent-token": "agent", "labeler-token": "labeler", "admin-token": "admin"}
+AGENT = {"Authorization": "Bearer agent-token"}
+LABELER = {"Authorization": "Bearer labeler-token"}
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+WIDTH, HEIGHT = 640, 480
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """A real uvicorn serving ``api.main:create_app --factory`` on a loopback port."""
+
+    base_url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def jpeg_bytes(width: int = WIDTH, height: int = HEIGHT, seed: int = 0) -> bytes:
+    """A real JPEG (cv2.imencode) of a grey frame with a few filled rectangles."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width, 3), 90, np.uint8)
+    for _ in range(3):
+        x, y = int(rng.integers(0, width - 80)), int(rng.integers(0, height - 120))
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.rectangle(image, (x, y), (x + 60, y + 110), color, -1)
+    ok, buffer = cv2.imencode(".jpg", image)
+    assert ok
+    return buffer.tobytes()
+
+
+def detection(
+    x1: float, y1: float, x2: float, y2: float, confidence: float, class_name: str = "Normal"
+) -> dict[str, Any]:
+    return {
+        "bbox_xyxy": [x1, y1, x2, y2],
+        "class_id": {"Normal": 0, "Fall": 1}.get(class_name, 0),
+        "class_name": class_name,
+        "confidence": confidence,
+        "uncertain": 0.4 < confidence < 0.7,
+    }
+
+
+def frame(
+    key: str,
+    *,
+    camera_id: str = "cam-1",
+    index: int = 0,
+    detections: list[dict[str, Any]] | None = None,
+    jpeg: bytes | None = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    captured_at: datetime | None = None,
+    inference_ms: float = 25.0,
+) -> dict[str, Any]:
+    """One FrameRecord as JSON-ready dict (jpeg base64-encoded)."""
+    record: dict[str, Any] = {
+        "frame_key": key,
+        "camera_id": camera_id,
+        "frame_index": index,
+        "captured_at": (
+            captured_at or datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=index)
+        ).isoformat(),
+        "width": width,
+        "height": height,
+        "quality": {"brightness": 100.0, "contrast": 40.0, "sharpness": 250.0, "saturation": 30.0},
+        "inference_ms": inference_ms,
+        "model_version": "1",
+        "detections": detections or [],
+    }
+    if jpeg is not None:
+        record["jpeg"] = base64.b64encode(jpeg).decode()
+    return record
+
+
+def batch(*frames: dict[str, Any], agent_id: str = "agent-1") -> dict[str, Any]:
+    return {
+        "wire_version": "1",
+        "agent_id": agent_id,
+        "sent_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat(),
+        "frames": list(frames),
+    }
+
+
+class NoModelRegistry:
+    """Registry stub: no version carries any alias (unit tests only)."""
+
+    model_name = "edgeloop-detector"
+
+    def version(self, alias: str) -> None:
+        return None
+
+    def files(self, alias: str) -> Any:
+        raise ModelNotFoundError(
+            f"no version of 'edgeloop-detector' has the alias {alias!r}; run `edgeloop init`"
+        )
+
+
+def ingest(client: TestClient, *frames: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/api/ingest", json=batch(*frames), headers=AGENT)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def queued_frame(
+    key: str, index: int = 0, confidence: float = 0.55, **kwargs: Any
+) -> dict[str, Any]:
+    """A frame with one uncertain and one confident detection, and its JPEG."""
+    return frame(
+        key,
+        index=index,
+        detections=[
+            detection(100, 50, 180, 230, confidence),
+            detection(300, 100, 380, 300, 0.92, "Fall"),
+        ],
+        jpeg=jpeg_bytes(seed=index),
+        **kwargs,
+    )

@@ -1,0 +1,127 @@
+"""Fixtures of the API tests: an app on the test's own data dir (from tests/conftest.py).
+
+The TestClient fixtures swap the MLflow registry for a stub without a production model
+(``NoModelRegistry``): a fresh MLflow sqlite store takes seconds to create, and only
+``test_api_models.py`` needs a real one (it builds it). Everything else is real: the
+DuckDB file, JPEG files, Arrow inserts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+# The test modules' folder is put on sys.path only when they are imported, after this
+# conftest: make api_support importable here too.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from api_support import TOKENS, LiveServer, NoModelRegistry, free_port
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from support import REPO_ROOT
+
+from api.deps import get_registry
+from api.main import create_app
+from api.settings import ApiSettings
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store
+
+
+@pytest.fixture
+def api_settings(loop_settings: LoopSettings) -> ApiSettings:
+    return ApiSettings(
+        loop=loop_settings,
+        tokens=TOKENS,  # type: ignore[arg-type]
+        warm_registry=False,
+        dagster_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        dagster_timeout_s=5,
+    )
+
+
+@pytest.fixture
+def app(api_settings: ApiSettings) -> FastAPI:
+    application = create_app(api_settings)
+    application.dependency_overrides[get_registry] = NoModelRegistry
+    return application
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def store(loop_settings: LoopSettings) -> Store:
+    """The same DuckDB file the app uses (same process: DuckDB shares the open database)."""
+    return Store(loop_settings.duckdb_path)
+
+
+@pytest.fixture
+def live_server(loop_settings: LoopSettings) -> Iterator[LiveServer]:
+    """uvicorn in a subprocess (own process group) on a free port; stopped with SIGTERM."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "EDGELOOP_DATA_DIR": str(loop_settings.data_dir),
+        "EDGELOOP_API_TOKENS": json.dumps(TOKENS),
+        "EDGELOOP_API_WARM_REGISTRY": "false",
+        "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    log = (loop_settings.data_dir.parent / "uvicorn.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"uvicorn exited with {process.returncode}: "
+                    + (loop_settings.data_dir.parent / "uvicorn.log").read_text()[-2000:]
+                )
+            try:
+                if httpx.get(f"{base_url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not answer /api/health within 60 s")
+            time.sleep(0.1)
+        yield LiveServer(base_url=base_url, data_dir=loop_settings.data_dir, process=process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
