@@ -244,3 +244,89 @@ def alias_model_files(client: MlflowClient, settings: LoopSettings, alias: str) 
             "run `edgeloop init` to register the seed detector"
         )
     return model_files(client, settings, model_name=settings.model_name, version=str(mv.version))
+
+
+def production_history(store: Store, model_name: str) -> list[str]:
+    """The stack of production versions after replaying ``model_deployments``, oldest first.
+
+    A promote (or register) pushes its version; a rollback pops back to the version it
+    restored. So after v1 → v2 → v3 and one rollback, the stack is ``["1", "2"]``.
+    """
+    with store.connect() as con:
+        rows = con.execute(
+            """
+            SELECT version, action FROM model_deployments
+            WHERE model_name = ? AND alias = ?
+            ORDER BY created_at, deployment_id
+            """,
+            [model_name, PRODUCTION],
+        ).fetchall()
+    stack: list[str] = []
+    for version, action in rows:
+        if action == "rollback" and version in stack:
+            while stack[-1] != version:
+                stack.pop()
+        elif not stack or stack[-1] != version:
+            stack.append(str(version))
+    return stack
+
+
+def rollback(
+    client: MlflowClient,
+    store: Store,
+    *,
+    model_name: str,
+    to_version: str | None = None,
+    actor: str,
+    reason: str,
+) -> str:
+    """Move ``production`` back to the previous production version (or to ``to_version``).
+
+    "Previous" comes from the ``model_deployments`` history (``production_history``):
+    the latest version that held production before the current one and was not itself
+    rolled back from. The move is recorded with action ``rollback``.
+
+    Returns:
+        The version ``production`` now points at.
+
+    Raises:
+        ModelNotFoundError: no production version, no earlier one in the history, or
+            ``to_version`` is not a registered version of ``model_name``.
+        ValueError: ``to_version`` already is production.
+    """
+    from mlflow.exceptions import MlflowException
+
+    current = alias_version(client, model_name, PRODUCTION)
+    if current is None:
+        raise ModelNotFoundError(f"no version of {model_name!r} has the alias {PRODUCTION!r}")
+    current_version = str(current.version)
+    if to_version is None:
+        history = production_history(store, model_name)
+        while history and history[-1] == current_version:
+            history.pop()
+        if not history:
+            raise ModelNotFoundError(
+                f"no earlier production version of {model_name!r} in model_deployments to roll "
+                f"back to (production is v{current_version}); pass an explicit version"
+            )
+        target = history[-1]
+    else:
+        target = str(to_version)
+        try:
+            client.get_model_version(model_name, target)
+        except MlflowException as exc:
+            raise ModelNotFoundError(f"{model_name!r} has no version {target}") from exc
+    if target == current_version:
+        raise ValueError(f"v{target} already is production of {model_name!r}")
+    move_alias(
+        client,
+        store,
+        model_name=model_name,
+        alias=PRODUCTION,
+        version=target,
+        actor=actor,
+        reason=reason,
+        action="rollback",
+        metrics={"rolled_back_from": current_version},
+    )
+    return target

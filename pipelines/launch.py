@@ -1,0 +1,180 @@
+"""Run the code location headless: tick a sensor, run what it asks for, materialize assets.
+
+``edgeloop demo`` uses these without the Dagster daemon, against the same instance that
+``dagster dev`` shows later (``DAGSTER_HOME=data/dagster``, ``DagsterInstance.get()``),
+so every run appears in the UI with its sensor and run key tags. Runs execute in this
+process (``execute_in_process``), one after another.
+
+The cursor of each sensor ticked here is kept in ``<instance root>/headless_sensor_cursors.json``:
+Dagster has no public API to write a sensor's stored cursor outside the daemon. The
+sensors are idempotent on their run keys (see ``pipelines/sensors.py``), so the
+daemon, which keeps its own cursor, does not launch or record a trigger twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+logger = logging.getLogger(__name__)
+
+CURSOR_FILE = "headless_sensor_cursors.json"
+RUN_KEY_TAG = "dagster/run_key"
+SENSOR_NAME_TAG = "dagster/sensor_name"
+
+
+class RunFailedError(RuntimeError):
+    """A run launched headless did not succeed; the message names the run and its failure."""
+
+
+def cursor_path(instance: dg.DagsterInstance) -> Path:
+    """Where ``tick_sensor`` keeps sensor cursors for this instance."""
+    return Path(instance.root_directory) / CURSOR_FILE
+
+
+def _load_cursors(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def _save_cursors(path: Path, cursors: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(cursors, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _run_requests(result: Any) -> tuple[list[dg.RunRequest], str | None, bool]:
+    """(run requests, cursor set by the result, whether the result set one)."""
+    if result is None or isinstance(result, dg.SkipReason):
+        return [], None, False
+    if isinstance(result, dg.SensorResult):
+        return list(result.run_requests or []), result.cursor, result.cursor is not None
+    if isinstance(result, dg.RunRequest):
+        return [result], None, False
+    if isinstance(result, Iterable):
+        requests: list[dg.RunRequest] = []
+        cursor, has_cursor = None, False
+        for item in result:
+            more, item_cursor, item_has = _run_requests(item)
+            requests.extend(more)
+            if item_has:
+                cursor, has_cursor = item_cursor, True
+        return requests, cursor, has_cursor
+    raise TypeError(f"unexpected sensor result {type(result).__name__}")
+
+
+def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
+    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+
+
+def tick_sensor(
+    defs: dg.Definitions,
+    sensor_name: str,
+    instance: dg.DagsterInstance,
+    *,
+    raise_on_error: bool = True,
+) -> list[str]:
+    """Evaluate one sensor once, then execute each new run it requests, in process.
+
+    The sensor sees the cursor it left at its previous headless tick. A request whose
+    run key already has a run on the instance is skipped, as the daemon would.
+
+    Args:
+        defs: the code location (``pipelines.definitions.defs``).
+        sensor_name: e.g. ``label_count_sensor``, ``drift_sensor``.
+        instance: the Dagster instance (``DagsterInstance.get()`` for ``data/dagster``).
+        raise_on_error: raise ``RunFailedError`` when a run fails (after saving the cursor).
+
+    Returns:
+        The ids of the runs executed (empty when the sensor skipped).
+
+    Raises:
+        RunFailedError: a launched run failed and ``raise_on_error`` is true.
+    """
+    sensor_def = defs.resolve_sensor_def(sensor_name)
+    path = cursor_path(instance)
+    cursors = _load_cursors(path)
+    # Direct invocation takes resources from the context only, not from ``definitions``.
+    resources = {key: (defs.resources or {})[key] for key in sensor_def.required_resource_keys}
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursors.get(sensor_name),
+        definitions=defs,
+        sensor_name=sensor_name,
+        resources=resources,
+    ) as context:
+        result = sensor_def(context)
+        requests, cursor, has_cursor = _run_requests(result)
+        new_cursor = cursor if has_cursor else context.cursor
+    if new_cursor is not None and new_cursor != cursors.get(sensor_name):
+        cursors[sensor_name] = new_cursor
+        _save_cursors(path, cursors)
+    if isinstance(result, dg.SkipReason):
+        logger.info("%s skipped: %s", sensor_name, result.skip_message)
+
+    run_ids: list[str] = []
+    failures: list[str] = []
+    for request in requests:
+        if request.run_key and _run_exists(instance, request.run_key):
+            logger.info("%s: a run with key %s exists; skipped", sensor_name, request.run_key)
+            continue
+        job_name = request.job_name or sensor_def.job_name
+        if job_name is None:
+            raise ValueError(f"{sensor_name} requested a run without naming a job")
+        job = defs.resolve_job_def(job_name)
+        tags = {**request.tags, SENSOR_NAME_TAG: sensor_name}
+        if request.run_key:
+            tags[RUN_KEY_TAG] = request.run_key
+        logger.info("%s: running %s (run key %s)", sensor_name, job_name, request.run_key)
+        outcome = job.execute_in_process(
+            instance=instance,
+            run_config=request.run_config or None,
+            tags=tags,
+            raise_on_error=False,
+        )
+        run_ids.append(outcome.run_id)
+        if not outcome.success:
+            failures.append(f"{job_name} run {outcome.run_id} (key {request.run_key}) failed")
+    if failures and raise_on_error:
+        raise RunFailedError("; ".join(failures))
+    return run_ids
+
+
+def materialize(
+    defs: dg.Definitions,
+    selection: str | Sequence[str],
+    instance: dg.DagsterInstance,
+    *,
+    run_config: dg.RunConfig | dict[str, Any] | None = None,
+) -> str:
+    """Materialize assets of ``defs`` (asset names, e.g. ``["detections", "drift_report"]``)
+    in process on ``instance``, with the code location's resources. Returns the run id.
+
+    ``run_config`` defaults to the assets' own config defaults (e.g.
+    ``pipelines.jobs.drift_run_config(get_pipeline_settings())`` gives drift_job's).
+
+    Raises:
+        RunFailedError: the run failed.
+    """
+    names = [selection] if isinstance(selection, str) else list(selection)
+    job = defs.resolve_implicit_global_asset_job_def()
+    outcome = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey.from_user_string(name) for name in names],
+        run_config=run_config,
+        raise_on_error=False,
+    )
+    if not outcome.success:
+        raise RunFailedError(f"materializing {', '.join(names)} failed (run {outcome.run_id})")
+    return outcome.run_id

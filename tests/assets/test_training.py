@@ -1,0 +1,514 @@
+"""Training side: the promotion policy, rollback, the dataset checks, and
+detector_model → model_evaluation → model_promotion on a real tiny dataset.
+
+The dataset is real: vtest.avi frames labeled with the seed detector's own confident
+boxes (conf >= 0.5), written as YOLO files by hand. The registry is a real MLflow sqlite
+store in tmp where the seed is registered as production (its ONNX exported once).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import dagster as dg
+import pytest
+from loopdata import vtest_frames
+from support import SEED_PT, require
+
+from assets.registry import PromotionConfig, model_promotion, promotion_decision
+from assets.resources import LoopSettingsResource, MlflowResource, StoreResource
+from assets.training import (
+    EvaluationConfig,
+    HeldoutMetrics,
+    ModelEvaluation,
+    TrainingConfig,
+    detector_model,
+    model_evaluation,
+)
+from edgeloop.bootstrap import export_onnx
+from edgeloop.datasets import DatasetVersion
+from edgeloop.offline import configure_offline_environment
+from edgeloop.registry import (
+    MODEL_ARTIFACT_DIR,
+    PRODUCTION,
+    STAGING,
+    ModelNotFoundError,
+    alias_version,
+    ensure_experiment,
+    mlflow_client,
+    move_alias,
+    register_model_version,
+    rollback,
+    write_model_dir,
+)
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store, labels_since_last_training
+from pipelines.checks import training_dataset_checks
+
+CLASS_NAMES = ["Normal", "Fall"]
+LABEL_CUTOFF = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+# --- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def yolo_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ultralytics")
+    configure_offline_environment(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def seed_onnx(tmp_path_factory: pytest.TempPathFactory, yolo_config_dir: Path) -> Path:
+    """The seed exported to ONNX once per session (1x3x640x640 fp32), as ``edgeloop init`` does."""
+    onnx_path, names = export_onnx(require(SEED_PT), tmp_path_factory.mktemp("seed-onnx"))
+    assert names == CLASS_NAMES
+    return onnx_path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_dir(tmp_path_factory: pytest.TempPathFactory, yolo_config_dir: Path) -> Path:
+    """8 train + 4 val vtest frames, labeled with the seed's boxes at conf >= 0.5."""
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("dataset") / "yolo"
+    model = YOLO(str(require(SEED_PT)))
+    for i, frame in enumerate(vtest_frames(12, step=60)):
+        split = "val" if i % 3 == 2 else "train"
+        stem = f"vtest_{i * 60:05d}"
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), frame)
+        boxes = model.predict(frame, conf=0.5, device="cpu", verbose=False)[0].boxes
+        lines = [
+            f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+            for (cx, cy, w, h), c in zip(boxes.xywhn.tolist(), boxes.cls.tolist(), strict=True)
+        ]
+        (root / "labels" / split / f"{stem}.txt").write_text("".join(f"{x}\n" for x in lines))
+    (root / "data.yaml").write_text(
+        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: Normal\n  1: Fall\n"
+    )
+    assert sum(1 for _ in (root / "labels").rglob("*.txt")) == 12
+    return root
+
+
+def _dataset_version(root: Path) -> DatasetVersion:
+    stems = {
+        s: sorted(p.stem for p in (root / "images" / s).glob("*.jpg")) for s in ("train", "val")
+    }
+    return DatasetVersion(
+        version="v1",
+        data_yaml=root / "data.yaml",
+        root=root,
+        dvc_md5="0" * 32,
+        git_commit="test",
+        class_names=CLASS_NAMES,
+        train_frames=stems["train"],
+        val_frames=stems["val"],
+        label_cutoff_iso=LABEL_CUTOFF.isoformat(),
+        label_count=12,
+    )
+
+
+@pytest.fixture
+def tiny_dataset(tiny_dataset_dir: Path, tmp_path: Path) -> DatasetVersion:
+    """A private copy of the tiny dataset (ultralytics writes label caches beside it)."""
+    root = tmp_path / "yolo"
+    shutil.copytree(tiny_dataset_dir, root)
+    (root / "data.yaml").write_text(
+        (root / "data.yaml").read_text().replace(str(tiny_dataset_dir), str(root))
+    )
+    return _dataset_version(root)
+
+
+def register_version(settings: LoopSettings, onnx_path: Path, *, alias: str | None) -> str:
+    """Register the seed's files as a new version (as ``edgeloop init`` does) and maybe alias it."""
+    client = mlflow_client(settings)
+    run = client.create_run(ensure_experiment(client, settings), run_name="seed-detector")
+    model_dir = write_model_dir(
+        settings.data_dir / "staging-model" / run.info.run_id,
+        pt_path=require(SEED_PT),
+        onnx_path=onnx_path,
+        class_names=CLASS_NAMES,
+        imgsz=640,
+    )
+    client.log_artifacts(run.info.run_id, str(model_dir), MODEL_ARTIFACT_DIR)
+    client.set_terminated(run.info.run_id)
+    mv = register_model_version(
+        client, model_name=settings.model_name, run_id=run.info.run_id, description="seed"
+    )
+    if alias:
+        move_alias(
+            client,
+            Store(settings.duckdb_path),
+            model_name=settings.model_name,
+            alias=alias,
+            version=str(mv.version),
+            actor="test",
+            reason="seed detector",
+            action="register",
+        )
+    return str(mv.version)
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store with its schema migrated (migrations take seconds;
+    each test gets a copy)."""
+    import os
+
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return path
+
+
+@pytest.fixture
+def loop(
+    tmp_path: Path, mlflow_template_db: Path
+) -> Iterator[tuple[LoopSettings, dict[str, object]]]:
+    """Settings and resources on a fresh data folder with an empty MLflow store."""
+    loop_resource = LoopSettingsResource(data_dir=str(tmp_path / "loop"))
+    settings = loop_resource.settings()
+    settings.mlflow_dir.mkdir(parents=True)
+    shutil.copyfile(mlflow_template_db, settings.mlflow_dir / "mlflow.db")
+    resources = {
+        "mlflow": MlflowResource(loop=loop_resource),
+        "store": StoreResource(loop=loop_resource),
+    }
+    yield settings, resources
+
+
+# --- the promotion policy (pure) --------------------------------------------------------
+
+
+def m(map50: float, map50_95: float) -> HeldoutMetrics:
+    return HeldoutMetrics(map50=map50, map50_95=map50_95, precision=0.5, recall=0.5)
+
+
+def test_policy_promotes_a_strictly_better_candidate():
+    decision = promotion_decision(m(0.80, 0.52), m(0.80, 0.50))
+    assert (decision.staging, decision.production) == (True, True)
+    assert "auto-promoted" in decision.reason
+
+
+def test_policy_keeps_production_on_a_tie_or_a_loss():
+    for candidate in (m(0.80, 0.50), m(0.90, 0.49)):
+        decision = promotion_decision(candidate, m(0.80, 0.50))
+        assert (decision.staging, decision.production) == (False, False)
+        assert "does not beat" in decision.reason
+
+
+def test_policy_min_gain_is_strict():
+    assert not promotion_decision(m(0.8, 0.55), m(0.8, 0.50), min_gain=0.05).staging
+    assert promotion_decision(m(0.8, 0.552), m(0.8, 0.50), min_gain=0.05).staging
+    assert not promotion_decision(m(0.8, 0.50005), m(0.8, 0.50)).staging  # a float tie
+
+
+def test_policy_stages_but_does_not_promote_on_a_map50_drop():
+    decision = promotion_decision(m(0.77, 0.55), m(0.80, 0.50), max_map50_drop=0.02)
+    assert (decision.staging, decision.production) == (True, False)
+    assert "mAP50 drops" in decision.reason
+    within = promotion_decision(m(0.785, 0.55), m(0.80, 0.50), max_map50_drop=0.02)
+    assert within.production
+
+
+def test_policy_without_auto_promotion_only_stages():
+    decision = promotion_decision(m(0.9, 0.6), m(0.8, 0.5), auto_promote=False)
+    assert (decision.staging, decision.production) == (True, False)
+
+
+def test_policy_refuses_nan_metrics():
+    decision = promotion_decision(m(float("nan"), 0.6), m(0.8, 0.5))
+    assert not decision.staging and not decision.production
+
+
+# --- rollback and promotion on a real registry (no training) ----------------------------
+
+
+@pytest.mark.integration
+def test_rollback_walks_back_the_production_history(seed_onnx, loop):
+    settings, _ = loop
+    client, store, name = mlflow_client(settings), Store(settings.duckdb_path), settings.model_name
+    v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
+    v2 = register_version(settings, seed_onnx, alias=PRODUCTION)
+    v3 = register_version(settings, seed_onnx, alias=PRODUCTION)
+
+    assert rollback(client, store, model_name=name, actor="cli", reason="bad boxes") == v2
+    assert str(alias_version(client, name, PRODUCTION).version) == v2
+    assert rollback(client, store, model_name=name, actor="cli", reason="still bad") == v1
+    with pytest.raises(ModelNotFoundError, match="no earlier production version"):
+        rollback(client, store, model_name=name, actor="cli", reason="again")
+    assert (
+        rollback(client, store, model_name=name, to_version=v3, actor="cli", reason="fixed") == v3
+    )
+    with pytest.raises(ValueError, match="already is production"):
+        rollback(client, store, model_name=name, to_version=v3, actor="cli", reason="noop")
+    with pytest.raises(ModelNotFoundError, match="no version 99"):
+        rollback(client, store, model_name=name, to_version="99", actor="cli", reason="typo")
+
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT version, previous_version, action, actor, reason FROM model_deployments "
+            "WHERE action = 'rollback' ORDER BY deployment_id"
+        ).fetchall()
+    assert rows == [
+        (v2, v3, "rollback", "cli", "bad boxes"),
+        (v1, v2, "rollback", "cli", "still bad"),
+        (v3, v1, "rollback", "cli", "fixed"),
+    ]
+
+
+def _evaluation(
+    candidate_version: str, production_version: str, cand: HeldoutMetrics, prod: HeldoutMetrics
+) -> ModelEvaluation:
+    from assets.training import CandidateModel
+
+    return ModelEvaluation(
+        candidate=CandidateModel(
+            version=candidate_version,
+            run_id="unused",
+            pt_path=Path("unused.pt"),
+            onnx_path=Path("unused.onnx"),
+            dataset_version="v1",
+            base_version=production_version,
+        ),
+        production_version=production_version,
+        dataset_version="v1",
+        val_images=4,
+        imgsz=640,
+        candidate_metrics=cand,
+        production_metrics=prod,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("cand", "config", "staging", "production"),
+    [
+        (m(0.82, 0.55), PromotionConfig(), True, True),
+        (m(0.70, 0.55), PromotionConfig(), True, False),
+        (m(0.82, 0.55), PromotionConfig(auto_promote=False), True, False),
+        (m(0.82, 0.45), PromotionConfig(), False, False),
+    ],
+)
+def test_model_promotion_moves_aliases_per_policy(
+    seed_onnx, loop, cand, config, staging, production
+):
+    settings, resources = loop
+    v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
+    v2 = register_version(settings, seed_onnx, alias=None)
+    evaluation = _evaluation(v2, v1, cand, m(0.80, 0.50))
+
+    result = model_promotion(
+        dg.build_asset_context(), config=config, model_evaluation=evaluation, **resources
+    )
+
+    client = mlflow_client(settings)
+    assert str(alias_version(client, settings.model_name, PRODUCTION).version) == (
+        v2 if production else v1
+    )
+    staged = alias_version(client, settings.model_name, STAGING)
+    assert (staged is not None and str(staged.version) == v2) == staging
+    with Store(settings.duckdb_path).connect() as con:
+        moves = con.execute(
+            "SELECT alias, version, previous_version, actor, metrics FROM model_deployments "
+            "WHERE actor = 'dagster:model_promotion' ORDER BY deployment_id"
+        ).fetchall()
+    expected = [a for a, wanted in ((STAGING, staging), (PRODUCTION, production)) if wanted]
+    assert [row[0] for row in moves] == expected
+    for _, version, _previous, _, metrics in moves:
+        assert version == v2
+        assert json.loads(metrics)["candidate"]["mAP50-95"] == cand.map50_95
+    assert all(row[2] == v1 for row in moves if row[0] == PRODUCTION)
+    outcome = result.metadata["outcome"]
+    outcome = getattr(outcome, "value", outcome)
+    if production:
+        assert outcome == f"promoted v{v2} to production (was v{v1})"
+    else:
+        assert f"kept production v{v1}" in outcome
+
+
+@pytest.mark.integration
+def test_model_promotion_refuses_a_stale_comparison(seed_onnx, loop):
+    settings, resources = loop
+    v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
+    v2 = register_version(settings, seed_onnx, alias=None)
+    register_version(settings, seed_onnx, alias=PRODUCTION)  # v3 promoted meanwhile
+    evaluation = _evaluation(v2, v1, m(0.9, 0.9), m(0.8, 0.5))
+    with pytest.raises(dg.Failure, match="materialize model_evaluation again"):
+        model_promotion(
+            dg.build_asset_context(),
+            config=PromotionConfig(),
+            model_evaluation=evaluation,
+            **resources,
+        )
+
+
+# --- dataset checks ---------------------------------------------------------------------
+
+
+def _dataset_asset(version: DatasetVersion) -> dg.AssetsDefinition:
+    @dg.asset(name="training_dataset")
+    def training_dataset() -> DatasetVersion:
+        return version
+
+    return training_dataset
+
+
+def test_dataset_checks_pass_on_a_clean_dataset(tiny_dataset):
+    result = dg.materialize([_dataset_asset(tiny_dataset), *training_dataset_checks])
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {
+        "boxes_inside_images",
+        "known_classes",
+        "no_train_val_leak",
+        "minimum_size",
+    }
+    assert all(e.passed for e in evaluations)
+
+
+def test_a_failed_blocking_check_stops_training(tiny_dataset):
+    label = next((tiny_dataset.root / "labels" / "train").glob("*.txt"))
+    label.write_text("0 0.95 0.5 0.3 0.2\n")  # box sticks out of the right edge
+    leaked = tiny_dataset.val_frames[0]
+    shutil.copyfile(
+        tiny_dataset.root / "images" / "val" / f"{leaked}.jpg",
+        tiny_dataset.root / "images" / "train" / f"{leaked}.jpg",
+    )
+    trained: list[str] = []
+
+    @dg.asset(deps=["training_dataset"])
+    def detector_model() -> None:  # stands in for training: must not run
+        trained.append("ran")
+
+    result = dg.materialize(
+        [_dataset_asset(tiny_dataset), detector_model, *training_dataset_checks],
+        raise_on_error=False,
+    )
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed == {"boxes_inside_images", "no_train_val_leak"}
+    assert not result.success
+    assert trained == []
+
+
+# --- training, evaluation, promotion on a real tiny dataset -----------------------------
+
+
+@pytest.mark.integration
+def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop):
+    settings, resources = loop
+    v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
+    store = Store(settings.duckdb_path)
+    with store.connect() as con:  # 3 labels before the dataset's cutoff, 1 after
+        for minutes in (-30, -20, -10, 5):
+            con.execute(
+                "INSERT INTO reviewed_labels (item_id, frame_key, camera_id, boxes, box_count, "
+                "labeler, labeled_at) VALUES (0, 'k', 'cam', '[]', 0, 'tester', ?)",
+                [LABEL_CUTOFF + timedelta(minutes=minutes)],
+            )
+        assert labels_since_last_training(con) == 4
+
+    result = dg.materialize(
+        [_dataset_asset(tiny_dataset), detector_model, model_evaluation, model_promotion],
+        resources=resources,
+        run_config=dg.RunConfig(
+            ops={
+                "detector_model": TrainingConfig(epochs=2, imgsz=160, batch=4),
+                "model_evaluation": EvaluationConfig(batch=4),  # at 640, as agents run
+            }
+        ),
+    )
+    assert result.success
+
+    candidate = result.output_for_node("detector_model")
+    assert candidate.version == str(int(v1) + 1) and candidate.base_version == v1
+    client = mlflow_client(settings)
+    version = client.get_model_version(settings.model_name, candidate.version)
+    assert version.run_id == candidate.run_id
+    artifacts = {
+        Path(a.path).name for a in client.list_artifacts(candidate.run_id, MODEL_ARTIFACT_DIR)
+    }
+    assert {"best.pt", "best.onnx", "model.json"} <= artifacts
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(candidate.onnx_path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 640, 640]
+
+    run = client.get_run(candidate.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "2" and run.data.params["dataset_version"] == "v1"
+    assert run.data.params["label_count"] == "12" and run.data.params["base_version"] == v1
+    assert run.data.tags["dataset_version"] == "v1"
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    for key in ("mAP50-95", "mAP50", "precision", "recall", "train/box_loss"):
+        history = client.get_metric_history(candidate.run_id, key)
+        assert sorted(point.step for point in history) == [0, 1], key
+
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT mlflow_run_id, label_cutoff, label_count, dataset_version, model_version, "
+            "dagster_run_id FROM training_runs"
+        ).fetchall()
+        assert labels_since_last_training(con) == 1  # the training reset the count
+    assert len(rows) == 1
+    run_id, cutoff, count, dataset_version, model_version, dagster_run_id = rows[0]
+    assert (run_id, count, dataset_version, model_version, dagster_run_id) == (
+        candidate.run_id,
+        12,
+        "v1",
+        candidate.version,
+        result.run_id,
+    )
+    assert cutoff == LABEL_CUTOFF
+
+    evaluation = result.output_for_node("model_evaluation")
+    assert evaluation.production_version == v1 and evaluation.val_images == 4
+    for metrics in (evaluation.candidate_metrics, evaluation.production_metrics):
+        assert all(0.0 <= v <= 1.0 for v in metrics.as_dict().values())
+    # The val labels are production's own confident boxes: it must score high on them.
+    assert evaluation.production_metrics.map50 > 0.8
+    logged = client.get_run(candidate.run_id).data.metrics
+    assert logged["heldout_mAP50-95"] == pytest.approx(evaluation.candidate_metrics.map50_95)
+    assert (
+        client.get_model_version(settings.model_name, candidate.version).tags[
+            "heldout_production_version"
+        ]
+        == v1
+    )
+
+    decision = promotion_decision(evaluation.candidate_metrics, evaluation.production_metrics)
+    production = str(alias_version(client, settings.model_name, PRODUCTION).version)
+    staging = alias_version(client, settings.model_name, STAGING)
+    assert production == (candidate.version if decision.production else v1)
+    assert (staging is not None and str(staging.version) == candidate.version) == decision.staging
+    promotion_md = result.asset_materializations_for_node("model_promotion")[0].metadata
+    assert promotion_md["reason"].value == decision.reason
+
+    # Scratch space is cleaned and the DVC-tracked dataset folder is left as it was built.
+    assert not list((tiny_dataset.root / "labels").glob("*.cache"))
+    assert not settings.runs_dir.exists() or not any(settings.runs_dir.iterdir())
+
+
+@pytest.mark.integration
+def test_detector_model_fails_loudly_without_production(tiny_dataset, loop):
+    _, resources = loop
+    with pytest.raises(dg.Failure, match="edgeloop init"):
+        detector_model(
+            dg.build_asset_context(),
+            config=TrainingConfig(epochs=1, imgsz=160),
+            training_dataset=replace(tiny_dataset),
+            **resources,
+        )

@@ -1,0 +1,140 @@
+"""The code location loads, every job resolves, and its config carries PipelineSettings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import dagster as dg
+import pytest
+from support import REPO_ROOT
+
+from pipelines.definitions import defs
+from pipelines.jobs import retrain_run_config
+from pipelines.settings import PipelineSettings
+
+ASSETS = {
+    "detections",
+    "drift_report",
+    "labeling_queue",
+    "crop_embeddings",
+    "training_dataset",
+    "detector_model",
+    "model_evaluation",
+    "model_promotion",
+}
+
+
+def test_every_job_resolves():
+    names = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"retrain_job", "drift_job", "labeling_job"} <= names
+    for name in names:
+        assert defs.resolve_job_def(name).name == name
+
+
+def test_every_asset_is_defined_with_its_group():
+    specs = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+    assert set(specs) == ASSETS
+    assert specs["detector_model"].group_name == "training"
+    assert specs["model_evaluation"].group_name == "training"
+    assert specs["model_promotion"].group_name == "registry"
+    assert specs["detector_model"].description  # the docstring shows in the UI
+
+
+def _selected(job_name: str) -> set[str]:
+    job = defs.resolve_job_def(job_name)
+    return {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+
+
+def test_retrain_job_rebuilds_the_dataset_then_trains_evaluates_promotes():
+    assert _selected("retrain_job") == {
+        "detections",
+        "training_dataset",
+        "detector_model",
+        "model_evaluation",
+        "model_promotion",
+    }
+    checks = {
+        key.name
+        for key in defs.resolve_job_def("retrain_job").asset_layer.asset_graph.asset_check_keys
+    }
+    assert checks == {"boxes_inside_images", "known_classes", "no_train_val_leak", "minimum_size"}
+    assert _selected("drift_job") == {"detections", "drift_report"}
+    assert _selected("labeling_job") == {"labeling_queue", "crop_embeddings"}
+
+
+def test_dataset_checks_are_blocking():
+    checks = [spec for checks_def in defs.asset_checks or [] for spec in checks_def.check_specs]
+    assert {spec.name for spec in checks} == {
+        "boxes_inside_images",
+        "known_classes",
+        "no_train_val_leak",
+        "minimum_size",
+    }
+    assert all(spec.blocking for spec in checks)
+    assert all(spec.asset_key == dg.AssetKey("training_dataset") for spec in checks)
+
+
+def test_retrain_job_defaults_come_from_pipeline_settings():
+    job = defs.resolve_job_def("retrain_job")
+    defaults = dg.validate_run_config(job, {})["ops"]
+    settings = PipelineSettings()
+    assert defaults["detector_model"]["config"]["epochs"] == settings.train_epochs
+    assert defaults["detector_model"]["config"]["imgsz"] == settings.train_imgsz
+    assert defaults["model_promotion"]["config"]["auto_promote"] is settings.auto_promote
+
+    custom = retrain_run_config(PipelineSettings(train_epochs=7, promotion_min_gain=0.01))
+    validated = dg.validate_run_config(job, custom)["ops"]
+    assert validated["detector_model"]["config"]["epochs"] == 7
+    assert validated["model_promotion"]["config"]["min_gain"] == 0.01
+
+
+def test_pipeline_settings_read_their_env_prefix(monkeypatch):
+    monkeypatch.setenv("EDGELOOP_PIPELINES_TRAIN_EPOCHS", "5")
+    monkeypatch.setenv("EDGELOOP_PIPELINES_AUTO_PROMOTE", "false")
+    settings = PipelineSettings()
+    assert settings.train_epochs == 5 and settings.auto_promote is False
+
+
+def test_sensors_and_schedules_start_running():
+    for name in ("label_count_sensor", "drift_sensor"):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.job_name == "retrain_job"
+        assert sensor.minimum_interval_seconds == PipelineSettings().sensor_interval_s
+    drift = defs.resolve_schedule_def("drift_schedule")
+    assert (drift.job_name, drift.cron_schedule) == ("drift_job", "*/15 * * * *")
+    labeling = defs.resolve_schedule_def("labeling_schedule")
+    assert (labeling.job_name, labeling.cron_schedule) == ("labeling_job", "0 * * * *")
+
+
+def test_dagster_yaml_keeps_the_instance_in_dagster_home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        assert instance.root_directory == str(home)
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert not instance.telemetry_enabled
+    assert (home / "history").is_dir() and (home / "schedules").is_dir()
+
+
+@pytest.mark.integration
+def test_workspace_yaml_loads_the_code_location(tmp_path):
+    venv_bin = REPO_ROOT / ".venv" / "bin"
+    result = subprocess.run(
+        [str(venv_bin / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "PATH": f"{venv_bin}:/usr/bin:/bin",
+            "DAGSTER_HOME": str(tmp_path),
+            "EDGELOOP_DATA_DIR": str(tmp_path / "data"),
+        },
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Validation successful for code location pipelines" in output
