@@ -199,8 +199,16 @@ def demo(
     labels: Annotated[
         int, typer.Option(help="Queue items the simulated reviewer labels before retraining.")
     ] = 60,
+    drift_labels: Annotated[
+        int, typer.Option(help="Items of the new scene the simulated reviewer labels.")
+    ] = 12,
     epochs: Annotated[
-        int | None, typer.Option(help="Fine-tuning epochs (default: pipelines' setting).")
+        int | None,
+        typer.Option(help="Fine-tuning epochs (default: EDGELOOP_PIPELINES_TRAIN_EPOCHS)."),
+    ] = None,
+    imgsz: Annotated[
+        int | None,
+        typer.Option(help="Fine-tuning image size, px (default: EDGELOOP_PIPELINES_TRAIN_IMGSZ)."),
     ] = None,
 ) -> None:
     """Run the whole loop headless on real video and print a summary (see README)."""
@@ -209,7 +217,14 @@ def demo(
     except ImportError as exc:
         _fail(f"{exc}: {LOOP_EXTRA_HINT}")
     settings = _loop_settings()
-    options = DemoOptions(frames=frames, drift_frames=drift_frames, labels=labels, epochs=epochs)
+    options = DemoOptions(
+        frames=frames,
+        drift_frames=drift_frames,
+        labels=labels,
+        drift_labels=drift_labels,
+        epochs=epochs,
+        imgsz=imgsz,
+    )
     summary = run_demo(settings, options, console=console)
     if not summary.ok:
         raise typer.Exit(code=1)
@@ -265,18 +280,16 @@ def render_status(state: dict[str, Any]) -> None:
             str(row["computed_at"])[:19],
         )
     console.print(drift)
-    models = Table(title="models (edgeloop-detector)")
-    for column in ("alias", "version", "mAP50", "mAP50-95", "precision", "recall"):
+    models = Table(title="model versions (edgeloop-detector), held-out metrics")
+    for column in ("version", "aliases", "mAP50", "mAP50-95", "precision", "recall", "promotion"):
         models.add_column(column)
-    for alias, entry in state["models"].items():
-        if entry is None:
-            models.add_row(alias, "—", "", "", "", "")
-            continue
+    for entry in state["model_versions"]:
         m = entry["metrics"]
         models.add_row(
-            alias,
             entry["version"],
-            *(_fmt(m.get(k)) for k in ("map50", "map50_95", "precision", "recall")),
+            ", ".join(entry["aliases"]),
+            *(_fmt(m.get(k)) for k in ("mAP50", "mAP50-95", "precision", "recall")),
+            entry["promotion"],
         )
     console.print(models)
     events = Table(title="retraining events")

@@ -76,24 +76,16 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
             """,
         )
 
-    models: dict[str, Any] = {}
     client = mlflow_client(settings)
+    versions = model_versions(client, settings.model_name)
+    models: dict[str, Any] = {}
     for alias in (PRODUCTION, STAGING):
         mv = alias_version(client, settings.model_name, alias)
-        if mv is None:
-            models[alias] = None
-            continue
-        metrics = {}
-        for row in deployments:
-            if row["alias"] == alias and row["version"] == str(mv.version):
-                metrics = json.loads(row["metrics"] or "{}")
-                break
-        models[alias] = {
-            "version": str(mv.version),
-            "run_id": mv.run_id,
-            "metrics": metrics,
-            "tags": dict(mv.tags),
-        }
+        models[alias] = (
+            None
+            if mv is None
+            else next((v for v in versions if v["version"] == str(mv.version)), None)
+        )
 
     for row in deployments:
         row["metrics"] = json.loads(row["metrics"] or "{}")
@@ -106,11 +98,65 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
             "retrain_label_threshold": RETRAIN_LABEL_COUNT,
             "drift": drift,
             "models": models,
+            "model_versions": versions,
             "deployments": deployments,
             "training_runs": trainings,
             "retraining_events": events,
         }
     )
+
+
+HELDOUT_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
+
+
+def model_versions(client: Any, model_name: str) -> list[dict[str, Any]]:
+    """Every registered version, newest first, with its aliases and held-out metrics.
+
+    A candidate's held-out metrics are its ``heldout_*`` version tags (set by
+    ``model_evaluation``); a version that was never a candidate (the seed) takes the
+    metrics it scored as production in the newest evaluation against it
+    (``production_heldout_*`` on that candidate's MLflow run). Keys: ``mAP50``,
+    ``mAP50-95``, ``precision``, ``recall``, each in [0, 1].
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return []
+    rows: list[dict[str, Any]] = []
+    for mv in sorted(found, key=lambda v: int(v.version), reverse=True):
+        tags = dict(mv.tags)
+        metrics = {k: float(tags[f"heldout_{k}"]) for k in HELDOUT_KEYS if f"heldout_{k}" in tags}
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": [],
+                "run_id": mv.run_id,
+                "created_at": mv.creation_timestamp,
+                "metrics": metrics,
+                "compared_with": tags.get("heldout_production_version"),
+                "promotion": tags.get("promotion", tags.get("kind", "")),
+            }
+        )
+    for alias in (PRODUCTION, STAGING):
+        holder = alias_version(client, model_name, alias)
+        for row in rows:
+            if holder is not None and row["version"] == str(holder.version):
+                row["aliases"].append(alias)
+    for row in rows:
+        if row["metrics"]:
+            continue
+        judge = next((r for r in rows if r["compared_with"] == row["version"]), None)
+        if judge is None:
+            continue
+        run_metrics = client.get_run(judge["run_id"]).data.metrics
+        row["metrics"] = {
+            k: float(run_metrics[f"production_heldout_{k}"])
+            for k in HELDOUT_KEYS
+            if f"production_heldout_{k}" in run_metrics
+        }
+    return rows
 
 
 def _jsonable(value: Any) -> Any:

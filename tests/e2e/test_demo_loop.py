@@ -1,0 +1,76 @@
+"""The whole loop on a short slice of the real video: `edgeloop demo` as a user runs it.
+
+Real uvicorn API, the real agent process on vtest.avi and bikes.mp4, the real DuckDB file,
+MLflow store, DVC data repo, Qdrant folder and Dagster instance. Kept inside CI's time by
+processing fewer frames and fine-tuning one small epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from support import REPO_ROOT, SAMPLES_DIR, SEED_PT, require
+
+from edgeloop.settings import LoopSettings
+from edgeloop.status import collect_status
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None:
+    require(SAMPLES_DIR / "vtest.avi")
+    require(SEED_PT)
+    # The media were fetched by `make data`; link them instead of fetching again.
+    for folder, source in (("samples", SAMPLES_DIR), ("seed", SEED_PT.parent)):
+        shutil.copytree(source, loop_settings.data_dir / folder, copy_function=os.link)
+    env = dict(os.environ)
+    env.update(
+        {
+            "EDGELOOP_DATA_DIR": str(loop_settings.data_dir),
+            "DAGSTER_HOME": str(loop_settings.data_dir / "dagster"),
+            "EDGELOOP_PIPELINES_DRIFT_WINDOW_FRAMES": "35",
+            "COLUMNS": "200",
+        }
+    )
+    cmd = [sys.executable, "-m", "edgeloop.cli", "demo", "--frames", "70", "--drift-frames", "40"]
+    cmd += ["--labels", "55", "--drift-labels", "5", "--epochs", "1", "--imgsz", "320"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    assert "simulated reviewer" in output
+    assert '{"ok": true}' in output
+
+    state = collect_status(loop_settings)
+    cam = next(c for c in state["cameras"] if c["camera_id"] == "cam-campus")
+    assert cam["frames"] == 70 + 40
+    assert cam["detections"] > 0
+    # The label-count sensor's retrain run trained and registered v2.
+    assert state["training_runs"], "no training run recorded"
+    assert state["training_runs"][-1]["model_version"] == "2"
+    # Every alias move is recorded; the first is the seed's.
+    moves = state["deployments"]
+    assert (moves[-1]["alias"], moves[-1]["version"]) == ("production", "1")
+    production = state["models"]["production"]["version"]
+    if production != "1":
+        assert any(m["alias"] == "production" and m["version"] == production for m in moves)
+    # The scene change made the drift sensor fire for the camera.
+    drift = next(d for d in state["drift"] if d["camera_id"] == "cam-campus")
+    assert drift["drifted"]
+    events = [e for e in state["retraining_events"] if e["trigger"] == "drift"]
+    assert events and events[0]["decision"] in {"launched", "deferred"}
+
+    status = subprocess.run(
+        [sys.executable, "-m", "edgeloop.cli", "status", "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["labels_total"] >= 55
