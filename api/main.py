@@ -34,6 +34,7 @@ from api.routes import (
     models,
     reports,
     retraining,
+    search,
 )
 from api.settings import ApiSettings, get_settings
 from api.telemetry import ApiMetrics
@@ -173,6 +174,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         retraining.router,
         frames.router,
         reports.router,
+        search.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -26,6 +26,10 @@ import dagster as dg
 logger = logging.getLogger(__name__)
 
 CURSOR_FILE = "headless_sensor_cursors.json"
+CONSOLE_LOG_LEVEL = os.environ.get("EDGELOOP_PIPELINES_CONSOLE_LOG_LEVEL", "INFO")
+"""Level of Dagster's console logger for headless runs: INFO shows the assets' own log
+lines and hides the engine's DEBUG events (step starts, handled outputs), which stay in
+the instance's event log and the UI."""
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 
@@ -72,6 +76,20 @@ def _run_requests(result: Any) -> tuple[list[dg.RunRequest], str | None, bool]:
                 cursor, has_cursor = item_cursor, True
         return requests, cursor, has_cursor
     raise TypeError(f"unexpected sensor result {type(result).__name__}")
+
+
+def _console_level(run_config: dg.RunConfig | dict[str, Any] | None) -> dict[str, Any]:
+    """``run_config`` as a dict, with the console logger at ``CONSOLE_LOG_LEVEL`` unless set."""
+    if run_config is None:
+        config: dict[str, Any] = {}
+    elif isinstance(run_config, dg.RunConfig):
+        config = run_config.to_config_dict()
+    else:
+        config = dict(run_config)
+    loggers = dict(config.get("loggers") or {})
+    loggers.setdefault("console", {"config": {"log_level": CONSOLE_LOG_LEVEL}})
+    config["loggers"] = loggers
+    return config
 
 
 def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
@@ -139,7 +157,7 @@ def tick_sensor(
         logger.info("%s: running %s (run key %s)", sensor_name, job_name, request.run_key)
         outcome = job.execute_in_process(
             instance=instance,
-            run_config=request.run_config or None,
+            run_config=_console_level(request.run_config or None),
             tags=tags,
             raise_on_error=False,
         )
@@ -172,7 +190,7 @@ def materialize(
     outcome = job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey.from_user_string(name) for name in names],
-        run_config=run_config,
+        run_config=_console_level(run_config),
         raise_on_error=False,
     )
     if not outcome.success:

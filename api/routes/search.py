@@ -1,0 +1,88 @@
+"""``/api/search``: crops that look alike, from the published Qdrant index.
+
+The ``crop_embeddings`` asset publishes a new index version and flips a pointer; this
+route only ever opens the published version, per request, and closes it (Qdrant's
+local mode locks its folder for one process).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from api.deps import CurrentPrincipal, SettingsDep
+
+router = APIRouter(prefix="/api/search", tags=["search"])
+
+
+@router.get("/similar")
+def similar_crops(
+    _principal: CurrentPrincipal,
+    settings: SettingsDep,
+    detection_id: Annotated[
+        str | None, Query(description="A detection whose crop is the query (image-to-image).")
+    ] = None,
+    text: Annotated[
+        str | None, Query(description="A text query; needs an OpenCLIP embedder.")
+    ] = None,
+    camera_id: Annotated[str | None, Query(description="Only crops from this camera.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 12,
+) -> dict[str, Any]:
+    """Crops most similar (cosine) to a detection's crop or to a text, best first.
+
+    Each hit: ``frame_key``, ``detection_id``, ``camera_id``, ``class_name``,
+    ``confidence``, ``bbox`` (xyxy px of the original frame), ``score`` in [-1, 1].
+    400 when neither or both queries are given, or for text with the offline
+    MobileNetV2 embedder; 404 when the detection is not indexed; 503 before the first
+    ``crop_embeddings`` materialization.
+    """
+    from edgeloop.embeddings import TextEmbeddingUnsupportedError, build_embedder
+    from edgeloop.vectors import IndexNotPublishedError, VectorIndex
+
+    if (detection_id is None) == (text is None):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail="give exactly one of detection_id or text"
+        )
+    index = VectorIndex.from_settings(settings.loop)
+    try:
+        published = index.published()
+        if published is None:
+            raise IndexNotPublishedError
+        if detection_id is not None:
+            vector = index.vector_of(detection_id)
+            if vector is None:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND,
+                    detail=f"detection {detection_id} is not in index {published.version}; "
+                    "materialize crop_embeddings to index newer crops",
+                )
+        else:
+            if settings.loop.clip_model is None:
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    detail="text search needs an OpenCLIP embedder: set EDGELOOP_CLIP_MODEL "
+                    "(e.g. ViT-B-32) and EDGELOOP_CLIP_PRETRAINED (a tag or a local "
+                    "checkpoint path), then rematerialize crop_embeddings; the offline "
+                    "default embedder (MobileNetV2) answers image-to-image queries only",
+                )
+            embedder = build_embedder(settings.loop)
+            if embedder.name != published.embedder:
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    detail=f"the published index was built with {published.embedder}, the "
+                    f"configured embedder is {embedder.name}; rematerialize crop_embeddings",
+                )
+            try:
+                vector = embedder.embed_text([text or ""])[0]
+            except TextEmbeddingUnsupportedError as exc:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+        hits = index.search_similar(vector, limit, camera_id=camera_id)
+    except IndexNotPublishedError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="no crop index is published yet: materialize crop_embeddings in Dagster",
+        ) from exc
+    finally:
+        index.close()
+    return {"index_version": published.version, "embedder": published.embedder, "hits": hits}
