@@ -18,7 +18,6 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
-export UV_LINK_MODE ?= copy
 
 .PHONY: help uv setup data init demo test lint up status bench clean
 

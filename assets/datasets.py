@@ -1,7 +1,7 @@
 """The ``training_dataset`` asset (a DVC-versioned YOLO dataset) and its checks' logic.
 
 The dataset is built from the latest reviewed label of each frame
-(``edgeloop.store.latest_labels``), with the production model's classes, split
+(``edgeloop.store.LATEST_LABELS_SQL``), with the production model's classes, split
 train/val by a hash of the frame key (a frame never changes split, so val stays a
 held-out set across versions), and versioned in the data repo ``data/datasets``
 (``edgeloop.datasets.DatasetRepo``). The check functions below are pure: each takes a
@@ -33,7 +33,7 @@ from edgeloop.datasets import (
     split_for,
 )
 from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
-from edgeloop.store import latest_labels
+from edgeloop.store import LATEST_LABELS_SQL
 
 BOX_EPS = 1e-4
 """Tolerance on normalised coordinates (labels are written with 6 decimals)."""
@@ -55,9 +55,9 @@ class TrainingDatasetConfig(dg.Config):
 def _labeled_frames(store: StoreResource) -> list[LabeledFrame]:
     settings = store.loop.settings()
     with store.store().connect() as con:
-        latest_labels(con).create_view("latest_reviewed_labels", replace=True)
         rows = con.sql(
-            """
+            f"""
+            WITH latest_reviewed_labels AS ({LATEST_LABELS_SQL})
             SELECT l.label_id, l.frame_key, l.camera_id, CAST(l.boxes AS VARCHAR) AS boxes,
                    strftime(l.labeled_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS labeled_at,
                    f.jpeg_path, f.width, f.height

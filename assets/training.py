@@ -56,6 +56,17 @@ DEFAULT_PATIENCE = 5
 DEFAULT_FREEZE = 10
 """Layers 0–9 are the YOLOv8 backbone: fine-tuning the neck and head only is ~30% faster
 on CPU and keeps the production features on small label sets."""
+DEFAULT_LR0 = 1e-4
+"""Fine-tuning learning rate (AdamW). Measured on the demo's dataset (59 train / 13 val
+vtest+bikes frames, 3 epochs, 640 px, backbone frozen): ultralytics' defaults (auto
+optimizer, 3 warm-up epochs with bias lr 0.1, mosaic) took the seed from 0.80 to 0.67
+held-out mAP50-95; AdamW at 1e-3 without warm-up or mosaic to 0.34; at 1e-4 to 0.78,
+with mAP50 up from 0.82 to 0.90 (the reviewer's class corrections were learnt)."""
+DEFAULT_WARMUP_EPOCHS = 0.0
+"""No warm-up: its bias learning rate (0.1) throws a trained head off on a few epochs."""
+DEFAULT_MOSAIC = 0.0
+"""No mosaic: ultralytics turns it off only for the last ``close_mosaic`` (10) epochs, i.e.
+never in a short fine-tune, and mosaics of a few dozen frames hurt more than they add."""
 DEFAULT_EVAL_IMGSZ = AGENT_IMGSZ
 """Held-out evaluation at the size agents run the ONNX model (640 px)."""
 
@@ -131,6 +142,13 @@ class TrainingConfig(dg.Config):
     )
     freeze: int = Field(
         DEFAULT_FREEZE, ge=0, description="Leading layers kept frozen (10 = backbone; 0 = none)."
+    )
+    lr0: float = Field(DEFAULT_LR0, gt=0, description="Initial learning rate (AdamW).")
+    warmup_epochs: float = Field(
+        DEFAULT_WARMUP_EPOCHS, ge=0, description="Warm-up epochs (ultralytics' default is 3)."
+    )
+    mosaic: float = Field(
+        DEFAULT_MOSAIC, ge=0, le=1, description="Mosaic augmentation probability."
     )
     mlflow_ui_url: str = Field(
         "http://127.0.0.1:5000", description="MLflow UI base URL, for links in the metadata."
@@ -308,6 +326,10 @@ def detector_model(
             "batch": config.batch,
             "patience": config.patience,
             "freeze": config.freeze,
+            "optimizer": "AdamW",
+            "lr0": config.lr0,
+            "warmup_epochs": config.warmup_epochs,
+            "mosaic": config.mosaic,
             "base_version": production.version,
             "dataset_version": dataset.version,
             "dataset_md5": dataset.dvc_md5,
@@ -332,6 +354,10 @@ def detector_model(
             batch=config.batch,
             patience=config.patience,
             freeze=config.freeze or None,
+            optimizer="AdamW",
+            lr0=config.lr0,
+            warmup_epochs=config.warmup_epochs,
+            mosaic=config.mosaic,
             device="cpu",
             workers=0,
             amp=False,

