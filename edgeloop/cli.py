@@ -231,6 +231,34 @@ def demo(
 
 
 @app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why; recorded with the move.")],
+    to_version: Annotated[
+        str | None, typer.Option("--to", help="Version to restore (default: the previous one).")
+    ] = None,
+    actor: Annotated[str, typer.Option(help="Who; recorded with the move.")] = "cli",
+) -> None:
+    """Move `production` back to the previous production version (recorded in model_deployments)."""
+    from edgeloop.registry import ModelNotFoundError, mlflow_client
+    from edgeloop.registry import rollback as rollback_production
+    from edgeloop.store import Store
+
+    settings = _loop_settings()
+    try:
+        version = rollback_production(
+            mlflow_client(settings),
+            Store(settings.duckdb_path),
+            model_name=settings.model_name,
+            to_version=to_version,
+            actor=actor,
+            reason=reason,
+        )
+    except (ModelNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"[green]✓[/] production is now {settings.model_name} v{version}")
+
+
+@app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:

@@ -99,3 +99,47 @@ def test_seed_registers_as_production_v1_with_onnx_and_is_idempotent(
     with Store(loop_settings.duckdb_path).connect() as con:
         rows = con.execute("SELECT alias, version, action, actor FROM model_deployments").fetchall()
     assert rows == [("production", "1", "register", "edgeloop init")]
+
+
+@pytest.mark.integration
+def test_cli_rollback_restores_the_previous_production_version(
+    loop_settings: LoopSettings, seed_pt: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from edgeloop.cli import app
+    from edgeloop.registry import move_alias
+
+    loop_settings.seed_dir.mkdir(parents=True)
+    shutil.copyfile(seed_pt, loop_settings.seed_dir / "best.pt")
+    register_seed(loop_settings)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["rollback", "--reason", "nothing earlier"])
+    assert refused.exit_code == 1
+    # A second version (the same files, as a stand-in candidate) becomes production.
+    client = mlflow_client(loop_settings)
+    seed_version = client.get_model_version(loop_settings.model_name, "1")
+    client.create_model_version(
+        loop_settings.model_name, source=seed_version.source, run_id=seed_version.run_id
+    )
+    store = Store(loop_settings.duckdb_path)
+    move_alias(
+        client,
+        store,
+        model_name=loop_settings.model_name,
+        alias=PRODUCTION,
+        version="2",
+        actor="test",
+        reason="candidate won",
+    )
+    result = runner.invoke(app, ["rollback", "--reason", "false alarms at night"])
+    assert result.exit_code == 0, result.output
+    assert "production is now edgeloop-detector v1" in result.output
+    production = alias_version(client, loop_settings.model_name, PRODUCTION)
+    assert production is not None and str(production.version) == "1"
+    with store.connect() as con:
+        last = con.execute(
+            "SELECT version, action, actor, reason FROM model_deployments "
+            "ORDER BY deployment_id DESC LIMIT 1"
+        ).fetchone()
+    assert last == ("1", "rollback", "cli", "false alarms at night")
