@@ -44,6 +44,8 @@ def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None
     assert proc.returncode == 0, output[-6000:]
     assert "simulated reviewer" in output
     assert '{"ok": true}' in output
+    assert "Traceback" not in output
+    assert "nanobind: leaked" not in output  # a DuckDB connection kept alive past close
 
     state = collect_status(loop_settings)
     cam = next(c for c in state["cameras"] if c["camera_id"] == "cam-campus")
