@@ -103,7 +103,7 @@ def register_seed(
         logger.info("production already is %s v%s", settings.model_name, current.version)
         return SeedResult(files=alias_model_files(client, settings, PRODUCTION), created=False)
 
-    import mlflow
+    from mlflow.entities import Param, RunTag
 
     experiment_id = ensure_experiment(client, settings)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,18 +116,20 @@ def register_seed(
             imgsz=AGENT_IMGSZ,
         )
         onnx_sha = sha256_file(model_dir / "best.onnx")
-        with mlflow.start_run(experiment_id=experiment_id, run_name="seed-detector") as run:
-            mlflow.log_params(
-                {
-                    "source": str(pt_path),
-                    "pt_sha256": pt_sha,
-                    "classes": ",".join(class_names),
-                    "imgsz": AGENT_IMGSZ,
-                }
-            )
-            mlflow.set_tags({"edgeloop.kind": "seed", "edgeloop.actor": actor})
-            mlflow.log_artifacts(str(model_dir), artifact_path=MODEL_ARTIFACT_DIR)
-            run_id = run.info.run_id
+        run_id = client.create_run(experiment_id, run_name="seed-detector").info.run_id
+        params = {
+            "source": str(pt_path),
+            "pt_sha256": pt_sha,
+            "classes": ",".join(class_names),
+            "imgsz": AGENT_IMGSZ,
+        }
+        client.log_batch(
+            run_id,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag("edgeloop.kind", "seed"), RunTag("edgeloop.actor", actor)],
+        )
+        client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT_DIR)
+        client.set_terminated(run_id)
     version = register_model_version(
         client,
         model_name=settings.model_name,

@@ -62,14 +62,17 @@ def sha256_file(path: Path) -> str:
 
 
 def mlflow_client(settings: LoopSettings) -> MlflowClient:
-    """An MLflow client on the settings' tracking and registry URI (the sqlite store by default)."""
-    import mlflow
+    """An MLflow client on the settings' tracking and registry URI (the sqlite store by default).
+
+    It sets no process-wide state: ``mlflow.set_tracking_uri`` would also write
+    ``MLFLOW_TRACKING_URI`` into the environment, which ``LoopSettings`` reads as the
+    user's override, so a later client for another data folder would silently reuse
+    this store. Use the client API, not mlflow's fluent ``start_run``/``log_*``.
+    """
     from mlflow import MlflowClient
 
     if settings.tracking_uri.startswith("sqlite:"):
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
