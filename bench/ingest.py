@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +39,8 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edgeloop.services import start_api  # noqa: E402
+from edgeloop.settings import LoopSettings  # noqa: E402
 from edgeloop.store import Store  # noqa: E402
 
 TOKEN = "bench-agent-token"
@@ -92,52 +92,6 @@ def make_batch(rng: np.random.Generator, batch_index: int, frames: int, detectio
     return json.dumps(
         {"wire_version": "1", "agent_id": "bench", "sent_at": start.isoformat(), "frames": out}
     ).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_api(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "EDGELOOP_DATA_DIR": str(data_dir),
-        "EDGELOOP_API_TOKENS": json.dumps({TOKEN: "agent"}),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow.db'}",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("uvicorn did not answer /api/health within 60 s")
 
 
 def post_all(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, int]:
@@ -283,8 +237,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
         data_dir = Path(tmp)
-        port = free_port()
-        proc = start_api(data_dir, port)
+        api = start_api(
+            LoopSettings(data_dir=data_dir),
+            extra_env={"EDGELOOP_API_TOKENS": json.dumps({TOKEN: "agent"})},
+        )
+        port = int(api.url.rsplit(":", 1)[1])
+        proc = api.process
         try:
             post_all(port, bodies[:2], 1)  # warm-up: first connection, kernels, allocator
             load = os.getloadavg()[0]
@@ -295,8 +253,7 @@ def main() -> None:
             cpu2 = cpu_seconds(proc.pid)
             health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30).json()
         finally:
-            os.killpg(proc.pid, 15)
-            proc.wait(timeout=30)
+            api.stop(timeout_s=30)
         expected = (3 * n + 2) * args.frames * args.detections
         stored = health["counts"]["detections"]
         if stored != expected:

@@ -9,15 +9,10 @@ DuckDB file, JPEG files, Arrow inserts.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 # The test modules' folder is put on sys.path only when they are imported, after this
@@ -27,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from api_support import TOKENS, LiveServer, NoModelRegistry, free_port
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from support import REPO_ROOT
 
 from api.deps import get_registry
 from api.main import create_app
 from api.settings import ApiSettings
+from edgeloop.services import start_api
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
@@ -69,59 +64,15 @@ def store(loop_settings: LoopSettings) -> Store:
 @pytest.fixture
 def live_server(loop_settings: LoopSettings) -> Iterator[LiveServer]:
     """uvicorn in a subprocess (own process group) on a free port; stopped with SIGTERM."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "EDGELOOP_DATA_DIR": str(loop_settings.data_dir),
-        "EDGELOOP_API_TOKENS": json.dumps(TOKENS),
-        "EDGELOOP_API_WARM_REGISTRY": "false",
-        "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
-    }
-    log = (loop_settings.data_dir.parent / "uvicorn.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    service = start_api(
+        loop_settings,
+        extra_env={
+            "EDGELOOP_API_TOKENS": json.dumps(TOKENS),
+            "EDGELOOP_API_WARM_REGISTRY": "false",
+            "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
+        },
     )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"uvicorn exited with {process.returncode}: "
-                    + (loop_settings.data_dir.parent / "uvicorn.log").read_text()[-2000:]
-                )
-            try:
-                if httpx.get(f"{base_url}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not answer /api/health within 60 s")
-            time.sleep(0.1)
-        yield LiveServer(base_url=base_url, data_dir=loop_settings.data_dir, process=process)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+    with service:
+        yield LiveServer(
+            base_url=service.url, data_dir=loop_settings.data_dir, process=service.process
+        )
