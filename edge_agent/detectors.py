@@ -13,7 +13,6 @@ NMS, map back to the frame).
 from __future__ import annotations
 
 import ast
-import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.preprocess import Letterbox, preprocess
+from edgeloop.files import sha256_file
 from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, is_uncertain
 from edgeloop.wire import Detection
 
@@ -75,15 +75,6 @@ class Detector(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release the backend's resources."""
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_ultralytics_names(text: str) -> list[str]:
@@ -269,7 +260,7 @@ class OnnxDetector(Detector):
                 f"{path}: the model outputs {nc} classes but {len(self._class_names)} class "
                 f"names were given ({self._class_names})"
             )
-        self._version = version or f"local-{file_sha256(path)[:12]}"
+        self._version = version or f"local-{sha256_file(path)[:12]}"
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections

@@ -29,9 +29,10 @@ from pathlib import Path
 import httpx
 from pydantic import ValidationError
 
-from edge_agent.detectors import ModelError, file_sha256
+from edge_agent.detectors import ModelError
 from edge_agent.shipper import api_message
 from edge_agent.spool import atomic_write_bytes
+from edgeloop.files import sha256_file
 from edgeloop.wire import ProductionModel
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class ModelSync:
         if not path.is_file():
             logger.warning("cached model %s listed in %s is missing", path, current)
             return None
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         if sha != model.sha256:
             logger.warning(
                 "cached model %s is corrupt (sha256 %s, expected %s); ignoring it",
@@ -296,7 +297,7 @@ def resolve_model(sync: ModelSync, model_path: Path | None) -> ModelFile:
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"--model {path} does not exist")
-        sha = file_sha256(path)
+        sha = sha256_file(path)
         logger.info("using the local model %s", path)
         return ModelFile(path, f"local-{sha[:12]}", sha, "local")
     raise ModelError(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeloop.registry import sha256_file
+from edgeloop.files import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ the ``model_deployments`` table: who, when, why, and the metrics behind it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeloop.files import sha256_file
 from edgeloop.settings import LoopSettings
 
 if TYPE_CHECKING:
@@ -50,15 +50,6 @@ class ModelFiles:
     class_names: list[str]
     imgsz: int
     onnx_sha256: str
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def mlflow_client(settings: LoopSettings) -> MlflowClient:

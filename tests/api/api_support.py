@@ -6,7 +6,6 @@ Importable as ``api_support`` (pytest puts a test file's folder on sys.path).
 from __future__ import annotations
 
 import base64
-import socket
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,12 +33,6 @@ class LiveServer:
     base_url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def jpeg_bytes(width: int = WIDTH, height: int = HEIGHT, seed: int = 0) -> bytes:

@@ -19,14 +19,14 @@ import pytest
 # conftest: make api_support importable here too.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from api_support import TOKENS, LiveServer, NoModelRegistry, free_port
+from api_support import TOKENS, LiveServer, NoModelRegistry
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.deps import get_registry
 from api.main import create_app
 from api.settings import ApiSettings
-from edgeloop.services import start_api
+from edgeloop.services import free_port, start_api
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
