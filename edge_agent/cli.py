@@ -1,8 +1,11 @@
 """``edgeloop agent``: run the camera-host agent from the command line.
 
-Light at import time (typer and rich only); OpenCV and onnxruntime load when it runs.
-Options left out fall back to ``EDGELOOP_AGENT_*`` environment variables, then defaults
-(see ``edge_agent.settings.AgentSettings``).
+Each option overrides the ``AgentSettings`` field of its parameter's name; an option left
+out falls back to that field's ``EDGELOOP_AGENT_*`` environment variable (read by
+``AgentSettings`` alone), then to its default. Option help is the field's description.
+
+Light at import time (typer and rich only); the settings class loads when typer builds
+the command, OpenCV and onnxruntime when it runs.
 """
 
 from __future__ import annotations
@@ -13,75 +16,39 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
     from edge_agent.runner import AgentReport
 
 
+def _override(field: str, flag: str | None = None) -> Any:
+    """A typer option that overrides ``AgentSettings.<field>`` (flag ``--field-name`` unless
+    given); its help is the field's description, default and environment variable."""
+    from pydantic_core import PydanticUndefined
+
+    from edge_agent.settings import AgentSettings
+
+    info = AgentSettings.model_fields[field]
+    text = info.description or ""
+    if info.default not in (None, PydanticUndefined):
+        text += f" Default {info.default}."
+    text += f"\n\n[env var: {AgentSettings.env_var(field)}]"
+    return typer.Option(flag or f"--{field.replace('_', '-')}", help=escape(text))
+
+
 def agent(
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--source",
-            envvar="EDGELOOP_AGENT_SOURCE",
-            help="Video file, image directory, rtsp:// or http(s):// URL, or camera index.",
-        ),
-    ] = None,
-    camera_id: Annotated[
-        str | None,
-        typer.Option("--camera-id", envvar="EDGELOOP_AGENT_CAMERA_ID", help="Camera identifier."),
-    ] = None,
-    api: Annotated[
-        str | None,
-        typer.Option(
-            "--api",
-            envvar="EDGELOOP_AGENT_API_URL",
-            help="edgeloop API base URL (default http://127.0.0.1:8000).",
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option("--token", envvar="EDGELOOP_AGENT_TOKEN", help="Bearer token for the API."),
-    ] = None,
-    fps: Annotated[
-        float | None,
-        typer.Option(
-            "--fps",
-            envvar="EDGELOOP_AGENT_FPS",
-            help="Frames per second of source time to process (default: all).",
-        ),
-    ] = None,
-    max_frames: Annotated[
-        int | None,
-        typer.Option(
-            "--max-frames", envvar="EDGELOOP_AGENT_MAX_FRAMES", help="Stop after this many frames."
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model",
-            envvar="EDGELOOP_AGENT_MODEL_PATH",
-            help="Local ONNX model, used when the API has no production model and none is cached.",
-        ),
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--state-dir",
-            envvar="EDGELOOP_AGENT_STATE_DIR",
-            help="Spool and model cache (default data/agent/<camera-id>).",
-        ),
-    ] = None,
-    batch_frames: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-frames",
-            envvar="EDGELOOP_AGENT_BATCH_FRAMES",
-            help="Frames per ingest batch (default 32).",
-        ),
-    ] = None,
+    ctx: typer.Context,
+    source: Annotated[str | None, _override("source")] = None,
+    camera_id: Annotated[str | None, _override("camera_id")] = None,
+    api_url: Annotated[str | None, _override("api_url", "--api")] = None,
+    token: Annotated[str | None, _override("token")] = None,
+    fps: Annotated[float | None, _override("fps")] = None,
+    max_frames: Annotated[int | None, _override("max_frames")] = None,
+    model_path: Annotated[Path | None, _override("model_path", "--model")] = None,
+    state_dir: Annotated[Path | None, _override("state_dir")] = None,
+    batch_frames: Annotated[int | None, _override("batch_frames")] = None,
 ) -> None:
     """Detect on a camera's frames and ship them to the loop; uncertain frames go with their JPEG."""
     from pydantic import ValidationError
@@ -93,41 +60,26 @@ def agent(
 
     console = Console()
     _configure_logging()
-    overrides: dict[str, Any] = {
-        "source": source,
-        "camera_id": camera_id,
-        "api_url": api,
-        "token": token,
-        "fps": fps,
-        "max_frames": max_frames,
-        "model_path": model,
-        "state_dir": state_dir,
-        "batch_frames": batch_frames,
-    }
+    overrides = {name: value for name, value in ctx.params.items() if value is not None}
     try:
-        settings = AgentSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = AgentSettings(**overrides)
     except ValidationError as exc:
+        flags = {param.name: param.opts[0] for param in ctx.command.params if param.opts}
         for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "settings"
-            hint = _OPTION_OF.get(field, f"EDGELOOP_AGENT_{field.upper()}")
-            console.print(f"[red]invalid agent setting[/red] {field} ({hint}): {error['msg']}")
+            what = "invalid agent settings"  # a rule across fields names its variables itself
+            if error["loc"]:
+                field = str(error["loc"][0])
+                names = [flags[field]] if field in flags else []
+                names.append(AgentSettings.env_var(field))
+                what = f"invalid agent setting {field} ({' or '.join(names)})"
+            console.print(f"[red]{escape(what)}[/red]: {escape(error['msg'])}")
         raise typer.Exit(2) from exc
     try:
         report = AgentRunner(settings).run()
     except (SourceError, ModelError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     console.print(summary_table(report, settings.camera_id))
-
-
-_OPTION_OF = {
-    "source": "--source or EDGELOOP_AGENT_SOURCE",
-    "camera_id": "--camera-id or EDGELOOP_AGENT_CAMERA_ID",
-    "api_url": "--api or EDGELOOP_AGENT_API_URL",
-    "fps": "--fps or EDGELOOP_AGENT_FPS",
-    "max_frames": "--max-frames or EDGELOOP_AGENT_MAX_FRAMES",
-    "batch_frames": "--batch-frames or EDGELOOP_AGENT_BATCH_FRAMES",
-}
 
 
 def summary_table(report: AgentReport, camera_id: str) -> Table:
@@ -152,6 +104,7 @@ def summary_table(report: AgentReport, camera_id: str) -> Table:
         ("batches still spooled", f"{report.spool_pending}"),
         ("corrupt frames skipped", f"{report.skipped_frames}"),
         ("model version", report.model_version),
+        ("uncertainty band", _band(report)),
         ("stopped by", report.stopped_by),
     ]
     if report.dropped_frames:
@@ -159,6 +112,13 @@ def summary_table(report: AgentReport, camera_id: str) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _band(report: AgentReport) -> str:
+    """``0.4–0.7, loop host``: the band in use and where it came from."""
+    if report.uncertainty_low is None or report.uncertainty_high is None:
+        return "set by the detector"
+    return f"{report.uncertainty_low:g}–{report.uncertainty_high:g}, {report.uncertainty_source}"
 
 
 def _configure_logging() -> None:

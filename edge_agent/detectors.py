@@ -7,7 +7,7 @@ and ``uncertain`` set by ``edgeloop.rules.is_uncertain``.
 ``OnnxDetector`` runs an ultralytics YOLOv8-family ONNX export in three timed stages, as
 ultralytics' predictor does: preprocess (letterbox, see ``edge_agent.preprocess``) →
 inference (``session.run``) → postprocess (decode, confidence threshold, class-aware
-NMS, map back to the frame).
+NMS with OpenCV's ``cv2.dnn.NMSBoxesBatched``, map back to the frame).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge_agent.preprocess import Letterbox, preprocess
@@ -30,7 +31,7 @@ from edgeloop.wire import Detection
 logger = logging.getLogger(__name__)
 
 MAX_NMS_CANDIDATES = 30000
-"""Boxes kept for NMS, highest confidence first (ultralytics' ``max_nms``)."""
+"""Boxes that enter NMS, highest confidence first (ultralytics' ``max_nms``)."""
 
 
 class ModelError(RuntimeError):
@@ -91,31 +92,75 @@ def parse_ultralytics_names(text: str) -> list[str]:
     return [str(names[i]) for i in range(len(names))]
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression (as ``torchvision.ops.nms``).
+def batched_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    iou_threshold: float,
+    *,
+    max_candidates: int = MAX_NMS_CANDIDATES,
+) -> np.ndarray:
+    """Class-aware greedy non-maximum suppression with OpenCV's ``cv2.dnn.NMSBoxesBatched``.
+
+    Same rule as ``torchvision.ops.batched_nms`` (what ultralytics runs): boxes are taken
+    in descending score order, ties in index order (a stable sort), and a box is dropped
+    when its IoU with an already kept box of the SAME class is above ``iou_threshold``
+    (IoU equal to the threshold keeps it); boxes of different classes never suppress each
+    other. OpenCV computes IoU in float64 on ``Rect2d`` boxes (``cv2.dnn``'s ``nms.cpp``).
 
     Args:
-        boxes: (N, 4) float xyxy.
-        scores: (N,) float.
-        iou_threshold: a box whose IoU with a kept, higher-scoring box is above this is dropped.
+        boxes: (N, 4) float32 xyxy, any pixel frame (letterbox px in ``decode_yolo``).
+        scores: (N,) float32 confidences; every box takes part (filter by score before).
+        class_ids: (N,) integer class ids.
+        iou_threshold: IoU in [0, 1] above which a same-class box is suppressed.
+        max_candidates: only this many boxes, highest score first, enter NMS (OpenCV's
+            ``top_k``; ultralytics' ``max_nms``).
 
     Returns:
-        (K,) int64 indices of the kept boxes, highest score first.
+        (K,) int64 indices into ``boxes`` of the kept boxes, highest score first.
     """
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = (np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])).clip(0)
-        h = (np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])).clip(0)
-        inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    xywh = np.array(boxes, dtype=np.float64)  # a copy: OpenCV takes x, y, width, height
+    xywh[:, 2:] -= xywh[:, :2]
+    keep = cv2.dnn.NMSBoxesBatched(
+        xywh.tolist(),
+        np.asarray(scores, dtype=np.float32).tolist(),
+        np.asarray(class_ids, dtype=np.int64).tolist(),
+        score_threshold=-np.inf,
+        nms_threshold=iou_threshold,
+        top_k=max_candidates,
+    )
+    return np.asarray(keep, dtype=np.int64).reshape(-1)
+
+
+def yolo_candidates(
+    output: np.ndarray, *, conf_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The anchors of a YOLOv8/ultralytics detection head above ``conf_threshold``, before NMS.
+
+    Args:
+        output: (1, 4 + nc, N) float32: per anchor cx, cy, w, h in letterbox px, then the
+            nc class scores in [0, 1] (no objectness; ultralytics' ``Detect`` head export).
+        conf_threshold: keep an anchor when its best class score is above this.
+
+    Returns:
+        boxes (M, 4) float32 xyxy in letterbox px, confidences (M,) float32 (the best
+        class score), class_ids (M,) int64; in anchor order.
+
+    Raises:
+        ModelError: ``output`` does not have the (1, 4 + nc, N) shape.
+    """
+    if output.ndim != 3 or output.shape[0] != 1 or output.shape[1] < 5:
+        raise ModelError(f"expected a (1, 4 + nc, N) YOLO output, got shape {output.shape}")
+    pred = output[0]
+    scores = pred[4:]
+    class_ids = scores.argmax(axis=0)
+    conf = scores[class_ids, np.arange(scores.shape[1])]
+    candidates = np.flatnonzero(conf > conf_threshold)
+    cx, cy, w, h = pred[:4, candidates]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return xyxy, conf[candidates], class_ids[candidates].astype(np.int64)
 
 
 def decode_yolo(
@@ -129,35 +174,24 @@ def decode_yolo(
     """Decode a YOLOv8/ultralytics detection head's raw output.
 
     Args:
-        output: (1, 4 + nc, N) float32: per anchor cx, cy, w, h in letterbox px, then the
-            nc class scores in [0, 1] (no objectness; ultralytics' ``Detect`` head export).
+        output: (1, 4 + nc, N) float32 (see ``yolo_candidates``).
         box: how the frame was letterboxed.
         conf_threshold: keep an anchor when its best class score is above this.
-        iou_threshold: class-aware NMS IoU threshold (boxes of different classes never
-            suppress each other, as ultralytics' ``agnostic=False``).
+        iou_threshold: class-aware NMS IoU threshold (see ``batched_nms``; boxes of
+            different classes never suppress each other, as ultralytics' ``agnostic=False``).
         max_detections: keep at most this many, highest confidence first.
 
     Returns:
         boxes (K, 4) float32 xyxy in original-frame px clipped to the frame,
         confidences (K,) float32 in [0, 1], class_ids (K,) int64; sorted by confidence.
+
+    Raises:
+        ModelError: ``output`` does not have the (1, 4 + nc, N) shape.
     """
-    if output.ndim != 3 or output.shape[0] != 1 or output.shape[1] < 5:
-        raise ModelError(f"expected a (1, 4 + nc, N) YOLO output, got shape {output.shape}")
-    pred = output[0]
-    scores = pred[4:]
-    class_ids = scores.argmax(axis=0)
-    conf = scores[class_ids, np.arange(scores.shape[1])]
-    candidates = np.flatnonzero(conf > conf_threshold)
-    if candidates.size > MAX_NMS_CANDIDATES:
-        candidates = candidates[np.argsort(-conf[candidates])[:MAX_NMS_CANDIDATES]]
-    cx, cy, w, h = pred[:4, candidates]
-    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    conf, class_ids = conf[candidates], class_ids[candidates]
-    # Class-aware NMS in one pass: shift each class's boxes to their own region (ultralytics' max_wh trick).
-    offsets = class_ids[:, None].astype(np.float32) * 7680.0
-    keep = nms(xyxy + offsets, conf, iou_threshold)[:max_detections]
+    xyxy, conf, class_ids = yolo_candidates(output, conf_threshold=conf_threshold)
+    keep = batched_nms(xyxy, conf, class_ids, iou_threshold)[:max_detections]
     boxes = box.boxes_to_original(xyxy[keep])
-    return boxes, np.clip(conf[keep], 0.0, 1.0).astype(np.float32), class_ids[keep].astype(np.int64)
+    return boxes, np.clip(conf[keep], 0.0, 1.0).astype(np.float32), class_ids[keep]
 
 
 def decode_end2end(

@@ -1,19 +1,24 @@
 """Keeping the agent's model in step with the API's production model.
 
 On start the agent asks ``GET {api_url}/api/models/production`` for the
-``edgeloop.wire.ProductionModel`` (name, version, sha256, onnx_url, class names, imgsz).
-When the cached model's sha256 differs, it downloads ``{api_url}{onnx_url}`` (with the
-bearer token) into the cache, checks the sha256, renames it into place atomically and
-records it in ``current.json``. Cache layout, under ``<state_dir>/models/``::
+``edgeloop.wire.ProductionModel`` (name, version, sha256, onnx_url, class names, imgsz,
+and the loop host's uncertainty band). When the cached model's sha256 differs, it
+downloads ``{api_url}{onnx_url}`` (with the bearer token), checks the sha256, writes it
+into the cache with ``edgeloop.files.atomic_write_bytes`` and records it in
+``current.json``. Cache layout, under ``<state_dir>/models/``::
 
     <sha256>.onnx     the model file
-    current.json      {"model": <ProductionModel>, "file": "<sha256>.onnx"}
+    current.json      {"model": <ProductionModel as the API sent it>, "file": "<sha256>.onnx"}
+
+``current.json`` keeps the uncertainty band the API sent with the model, so an agent
+restarted while the API is unreachable keeps the loop host's band.
 
 Which model runs, in order: the API's production model (downloaded when needed) → the
 cached model when the API is unreachable or has no production model (404, or the
 edgeloop API's 503 before a model is registered) → the local
 ``model_path`` → an error that says what to do. The runner can call ``check_for_update``
-every ``model_check_interval_s`` and hot-swap the detector.
+every ``model_check_interval_s`` and hot-swap the detector (a new file, or the same file
+with a new version or uncertainty band).
 """
 
 from __future__ import annotations
@@ -21,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +34,7 @@ from pydantic import ValidationError
 
 from edge_agent.detectors import ModelError
 from edge_agent.shipper import api_message
-from edge_agent.spool import atomic_write_bytes
-from edgeloop.files import sha256_file
+from edgeloop.files import atomic_write_bytes, sha256_file
 from edgeloop.wire import ProductionModel
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,9 @@ class ModelFile:
             without a production model) or ``"local"`` (``model_path``).
         class_names: class names by class_id; None means the ONNX metadata's.
         imgsz: the model's square input size, px; None means read it from the file.
+        uncertainty_band: the loop host's uncertainty band ``(low, high)``, exclusive
+            bounds on confidence in [0, 1], sent with the production model; None when
+            unknown (a local model file, or an API from before the band was on the wire).
     """
 
     path: Path
@@ -73,6 +78,18 @@ class ModelFile:
     origin: str
     class_names: list[str] | None = None
     imgsz: int | None = None
+    uncertainty_band: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, model: ProductionModel, path: Path, origin: str) -> ModelFile:
+        """The file at ``path`` holding the API's ``model``."""
+        sent = {"uncertainty_low", "uncertainty_high"} <= model.model_fields_set
+        band = (model.uncertainty_low, model.uncertainty_high) if sent else None
+        return cls(path, model.version, model.sha256, origin, model.class_names, model.imgsz, band)
+
+    def describes(self, model: ProductionModel) -> bool:
+        """True when ``model`` is this file with the same version and uncertainty band."""
+        return self == ModelFile.of(model, self.path, self.origin)
 
 
 class ModelSync:
@@ -143,61 +160,56 @@ class ModelSync:
                 model.sha256,
             )
             return None
-        return ModelFile(path, model.version, sha, "cache", model.class_names, model.imgsz)
+        return ModelFile.of(model, path, "cache")
 
     def download(self, model: ProductionModel) -> ModelFile:
         """Download ``model`` into the cache, verify its sha256 and make it current.
 
+        The file is held in memory once (detection ONNX files are tens of MB) and written
+        only when its sha256 matches, with ``edgeloop.files.atomic_write_bytes``: a crash
+        leaves the old cache or the new file, never part of one.
+
         Raises:
             ApiUnavailableError: the download failed on the network or with a 5xx.
-            ModelError: the download's sha256 differs from the API's, or a 4xx.
+            ModelMovedError: production moved to another version meanwhile (409).
+            ModelError: the download's sha256 differs from the API's, or another 4xx.
         """
-        target = self.cache_dir / f"{model.sha256}.onnx"
-        part = self.cache_dir / f".download-{model.sha256[:16]}-{secrets.token_hex(3)}.part"
         logger.info(
             "downloading model %s version %s from %s", model.name, model.version, model.onnx_url
         )
         try:
-            with self.client.stream("GET", model.onnx_url) as response:
-                if response.status_code == 409:
-                    raise ModelMovedError(
-                        f"production moved while downloading version {model.version}: "
-                        f"{response.read().decode(errors='replace')[:300]}"
-                    )
-                if response.status_code >= 500:
-                    raise ApiUnavailableError(
-                        f"HTTP {response.status_code} downloading {model.onnx_url}"
-                    )
-                if not response.is_success:
-                    raise ModelError(
-                        f"cannot download model {model.name} version {model.version}: "
-                        f"HTTP {response.status_code} from {response.request.url}"
-                    )
-                digest = hashlib.sha256()
-                with part.open("wb") as fh:
-                    for chunk in response.iter_bytes(1 << 20):
-                        digest.update(chunk)
-                        fh.write(chunk)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            if digest.hexdigest() != model.sha256:
-                raise ModelError(
-                    f"downloaded model {model.name} version {model.version} has sha256 "
-                    f"{digest.hexdigest()}, but the API announced {model.sha256}; not using it"
-                )
-            os.replace(part, target)
+            response = self.client.get(model.onnx_url)
         except httpx.TransportError as exc:
             raise ApiUnavailableError(
                 f"downloading {model.onnx_url}: {type(exc).__name__}: {exc}"
             ) from exc
-        finally:
-            part.unlink(missing_ok=True)
+        if response.status_code == 409:
+            raise ModelMovedError(
+                f"production moved while downloading version {model.version}: "
+                f"{api_message(response)[:300]}"
+            )
+        if response.status_code >= 500:
+            raise ApiUnavailableError(f"HTTP {response.status_code} downloading {model.onnx_url}")
+        if not response.is_success:
+            raise ModelError(
+                f"cannot download model {model.name} version {model.version}: "
+                f"HTTP {response.status_code} from {response.request.url}"
+            )
+        sha = hashlib.sha256(response.content).hexdigest()
+        if sha != model.sha256:
+            raise ModelError(
+                f"downloaded model {model.name} version {model.version} has sha256 {sha}, "
+                f"but the API announced {model.sha256}; not using it"
+            )
+        target = self.cache_dir / f"{model.sha256}.onnx"
+        atomic_write_bytes(target, response.content)
         self._record(model, target)
         logger.info("model %s version %s cached at %s", model.name, model.version, target)
-        return ModelFile(target, model.version, model.sha256, "api", model.class_names, model.imgsz)
+        return ModelFile.of(model, target, "api")
 
     def _record(self, model: ProductionModel, path: Path) -> None:
-        record = {"model": model.model_dump(mode="json"), "file": path.name}
+        """Make ``path`` the current model; the record keeps only what the API sent."""
+        record = {"model": model.model_dump(mode="json", exclude_unset=True), "file": path.name}
         atomic_write_bytes(self.cache_dir / CURRENT_FILE, json.dumps(record, indent=2).encode())
         for old in self.cache_dir.glob("*.onnx"):
             if old != path:
@@ -236,25 +248,23 @@ class ModelSync:
             )
             return cached
         cached = self.cached()
-        if cached is not None and cached.sha256 == production.sha256:
-            if cached.version != production.version:
-                self._record(production, cached.path)
-            logger.info("cached model is the production model (version %s)", production.version)
-            return ModelFile(
-                cached.path,
-                production.version,
-                cached.sha256,
-                "api",
-                production.class_names,
-                production.imgsz,
-            )
         try:
-            return self._download_current(production)
+            return self._production_file(production, cached)
         except (ApiUnavailableError, ModelError) as exc:
             if cached is None:
                 raise ModelError(str(exc)) from exc
             logger.error("%s; keeping the cached model version %s", exc, cached.version)
             return cached
+
+    def _production_file(self, production: ProductionModel, cached: ModelFile | None) -> ModelFile:
+        """``production`` in the cache: the cached file when its sha256 matches (its record
+        rewritten when the version or band changed), else downloaded."""
+        if cached is None or cached.sha256 != production.sha256:
+            return self._download_current(production)
+        if not cached.describes(production):
+            self._record(production, cached.path)
+        logger.info("cached model is the production model (version %s)", production.version)
+        return ModelFile.of(production, cached.path, "api")
 
     def _download_current(self, production: ProductionModel) -> ModelFile:
         """``download``, asking again for the production model when it moved meanwhile (409)."""
@@ -269,16 +279,17 @@ class ModelSync:
                 production = newer
         return self.download(production)
 
-    def check_for_update(self, current_sha256: str) -> ModelFile | None:
-        """A newly downloaded production model when it differs from ``current_sha256``, else None.
+    def check_for_update(self, current: ModelFile) -> ModelFile | None:
+        """The API's production model when it differs from ``current`` (another file, or the
+        same file with another version or uncertainty band), downloaded when needed; else None.
 
         Errors are logged, not raised: the agent keeps running its current model.
         """
         try:
             production = self.fetch_production()
-            if production is None or production.sha256 == current_sha256:
+            if production is None or current.describes(production):
                 return None
-            return self._download_current(production)
+            return self._production_file(production, self.cached())
         except (ApiUnavailableError, ModelError) as exc:
             logger.warning("model update check failed (%s); keeping the current model", exc)
             return None

@@ -3,7 +3,10 @@
 Per frame, in the calling thread: the detector's three timed stages (preprocess →
 inference → postprocess), the frame's quality features, and a JPEG of the frame when at
 least one detection is uncertain (the labeling queue needs the image; confident frames
-travel without it). Frames are batched and handed to a ship worker thread, which
+travel without it). A detection is uncertain when its confidence lies in the uncertainty
+band: the loop host's (``EDGELOOP_UNCERTAINTY_LOW/HIGH``, sent with the production model
+and cached with it), unless ``EDGELOOP_AGENT_UNCERTAINTY_LOW/HIGH`` override it locally
+(see ``uncertainty_band``). Frames are batched and handed to a ship worker thread, which
 serialises and POSTs them (or spools them when the API is unavailable), so network time
 and JSON encoding overlap the next frames' inference. Its queue holds 4 batches; when a
 slow API fills it, the loop waits (a live source drops frames meanwhile) rather than
@@ -43,6 +46,7 @@ from edge_agent.quality import frame_quality
 from edge_agent.settings import AgentSettings
 from edge_agent.shipper import Shipper, make_client
 from edge_agent.spool import Spool
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
 from edgeloop.wire import FrameRecord, IngestBatch
 
 logger = logging.getLogger(__name__)
@@ -87,6 +91,9 @@ class AgentReport:
         batches_sent, batches_spooled, batches_replayed, batches_rejected: see ``ShipStats``.
         spool_pending: batches still in the spool at the end (sent on the next start).
         model_version: version of the model that processed the last frame.
+        uncertainty_low, uncertainty_high: the uncertainty band that model flagged
+            detections with, [0, 1]; None when the detector was given (it flags them itself).
+        uncertainty_source: where that band came from (``UncertaintyBand.source``).
         stopped_by: ``"end of source"``, ``"max_frames"``, ``"interrupted"`` (Ctrl-C) or
             ``"stopped"`` (``AgentRunner.stop()``).
     """
@@ -110,6 +117,9 @@ class AgentReport:
     batches_rejected: int = 0
     spool_pending: int = 0
     model_version: str = ""
+    uncertainty_low: float | None = None
+    uncertainty_high: float | None = None
+    uncertainty_source: str = ""
     stopped_by: str = "end of source"
 
     def as_dict(self) -> dict[str, object]:
@@ -183,8 +193,47 @@ class _LatencyStats:
         return total / self.count if self.count else 0.0
 
 
-def load_detector(model: ModelFile, settings: AgentSettings) -> OnnxDetector:
-    """An ``OnnxDetector`` for ``model`` with the thresholds and band from ``settings``."""
+BAND_FROM_LOOP_HOST = "loop host"
+BAND_LOCAL_OVERRIDE = "local override"
+BAND_DEFAULT = "default (no model info)"
+
+
+@dataclass(frozen=True)
+class UncertaintyBand:
+    """The band a detection is uncertain in: ``low < confidence < high``, bounds in [0, 1].
+
+    Attributes:
+        low, high: the exclusive bounds.
+        source: ``"loop host"`` (sent with the production model: the loop host's
+            ``EDGELOOP_UNCERTAINTY_LOW/HIGH``), ``"local override"`` (this agent's
+            ``EDGELOOP_AGENT_UNCERTAINTY_LOW/HIGH``) or ``"default (no model info)"``
+            (``edgeloop.rules``' band: a local model file, or an API that sends no band).
+    """
+
+    low: float
+    high: float
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.low:g}–{self.high:g}, {self.source}"
+
+
+def uncertainty_band(model: ModelFile, settings: AgentSettings) -> UncertaintyBand:
+    """The band to flag ``model``'s detections with: the local override when set, else the
+    loop host's band that came with the model, else ``edgeloop.rules``' default."""
+    if settings.uncertainty_override is not None:
+        return UncertaintyBand(*settings.uncertainty_override, BAND_LOCAL_OVERRIDE)
+    if model.uncertainty_band is not None:
+        return UncertaintyBand(*model.uncertainty_band, BAND_FROM_LOOP_HOST)
+    return UncertaintyBand(UNCERTAINTY_LOW, UNCERTAINTY_HIGH, BAND_DEFAULT)
+
+
+def load_detector(model: ModelFile, settings: AgentSettings, band: UncertaintyBand) -> OnnxDetector:
+    """An ``OnnxDetector`` for ``model`` with the thresholds from ``settings`` and ``band``.
+
+    Raises:
+        edge_agent.detectors.ModelError: the file is not a usable YOLO ONNX export.
+    """
     return OnnxDetector(
         model.path,
         class_names=model.class_names,
@@ -193,8 +242,8 @@ def load_detector(model: ModelFile, settings: AgentSettings) -> OnnxDetector:
         conf_threshold=settings.conf_threshold,
         iou_threshold=settings.iou_threshold,
         max_detections=settings.max_detections,
-        uncertainty_low=settings.uncertainty_low,
-        uncertainty_high=settings.uncertainty_high,
+        uncertainty_low=band.low,
+        uncertainty_high=band.high,
         intra_op_threads=settings.intra_op_threads,
     )
 
@@ -223,8 +272,9 @@ class AgentRunner:
         self.settings = settings
         self._transport = transport
         self._detector = detector
-        self._model_sha: str | None = None
+        self._model: ModelFile | None = None
         self._next_detector: Detector | None = None
+        self._next_band: UncertaintyBand | None = None
         self._swap_lock = threading.Lock()
         self._stop = threading.Event()
         self.report = AgentReport()
@@ -233,42 +283,64 @@ class AgentRunner:
 
     def _client(self) -> httpx.Client:
         s = self.settings
-        return make_client(s.api_url, s.token_value, s.request_timeout_s, self._transport)
+        return make_client(str(s.api_url), s.token_value, s.request_timeout_s, self._transport)
 
-    def _resolve_detector(self) -> Detector:
+    def _resolve_detector(self) -> tuple[Detector, UncertaintyBand | None]:
         if self._detector is not None:
-            return self._detector
+            return self._detector, None
         with self._client() as client:
             model = resolve_model(
                 ModelSync(client, self.settings.model_cache_dir), self.settings.model_path
             )
-        self._model_sha = model.sha256
         logger.info(
             "running model version %s (%s, from %s)", model.version, model.path, model.origin
         )
-        return load_detector(model, self.settings)
+        return self._load(model)
+
+    def _load(self, model: ModelFile) -> tuple[OnnxDetector, UncertaintyBand]:
+        """``model``'s detector and band, logged; a local override that differs from the
+        loop host's band is a warning (this camera's uncertain frames differ from the fleet's)."""
+        band = uncertainty_band(model, self.settings)
+        detector = load_detector(model, self.settings, band)
+        self._model = model
+        loop = model.uncertainty_band
+        if (
+            band.source == BAND_LOCAL_OVERRIDE
+            and loop is not None
+            and loop != (band.low, band.high)
+        ):
+            logger.warning(
+                "the local uncertainty band override %g–%g wins over the loop host's %g–%g; "
+                "unset %s and %s to follow the loop host",
+                band.low,
+                band.high,
+                *loop,
+                self.settings.env_var("uncertainty_low"),
+                self.settings.env_var("uncertainty_high"),
+            )
+        else:
+            logger.info("uncertainty band %s", band)
+        return detector, band
 
     def _watch_models(self, interval_s: float) -> None:
-        """Background thread: every ``interval_s`` ask the API for a newer production model."""
+        """Background thread: every ``interval_s`` ask the API whether the production model
+        (its file, version or uncertainty band) changed, and prepare the swap."""
         with self._client() as client:
             sync = ModelSync(client, self.settings.model_cache_dir)
             while not self._stop.wait(interval_s):
-                if self._model_sha is None:
-                    continue
-                model = sync.check_for_update(self._model_sha)
+                assert self._model is not None  # the watcher starts after _resolve_detector
+                model = sync.check_for_update(self._model)
                 if model is None:
                     continue
                 try:
-                    detector = load_detector(model, self.settings)
-                except Exception:
+                    detector, band = self._load(model)
+                except Exception:  # whatever fails, the current model keeps running
                     logger.exception(
-                        "cannot load the new model version %s; keeping the current one",
-                        model.version,
+                        "cannot load model version %s; keeping the current one", model.version
                     )
                     continue
                 with self._swap_lock:
-                    self._next_detector = detector
-                self._model_sha = model.sha256
+                    self._next_detector, self._next_band = detector, band
                 logger.info("model version %s ready; switching at the next frame", model.version)
 
     def stop(self) -> None:
@@ -290,7 +362,7 @@ class AgentRunner:
             self.source = open_source(s.source, s.fps)
             frames = self.source
         try:
-            detector = self._resolve_detector()
+            detector, band = self._resolve_detector()
         except BaseException:
             if self.source is not None:
                 self.source.close()
@@ -315,7 +387,7 @@ class AgentRunner:
             )
             watcher.start()
         report = self.report
-        report.model_version = detector.version
+        self._report_model(detector, band)
         stats = _LatencyStats()
         batch: list[FrameRecord] = []
         batch_started = 0.0
@@ -327,7 +399,7 @@ class AgentRunner:
                     if self._next_detector is not None:
                         detector.close()
                         detector, self._next_detector = self._next_detector, None
-                        report.model_version = detector.version
+                        self._report_model(detector, self._next_band)
                 record = self._process(frame, detector, stats)
                 if not batch:
                     batch_started = time.monotonic()
@@ -410,6 +482,14 @@ class AgentRunner:
             detections=detections,
             jpeg=jpeg,
         )
+
+    def _report_model(self, detector: Detector, band: UncertaintyBand | None) -> None:
+        r = self.report
+        r.model_version = detector.version
+        if band is not None:
+            r.uncertainty_low = band.low
+            r.uncertainty_high = band.high
+            r.uncertainty_source = band.source
 
     def _batch(self, frames: list[FrameRecord]) -> IngestBatch:
         return IngestBatch(

@@ -2,22 +2,28 @@
 
 One agent process serves one camera (``camera_id``) reading one ``source``. Paths are
 relative to the working directory unless absolute.
+
+The uncertainty band is the loop host's setting (``EDGELOOP_UNCERTAINTY_LOW/HIGH``), sent
+with the production model; ``uncertainty_low/high`` here are only a local override.
 """
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, HttpUrl, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
+from edgeloop.rules import check_uncertainty_band
 from edgeloop.wire import MAX_FRAMES_PER_BATCH
 
 DEFAULT_STATE_ROOT = Path("data/agent")
 """Root of the agents' state: ``<root>/<camera_id>/`` holds the spool and the model cache."""
+
+UnitInterval = Annotated[float, Field(ge=0, le=1)]
+"""A float in [0, 1]: a confidence, an IoU, a bound of the uncertainty band."""
 
 
 class AgentSettings(BaseSettings):
@@ -39,6 +45,11 @@ class AgentSettings(BaseSettings):
         if unknown:
             raise TypeError(f"unknown agent settings: {', '.join(unknown)}")
         super().__init__(**values)
+
+    @classmethod
+    def env_var(cls, field: str) -> str:
+        """The environment variable that sets ``field``: ``EDGELOOP_AGENT_<FIELD>``."""
+        return f"{cls.model_config['env_prefix']}{field.upper()}"
 
     # Where frames come from and who this is.
     camera_id: str = Field(
@@ -64,16 +75,19 @@ class AgentSettings(BaseSettings):
         None,
         gt=0,
         description=(
-            "Frames per second of source time to process; None processes every frame. "
+            "Frames per second of source time to process; unset, every frame. "
             "For files the agent strides by source fps / fps; live streams drop the rest."
         ),
     )
     max_frames: int | None = Field(
-        None, ge=1, description="Stop after this many processed frames; None runs to the end."
+        None, ge=1, description="Stop after this many processed frames; unset, run to the end."
     )
 
     # The loop host.
-    api_url: str = Field("http://127.0.0.1:8000", description="Base URL of the edgeloop API.")
+    api_url: HttpUrl = Field(
+        HttpUrl("http://127.0.0.1:8000"),
+        description="Base URL of the edgeloop API (http or https).",
+    )
     token: SecretStr | None = Field(
         None, description="Bearer token sent as `Authorization: Bearer <token>`."
     )
@@ -107,14 +121,12 @@ class AgentSettings(BaseSettings):
         ge=32,
         description="Letterbox size (px) for models with a dynamic input shape; static shapes win.",
     )
-    conf_threshold: float = Field(
+    conf_threshold: UnitInterval = Field(
         0.25,
-        ge=0,
-        le=1,
         description="Drop detections at or below this confidence (ultralytics' predict default).",
     )
-    iou_threshold: float = Field(
-        0.45, ge=0, le=1, description="IoU above which NMS suppresses a same-class box."
+    iou_threshold: UnitInterval = Field(
+        0.45, description="IoU above which NMS suppresses a same-class box."
     )
     max_detections: int = Field(
         300,
@@ -127,11 +139,17 @@ class AgentSettings(BaseSettings):
         ge=0,
         description="onnxruntime intra-op threads; 0 lets onnxruntime use one per physical core.",
     )
-    uncertainty_low: float = Field(
-        UNCERTAINTY_LOW, ge=0, le=1, description="Lower bound (exclusive) of the uncertainty band."
+    uncertainty_low: UnitInterval | None = Field(
+        None,
+        description=(
+            "Local override of the uncertainty band's lower bound (exclusive); unset, the "
+            "agent follows the loop host's band, sent with the production model. Set both "
+            "bounds or neither."
+        ),
     )
-    uncertainty_high: float = Field(
-        UNCERTAINTY_HIGH, ge=0, le=1, description="Upper bound (exclusive) of the uncertainty band."
+    uncertainty_high: UnitInterval | None = Field(
+        None,
+        description="Local override of the uncertainty band's upper bound (exclusive); see uncertainty_low.",
     )
     jpeg_quality: int = Field(
         90, ge=1, le=100, description="JPEG quality (OpenCV scale) of frames sent for labeling."
@@ -146,17 +164,25 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
-        if not self.uncertainty_low < self.uncertainty_high:
+        names = (self.env_var("uncertainty_low"), self.env_var("uncertainty_high"))
+        if (self.uncertainty_low is None) != (self.uncertainty_high is None):
             raise ValueError(
-                f"uncertainty band is empty: EDGELOOP_AGENT_UNCERTAINTY_LOW={self.uncertainty_low} "
-                f"must be below EDGELOOP_AGENT_UNCERTAINTY_HIGH={self.uncertainty_high}"
+                f"a local uncertainty band override needs both {names[0]} and {names[1]} "
+                f"(got {self.uncertainty_low} and {self.uncertainty_high}): set both, or "
+                "neither to follow the loop host's band"
             )
-        if not self.api_url.startswith(("http://", "https://")):
-            raise ValueError(f"api_url must start with http:// or https://, got {self.api_url!r}")
-        self.api_url = self.api_url.rstrip("/")
+        if self.uncertainty_override is not None:
+            check_uncertainty_band(*self.uncertainty_override, names=names)
         if self.state_dir is None:
             self.state_dir = DEFAULT_STATE_ROOT / self.camera_id
         return self
+
+    @property
+    def uncertainty_override(self) -> tuple[float, float] | None:
+        """The local uncertainty band override ``(low, high)``, or None to follow the loop host."""
+        if self.uncertainty_low is None or self.uncertainty_high is None:
+            return None
+        return self.uncertainty_low, self.uncertainty_high
 
     @property
     def state_path(self) -> Path:

@@ -6,10 +6,11 @@ Layout under the spool directory::
     rejected/<same name>.json             batches the API refused (4xx), kept for a person
     rejected/<same name>.reason.txt       the API's status and message
 
-A batch is written atomically (temporary file, fsync, rename, fsync of the directory),
-so after a crash or power loss a pending file is either complete or absent. Pending
-batches are removed only once the API acknowledged them; a batch the API rejects is
-moved to ``rejected/`` — never silently dropped, never retried forever.
+A batch is written with ``edgeloop.files.atomic_write_bytes`` (temporary file, fsync,
+rename, fsync of the directory), so after a crash or power loss a pending file is either
+complete or absent. Pending batches are removed only once the API acknowledged them; a
+batch the API rejects is moved to ``rejected/`` — never silently dropped, never retried
+forever.
 """
 
 from __future__ import annotations
@@ -21,30 +22,13 @@ import secrets
 import time
 from pathlib import Path
 
+from edgeloop.files import atomic_write_bytes, fsync_dir
 from edgeloop.wire import IngestBatch
 
 logger = logging.getLogger(__name__)
 
-_TMP_PREFIX = ".tmp-"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+_TMP_GLOB = ".*.tmp"
+"""Temporary files of ``edgeloop.files.atomic_write_bytes`` (``.<name>.<random>.tmp``)."""
 
 
 class Spool:
@@ -62,11 +46,12 @@ class Spool:
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
         self._seq = itertools.count()
-        for leftover in self.pending_dir.glob(f"{_TMP_PREFIX}*"):
-            logger.warning(
-                "removing incomplete spool file %s left by an interrupted write", leftover
-            )
-            leftover.unlink(missing_ok=True)
+        for folder in (self.pending_dir, self.rejected_dir):
+            for leftover in folder.glob(_TMP_GLOB):
+                logger.warning(
+                    "removing incomplete spool file %s left by an interrupted write", leftover
+                )
+                leftover.unlink(missing_ok=True)
 
     def put(self, batch: IngestBatch) -> Path:
         """Store ``batch`` durably as the newest pending batch; returns its file."""
@@ -81,16 +66,14 @@ class Spool:
 
     def pending(self) -> list[Path]:
         """Pending batch files, oldest first."""
-        return sorted(
-            p for p in self.pending_dir.glob("*.json") if not p.name.startswith(_TMP_PREFIX)
-        )
+        return sorted(self.pending_dir.glob("*.json"))
 
     def __len__(self) -> int:
         return len(self.pending())
 
     def rejected(self) -> list[Path]:
         """Rejected batch files, oldest first."""
-        return sorted(p for p in self.rejected_dir.glob("*.json"))
+        return sorted(self.rejected_dir.glob("*.json"))
 
     def load(self, path: Path) -> IngestBatch:
         """Read and validate a spooled batch.
@@ -103,15 +86,15 @@ class Spool:
     def ack(self, path: Path) -> None:
         """The API stored this batch: remove it from the spool."""
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def reject(self, path: Path, reason: str) -> Path:
         """Move a pending batch to ``rejected/`` with ``reason`` beside it; returns its new path."""
         target = self.rejected_dir / path.name
         atomic_write_bytes(target.with_suffix(".reason.txt"), reason.encode())
         os.replace(path, target)
-        _fsync_dir(self.rejected_dir)
-        _fsync_dir(path.parent)
+        fsync_dir(self.rejected_dir)
+        fsync_dir(path.parent)
         logger.error("batch %s rejected and kept in %s: %s", path.name, target, reason)
         return target
 

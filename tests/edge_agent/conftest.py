@@ -1,4 +1,8 @@
-"""Fixtures for the edge agent's tests: sample media, the seed ONNX model, a recording API."""
+"""Fixtures for the edge agent's tests: sample media, the seed ONNX model, stand-ins for the API.
+
+``ingest_api`` and ``model_api`` are ``httpx.MockTransport`` handlers (in-process, fast);
+``recording_api`` is a real HTTP server on a loopback port.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pytest
 from support import SEED_PT, require
 
@@ -64,6 +69,113 @@ def make_batch() -> Callable[..., IngestBatch]:
     return _make_batch
 
 
+class FakeApi:
+    """An ``httpx.MockTransport`` handler standing in for the edgeloop API.
+
+    ``mode`` says how it answers: ``"up"`` hands the request to ``answer``; ``"down"``
+    refuses the connection, ``"timeout"`` times out; an HTTP status (``"401"``, ``"404"``,
+    ``"422"``, ``"503"``) is answered with the API's ``{"detail": ...}`` from ``DETAILS``.
+    Every request is kept in ``requests``.
+    """
+
+    DETAILS: ClassVar[dict[str, Any]] = {
+        "401": "bad token",
+        "404": "no production model",
+        "422": [{"msg": "bbox outside the frame"}],
+        "503": "database busy",
+    }
+
+    def __init__(self) -> None:
+        self.mode = "up"
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.mode == "down":
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.mode == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if self.mode != "up":
+            return httpx.Response(int(self.mode), json={"detail": self.DETAILS[self.mode]})
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "not found"})
+
+
+class IngestApi(FakeApi):
+    """``POST /api/ingest``: keeps each batch (JSON, in ``batches``) and acknowledges it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[dict[str, Any]] = []
+
+    @property
+    def stored(self) -> list[int]:
+        """Indices of the frames received, in arrival order."""
+        return [f["frame_index"] for b in self.batches for f in b["frames"]]
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        self.batches.append(json.loads(request.content))
+        frames = self.batches[-1]["frames"]
+        return httpx.Response(
+            200, json={"accepted": len(frames), "duplicates": 0, "detections": 0, "queued": 0}
+        )
+
+
+@pytest.fixture
+def ingest_api() -> IngestApi:
+    return IngestApi()
+
+
+class ModelApi(FakeApi):
+    """``GET /api/models/production`` and the ONNX file it names.
+
+    Attributes:
+        onnx, version: the production model's bytes and version.
+        band: the uncertainty band sent with it; None sends none (an API from before it).
+        announced_sha: a sha256 to announce instead of the file's (a tampered download).
+        move_to: ``(onnx, version)`` production moves to while the next download starts (409).
+    """
+
+    def __init__(self, onnx: bytes, version: str = "3") -> None:
+        super().__init__()
+        self.onnx = onnx
+        self.version = version
+        self.band: tuple[float, float] | None = (0.4, 0.7)
+        self.announced_sha: str | None = None
+        self.downloads = 0
+        self.move_to: tuple[bytes, str] | None = None
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        onnx_url = f"/api/models/edgeloop-detector/{self.version}/model.onnx"
+        if request.url.path == "/api/models/production":
+            model: dict[str, Any] = {
+                "name": "edgeloop-detector",
+                "version": self.version,
+                "sha256": self.announced_sha or hashlib.sha256(self.onnx).hexdigest(),
+                "onnx_url": onnx_url,
+                "class_names": ["Normal", "Fall"],
+                "imgsz": 640,
+            }
+            if self.band is not None:
+                model["uncertainty_low"], model["uncertainty_high"] = self.band
+            return httpx.Response(200, json=model)
+        if request.url.path == onnx_url:
+            if self.move_to is not None:  # production moves just as the agent downloads
+                self.onnx, self.version, self.move_to = self.move_to[0], self.move_to[1], None
+                return httpx.Response(409, json={"detail": "production is now another version"})
+            self.downloads += 1
+            return httpx.Response(200, content=self.onnx)
+        return super().answer(request)
+
+
+@pytest.fixture
+def model_api() -> type[ModelApi]:
+    """``model_api(onnx_bytes, version="3")``: a ``ModelApi`` serving that model."""
+    return ModelApi
+
+
 class RecordingApi:
     """A tiny real HTTP server standing in for the edgeloop API.
 
@@ -88,7 +200,10 @@ class RecordingApi:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set_model(self, path: Path, version: str = "7") -> None:
+    def set_model(
+        self, path: Path, version: str = "7", band: tuple[float, float] | None = None
+    ) -> None:
+        """Serve ``path`` as production ``version``, with the uncertainty ``band`` when given."""
         self.model_bytes = path.read_bytes()
         self.model = {
             "name": "edgeloop-detector",
@@ -98,6 +213,8 @@ class RecordingApi:
             "class_names": ["Normal", "Fall"],
             "imgsz": 640,
         }
+        if band is not None:
+            self.model["uncertainty_low"], self.model["uncertainty_high"] = band
 
     @property
     def frames(self) -> list[dict[str, Any]]:

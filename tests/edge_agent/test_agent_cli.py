@@ -1,4 +1,4 @@
-"""`edgeloop agent` / `python -m edge_agent`: options, summary table, clear errors."""
+"""`edgeloop agent` / `python -m edge_agent`: options over environment, summary table, clear errors."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def app() -> typer.Typer:
     return cli
 
 
+def words(output: str) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(output.split())
+
+
 def test_agent_command_runs_and_prints_the_summary(
     recording_api: RecordingApi, seed_onnx: Path, tmp_path: Path
 ) -> None:
@@ -47,10 +52,67 @@ def test_agent_command_runs_and_prints_the_summary(
     assert result.exit_code == 0, result.output
     assert "edgeloop agent — camera cli-cam" in result.output
     assert "batches sent / spooled / replayed" in result.output
+    # A local model file and an API without a production model: nobody sent a band.
+    assert "uncertainty band" in result.output
+    assert "0.4–0.7, default (no model info)" in words(result.output)
     [frame] = recording_api.frames
     assert (
         frame["camera_id"] == "cli-cam" and frame["jpeg"] is not None
     )  # bus.jpg: uncertain people
+
+
+def test_environment_fills_in_and_options_win(
+    recording_api: RecordingApi,
+    seed_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AgentSettings reads EDGELOOP_AGENT_*; an option given on the command line wins."""
+    bus = require(SAMPLES_DIR / "bus.jpg")
+    for name, value in {
+        "SOURCE": bus,
+        "CAMERA_ID": "env-cam",
+        "API_URL": recording_api.url,
+        "MODEL_PATH": seed_onnx,
+        "STATE_DIR": tmp_path,
+        "UNCERTAINTY_LOW": 0.2,  # no option: only the environment sets the band override
+        "UNCERTAINTY_HIGH": 0.9,
+    }.items():
+        monkeypatch.setenv(f"EDGELOOP_AGENT_{name}", str(value))
+    result = CliRunner().invoke(app(), ["agent", "--camera-id", "cli-cam"])
+    assert result.exit_code == 0, result.output
+    assert "camera cli-cam" in result.output
+    assert "0.2–0.9, local override" in words(result.output)
+    [frame] = recording_api.frames
+    assert frame["camera_id"] == "cli-cam" and frame["frame_index"] == 0
+
+
+def test_invalid_settings_name_the_option_and_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGELOOP_AGENT_BATCH_FRAMES", "0")
+    monkeypatch.setenv("EDGELOOP_AGENT_JPEG_QUALITY", "0")
+    result = CliRunner().invoke(
+        app(), ["agent", "--source", "x", "--camera-id", "c", "--api", "loop:8000"]
+    )
+    assert result.exit_code == 2
+    output = words(result.output)
+    assert "batch_frames (--batch-frames or EDGELOOP_AGENT_BATCH_FRAMES)" in output
+    assert "api_url (--api or EDGELOOP_AGENT_API_URL): URL scheme should be" in output
+    assert "jpeg_quality (EDGELOOP_AGENT_JPEG_QUALITY)" in output  # no option for it
+
+
+def test_summary_table_shows_the_band_and_its_source() -> None:
+    from rich.console import Console
+
+    from edge_agent.cli import summary_table
+    from edge_agent.runner import AgentReport
+
+    console = Console(record=True, width=120)
+    report = AgentReport(uncertainty_low=0.35, uncertainty_high=0.6, uncertainty_source="loop host")
+    console.print(summary_table(report, "gate"))
+    text = console.export_text()
+    assert "uncertainty band" in text and "0.35–0.6, loop host" in text
 
 
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:

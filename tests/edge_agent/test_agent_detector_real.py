@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from support import SAMPLES_DIR, require
 
-from edge_agent.detectors import ModelError, OnnxDetector
+from edge_agent.capture import open_source
+from edge_agent.detectors import ModelError, OnnxDetector, yolo_candidates
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +60,53 @@ def test_matches_ultralytics_predict_on_the_same_onnx(
             [d.confidence for d in ours], theirs.conf.numpy()[order], atol=1e-3
         )
         assert [d.class_id for d in ours] == theirs.cls.numpy()[order].astype(int).tolist()
+
+
+VTEST_FRAMES = range(0, 795, 50)
+"""16 frames spread over vtest.avi's 795 (people walking in a square: many overlapping boxes)."""
+
+
+@pytest.mark.parametrize(("conf_threshold", "max_detections"), [(0.25, 300), (0.001, 30)])
+def test_nms_keeps_what_torchvision_batched_nms_keeps_on_vtest(
+    seed_onnx: Path, conf_threshold: float, max_detections: int
+) -> None:
+    """OpenCV's NMSBoxesBatched in the detector = torchvision.ops.batched_nms (ultralytics' NMS).
+
+    Both run on the same decoded candidates of the real model on real frames; at
+    conf 0.001 (ultralytics' val setting) thousands of overlapping candidates meet NMS and
+    ``max_detections`` cuts the kept list.
+    """
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    detector = OnnxDetector(
+        seed_onnx,
+        conf_threshold=conf_threshold,
+        iou_threshold=0.45,
+        max_detections=max_detections,
+    )
+    with open_source(require(SAMPLES_DIR / "vtest.avi")) as source:
+        images = [f.image for f in source if f.frame_index in VTEST_FRAMES]
+    assert len(images) == len(VTEST_FRAMES)
+    candidates = kept = 0
+    for i, image in zip(VTEST_FRAMES, images, strict=True):
+        tensor, box = detector.preprocess(image)
+        output = detector.inference(tensor)
+        xyxy, conf, class_ids = yolo_candidates(output, conf_threshold=conf_threshold)
+        keep = torchvision.ops.batched_nms(
+            torch.from_numpy(xyxy), torch.from_numpy(conf), torch.from_numpy(class_ids), 0.45
+        ).numpy()[:max_detections]
+        ours = detector.postprocess(output, box)
+        np.testing.assert_array_equal(
+            [d.bbox_xyxy for d in ours],
+            box.boxes_to_original(xyxy[keep]).reshape(-1, 4),
+            err_msg=f"frame {i}",
+        )
+        assert [d.class_id for d in ours] == class_ids[keep].tolist(), f"frame {i}"
+        assert [d.confidence for d in ours] == conf[keep].tolist(), f"frame {i}"
+        candidates += len(xyxy)
+        kept += len(ours)
+    assert kept > 3 * len(images)  # people were found on every frame or so
+    assert candidates > 2 * kept  # NMS had real work: most candidates were suppressed
 
 
 def test_missing_and_corrupt_models_are_clear_errors(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""Model sync against an httpx.MockTransport: download on sha change, cache when unreachable, bad sha."""
+"""Model sync against an httpx.MockTransport: download on sha change, cache when unreachable,
+bad sha, and the loop host's uncertainty band kept with the cached model."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -13,62 +15,26 @@ from edge_agent.detectors import ModelError
 from edge_agent.model_sync import CURRENT_FILE, ModelSync, resolve_model
 from edge_agent.shipper import make_client
 
-
-class FakeModelApi:
-    def __init__(self, onnx: bytes, version: str = "3") -> None:
-        self.mode = "up"
-        self.onnx = onnx
-        self.announced_sha: str | None = None
-        self.version = version
-        self.downloads = 0
-        self.auth: list[str | None] = []
-        self.move_to: tuple[bytes, str] | None = None
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.auth.append(request.headers.get("Authorization"))
-        if self.mode == "down":
-            raise httpx.ConnectError("connection refused", request=request)
-        if self.mode == "none":
-            return httpx.Response(404, json={"detail": "no production model"})
-        if self.mode == "503":
-            return httpx.Response(503, json={"detail": "No production model registered"})
-        if self.mode == "401":
-            return httpx.Response(401, json={"detail": "bad token"})
-        if request.url.path == "/api/models/production":
-            return httpx.Response(
-                200,
-                json={
-                    "name": "edgeloop-detector",
-                    "version": self.version,
-                    "sha256": self.announced_sha or hashlib.sha256(self.onnx).hexdigest(),
-                    "onnx_url": f"/api/models/edgeloop-detector/{self.version}/model.onnx",
-                    "class_names": ["Normal", "Fall"],
-                    "imgsz": 640,
-                },
-            )
-        if request.url.path == f"/api/models/edgeloop-detector/{self.version}/model.onnx":
-            if self.move_to is not None:  # production moves just as the agent downloads
-                self.onnx, self.version, self.move_to = self.move_to[0], self.move_to[1], None
-                return httpx.Response(409, json={"detail": "production is now another version"})
-            self.downloads += 1
-            return httpx.Response(200, content=self.onnx)
-        return httpx.Response(404)
+if TYPE_CHECKING:  # the fixture's class lives in this folder's conftest.py
+    from conftest import ModelApi
 
 
-def make_sync(tmp_path: Path, api: FakeModelApi) -> ModelSync:
+def make_sync(tmp_path: Path, api: ModelApi) -> ModelSync:
     client = make_client("http://api.test", "tok", 5.0, httpx.MockTransport(api))
     return ModelSync(client, tmp_path / "models")
 
 
-def test_downloads_when_the_cache_differs_then_reuses_it(tmp_path: Path) -> None:
-    api = FakeModelApi(b"model-v3" * 1000)
+def test_downloads_when_the_cache_differs_then_reuses_it(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"model-v3" * 1000)
     model = make_sync(tmp_path, api).sync()
     assert model is not None and model.origin == "api" and model.version == "3"
     assert model.path.read_bytes() == api.onnx
     assert model.class_names == ["Normal", "Fall"] and model.imgsz == 640
     record = json.loads((tmp_path / "models" / CURRENT_FILE).read_text())
     assert record["model"]["version"] == "3" and record["file"] == model.path.name
-    assert set(api.auth) == {"Bearer tok"}
+    assert {r.headers["Authorization"] for r in api.requests} == {"Bearer tok"}
     # Same sha on the next start: no second download.
     again = make_sync(tmp_path, api).sync()
     assert again is not None and again.path == model.path and api.downloads == 1
@@ -82,8 +48,8 @@ def test_downloads_when_the_cache_differs_then_reuses_it(tmp_path: Path) -> None
     )
 
 
-def test_unreachable_api_uses_the_cache(tmp_path: Path, caplog) -> None:
-    api = FakeModelApi(b"cached" * 100)
+def test_unreachable_api_uses_the_cache(tmp_path: Path, model_api: type[ModelApi], caplog) -> None:
+    api = model_api(b"cached" * 100)
     cached = make_sync(tmp_path, api).sync()
     api.mode = "down"
     model = make_sync(tmp_path, api).sync()
@@ -91,8 +57,8 @@ def test_unreachable_api_uses_the_cache(tmp_path: Path, caplog) -> None:
     assert "using the cached model version 3" in caplog.text
 
 
-def test_corrupt_cache_is_not_used(tmp_path: Path) -> None:
-    api = FakeModelApi(b"cached" * 100)
+def test_corrupt_cache_is_not_used(tmp_path: Path, model_api: type[ModelApi]) -> None:
+    api = model_api(b"cached" * 100)
     cached = make_sync(tmp_path, api).sync()
     assert cached is not None
     cached.path.write_bytes(b"bit rot")
@@ -100,16 +66,20 @@ def test_corrupt_cache_is_not_used(tmp_path: Path) -> None:
     assert make_sync(tmp_path, api).sync() is None
 
 
-def test_no_api_no_cache_no_local_model_is_a_clear_error(tmp_path: Path) -> None:
-    api = FakeModelApi(b"x")
+def test_no_api_no_cache_no_local_model_is_a_clear_error(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"x")
     api.mode = "down"
     with pytest.raises(ModelError, match="--model PATH"):
         resolve_model(make_sync(tmp_path, api), None)
 
 
-@pytest.mark.parametrize("mode", ["none", "503"])
-def test_no_production_model_falls_back_to_the_local_file(tmp_path: Path, mode: str) -> None:
-    api = FakeModelApi(b"x")
+@pytest.mark.parametrize("mode", ["404", "503"])
+def test_no_production_model_falls_back_to_the_local_file(
+    tmp_path: Path, model_api: type[ModelApi], mode: str
+) -> None:
+    api = model_api(b"x")
     api.mode = mode
     local = tmp_path / "local.onnx"
     local.write_bytes(b"local model")
@@ -118,16 +88,18 @@ def test_no_production_model_falls_back_to_the_local_file(tmp_path: Path, mode: 
     assert model.version == "local-" + hashlib.sha256(b"local model").hexdigest()[:12]
 
 
-def test_bad_sha_is_an_error_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    api = FakeModelApi(b"tampered")
+def test_bad_sha_is_an_error_and_leaves_nothing_behind(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"tampered")
     api.announced_sha = "0" * 64
     with pytest.raises(ModelError, match="sha256"):
         make_sync(tmp_path, api).sync()
     assert [p.name for p in (tmp_path / "models").iterdir()] == []
 
 
-def test_bad_sha_keeps_a_good_cached_model(tmp_path: Path) -> None:
-    api = FakeModelApi(b"good" * 10)
+def test_bad_sha_keeps_a_good_cached_model(tmp_path: Path, model_api: type[ModelApi]) -> None:
+    api = model_api(b"good" * 10)
     good = make_sync(tmp_path, api).sync()
     api.onnx, api.version, api.announced_sha = b"tampered", "4", "1" * 64
     model = make_sync(tmp_path, api).sync()
@@ -135,28 +107,76 @@ def test_bad_sha_keeps_a_good_cached_model(tmp_path: Path) -> None:
     assert (model.path, model.version, model.origin) == (good.path, "3", "cache")
 
 
-def test_refused_token_is_an_error(tmp_path: Path) -> None:
-    api = FakeModelApi(b"x")
+def test_refused_token_is_an_error(tmp_path: Path, model_api: type[ModelApi]) -> None:
+    api = model_api(b"x")
     api.mode = "401"
     with pytest.raises(ModelError, match="TOKEN"):
         make_sync(tmp_path, api).sync()
 
 
-def test_check_for_update_downloads_only_a_new_sha(tmp_path: Path) -> None:
-    api = FakeModelApi(b"v3")
+def test_check_for_update_downloads_only_a_new_sha(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"v3")
     sync = make_sync(tmp_path, api)
     current = sync.sync()
     assert current is not None
-    assert sync.check_for_update(current.sha256) is None
+    assert sync.check_for_update(current) is None
     api.onnx, api.version = b"v4", "4"
-    update = sync.check_for_update(current.sha256)
+    update = sync.check_for_update(current)
     assert update is not None and update.version == "4" and update.path.read_bytes() == b"v4"
     api.mode = "down"
-    assert sync.check_for_update(update.sha256) is None
+    assert sync.check_for_update(update) is None
 
 
-def test_production_moving_during_the_download_fetches_the_new_one(tmp_path: Path) -> None:
-    api = FakeModelApi(b"v3")
+def test_the_loop_hosts_band_is_cached_with_the_model(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"v3" * 100)
+    api.band = (0.3, 0.6)
+    model = make_sync(tmp_path, api).sync()
+    assert model is not None and model.uncertainty_band == (0.3, 0.6)
+    # The loop host changes its band, same model file: recorded on the next start, no download.
+    api.band = (0.5, 0.8)
+    model = make_sync(tmp_path, api).sync()
+    assert model is not None and model.uncertainty_band == (0.5, 0.8) and api.downloads == 1
+    # An offline restart keeps the loop host's latest band.
+    api.mode = "down"
+    cached = make_sync(tmp_path, api).sync()
+    assert cached is not None and cached.origin == "cache"
+    assert cached.uncertainty_band == (0.5, 0.8)
+
+
+def test_a_new_band_alone_is_an_update(tmp_path: Path, model_api: type[ModelApi]) -> None:
+    api = model_api(b"v3")
+    sync = make_sync(tmp_path, api)
+    current = sync.sync()
+    assert current is not None and current.uncertainty_band == (0.4, 0.7)
+    api.band = (0.2, 0.5)
+    update = sync.check_for_update(current)
+    assert update is not None and update.uncertainty_band == (0.2, 0.5)
+    assert update.path == current.path and update.version == "3" and api.downloads == 1
+    assert sync.check_for_update(update) is None
+
+
+def test_an_api_that_sends_no_band_leaves_it_unknown(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"v3")
+    api.band = None  # an API from before the band was on the wire
+    model = make_sync(tmp_path, api).sync()
+    assert model is not None and model.uncertainty_band is None
+    record = json.loads((tmp_path / "models" / CURRENT_FILE).read_text())
+    assert "uncertainty_low" not in record["model"]  # not the wire model's default
+    api.mode = "down"
+    cached = make_sync(tmp_path, api).sync()
+    assert cached is not None and cached.uncertainty_band is None
+
+
+def test_production_moving_during_the_download_fetches_the_new_one(
+    tmp_path: Path, model_api: type[ModelApi]
+) -> None:
+    api = model_api(b"v3")
     api.move_to = (b"v4", "4")
     model = make_sync(tmp_path, api).sync()
     assert model is not None and model.version == "4" and model.path.read_bytes() == b"v4"

@@ -7,9 +7,9 @@ import pytest
 
 from edge_agent.detectors import (
     ModelError,
+    batched_nms,
     decode_end2end,
     decode_yolo,
-    nms,
     parse_ultralytics_names,
 )
 from edge_agent.preprocess import letterbox
@@ -74,11 +74,27 @@ def test_max_detections_keeps_the_most_confident(vtest_box) -> None:
     np.testing.assert_allclose(conf, [0.75, 0.70, 0.65], rtol=1e-5)
 
 
-def test_nms_matches_iou_rule() -> None:
-    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 4], [20, 20, 30, 30]], np.float32)
-    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
-    # IoU(0,1) = 0.9 → dropped; IoU(0,2) = 0.4 → kept at 0.45.
-    assert nms(boxes, scores, 0.45).tolist() == [0, 2, 3]
+def test_batched_nms_suppresses_within_a_class_only() -> None:
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # 0: the best box
+            [0, 0, 10, 9],  # 1: IoU 0.9 with 0, same class → dropped
+            [0, 0, 10, 9],  # 2: the same place, another class → kept
+            [0, 0, 10, 4.5],  # 3: IoU exactly 0.45 with 0 → kept (only IoU above drops)
+            [0, 0, 10, 4.6],  # 4: IoU 0.46 with 0 → dropped
+            [20, 20, 30, 30],  # 5: elsewhere → kept
+            [21, 21, 31, 31],  # 6: same score as 5, later index, IoU 0.68 with it → dropped
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.85, 0.7, 0.6, 0.5, 0.5], np.float32)
+    class_ids = np.array([0, 0, 1, 0, 0, 0, 0])
+    assert batched_nms(boxes, scores, class_ids, 0.45).tolist() == [0, 2, 3, 5]
+    # All one class: box 2 now falls to box 0 as well.
+    assert batched_nms(boxes, scores, np.zeros(7, np.int64), 0.45).tolist() == [0, 3, 5]
+    # Only the 3 best boxes (0, 2, 1) enter NMS, as ultralytics' max_nms.
+    assert batched_nms(boxes, scores, class_ids, 0.45, max_candidates=3).tolist() == [0, 2]
+    assert batched_nms(boxes[:0], scores[:0], class_ids[:0], 0.45).shape == (0,)
 
 
 def test_end2end_output_is_thresholded_and_mapped(vtest_box) -> None:

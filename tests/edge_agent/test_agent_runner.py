@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
@@ -15,9 +15,14 @@ from support import SAMPLES_DIR, require
 
 from edge_agent.capture import Frame
 from edge_agent.detectors import Detector
-from edge_agent.runner import AgentRunner, frame_key
+from edge_agent.model_sync import ModelFile
+from edge_agent.runner import AgentRunner, frame_key, uncertainty_band
 from edge_agent.settings import AgentSettings
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
 from edgeloop.wire import Detection
+
+if TYPE_CHECKING:  # the fixture's class lives in this folder's conftest.py
+    from conftest import IngestApi
 
 
 class FakeDetector(Detector):
@@ -48,19 +53,6 @@ class FakeDetector(Detector):
         ]
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.batches: list[dict] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        batch = json.loads(request.content)
-        self.batches.append(batch)
-        n = len(batch["frames"])
-        return httpx.Response(
-            200, json={"accepted": n, "duplicates": 0, "detections": n, "queued": 0}
-        )
-
-
 def synthetic_frames(n: int, interrupt_at: int | None = None) -> Iterator[Frame]:
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -80,15 +72,17 @@ def settings(tmp_path: Path, **kw: object) -> AgentSettings:
     return AgentSettings(**values)  # type: ignore[arg-type]
 
 
-def test_batches_keys_and_jpegs(tmp_path: Path) -> None:
-    sink = Sink()
-    report = AgentRunner(
-        settings(tmp_path, batch_frames=3),
-        detector=FakeDetector(),
-        transport=httpx.MockTransport(sink),
-    ).run(synthetic_frames(7))
-    assert [len(b["frames"]) for b in sink.batches] == [3, 3, 1]
-    frames = [f for b in sink.batches for f in b["frames"]]
+def fake_agent(tmp_path: Path, api: IngestApi, **kw: object) -> AgentRunner:
+    """An ``AgentRunner`` with a ``FakeDetector`` that ships to ``api``; ``kw`` are settings."""
+    return AgentRunner(
+        settings(tmp_path, **kw), detector=FakeDetector(), transport=httpx.MockTransport(api)
+    )
+
+
+def test_batches_keys_and_jpegs(tmp_path: Path, ingest_api: IngestApi) -> None:
+    report = fake_agent(tmp_path, ingest_api, batch_frames=3).run(synthetic_frames(7))
+    assert [len(b["frames"]) for b in ingest_api.batches] == [3, 3, 1]
+    frames = [f for b in ingest_api.batches for f in b["frames"]]
     assert (
         [f["frame_key"] for f in frames]
         == [frame_key("cam", "src0", i) for i in range(7)]
@@ -97,81 +91,78 @@ def test_batches_keys_and_jpegs(tmp_path: Path) -> None:
     assert [f["jpeg"] is not None for f in frames] == [i % 2 == 1 for i in range(7)]
     assert report.frames == 7 and report.uncertain_frames == 3 and report.batches_sent == 3
     assert report.stopped_by == "end of source" and report.model_version == "fake-1"
+    assert report.uncertainty_source == ""  # a given detector flags detections itself
 
 
-def test_ctrl_c_flushes_the_partial_batch(tmp_path: Path) -> None:
-    sink = Sink()
-    runner = AgentRunner(
-        settings(tmp_path, batch_frames=32),
-        detector=FakeDetector(),
-        transport=httpx.MockTransport(sink),
-    )
+def test_ctrl_c_flushes_the_partial_batch(tmp_path: Path, ingest_api: IngestApi) -> None:
+    runner = fake_agent(tmp_path, ingest_api, batch_frames=32)
     report = runner.run(synthetic_frames(10, interrupt_at=4))
     assert report.stopped_by == "interrupted"
-    assert [f["frame_index"] for b in sink.batches for f in b["frames"]] == [0, 1, 2, 3]
+    assert ingest_api.stored == [0, 1, 2, 3]
 
 
-def test_max_frames_stops_the_source(tmp_path: Path) -> None:
-    sink = Sink()
-    report = AgentRunner(
-        settings(tmp_path, max_frames=5),
-        detector=FakeDetector(),
-        transport=httpx.MockTransport(sink),
-    ).run(synthetic_frames(100))
+def test_max_frames_stops_the_source(tmp_path: Path, ingest_api: IngestApi) -> None:
+    report = fake_agent(tmp_path, ingest_api, max_frames=5).run(synthetic_frames(100))
     assert report.frames == 5 and report.stopped_by == "max_frames"
-    assert sum(len(b["frames"]) for b in sink.batches) == 5
+    assert len(ingest_api.stored) == 5
 
 
-def test_corrupt_image_in_a_directory_is_counted_not_fatal(tmp_path: Path) -> None:
+def test_corrupt_image_in_a_directory_is_counted_not_fatal(
+    tmp_path: Path, ingest_api: IngestApi
+) -> None:
     images = tmp_path / "images"
     images.mkdir()
     shutil.copyfile(require(SAMPLES_DIR / "zidane.jpg"), images / "1.jpg")
     (images / "2.jpg").write_bytes(b"garbage")
     shutil.copyfile(require(SAMPLES_DIR / "bus.jpg"), images / "3.jpg")
-    sink = Sink()
-    s = settings(tmp_path / "state", source=str(images))
-    report = AgentRunner(s, detector=FakeDetector(), transport=httpx.MockTransport(sink)).run()
+    report = fake_agent(tmp_path / "state", ingest_api, source=str(images)).run()
     assert report.frames == 2 and report.skipped_frames == 1
-    assert [f["frame_index"] for b in sink.batches for f in b["frames"]] == [0, 2]
+    assert ingest_api.stored == [0, 2]
 
 
-def test_api_down_for_the_whole_run_keeps_everything_in_the_spool(tmp_path: Path) -> None:
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    report = AgentRunner(
-        settings(tmp_path, batch_frames=2),
-        detector=FakeDetector(),
-        transport=httpx.MockTransport(down),
-    ).run(synthetic_frames(5))
+def test_api_down_for_the_whole_run_keeps_everything_in_the_spool(
+    tmp_path: Path, ingest_api: IngestApi
+) -> None:
+    ingest_api.mode = "down"
+    report = fake_agent(tmp_path, ingest_api, batch_frames=2).run(synthetic_frames(5))
     assert report.batches_spooled == 3 and report.spool_pending == 3 and report.batches_sent == 0
 
 
-def test_unopenable_source_is_a_clear_error(tmp_path: Path) -> None:
+def test_unopenable_source_is_a_clear_error(tmp_path: Path, ingest_api: IngestApi) -> None:
     from edge_agent.capture import SourceError
 
     with pytest.raises(SourceError, match=r"nowhere\.mp4"):
-        AgentRunner(
-            settings(tmp_path, source=str(tmp_path / "nowhere.mp4")), detector=FakeDetector()
-        ).run()
+        fake_agent(tmp_path, ingest_api, source=str(tmp_path / "nowhere.mp4")).run()
 
 
 def test_a_failing_spool_stops_the_agent_loudly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ingest_api: IngestApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edge_agent.spool import Spool
-
-    def down(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
 
     def disk_full(self: Spool, data: bytes) -> Path:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Spool, "put_json", disk_full)
-    runner = AgentRunner(
-        settings(tmp_path, batch_frames=1),
-        detector=FakeDetector(),
-        transport=httpx.MockTransport(down),
-    )
+    ingest_api.mode = "down"
     with pytest.raises(RuntimeError, match="No space left on device"):
-        runner.run(synthetic_frames(3))
+        fake_agent(tmp_path, ingest_api, batch_frames=1).run(synthetic_frames(3))
+
+
+def test_the_band_is_the_loop_hosts_unless_overridden_locally(tmp_path: Path) -> None:
+    sent = ModelFile(tmp_path / "m.onnx", "7", "0" * 64, "api", uncertainty_band=(0.3, 0.6))
+    local = ModelFile(tmp_path / "m.onnx", "local-000000000000", "0" * 64, "local")
+    follow = settings(tmp_path)
+    override = settings(tmp_path, uncertainty_low=0.5, uncertainty_high=0.9)
+    assert vars(uncertainty_band(sent, follow)) == {"low": 0.3, "high": 0.6, "source": "loop host"}
+    assert vars(uncertainty_band(sent, override)) == {
+        "low": 0.5,
+        "high": 0.9,
+        "source": "local override",
+    }
+    assert vars(uncertainty_band(local, follow)) == {
+        "low": UNCERTAINTY_LOW,
+        "high": UNCERTAINTY_HIGH,
+        "source": "default (no model info)",
+    }
+    assert str(uncertainty_band(local, override)) == "0.5–0.9, local override"

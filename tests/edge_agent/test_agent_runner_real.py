@@ -46,11 +46,11 @@ def settings_for(api: RecordingApi, vtest: Path, state: Path, **overrides: objec
 def test_ships_vtest_with_jpegs_only_on_uncertain_frames(
     recording_api: RecordingApi, vtest: Path, seed_onnx: Path, tmp_path: Path
 ) -> None:
-    recording_api.set_model(seed_onnx, version="7")  # the agent downloads it from the "API"
-    # A narrow band, so that some of these frames have an uncertain detection and some don't.
-    settings = settings_for(
-        recording_api, vtest, tmp_path, max_frames=10, uncertainty_low=0.55, uncertainty_high=0.7
-    )
+    # The agent downloads the model from the "API" and flags detections with the loop host's
+    # band sent with it: a narrow one, so that some frames have an uncertain detection and
+    # some don't.
+    recording_api.set_model(seed_onnx, version="7", band=(0.55, 0.7))
+    settings = settings_for(recording_api, vtest, tmp_path, max_frames=10)
     report = AgentRunner(settings).run()
 
     frames = recording_api.frames
@@ -83,6 +83,39 @@ def test_ships_vtest_with_jpegs_only_on_uncertain_frames(
     assert report.batches_sent == 3 and report.batches_spooled == 0 and report.spool_pending == 0
     assert 0 < report.inference_ms_p50 <= report.inference_ms_p95
     assert report.model_version == "7"
+    assert (report.uncertainty_low, report.uncertainty_high) == (0.55, 0.7)
+    assert report.uncertainty_source == "loop host"
+
+
+def test_a_local_band_override_wins_and_is_reported(
+    recording_api: RecordingApi, vtest: Path, seed_onnx: Path, tmp_path: Path, caplog
+) -> None:
+    recording_api.set_model(seed_onnx, version="7", band=(0.55, 0.7))
+    settings = settings_for(
+        recording_api, vtest, tmp_path, max_frames=3, uncertainty_low=0.3, uncertainty_high=0.5
+    )
+    report = AgentRunner(settings).run()
+    confidences = [d["confidence"] for f in recording_api.frames for d in f["detections"]]
+    flags = [d["uncertain"] for f in recording_api.frames for d in f["detections"]]
+    assert flags == [0.3 < c < 0.5 for c in confidences]
+    assert flags != [0.55 < c < 0.7 for c in confidences]  # the loop host's band would differ
+    assert (report.uncertainty_low, report.uncertainty_high) == (0.3, 0.5)
+    assert report.uncertainty_source == "local override"
+    assert "override 0.3–0.5 wins over the loop host's 0.55–0.7" in caplog.text
+    assert "EDGELOOP_AGENT_UNCERTAINTY_LOW" in caplog.text
+
+
+def test_an_offline_restart_keeps_the_loop_hosts_band(
+    recording_api: RecordingApi, vtest: Path, seed_onnx: Path, tmp_path: Path
+) -> None:
+    recording_api.set_model(seed_onnx, version="7", band=(0.55, 0.7))
+    settings = settings_for(recording_api, vtest, tmp_path, max_frames=1)
+    AgentRunner(settings).run()
+    recording_api.stop()
+    report = AgentRunner(settings).run()  # the model and its band come from the cache
+    assert report.model_version == "7" and report.batches_spooled == 1
+    assert (report.uncertainty_low, report.uncertainty_high) == (0.55, 0.7)
+    assert report.uncertainty_source == "loop host"
 
 
 def test_killing_the_api_mid_run_spools_and_replays_without_loss_or_duplicates(
@@ -152,7 +185,7 @@ def test_hot_swaps_to_a_newly_promoted_model(
     )
     v8 = tmp_path / "v8.onnx"
     onnx.save(proto, str(v8))
-    recording_api.set_model(seed_onnx, version="7")
+    recording_api.set_model(seed_onnx, version="7", band=(0.55, 0.7))
     settings = settings_for(
         recording_api,
         vtest,
@@ -167,7 +200,8 @@ def test_hot_swaps_to_a_newly_promoted_model(
         with open_source(vtest) as source:
             for frame in source:
                 if frame.frame_index == 3:
-                    recording_api.set_model(v8, version="8")  # promoted while the agent runs
+                    # Promoted while the agent runs, with a new band on the loop host.
+                    recording_api.set_model(v8, version="8", band=(0.3, 0.5))
                     deadline = time.monotonic() + 30
                     while runner._next_detector is None and time.monotonic() < deadline:
                         time.sleep(0.05)
@@ -176,5 +210,9 @@ def test_hot_swaps_to_a_newly_promoted_model(
     report = runner.run(frames())
     assert [f["model_version"] for f in recording_api.frames] == ["7", "7", "7", "8", "8", "8"]
     assert report.model_version == "8" and recording_api.model_downloads == 2
+    for f in recording_api.frames:
+        low, high = (0.55, 0.7) if f["model_version"] == "7" else (0.3, 0.5)
+        assert all(d["uncertain"] == (low < d["confidence"] < high) for d in f["detections"])
+    assert (report.uncertainty_low, report.uncertainty_high) == (0.3, 0.5)
     cached = sorted(p.name for p in (tmp_path / "state" / "models").glob("*.onnx"))
     assert cached == [f"{recording_api.model['sha256']}.onnx"]  # type: ignore[index]

@@ -8,7 +8,6 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.settings import AgentSettings
-from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
 
 
 def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,10 +18,10 @@ def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     s = AgentSettings()
     assert s.camera_id == "gate-1" and s.token_value == "s3cret"
     assert "s3cret" not in repr(s)
-    assert s.api_url == "http://loop:8000"
+    assert str(s.api_url) == "http://loop:8000/"
     assert s.state_path == Path("data/agent/gate-1")
     assert s.spool_dir == Path("data/agent/gate-1/spool")
-    assert (s.uncertainty_low, s.uncertainty_high) == (UNCERTAINTY_LOW, UNCERTAINTY_HIGH)
+    assert s.uncertainty_override is None  # the band follows the loop host
     assert (s.conf_threshold, s.iou_threshold, s.batch_frames, s.jpeg_quality) == (
         0.25,
         0.45,
@@ -37,6 +36,13 @@ def test_unknown_setting_and_empty_band_are_errors() -> None:
         AgentSettings(camera_id="c", source="x", batch_size=3)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="uncertainty band is empty"):
         AgentSettings(camera_id="c", source="x", uncertainty_low=0.7, uncertainty_high=0.4)
+    with pytest.raises(
+        ValidationError,
+        match=r"needs both EDGELOOP_AGENT_UNCERTAINTY_LOW and EDGELOOP_AGENT_UNCERTAINTY_HIGH",
+    ):
+        AgentSettings(camera_id="c", source="x", uncertainty_low=0.5)
+    with pytest.raises(ValidationError, match="URL scheme should be 'http' or 'https'"):
+        AgentSettings(camera_id="c", source="x", api_url="loop:8000")
     with pytest.raises(ValidationError, match="camera_id"):
         AgentSettings(camera_id="bad id", source="x")
 
@@ -49,3 +55,10 @@ def test_a_shared_env_file_with_other_processes_keys_is_fine(
     )
     monkeypatch.chdir(tmp_path)
     assert AgentSettings(camera_id="c", source="x").fps == 2.5
+
+
+def test_a_local_band_override_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGELOOP_AGENT_UNCERTAINTY_LOW", "0.55")
+    monkeypatch.setenv("EDGELOOP_AGENT_UNCERTAINTY_HIGH", "0.9")
+    assert AgentSettings(camera_id="c", source="x").uncertainty_override == (0.55, 0.9)
+    assert AgentSettings.env_var("uncertainty_low") == "EDGELOOP_AGENT_UNCERTAINTY_LOW"

@@ -54,7 +54,12 @@ def test_interrupted_write_leaves_no_pending_batch(
     with pytest.raises(OSError, match="power lost"):
         spool.put(make_batch(1))
     monkeypatch.undo()
-    # Only the complete batch is pending; the half-written file is not, and a restart cleans it.
+    # Only the complete batch is pending; the half-written file is not.
+    assert [spool.load(p).frames[0].frame_index for p in spool.pending()] == [0]
+    # A power cut mid-write leaves edgeloop.files.atomic_write_bytes' temporary file behind
+    # (.<name>.<random>.tmp): never pending, and removed when the agent restarts.
+    leftover = tmp_path / "pending" / ".00000000000000000001-00000001-abc123.json.k2x9.tmp"
+    leftover.write_bytes(b'{"agent_id": "a", "fra')
     assert [spool.load(p).frames[0].frame_index for p in spool.pending()] == [0]
     Spool(tmp_path)
     assert [p.name for p in (tmp_path / "pending").iterdir()] == [spool.pending()[0].name]
