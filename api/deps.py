@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, authenticate
 from api.model_registry import ModelRegistry
-from api.settings import ApiSettings, Role
+from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
 from edgeloop.store import Store
+from edgeloop.tokens import Role
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
@@ -30,31 +31,44 @@ logger = logging.getLogger(__name__)
 TOKEN_COOKIE = "edgeloop_token"
 """Cookie the labeling page sets so plain links (HTML reports) work; accepted for GET only."""
 
-
-def get_api_settings(request: Request) -> ApiSettings:
-    settings: ApiSettings = request.app.state.settings
-    return settings
-
-
-def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def get_registry(request: Request) -> ModelRegistry:
-    registry: ModelRegistry = request.app.state.registry
-    return registry
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing or unknown bearer token",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "example": "Bearer"}},
+    },
+    403: {"description": "The token's role may not do this (see the route's required role)"},
+}
+"""The 401 and 403 answers of every route that needs a token, for OpenAPI: pass it as
+``APIRouter(..., responses=AUTH_RESPONSES)`` (``get_current_principal``, ``require_role``)."""
 
 
-def get_writer(request: Request) -> IngestWriter:
-    writer: IngestWriter = request.app.state.writer
-    return writer
+T = TypeVar("T")
 
 
-def get_metrics(request: Request) -> ApiMetrics:
-    metrics: ApiMetrics = request.app.state.metrics
-    return metrics
+def _app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+    """A dependency that returns ``request.app.state.<name>``, set by ``api.main.create_app``.
 
+    The returned function raises ``TypeError`` when that attribute is not a ``kind``.
+    """
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"app.state.{name} is a {type(value).__name__}, not a {kind.__name__}: "
+                "build the app with api.main.create_app"
+            )
+        return value
+
+    dependency.__name__ = dependency.__qualname__ = f"get_{name}"
+    return dependency
+
+
+get_api_settings = _app_state("settings", ApiSettings)
+get_store = _app_state("store", Store)
+get_registry = _app_state("registry", ModelRegistry)
+get_writer = _app_state("writer", IngestWriter)
+get_metrics = _app_state("metrics", ApiMetrics)
 
 SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -146,3 +160,8 @@ def require_role(role: Role) -> Callable[[Principal], Principal]:
 AgentPrincipal = Annotated[Principal, Depends(require_role("agent"))]
 LabelerPrincipal = Annotated[Principal, Depends(require_role("labeler"))]
 AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def secured_router(prefix: str, *, tag: str) -> APIRouter:
+    """An ``APIRouter`` whose routes all need a token: 401 and 403 documented on each."""
+    return APIRouter(prefix=prefix, tags=[tag], responses=AUTH_RESPONSES)

@@ -1,7 +1,7 @@
 """Ingest building blocks: JPEG checks and writes, and the batch as column-wise Arrow tables.
 
 Everything here runs outside the DuckDB connection, so the file stays locked only for
-the inserts themselves (``crud.insert_ingest_tables``). Arrow columns are built from
+the inserts themselves (``edgeloop.store.frames.insert_batch``). Arrow columns are built from
 flat Python lists or numpy arrays, frame-level values repeated per detection with
 ``take`` — never row by row.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from edgeloop.rules import uncertainty_score
+from edgeloop.rules import uncertainty_scores
 from edgeloop.wire import FrameRecord, IngestBatch
 
 JPEG_SOI = b"\xff\xd8\xff"
@@ -138,13 +138,13 @@ def build_tables(
         agent_id: the sending agent.
         received_at: when the API received the batch (UTC).
         jpeg_paths: frame_key -> stored JPEG path, for frames that carry one.
-        uncertainty_low, uncertainty_high: the band of ``edgeloop.rules.uncertainty_score``.
+        uncertainty_low, uncertainty_high: the band of ``edgeloop.rules.uncertainty_scores``.
 
     Returns:
         ``frames``: one row per frame; ``detections``: one per detection, ``detection_id``
         ``f"{frame_key}:{i}"``, bbox as ``x1..y2`` px; ``queue``: one per frame that has at
         least one detection flagged uncertain and a stored JPEG (a frame without its JPEG
-        cannot be labeled), priority = max ``uncertainty_score`` over its detections.
+        cannot be labeled), priority = max ``uncertainty_scores`` over its detections.
     """
     n_frames = len(frames)
     counts = np.fromiter((len(f.detections) for f in frames), dtype=np.int64, count=n_frames)
@@ -216,6 +216,11 @@ def build_tables(
         }
     )
 
+    # Priority of a queued frame: the largest uncertainty score among its detections.
+    top_score = np.zeros(n_frames)
+    np.maximum.at(
+        top_score, frame_of_det, uncertainty_scores(confidence, uncertainty_low, uncertainty_high)
+    )
     q_keys: list[str] = []
     q_cameras: list[str] = []
     q_priority: list[float] = []
@@ -226,12 +231,7 @@ def build_tables(
             continue
         q_keys.append(frame.frame_key)
         q_cameras.append(frame.camera_id)
-        q_priority.append(
-            max(
-                uncertainty_score(d.confidence, uncertainty_low, uncertainty_high)
-                for d in frame.detections
-            )
-        )
+        q_priority.append(float(top_score[i]))
         q_uncertain.append(int(flagged[i]))
     n_queue = len(q_keys)
     queue_table = pa.table(

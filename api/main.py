@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import load_principals
 from api.ingest import build_tables
-from api.middleware import BodySizeLimitMiddleware, PrometheusMiddleware
+from api.middleware import BodySizeLimitMiddleware
 from api.model_registry import ModelRegistry
 from api.routes import (
     frames,
@@ -158,9 +158,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.principals = load_principals(settings)
 
     app.add_exception_handler(StoreLockedError, _store_locked)
-    # Added last = outermost: latency includes the 413s of the size limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(PrometheusMiddleware, metrics=api_metrics)
+    # Instrumented last = outermost: latency includes the 413s of the size limit.
+    api_metrics.instrument(app)
 
     routers = [
         health.router,

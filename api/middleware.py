@@ -1,18 +1,16 @@
-"""Pure ASGI middlewares: request-size limit and Prometheus request latency.
+"""The request-size limit, a pure ASGI middleware.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so a 30 MB ingest body is not copied through an
-extra stream and the cost per request stays a few microseconds.
+extra stream and the cost per request stays a few microseconds. Request latency is
+recorded by prometheus-fastapi-instrumentator (``api.telemetry.ApiMetrics.instrument``).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from api.telemetry import ApiMetrics
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -99,40 +97,3 @@ class BodySizeLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-class PrometheusMiddleware:
-    """Record each HTTP request's latency by method, route template and status code.
-
-    The route label is the matched route's template (``/api/labeling-queue/{item_id}``),
-    never the raw path, so label cardinality stays bounded.
-    """
-
-    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            if route is not None:
-                template = getattr(route, "path", "unknown")
-            else:
-                template = "static" if status < 400 else "unmatched"
-            self.metrics.request_seconds.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - start
-            )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgeloop.annotations import ReviewedBox
 from edgeloop.rules import camera_drifted
 from edgeloop.wire import BBoxXYXY
 
@@ -200,18 +201,12 @@ class LabelCreate(LabelBase):
     """``POST /api/labeling-queue/{item_id}/label`` body."""
 
 
-class StoredLabelBox(_Public):
-    bbox_xyxy: tuple[float, float, float, float]
-    class_id: int
-    class_name: str
-
-
 class LabelPublic(_Public):
     label_id: int
     item_id: int
     frame_key: str
     camera_id: str
-    boxes: list[StoredLabelBox]
+    boxes: list[ReviewedBox]
     box_count: int
     labeler: str
     labeled_at: datetime
@@ -242,9 +237,7 @@ class DriftReportPublic(_Public):
     current_frames: int
     drift_share: float = Field(description="Share of monitored features that drifted, [0, 1].")
     min_p_value: float | None
-    p_values: dict[str, Any] = Field(
-        description="Per-feature p-values as the drift report stored them."
-    )
+    p_values: dict[str, float] = Field(description="Per-feature KS p-values, feature -> p.")
     drifted: bool = Field(
         description="The seed's rule (edgeloop.rules.camera_drifted) on this row."
     )
@@ -265,18 +258,11 @@ class DriftReportPublic(_Public):
             except ValueError:
                 report_url = None
         return cls(
-            camera_id=row["camera_id"],
-            computed_at=row["computed_at"],
-            reference_frames=row["reference_frames"],
-            current_frames=row["current_frames"],
-            drift_share=row["drift_share"],
-            min_p_value=row["min_p_value"],
-            p_values=row["p_values"]
-            if isinstance(row["p_values"], dict)
-            else {"values": row["p_values"]},
-            drifted=camera_drifted(row["drift_share"], row["min_p_value"]),
-            report_path=row.get("report_path"),
-            report_url=report_url,
+            **row
+            | {
+                "drifted": camera_drifted(row["drift_share"], row["min_p_value"]),
+                "report_url": report_url,
+            }
         )
 
 

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.settings import LoopSettings
 from edgeloop.settings import get_settings as get_loop_settings
-
-Role = Literal["agent", "labeler", "admin"]
-"""Bearer-token roles: ``agent`` ingests and fetches models, ``labeler`` labels the queue,
-``admin`` may do everything (and trigger retraining)."""
-
-ROLES: tuple[Role, ...] = ("agent", "labeler", "admin")
+from edgeloop.tokens import TOKENS_FILE_NAME, Role
 
 MIB = 1024 * 1024
 
@@ -101,7 +95,7 @@ class ApiSettings(BaseSettings):
     @property
     def resolved_tokens_file(self) -> Path:
         """The tokens file in use: ``tokens_file`` or ``<data_dir>/api-tokens.json``."""
-        return self.tokens_file or self.loop.data_dir / "api-tokens.json"
+        return self.tokens_file or self.loop.data_dir / TOKENS_FILE_NAME
 
 
 @lru_cache

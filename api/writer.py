@@ -29,10 +29,9 @@ from collections.abc import Callable
 
 import duckdb
 
-from api import crud
-from api.crud import IngestResult
 from api.ingest import IngestTables
-from edgeloop.store import Store
+from edgeloop.store import Store, frames
+from edgeloop.store.frames import BatchCounts
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class _WriteJob:
     def __init__(self, tables: IngestTables) -> None:
         self.tables = tables
         self.done = False
-        self.result: IngestResult | None = None
+        self.result: BatchCounts | None = None
         self.error: BaseException | None = None
 
 
@@ -83,8 +82,8 @@ class IngestWriter:
         self._closer: threading.Thread | None = None
         self._stopped = False
 
-    def write(self, tables: IngestTables) -> IngestResult:
-        """Insert one batch (see ``crud.insert_ingest_tables``); returns once it is committed.
+    def write(self, tables: IngestTables) -> BatchCounts:
+        """Insert one batch (see ``edgeloop.store.frames.insert_batch``); returns once it is committed.
 
         Raises:
             duckdb.Error, edgeloop.store.StoreLockedError: this batch was not stored.
@@ -124,7 +123,12 @@ class IngestWriter:
                 self._hold_open()
                 for job in group:
                     try:
-                        job.result = crud.insert_ingest_tables(con=con, tables=job.tables)
+                        job.result = frames.insert_batch(
+                            con=con,
+                            frames=job.tables.frames,
+                            detections=job.tables.detections,
+                            queue_items=job.tables.queue,
+                        )
                     except Exception as exc:
                         job.error = exc
         except BaseException as exc:  # open/close failed: every unwritten batch fails

@@ -1,10 +1,10 @@
 """The ``training_dataset`` asset (a DVC-versioned YOLO dataset) and its checks' logic.
 
 The dataset is built from the latest reviewed label of each frame
-(``edgeloop.store.LATEST_LABELS_SQL``), with the production model's classes, split
+(``edgeloop.store.labels.latest_with_frames``), with the production model's classes, split
 train/val by a hash of the frame key (a frame never changes split, so val stays a
 held-out set across versions), and versioned in the data repo ``data/datasets``
-(``edgeloop.datasets.DatasetRepo``). The check functions below are pure: each takes a
+(``edgeloop.dataset_repo.DatasetRepo``). The check functions below are pure: each takes a
 ``DatasetVersion`` and returns ``(passed, details)``; ``pipelines/checks.py`` wraps them
 as ``@dg.asset_check``s.
 """
@@ -33,7 +33,7 @@ from edgeloop.datasets import (
     split_for,
 )
 from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
-from edgeloop.store import LATEST_LABELS_SQL
+from edgeloop.store import labels
 
 BOX_EPS = 1e-4
 """Tolerance on normalised coordinates (labels are written with 6 decimals)."""
@@ -55,38 +55,22 @@ class TrainingDatasetConfig(dg.Config):
 def _labeled_frames(store: StoreResource) -> list[LabeledFrame]:
     settings = store.loop.settings()
     with store.store().connect() as con:
-        rows = con.sql(
-            f"""
-            WITH latest_reviewed_labels AS ({LATEST_LABELS_SQL})
-            SELECT l.label_id, l.frame_key, l.camera_id, CAST(l.boxes AS VARCHAR) AS boxes,
-                   strftime(l.labeled_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS labeled_at,
-                   f.jpeg_path, f.width, f.height
-            FROM latest_reviewed_labels l LEFT JOIN frames f USING (frame_key)
-            ORDER BY l.frame_key
-            """
-        ).fetchall()
-    frames: list[LabeledFrame] = []
-    for label_id, frame_key, camera_id, boxes_json, labeled_at, jpeg_path, width, height in rows:
-        boxes = json.loads(boxes_json) if boxes_json else []
-        if isinstance(boxes, dict):  # tolerate {"boxes": [...]} as well as a bare list
-            boxes = boxes.get("boxes") or []
-        if not isinstance(boxes, list):
-            raise dg.Failure(
-                description=f"label {label_id} of frame {frame_key}: boxes must be a JSON list, got {boxes_json!r}"
-            )
-        frames.append(
-            LabeledFrame(
-                frame_key=frame_key,
-                camera_id=camera_id,
-                jpeg_path=resolve_frame_path(settings, jpeg_path) if jpeg_path else Path(),
-                width=int(width or 0),
-                height=int(height or 0),
-                boxes=boxes,
-                labeled_at_iso=labeled_at,
-                label_id=int(label_id),
-            )
+        rows = labels.latest_with_frames(con=con)
+    return [
+        LabeledFrame(
+            frame_key=row["frame_key"],
+            camera_id=row["camera_id"],
+            jpeg_path=resolve_frame_path(settings, row["jpeg_path"])
+            if row["jpeg_path"]
+            else Path(),
+            width=int(row["width"] or 0),
+            height=int(row["height"] or 0),
+            boxes=row["boxes"],
+            labeled_at_iso=row["labeled_at"],
+            label_id=int(row["label_id"]),
         )
-    return frames
+        for row in rows
+    ]
 
 
 @dg.asset(group_name="datasets", deps=[detections], kinds={"dvc", "yolo"})
@@ -153,8 +137,6 @@ def training_dataset(
         "label_cutoff": version.label_cutoff_iso,
         "classes": ", ".join(version.class_names),
         "missing_images": len(frames) - len(available),
-        "clipped_boxes": build.clipped_boxes,
-        "dropped_boxes": build.dropped_boxes,
         "data_yaml": dg.MetadataValue.path(str(version.data_yaml)),
         "data_repo": dg.MetadataValue.path(str(repo.root)),
         "boxes_per_class": dg.MetadataValue.md(

@@ -37,17 +37,13 @@ from assets._markdown import md_table
 from assets.detections import detections
 from assets.resources import StoreResource
 from edgeloop.rules import DRIFT_P_VALUE, camera_drifted
+from edgeloop.store import drift as drift_reports
+from edgeloop.store import frames as store_frames
+from edgeloop.store import training_runs
 
 logger = logging.getLogger(__name__)
 
-FEATURES = (
-    "brightness",
-    "contrast",
-    "sharpness",
-    "saturation",
-    "detection_count",
-    "mean_confidence",
-)
+FEATURES = store_frames.QUALITY_FEATURES
 """Per-frame drift features (columns of ``frames``)."""
 
 
@@ -242,18 +238,13 @@ def drift_report(
     settings = store.loop.settings()
     db = store.store()
     with db.connect() as con:
-        frames = con.sql(
-            f"""
-            SELECT camera_id, captured_at, {", ".join(FEATURES)}
-            FROM frames ORDER BY camera_id, captured_at
-            """
-        ).df()
-        row = con.execute("SELECT max(label_cutoff) FROM training_runs").fetchone()
+        frames = store_frames.quality_features(con=con, features=FEATURES)
+        last_cutoff = training_runs.latest_label_cutoff(con=con)
     if frames.empty:
         raise dg.Failure(description="no frames stored yet: nothing to compute drift on")
     cutoff = None
-    if config.reference == "training_cutoff" and row and row[0] is not None:
-        cutoff = pd.Timestamp(row[0])
+    if config.reference == "training_cutoff" and last_cutoff is not None:
+        cutoff = pd.Timestamp(last_cutoff)
         if frames["captured_at"].dt.tz is not None and cutoff.tz is None:
             cutoff = cutoff.tz_localize(frames["captured_at"].dt.tz)
     computed_at = datetime.now(UTC)
@@ -306,13 +297,7 @@ def drift_report(
             }
         )
         with db.connect() as con:
-            con.register("new_drift_reports", rows)
-            con.execute(
-                f"""
-                INSERT INTO drift_reports ({", ".join(rows.columns)})
-                SELECT {", ".join(rows.columns)} FROM new_drift_reports
-                """
-            )
+            drift_reports.insert(con=con, rows=rows)
 
     metadata: dict[str, dg.RawMetadataValue] = {
         "cameras_evaluated": len(results),

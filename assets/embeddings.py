@@ -22,6 +22,7 @@ from assets.detections import detections
 from assets.resources import EmbedderResource, StoreResource, VectorIndexResource
 from edgeloop.datasets import resolve_frame_path
 from edgeloop.embeddings import EmbeddingCache, crop_bgr
+from edgeloop.store import frames
 from edgeloop.vectors import CropPoint
 
 
@@ -36,17 +37,7 @@ class CropEmbeddingsConfig(dg.Config):
 
 def _load_detections(store: StoreResource) -> pd.DataFrame:
     with store.store().connect() as con:
-        return con.sql(
-            """
-            SELECT p.detection_id, p.frame_key, p.camera_id, p.class_name, p.confidence,
-                   p.x1, p.y1, p.x2, p.y2,
-                   strftime(p.captured_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS captured_at,
-                   f.jpeg_path, f.width, f.height
-            FROM prediction_logs p JOIN frames f USING (frame_key)
-            WHERE f.jpeg_path IS NOT NULL
-            ORDER BY p.frame_key, p.detection_id
-            """
-        ).df()
+        return frames.detections_with_jpeg(con=con)
 
 
 @dg.asset(group_name="embeddings", deps=[detections], kinds={"qdrant", "pytorch"})

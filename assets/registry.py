@@ -25,9 +25,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from assets._markdown import md_table
+from assets.evaluation import ModelEvaluation
 from assets.resources import MlflowResource, StoreResource
-from assets.training import HeldoutMetrics, ModelEvaluation
+from assets.yolo import HeldoutMetrics
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, move_alias
 
 DEFAULT_MIN_GAIN = 0.0
@@ -184,7 +184,6 @@ def model_promotion(
     staging_now = alias_version(client, name, STAGING)
     production_now = alias_version(client, name, PRODUCTION)
     context.log.info("%s: %s", outcome, decision.reason)
-    cand, prod = evaluation.candidate_metrics.as_dict(), evaluation.production_metrics.as_dict()
     metadata: dict[str, Any] = {
         "outcome": outcome,
         "reason": decision.reason,
@@ -193,16 +192,6 @@ def model_promotion(
         "production_version": str(production_now.version) if production_now else "",
         "staging_version": str(staging_now.version) if staging_now else "",
         "policy": dg.MetadataValue.json(config.model_dump()),
-        "comparison": dg.MetadataValue.md(
-            md_table(
-                [
-                    "metric",
-                    f"candidate v{candidate.version}",
-                    f"production v{evaluation.production_version}",
-                    "Δ",
-                ],
-                [[k, cand[k], prod[k], cand[k] - prod[k]] for k in cand],
-            )
-        ),
+        "comparison": dg.MetadataValue.md(evaluation.comparison_md()),
     }
     return dg.MaterializeResult(metadata=metadata)

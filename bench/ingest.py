@@ -39,7 +39,7 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeloop.services import start_api  # noqa: E402
+from edgeloop.cli.services import start_api  # noqa: E402
 from edgeloop.settings import LoopSettings  # noqa: E402
 from edgeloop.store import Store  # noqa: E402
 

@@ -4,8 +4,8 @@
 - ``build_yolo_dataset``: reviewed labels (xyxy px) -> ``images/``, ``labels/`` (YOLO
   ``class cx cy w h`` normalised to [0, 1]), ``data.yaml``, with a stable train/val split
   by a hash of the frame key (``split_for``).
-- ``DatasetRepo``: the separate data repo (its own git, DVC, a local DVC remote under
-  ``data/dvc-remote``): ``init``, ``commit_version`` (tag ``v<N>``), ``versions``, ``checkout``.
+
+The data repo that versions them is ``edgeloop.dataset_repo.DatasetRepo``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from edgeloop.annotations import ReviewedBox
 
 if TYPE_CHECKING:
     from edgeloop.settings import LoopSettings
@@ -74,10 +73,6 @@ class UnknownClassError(ValueError):
     """A reviewed label names a class the production model does not have."""
 
 
-class DatasetRepoError(RuntimeError):
-    """A git or dvc command in the data repo failed; the message carries its output."""
-
-
 @dataclass(frozen=True)
 class LabeledFrame:
     """One reviewed frame, ready to become a dataset image.
@@ -85,8 +80,8 @@ class LabeledFrame:
     Attributes:
         jpeg_path: the stored frame JPEG (absolute, or relative to the working directory).
         width / height: the original frame's size in px — the coordinate system of ``boxes``.
-        boxes: ``[{"bbox_xyxy": [x1, y1, x2, y2], "class_name": str, "class_id": int}, ...]``
-            (px of the original frame); empty for a ``no_object`` frame.
+        boxes: the reviewed boxes (xyxy px of the original frame); empty for a
+            ``no_object`` frame.
         labeled_at_iso: when the label was given, ISO 8601 UTC.
     """
 
@@ -95,7 +90,7 @@ class LabeledFrame:
     jpeg_path: Path
     width: int
     height: int
-    boxes: list[dict[str, object]]
+    boxes: list[ReviewedBox]
     labeled_at_iso: str
     label_id: int = 0
 
@@ -110,8 +105,6 @@ class DatasetBuild:
     train_frames: list[str]
     val_frames: list[str]
     boxes_per_class: dict[str, int]
-    clipped_boxes: int
-    dropped_boxes: int
     missing_images: list[str]
     label_cutoff_iso: str
     label_count: int
@@ -144,63 +137,38 @@ def frame_key_of(stem: str) -> str:
 
 
 def yolo_label_lines(
-    boxes: Sequence[Mapping[str, object]],
-    width: int,
-    height: int,
-    class_names: Sequence[str],
-) -> tuple[list[str], int, int]:
-    """Convert xyxy pixel boxes to YOLO label lines ``class cx cy w h`` (normalised to [0, 1]).
+    boxes: Sequence[ReviewedBox], width: int, height: int, class_names: Sequence[str]
+) -> list[str]:
+    """YOLO label lines ``class cx cy w h`` (normalised to [0, 1], 6 decimals) of reviewed boxes.
 
-    Boxes are clipped to the frame; a box with no area left (< 1 px wide or high) is dropped.
-    The class comes from ``class_name`` (the labeler's choice), mapped to its index in
-    ``class_names``; ``class_id`` is used only when no name is given.
+    The boxes were validated when they were labeled (inside the frame, at least 1 px:
+    ``edgeloop.annotations.review_boxes``); the class comes from ``class_name`` (the
+    labeler's choice), mapped to its index in the current model's ``class_names``.
 
     Args:
-        boxes: ``[{"bbox_xyxy": [x1, y1, x2, y2], "class_name": str, "class_id": int}]``, px.
+        boxes: reviewed boxes, xyxy px of the original frame.
         width / height: the frame size in px (the boxes' coordinate system).
         class_names: the model's classes, index = class id.
 
-    Returns:
-        (lines, clipped, dropped): label lines with 6 decimals, boxes clipped, boxes dropped.
-
     Raises:
         UnknownClassError: a box names a class not in ``class_names``.
-        ValueError: a box is malformed or the frame size is not positive.
+        ValueError: the frame size is not positive.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"frame size must be positive, got {width}x{height}")
     index = {name: i for i, name in enumerate(class_names)}
     lines: list[str] = []
-    clipped = dropped = 0
     for box in boxes:
-        raw = box.get("bbox_xyxy")
-        if not isinstance(raw, list | tuple) or len(raw) != 4:
-            raise ValueError(f"box needs bbox_xyxy [x1, y1, x2, y2], got {box!r}")
-        x1, y1, x2, y2 = (float(v) for v in raw)
-        name = box.get("class_name")
-        if name is not None:
-            if name not in index:
-                raise UnknownClassError(
-                    f"label class {name!r} is not a class of the production model {list(class_names)}"
-                )
-            class_id = index[str(name)]
-        else:
-            class_id = int(box.get("class_id", -1))  # type: ignore[call-overload]
-            if not 0 <= class_id < len(class_names):
-                raise UnknownClassError(
-                    f"label class_id {class_id} is outside the model's {len(class_names)} classes"
-                )
-        cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
-        cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
-        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-            clipped += 1
-        if cx2 - cx1 < 1.0 or cy2 - cy1 < 1.0:
-            dropped += 1
-            continue
-        cx, cy = (cx1 + cx2) / 2 / width, (cy1 + cy2) / 2 / height
-        bw, bh = (cx2 - cx1) / width, (cy2 - cy1) / height
-        lines.append(f"{class_id} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
-    return lines, clipped, dropped
+        if box.class_name not in index:
+            raise UnknownClassError(
+                f"label class {box.class_name!r} is not a class of the production model "
+                f"{list(class_names)}"
+            )
+        x1, y1, x2, y2 = box.bbox_xyxy
+        cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+        bw, bh = (x2 - x1) / width, (y2 - y1) / height
+        lines.append(f"{index[box.class_name]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    return lines
 
 
 def build_yolo_dataset(
@@ -232,7 +200,6 @@ def build_yolo_dataset(
         (staging / "labels" / split).mkdir(parents=True)
     splits: dict[str, list[str]] = {"train": [], "val": []}
     boxes_per_class = dict.fromkeys(class_names, 0)
-    clipped_total = dropped_total = 0
     missing: list[str] = []
     entries: list[dict[str, object]] = []
     cutoff = ""
@@ -240,11 +207,7 @@ def build_yolo_dataset(
         if not frame.jpeg_path.is_file():
             missing.append(frame.frame_key)
             continue
-        lines, clipped, dropped = yolo_label_lines(
-            frame.boxes, frame.width, frame.height, class_names
-        )
-        clipped_total += clipped
-        dropped_total += dropped
+        lines = yolo_label_lines(frame.boxes, frame.width, frame.height, class_names)
         for line in lines:
             boxes_per_class[class_names[int(line.split(" ", 1)[0])]] += 1
         split = split_for(frame.frame_key, val_fraction)
@@ -301,8 +264,6 @@ def build_yolo_dataset(
         train_frames=splits["train"],
         val_frames=splits["val"],
         boxes_per_class=boxes_per_class,
-        clipped_boxes=clipped_total,
-        dropped_boxes=dropped_total,
         missing_images=missing,
         label_cutoff_iso=cutoff,
         label_count=len(entries),
@@ -322,190 +283,3 @@ def resolve_frame_path(settings: LoopSettings, jpeg_path: str) -> Path:
         if candidate.exists():
             return candidate
     return settings.data_dir / path
-
-
-# ---------------------------------------------------------------------------------------
-# The DVC data repository
-# ---------------------------------------------------------------------------------------
-
-
-class DatasetRepo:
-    """The data repository ``data/datasets``: its own git, DVC, and a local DVC remote.
-
-    Each dataset version is a git commit holding ``yolo.dvc`` (the folder's md5) and
-    ``dataset.json`` (classes, splits, label cutoff), tagged ``v<N>``; the files themselves
-    live in the DVC cache and are pushed to the remote. git and dvc run as subprocesses
-    (``python -m dvc``), with analytics off.
-
-    Args:
-        root: the repository folder (created by ``init``).
-        remote: the default DVC remote, a folder or any DVC remote URL.
-        branch: the branch versions are committed on.
-    """
-
-    def __init__(self, root: Path, remote: Path | str, *, branch: str = "main") -> None:
-        self.root = Path(root).resolve()
-        self.remote = remote
-        self.branch = branch
-
-    @classmethod
-    def from_settings(cls, settings: LoopSettings) -> DatasetRepo:
-        """The repo at ``settings.datasets_repo`` with the remote ``settings.dvc_remote``."""
-        return cls(settings.datasets_repo, settings.dvc_remote)
-
-    @property
-    def dataset_dir(self) -> Path:
-        """The DVC-tracked YOLO folder; ``build_yolo_dataset`` writes here."""
-        return self.root / DATASET_DIR
-
-    # -------------------------------------------------------------- subprocess helpers
-    def _run(self, *args: str) -> str:
-        env = {
-            **os.environ,
-            "DVC_NO_ANALYTICS": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_CONFIG_NOSYSTEM": "1",
-        }
-        logger.debug("data repo: %s", " ".join(args))
-        proc = subprocess.run(
-            list(args), cwd=self.root, env=env, capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            tool = "dvc" if args[:3] == (sys.executable, "-m", "dvc") else args[0]
-            raise DatasetRepoError(
-                f"`{tool} {' '.join(args[3:] if tool == 'dvc' else args[1:])}` failed in "
-                f"{self.root} (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}"
-            )
-        return proc.stdout
-
-    def _git(self, *args: str) -> str:
-        return self._run("git", *args)
-
-    def _dvc(self, *args: str) -> str:
-        return self._run(sys.executable, "-m", "dvc", *args)
-
-    # -------------------------------------------------------------- lifecycle
-    def init(self) -> None:
-        """Create the repo (git + DVC + default remote) if needed; idempotent.
-
-        Also returns the working tree to ``branch`` after a ``checkout`` of an old version.
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not (self.root / ".git").exists():
-            self._git("init", "-q", "-b", self.branch)
-            self._git("config", "user.name", "edgeloop")
-            self._git("config", "user.email", "edgeloop@localhost")
-            self._git("config", "commit.gpgsign", "false")
-            self._git("config", "tag.gpgsign", "false")
-        if not (self.root / ".dvc").exists():
-            self._dvc("init", "-q")
-            remote = self.remote
-            if isinstance(remote, Path) or "://" not in str(remote):
-                remote = Path(remote).resolve()
-                remote.mkdir(parents=True, exist_ok=True)
-            # Written directly (DVC's documented config file) rather than with three more
-            # `dvc config` calls, each of which pays DVC's import time.
-            with (self.root / ".dvc" / "config").open("a") as fh:
-                fh.write(
-                    "[core]\n    analytics = false\n    autostage = false\n    remote = local\n"
-                    f"['remote \"local\"']\n    url = {remote}\n"
-                )
-            self._git("add", ".dvc", ".dvcignore")
-            self._git("commit", "-q", "-m", "Initialise the edgeloop data repository")
-            logger.info("initialised the DVC data repo %s (remote %s)", self.root, remote)
-        head = self._git("rev-parse", "--abbrev-ref", "HEAD").strip()
-        if head != self.branch:
-            self._git("checkout", "-q", "-f", self.branch)
-
-    def commit_version(self, build: DatasetBuild, *, message: str) -> DatasetVersion:
-        """Version the dataset folder: ``dvc add``, git commit, tag ``v<N>``, ``dvc push``.
-
-        When the folder's content equals the latest version's, nothing is committed and the
-        latest version is returned.
-
-        Args:
-            build: what ``build_yolo_dataset`` wrote into ``dataset_dir``.
-            message: the commit and tag message (e.g. the label cutoff and counts).
-
-        Raises:
-            ValueError: ``build`` was written somewhere else than ``dataset_dir``.
-            DatasetRepoError: a git/dvc command failed.
-        """
-        if build.root.resolve() != self.dataset_dir:
-            raise ValueError(f"build the dataset into {self.dataset_dir}, not {build.root}")
-        self.init()
-        self._dvc("add", "-q", DATASET_DIR)
-        md5 = self._dvc_md5()
-        existing = self.versions()
-        if existing and existing[-1].dvc_md5 == md5:
-            logger.info("dataset unchanged since %s (md5 %s)", existing[-1].version, md5)
-            return existing[-1]
-        version = f"v{max((_tag_number(v.version) for v in existing), default=0) + 1}"
-        summary = json.loads((self.dataset_dir / MANIFEST).read_text())
-        summary.pop("frames", None)
-        (self.root / VERSION_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
-        self._git("add", f"{DATASET_DIR}.dvc", ".gitignore", VERSION_FILE)
-        self._git("commit", "-q", "-m", f"Dataset {version}: {message}")
-        self._git("tag", "-a", version, "-m", message)
-        self._dvc("push", "-q")
-        logger.info("dataset %s committed (md5 %s) and pushed", version, md5)
-        return self._version_at(version)
-
-    def _dvc_md5(self, ref: str | None = None) -> str:
-        import yaml
-
-        text = (
-            self._git("show", f"{ref}:{DATASET_DIR}.dvc")
-            if ref
-            else (self.root / f"{DATASET_DIR}.dvc").read_text()
-        )
-        outs = yaml.safe_load(text)["outs"]
-        return str(outs[0]["md5"])
-
-    def _version_at(self, tag: str) -> DatasetVersion:
-        summary = json.loads(self._git("show", f"{tag}:{VERSION_FILE}"))
-        return DatasetVersion(
-            version=tag,
-            data_yaml=self.dataset_dir / "data.yaml",
-            root=self.dataset_dir,
-            dvc_md5=self._dvc_md5(tag),
-            git_commit=self._git("rev-list", "-n", "1", tag).strip(),
-            class_names=list(summary["class_names"]),
-            train_frames=list(summary["train_frames"]),
-            val_frames=list(summary["val_frames"]),
-            label_cutoff_iso=str(summary["label_cutoff"]),
-            label_count=int(summary["label_count"]),
-        )
-
-    def versions(self) -> list[DatasetVersion]:
-        """Every version, oldest first (empty before the first ``commit_version``)."""
-        if not (self.root / ".git").exists():
-            return []
-        tags = [t for t in self._git("tag", "--list", "v*").split() if _tag_number(t) > 0]
-        return [self._version_at(t) for t in sorted(tags, key=_tag_number)]
-
-    def checkout(self, version: str) -> DatasetVersion:
-        """Put ``version``'s files in ``dataset_dir`` (git checkout of its tag, then DVC).
-
-        The working tree is left at the tag (detached); ``init``/``commit_version`` return
-        to ``branch``. Files come from the DVC cache, else from the remote.
-
-        Raises:
-            DatasetRepoError: no such version, or DVC could not restore its files.
-        """
-        if version not in {v.version for v in self.versions()}:
-            raise DatasetRepoError(
-                f"no dataset version {version!r} in {self.root}; have "
-                f"{[v.version for v in self.versions()]}"
-            )
-        self._git("checkout", "-q", "-f", version)
-        try:
-            self._dvc("checkout", "-q", "--force", DATASET_DIR)
-        except DatasetRepoError:
-            logger.info("dataset %s not in the DVC cache; pulling from the remote", version)
-            self._dvc("pull", "-q", "--force", DATASET_DIR)
-        return self._version_at(version)
-
-
-def _tag_number(tag: str) -> int:
-    return int(tag[1:]) if tag.startswith("v") and tag[1:].isdigit() else 0

@@ -14,12 +14,12 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeloop.files import sha256_file
 from edgeloop.settings import LoopSettings
+from edgeloop.store import deployments
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -156,23 +156,16 @@ def move_alias(
     previous_version = str(previous.version) if previous is not None else None
     client.set_registered_model_alias(model_name, alias, str(version))
     with store.connect() as con:
-        con.execute(
-            """
-            INSERT INTO model_deployments
-                (created_at, model_name, version, alias, previous_version, action, actor, reason, metrics)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                datetime.now(UTC),
-                model_name,
-                str(version),
-                alias,
-                previous_version,
-                action,
-                actor,
-                reason,
-                json.dumps(metrics or {}),
-            ],
+        deployments.record(
+            con=con,
+            model_name=model_name,
+            version=str(version),
+            alias=alias,
+            previous_version=previous_version,
+            action=action,
+            actor=actor,
+            reason=reason,
+            metrics=metrics,
         )
     logger.info(
         "alias %s of %s: %s -> %s (%s, by %s)",
@@ -247,14 +240,7 @@ def production_history(store: Store, model_name: str) -> list[str]:
     restored. So after v1 → v2 → v3 and one rollback, the stack is ``["1", "2"]``.
     """
     with store.connect() as con:
-        rows = con.execute(
-            """
-            SELECT version, action FROM model_deployments
-            WHERE model_name = ? AND alias = ?
-            ORDER BY created_at, deployment_id
-            """,
-            [model_name, PRODUCTION],
-        ).fetchall()
+        rows = deployments.alias_moves(con=con, model_name=model_name, alias=PRODUCTION)
     stack: list[str] = []
     for version, action in rows:
         if action == "rollback" and version in stack:

@@ -3,7 +3,8 @@
 Every deployable has its own settings class with its own env prefix: this one is
 ``EDGELOOP_``; the API adds ``EDGELOOP_API_`` (``api/settings.py``), the agent
 ``EDGELOOP_AGENT_`` (``edge_agent/settings.py``), the pipelines
-``EDGELOOP_PIPELINES_`` (``pipelines/settings.py``). Paths are relative to the working
+``EDGELOOP_PIPELINES_`` (``pipelines/settings.py``). What more than one process must
+agree on (the uncertainty band, the retrain threshold, where the stores live) is here. Paths are relative to the working
 directory unless absolute; ``make`` runs everything from the repository root.
 """
 
@@ -16,7 +17,12 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
+from edgeloop.rules import (
+    RETRAIN_LABEL_COUNT,
+    UNCERTAINTY_HIGH,
+    UNCERTAINTY_LOW,
+    check_uncertainty_band,
+)
 
 MODEL_NAME = "edgeloop-detector"
 """Name of the registered model in MLflow that every alias (production, staging) belongs to."""
@@ -47,10 +53,32 @@ class LoopSettings(BaseSettings):
     )
     model_name: str = Field(MODEL_NAME, description="Registered model name in MLflow.")
     uncertainty_low: float = Field(
-        UNCERTAINTY_LOW, ge=0, le=1, description="Lower bound (exclusive) of the uncertainty band."
+        UNCERTAINTY_LOW,
+        ge=0,
+        le=1,
+        description=(
+            "Lower bound (exclusive) of the fleet's uncertainty band on detection confidence; "
+            "agents receive it with the production model."
+        ),
     )
     uncertainty_high: float = Field(
-        UNCERTAINTY_HIGH, ge=0, le=1, description="Upper bound (exclusive) of the uncertainty band."
+        UNCERTAINTY_HIGH,
+        ge=0,
+        le=1,
+        description="Upper bound (exclusive) of the fleet's uncertainty band on detection confidence.",
+    )
+    retrain_label_count: int = Field(
+        RETRAIN_LABEL_COUNT,
+        ge=1,
+        description=(
+            "Reviewed labels (frames) since the last training run that trigger a retrain; read "
+            "by the label-count sensor, /api/retraining/conditions, the labeling page and "
+            "`edgeloop status`."
+        ),
+    )
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000",
+        description="Where the MLflow UI serves the tracking store (links in Dagster metadata).",
     )
     clip_model: str | None = Field(
         None,
@@ -64,11 +92,11 @@ class LoopSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _band_is_ordered(self) -> LoopSettings:
-        if not self.uncertainty_low < self.uncertainty_high:
-            raise ValueError(
-                f"uncertainty band is empty: EDGELOOP_UNCERTAINTY_LOW={self.uncertainty_low} "
-                f"must be below EDGELOOP_UNCERTAINTY_HIGH={self.uncertainty_high}"
-            )
+        check_uncertainty_band(
+            self.uncertainty_low,
+            self.uncertainty_high,
+            names=("EDGELOOP_UNCERTAINTY_LOW", "EDGELOOP_UNCERTAINTY_HIGH"),
+        )
         return self
 
     # Derived paths: one place that says where each component keeps its files.

@@ -6,6 +6,11 @@ original frame, bbox as ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``
 
 Version history:
     "1": first version.
+    "1", later: ``ProductionModel`` gains ``uncertainty_low`` and ``uncertainty_high``, the
+        loop host's uncertainty band (``EDGELOOP_UNCERTAINTY_LOW/HIGH``) that agents apply.
+        Both default to ``edgeloop.rules``' band, so an agent still parses an older API's
+        answer. An agent from before this change rejects the new fields (``extra="forbid"``):
+        upgrade the agents before the API.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, check_uncertainty_band
 
 WIRE_VERSION = "1"
 
@@ -131,7 +138,12 @@ class IngestAck(_Strict):
 
 
 class ProductionModel(_Strict):
-    """What the API tells agents about the model they should run."""
+    """What the API tells agents about the model they should run, and how to flag its output.
+
+    Raises (on validation):
+        pydantic.ValidationError: the uncertainty band is empty (``uncertainty_low`` is
+            not below ``uncertainty_high``) or a bound lies outside [0, 1].
+    """
 
     name: str
     version: str
@@ -140,3 +152,27 @@ class ProductionModel(_Strict):
     onnx_url: str = Field(description="Path on the API to download the ONNX file.")
     class_names: list[str]
     imgsz: int = Field(description="Square letterbox size the model expects, px.")
+    uncertainty_low: float = Field(
+        UNCERTAINTY_LOW,
+        ge=0,
+        le=1,
+        description=(
+            "Lower bound (exclusive) of the loop host's uncertainty band on detection "
+            "confidence, [0, 1]; default edgeloop.rules' (an API that does not send it)."
+        ),
+    )
+    uncertainty_high: float = Field(
+        UNCERTAINTY_HIGH,
+        ge=0,
+        le=1,
+        description="Upper bound (exclusive) of the loop host's uncertainty band, [0, 1].",
+    )
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> ProductionModel:
+        check_uncertainty_band(
+            self.uncertainty_low,
+            self.uncertainty_high,
+            names=("uncertainty_low", "uncertainty_high"),
+        )
+        return self

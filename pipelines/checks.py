@@ -53,10 +53,10 @@ def no_train_val_leak(training_dataset: DatasetVersion) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="training_dataset", blocking=True)
 def minimum_size(training_dataset: DatasetVersion) -> dg.AssetCheckResult:
-    """At least EDGELOOP_PIPELINES_MIN_TRAIN_IMAGES train and _MIN_VAL_IMAGES held-out images."""
-    settings = get_pipeline_settings()
+    """At least min_train_images train and min_val_images held-out images (training_dataset's config)."""
+    config = get_pipeline_settings().training_dataset
     return _result(
-        *check_minimum_size(training_dataset, settings.min_train_images, settings.min_val_images)
+        *check_minimum_size(training_dataset, config.min_train_images, config.min_val_images)
     )
 
 

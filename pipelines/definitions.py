@@ -1,4 +1,6 @@
-"""The one ``Definitions`` of the edgeloop code location (``workspace.yaml`` loads ``defs``).
+"""The one ``Definitions`` of the edgeloop code location.
+
+``edgeloop/cli/dagster/workspace.yaml`` (shipped in the package) loads ``defs``.
 
 Resources are built from the loop settings (``EDGELOOP_DATA_DIR`` and friends) and open
 nothing at import: DuckDB, MLflow, Qdrant and the embedder are opened per use.
@@ -12,6 +14,7 @@ from assets.datasets import training_dataset
 from assets.detections import detections
 from assets.drift import drift_report
 from assets.embeddings import crop_embeddings
+from assets.evaluation import model_evaluation
 from assets.labeling import labeling_queue
 from assets.registry import model_promotion
 from assets.resources import (
@@ -22,7 +25,7 @@ from assets.resources import (
     StoreResource,
     VectorIndexResource,
 )
-from assets.training import detector_model, model_evaluation
+from assets.training import detector_model
 from pipelines.checks import training_dataset_checks
 from pipelines.jobs import drift_job, labeling_job, retrain_job
 from pipelines.schedules import drift_schedule, labeling_schedule
@@ -52,7 +55,7 @@ defs = dg.Definitions(
         "vectors": VectorIndexResource(loop=loop),
         "embedder": EmbedderResource(loop=loop),
         # Asset values (DatasetVersion, CandidateModel, ...) pickled under the instance's
-        # storage folder, also for runs executed in process by pipelines.launch.
+        # storage folder, also for runs executed in process by edgeloop.cli.headless.
         "io_manager": dg.FilesystemIOManager(),
     },
 )

@@ -4,59 +4,39 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.datasets import TrainingDatasetConfig
-from assets.drift import DriftReportConfig
-from assets.labeling import LabelingQueueConfig
-from assets.registry import PromotionConfig
-from assets.training import EvaluationConfig, TrainingConfig
 from pipelines.settings import PipelineSettings, get_pipeline_settings
 
 RETRAIN_JOB = "retrain_job"
 DRIFT_JOB = "drift_job"
 LABELING_JOB = "labeling_job"
 
+RETRAIN_ASSETS = (
+    "training_dataset",
+    "detector_model",
+    "model_evaluation",
+    "model_promotion",
+)
+"""The assets of retrain_job that take run config (``detections`` takes none)."""
+
+
+def run_config(settings: PipelineSettings, assets: tuple[str, ...]) -> dg.RunConfig:
+    """The run config of ``assets`` (asset name = op name) from ``settings``' asset configs."""
+    return dg.RunConfig(ops={name: getattr(settings, name) for name in assets})
+
 
 def retrain_run_config(settings: PipelineSettings) -> dg.RunConfig:
-    """retrain_job's defaults: dataset minimums, training knobs, evaluation size, policy."""
-    return dg.RunConfig(
-        ops={
-            "training_dataset": TrainingDatasetConfig(
-                min_train_images=settings.min_train_images,
-                min_val_images=settings.min_val_images,
-            ),
-            "detector_model": TrainingConfig(
-                epochs=settings.train_epochs,
-                imgsz=settings.train_imgsz,
-                batch=settings.train_batch,
-                patience=settings.train_patience,
-                freeze=settings.train_freeze,
-                mlflow_ui_url=settings.mlflow_ui_url,
-            ),
-            "model_evaluation": EvaluationConfig(imgsz=settings.eval_imgsz),
-            "model_promotion": PromotionConfig(
-                min_gain=settings.promotion_min_gain,
-                auto_promote=settings.auto_promote,
-                max_map50_drop=settings.promotion_max_map50_drop,
-            ),
-        }
-    )
+    """retrain_job's run config: dataset minimums, training knobs, evaluation size, policy."""
+    return run_config(settings, RETRAIN_ASSETS)
 
 
 def drift_run_config(settings: PipelineSettings) -> dg.RunConfig:
-    return dg.RunConfig(
-        ops={
-            "drift_report": DriftReportConfig(
-                window_frames=settings.drift_window_frames,
-                min_window_frames=settings.drift_min_window_frames,
-            )
-        }
-    )
+    """drift_job's run config: the drift windows."""
+    return run_config(settings, ("drift_report",))
 
 
 def labeling_run_config(settings: PipelineSettings) -> dg.RunConfig:
-    return dg.RunConfig(
-        ops={"labeling_queue": LabelingQueueConfig(drift_boost=settings.drift_queue_boost)}
-    )
+    """labeling_job's run config: the queue's drift boost."""
+    return run_config(settings, ("labeling_queue",))
 
 
 _settings = get_pipeline_settings()

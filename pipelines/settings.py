@@ -1,108 +1,67 @@
 """Settings of the Dagster code location (env prefix ``EDGELOOP_PIPELINES_``).
 
-Training knobs, the promotion policy, the drift window and the sensor/schedule cadence.
-``pipelines/jobs.py`` turns the run-time knobs into each job's default run config (shown
-and editable in the launchpad), so sensor- and schedule-launched runs use them too; a
-one-off materialization from the asset graph uses the assets' ``dg.Config`` defaults,
-which are the same numbers unless the environment overrides them here.
+Each asset's run-time knobs are defined once, in its ``dg.Config`` class (field, default,
+description, bounds): ``TrainingConfig`` for ``detector_model``, ``PromotionConfig`` for
+``model_promotion``, ``DriftReportConfig`` for ``drift_report``, and so on. This class
+holds one of each, named after the asset, so the environment can change a default for
+the runs the sensors and schedules launch: ``EDGELOOP_PIPELINES_<ASSET>__<FIELD>``, e.g.
+``EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS=5`` or
+``EDGELOOP_PIPELINES_MODEL_PROMOTION__MIN_GAIN=0.01``. ``pipelines/jobs.py`` turns them
+into each job's default run config (shown and editable in the launchpad). What the API,
+the CLI and the code location must agree on (the uncertainty band, the retrain threshold)
+is in ``edgeloop.settings.LoopSettings`` instead.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from assets.labeling import DRIFT_BOOST
-from assets.registry import DEFAULT_MAX_MAP50_DROP, DEFAULT_MIN_GAIN
-from assets.training import (
-    DEFAULT_BATCH,
-    DEFAULT_EPOCHS,
-    DEFAULT_EVAL_IMGSZ,
-    DEFAULT_FREEZE,
-    DEFAULT_IMGSZ,
-    DEFAULT_PATIENCE,
-)
-from edgeloop.rules import RETRAIN_LABEL_COUNT
+from assets.datasets import TrainingDatasetConfig
+from assets.drift import DriftReportConfig
+from assets.evaluation import EvaluationConfig
+from assets.labeling import LabelingQueueConfig
+from assets.registry import PromotionConfig
+from assets.training import TrainingConfig
 
 
 class PipelineSettings(BaseSettings):
-    """Knobs of the pipelines, read from ``EDGELOOP_PIPELINES_*`` (and ``.env``)."""
+    """The code location's knobs, read from ``EDGELOOP_PIPELINES_*`` (and ``.env``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="EDGELOOP_PIPELINES_", env_file=".env", extra="ignore"
+        env_prefix="EDGELOOP_PIPELINES_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
     )
 
-    # Training (detector_model). Defaults sized for a demo retrain on ~50–100 images in a
-    # few minutes on 2 CPU cores: ~49 s per epoch on 54 images at 640 px, batch 8, backbone
-    # frozen (see assets/training.py).
-    train_epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="Fine-tuning epochs.")
-    train_imgsz: int = Field(
-        DEFAULT_IMGSZ, ge=32, description="Training image size, px (multiple of 32)."
-    )
-    train_batch: int = Field(DEFAULT_BATCH, ge=1, description="Images per training batch.")
-    train_patience: int = Field(
-        DEFAULT_PATIENCE, ge=1, description="Early stopping: epochs without fitness gain."
-    )
-    train_freeze: int = Field(
-        DEFAULT_FREEZE,
-        ge=0,
-        description="Leading layers kept frozen (10 = the YOLOv8 backbone); 0 trains all.",
-    )
-    eval_imgsz: int = Field(
-        DEFAULT_EVAL_IMGSZ,
-        ge=32,
-        description="Image size of the held-out evaluation, px (the agents' input size).",
-    )
-    mlflow_ui_url: str = Field(
-        "http://127.0.0.1:5000",
-        description="Where the MLflow UI serves the tracking store (links in asset metadata).",
-    )
+    # One run config per asset (field name = asset name), defaults from its dg.Config.
+    training_dataset: TrainingDatasetConfig = Field(default_factory=TrainingDatasetConfig)
+    detector_model: TrainingConfig = Field(default_factory=TrainingConfig)
+    model_evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    model_promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    drift_report: DriftReportConfig = Field(default_factory=DriftReportConfig)
+    labeling_queue: LabelingQueueConfig = Field(default_factory=LabelingQueueConfig)
 
-    # Promotion policy (model_promotion; see assets/registry.py::promotion_decision).
-    promotion_min_gain: float = Field(
-        DEFAULT_MIN_GAIN,
-        ge=0,
-        description="staging when held-out mAP50-95 beats production's by more than this.",
-    )
-    auto_promote: bool = Field(
-        True, description="Also move production to a candidate that passes the policy."
-    )
-    promotion_max_map50_drop: float = Field(
-        DEFAULT_MAX_MAP50_DROP,
-        ge=0,
-        description="Auto-promotion refuses a candidate whose held-out mAP50 drops by more than this.",
-    )
-
-    # Dataset size (training_dataset's config and the minimum-size check).
-    min_train_images: int = Field(8, ge=1, description="Fewest train images worth training on.")
-    min_val_images: int = Field(2, ge=1, description="Fewest held-out images worth evaluating on.")
-
-    # Retraining triggers (sensors).
-    retrain_label_count: int = Field(
-        RETRAIN_LABEL_COUNT,
-        ge=1,
-        description="Reviewed labels since the last training run that trigger a retrain.",
-    )
-    drift_queue_boost: float = Field(
-        DRIFT_BOOST,
-        gt=0,
-        description="Queue priority factor for a drifted camera when no new labels exist.",
-    )
+    # Cadence of the sensors and schedules.
     sensor_interval_s: int = Field(
         30, ge=5, description="Minimum seconds between two evaluations of each sensor."
     )
-
-    # Drift window (drift_report) and schedules.
-    drift_window_frames: int = Field(
-        200, ge=10, description="The most frames in the drift reference and current windows."
-    )
-    drift_min_window_frames: int = Field(
-        30, ge=5, description="A camera with fewer frames than this in a window is skipped."
-    )
     drift_cron: str = Field("*/15 * * * *", description="When drift_job runs (cron, UTC).")
     labeling_cron: str = Field("0 * * * *", description="When labeling_job runs (cron, UTC).")
+
+    def with_overrides(self, **assets: dict[str, Any]) -> PipelineSettings:
+        """A copy with some fields of some assets' configs replaced, validated again, e.g.
+        ``with_overrides(detector_model={"epochs": 1})`` (the demo's ``--epochs``)."""
+        data = self.model_dump()
+        for asset, fields in assets.items():
+            if asset not in data or not isinstance(data[asset], dict):
+                raise ValueError(f"{asset!r} is not an asset config of PipelineSettings")
+            data[asset] |= fields
+        return type(self).model_validate(data)
 
 
 @lru_cache

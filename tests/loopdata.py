@@ -7,11 +7,11 @@ the API does. Importable as ``loopdata`` (pytest puts tests/ on sys.path).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,8 +19,18 @@ import pandas as pd
 from support import SAMPLES_DIR, require
 
 from assets.resources import LoopSettingsResource, StoreResource
+from edgeloop.annotations import REVIEWED_BOXES
+from edgeloop.datasets import DatasetVersion
+from edgeloop.registry import (
+    MODEL_ARTIFACT_DIR,
+    ensure_experiment,
+    mlflow_client,
+    move_alias,
+    register_model_version,
+    write_model_dir,
+)
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store
+from edgeloop.store import Store, labels
 
 VTEST = SAMPLES_DIR / "vtest.avi"
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -187,12 +197,14 @@ class Loop:
         """Record a reviewed label for a frame (``boxes``: bbox_xyxy px, class_name, class_id)."""
         camera = next(f["camera_id"] for f in self.frames if f["frame_key"] == frame_key)
         with self.store.connect() as con:
-            con.execute(
-                """
-                INSERT INTO reviewed_labels (item_id, frame_key, camera_id, boxes, box_count,
-                    labeler, labeled_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """,
-                [0, frame_key, camera, json.dumps(boxes), len(boxes), labeler, at],
+            labels.create(
+                con=con,
+                item_id=0,
+                frame_key=frame_key,
+                camera_id=camera,
+                boxes=REVIEWED_BOXES.validate_python(boxes),
+                labeler=labeler,
+                labeled_at=at,
             )
 
 
@@ -206,4 +218,63 @@ def make_loop(tmp_path: Path) -> Loop:
         store=Store(settings.duckdb_path),
         loop_resource=loop_resource,
         store_resource=StoreResource(loop=loop_resource),
+    )
+
+
+def register_model(
+    settings: LoopSettings,
+    *,
+    pt_path: Path,
+    onnx_path: Path,
+    class_names: list[str],
+    alias: str | None = None,
+    reason: str = "registered by a test",
+    metrics: dict[str, float] | None = None,
+    imgsz: int = 640,
+) -> str:
+    """Register model files as a new version of ``settings.model_name`` in the loop's MLflow
+    store, laid out as ``edgeloop init`` registers the seed (``model/`` with ``best.pt``,
+    ``best.onnx``, ``model.json``), and point ``alias`` at it when given (a
+    ``model_deployments`` row by actor ``test``). Returns the new version (``"1"``, ...).
+    """
+    client = mlflow_client(settings)
+    run_id = client.create_run(ensure_experiment(client, settings)).info.run_id
+    model_dir = write_model_dir(
+        settings.data_dir / "test-models" / run_id,
+        pt_path=pt_path,
+        onnx_path=onnx_path,
+        class_names=class_names,
+        imgsz=imgsz,
+    )
+    client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_DIR)
+    client.set_terminated(run_id)
+    version = register_model_version(
+        client, model_name=settings.model_name, run_id=run_id, description=reason
+    )
+    if alias:
+        move_alias(
+            client,
+            Store(settings.duckdb_path),
+            model_name=settings.model_name,
+            alias=alias,
+            version=str(version.version),
+            actor="test",
+            reason=reason,
+            action="register",
+            metrics=metrics,
+        )
+    return str(version.version)
+
+
+def unversioned_dataset(root: Path, class_names: list[str], **fields: Any) -> DatasetVersion:
+    """A ``DatasetVersion`` of the YOLO folder ``root`` that no data repo committed (md5 0s,
+    commit ``test``); ``fields`` set the rest (splits, label cutoff and count)."""
+    return DatasetVersion(
+        version=fields.pop("version", "v1"),
+        data_yaml=root / "data.yaml",
+        root=root,
+        dvc_md5="0" * 32,
+        git_commit="test",
+        class_names=class_names,
+        **fields,
     )

@@ -16,3 +16,9 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} missing: run `make data`")
     return path
+
+
+DATASET_CHECKS = frozenset(
+    {"boxes_inside_images", "known_classes", "no_train_val_leak", "minimum_size"}
+)
+"""The blocking asset checks on ``training_dataset`` (``pipelines/checks.py``)."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import HTTPException, status
 from fastapi.responses import FileResponse
 
 from api import crud
-from api.deps import CurrentPrincipal, StoreDep
+from api.deps import CurrentPrincipal, StoreDep, secured_router
 
-router = APIRouter(prefix="/api/frames", tags=["frames"])
+router = secured_router("/api/frames", tag="frames")
 
 
 @router.get(

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AgentPrincipal, MetricsDep, SettingsDep, WriterDep
+from api.deps import AgentPrincipal, MetricsDep, SettingsDep, WriterDep, secured_router
 from api.ingest import (
     BadJpegError,
     IngestTables,
@@ -31,7 +31,7 @@ from edgeloop.wire import FrameRecord, IngestAck, IngestBatch
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/ingest", tags=["ingest"])
+router = secured_router("/api/ingest", tag="ingest")
 
 _PREPARE_GATE = threading.Semaphore(1)
 """One batch at a time in the pure-Python stage (parse, checks, Arrow build), per process.

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from api import crud
-from api.deps import CurrentPrincipal, StoreDep
+from api.deps import CurrentPrincipal, StoreDep, secured_router
 from api.models import InspectionLogsPublic
+from edgeloop.store.frames import DetectionFilter
 
-router = APIRouter(prefix="/api/inspection-logs", tags=["inspection-logs"])
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """``moment`` with UTC as its zone when it came without an offset."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+router = secured_router("/api/inspection-logs", tag="inspection-logs")
 
 
 @router.get("", response_model=InspectionLogsPublic)
@@ -33,16 +40,9 @@ def read_inspection_logs(
 
     ``since``/``until`` without a UTC offset are taken as UTC.
     """
-    since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
-    until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
+    where = DetectionFilter(
+        camera_id=camera_id, since=_utc(since), until=_utc(until), uncertain=uncertain
+    )
     with store.connect() as con:
-        data, count = crud.list_inspection_logs(
-            con=con,
-            camera_id=camera_id,
-            since=since,
-            until=until,
-            uncertain=uncertain,
-            limit=limit,
-            offset=offset,
-        )
+        data, count = crud.list_inspection_logs(con=con, where=where, limit=limit, offset=offset)
     return InspectionLogsPublic(data=data, count=count)

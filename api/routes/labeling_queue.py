@@ -4,7 +4,7 @@ Order: pending items by priority (max uncertainty score of the frame's detection
 highest first. A skipped item goes to the back: it comes back from ``/next`` only when
 no item is pending (least-skipped first, then the one skipped longest ago). Labeling an
 already-labeled item stores a new label that replaces the earlier one
-(``edgeloop.store.latest_labels`` picks the newest).
+(``edgeloop.store.labels.latest_for_frame`` picks the newest).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from api import crud
-from api.deps import CurrentPrincipal, LabelerPrincipal, RegistryDep, StoreDep
+from api.deps import CurrentPrincipal, LabelerPrincipal, RegistryDep, StoreDep, secured_router
 from api.model_registry import ModelRegistry
 from api.models import (
     LabelCreate,
@@ -27,14 +27,14 @@ from api.models import (
     QueueItemPublic,
     QueueItemsPublic,
     QueueStatus,
-    StoredLabelBox,
 )
+from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError
-from edgeloop.store import labels_since_last_training
+from edgeloop.store import labels, queue
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/labeling-queue", tags=["labeling-queue"])
+router = secured_router("/api/labeling-queue", tag="labeling-queue")
 
 
 def _production_class_names(registry: ModelRegistry) -> list[str] | None:
@@ -58,17 +58,7 @@ def _not_found(item_id: int) -> HTTPException:
 
 
 def _label_public(row: dict[str, Any], labels_since_training: int) -> LabelPublic:
-    return LabelPublic(
-        label_id=row["label_id"],
-        item_id=row["item_id"],
-        frame_key=row["frame_key"],
-        camera_id=row["camera_id"],
-        boxes=[StoredLabelBox(**b) for b in row["boxes"]],
-        box_count=row["box_count"],
-        labeler=row["labeler"],
-        labeled_at=row["labeled_at"],
-        labels_since_training=labels_since_training,
-    )
+    return LabelPublic(**row, labels_since_training=labels_since_training)
 
 
 def _detail(
@@ -80,8 +70,8 @@ def _detail(
             status.HTTP_404_NOT_FOUND,
             detail=f"queue item {item.item_id} points at frame {item.frame_key}, which is not stored",
         )
-    labels = labels_since_last_training(con)
-    label = crud.latest_label(con=con, frame_key=item.frame_key)
+    since = labels.since_last_training(con=con)
+    label = labels.latest_for_frame(con=con, frame_key=item.frame_key)
     return QueueItemDetailPublic(
         **item.model_dump(),
         frame_index=frame["frame_index"],
@@ -91,8 +81,8 @@ def _detail(
         frame_url=crud.frame_url(item.frame_key) if frame["jpeg_path"] else None,
         proposed_boxes=crud.frame_detections(con=con, frame_key=item.frame_key),
         class_names=class_names,
-        latest_label=_label_public(label, labels) if label else None,
-        labels_since_training=labels,
+        latest_label=_label_public(label, since) if label else None,
+        labels_since_training=since,
     )
 
 
@@ -150,50 +140,29 @@ def read_item(
         return _detail(con, item, _class_names(con, names))
 
 
-def _validate_boxes(
+def _review(
     label: LabelCreate, *, width: int, height: int, class_names: list[str]
-) -> list[dict[str, Any]]:
-    """Boxes checked against the frame (px) and the class names; 422 listing every problem."""
-    errors: list[dict[str, Any]] = []
-    boxes: list[dict[str, Any]] = []
-    for i, box in enumerate(label.boxes):
-        x1, y1, x2, y2 = box.bbox_xyxy
-        loc = ("body", "boxes", i)
-        if x2 > width or y2 > height:
-            errors.append(
+) -> list[ReviewedBox]:
+    """The label's boxes checked once against the frame (px) and the class names; a 422
+    listing every refused box otherwise."""
+    try:
+        return review_boxes(
+            [(box.bbox_xyxy, box.class_name) for box in label.boxes],
+            width=width,
+            height=height,
+            class_names=class_names,
+        )
+    except InvalidBoxesError as exc:
+        raise RequestValidationError(
+            [
                 {
                     "type": "value_error",
-                    "loc": (*loc, "bbox_xyxy"),
-                    "msg": f"box {list(box.bbox_xyxy)} lies outside the {width}x{height} px frame",
+                    "loc": ("body", "boxes", p.index, p.field),
+                    "msg": p.message,
                 }
-            )
-        elif x2 - x1 < 1 or y2 - y1 < 1:
-            errors.append(
-                {
-                    "type": "value_error",
-                    "loc": (*loc, "bbox_xyxy"),
-                    "msg": f"box {list(box.bbox_xyxy)} is narrower or shorter than 1 px",
-                }
-            )
-        if box.class_name not in class_names:
-            errors.append(
-                {
-                    "type": "value_error",
-                    "loc": (*loc, "class_name"),
-                    "msg": f"unknown class {box.class_name!r}; known classes: {class_names}",
-                }
-            )
-        else:
-            boxes.append(
-                {
-                    "bbox_xyxy": [x1, y1, x2, y2],
-                    "class_id": class_names.index(box.class_name),
-                    "class_name": box.class_name,
-                }
-            )
-    if errors:
-        raise RequestValidationError(errors)
-    return boxes
+                for p in exc.problems
+            ]
+        ) from None
 
 
 @router.post(
@@ -225,26 +194,28 @@ def label_item(
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, detail=f"frame {item.frame_key} is not stored"
             )
-        boxes = _validate_boxes(
+        boxes = _review(
             label,
             width=frame["width"],
             height=frame["height"],
             class_names=_class_names(con, names),
         )
-        label_id = crud.create_label(
+        label_id = labels.create(
             con=con,
-            item=item,
+            item_id=item.item_id,
+            frame_key=item.frame_key,
+            camera_id=item.camera_id,
             boxes=boxes,
             labeler=principal.name,
             labeled_at=datetime.now(UTC),
         )
-        stored = crud.get_label(con=con, label_id=label_id)
-        labels = labels_since_last_training(con)
+        stored = labels.get(con=con, label_id=label_id)
+        since = labels.since_last_training(con=con)
     assert stored is not None
     logger.info(
         "item %s (%s) labeled by %s: %s boxes", item_id, item.frame_key, principal.name, len(boxes)
     )
-    return _label_public(stored, labels)
+    return _label_public(stored, since)
 
 
 @router.post(
@@ -263,7 +234,7 @@ def skip_item(item_id: int, _principal: LabelerPrincipal, store: StoreDep) -> Qu
                 status.HTTP_409_CONFLICT,
                 detail=f"item {item_id} is already labeled; label it again to change its label",
             )
-        crud.skip_queue_item(con=con, item_id=item_id, now=datetime.now(UTC))
+        queue.skip_item(con=con, item_id=item_id, now=datetime.now(UTC))
         skipped = crud.get_queue_item(con=con, item_id=item_id)
     assert skipped is not None
     return skipped

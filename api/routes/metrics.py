@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import crud
-from api.deps import CurrentPrincipal, MetricsDep, SettingsDep, StoreDep
+from api.deps import (
+    CurrentPrincipal,
+    MetricsDep,
+    SettingsDep,
+    StoreDep,
+    secured_router,
+)
 from api.models import DriftReportPublic, DriftReportsPublic, MetricsPublic
-from edgeloop.store import labels_since_last_training
+from edgeloop.store import labels
 
-router = APIRouter(prefix="/api/metrics", tags=["metrics"])
-prometheus_router = APIRouter(tags=["metrics"])
+router = secured_router("/api/metrics", tag="metrics")
+prometheus_router = secured_router("", tag="metrics")
 
 
 @router.get("", response_model=MetricsPublic)
@@ -27,14 +33,14 @@ def read_metrics(
     with store.connect() as con:
         cameras = crud.camera_metrics(con=con, window_s=settings.metrics_window_s, now=now)
         queue = crud.queue_counts(con=con)
-        labels = labels_since_last_training(con)
+        since = labels.since_last_training(con=con)
     return MetricsPublic(
         generated_at=now,
         window_s=settings.metrics_window_s,
         cameras=cameras,
         queue_pending=queue["pending"],
         queue_skipped=queue["skipped"],
-        labels_since_training=labels,
+        labels_since_training=since,
     )
 
 
@@ -53,5 +59,6 @@ def read_drift(
 
 @prometheus_router.get("/metrics", response_class=Response)
 def prometheus_metrics(_principal: CurrentPrincipal, metrics: MetricsDep) -> Response:
-    """Prometheus exposition: ingest counters, ingest stage and request latency histograms."""
+    """Prometheus exposition: ingest counters, ingest stage and request latency histograms
+    (the latter recorded by prometheus-fastapi-instrumentator, ``api.telemetry``)."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

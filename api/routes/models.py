@@ -8,11 +8,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from api import crud
-from api.deps import AgentPrincipal, CurrentPrincipal, RegistryDep, StoreDep
+from api.deps import (
+    AgentPrincipal,
+    CurrentPrincipal,
+    RegistryDep,
+    SettingsDep,
+    StoreDep,
+    secured_router,
+)
 from api.model_registry import ModelRegistry
 from api.models import ModelStatusPublic, ModelVersionPublic
 from edgeloop.registry import PRODUCTION, STAGING, ModelFiles, ModelNotFoundError
@@ -21,8 +28,8 @@ from edgeloop.wire import ProductionModel
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/models", tags=["models"])
-status_router = APIRouter(prefix="/api/model-status", tags=["models"])
+router = secured_router("/api/models", tag="models")
+status_router = secured_router("/api/model-status", tag="models")
 
 T = TypeVar("T")
 
@@ -95,8 +102,11 @@ def _production_files(registry: ModelRegistry) -> ModelFiles:
     response_model=ProductionModel,
     responses={503: {"description": "No production model registered (run `edgeloop init`)"}},
 )
-def read_production_model(_principal: CurrentPrincipal, registry: RegistryDep) -> ProductionModel:
-    """The model agents should run: version, ONNX sha256, class names, input size."""
+def read_production_model(
+    _principal: CurrentPrincipal, registry: RegistryDep, settings: SettingsDep
+) -> ProductionModel:
+    """The model agents should run: version, ONNX sha256, class names, input size, and the
+    loop's uncertainty band (``EDGELOOP_UNCERTAINTY_LOW/HIGH``) agents flag detections with."""
     files = _production_files(registry)
     return ProductionModel(
         name=files.name,
@@ -106,6 +116,8 @@ def read_production_model(_principal: CurrentPrincipal, registry: RegistryDep) -
         onnx_url=f"{ONNX_PATH}?version={files.version}",
         class_names=files.class_names,
         imgsz=files.imgsz,
+        uncertainty_low=settings.loop.uncertainty_low,
+        uncertainty_high=settings.loop.uncertainty_high,
     )
 
 

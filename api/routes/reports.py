@@ -6,12 +6,12 @@ page sets the token cookie, so links to reports open in the same browser.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import HTTPException, status
 from fastapi.responses import FileResponse
 
-from api.deps import CurrentPrincipal, SettingsDep
+from api.deps import CurrentPrincipal, SettingsDep, secured_router
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = secured_router("/reports", tag="reports")
 
 
 @router.get("/{path:path}", response_class=FileResponse)

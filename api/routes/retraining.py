@@ -3,60 +3,34 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import HTTPException, status
 
 from api import crud
-from api.deps import AdminPrincipal, CurrentPrincipal, DagsterDep, SettingsDep, StoreDep
+from api.deps import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    DagsterDep,
+    SettingsDep,
+    StoreDep,
+    secured_router,
+)
 from api.models import (
     DriftReportPublic,
     RetrainingConditionsPublic,
     RetrainingTriggerCreate,
     RetrainingTriggerPublic,
 )
-from edgeloop.rules import RETRAIN_LABEL_COUNT
-from edgeloop.store import labels_since_last_training
+from edgeloop.rules import retrain_decision
+from edgeloop.store import labels, retraining
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/retraining", tags=["retraining"])
+router = secured_router("/api/retraining", tag="retraining")
 
 RETRAIN_JOB = "retrain_job"
 REPOSITORY_NAME = "__repository__"
 """The repository name Dagster gives the one ``Definitions`` of a code location."""
-
-
-def _reasons(labels: int, drifted: list[str]) -> tuple[bool, list[str]]:
-    """Whether a retrain is due under the seed's rules, and why (or why not).
-
-    Rules (the seed): retrain at ``RETRAIN_LABEL_COUNT`` reviewed labels since the last
-    training run; a drifted camera triggers a retrain only when new labels exist,
-    otherwise its queue is reprioritised instead.
-    """
-    reasons: list[str] = []
-    due = False
-    if labels >= RETRAIN_LABEL_COUNT:
-        due = True
-        reasons.append(
-            f"{labels} reviewed labels since the last training run (threshold {RETRAIN_LABEL_COUNT})"
-        )
-    else:
-        reasons.append(
-            f"{labels} reviewed labels since the last training run, below the threshold of "
-            f"{RETRAIN_LABEL_COUNT}"
-        )
-    if drifted and labels > 0:
-        due = True
-        reasons.append(f"drift on camera(s) {', '.join(drifted)} and {labels} new label(s)")
-    elif drifted:
-        reasons.append(
-            f"drift on camera(s) {', '.join(drifted)} but no new labels: reprioritise their "
-            "labeling queue rather than retrain"
-        )
-    else:
-        reasons.append("no camera drifted in its latest drift report")
-    return due, reasons
 
 
 @router.get("/conditions", response_model=RetrainingConditionsPublic)
@@ -66,19 +40,21 @@ def read_conditions(
     """Labels since the last training run against the threshold, the latest drift report of
     each camera with the seed's verdict, whether a retrain is due and why, recent events."""
     with store.connect() as con:
-        labels = labels_since_last_training(con)
+        since = labels.since_last_training(con=con)
         rows = crud.latest_drift_reports(con=con)
         events = crud.recent_retraining_events(con=con)
     drift = [DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows]
-    drifted = [d.camera_id for d in drift if d.drifted]
-    due, reasons = _reasons(labels, drifted)
+    threshold = settings.loop.retrain_label_count
+    decision = retrain_decision(
+        since, [d.camera_id for d in drift if d.drifted], label_threshold=threshold
+    )
     return RetrainingConditionsPublic(
-        labels_since_training=labels,
-        label_threshold=RETRAIN_LABEL_COUNT,
+        labels_since_training=since,
+        label_threshold=threshold,
         drift=drift,
-        drifted_cameras=drifted,
-        retrain_due=due,
-        reasons=reasons,
+        drifted_cameras=decision.drifted_cameras,
+        retrain_due=decision.due,
+        reasons=decision.reasons,
         recent_events=events,
     )
 
@@ -137,14 +113,12 @@ def trigger_retraining(
             ),
         ) from None
     with store.connect() as con:
-        labels = labels_since_last_training(con)
-        event_id = crud.create_retraining_event(
+        event_id = retraining.record(
             con=con,
-            created_at=datetime.now(UTC),
             trigger="manual",
             decision="launched",
             reason=f"{reason} (by {principal.name})",
-            labels_since_training=labels,
+            labels_since_training=labels.since_last_training(con=con),
             dagster_run_id=run_id,
             details={"actor": principal.name, "job": RETRAIN_JOB},
         )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
 
-from api.deps import CurrentPrincipal, SettingsDep
+from api.deps import CurrentPrincipal, SettingsDep, secured_router
 
-router = APIRouter(prefix="/api/search", tags=["search"])
+router = secured_router("/api/search", tag="search")
 
 
 @router.get("/similar")

@@ -281,21 +281,21 @@ function renderBoxList() {
 
     const toggle = document.createElement("span");
     toggle.className = "toggle";
-    const accept = document.createElement("button");
-    accept.type = "button";
-    accept.className = "accept" + (box.accepted ? " on" : "");
-    accept.textContent = "✓";
-    accept.title = "accept this box";
-    accept.setAttribute("aria-label", `accept box ${i + 1}`);
-    accept.addEventListener("click", () => setAccepted(i, true));
-    const reject = document.createElement("button");
-    reject.type = "button";
-    reject.className = "reject" + (box.accepted ? "" : " on");
-    reject.textContent = "✗";
-    reject.title = "reject this box (not an object)";
-    reject.setAttribute("aria-label", `reject box ${i + 1}`);
-    reject.addEventListener("click", () => setAccepted(i, false));
-    toggle.append(accept, reject);
+    const choice = (accepted, mark, title) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      const name = accepted ? "accept" : "reject";
+      button.className = name + (box.accepted === accepted ? " on" : "");
+      button.textContent = mark;
+      button.title = title;
+      button.setAttribute("aria-label", `${name} box ${i + 1}`);
+      button.addEventListener("click", () => setAccepted(i, accepted));
+      return button;
+    };
+    toggle.append(
+      choice(true, "✓", "accept this box"),
+      choice(false, "✗", "reject this box (not an object)"),
+    );
 
     li.append(swatch, number, select, conf, toggle);
     li.addEventListener("mouseenter", () => setHover(i));

@@ -1,12 +1,13 @@
-"""The ``edgeloop`` command line.
+"""The ``edgeloop`` command line: ``data``, ``init``, ``agent``, ``api``, ``up``, ``demo``,
+``status``, ``rollback``.
 
-The CLI is the composition root: each command imports what it runs inside its body,
-so ``edgeloop agent`` on a camera host (``pip install edgeloop[edge]``) never imports
-the loop host's heavy packages.
+Each command imports what it runs inside its body, so ``edgeloop agent`` on a camera
+host (``pip install edgeloop[edge]``) never imports the loop host's heavy packages.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import signal
@@ -47,10 +48,19 @@ def main(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+LOOP_PACKAGES = ("duckdb", "dagster", "mlflow", "ultralytics", "fastapi")
+"""What the loop-host commands need beyond the core (the ``loop`` extra)."""
+
+
 def _loop_settings() -> Any:
+    """The loop settings, with the offline environment set; a clear error on a camera host
+    that installed only ``edgeloop[edge]``."""
     from edgeloop.offline import configure_offline_environment
     from edgeloop.settings import get_settings
 
+    missing = [name for name in LOOP_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail(f"{', '.join(missing)} not installed: {LOOP_EXTRA_HINT}")
     settings = get_settings()
     configure_offline_environment(settings.yolo_config_dir)
     return settings
@@ -64,7 +74,7 @@ def _fail(message: str) -> None:
 @app.command()
 def data() -> None:
     """Fetch the real sample media and the seed detector into data/ (idempotent)."""
-    from edgeloop.media import FetchError, fetch_media
+    from edgeloop.cli.media import FetchError, fetch_media
     from edgeloop.settings import get_settings
 
     settings = get_settings()
@@ -88,14 +98,12 @@ def init(
     ] = None,
 ) -> None:
     """Create the stores, register the seed detector as `production`, and write API tokens."""
-    try:
-        from api.auth import ensure_tokens_file
-        from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
-        from edgeloop.services import dagster_home
-        from edgeloop.store import Store
-    except ImportError as exc:
-        _fail(f"{exc}: {LOOP_EXTRA_HINT}")
     settings = _loop_settings()
+    from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
+    from edgeloop.cli.services import dagster_home
+    from edgeloop.store import Store
+    from edgeloop.tokens import TOKENS_FILE_NAME, ensure_tokens_file
+
     with Store(settings.duckdb_path).connect():
         pass
     home = dagster_home(settings)
@@ -104,7 +112,7 @@ def init(
             result = register_seed(settings, weights=weights)
     except SeedWeightsMissingError as exc:
         _fail(str(exc))
-    tokens_path = settings.data_dir / "api-tokens.json"
+    tokens_path = settings.data_dir / TOKENS_FILE_NAME
     tokens = ensure_tokens_file(tokens_path)
     files = result.files
     verb = "registered" if result.created else "already registered"
@@ -145,7 +153,8 @@ def up(
     dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
 ) -> None:
     """Start the long-running stack: the API + labeling page, and Dagster (UI + daemon)."""
-    from edgeloop.services import ServiceStartError, start_api, start_dagster
+    from edgeloop.cli.services import ServiceStartError, start_api, start_dagster
+    from edgeloop.tokens import token_for_role
 
     settings = _loop_settings()
     tokens = _tokens(settings)
@@ -159,7 +168,7 @@ def up(
         for service in services:
             service.stop()
         _fail(str(exc))
-    labeler = next((t for t, e in tokens.items() if e["role"] == "labeler"), "")
+    labeler = token_for_role(tokens, "labeler") or ""
     console.print(f"[green]✓[/] labeling page  {services[0].url}/#token={labeler}")
     console.print(f"[green]✓[/] API            {services[0].url}/docs")
     console.print(f"[green]✓[/] Dagster UI     {services[1].url}  (sensors and schedules run)")
@@ -182,11 +191,16 @@ def up(
 
 
 def _tokens(settings: Any) -> dict[str, dict[str, str]]:
-    path = settings.data_dir / "api-tokens.json"
+    from edgeloop.tokens import TOKENS_FILE_NAME, read_tokens_file
+
+    path = settings.data_dir / TOKENS_FILE_NAME
     if not path.exists():
         _fail(f"no API tokens at {path}: run `edgeloop init` first")
-    tokens: dict[str, dict[str, str]] = json.loads(path.read_text())
-    return tokens
+    try:
+        return read_tokens_file(path)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise
 
 
 @app.command()
@@ -205,19 +219,21 @@ def demo(
     ] = 12,
     epochs: Annotated[
         int | None,
-        typer.Option(help="Fine-tuning epochs (default: EDGELOOP_PIPELINES_TRAIN_EPOCHS)."),
+        typer.Option(
+            help="Fine-tuning epochs (default: EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS)."
+        ),
     ] = None,
     imgsz: Annotated[
         int | None,
-        typer.Option(help="Fine-tuning image size, px (default: EDGELOOP_PIPELINES_TRAIN_IMGSZ)."),
+        typer.Option(
+            help="Fine-tuning image size, px (default: EDGELOOP_PIPELINES_DETECTOR_MODEL__IMGSZ)."
+        ),
     ] = None,
 ) -> None:
     """Run the whole loop headless on real video and print a summary (see README)."""
-    try:
-        from pipelines.demo import DemoOptions, run_demo
-    except ImportError as exc:
-        _fail(f"{exc}: {LOOP_EXTRA_HINT}")
     settings = _loop_settings()
+    from edgeloop.cli.demo import DemoOptions, run_demo
+
     options = DemoOptions(
         frames=frames,
         drift_frames=drift_frames,
@@ -264,81 +280,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Counts, queue, labels since last training, drift per camera, models, retraining events."""
-    from edgeloop.status import collect_status
+    from edgeloop.cli.status import collect_status, render_status
 
     settings = _loop_settings()
     state = collect_status(settings)
     if as_json:
         sys.stdout.write(json.dumps(state, indent=2) + "\n")
         return
-    render_status(state)
-
-
-def render_status(state: dict[str, Any]) -> None:
-    """Print ``collect_status``'s dict as rich tables."""
-    cams = Table(title="cameras")
-    for column in ("camera", "frames", "detections", "JPEGs", "inference ms", "last frame"):
-        cams.add_column(column)
-    for row in state["cameras"]:
-        cams.add_row(
-            row["camera_id"],
-            str(row["frames"]),
-            str(row["detections"]),
-            str(row["frames_with_jpeg"]),
-            str(row["mean_inference_ms"]),
-            str(row["last_frame_at"])[:19],
-        )
-    console.print(cams)
-    queue = state["labeling_queue"]
-    console.print(
-        f"labeling queue: {queue.get('pending', 0)} pending, {queue.get('labeled', 0)} labeled, "
-        f"{queue.get('skipped', 0)} skipped · labels since last training: "
-        f"{state['labels_since_last_training']} (retrain at {state['retrain_label_threshold']})"
-    )
-    drift = Table(title="drift (latest report per camera)")
-    for column in ("camera", "drift share", "min p-value", "drifted", "ref/cur frames", "at"):
-        drift.add_column(column)
-    for row in state["drift"]:
-        p = row["min_p_value"]
-        drift.add_row(
-            row["camera_id"],
-            f"{row['drift_share']:.2f}",
-            "—" if p is None else f"{p:.2g}",
-            "[red]yes[/]" if row["drifted"] else "no",
-            f"{row['reference_frames']}/{row['current_frames']}",
-            str(row["computed_at"])[:19],
-        )
-    console.print(drift)
-    models = Table(title="model versions (edgeloop-detector), held-out metrics")
-    for column in ("version", "aliases", "mAP50", "mAP50-95", "precision", "recall", "promotion"):
-        models.add_column(column)
-    for entry in state["model_versions"]:
-        m = entry["metrics"]
-        models.add_row(
-            entry["version"],
-            ", ".join(entry["aliases"]),
-            *(_fmt(m.get(k)) for k in ("mAP50", "mAP50-95", "precision", "recall")),
-            entry["promotion"],
-        )
-    console.print(models)
-    events = Table(title="retraining events")
-    for column in ("at", "trigger", "camera", "decision", "reason", "run"):
-        events.add_column(column)
-    for row in state["retraining_events"]:
-        events.add_row(
-            str(row["created_at"])[:19],
-            row["trigger"],
-            row["camera_id"] or "",
-            row["decision"],
-            row["reason"],
-            (row["dagster_run_id"] or "")[:8],
-        )
-    console.print(events)
-
-
-def _fmt(value: Any) -> str:
-    return "" if value is None else f"{float(value):.3f}"
-
-
-if __name__ == "__main__":
-    app()
+    render_status(state, console)

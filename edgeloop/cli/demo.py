@@ -4,7 +4,7 @@
    on ``vtest.avi`` as camera ``cam-campus``; detections land in DuckDB, uncertain frames
    in the labeling queue with their JPEGs;
 2. the queue, embeddings and detections assets materialise in the Dagster instance;
-3. the **simulated reviewer** (``edgeloop.reviewer``; named so in the output and in
+3. the **simulated reviewer** (``edgeloop.cli.reviewer``; named so in the output and in
    ``reviewed_labels.labeler``) labels queue items through the labeling API;
 4. the label-count sensor is evaluated against the same Dagster instance that
    ``make up`` shows, and launches ``retrain_job``: dataset version (DVC) → fine-tune
@@ -30,11 +30,12 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeloop.bootstrap import register_seed
-from edgeloop.media import fetch_media
-from edgeloop.reviewer import ReviewPolicy, SimulatedReviewer
-from edgeloop.services import REPO_ROOT, Service, dagster_home, service_env, start_api
+from edgeloop.cli.media import fetch_media
+from edgeloop.cli.reviewer import ReviewPolicy, SimulatedReviewer
+from edgeloop.cli.services import Service, dagster_home, service_env, start_api
+from edgeloop.cli.status import collect_status, render_status
 from edgeloop.settings import LoopSettings
-from edgeloop.status import collect_status
+from edgeloop.tokens import TOKENS_FILE_NAME, ensure_tokens_file, token_for_role
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,6 @@ def _run_agent(
     # The agent's own log lines and summary table go straight to the terminal.
     proc = subprocess.run(
         cmd,
-        cwd=REPO_ROOT,
         env=env,
         stdout=console.file if console.file is not sys.stdout else None,
         stderr=subprocess.STDOUT,
@@ -125,47 +125,54 @@ def run_demo(
     os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
     os.environ["EDGELOOP_DATA_DIR"] = str(settings.data_dir.resolve())
 
-    if options.epochs is not None:
-        os.environ["EDGELOOP_PIPELINES_TRAIN_EPOCHS"] = str(options.epochs)
-    if options.imgsz is not None:
-        os.environ["EDGELOOP_PIPELINES_TRAIN_IMGSZ"] = str(options.imgsz)
-
     from dagster import DagsterInstance
 
-    from api.auth import ensure_tokens_file
+    from edgeloop.cli.headless import materialize, tick_sensor
     from pipelines.definitions import defs
-    from pipelines.jobs import drift_run_config
-    from pipelines.launch import materialize, tick_sensor
+    from pipelines.jobs import drift_run_config, retrain_run_config
     from pipelines.settings import get_pipeline_settings
 
-    pipeline_settings = get_pipeline_settings()
-    label_threshold = pipeline_settings.retrain_label_count
+    # The demo's knobs reach the runs as run config; the environment is left alone.
+    training = {
+        knob: value
+        for knob, value in (("epochs", options.epochs), ("imgsz", options.imgsz))
+        if value is not None
+    }
+    pipeline_settings = get_pipeline_settings().with_overrides(detector_model=training)
+    retrain_config = retrain_run_config(pipeline_settings)
+    label_threshold = settings.retrain_label_count
 
     t0 = time.monotonic()
     console.rule("[bold]edgeloop demo[/]: the whole loop on real video")
     fetch_media(settings.data_dir)
     seed = register_seed(settings)
     summary.add("seed detector", f"{seed.files.name} v{seed.files.version} is production")
-    tokens = ensure_tokens_file(settings.data_dir / "api-tokens.json")
-    token_of = {entry["role"]: token for token, entry in tokens.items()}
+    tokens = ensure_tokens_file(settings.data_dir / TOKENS_FILE_NAME)
+    agent_token, labeler_token = token_for_role(tokens, "agent"), token_for_role(tokens, "labeler")
+    if agent_token is None or labeler_token is None:
+        raise ValueError(
+            f"{settings.data_dir / TOKENS_FILE_NAME} needs an agent and a labeler token for the demo"
+        )
     instance = DagsterInstance.get()
 
     api = start_api(settings)
-    try:
-        console.print(f"• API up at {api.url}")
-        # 1. the agent on the campus video
-        console.print(
-            f"• edge agent: {options.video} as {options.camera_id} ({options.frames} frames)"
-        )
+
+    def stream(video: str, max_frames: int, note: str) -> None:
+        console.print(f"• edge agent: {video} as {options.camera_id} ({note})")
         _run_agent(
             settings,
             api,
-            token_of["agent"],
-            video=settings.samples_dir / options.video,
+            agent_token,
+            video=settings.samples_dir / video,
             camera_id=options.camera_id,
-            max_frames=options.frames,
+            max_frames=max_frames,
             console=console,
         )
+
+    try:
+        console.print(f"• API up at {api.url}")
+        # 1. the agent on the campus video
+        stream(options.video, options.frames, f"{options.frames} frames")
         state = collect_status(settings)
         cam = next(c for c in state["cameras"] if c["camera_id"] == options.camera_id)
         summary.add(
@@ -183,7 +190,7 @@ def run_demo(
         console.print(
             f"• [bold]simulated reviewer[/] labels {options.labels} items through the labeling API"
         )
-        with SimulatedReviewer(api.url, token_of["labeler"], ReviewPolicy()) as reviewer:
+        with SimulatedReviewer(api.url, labeler_token, ReviewPolicy()) as reviewer:
             tally = reviewer.review(options.labels)
         summary.add(
             "simulated reviewer",
@@ -197,7 +204,7 @@ def run_demo(
         console.print(
             "• label_count_sensor tick → retrain_job (dataset → fine-tune → evaluate → promote)"
         )
-        runs = tick_sensor(defs, "label_count_sensor", instance)
+        runs = tick_sensor(defs, "label_count_sensor", instance, run_config=retrain_config)
         summary.run_ids["label_count_sensor"] = runs
         summary.add(
             "label_count_sensor",
@@ -207,20 +214,9 @@ def run_demo(
         _check_runs(instance, runs, summary)
 
         # 5. the scene changes: a second video through the same camera
-        console.print(
-            f"• edge agent: {options.drift_video} as {options.camera_id} (the scene changes)"
-        )
-        _run_agent(
-            settings,
-            api,
-            token_of["agent"],
-            video=settings.samples_dir / options.drift_video,
-            camera_id=options.camera_id,
-            max_frames=options.drift_frames,
-            console=console,
-        )
+        stream(options.drift_video, options.drift_frames, "the scene changes")
         if options.drift_labels:
-            with SimulatedReviewer(api.url, token_of["labeler"], ReviewPolicy()) as reviewer:
+            with SimulatedReviewer(api.url, labeler_token, ReviewPolicy()) as reviewer:
                 tally = reviewer.review(options.drift_labels)
             summary.add("simulated reviewer (new scene)", f"{tally.items} frames labelled")
         run = materialize(
@@ -241,7 +237,7 @@ def run_demo(
                 f"min p-value {drift['min_p_value']:.2g}, drifted={drift['drifted']}",
                 ok=bool(drift["drifted"]),
             )
-        runs = tick_sensor(defs, "drift_sensor", instance)
+        runs = tick_sensor(defs, "drift_sensor", instance, run_config=retrain_config)
         summary.run_ids["drift_sensor"] = runs
         events = collect_status(settings)["retraining_events"]
         latest = next((e for e in events if e["trigger"] == "drift"), None)
@@ -274,8 +270,6 @@ def _check_runs(instance: Any, run_ids: list[str], summary: DemoSummary) -> None
 def _print_summary(
     console: Console, summary: DemoSummary, state: dict[str, Any], elapsed_s: float
 ) -> None:
-    from edgeloop.cli import render_status
-
     table = Table(title=f"edgeloop demo — {elapsed_s:.0f} s")
     table.add_column("step")
     table.add_column("")
@@ -283,7 +277,7 @@ def _print_summary(
     for step, mark, outcome in summary.steps:
         table.add_row(step, f"[green]{mark}[/]" if mark == "✓" else f"[red]{mark}[/]", outcome)
     console.print(table)
-    render_status(state)
+    render_status(state, console)
     deployments = state["deployments"]
     if deployments:
         moves = Table(title="alias moves (model_deployments)")

@@ -1,6 +1,6 @@
 """Run the code location headless: tick a sensor, run what it asks for, materialize assets.
 
-``edgeloop demo`` uses these without the Dagster daemon, against the same instance that
+``edgeloop demo`` (and the tests) use these without the Dagster daemon, against the same instance that
 ``dagster dev`` shows later (``DAGSTER_HOME=data/dagster``, ``DagsterInstance.get()``),
 so every run appears in the UI with its sensor and run key tags. Runs execute in this
 process (``execute_in_process``), one after another.
@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
+from edgeloop.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,7 @@ def _load_cursors(path: Path) -> dict[str, str]:
 
 
 def _save_cursors(path: Path, cursors: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(cursors, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(cursors, indent=2, sort_keys=True), durable=False)
 
 
 def _run_requests(result: Any) -> tuple[list[dg.RunRequest], str | None, bool]:
@@ -78,7 +75,7 @@ def _run_requests(result: Any) -> tuple[list[dg.RunRequest], str | None, bool]:
     raise TypeError(f"unexpected sensor result {type(result).__name__}")
 
 
-def _console_level(run_config: dg.RunConfig | dict[str, Any] | None) -> dict[str, Any]:
+def _console_level(run_config: dg.RunConfig | Mapping[str, Any] | None) -> dict[str, Any]:
     """``run_config`` as a dict, with the console logger at ``CONSOLE_LOG_LEVEL`` unless set."""
     if run_config is None:
         config: dict[str, Any] = {}
@@ -101,6 +98,7 @@ def tick_sensor(
     sensor_name: str,
     instance: dg.DagsterInstance,
     *,
+    run_config: dg.RunConfig | dict[str, Any] | None = None,
     raise_on_error: bool = True,
 ) -> list[str]:
     """Evaluate one sensor once, then execute each new run it requests, in process.
@@ -112,6 +110,9 @@ def tick_sensor(
         defs: the code location (``pipelines.definitions.defs``).
         sensor_name: e.g. ``label_count_sensor``, ``drift_sensor``.
         instance: the Dagster instance (``DagsterInstance.get()`` for ``data/dagster``).
+        run_config: the run config of every run it launches, in place of the job's
+            default (the demo passes its smaller training knobs here); a run config the
+            sensor set on its request wins.
         raise_on_error: raise ``RunFailedError`` when a run fails (after saving the cursor).
 
     Returns:
@@ -157,7 +158,7 @@ def tick_sensor(
         logger.info("%s: running %s (run key %s)", sensor_name, job_name, request.run_key)
         outcome = job.execute_in_process(
             instance=instance,
-            run_config=_console_level(request.run_config or None),
+            run_config=_console_level(request.run_config or run_config),
             tags=tags,
             raise_on_error=False,
         )

@@ -1,5 +1,7 @@
 """Starting and stopping the loop host's long-running processes (API, Dagster) from Python.
 
+Processes start in the caller's working directory, with ``EDGELOOP_DATA_DIR`` made
+absolute, so they find the same stores from a checkout or from an installed wheel.
 Each service runs in its own process group (``start_new_session=True``): ``dagster dev``
 started from a script ignores SIGTERM otherwise, and its children (webserver, daemon,
 code server) must stop with it. Used by ``edgeloop up``, ``edgeloop demo`` and the tests.
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,12 +21,15 @@ from pathlib import Path
 
 import httpx
 
+from edgeloop.files import atomic_write_bytes
 from edgeloop.offline import OFFLINE_ENV
 from edgeloop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+DAGSTER_FILES = Path(__file__).resolve().parent / "dagster"
+"""``dagster.yaml`` (the instance) and ``workspace.yaml`` (the code location), shipped in
+the package so an installed wheel runs the stack without a checkout."""
 
 
 class ServiceStartError(RuntimeError):
@@ -43,10 +47,10 @@ def dagster_home(settings: LoopSettings) -> Path:
     """``DAGSTER_HOME`` for this data folder (``<data_dir>/dagster``), with ``dagster.yaml`` in it."""
     home = (settings.data_dir / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    source = REPO_ROOT / "dagster.yaml"
+    source = DAGSTER_FILES / "dagster.yaml"
     target = home / "dagster.yaml"
-    if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
-        shutil.copyfile(source, target)
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        atomic_write_bytes(target, source.read_bytes(), durable=False)
     return home
 
 
@@ -99,15 +103,26 @@ class Service:
 
 
 def _start(
-    name: str, cmd: list[str], *, env: dict[str, str], log_path: Path, url: str, cwd: Path
+    name: str,
+    cmd: list[str],
+    *,
+    settings: LoopSettings,
+    env: dict[str, str],
+    url: str,
+    health_path: str,
+    timeout_s: float,
 ) -> Service:
+    """Start ``cmd`` in its own process group, logging to ``<data_dir>/logs/<name>.log``,
+    and wait until ``url + health_path`` answers 200 (``wait_healthy``)."""
+    log_path = settings.data_dir / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("ab")
-    process = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
-    return Service(name=name, process=process, url=url, log_path=log_path)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    service = Service(name=name, process=process, url=url, log_path=log_path)
+    wait_healthy(service, health_path, timeout_s)
+    return service
 
 
 def wait_healthy(service: Service, path: str, timeout_s: float) -> None:
@@ -160,16 +175,15 @@ def start_api(
         "--log-level",
         "warning",
     ]
-    service = _start(
+    return _start(
         "api",
         cmd,
+        settings=settings,
         env=env,
-        log_path=settings.data_dir / "logs" / "api.log",
         url=f"http://{host}:{port}",
-        cwd=REPO_ROOT,
+        health_path="/api/health",
+        timeout_s=timeout_s,
     )
-    wait_healthy(service, "/api/health", timeout_s)
-    return service
 
 
 def start_dagster(
@@ -179,26 +193,25 @@ def start_dagster(
     port: int = 3000,
     timeout_s: float = 180.0,
 ) -> Service:
-    """Start ``dagster dev`` (webserver + daemon) on the repo's workspace; wait for the UI."""
+    """Start ``dagster dev`` (webserver + daemon) on the packaged workspace; wait for the UI."""
     env = service_env(settings)
     dagster = Path(sys.executable).with_name("dagster")
     cmd = [
         str(dagster) if dagster.exists() else "dagster",
         "dev",
         "-w",
-        str(REPO_ROOT / "workspace.yaml"),
+        str(DAGSTER_FILES / "workspace.yaml"),
         "-h",
         host,
         "-p",
         str(port),
     ]
-    service = _start(
+    return _start(
         "dagster",
         cmd,
+        settings=settings,
         env=env,
-        log_path=settings.data_dir / "logs" / "dagster.log",
         url=f"http://{host}:{port}",
-        cwd=REPO_ROOT,
+        health_path="/server_info",
+        timeout_s=timeout_s,
     )
-    wait_healthy(service, "/server_info", timeout_s)
-    return service

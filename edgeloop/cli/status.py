@@ -1,80 +1,45 @@
-"""``edgeloop status``: the loop's state in one read of DuckDB and the MLflow registry."""
+"""``edgeloop status``: the loop's state in one read of DuckDB and the MLflow registry, and
+its rendering as rich tables."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, mlflow_client
-from edgeloop.rules import RETRAIN_LABEL_COUNT
+from edgeloop.rules import camera_drifted, retrain_decision
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store, labels_since_last_training
-
-
-def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql)
-    columns = [d[0] for d in cursor.description]
-    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+from edgeloop.store import (
+    Store,
+    deployments,
+    drift,
+    frames,
+    labels,
+    queue,
+    retraining,
+    training_runs,
+)
 
 
 def collect_status(settings: LoopSettings) -> dict[str, Any]:
     """Counts, queue, labels since last training, drift per camera, models, retraining events.
 
     Returns a JSON-ready dict (times as ISO 8601 strings). Opens DuckDB once, briefly.
+    ``retrain_label_count`` is the threshold the label-count sensor applies
+    (``EDGELOOP_RETRAIN_LABEL_COUNT``); ``retrain`` is ``edgeloop.rules.retrain_decision``
+    evaluated now, as the API's ``/api/retraining/conditions`` shows it.
     """
-    store = Store(settings.duckdb_path)
-    with store.connect() as con:
-        cameras = _rows(
-            con,
-            """
-            SELECT f.camera_id,
-                   count(*) AS frames,
-                   sum(f.detection_count) AS detections,
-                   count(*) FILTER (WHERE f.jpeg_path IS NOT NULL) AS frames_with_jpeg,
-                   round(avg(f.inference_ms), 1) AS mean_inference_ms,
-                   min(f.captured_at) AS first_frame_at,
-                   max(f.captured_at) AS last_frame_at
-            FROM frames f GROUP BY f.camera_id ORDER BY f.camera_id
-            """,
-        )
-        queue = _rows(
-            con,
-            "SELECT status, count(*) AS items FROM labeling_queue GROUP BY status ORDER BY status",
-        )
-        labels_total = con.execute("SELECT count(*) FROM reviewed_labels").fetchone()
-        since = labels_since_last_training(con)
-        drift = _rows(
-            con,
-            """
-            SELECT camera_id, computed_at, drift_share, min_p_value, drifted,
-                   reference_frames, current_frames, report_path
-            FROM drift_reports
-            QUALIFY row_number() OVER (PARTITION BY camera_id ORDER BY computed_at DESC) = 1
-            ORDER BY camera_id
-            """,
-        )
-        events = _rows(
-            con,
-            """
-            SELECT event_id, created_at, trigger, camera_id, decision, reason,
-                   labels_since_training, dagster_run_id
-            FROM retraining_events ORDER BY created_at DESC LIMIT 20
-            """,
-        )
-        deployments = _rows(
-            con,
-            """
-            SELECT created_at, version, alias, previous_version, action, actor, reason, metrics
-            FROM model_deployments ORDER BY created_at DESC LIMIT 20
-            """,
-        )
-        trainings = _rows(
-            con,
-            """
-            SELECT mlflow_run_id, started_at, label_count, dataset_version, model_version
-            FROM training_runs ORDER BY started_at DESC LIMIT 10
-            """,
-        )
+    with Store(settings.duckdb_path).connect() as con:
+        cameras = frames.camera_summary(con=con)
+        queue_counts = queue.status_counts(con=con)
+        labels_total = labels.count(con=con)
+        since = labels.since_last_training(con=con)
+        latest_drift = drift.latest_per_camera(con=con)
+        events = retraining.recent(con=con, limit=20)
+        moves = deployments.recent(con=con, limit=20)
+        trainings = training_runs.recent(con=con, limit=10)
 
     client = mlflow_client(settings)
     versions = model_versions(client, settings.model_name)
@@ -86,24 +51,59 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
             if mv is None
             else next((v for v in versions if v["version"] == str(mv.version)), None)
         )
-
-    for row in deployments:
-        row["metrics"] = json.loads(row["metrics"] or "{}")
+    drift_rows = [
+        {k: row[k] for k in DRIFT_KEYS}
+        | {"drifted": camera_drifted(row["drift_share"], row["min_p_value"])}
+        for row in latest_drift
+    ]
+    decision = retrain_decision(
+        since,
+        [row["camera_id"] for row in drift_rows if row["drifted"]],
+        label_threshold=settings.retrain_label_count,
+    )
     return _jsonable(
         {
             "cameras": cameras,
-            "labeling_queue": {row["status"]: row["items"] for row in queue},
-            "labels_total": int(labels_total[0]) if labels_total else 0,
+            "labeling_queue": queue_counts,
+            "labels_total": labels_total,
             "labels_since_last_training": since,
-            "retrain_label_threshold": RETRAIN_LABEL_COUNT,
-            "drift": drift,
+            "retrain_label_count": settings.retrain_label_count,
+            "retrain": {
+                "due": decision.due,
+                "trigger": decision.trigger,
+                "reasons": decision.reasons,
+            },
+            "drift": drift_rows,
             "models": models,
             "model_versions": versions,
-            "deployments": deployments,
+            "deployments": [{k: row[k] for k in DEPLOYMENT_KEYS} for row in moves],
             "training_runs": trainings,
-            "retraining_events": events,
+            "retraining_events": [
+                {k: v for k, v in row.items() if k != "run_key"} for row in events
+            ],
         }
     )
+
+
+DRIFT_KEYS = (
+    "camera_id",
+    "computed_at",
+    "drift_share",
+    "min_p_value",
+    "reference_frames",
+    "current_frames",
+    "report_path",
+)
+DEPLOYMENT_KEYS = (
+    "created_at",
+    "version",
+    "alias",
+    "previous_version",
+    "action",
+    "actor",
+    "reason",
+    "metrics",
+)
 
 
 HELDOUT_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
@@ -169,3 +169,69 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def render_status(state: dict[str, Any], console: Console) -> None:
+    """Print ``collect_status``'s dict as rich tables."""
+    cams = Table(title="cameras")
+    for column in ("camera", "frames", "detections", "JPEGs", "inference ms", "last frame"):
+        cams.add_column(column)
+    for row in state["cameras"]:
+        cams.add_row(
+            row["camera_id"],
+            str(row["frames"]),
+            str(row["detections"]),
+            str(row["frames_with_jpeg"]),
+            str(row["mean_inference_ms"]),
+            str(row["last_frame_at"])[:19],
+        )
+    console.print(cams)
+    queue = state["labeling_queue"]
+    console.print(
+        f"labeling queue: {queue.get('pending', 0)} pending, {queue.get('labeled', 0)} labeled, "
+        f"{queue.get('skipped', 0)} skipped · labels since last training: "
+        f"{state['labels_since_last_training']} (retrain at {state['retrain_label_count']})"
+    )
+    drift = Table(title="drift (latest report per camera)")
+    for column in ("camera", "drift share", "min p-value", "drifted", "ref/cur frames", "at"):
+        drift.add_column(column)
+    for row in state["drift"]:
+        p = row["min_p_value"]
+        drift.add_row(
+            row["camera_id"],
+            f"{row['drift_share']:.2f}",
+            "—" if p is None else f"{p:.2g}",
+            "[red]yes[/]" if row["drifted"] else "no",
+            f"{row['reference_frames']}/{row['current_frames']}",
+            str(row["computed_at"])[:19],
+        )
+    console.print(drift)
+    models = Table(title="model versions (edgeloop-detector), held-out metrics")
+    for column in ("version", "aliases", "mAP50", "mAP50-95", "precision", "recall", "promotion"):
+        models.add_column(column)
+    for entry in state["model_versions"]:
+        m = entry["metrics"]
+        models.add_row(
+            entry["version"],
+            ", ".join(entry["aliases"]),
+            *(_fmt(m.get(k)) for k in ("mAP50", "mAP50-95", "precision", "recall")),
+            entry["promotion"],
+        )
+    console.print(models)
+    events = Table(title="retraining events")
+    for column in ("at", "trigger", "camera", "decision", "reason", "run"):
+        events.add_column(column)
+    for row in state["retraining_events"]:
+        events.add_row(
+            str(row["created_at"])[:19],
+            row["trigger"],
+            row["camera_id"] or "",
+            row["decision"],
+            row["reason"],
+            (row["dagster_run_id"] or "")[:8],
+        )
+    console.print(events)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{float(value):.3f}"

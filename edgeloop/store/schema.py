@@ -1,30 +1,15 @@
-"""The DuckDB store: schema, migrations, and short-lived connections with retry on lock.
+"""The DuckDB schema and its migrations (the ``CREATE`` statements of every table).
 
-DuckDB locks its file for one process: while one process holds it open, no other can
-open it, not even read-only. So every caller opens, works, and closes — never holds a
-connection across slow work (copy rows out as Arrow, release, then compute) — and
-retries on the lock error with backoff, as ``dagster-duckdb`` does.
-
-Tables (seed names): ``frames``, ``prediction_logs`` (detections), ``labeling_queue``,
-``reviewed_labels``, ``retraining_events``, ``model_deployments``; plus
-``training_runs`` and ``drift_reports``. Boxes are xyxy pixels of the original frame.
+Each table's reads and writes live in the module that owns it (see ``edgeloop.store``);
+this module only creates and migrates. Boxes are xyxy pixels of the original frame;
+times are TIMESTAMPTZ (UTC).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import duckdb
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -159,72 +144,6 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
-class StoreLockedError(RuntimeError):
-    """The DuckDB file stayed locked by another process past the retry deadline."""
-
-
-def _is_lock_error(exc: BaseException) -> bool:
-    # DuckDB raises IOException "Could not set lock on file ... Conflicting lock is held".
-    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
-
-
-class Store:
-    """Short-lived, retrying access to the edgeloop DuckDB file.
-
-    Args:
-        path: the DuckDB file; its folder is created on first use.
-        lock_timeout_s: how long ``connect`` retries while another process holds the file.
-
-    One ``Store`` may be shared by threads: connections from one process are serialised
-    by a process-wide lock, since DuckDB allows one writing process at a time anyway.
-    """
-
-    _process_lock = threading.RLock()
-
-    def __init__(self, path: Path | str, *, lock_timeout_s: float = 60.0) -> None:
-        self.path = Path(path)
-        self.lock_timeout_s = lock_timeout_s
-        self._migrated = False
-
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        @retry(
-            retry=retry_if_exception(_is_lock_error),
-            stop=stop_after_delay(self.lock_timeout_s),
-            wait=wait_exponential_jitter(initial=0.02, max=1.0),
-            reraise=True,
-        )
-        def _connect() -> duckdb.DuckDBPyConnection:
-            return duckdb.connect(str(self.path))
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return _connect()
-        except duckdb.IOException as exc:
-            if _is_lock_error(exc):
-                raise StoreLockedError(
-                    f"{self.path} stayed locked by another process for {self.lock_timeout_s:.0f} s; "
-                    "stop the process holding it (a long-running query?) and retry"
-                ) from exc
-            raise
-
-    @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file (retrying while locked), migrate once, yield, and always close.
-
-        Raises:
-            StoreLockedError: another process held the file past ``lock_timeout_s``.
-        """
-        with self._process_lock:
-            con = self._open()
-            try:
-                if not self._migrated:
-                    migrate(con)
-                    self._migrated = True
-                yield con
-            finally:
-                con.close()
-
-
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; idempotent. Returns the version reached."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -247,26 +166,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return current
 
 
-def labels_since_last_training(con: duckdb.DuckDBPyConnection) -> int:
-    """Reviewed labels newer than the label cutoff of the last training run (all, if none)."""
-    row = con.execute(
-        """
-        SELECT count(*) FROM reviewed_labels
-        WHERE labeled_at > coalesce(
-            (SELECT max(label_cutoff) FROM training_runs), TIMESTAMPTZ '1970-01-01 00:00:00+00')
-        """
-    ).fetchall()  # fetchall: leave no partly fetched result open (see migrate)
-    return int(row[0][0]) if row else 0
-
-
-LATEST_LABELS_SQL = """
-SELECT * FROM reviewed_labels
-QUALIFY row_number() OVER (PARTITION BY frame_key ORDER BY labeled_at DESC, label_id DESC) = 1
-"""
-"""The latest reviewed label of each frame (a re-label replaces the earlier one), as SQL to
-use in a CTE: a relation registered as a view would keep the connection alive after close."""
-
-
-def latest_labels(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
-    """The latest reviewed label of each frame (a re-label replaces the earlier one)."""
-    return con.sql(LATEST_LABELS_SQL)
+def schema_version(*, con: duckdb.DuckDBPyConnection) -> int | None:
+    """The schema version the file is at, or None before the first migration."""
+    rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else None

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from api.deps import get_registry
 from api.main import create_app
 from api.settings import ApiSettings
-from edgeloop.services import free_port, start_api
+from edgeloop.cli.services import free_port, start_api
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 

@@ -10,10 +10,11 @@ import pytest
 from api_support import ADMIN, AGENT, LABELER, batch, frame
 from fastapi.testclient import TestClient
 
-from api.auth import ensure_tokens_file, load_principals
+from api.auth import load_principals
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
+from edgeloop.tokens import ensure_tokens_file, token_for_role
 
 
 def test_health_is_public(client: TestClient) -> None:
@@ -93,11 +94,33 @@ def test_ensure_tokens_file_creates_one_private_token_per_role(tmp_path: Path) -
     assert ensure_tokens_file(path) == created
 
 
-def test_malformed_tokens_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (json.dumps({"t0k": {"role": "root"}}), "needs a role among"),
+        (json.dumps({"t0k": {"role": "agent", "name": 7}}), "must be a string"),
+        (json.dumps(["t0k"]), "must be a JSON object"),
+        ('{"t0k": ', "is not valid JSON"),
+    ],
+)
+def test_malformed_tokens_file_is_refused(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "api-tokens.json"
-    path.write_text(json.dumps({"t0k": {"role": "root"}}))
-    with pytest.raises(ValueError, match="needs a role among"):
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
         ensure_tokens_file(path)
+    assert path.read_text() == content  # never rewritten
+
+
+def test_token_for_role_is_the_first_token_of_exactly_that_role(tmp_path: Path) -> None:
+    tokens = {
+        "a1": {"role": "admin"},
+        "l1": {"role": "labeler", "name": "alice"},
+        "l2": {"role": "labeler", "name": "bob"},
+    }
+    assert token_for_role(tokens, "labeler") == "l1"
+    assert token_for_role(tokens, "agent") is None  # the admin token is not handed out
+    created = ensure_tokens_file(tmp_path / "api-tokens.json")
+    assert created[str(token_for_role(created, "agent"))]["role"] == "agent"
 
 
 def test_app_reads_the_tokens_file_and_names_the_labeler(loop_settings: LoopSettings) -> None:
@@ -119,3 +142,19 @@ def test_app_creates_the_tokens_file_when_missing(loop_settings: LoopSettings) -
     create_app(settings)
     content = json.loads((loop_settings.data_dir / "api-tokens.json").read_text())
     assert len(content) == 3
+
+
+def test_openapi_documents_401_and_403_where_a_token_is_needed(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    secured = {
+        (path, method): operation["responses"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if operation.get("security")
+    }
+    assert ("/api/ingest", "post") in secured
+    assert ("/metrics", "get") in secured
+    for (path, method), responses in secured.items():
+        assert {"401", "403"} <= responses.keys(), f"{method.upper()} {path}"
+    assert "WWW-Authenticate" in secured[("/api/ingest", "post")]["401"]["headers"]
+    assert "401" not in paths["/api/health"]["get"]["responses"]  # public

@@ -27,3 +27,16 @@ def test_creating_the_app_imports_nothing_heavy() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_the_core_tokens_module_imports_nothing_of_the_api() -> None:
+    """``edgeloop init`` and the demo read tokens through ``edgeloop.tokens``: no FastAPI."""
+    check = (
+        "import sys, edgeloop.tokens; "
+        "print(','.join(sorted(m for m in ('api', 'fastapi', 'starlette') if m in sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

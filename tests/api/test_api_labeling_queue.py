@@ -7,7 +7,7 @@ import json
 from api_support import AGENT, LABELER, detection, frame, ingest, jpeg_bytes, queued_frame
 from fastapi.testclient import TestClient
 
-from edgeloop.store import Store, latest_labels
+from edgeloop.store import Store, labels
 
 
 def _fill(client: TestClient) -> None:
@@ -110,8 +110,8 @@ def test_relabel_replaces_the_label(client: TestClient, store: Store) -> None:
         client.post(url, json={"boxes": [], "no_object": True}, headers=LABELER).status_code == 201
     )
     with store.connect() as con:
-        rows = latest_labels(con).fetchall()
-    assert len(rows) == 1
+        rows = labels.latest_with_frames(con=con)
+    assert len(rows) == 1 and rows[0]["boxes"] == []
     detail = client.get(f"/api/labeling-queue/{item_id}", headers=LABELER).json()
     assert detail["status"] == "labeled"
     assert detail["latest_label"]["box_count"] == 0

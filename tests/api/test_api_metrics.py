@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_support import LABELER, detection, frame, ingest, queued_frame
+from api_support import AGENT, LABELER, detection, frame, ingest, queued_frame
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.main import create_app
+from api.settings import ApiSettings
 
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
 
@@ -72,6 +76,42 @@ def test_prometheus_exposition(client: TestClient) -> None:
     assert "edgeloop_ingest_batches_total 2.0" in text
     assert 'route="/api/labeling-queue/next"' in text
     assert 'edgeloop_ingest_stage_duration_seconds_count{stage="parse"} 2.0' in text
+
+
+def _requests(client: TestClient, method: str, route: str, status: str) -> float:
+    """Requests recorded so far by ``client``'s app with these labels, from ``/metrics``."""
+    text = client.get("/metrics", headers=LABELER).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "edgeloop_http_request_duration_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_count") and sample.labels == {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                }:
+                    return sample.value
+    return 0.0
+
+
+def test_request_latency_is_labeled_by_route_template(api_settings: ApiSettings) -> None:
+    settings = api_settings.model_copy(update={"max_body_bytes": 1024})
+    client = TestClient(create_app(settings))  # no lifespan: these requests need no store
+    assert client.get("/reports/drift/cam-1.html", headers=LABELER).status_code == 404
+    assert client.get("/reports/drift/cam-2.html", headers=LABELER).status_code == 404
+    assert client.get("/no/such/page").status_code == 404
+    assert client.post("/api/ingest", content=b"x" * 2048, headers=AGENT).status_code == 413
+    assert _requests(client, "GET", "/reports/{path:path}", "404") == 2
+    assert _requests(client, "GET", "none", "404") == 1  # unmatched: no raw path as label
+    assert _requests(client, "POST", "/api/ingest", "413") == 1  # the size limit is timed too
+    assert "/reports/drift/cam-1.html" not in client.get("/metrics", headers=LABELER).text
+
+
+def test_each_app_has_its_own_registry(client: TestClient, api_settings: ApiSettings) -> None:
+    other = TestClient(create_app(api_settings))
+    for _ in range(3):
+        other.get("/api/metrics/nope", headers=LABELER)
+    assert _requests(other, "GET", "none", "404") == 3
+    assert _requests(client, "GET", "none", "404") == 0
 
 
 def test_inspection_logs_filters_and_pages(client: TestClient) -> None:

@@ -10,22 +10,17 @@ from pathlib import Path
 import pytest
 from api_support import AGENT, LABELER, TOKENS, ingest, queued_frame
 from fastapi.testclient import TestClient
+from loopdata import register_model
 
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.offline import configure_offline_environment
 from edgeloop.registry import (
-    MODEL_ARTIFACT_DIR,
     PRODUCTION,
     STAGING,
-    ensure_experiment,
-    mlflow_client,
-    move_alias,
-    register_model_version,
-    write_model_dir,
 )
-from edgeloop.settings import LoopSettings
-from edgeloop.store import Store
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
+from edgeloop.settings import LoopSettings, get_settings
 
 CLASS_NAMES = ["Normal", "Fall", "Sitting"]
 
@@ -39,32 +34,19 @@ class Registered:
 def _register(
     settings: LoopSettings, work: Path, *, onnx: bytes, metrics: dict[str, float], alias: str
 ) -> str:
-    client = mlflow_client(settings)
-    experiment_id = ensure_experiment(client, settings)
-    (work / "in").mkdir(parents=True)
-    pt, onnx_path = work / "in" / "best.pt", work / "in" / "best.onnx"
+    work.mkdir(parents=True)
+    pt, onnx_path = work / "best.pt", work / "best.onnx"
     pt.write_bytes(b"not really torch weights")
     onnx_path.write_bytes(onnx)
-    model_dir = write_model_dir(
-        work / "model", pt_path=pt, onnx_path=onnx_path, class_names=CLASS_NAMES, imgsz=640
-    )
-    run = client.create_run(experiment_id)
-    client.log_artifacts(run.info.run_id, str(model_dir), artifact_path=MODEL_ARTIFACT_DIR)
-    client.set_terminated(run.info.run_id)
-    version = register_model_version(
-        client, model_name=settings.model_name, run_id=run.info.run_id, description=f"{alias} test"
-    )
-    move_alias(
-        client,
-        Store(settings.duckdb_path),
-        model_name=settings.model_name,
+    return register_model(
+        settings,
+        pt_path=pt,
+        onnx_path=onnx_path,
+        class_names=CLASS_NAMES,
         alias=alias,
-        version=str(version.version),
-        actor="test",
         reason=f"{alias} for the API tests",
         metrics=metrics,
     )
-    return str(version.version)
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +83,33 @@ def test_production_model_for_agents(model_client: TestClient, registered: Regis
     assert body["class_names"] == CLASS_NAMES
     assert body["imgsz"] == 640
     assert body["sha256"] == hashlib.sha256(registered.onnx_bytes).hexdigest()
+    assert (body["uncertainty_low"], body["uncertainty_high"]) == (
+        UNCERTAINTY_LOW,
+        UNCERTAINTY_HIGH,
+    )
 
     onnx = model_client.get(body["onnx_url"], headers=AGENT)
     assert onnx.status_code == 200
     assert onnx.content == registered.onnx_bytes
     assert onnx.headers["x-model-version"] == "1"
     assert onnx.headers["x-model-sha256"] == body["sha256"]
+
+
+def test_production_model_carries_the_loops_uncertainty_band(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The band agents apply is the loop host's one setting, EDGELOOP_UNCERTAINTY_LOW/HIGH."""
+    monkeypatch.setenv("EDGELOOP_DATA_DIR", str(registered.settings.data_dir))
+    monkeypatch.setenv("EDGELOOP_UNCERTAINTY_LOW", "0.3")
+    monkeypatch.setenv("EDGELOOP_UNCERTAINTY_HIGH", "0.85")
+    get_settings.cache_clear()
+    settings = ApiSettings(tokens=TOKENS, warm_registry=False)  # type: ignore[arg-type]
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/api/models/production", headers=AGENT)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] == "1"
+    assert (body["uncertainty_low"], body["uncertainty_high"]) == (0.3, 0.85)
 
 
 def test_onnx_download_needs_the_agent_role(model_client: TestClient) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from api_support import batch, detection, frame
 
-from api.crud import IngestResult
 from api.ingest import IngestTables, build_tables, unique_frames
 from api.writer import IngestWriter
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
+from edgeloop.store.frames import BatchCounts
 from edgeloop.wire import IngestBatch
 
 
@@ -59,7 +59,7 @@ def store(loop_settings: LoopSettings) -> Store:
 def test_concurrent_batches_all_land(store: Store) -> None:
     groups: list[int] = []
     writer = IngestWriter(store, linger_s=0, observe_group=groups.append)
-    results: dict[int, IngestResult] = {}
+    results: dict[int, BatchCounts] = {}
 
     def post(i: int) -> None:
         results[i] = writer.write(tables_for(f"cam-{i}:1", f"cam-{i}:2"))
@@ -70,7 +70,7 @@ def test_concurrent_batches_all_land(store: Store) -> None:
     for t in threads:
         t.join()
     writer.close()
-    assert all(r == IngestResult(accepted=2, detections=6, queued=0) for r in results.values())
+    assert all(r == BatchCounts(accepted=2, detections=6, queued=0) for r in results.values())
     assert sum(groups) == 8  # every batch written exactly once, in one group or another
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM prediction_logs").fetchone() == (48,)

@@ -9,8 +9,21 @@ import pytest
 from loopdata import T0, make_loop
 
 from assets.detections import detections
-from assets.labeling import DRIFT_BOOST, boost_camera_queue, labeling_queue, rerank_queue
-from edgeloop.rules import uncertainty_score
+from assets.labeling import DRIFT_BOOST, labeling_queue
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, uncertainty_score
+from edgeloop.store import queue
+
+BAND = {"low": UNCERTAINTY_LOW, "high": UNCERTAINTY_HIGH}
+
+
+def rerank_queue(store) -> int:
+    with store.connect() as con:
+        return queue.rerank(con=con, drift_boost=DRIFT_BOOST, **BAND)
+
+
+def boost_camera_queue(store, camera_id: str, factor: float) -> int:
+    with store.connect() as con:
+        return queue.boost_camera(con=con, camera_id=camera_id, factor=factor, **BAND)
 
 
 def _priorities(loop) -> dict[str, float]:
@@ -93,7 +106,7 @@ def test_boost_camera_queue_is_idempotent_and_leaves_other_cameras(tmp_path):
     for key in b:
         assert prio[key] == pytest.approx(0.123)
     assert boost_camera_queue(loop.store, "cam-unknown", 2.0) == 0
-    with pytest.raises(ValueError, match="factor must be > 0"):
+    with pytest.raises(ValueError, match="boost must be > 0"):
         boost_camera_queue(loop.store, "cam-a", 0.0)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,19 +17,13 @@ from pathlib import Path
 import cv2
 import dagster as dg
 import pytest
-from loopdata import vtest_frames
-from support import SEED_PT, require
+from loopdata import register_model, unversioned_dataset, vtest_frames
+from support import DATASET_CHECKS, SEED_PT, require
 
+from assets.evaluation import EvaluationConfig, ModelEvaluation, model_evaluation
 from assets.registry import PromotionConfig, model_promotion, promotion_decision
-from assets.resources import LoopSettingsResource, MlflowResource, StoreResource
-from assets.training import (
-    EvaluationConfig,
-    HeldoutMetrics,
-    ModelEvaluation,
-    TrainingConfig,
-    detector_model,
-    model_evaluation,
-)
+from assets.training import CandidateModel, TrainingConfig, detector_model
+from assets.yolo import HeldoutMetrics
 from edgeloop.bootstrap import export_onnx
 from edgeloop.datasets import DatasetVersion
 from edgeloop.offline import configure_offline_environment
@@ -40,15 +33,12 @@ from edgeloop.registry import (
     STAGING,
     ModelNotFoundError,
     alias_version,
-    ensure_experiment,
     mlflow_client,
-    move_alias,
-    register_model_version,
     rollback,
-    write_model_dir,
 )
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store, labels_since_last_training
+from edgeloop.store import Store
+from edgeloop.store import labels as labels_store
 from pipelines.checks import training_dataset_checks
 
 CLASS_NAMES = ["Normal", "Fall"]
@@ -103,13 +93,9 @@ def _dataset_version(root: Path) -> DatasetVersion:
     stems = {
         s: sorted(p.stem for p in (root / "images" / s).glob("*.jpg")) for s in ("train", "val")
     }
-    return DatasetVersion(
-        version="v1",
-        data_yaml=root / "data.yaml",
-        root=root,
-        dvc_md5="0" * 32,
-        git_commit="test",
-        class_names=CLASS_NAMES,
+    return unversioned_dataset(
+        root,
+        CLASS_NAMES,
         train_frames=stems["train"],
         val_frames=stems["val"],
         label_cutoff_iso=LABEL_CUTOFF.isoformat(),
@@ -130,64 +116,14 @@ def tiny_dataset(tiny_dataset_dir: Path, tmp_path: Path) -> DatasetVersion:
 
 def register_version(settings: LoopSettings, onnx_path: Path, *, alias: str | None) -> str:
     """Register the seed's files as a new version (as ``edgeloop init`` does) and maybe alias it."""
-    client = mlflow_client(settings)
-    run = client.create_run(ensure_experiment(client, settings), run_name="seed-detector")
-    model_dir = write_model_dir(
-        settings.data_dir / "staging-model" / run.info.run_id,
+    return register_model(
+        settings,
         pt_path=require(SEED_PT),
         onnx_path=onnx_path,
         class_names=CLASS_NAMES,
-        imgsz=640,
+        alias=alias,
+        reason="seed detector",
     )
-    client.log_artifacts(run.info.run_id, str(model_dir), MODEL_ARTIFACT_DIR)
-    client.set_terminated(run.info.run_id)
-    mv = register_model_version(
-        client, model_name=settings.model_name, run_id=run.info.run_id, description="seed"
-    )
-    if alias:
-        move_alias(
-            client,
-            Store(settings.duckdb_path),
-            model_name=settings.model_name,
-            alias=alias,
-            version=str(mv.version),
-            actor="test",
-            reason="seed detector",
-            action="register",
-        )
-    return str(mv.version)
-
-
-@pytest.fixture(scope="session")
-def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow sqlite store with its schema migrated (migrations take seconds;
-    each test gets a copy)."""
-    import os
-
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return path
-
-
-@pytest.fixture
-def loop(
-    tmp_path: Path, mlflow_template_db: Path
-) -> Iterator[tuple[LoopSettings, dict[str, object]]]:
-    """Settings and resources on a fresh data folder with an empty MLflow store."""
-    loop_resource = LoopSettingsResource(data_dir=str(tmp_path / "loop"))
-    settings = loop_resource.settings()
-    settings.mlflow_dir.mkdir(parents=True)
-    shutil.copyfile(mlflow_template_db, settings.mlflow_dir / "mlflow.db")
-    resources = {
-        "mlflow": MlflowResource(loop=loop_resource),
-        "store": StoreResource(loop=loop_resource),
-    }
-    yield settings, resources
 
 
 # --- the promotion policy (pure) --------------------------------------------------------
@@ -273,8 +209,6 @@ def test_rollback_walks_back_the_production_history(seed_onnx, loop):
 def _evaluation(
     candidate_version: str, production_version: str, cand: HeldoutMetrics, prod: HeldoutMetrics
 ) -> ModelEvaluation:
-    from assets.training import CandidateModel
-
     return ModelEvaluation(
         candidate=CandidateModel(
             version=candidate_version,
@@ -370,12 +304,7 @@ def _dataset_asset(version: DatasetVersion) -> dg.AssetsDefinition:
 def test_dataset_checks_pass_on_a_clean_dataset(tiny_dataset):
     result = dg.materialize([_dataset_asset(tiny_dataset), *training_dataset_checks])
     evaluations = result.get_asset_check_evaluations()
-    assert {e.check_name for e in evaluations} == {
-        "boxes_inside_images",
-        "known_classes",
-        "no_train_val_leak",
-        "minimum_size",
-    }
+    assert {e.check_name for e in evaluations} == DATASET_CHECKS
     assert all(e.passed for e in evaluations)
 
 
@@ -411,14 +340,14 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
     settings, resources = loop
     v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
     store = Store(settings.duckdb_path)
-    with store.connect() as con:  # 3 labels before the dataset's cutoff, 1 after
+    with store.connect() as con:  # 3 frames labeled before the dataset's cutoff, 1 after
         for minutes in (-30, -20, -10, 5):
             con.execute(
                 "INSERT INTO reviewed_labels (item_id, frame_key, camera_id, boxes, box_count, "
-                "labeler, labeled_at) VALUES (0, 'k', 'cam', '[]', 0, 'tester', ?)",
-                [LABEL_CUTOFF + timedelta(minutes=minutes)],
+                "labeler, labeled_at) VALUES (0, ?, 'cam', '[]', 0, 'tester', ?)",
+                [f"frame{minutes}", LABEL_CUTOFF + timedelta(minutes=minutes)],
             )
-        assert labels_since_last_training(con) == 4
+        assert labels_store.since_last_training(con=con) == 4
 
     result = dg.materialize(
         [_dataset_asset(tiny_dataset), detector_model, model_evaluation, model_promotion],
@@ -447,8 +376,31 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
     session = ort.InferenceSession(str(candidate.onnx_path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == [1, 3, 640, 640]
 
+    assert set(version.tags) == {
+        "kind",
+        "base_version",
+        "dataset_version",
+        "dataset_md5",
+        "dagster_run_id",
+        "pt_sha256",
+        "onnx_sha256",
+        "heldout_mAP50",
+        "heldout_mAP50-95",
+        "heldout_precision",
+        "heldout_recall",
+        "heldout_production_version",
+        "heldout_imgsz",
+        "promotion",
+    }
     run = client.get_run(candidate.run_id)
     assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"retrain-v1-from-v{v1}"
+    assert run.data.tags["model_version"] == candidate.version
+    trained_md = result.asset_materializations_for_node("detector_model")[0].metadata
+    assert trained_md["epochs_run"].value == 2
+    assert {"mlflow_run", "s_per_epoch", "onnx_sha256", "epochs", "final/mAP50-95"} <= set(
+        trained_md
+    )
     assert run.data.params["epochs"] == "2" and run.data.params["dataset_version"] == "v1"
     assert run.data.params["label_count"] == "12" and run.data.params["base_version"] == v1
     assert run.data.tags["dataset_version"] == "v1"
@@ -462,7 +414,7 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
             "SELECT mlflow_run_id, label_cutoff, label_count, dataset_version, model_version, "
             "dagster_run_id FROM training_runs"
         ).fetchall()
-        assert labels_since_last_training(con) == 1  # the training reset the count
+        assert labels_store.since_last_training(con=con) == 1  # the training reset the count
     assert len(rows) == 1
     run_id, cutoff, count, dataset_version, model_version, dagster_run_id = rows[0]
     assert (run_id, count, dataset_version, model_version, dagster_run_id) == (

@@ -14,10 +14,10 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO_ROOT, SAMPLES_DIR, SEED_PT, require
+from support import SAMPLES_DIR, SEED_PT, require
 
+from edgeloop.cli.status import collect_status
 from edgeloop.settings import LoopSettings
-from edgeloop.status import collect_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,13 +33,15 @@ def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None
         {
             "EDGELOOP_DATA_DIR": str(loop_settings.data_dir),
             "DAGSTER_HOME": str(loop_settings.data_dir / "dagster"),
-            "EDGELOOP_PIPELINES_DRIFT_WINDOW_FRAMES": "35",
+            "EDGELOOP_PIPELINES_DRIFT_REPORT__WINDOW_FRAMES": "35",
             "COLUMNS": "200",
         }
     )
     cmd = [sys.executable, "-m", "edgeloop.cli", "demo", "--frames", "70", "--drift-frames", "40"]
     cmd += ["--labels", "55", "--drift-labels", "5", "--epochs", "1", "--imgsz", "320"]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    # From outside the checkout: the CLI finds its Dagster files in the package.
+    workdir = loop_settings.data_dir.parent
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1500)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     assert "simulated reviewer" in output
@@ -51,28 +53,37 @@ def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None
     cam = next(c for c in state["cameras"] if c["camera_id"] == "cam-campus")
     assert cam["frames"] == 70 + 40
     assert cam["detections"] > 0
-    # The label-count sensor's retrain run trained and registered v2.
-    assert state["training_runs"], "no training run recorded"
-    assert state["training_runs"][-1]["model_version"] == "2"
-    # Every alias move is recorded; the first is the seed's.
+    # The label-count sensor's retrain trained v2; the drift sensor's (5 new labels after
+    # the scene change) trained v3. training_runs is newest first.
+    assert [r["model_version"] for r in state["training_runs"]] == ["3", "2"]
+    # Every alias move is recorded; the first is the seed's, and production is where the
+    # newest production move put it (whatever the policy decided for v2 and v3).
     moves = state["deployments"]
     assert (moves[-1]["alias"], moves[-1]["version"]) == ("production", "1")
-    production = state["models"]["production"]["version"]
-    if production != "1":
-        assert any(m["alias"] == "production" and m["version"] == production for m in moves)
-    # The scene change made the drift sensor fire for the camera.
+    last_production_move = next(m for m in moves if m["alias"] == "production")
+    assert state["models"]["production"]["version"] == last_production_move["version"]
+    versions = {v["version"]: v for v in state["model_versions"]}
+    for candidate in ("2", "3"):
+        assert versions[candidate]["promotion"], f"v{candidate} has no promotion outcome"
+        assert set(versions[candidate]["metrics"]) >= {"mAP50", "mAP50-95"}
+    # The scene change made the drift sensor fire for the camera and launch the retrain.
     drift = next(d for d in state["drift"] if d["camera_id"] == "cam-campus")
     assert drift["drifted"]
     events = [e for e in state["retraining_events"] if e["trigger"] == "drift"]
-    assert events and events[0]["decision"] in {"launched", "deferred"}
+    assert [e["decision"] for e in events] == ["launched"]
+    assert events[0]["dagster_run_id"]
+    label_events = [e for e in state["retraining_events"] if e["trigger"] == "label_count"]
+    assert [e["decision"] for e in label_events] == ["launched"]
 
     status = subprocess.run(
         [sys.executable, "-m", "edgeloop.cli", "status", "--json"],
-        cwd=REPO_ROOT,
+        cwd=workdir,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["labels_total"] >= 55
+    as_json = json.loads(status.stdout)
+    assert as_json["labels_total"] == 55 + 5
+    assert as_json["retrain_label_count"] == 50

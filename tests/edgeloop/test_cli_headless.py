@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 from loopdata import T0, make_loop
 
+from edgeloop.cli.headless import RunFailedError, cursor_path, materialize, tick_sensor
 from pipelines.definitions import defs
-from pipelines.launch import RunFailedError, cursor_path, materialize, tick_sensor
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeloop.reviewer import ReviewPolicy, review_item
+from edgeloop.cli.reviewer import ReviewPolicy, review_item
 
 
 def _box(conf: float, cls: str = "Normal") -> dict[str, object]:

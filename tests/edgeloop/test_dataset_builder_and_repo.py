@@ -10,9 +10,9 @@ import pytest
 import yaml
 from support import SAMPLES_DIR, require
 
+from edgeloop.annotations import ReviewedBox
+from edgeloop.dataset_repo import DatasetRepo, DatasetRepoError
 from edgeloop.datasets import (
-    DatasetRepo,
-    DatasetRepoError,
     LabeledFrame,
     UnknownClassError,
     build_yolo_dataset,
@@ -37,14 +37,13 @@ def test_split_is_stable_and_near_the_fraction():
         split_for("x", 1.5)
 
 
-def test_yolo_lines_are_normalised_cx_cy_w_h_and_clipped():
-    lines, clipped, dropped = yolo_label_lines(
-        [
-            {"bbox_xyxy": [100, 50, 300, 250], "class_name": "Fall", "class_id": 1},
-            {"bbox_xyxy": [-20, 0, 40, 100], "class_name": "Normal", "class_id": 0},  # clipped
-            {"bbox_xyxy": [700, 10, 900, 20], "class_name": "Normal"},  # entirely right of frame
-            {"bbox_xyxy": [10, 10, 20, 20], "class_id": 1},  # no name: class_id is used
-        ],
+def _box(bbox: list[float], name: str) -> ReviewedBox:
+    return ReviewedBox(bbox_xyxy=bbox, class_id=NAMES.index(name), class_name=name)
+
+
+def test_yolo_lines_are_normalised_cx_cy_w_h_by_class_name():
+    lines = yolo_label_lines(
+        [_box([100, 50, 300, 250], "Fall"), _box([0, 0, 40, 100], "Normal")],
         width=640,
         height=480,
         class_names=NAMES,
@@ -52,14 +51,17 @@ def test_yolo_lines_are_normalised_cx_cy_w_h_and_clipped():
     assert lines == [
         "1 0.312500 0.312500 0.312500 0.416667",
         "0 0.031250 0.104167 0.062500 0.208333",
-        "1 0.023438 0.031250 0.015625 0.020833",
     ]
-    assert (clipped, dropped) == (2, 1)
-    assert yolo_label_lines([], 640, 480, NAMES) == ([], 0, 0)
+    assert yolo_label_lines([], 640, 480, NAMES) == []
+    # The class is mapped by name into the current model's classes, not by the stored id.
+    assert yolo_label_lines([_box([0, 0, 64, 48], "Fall")], 640, 480, ["Fall", "Normal"]) == [
+        "0 0.050000 0.050000 0.100000 0.100000"
+    ]
+    bicycle = ReviewedBox(bbox_xyxy=(0, 0, 5, 5), class_id=0, class_name="bicycle")
     with pytest.raises(UnknownClassError, match="'bicycle'"):
-        yolo_label_lines([{"bbox_xyxy": [0, 0, 5, 5], "class_name": "bicycle"}], 640, 480, NAMES)
-    with pytest.raises(ValueError, match="bbox_xyxy"):
-        yolo_label_lines([{"class_name": "Fall"}], 640, 480, NAMES)
+        yolo_label_lines([bicycle], 640, 480, NAMES)
+    with pytest.raises(ValueError, match="frame size"):
+        yolo_label_lines([], 0, 480, NAMES)
 
 
 def test_image_stem_round_trips_frame_keys():
@@ -77,7 +79,7 @@ def _labeled(tmp_path: Path, count: int) -> list[LabeledFrame]:
         path = tmp_path / "frames" / f"{i}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), image)
-        boxes = [] if i % 4 == 0 else [{"bbox_xyxy": [100, 100, 200, 400], "class_name": "Normal"}]
+        boxes = [] if i % 4 == 0 else [_box([100, 100, 200, 400], "Normal")]
         frames.append(
             LabeledFrame(
                 frame_key=f"cam-a:{i}",

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from support import REPO_ROOT, require
 
-from edgeloop import media
 from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
-from edgeloop.media import FetchError, MediaSource, fetch_media
+from edgeloop.cli import media
+from edgeloop.cli.media import FetchError, MediaSource, fetch_media
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client, sha256_file
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
@@ -68,6 +68,13 @@ def test_missing_apt_get_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Mon
         fetch_media(tmp_path, sources=(source,))
 
 
+@pytest.fixture
+def seed_in_data_dir(loop_settings: LoopSettings, seed_pt: Path) -> Path:
+    """The seed weights where ``make data`` puts them, in the test's own data folder."""
+    loop_settings.seed_dir.mkdir(parents=True)
+    return Path(shutil.copyfile(seed_pt, loop_settings.seed_dir / "best.pt"))
+
+
 def test_missing_seed_weights_say_run_make_data(loop_settings: LoopSettings) -> None:
     with pytest.raises(SeedWeightsMissingError, match="make data"):
         register_seed(loop_settings)
@@ -75,10 +82,8 @@ def test_missing_seed_weights_say_run_make_data(loop_settings: LoopSettings) -> 
 
 @pytest.mark.integration
 def test_seed_registers_as_production_v1_with_onnx_and_is_idempotent(
-    loop_settings: LoopSettings, seed_pt: Path
+    loop_settings: LoopSettings, seed_in_data_dir: Path
 ) -> None:
-    loop_settings.seed_dir.mkdir(parents=True)
-    shutil.copyfile(seed_pt, loop_settings.seed_dir / "best.pt")
     first = register_seed(loop_settings)
     assert first.created
     assert first.files.version == "1"
@@ -103,15 +108,13 @@ def test_seed_registers_as_production_v1_with_onnx_and_is_idempotent(
 
 @pytest.mark.integration
 def test_cli_rollback_restores_the_previous_production_version(
-    loop_settings: LoopSettings, seed_pt: Path
+    loop_settings: LoopSettings, seed_in_data_dir: Path
 ) -> None:
     from typer.testing import CliRunner
 
     from edgeloop.cli import app
     from edgeloop.registry import move_alias
 
-    loop_settings.seed_dir.mkdir(parents=True)
-    shutil.copyfile(seed_pt, loop_settings.seed_dir / "best.pt")
     register_seed(loop_settings)
     runner = CliRunner()
     refused = runner.invoke(app, ["rollback", "--reason", "nothing earlier"])

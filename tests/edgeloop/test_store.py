@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeloop.store import (
-    SCHEMA_VERSION,
-    Store,
-    StoreLockedError,
-    labels_since_last_training,
-    latest_labels,
-    migrate,
-)
+from edgeloop.annotations import ReviewedBox
+from edgeloop.store import SCHEMA_VERSION, Store, StoreLockedError, labels, migrate
 
 SEED_TABLES = {
     "frames",
@@ -92,11 +86,14 @@ def test_connect_gives_a_clear_error_when_the_lock_is_never_released(tmp_path: P
         holder.wait()
 
 
+BOX = {"bbox_xyxy": [1.0, 2.0, 30.0, 40.0], "class_id": 0, "class_name": "Normal"}
+
+
 def _label(con: object, frame_key: str, at: datetime, boxes: int = 1) -> None:
     con.execute(  # type: ignore[attr-defined]
         "INSERT INTO reviewed_labels (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at)"
         " VALUES (1, ?, 'cam', ?, ?, 'tester', ?)",
-        [frame_key, json.dumps([{}] * boxes), boxes, at],
+        [frame_key, json.dumps([BOX] * boxes), boxes, at],
     )
 
 
@@ -105,14 +102,18 @@ def test_labels_since_last_training_counts_after_the_cutoff(tmp_path: Path) -> N
     with Store(tmp_path / "e.duckdb").connect() as con:
         for i in range(5):
             _label(con, f"f{i}", t0 + timedelta(minutes=i))
-        assert labels_since_last_training(con) == 5
+        assert labels.since_last_training(con=con) == 5
         con.execute(
             "INSERT INTO training_runs VALUES ('run1', ?, ?, 3, 'v1', '2', NULL)",
             [t0 + timedelta(hours=1), t0 + timedelta(minutes=2)],
         )
-        assert labels_since_last_training(con) == 2
-        # A re-label of a frame replaces the earlier one in the dataset view.
+        assert labels.since_last_training(con=con) == 2
+        # A re-label of a frame replaces the earlier one in the dataset view, and the frame
+        # counts once: labels since training count frames, not label rows.
         _label(con, "f0", t0 + timedelta(minutes=10), boxes=3)
-        latest = {r[0]: r[1] for r in latest_labels(con).select("frame_key, box_count").fetchall()}
-        assert latest["f0"] == 3
+        _label(con, "f4", t0 + timedelta(minutes=11), boxes=2)
+        assert labels.since_last_training(con=con) == 3
+        latest = {r["frame_key"]: r for r in labels.latest_with_frames(con=con)}
         assert len(latest) == 5
+        assert latest["f0"]["boxes"] == [ReviewedBox.model_validate(BOX)] * 3
+        assert len(latest["f4"]["boxes"]) == 2

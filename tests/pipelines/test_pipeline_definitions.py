@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
-from support import REPO_ROOT
 
+from edgeloop.cli.services import DAGSTER_FILES, dagster_home
+from edgeloop.settings import LoopSettings
 from pipelines.definitions import defs
 from pipelines.jobs import retrain_run_config
 from pipelines.settings import PipelineSettings
@@ -75,25 +77,26 @@ def test_dataset_checks_are_blocking():
     assert all(spec.asset_key == dg.AssetKey("training_dataset") for spec in checks)
 
 
-def test_retrain_job_defaults_come_from_pipeline_settings():
+def test_retrain_job_config_comes_from_the_assets_configs_and_the_environment(monkeypatch):
     job = defs.resolve_job_def("retrain_job")
-    defaults = dg.validate_run_config(job, {})["ops"]
-    settings = PipelineSettings()
-    assert defaults["detector_model"]["config"]["epochs"] == settings.train_epochs
-    assert defaults["detector_model"]["config"]["imgsz"] == settings.train_imgsz
-    assert defaults["model_promotion"]["config"]["auto_promote"] is settings.auto_promote
+    assert dg.validate_run_config(job, {})["ops"]["detector_model"]["config"]["freeze"] == 10
 
-    custom = retrain_run_config(PipelineSettings(train_epochs=7, promotion_min_gain=0.01))
-    validated = dg.validate_run_config(job, custom)["ops"]
+    monkeypatch.setenv("EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS", "7")
+    monkeypatch.setenv("EDGELOOP_PIPELINES_MODEL_PROMOTION__MIN_GAIN", "0.01")
+    monkeypatch.setenv("EDGELOOP_PIPELINES_MODEL_PROMOTION__AUTO_PROMOTE", "false")
+    settings = PipelineSettings()
+    validated = dg.validate_run_config(job, retrain_run_config(settings))["ops"]
     assert validated["detector_model"]["config"]["epochs"] == 7
+    assert validated["detector_model"]["config"]["lr0"] == pytest.approx(1e-4)  # others kept
     assert validated["model_promotion"]["config"]["min_gain"] == 0.01
+    assert validated["model_promotion"]["config"]["auto_promote"] is False
 
-
-def test_pipeline_settings_read_their_env_prefix(monkeypatch):
-    monkeypatch.setenv("EDGELOOP_PIPELINES_TRAIN_EPOCHS", "5")
-    monkeypatch.setenv("EDGELOOP_PIPELINES_AUTO_PROMOTE", "false")
-    settings = PipelineSettings()
-    assert settings.train_epochs == 5 and settings.auto_promote is False
+    demo = settings.with_overrides(detector_model={"imgsz": 320})
+    assert (demo.detector_model.imgsz, demo.detector_model.epochs) == (320, 7)
+    with pytest.raises(ValueError, match="imgsz"):
+        settings.with_overrides(detector_model={"imgsz": 1})
+    with pytest.raises(ValueError, match="not an asset config"):
+        settings.with_overrides(sensor_interval_s={"x": 1})
 
 
 def test_sensors_and_schedules_start_running():
@@ -101,7 +104,7 @@ def test_sensors_and_schedules_start_running():
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.job_name == "retrain_job"
-        assert sensor.minimum_interval_seconds == PipelineSettings().sensor_interval_s
+        assert sensor.minimum_interval_seconds == 30
     drift = defs.resolve_schedule_def("drift_schedule")
     assert (drift.job_name, drift.cron_schedule) == ("drift_job", "*/15 * * * *")
     labeling = defs.resolve_schedule_def("labeling_schedule")
@@ -109,9 +112,9 @@ def test_sensors_and_schedules_start_running():
 
 
 def test_dagster_yaml_keeps_the_instance_in_dagster_home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    # dagster_home copies the packaged dagster.yaml into <data_dir>/dagster.
+    home = dagster_home(LoopSettings(data_dir=tmp_path))
+    assert (home / "dagster.yaml").read_bytes() == (DAGSTER_FILES / "dagster.yaml").read_bytes()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         assert instance.root_directory == str(home)
@@ -121,11 +124,13 @@ def test_dagster_yaml_keeps_the_instance_in_dagster_home(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
-def test_workspace_yaml_loads_the_code_location(tmp_path):
-    venv_bin = REPO_ROOT / ".venv" / "bin"
+def test_packaged_workspace_yaml_loads_the_code_location(tmp_path):
+    """The workspace file shipped in the package loads from any working directory."""
+    venv_bin = Path(sys.executable).parent
+    workspace = DAGSTER_FILES / "workspace.yaml"
     result = subprocess.run(
-        [str(venv_bin / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT,
+        [str(venv_bin / "dagster"), "definitions", "validate", "-w", str(workspace)],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from dagster import DagsterInstance
 
-from edgeloop.services import free_port, start_api, start_dagster
+from edgeloop.cli.services import free_port, start_api, start_dagster
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 

@@ -1,0 +1,23 @@
+"""The DuckDB store: one module owns each table's SQL (schema, writes and shared reads).
+
+| table | owner |
+|---|---|
+| ``frames``, ``prediction_logs`` (detections) | ``edgeloop.store.frames`` |
+| ``labeling_queue`` | ``edgeloop.store.queue`` |
+| ``reviewed_labels`` | ``edgeloop.store.labels`` |
+| ``retraining_events`` | ``edgeloop.store.retraining`` |
+| ``model_deployments`` | ``edgeloop.store.deployments`` |
+| ``training_runs`` | ``edgeloop.store.training_runs`` |
+| ``drift_reports`` | ``edgeloop.store.drift`` |
+| ``schema_version`` and every ``CREATE`` | ``edgeloop.store.schema`` |
+
+The API, the sensors, the assets and ``edgeloop status`` call these functions; none
+writes SQL of its own against these tables. Every function takes an open connection
+(``Store.connect()``) as the keyword ``con`` and leaves transactions to the caller
+unless its docstring says it runs one.
+"""
+
+from edgeloop.store.connection import Connection, Store, StoreLockedError
+from edgeloop.store.schema import SCHEMA_VERSION, migrate
+
+__all__ = ["SCHEMA_VERSION", "Connection", "Store", "StoreLockedError", "migrate"]

@@ -1,0 +1,92 @@
+"""The ``model_deployments`` table: every alias move of the registry (who, when, why, metrics).
+
+``edgeloop.registry.move_alias`` writes it on every promotion, registration and rollback;
+the API's model status and ``edgeloop status`` read it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from edgeloop.store.connection import Connection, fetch_dicts, parse_json
+
+
+def record(
+    *,
+    con: Connection,
+    model_name: str,
+    version: str,
+    alias: str,
+    previous_version: str | None,
+    action: str,
+    actor: str,
+    reason: str,
+    metrics: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> None:
+    """Insert one alias move (``created_at`` default now, UTC; ``metrics`` stored as JSON)."""
+    con.execute(
+        """
+        INSERT INTO model_deployments
+            (created_at, model_name, version, alias, previous_version, action, actor, reason, metrics)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            created_at or datetime.now(UTC),
+            model_name,
+            str(version),
+            alias,
+            previous_version,
+            action,
+            actor,
+            reason,
+            json.dumps(metrics or {}),
+        ],
+    )
+
+
+def recent(
+    *, con: Connection, model_name: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest moves first (of one model, or of all); ``metrics`` parsed from JSON."""
+    where = "WHERE model_name = ?" if model_name is not None else ""
+    params: list[Any] = [model_name] if model_name is not None else []
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            SELECT * FROM model_deployments {where}
+            ORDER BY created_at DESC, deployment_id DESC LIMIT ?
+            """,
+            [*params, limit],
+        )
+    )
+    for row in rows:
+        row["metrics"] = parse_json(row["metrics"]) or {}
+    return rows
+
+
+def latest_metrics(*, con: Connection, model_name: str, version: str) -> dict[str, Any]:
+    """Metrics of the newest move of a version ({} when it never moved)."""
+    rows = con.execute(
+        """
+        SELECT metrics FROM model_deployments WHERE model_name = ? AND version = ?
+        ORDER BY created_at DESC, deployment_id DESC LIMIT 1
+        """,
+        [model_name, version],
+    ).fetchall()
+    return (parse_json(rows[0][0]) or {}) if rows else {}
+
+
+def alias_moves(*, con: Connection, model_name: str, alias: str) -> list[tuple[str, str]]:
+    """``(version, action)`` of every move of one alias, oldest first."""
+    rows = con.execute(
+        """
+        SELECT version, action FROM model_deployments
+        WHERE model_name = ? AND alias = ?
+        ORDER BY created_at, deployment_id
+        """,
+        [model_name, alias],
+    ).fetchall()
+    return [(str(version), str(action)) for version, action in rows]

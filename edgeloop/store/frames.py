@@ -1,0 +1,305 @@
+"""The ``frames`` and ``prediction_logs`` tables: what the agents saw and detected.
+
+A frame and its detections are written together, once (``insert_batch``: the API's
+ingest, idempotent on ``frame_key``), and never changed after. Boxes are stored as
+``x1, y1, x2, y2`` pixels of the original frame; ``detection_id`` is
+``<frame_key>:<index in frame>``; times are TIMESTAMPTZ (UTC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from edgeloop.store import queue
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+QUALITY_FEATURES = (
+    "brightness",
+    "contrast",
+    "sharpness",
+    "saturation",
+    "detection_count",
+    "mean_confidence",
+)
+"""Per-frame columns the drift report tests: the agent's ``FrameQuality`` (brightness,
+contrast, sharpness, saturation) plus the frame's detection count and mean confidence."""
+
+CONFIDENCE_BINS = 10
+"""Bins of the confidence histogram over [0, 1] (width 0.1)."""
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What ``insert_batch`` stored: frames, detections and queue items."""
+
+    accepted: int
+    detections: int
+    queued: int
+
+
+def insert_batch(
+    *, con: Connection, frames: pa.Table, detections: pa.Table, queue_items: pa.Table
+) -> BatchCounts:
+    """Insert a batch in one transaction, one Arrow insert per table; skip stored frames.
+
+    Frames whose ``frame_key`` is already stored are skipped (``ON CONFLICT DO NOTHING``)
+    with their detections and queue rows: the frame insert returns the keys it stored,
+    which then select the other rows.
+
+    Args:
+        frames / detections: rows with the tables' column names.
+        queue_items: see ``edgeloop.store.queue.insert_items``.
+
+    Raises:
+        duckdb.Error: the transaction was rolled back; nothing of the batch is stored.
+    """
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("ingest_frames", frames)
+        stored = con.execute(
+            "INSERT INTO frames BY NAME SELECT * FROM ingest_frames "
+            "ON CONFLICT DO NOTHING RETURNING frame_key"
+        ).fetchall()
+        if len(stored) < frames.num_rows:
+            keys = pa.array([row[0] for row in stored], pa.string())
+            detections = detections.filter(pc.is_in(detections["frame_key"], value_set=keys))
+            queue_items = queue_items.filter(pc.is_in(queue_items["frame_key"], value_set=keys))
+        if detections.num_rows:
+            con.register("ingest_detections", detections)
+            con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections")
+        if queue_items.num_rows:
+            queue.insert_items(con=con, items=queue_items)
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # keep the original error
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in ("ingest_frames", "ingest_detections"):
+            con.unregister(name)
+    return BatchCounts(
+        accepted=len(stored), detections=detections.num_rows, queued=queue_items.num_rows
+    )
+
+
+def counts(*, con: Connection) -> tuple[int, int]:
+    """``(frames, detections)`` stored."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM frames), (SELECT count(*) FROM prediction_logs)"
+    ).fetchall()[0]
+    return int(row[0]), int(row[1])
+
+
+def get_frame(*, con: Connection, frame_key: str) -> dict[str, Any] | None:
+    """The ``frames`` row of ``frame_key``, or None."""
+    rows = fetch_dicts(con.execute("SELECT * FROM frames WHERE frame_key = ?", [frame_key]))
+    return rows[0] if rows else None
+
+
+def frame_detections(*, con: Connection, frame_key: str) -> list[dict[str, Any]]:
+    """A frame's detections in the order the detector produced them (x1..y2 px)."""
+    return fetch_dicts(
+        con.execute(
+            """
+            SELECT detection_id, class_id, class_name, confidence, uncertain, x1, y1, x2, y2
+            FROM prediction_logs WHERE frame_key = ?
+            ORDER BY CAST(split_part(detection_id, ':', -1) AS INTEGER)
+            """,
+            [frame_key],
+        )
+    )
+
+
+def detection_class_names(*, con: Connection) -> list[str]:
+    """Class names seen in the detections, indexed by class_id (gaps as ``class_<id>``)."""
+    pairs = con.execute(
+        "SELECT class_id, any_value(class_name) FROM prediction_logs GROUP BY class_id"
+    ).fetchall()
+    if not pairs:
+        return []
+    names = {int(class_id): str(name) for class_id, name in pairs}
+    return [names.get(i, f"class_{i}") for i in range(max(names) + 1)]
+
+
+def camera_ingest(*, con: Connection, window_s: float, now: datetime) -> list[dict[str, Any]]:
+    """Per camera: frames, detections, frames received in ``(now - window_s, now]``
+    (``recent``), mean inference ms, defect rate (share of frames with a detection) and the
+    last receive time."""
+    return fetch_dicts(
+        con.execute(
+            """
+            SELECT camera_id,
+                   count(*) AS frames,
+                   sum(detection_count) AS detections,
+                   count(*) FILTER (WHERE received_at > ?::TIMESTAMPTZ - to_seconds(?)) AS recent,
+                   avg(inference_ms) AS mean_inference_ms,
+                   avg(CASE WHEN detection_count > 0 THEN 1.0 ELSE 0.0 END) AS defect_rate,
+                   max(received_at) AS last_received_at
+            FROM frames GROUP BY camera_id ORDER BY camera_id
+            """,
+            [now, window_s],
+        )
+    )
+
+
+def confidence_histograms(*, con: Connection) -> dict[str, list[int]]:
+    """Per camera, detections per confidence bin (``CONFIDENCE_BINS`` bins over [0, 1])."""
+    histograms: dict[str, list[int]] = {}
+    for camera_id, bin_index, n in con.execute(
+        f"""
+        SELECT camera_id,
+               least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1})::INTEGER,
+               count(*)
+        FROM prediction_logs GROUP BY ALL
+        """
+    ).fetchall():
+        histograms.setdefault(camera_id, [0] * CONFIDENCE_BINS)[bin_index] = int(n)
+    return histograms
+
+
+def camera_summary(*, con: Connection) -> list[dict[str, Any]]:
+    """Per camera: frames, detections (sum of per-frame counts), frames with a JPEG, mean
+    inference ms (1 decimal), first and last capture time."""
+    return fetch_dicts(
+        con.execute(
+            """
+            SELECT camera_id,
+                   count(*) AS frames,
+                   sum(detection_count) AS detections,
+                   count(*) FILTER (WHERE jpeg_path IS NOT NULL) AS frames_with_jpeg,
+                   round(avg(inference_ms), 1) AS mean_inference_ms,
+                   min(captured_at) AS first_frame_at,
+                   max(captured_at) AS last_frame_at
+            FROM frames GROUP BY camera_id ORDER BY camera_id
+            """
+        )
+    )
+
+
+def detection_summary(*, con: Connection) -> list[dict[str, Any]]:
+    """Per camera: frames, frames with JPEG, detections, uncertain detections, mean
+    confidence, first/last capture and last receive time (ISO 8601 UTC text)."""
+    return fetch_dicts(
+        con.execute(
+            """
+            WITH f AS (
+                SELECT camera_id, count(*) AS frames,
+                       count(jpeg_path) AS frames_with_jpeg,
+                       min(captured_at) AS first_captured, max(captured_at) AS last_captured,
+                       max(received_at) AS last_received
+                FROM frames GROUP BY camera_id
+            ), d AS (
+                SELECT camera_id, count(*) AS detections,
+                       count(*) FILTER (WHERE uncertain) AS uncertain,
+                       avg(confidence) AS mean_confidence
+                FROM prediction_logs GROUP BY camera_id
+            )
+            SELECT f.camera_id, f.frames, f.frames_with_jpeg,
+                   coalesce(d.detections, 0) AS detections, coalesce(d.uncertain, 0) AS uncertain,
+                   d.mean_confidence,
+                   strftime(f.first_captured AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS first_captured,
+                   strftime(f.last_captured AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS last_captured,
+                   strftime(f.last_received AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS last_received
+            FROM f LEFT JOIN d USING (camera_id)
+            ORDER BY f.camera_id
+            """
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DetectionFilter:
+    """Which detections to list; None leaves a criterion out.
+
+    Attributes:
+        camera_id: one camera.
+        since / until: capture time in ``[since, until)``, timezone-aware.
+        uncertain: only detections in (True) or out of (False) the uncertainty band.
+    """
+
+    camera_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    uncertain: bool | None = None
+
+
+def list_detections(
+    *, con: Connection, where: DetectionFilter, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Detections joined with their frames, newest capture first, one page; and the count
+    over all pages."""
+    conditions = ["TRUE"]
+    params: list[Any] = []
+    for clause, value in (
+        ("p.camera_id = ?", where.camera_id),
+        ("p.captured_at >= ?", where.since),
+        ("p.captured_at < ?", where.until),
+        ("p.uncertain = ?", where.uncertain),
+    ):
+        if value is not None:
+            conditions.append(clause)
+            params.append(value)
+    condition = " AND ".join(conditions)
+    total = fetch_scalar(
+        con.execute(f"SELECT count(*) FROM prediction_logs p WHERE {condition}", params)
+    )
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            SELECT p.detection_id, p.frame_key, p.camera_id, f.frame_index, p.captured_at,
+                   f.received_at, p.class_id, p.class_name, p.confidence,
+                   p.x1, p.y1, p.x2, p.y2, p.uncertain, p.model_version, f.width, f.height,
+                   f.jpeg_path IS NOT NULL AS has_jpeg
+            FROM prediction_logs p JOIN frames f USING (frame_key)
+            WHERE {condition}
+            ORDER BY p.captured_at DESC, p.detection_id
+            LIMIT ? OFFSET ?
+            """,
+            [*params, limit, offset],
+        )
+    )
+    return rows, int(total or 0)
+
+
+def quality_features(
+    *, con: Connection, features: Sequence[str] = QUALITY_FEATURES
+) -> pd.DataFrame:
+    """Every frame's ``camera_id``, ``captured_at`` and the named feature columns, by camera
+    and capture time (a pandas DataFrame, for the drift report)."""
+    unknown = sorted(set(features) - set(QUALITY_FEATURES))
+    if unknown:
+        raise ValueError(f"not frame feature columns: {unknown}; known: {QUALITY_FEATURES}")
+    return con.sql(
+        f"""
+        SELECT camera_id, captured_at, {", ".join(features)}
+        FROM frames ORDER BY camera_id, captured_at
+        """
+    ).df()
+
+
+def detections_with_jpeg(*, con: Connection) -> pd.DataFrame:
+    """Detections of frames that have a stored JPEG, with the frame's path and size (px),
+    by frame and detection (a pandas DataFrame, for cutting crops)."""
+    return con.sql(
+        """
+        SELECT p.detection_id, p.frame_key, p.camera_id, p.class_name, p.confidence,
+               p.x1, p.y1, p.x2, p.y2,
+               strftime(p.captured_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS captured_at,
+               f.jpeg_path, f.width, f.height
+        FROM prediction_logs p JOIN frames f USING (frame_key)
+        WHERE f.jpeg_path IS NOT NULL
+        ORDER BY p.frame_key, p.detection_id
+        """
+    ).df()

@@ -1,0 +1,147 @@
+"""The ``reviewed_labels`` table: what people said each frame holds.
+
+A re-label adds a row; the newest row of a frame is its label (``LATEST_LABELS_SQL``).
+"Labels since the last training run" counts frames whose newest label is newer than the
+last training run's label cutoff, so 20 labels on one frame count once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from edgeloop.annotations import REVIEWED_BOXES, ReviewedBox
+from edgeloop.store import queue, training_runs
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+
+LATEST_LABELS_SQL = """
+SELECT * FROM reviewed_labels
+QUALIFY row_number() OVER (PARTITION BY frame_key ORDER BY labeled_at DESC, label_id DESC) = 1
+"""
+"""The newest reviewed label of each frame, as SQL for a CTE (a relation registered as a
+view would keep the connection alive after close)."""
+
+
+def create(
+    *,
+    con: Connection,
+    item_id: int,
+    frame_key: str,
+    camera_id: str,
+    boxes: Sequence[ReviewedBox],
+    labeler: str,
+    labeled_at: datetime,
+) -> int:
+    """Store a reviewed label and mark its queue item ``labeled``, in one transaction.
+
+    Args:
+        boxes: validated boxes (``edgeloop.annotations.review_boxes``); empty for a frame
+            with no object.
+        labeled_at: timezone-aware UTC.
+
+    Returns:
+        The new ``label_id``.
+
+    Raises:
+        duckdb.Error: rolled back; nothing is stored.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        label_id = fetch_scalar(
+            con.execute(
+                """
+                INSERT INTO reviewed_labels
+                    (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                RETURNING label_id
+                """,
+                [
+                    item_id,
+                    frame_key,
+                    camera_id,
+                    REVIEWED_BOXES.dump_json(list(boxes)).decode(),
+                    len(boxes),
+                    labeler,
+                    labeled_at,
+                ],
+            )
+        )
+        queue.mark_labeled(con=con, item_id=item_id, now=labeled_at)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return int(label_id)
+
+
+def _with_boxes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        row["boxes"] = REVIEWED_BOXES.validate_json(row["boxes"] or "[]")
+    return rows
+
+
+def get(*, con: Connection, label_id: int) -> dict[str, Any] | None:
+    """One label row, ``boxes`` as ``list[ReviewedBox]``; None when absent."""
+    rows = fetch_dicts(con.execute("SELECT * FROM reviewed_labels WHERE label_id = ?", [label_id]))
+    return _with_boxes(rows)[0] if rows else None
+
+
+def latest_for_frame(*, con: Connection, frame_key: str) -> dict[str, Any] | None:
+    """The newest label of a frame, ``boxes`` as ``list[ReviewedBox]``; None when unlabeled."""
+    rows = fetch_dicts(
+        con.execute(
+            """
+            SELECT * FROM reviewed_labels WHERE frame_key = ?
+            ORDER BY labeled_at DESC, label_id DESC LIMIT 1
+            """,
+            [frame_key],
+        )
+    )
+    return _with_boxes(rows)[0] if rows else None
+
+
+def count(*, con: Connection) -> int:
+    """Every reviewed label row (re-labels included)."""
+    return int(fetch_scalar(con.execute("SELECT count(*) FROM reviewed_labels")) or 0)
+
+
+def since_last_training(*, con: Connection) -> int:
+    """Frames whose newest label is newer than the last training run's label cutoff (all
+    labeled frames when no run has trained yet)."""
+    value = fetch_scalar(
+        con.execute(
+            f"""
+            WITH latest AS ({LATEST_LABELS_SQL})
+            SELECT count(*) FROM latest WHERE labeled_at > {training_runs.LATEST_CUTOFF_SQL}
+            """
+        )
+    )
+    return int(value or 0)
+
+
+def newest_label_id(*, con: Connection) -> int:
+    """The highest ``label_id`` stored (0 when none): names the label-count trigger."""
+    return int(fetch_scalar(con.execute("SELECT max(label_id) FROM reviewed_labels")) or 0)
+
+
+def latest_with_frames(*, con: Connection) -> list[dict[str, Any]]:
+    """The newest label of every frame, with the frame's JPEG path and size, by frame_key.
+
+    Keys: ``label_id``, ``frame_key``, ``camera_id``, ``boxes`` (``list[ReviewedBox]``),
+    ``labeled_at`` (ISO 8601 UTC text, microseconds), ``jpeg_path``, ``width``, ``height``
+    (None when the frame row is missing).
+    """
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            WITH latest_reviewed_labels AS ({LATEST_LABELS_SQL})
+            SELECT l.label_id, l.frame_key, l.camera_id, CAST(l.boxes AS VARCHAR) AS boxes,
+                   strftime(l.labeled_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS labeled_at,
+                   f.jpeg_path, f.width, f.height
+            FROM latest_reviewed_labels l LEFT JOIN frames f USING (frame_key)
+            ORDER BY l.frame_key
+            """
+        )
+    )
+    return _with_boxes(rows)

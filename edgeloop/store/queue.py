@@ -1,0 +1,260 @@
+"""The ``labeling_queue`` table: frames with uncertain detections, waiting for a person.
+
+An item is ``pending`` until labeled; ``skipped`` items come back from ``next_item`` only
+when nothing is pending (least-skipped first, then the one skipped longest ago);
+``labeled`` items never come back. Priority = the largest uncertainty score of the
+frame's detections (``edgeloop.rules.uncertainty_scores``) × a boost for cameras whose
+latest drift report drifted; pending items are read in ``QUEUE_ORDER``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from duckdb.func import PythonUDFType
+
+from edgeloop.rules import check_uncertainty_band, uncertainty_scores
+from edgeloop.store import drift
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+
+STATUSES = ("pending", "skipped", "labeled")
+QUEUE_ORDER = "priority DESC, created_at DESC, item_id DESC"
+"""How pending items are read: highest priority first, then the most recently queued."""
+
+COLUMNS = (
+    "item_id, frame_key, camera_id, priority, uncertain_count, status, skip_count, "
+    "created_at, updated_at"
+)
+
+_SCORE_UDF = "edgeloop_uncertainty_score"
+
+
+def insert_items(*, con: Connection, items: pa.Table) -> None:
+    """Queue frames (columns ``frame_key, camera_id, priority, uncertain_count, created_at,
+    updated_at``); a frame already queued keeps its item."""
+    con.register("new_queue_items", items)
+    try:
+        con.execute(
+            "INSERT INTO labeling_queue BY NAME SELECT * FROM new_queue_items "
+            "ON CONFLICT (frame_key) DO NOTHING"
+        )
+    finally:
+        con.unregister("new_queue_items")
+
+
+def status_counts(*, con: Connection) -> dict[str, int]:
+    """Items per status; every status in ``STATUSES`` is present (0 when none)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, n in con.execute(
+        "SELECT status, count(*) FROM labeling_queue GROUP BY status"
+    ).fetchall():
+        counts[str(status)] = int(n)
+    return counts
+
+
+def list_items(
+    *, con: Connection, status: str, camera_id: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Items with ``status`` in ``QUEUE_ORDER``, one page; and the count over all pages."""
+    where = "status = ?" + (" AND camera_id = ?" if camera_id is not None else "")
+    params: list[Any] = [status] + ([camera_id] if camera_id is not None else [])
+    total = fetch_scalar(con.execute(f"SELECT count(*) FROM labeling_queue WHERE {where}", params))
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            SELECT {COLUMNS} FROM labeling_queue WHERE {where}
+            ORDER BY {QUEUE_ORDER} LIMIT ? OFFSET ?
+            """,
+            [*params, limit, offset],
+        )
+    )
+    return rows, int(total or 0)
+
+
+def get_item(*, con: Connection, item_id: int) -> dict[str, Any] | None:
+    """One item, or None."""
+    rows = fetch_dicts(
+        con.execute(f"SELECT {COLUMNS} FROM labeling_queue WHERE item_id = ?", [item_id])
+    )
+    return rows[0] if rows else None
+
+
+def next_item(*, con: Connection, camera_id: str | None) -> dict[str, Any] | None:
+    """The item to label next: the first pending item in ``QUEUE_ORDER``; when none is
+    pending, the least-skipped, longest-skipped item. None when nothing is left."""
+    camera = " AND camera_id = ?" if camera_id is not None else ""
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            SELECT {COLUMNS} FROM labeling_queue
+            WHERE status IN ('pending', 'skipped'){camera}
+            ORDER BY (status = 'pending') DESC,
+                     CASE WHEN status = 'pending' THEN priority ELSE 0 END DESC,
+                     CASE WHEN status = 'pending' THEN created_at END DESC,
+                     skip_count, updated_at, priority DESC, item_id DESC
+            LIMIT 1
+            """,
+            [camera_id] if camera_id is not None else [],
+        )
+    )
+    return rows[0] if rows else None
+
+
+def skip_item(*, con: Connection, item_id: int, now: datetime) -> None:
+    """Mark an item skipped (skip_count + 1): it goes behind every pending item."""
+    con.execute(
+        """
+        UPDATE labeling_queue
+        SET status = 'skipped', skip_count = skip_count + 1, updated_at = ?
+        WHERE item_id = ?
+        """,
+        [now, item_id],
+    )
+
+
+def mark_labeled(*, con: Connection, item_id: int, now: datetime) -> None:
+    """Mark an item labeled (``edgeloop.store.labels.create`` calls it in its transaction)."""
+    con.execute(
+        "UPDATE labeling_queue SET status = 'labeled', updated_at = ? WHERE item_id = ?",
+        [now, item_id],
+    )
+
+
+def _register_score(con: Connection, low: float, high: float) -> None:
+    """Register ``edgeloop.rules.uncertainty_scores`` (band bound in) as a vectorised UDF,
+    so the SQL ranking and the ingest ranking share one definition of the score."""
+    check_uncertainty_band(low, high)
+
+    def score(confidence: pa.Array) -> pa.Array:
+        values = confidence.to_numpy(zero_copy_only=False)
+        return pa.array(uncertainty_scores(values, low, high), pa.float64(), from_pandas=True)
+
+    con.create_function(
+        _SCORE_UDF,
+        score,
+        [duckdb.sqltype("DOUBLE")],
+        duckdb.sqltype("DOUBLE"),
+        type=PythonUDFType.ARROW,
+        side_effects=False,
+    )
+
+
+def _rescore(
+    con: Connection,
+    *,
+    low: float,
+    high: float,
+    boost: float,
+    boost_sql: str,
+    drift_join: str,
+    camera_filter: str,
+    params: dict[str, object],
+) -> int:
+    if boost <= 0:
+        raise ValueError(f"the priority boost must be > 0, got {boost}")
+    _register_score(con, low, high)
+    try:
+        value = fetch_scalar(
+            con.execute(
+                f"""
+                UPDATE labeling_queue AS q SET priority = s.priority
+                FROM (
+                    SELECT q.item_id,
+                           coalesce(max({_SCORE_UDF}(p.confidence)), 0.0) * {boost_sql} AS priority
+                    FROM labeling_queue q
+                    LEFT JOIN prediction_logs p ON p.frame_key = q.frame_key
+                    {drift_join}
+                    WHERE q.status = 'pending' {camera_filter}
+                    GROUP BY q.item_id
+                ) AS s
+                WHERE q.item_id = s.item_id
+                """,
+                {"boost": boost, **params},
+            )
+        )
+    finally:
+        con.remove_function(_SCORE_UDF)
+    return int(value or 0)
+
+
+def rerank(*, con: Connection, low: float, high: float, drift_boost: float) -> int:
+    """Recompute every pending item's priority: max uncertainty score × ``drift_boost`` for
+    cameras whose latest drift report drifted (× 1 otherwise); idempotent.
+
+    Args:
+        low / high: the uncertainty band (exclusive), confidence in [0, 1].
+        drift_boost: multiplier (> 0).
+
+    Returns:
+        Pending items re-ranked.
+
+    Raises:
+        ValueError: an empty band or a boost <= 0.
+    """
+    drifted = f"LEFT JOIN ({drift.LATEST_PER_CAMERA_SQL}) d ON d.camera_id = q.camera_id"
+    return _rescore(
+        con,
+        low=low,
+        high=high,
+        boost=drift_boost,
+        boost_sql="CASE WHEN any_value(d.drifted) THEN $boost ELSE 1.0 END",
+        drift_join=drifted,
+        camera_filter="",
+        params={},
+    )
+
+
+def boost_camera(*, con: Connection, camera_id: str, factor: float, low: float, high: float) -> int:
+    """One camera's pending items: priority = max uncertainty score × ``factor``.
+
+    Recomputed from the detections, not multiplied in place, so calling it again does not
+    compound the boost. The drift sensor calls it for a drifted camera with no new labels.
+
+    Returns:
+        Pending items of the camera re-ranked (0 when it has none).
+
+    Raises:
+        ValueError: an empty band or a factor <= 0.
+    """
+    return _rescore(
+        con,
+        low=low,
+        high=high,
+        boost=factor,
+        boost_sql="$boost",
+        drift_join="",
+        camera_filter="AND q.camera_id = $camera",
+        params={"camera": camera_id},
+    )
+
+
+def per_camera_summary(*, con: Connection) -> list[tuple[Any, ...]]:
+    """``(camera_id, pending, labeled or skipped, drifted, top pending priority)`` by camera."""
+    return con.execute(
+        f"""
+        SELECT q.camera_id, count(*) FILTER (WHERE q.status = 'pending') AS pending,
+               count(*) FILTER (WHERE q.status <> 'pending') AS done,
+               coalesce(any_value(d.drifted), false) AS drifted,
+               max(q.priority) FILTER (WHERE q.status = 'pending') AS top_priority
+        FROM labeling_queue q
+        LEFT JOIN ({drift.LATEST_PER_CAMERA_SQL}) d ON d.camera_id = q.camera_id
+        GROUP BY q.camera_id ORDER BY q.camera_id
+        """
+    ).fetchall()
+
+
+def top_pending(*, con: Connection, limit: int) -> list[tuple[Any, ...]]:
+    """The first ``limit`` pending items: ``(item_id, camera_id, frame_key, priority,
+    uncertain_count, created_at as ISO 8601 UTC text)``."""
+    return con.execute(
+        f"""
+        SELECT item_id, camera_id, frame_key, priority, uncertain_count,
+               strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')
+        FROM labeling_queue WHERE status = 'pending'
+        ORDER BY {QUEUE_ORDER} LIMIT ?
+        """,
+        [limit],
+    ).fetchall()

@@ -1,0 +1,103 @@
+"""The ``retraining_events`` table: every retrain decision (launched, deferred, skipped).
+
+Written by the sensors (``label_count``, ``drift``), the API's manual trigger and the
+retrain run itself (``link_run`` fills in the Dagster run id of the event that launched
+it); read by ``/api/retraining/conditions`` and ``edgeloop status``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+
+TRIGGERS = ("label_count", "drift", "manual")
+DECISIONS = ("launched", "deferred", "skipped")
+
+
+def record(
+    *,
+    con: Connection,
+    trigger: str,
+    decision: str,
+    reason: str,
+    labels_since_training: int,
+    camera_id: str | None = None,
+    run_key: str | None = None,
+    dagster_run_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> int:
+    """Insert one event; returns its ``event_id``.
+
+    Args:
+        trigger: one of ``TRIGGERS``; decision: one of ``DECISIONS``.
+        reason: one sentence for people (shown in the API, the UI and the CLI).
+        run_key: the sensor's run key (``labels:<id>``, ``drift:<camera>:<id>``); a run
+            launched for it fills in ``dagster_run_id`` later (``link_run``).
+        created_at: default now (UTC).
+
+    Raises:
+        ValueError: an unknown trigger or decision.
+    """
+    if trigger not in TRIGGERS or decision not in DECISIONS:
+        raise ValueError(
+            f"retraining event needs a trigger in {TRIGGERS} and a decision in {DECISIONS}, "
+            f"got {trigger!r}, {decision!r}"
+        )
+    event_id = fetch_scalar(
+        con.execute(
+            """
+            INSERT INTO retraining_events
+                (created_at, trigger, camera_id, decision, reason, labels_since_training,
+                 run_key, dagster_run_id, details)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            RETURNING event_id
+            """,
+            [
+                created_at or datetime.now(UTC),
+                trigger,
+                camera_id,
+                decision,
+                reason,
+                labels_since_training,
+                run_key,
+                dagster_run_id,
+                json.dumps(details or {}),
+            ],
+        )
+    )
+    return int(event_id)
+
+
+def exists(*, con: Connection, run_key: str) -> bool:
+    """True when an event with this run key is recorded (the sensors' idempotency check)."""
+    count = fetch_scalar(
+        con.execute("SELECT count(*) FROM retraining_events WHERE run_key = ?", [run_key])
+    )
+    return bool(count)
+
+
+def link_run(*, con: Connection, run_key: str, dagster_run_id: str) -> None:
+    """Fill in the Dagster run id of the events recorded under ``run_key`` (first run wins)."""
+    con.execute(
+        "UPDATE retraining_events SET dagster_run_id = ? "
+        "WHERE run_key = ? AND dagster_run_id IS NULL",
+        [dagster_run_id, run_key],
+    )
+
+
+def recent(*, con: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest events first (``details`` left out)."""
+    return fetch_dicts(
+        con.execute(
+            """
+            SELECT event_id, created_at, trigger, camera_id, decision, reason,
+                   labels_since_training, run_key, dagster_run_id
+            FROM retraining_events ORDER BY created_at DESC, event_id DESC LIMIT ?
+            """,
+            [limit],
+        )
+    )
