@@ -19,8 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edge_agent.uncertainty import UncertaintyBand
+
 if TYPE_CHECKING:
-    from edge_agent.runner import AgentReport
+    from edge_agent.report import AgentReport
 
 
 def _override(field: str, flag: str | None = None) -> Any:
@@ -118,7 +120,9 @@ def _band(report: AgentReport) -> str:
     """``0.4–0.7, loop host``: the band in use and where it came from."""
     if report.uncertainty_low is None or report.uncertainty_high is None:
         return "set by the detector"
-    return f"{report.uncertainty_low:g}–{report.uncertainty_high:g}, {report.uncertainty_source}"
+    return str(
+        UncertaintyBand(report.uncertainty_low, report.uncertainty_high, report.uncertainty_source)
+    )
 
 
 def _configure_logging() -> None:

@@ -6,7 +6,7 @@ least one detection is uncertain (the labeling queue needs the image; confident 
 travel without it). A detection is uncertain when its confidence lies in the uncertainty
 band: the loop host's (``EDGELOOP_UNCERTAINTY_LOW/HIGH``, sent with the production model
 and cached with it), unless ``EDGELOOP_AGENT_UNCERTAINTY_LOW/HIGH`` override it locally
-(see ``uncertainty_band``). Frames are batched and handed to a ship worker thread, which
+(see ``edge_agent.uncertainty``). Frames are batched and handed to a ship worker thread, which
 serialises and POSTs them (or spools them when the API is unavailable), so network time
 and JSON encoding overlap the next frames' inference. Its queue holds 4 batches; when a
 slow API fills it, the loop waits (a live source drops frames meanwhile) rather than
@@ -22,18 +22,16 @@ keys, which the API skips as duplicates; a restarted live stream gets new keys.
 
 Stops at ``max_frames``, at the end of a file, or on Ctrl-C; the partial batch is
 flushed and the ship worker drained (what cannot be delivered stays in the spool) first.
+What the run did (counts, timings, the model and band in use): ``edge_agent.report``.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -43,16 +41,14 @@ from edge_agent.capture import Frame, FrameSource, open_source
 from edge_agent.detectors import Detector, OnnxDetector
 from edge_agent.model_sync import ModelFile, ModelSync, resolve_model
 from edge_agent.quality import frame_quality
+from edge_agent.report import AgentReport, LatencyStats
 from edge_agent.settings import AgentSettings
 from edge_agent.shipper import Shipper, make_client
 from edge_agent.spool import Spool
-from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
+from edge_agent.uncertainty import BAND_LOCAL_OVERRIDE, UncertaintyBand, uncertainty_band
 from edgeloop.wire import FrameRecord, IngestBatch
 
 logger = logging.getLogger(__name__)
-
-LATENCY_WINDOW = 10_000
-"""Inference times kept for the p50/p95 figures (the most recent frames)."""
 
 
 def frame_key(camera_id: str, source_id: str, frame_index: int) -> str:
@@ -72,58 +68,6 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise ValueError(f"cv2.imencode could not encode a {image.shape} image as JPEG")
     return buf.tobytes()
-
-
-@dataclass
-class AgentReport:
-    """What one run of the agent did. Times in ms unless named otherwise.
-
-    Attributes:
-        frames: frames processed (detected, measured, batched).
-        skipped_frames: frames or images that could not be decoded.
-        dropped_frames: live frames dropped because the agent was busy.
-        elapsed_s: wall time from the first frame request to the last frame processed, s.
-        frames_per_s: frames / elapsed_s.
-        inference_ms_mean, inference_ms_p50, inference_ms_p95: ``session.run`` time per frame.
-        preprocess_ms_mean, postprocess_ms_mean: the detector's other two stages.
-        detections: detections over all frames; uncertain_detections: those in the band.
-        uncertain_frames: frames with at least one uncertain detection (sent with a JPEG).
-        batches_sent, batches_spooled, batches_replayed, batches_rejected: see ``ShipStats``.
-        spool_pending: batches still in the spool at the end (sent on the next start).
-        model_version: version of the model that processed the last frame.
-        uncertainty_low, uncertainty_high: the uncertainty band that model flagged
-            detections with, [0, 1]; None when the detector was given (it flags them itself).
-        uncertainty_source: where that band came from (``UncertaintyBand.source``).
-        stopped_by: ``"end of source"``, ``"max_frames"``, ``"interrupted"`` (Ctrl-C) or
-            ``"stopped"`` (``AgentRunner.stop()``).
-    """
-
-    frames: int = 0
-    skipped_frames: int = 0
-    dropped_frames: int = 0
-    elapsed_s: float = 0.0
-    frames_per_s: float = 0.0
-    inference_ms_mean: float = 0.0
-    inference_ms_p50: float = 0.0
-    inference_ms_p95: float = 0.0
-    preprocess_ms_mean: float = 0.0
-    postprocess_ms_mean: float = 0.0
-    detections: int = 0
-    uncertain_detections: int = 0
-    uncertain_frames: int = 0
-    batches_sent: int = 0
-    batches_spooled: int = 0
-    batches_replayed: int = 0
-    batches_rejected: int = 0
-    spool_pending: int = 0
-    model_version: str = ""
-    uncertainty_low: float | None = None
-    uncertainty_high: float | None = None
-    uncertainty_source: str = ""
-    stopped_by: str = "end of source"
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class _ShipWorker(threading.Thread):
@@ -165,67 +109,6 @@ class _ShipWorker(threading.Thread):
         except Exception as exc:  # the spool itself failed (disk full, permissions): stop loudly
             logger.exception("shipping failed; stopping the agent")
             self.error = exc
-
-
-class _LatencyStats:
-    def __init__(self) -> None:
-        self.count = 0
-        self.inference_sum = 0.0
-        self.preprocess_sum = 0.0
-        self.postprocess_sum = 0.0
-        self.recent: deque[float] = deque(maxlen=LATENCY_WINDOW)
-
-    def add(self, preprocess_ms: float, inference_ms: float, postprocess_ms: float) -> None:
-        self.count += 1
-        self.preprocess_sum += preprocess_ms
-        self.inference_sum += inference_ms
-        self.postprocess_sum += postprocess_ms
-        self.recent.append(inference_ms)
-
-    def percentile(self, q: float) -> float:
-        if not self.recent:
-            return 0.0
-        if len(self.recent) == 1:
-            return self.recent[0]
-        return statistics.quantiles(self.recent, n=100, method="inclusive")[round(q) - 1]
-
-    def mean(self, total: float) -> float:
-        return total / self.count if self.count else 0.0
-
-
-BAND_FROM_LOOP_HOST = "loop host"
-BAND_LOCAL_OVERRIDE = "local override"
-BAND_DEFAULT = "default (no model info)"
-
-
-@dataclass(frozen=True)
-class UncertaintyBand:
-    """The band a detection is uncertain in: ``low < confidence < high``, bounds in [0, 1].
-
-    Attributes:
-        low, high: the exclusive bounds.
-        source: ``"loop host"`` (sent with the production model: the loop host's
-            ``EDGELOOP_UNCERTAINTY_LOW/HIGH``), ``"local override"`` (this agent's
-            ``EDGELOOP_AGENT_UNCERTAINTY_LOW/HIGH``) or ``"default (no model info)"``
-            (``edgeloop.rules``' band: a local model file, or an API that sends no band).
-    """
-
-    low: float
-    high: float
-    source: str
-
-    def __str__(self) -> str:
-        return f"{self.low:g}–{self.high:g}, {self.source}"
-
-
-def uncertainty_band(model: ModelFile, settings: AgentSettings) -> UncertaintyBand:
-    """The band to flag ``model``'s detections with: the local override when set, else the
-    loop host's band that came with the model, else ``edgeloop.rules``' default."""
-    if settings.uncertainty_override is not None:
-        return UncertaintyBand(*settings.uncertainty_override, BAND_LOCAL_OVERRIDE)
-    if model.uncertainty_band is not None:
-        return UncertaintyBand(*model.uncertainty_band, BAND_FROM_LOOP_HOST)
-    return UncertaintyBand(UNCERTAINTY_LOW, UNCERTAINTY_HIGH, BAND_DEFAULT)
 
 
 def load_detector(model: ModelFile, settings: AgentSettings, band: UncertaintyBand) -> OnnxDetector:
@@ -387,8 +270,8 @@ class AgentRunner:
             )
             watcher.start()
         report = self.report
-        self._report_model(detector, band)
-        stats = _LatencyStats()
+        report.set_model(detector.version, band)
+        stats = LatencyStats()
         batch: list[FrameRecord] = []
         batch_started = 0.0
         started = last_log = time.monotonic()
@@ -399,7 +282,7 @@ class AgentRunner:
                     if self._next_detector is not None:
                         detector.close()
                         detector, self._next_detector = self._next_detector, None
-                        self._report_model(detector, self._next_band)
+                        report.set_model(detector.version, self._next_band)
                 record = self._process(frame, detector, stats)
                 if not batch:
                     batch_started = time.monotonic()
@@ -410,8 +293,10 @@ class AgentRunner:
                     batch = []
                 if now - last_log >= s.log_interval_s:
                     last_log = now
-                    self._fill_report(stats, now - started)
-                    self._log_progress()
+                    report.refresh(
+                        stats, now - started, source=self.source, ship=self.shipper.stats
+                    )
+                    report.log_progress(s.camera_id)
                 if s.max_frames is not None and report.frames >= s.max_frames:
                     report.stopped_by = "max_frames"
                     break
@@ -436,7 +321,7 @@ class AgentRunner:
                     self.shipper.close()
                     if watcher is not None:
                         watcher.join(timeout=1.0)
-            self._fill_report(stats, elapsed)
+            report.refresh(stats, elapsed, source=self.source, ship=self.shipper.stats)
             report.spool_pending = len(spool)
         if report.spool_pending:
             logger.warning(
@@ -444,10 +329,10 @@ class AgentRunner:
                 report.spool_pending,
                 spool.pending_dir,
             )
-        self._log_progress()
+        report.log_progress(s.camera_id)
         return report
 
-    def _process(self, frame: Frame, detector: Detector, stats: _LatencyStats) -> FrameRecord:
+    def _process(self, frame: Frame, detector: Detector, stats: LatencyStats) -> FrameRecord:
         s = self.settings
         image = frame.image
         detections, times = detector.detect_timed(image)
@@ -463,11 +348,7 @@ class AgentRunner:
                     "frame %d: JPEG encoding failed; sending it without the image",
                     frame.frame_index,
                 )
-        report = self.report
-        report.frames += 1
-        report.detections += len(detections)
-        report.uncertain_detections += uncertain
-        report.uncertain_frames += bool(uncertain)
+        self.report.count_frame(len(detections), uncertain)
         height, width = image.shape[:2]
         return FrameRecord(
             frame_key=frame_key(s.camera_id, frame.source_id, frame.frame_index),
@@ -483,54 +364,9 @@ class AgentRunner:
             jpeg=jpeg,
         )
 
-    def _report_model(self, detector: Detector, band: UncertaintyBand | None) -> None:
-        r = self.report
-        r.model_version = detector.version
-        if band is not None:
-            r.uncertainty_low = band.low
-            r.uncertainty_high = band.high
-            r.uncertainty_source = band.source
-
     def _batch(self, frames: list[FrameRecord]) -> IngestBatch:
         return IngestBatch(
             agent_id=self.settings.agent_id, sent_at=datetime.now(UTC), frames=frames
-        )
-
-    def _fill_report(self, stats: _LatencyStats, elapsed: float) -> None:
-        r = self.report
-        r.elapsed_s = elapsed
-        r.frames_per_s = r.frames / elapsed if elapsed > 0 else 0.0
-        r.inference_ms_mean = stats.mean(stats.inference_sum)
-        r.inference_ms_p50 = stats.percentile(50)
-        r.inference_ms_p95 = stats.percentile(95)
-        r.preprocess_ms_mean = stats.mean(stats.preprocess_sum)
-        r.postprocess_ms_mean = stats.mean(stats.postprocess_sum)
-        if self.source is not None:
-            r.skipped_frames = self.source.skipped
-            r.dropped_frames = self.source.dropped
-        if self.shipper is not None:
-            st = self.shipper.stats
-            r.batches_sent, r.batches_spooled = st.sent, st.spooled
-            r.batches_replayed, r.batches_rejected = st.replayed, st.rejected
-
-    def _log_progress(self) -> None:
-        r = self.report
-        logger.info(
-            "camera %s: %d frames, %.2f frames/s, inference %.1f ms (p50 %.1f, p95 %.1f), "
-            "%d uncertain frames, batches sent %d / spooled %d / replayed %d / rejected %d, "
-            "%d corrupt frames skipped",
-            self.settings.camera_id,
-            r.frames,
-            r.frames_per_s,
-            r.inference_ms_mean,
-            r.inference_ms_p50,
-            r.inference_ms_p95,
-            r.uncertain_frames,
-            r.batches_sent,
-            r.batches_spooled,
-            r.batches_replayed,
-            r.batches_rejected,
-            r.skipped_frames,
         )
 
 

@@ -16,6 +16,7 @@ torch and open_clip are imported lazily: importing this module is cheap.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgeloop.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from edgeloop.settings import LoopSettings
@@ -301,7 +304,7 @@ class EmbeddingCache:
     """Vectors already computed, keyed by detection_id, for one embedder (an ``.npz`` file).
 
     Detections never change once stored, so a re-index embeds only new crops. The file is
-    replaced atomically (write a temp file, then ``os.replace``).
+    replaced atomically (``edgeloop.files.atomic_write_bytes``).
 
     Args:
         path: the ``.npz`` file, e.g. ``<data_dir>/embeddings/<embedder slug>.npz``.
@@ -327,6 +330,6 @@ class EmbeddingCache:
             if vectors
             else np.zeros((0, 0), dtype=np.float32)
         )
-        tmp = self.path.with_name(f".{self.path.name}.tmp.npz")
-        np.savez(tmp, ids=ids, vectors=matrix)
-        os.replace(tmp, self.path)
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=ids, vectors=matrix)
+        atomic_write_bytes(self.path, buffer.getvalue(), durable=False)

@@ -1,15 +1,9 @@
 """The crop vector index in Qdrant, published as versioned collections.
 
-Qdrant's local mode locks its folder for one process, so re-indexing follows the
-pattern Qdrant recommends for zero-downtime re-indexing: write a complete new version,
-then flip a pointer that readers follow (DESIGN.md).
-
-- Embedded (default): one folder per version under ``<data_dir>/qdrant/`` (``v0001/``,
-  ``v0002/``...), each a Qdrant local storage with one collection ``crops``; the file
-  ``PUBLISHED.json`` names the published version and is replaced atomically. A writer
-  never touches a published folder, so a reader (the API) may hold it open.
-- Server (``EDGELOOP_QDRANT_URL``): collections ``crops_v0001``, ``crops_v0002``... and
-  the alias ``crops``, moved with one atomic ``update_collection_aliases`` call.
+Embedded (default): one Qdrant local folder per version under ``<data_dir>/qdrant/`` and a
+pointer file naming the published one; server (``EDGELOOP_QDRANT_URL``): one collection
+per version and an alias on the published one. How versions are named, published and
+opened: ``edgeloop.vector_versions``.
 
 Readers only ever open the published version. Older versions are pruned (the newest
 ``keep_versions`` stay; an embedded folder another process holds open is left for the
@@ -19,22 +13,32 @@ next prune). Each point's payload: ``frame_key``, ``detection_id``, ``camera_id`
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+from edgeloop.vector_versions import (
+    PublishedIndex,
+    move_alias,
+    open_local,
+    read_alias,
+    read_pointer,
+    remove_if_unlocked,
+    sorted_versions,
+    version_folders,
+    version_name,
+    version_number,
+    write_pointer,
+)
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -44,18 +48,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLLECTION = "crops"
-POINTER_FILE = "PUBLISHED.json"
 KEEP_VERSIONS = 2
 UPSERT_BATCH = 256
-_VERSION_DIR = re.compile(r"^v(\d{4,})$")
 
 
 class IndexNotPublishedError(LookupError):
     """No version of the crop index has been published yet (materialize crop_embeddings)."""
-
-
-class IndexLockedError(RuntimeError):
-    """An embedded index folder stayed locked by another process past the retry deadline."""
 
 
 @dataclass(frozen=True)
@@ -89,43 +87,9 @@ class CropPoint:
         }
 
 
-@dataclass(frozen=True)
-class PublishedIndex:
-    """What readers see: the published version of the index.
-
-    Attributes:
-        version: ``v0003``.
-        collection: the Qdrant collection (embedded: ``crops`` inside the version folder;
-            server: ``crops_v0003``, reached through the alias ``crops``).
-        embedder: the embedder's name; query vectors must come from the same embedder.
-        location: the version's folder (embedded) or the server URL.
-    """
-
-    version: str
-    collection: str
-    embedder: str
-    dims: int
-    points: int
-    published_at: str
-    location: str
-
-
 def point_id(detection_id: str) -> str:
     """Qdrant point id for a detection (Qdrant ids are ints or UUIDs): a stable UUID5."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgeloop:detection:{detection_id}"))
-
-
-def _is_local_lock_error(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and "already accessed by another instance" in str(exc)
-
-
-def _version_name(number: int) -> str:
-    return f"v{number:04d}"
-
-
-def _version_number(name: str) -> int | None:
-    match = _VERSION_DIR.match(name)
-    return int(match.group(1)) if match else None
 
 
 class VectorIndex:
@@ -175,10 +139,6 @@ class VectorIndex:
     def server_mode(self) -> bool:
         return self.url is not None or self._client_factory is not None
 
-    @property
-    def pointer_path(self) -> Path:
-        return self.root / POINTER_FILE
-
     # ------------------------------------------------------------------ clients
     def _server_client(self) -> QdrantClient:
         if self._client_factory is not None:
@@ -187,65 +147,17 @@ class VectorIndex:
 
         return QdrantClient(url=self.url)
 
-    def _open_local(self, folder: Path) -> QdrantClient:
-        from qdrant_client import QdrantClient
-
-        @retry(
-            retry=retry_if_exception(_is_local_lock_error),
-            stop=stop_after_delay(self.lock_timeout_s),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
-            reraise=True,
-        )
-        def _open() -> QdrantClient:
-            return QdrantClient(path=str(folder))
-
-        try:
-            return _open()
-        except RuntimeError as exc:
-            if _is_local_lock_error(exc):
-                raise IndexLockedError(
-                    f"{folder} stayed locked by another process for {self.lock_timeout_s:.0f} s; "
-                    "Qdrant's local mode allows one process per folder (set EDGELOOP_QDRANT_URL "
-                    "to use a Qdrant server for concurrent access)"
-                ) from exc
-            raise
-
     # ------------------------------------------------------------------ reading
     def published(self) -> PublishedIndex | None:
         """The published version, or None before the first publish."""
         if self.server_mode:
             return self._published_server()
-        if not self.pointer_path.exists():
-            return None
-        fields = json.loads(self.pointer_path.read_text())
-        # The folder is found relative to root, so a moved data folder still works.
-        fields["location"] = str((self.root / fields["version"]).resolve())
-        return PublishedIndex(**fields)
+        return read_pointer(self.root)
 
     def _published_server(self) -> PublishedIndex | None:
         client = self._server_client()
         try:
-            target = next(
-                (
-                    a.collection_name
-                    for a in client.get_aliases().aliases
-                    if a.alias_name == self.collection
-                ),
-                None,
-            )
-            if target is None:
-                return None
-            info = client.get_collection(target)
-            meta = dict(info.config.metadata or {})
-            return PublishedIndex(
-                version=str(meta.get("version", target.rsplit("_", 1)[-1])),
-                collection=target,
-                embedder=str(meta.get("embedder", "")),
-                dims=int(meta.get("dims", 0)),
-                points=int(info.points_count or 0),
-                published_at=str(meta.get("published_at", "")),
-                location=str(self.url or "server"),
-            )
+            return read_alias(client, self.collection, str(self.url or "server"))
         finally:
             client.close()
 
@@ -260,11 +172,8 @@ class VectorIndex:
             prefix = f"{self.collection}_"
             found = [n[len(prefix) :] for n in names if n.startswith(prefix)]
         else:
-            found = (
-                [p.name for p in self.root.glob("v*") if p.is_dir()] if self.root.exists() else []
-            )
-        numbered = sorted((n, v) for v in found if (n := _version_number(v)) is not None)
-        return [v for _, v in numbered]
+            found = version_folders(self.root)
+        return sorted_versions(found)
 
     @contextmanager
     def _published_client(self) -> Iterator[tuple[PublishedIndex, QdrantClient, str]]:
@@ -289,7 +198,7 @@ class VectorIndex:
             if self._reader is not None:
                 client = self._reader[1]
             else:
-                client = self._open_local(Path(info.location))
+                client = open_local(Path(info.location), self.lock_timeout_s)
             try:
                 yield info, client, info.collection
             finally:
@@ -378,11 +287,11 @@ class VectorIndex:
 
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / ".publish.lock"), timeout=self.lock_timeout_s * 4):
-            existing = [_version_number(v) or 0 for v in self.versions()]
+            existing = [version_number(v) or 0 for v in self.versions()]
             current = self.published()
             if current is not None:
-                existing.append(_version_number(current.version) or 0)
-            version = _version_name(max(existing, default=0) + 1)
+                existing.append(version_number(current.version) or 0)
+            version = version_name(max(existing, default=0) + 1)
             meta = {
                 "version": version,
                 "embedder": embedder,
@@ -438,7 +347,7 @@ class VectorIndex:
         for stale in self.root.glob(".v*.partial"):
             shutil.rmtree(stale, ignore_errors=True)
         partial = self.root / f".{version}.partial"
-        client = self._open_local(partial)
+        client = open_local(partial, self.lock_timeout_s)
         try:
             self._upsert(client, self.collection, points, meta)
             count = int(client.count(self.collection, exact=True).count)
@@ -446,55 +355,25 @@ class VectorIndex:
             client.close()
         folder = self.root / version
         partial.rename(folder)
-        info = PublishedIndex(
-            version=version,
-            collection=self.collection,
-            embedder=str(meta["embedder"]),
-            dims=int(meta["dims"]),
-            points=count,
-            published_at=str(meta["published_at"]),
-            location=str(folder.resolve()),
+        info = PublishedIndex.from_meta(
+            meta, collection=self.collection, points=count, location=str(folder.resolve())
         )
-        tmp = self.pointer_path.with_name(f".{POINTER_FILE}.tmp")
-        tmp.write_text(json.dumps(asdict(info), indent=2))
-        os.replace(tmp, self.pointer_path)
+        write_pointer(self.root, info)
         return info
 
     def _publish_server(
         self, points: Sequence[CropPoint], version: str, meta: dict[str, Any]
     ) -> PublishedIndex:
-        from qdrant_client import models
-
         name = f"{self.collection}_{version}"
         client = self._server_client()
         try:
             self._upsert(client, name, points, meta)
             count = int(client.count(name, exact=True).count)
-            operations: list[Any] = []
-            if any(a.alias_name == self.collection for a in client.get_aliases().aliases):
-                operations.append(
-                    models.DeleteAliasOperation(
-                        delete_alias=models.DeleteAlias(alias_name=self.collection)
-                    )
-                )
-            operations.append(
-                models.CreateAliasOperation(
-                    create_alias=models.CreateAlias(
-                        collection_name=name, alias_name=self.collection
-                    )
-                )
-            )
-            client.update_collection_aliases(change_aliases_operations=operations)
+            move_alias(client, self.collection, name)
         finally:
             client.close()
-        return PublishedIndex(
-            version=version,
-            collection=name,
-            embedder=str(meta["embedder"]),
-            dims=int(meta["dims"]),
-            points=count,
-            published_at=str(meta["published_at"]),
-            location=str(self.url or "server"),
+        return PublishedIndex.from_meta(
+            meta, collection=name, points=count, location=str(self.url or "server")
         )
 
     def _prune(self, published_version: str) -> list[str]:
@@ -511,28 +390,8 @@ class VectorIndex:
                 client.close()
         else:
             for version in old:
-                if self._remove_if_unlocked(self.root / version):
+                if remove_if_unlocked(self.root / version):
                     pruned.append(version)
         if pruned:
             logger.info("pruned crop index versions %s", ", ".join(pruned))
         return pruned
-
-    @staticmethod
-    def _remove_if_unlocked(folder: Path) -> bool:
-        """Delete an embedded version folder unless a process holds it open (then keep it)."""
-        import portalocker
-
-        lock_file = folder / ".lock"
-        if lock_file.exists():
-            with lock_file.open("r+") as fh:
-                try:
-                    portalocker.lock(
-                        fh, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING
-                    )
-                except portalocker.exceptions.LockException:
-                    logger.info("keeping %s for now: another process has it open", folder)
-                    return False
-                shutil.rmtree(folder)
-                return True
-        shutil.rmtree(folder)
-        return True

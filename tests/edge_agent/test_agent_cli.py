@@ -106,7 +106,7 @@ def test_summary_table_shows_the_band_and_its_source() -> None:
     from rich.console import Console
 
     from edge_agent.cli import summary_table
-    from edge_agent.runner import AgentReport
+    from edge_agent.report import AgentReport
 
     console = Console(record=True, width=120)
     report = AgentReport(uncertainty_low=0.35, uncertainty_high=0.6, uncertainty_source="loop host")

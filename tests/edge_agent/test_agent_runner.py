@@ -16,8 +16,9 @@ from support import SAMPLES_DIR, require
 from edge_agent.capture import Frame
 from edge_agent.detectors import Detector
 from edge_agent.model_sync import ModelFile
-from edge_agent.runner import AgentRunner, frame_key, uncertainty_band
+from edge_agent.runner import AgentRunner, frame_key
 from edge_agent.settings import AgentSettings
+from edge_agent.uncertainty import uncertainty_band
 from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
 from edgeloop.wire import Detection
 
