@@ -25,6 +25,7 @@ from api.ingest import build_tables
 from api.middleware import BodySizeLimitMiddleware
 from api.model_registry import ModelRegistry
 from api.routes import (
+    cameras,
     frames,
     health,
     ingest,
@@ -175,6 +176,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         frames.router,
         reports.router,
         search.router,
+        cameras.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -108,6 +108,45 @@ class ModelStatusPublic(_Public):
     recent_deployments: list[DeploymentPublic]
 
 
+class ModelRunPublic(_Public):
+    """A run of a camera's frames that one model version produced."""
+
+    model_version: str
+    first_frame_at: datetime = Field(description="Capture time of the run's first frame.")
+    last_frame_at: datetime = Field(description="Capture time of the run's last frame.")
+    frames: int
+
+
+class CameraModelsPublic(_Public):
+    """``/api/cameras/{camera_id}/models``: which model a camera ran, and when."""
+
+    camera_id: str
+    history: list[ModelRunPublic] = Field(description="Runs of frames per version, oldest first.")
+    at: datetime | None = Field(description="The moment asked about, if any.")
+    version_at: str | None = Field(
+        description="The version on the camera's newest frame at or before `at`."
+    )
+    last_frame_before_at: datetime | None
+    production_at: str | None = Field(description="The version `production` pointed at, at `at`.")
+
+
+class RollbackCreate(BaseModel):
+    """``POST /api/models/production/rollback`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why; recorded with the move.")
+    to_version: str | None = Field(
+        None, max_length=32, description="Version to restore; default the previous production."
+    )
+
+
+class RollbackPublic(_Public):
+    model_name: str
+    production_version: str
+    rolled_back_from: str | None
+
+
 # --- inspection logs ----------------------------------------------------------------------
 
 

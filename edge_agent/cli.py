@@ -19,8 +19,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from edge_agent.uncertainty import UncertaintyBand
-
 if TYPE_CHECKING:
     from edge_agent.report import AgentReport
 
@@ -51,6 +49,9 @@ def agent(
     model_path: Annotated[Path | None, _override("model_path", "--model")] = None,
     state_dir: Annotated[Path | None, _override("state_dir")] = None,
     batch_frames: Annotated[int | None, _override("batch_frames")] = None,
+    model_check_interval_s: Annotated[
+        float | None, _override("model_check_interval_s", "--model-check-interval")
+    ] = None,
 ) -> None:
     """Detect on a camera's frames and ship them to the loop; uncertain frames go with their JPEG."""
     from pydantic import ValidationError
@@ -120,6 +121,8 @@ def _band(report: AgentReport) -> str:
     """``0.4–0.7, loop host``: the band in use and where it came from."""
     if report.uncertainty_low is None or report.uncertainty_high is None:
         return "set by the detector"
+    from edge_agent.uncertainty import UncertaintyBand  # numpy and OpenCV: load when it runs
+
     return str(
         UncertaintyBand(report.uncertainty_low, report.uncertainty_high, report.uncertainty_source)
     )

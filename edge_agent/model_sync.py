@@ -104,19 +104,27 @@ class ModelSync:
         self.client = client
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._etag: str | None = None
+        self._last: ProductionModel | None = None
 
     def fetch_production(self) -> ProductionModel | None:
         """The API's production model; None when the API has none (404).
+
+        A conditional request: the ETag of the last answer goes in ``If-None-Match``, and a
+        304 (unchanged) returns the model parsed then.
 
         Raises:
             ApiUnavailableError: connection error, timeout or 5xx.
             ModelError: the API refused the token (401/403) or answered something that is
                 not a ``ProductionModel``.
         """
+        headers = {"If-None-Match": self._etag} if self._etag and self._last else {}
         try:
-            response = self.client.get(PRODUCTION_PATH)
+            response = self.client.get(PRODUCTION_PATH, headers=headers)
         except httpx.TransportError as exc:
             raise ApiUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == 304 and self._last is not None:
+            return self._last
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
@@ -130,7 +138,9 @@ class ModelSync:
                 f"HTTP {response.status_code} from {response.request.url}: {api_message(response)}"
             )
         try:
-            return ProductionModel.model_validate_json(response.content)
+            self._last = ProductionModel.model_validate_json(response.content)
+            self._etag = response.headers.get("ETag")
+            return self._last
         except ValidationError as exc:
             raise ModelError(
                 f"{response.request.url} answered something that is not a ProductionModel: {exc}"

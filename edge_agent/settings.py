@@ -111,10 +111,14 @@ class AgentSettings(BaseSettings):
             "Local ONNX model used when the API has no production model and the cache is empty."
         ),
     )
-    model_check_interval_s: float | None = Field(
-        None,
-        gt=0,
-        description="Re-check the API's production model this often (s) and hot-swap; None: only at start.",
+    model_check_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "Ask the API for its production model this often (s) and hot-swap between frames "
+            "when it moved (promotion or rollback); 0 checks only at start. A conditional "
+            "request (ETag): an unchanged model costs one empty 304."
+        ),
     )
     imgsz: int = Field(
         640,

@@ -81,6 +81,7 @@ class Loop:
         features: pd.DataFrame | None = None,
         boxes_per_frame: int = 3,
         confidence: float = 0.55,
+        model_version: str = "1",
     ) -> list[str]:
         """Insert frames (JPEGs written when ``images`` given) and their detections.
 
@@ -118,7 +119,7 @@ class Loop:
                         "x2": float(x1 + 90),
                         "y2": float(y1 + 220),
                         "uncertain": 0.4 < conf < 0.7,
-                        "model_version": "1",
+                        "model_version": model_version,
                     }
                 )
             feats = features.iloc[i] if features is not None else None
@@ -144,7 +145,7 @@ class Loop:
                     if dets
                     else None,
                     "inference_ms": 30.0,
-                    "model_version": "1",
+                    "model_version": model_version,
                     "agent_id": "test-agent",
                     "jpeg_path": jpeg_path,
                 }

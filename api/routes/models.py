@@ -3,16 +3,18 @@ people (status) and for agents (which model to run, and its ONNX file)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from fastapi import HTTPException, Query, status
+from fastapi import Header, HTTPException, Query, Response, status
 from fastapi.responses import FileResponse
 
 from api import crud
 from api.deps import (
+    AdminPrincipal,
     AgentPrincipal,
     CurrentPrincipal,
     RegistryDep,
@@ -21,8 +23,8 @@ from api.deps import (
     secured_router,
 )
 from api.model_registry import ModelRegistry
-from api.models import ModelStatusPublic, ModelVersionPublic
-from edgeloop.registry import PRODUCTION, STAGING, ModelFiles, ModelNotFoundError
+from api.models import ModelStatusPublic, ModelVersionPublic, RollbackCreate, RollbackPublic
+from edgeloop.registry import PRODUCTION, STAGING, ModelFiles, ModelNotFoundError, rollback
 from edgeloop.store import Store
 from edgeloop.wire import ProductionModel
 
@@ -93,6 +95,44 @@ def read_model_status(
     )
 
 
+@router.post(
+    "/production/rollback",
+    response_model=RollbackPublic,
+    responses={
+        404: {"description": "No earlier production version, or no such version"},
+        409: {"description": "The version asked for already is production"},
+    },
+)
+def rollback_production(
+    body: RollbackCreate, principal: AdminPrincipal, registry: RegistryDep, store: StoreDep
+) -> RollbackPublic:
+    """Move ``production`` back to the previous production version, or to ``to_version``
+    (role ``admin``); recorded in ``model_deployments`` with the caller's name and reason
+    like every alias move. Agents follow within one model check interval."""
+    before = _registry_call(registry, lambda: registry.version(PRODUCTION))
+    try:
+        version = rollback(
+            registry.client(),
+            store,
+            model_name=registry.model_name,
+            to_version=body.to_version,
+            actor=principal.name,
+            reason=body.reason,
+        )
+    except ModelNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    logger.info(
+        "production of %s rolled back to v%s by %s", registry.model_name, version, principal.name
+    )
+    return RollbackPublic(
+        model_name=registry.model_name,
+        production_version=version,
+        rolled_back_from=str(before.version) if before is not None else None,
+    )
+
+
 def _production_files(registry: ModelRegistry) -> ModelFiles:
     return _registry_call(registry, lambda: registry.files(PRODUCTION))
 
@@ -100,15 +140,26 @@ def _production_files(registry: ModelRegistry) -> ModelFiles:
 @router.get(
     "/production",
     response_model=ProductionModel,
-    responses={503: {"description": "No production model registered (run `edgeloop init`)"}},
+    responses={
+        304: {"description": "Unchanged since the ETag sent in If-None-Match"},
+        503: {"description": "No production model registered (run `edgeloop init`)"},
+    },
 )
 def read_production_model(
-    _principal: CurrentPrincipal, registry: RegistryDep, settings: SettingsDep
-) -> ProductionModel:
+    _principal: CurrentPrincipal,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
     """The model agents should run: version, ONNX sha256, class names, input size, and the
-    loop's uncertainty band (``EDGELOOP_UNCERTAINTY_LOW/HIGH``) agents flag detections with."""
+    loop's uncertainty band (``EDGELOOP_UNCERTAINTY_LOW/HIGH``) agents flag detections with.
+
+    Agents poll it (``EDGELOOP_AGENT_MODEL_CHECK_INTERVAL_S``): the answer carries an
+    ``ETag``, and a request whose ``If-None-Match`` names it gets an empty 304 (RFC 9110,
+    13.1.2), so an unchanged production model costs no body and no parsing.
+    """
     files = _production_files(registry)
-    return ProductionModel(
+    model = ProductionModel(
         name=files.name,
         version=files.version,
         alias=PRODUCTION,
@@ -119,6 +170,12 @@ def read_production_model(
         uncertainty_low=settings.loop.uncertainty_low,
         uncertainty_high=settings.loop.uncertainty_high,
     )
+    body = model.model_dump_json().encode()
+    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and etag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=body, media_type="application/json", headers=headers)
 
 
 @router.get(

@@ -11,8 +11,10 @@ import importlib.util
 import json
 import logging
 import signal
+import socket
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -149,30 +151,58 @@ def api(
 
 @app.command()
 def up(
-    api_port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Interface the API listens on: 0.0.0.0 lets cameras on other hosts reach it "
+                "(default EDGELOOP_API_HOST, else 127.0.0.1: this machine only)."
+            )
+        ),
+    ] = None,
+    api_port: Annotated[
+        int | None, typer.Option(help="API port (default EDGELOOP_API_PORT, else 8000).")
+    ] = None,
     dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port (0: do not start it).")] = 5000,
 ) -> None:
-    """Start the long-running stack: the API + labeling page, and Dagster (UI + daemon)."""
-    from edgeloop.cli.services import ServiceStartError, start_api, start_dagster
+    """Start the long-running stack: the API + labeling page, Dagster (UI + daemon), MLflow UI."""
+    from api.settings import get_settings as get_api_settings
+    from edgeloop.cli.services import (
+        ServiceStartError,
+        start_api,
+        start_dagster,
+        start_mlflow_ui,
+    )
     from edgeloop.tokens import token_for_role
 
     settings = _loop_settings()
+    api_settings = get_api_settings()
     tokens = _tokens(settings)
+    api_host = host or api_settings.host
     services = []
     try:
         with console.status("starting the API…"):
-            services.append(start_api(settings, port=api_port))
+            services.append(start_api(settings, host=api_host, port=api_port or api_settings.port))
         with console.status("starting Dagster (webserver + daemon)…"):
             services.append(start_dagster(settings, port=dagster_port))
+        if mlflow_port:
+            with console.status("starting the MLflow UI…"):
+                services.append(start_mlflow_ui(settings, port=mlflow_port))
     except ServiceStartError as exc:
         for service in services:
             service.stop()
         _fail(str(exc))
+    api = services[0].url
+    if api_host in ("0.0.0.0", "::"):
+        api = api.replace("127.0.0.1", socket.gethostname())
     labeler = token_for_role(tokens, "labeler") or ""
-    console.print(f"[green]✓[/] labeling page  {services[0].url}/#token={labeler}")
-    console.print(f"[green]✓[/] API            {services[0].url}/docs")
+    console.print(f"[green]✓[/] labeling page  {api}/#token={labeler}")
+    console.print(f"[green]✓[/] API            {api}/docs  (agents: --api {api})")
     console.print(f"[green]✓[/] Dagster UI     {services[1].url}  (sensors and schedules run)")
-    console.print("Ctrl-C stops both.")
+    if mlflow_port:
+        console.print(f"[green]✓[/] MLflow UI      {services[2].url}")
+    console.print("Ctrl-C stops them all.")
 
     def _stop(*_: object) -> None:
         raise KeyboardInterrupt
@@ -273,6 +303,55 @@ def rollback(
     except (ModelNotFoundError, ValueError) as exc:
         _fail(str(exc))
     console.print(f"[green]✓[/] production is now {settings.model_name} v{version}")
+
+
+@app.command("model-history")
+def model_history(
+    camera_id: Annotated[str, typer.Argument(help="The camera, as its agent's --camera-id.")],
+    at: Annotated[
+        datetime | None,
+        typer.Option(help="A moment (ISO 8601, UTC if no offset): which model ran then."),
+    ] = None,
+) -> None:
+    """Which model a camera ran, and when (from the model version stamped on every frame)."""
+    from edgeloop.registry import PRODUCTION
+    from edgeloop.store import Store, deployments, frames
+
+    settings = _loop_settings()
+    moment = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+    with Store(settings.duckdb_path).connect() as con:
+        history = frames.model_history(con=con, camera_id=camera_id)
+        ran = frames.model_at(con=con, camera_id=camera_id, at=moment) if moment else None
+        production = (
+            deployments.alias_at(
+                con=con, model_name=settings.model_name, alias=PRODUCTION, at=moment
+            )
+            if moment
+            else None
+        )
+    if not history:
+        _fail(f"no frame from camera {camera_id} in {settings.duckdb_path}")
+    table = Table(title=f"models on camera {camera_id} (capture time, UTC)")
+    for column in ("version", "first frame", "last frame", "frames"):
+        table.add_column(column)
+    for row in history:
+        table.add_row(
+            row["model_version"],
+            str(row["first_frame_at"])[:19],
+            str(row["last_frame_at"])[:19],
+            str(row["frames"]),
+        )
+    console.print(table)
+    if moment is not None:
+        ran_text = (
+            f"v{ran['model_version']} (frame captured {str(ran['captured_at'])[:19]})"
+            if ran
+            else "no frame yet"
+        )
+        console.print(
+            f"at {moment.isoformat()}: camera ran {ran_text}; production was "
+            f"{'v' + production if production else 'not set'}"
+        )
 
 
 @app.command()

@@ -151,6 +151,13 @@ def wait_healthy(service: Service, path: str, timeout_s: float) -> None:
     )
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a service on: a wildcard bind (``0.0.0.0``, ``::``) is
+    reached on loopback."""
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{reach}:{port}"
+
+
 def start_api(
     settings: LoopSettings,
     *,
@@ -159,7 +166,11 @@ def start_api(
     extra_env: dict[str, str] | None = None,
     timeout_s: float = 60.0,
 ) -> Service:
-    """Start the FastAPI service under uvicorn and wait for ``/api/health``."""
+    """Start the FastAPI service under uvicorn on ``host:port`` and wait for ``/api/health``.
+
+    ``host`` ``0.0.0.0`` serves every interface (cameras on other hosts); the default,
+    loopback, serves this machine only.
+    """
     port = port or free_port(host)
     env = service_env(settings) | (extra_env or {})
     cmd = [
@@ -180,7 +191,7 @@ def start_api(
         cmd,
         settings=settings,
         env=env,
-        url=f"http://{host}:{port}",
+        url=local_url(host, port),
         health_path="/api/health",
         timeout_s=timeout_s,
     )
@@ -211,7 +222,43 @@ def start_dagster(
         cmd,
         settings=settings,
         env=env,
-        url=f"http://{host}:{port}",
+        url=local_url(host, port),
         health_path="/server_info",
+        timeout_s=timeout_s,
+    )
+
+
+def start_mlflow_ui(
+    settings: LoopSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    timeout_s: float = 120.0,
+) -> Service:
+    """Start the MLflow UI on the loop's tracking store (runs, registered versions, aliases),
+    so the MLflow links in Dagster metadata (``EDGELOOP_MLFLOW_UI_URL``) open; wait for
+    ``/health``."""
+    mlflow = Path(sys.executable).with_name("mlflow")
+    cmd = [
+        str(mlflow) if mlflow.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--default-artifact-root",
+        str(settings.artifact_root.resolve()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    return _start(
+        "mlflow",
+        cmd,
+        settings=settings,
+        env=service_env(settings),
+        url=local_url(host, port),
+        health_path="/health",
         timeout_s=timeout_s,
     )

@@ -90,3 +90,16 @@ def alias_moves(*, con: Connection, model_name: str, alias: str) -> list[tuple[s
         [model_name, alias],
     ).fetchall()
     return [(str(version), str(action)) for version, action in rows]
+
+
+def alias_at(*, con: Connection, model_name: str, alias: str, at: datetime) -> str | None:
+    """The version ``alias`` pointed at, at time ``at`` (its newest move at or before it)."""
+    rows = con.execute(
+        """
+        SELECT version FROM model_deployments
+        WHERE model_name = ? AND alias = ? AND created_at <= ?
+        ORDER BY created_at DESC, deployment_id DESC LIMIT 1
+        """,
+        [model_name, alias, at],
+    ).fetchall()
+    return str(rows[0][0]) if rows else None

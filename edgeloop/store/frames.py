@@ -122,6 +122,42 @@ def frame_detections(*, con: Connection, frame_key: str) -> list[dict[str, Any]]
     )
 
 
+def proposals(*, con: Connection, frame_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The proposal production made for each stored frame of ``frame_keys``: the detections
+    the agent logged with the frame, which the labeling page shows as pre-labels.
+
+    Returns:
+        ``frame_key -> detections`` in the order the detector produced them, for the frames
+        stored in ``frames`` (a frame without detections maps to ``[]``); keys not stored
+        are absent. Each detection: ``class_name``, ``confidence`` in [0, 1],
+        ``bbox_xyxy`` (x1, y1, x2, y2) px of the original frame, origin top-left, and the
+        ``model_version`` that produced it.
+    """
+    rows = con.execute(
+        """
+        SELECT f.frame_key, p.class_name, p.confidence, p.x1, p.y1, p.x2, p.y2,
+               p.model_version
+        FROM frames f LEFT JOIN prediction_logs p USING (frame_key)
+        WHERE list_contains(?::VARCHAR[], f.frame_key)
+        ORDER BY f.frame_key, CAST(split_part(p.detection_id, ':', -1) AS INTEGER)
+        """,
+        [list(frame_keys)],
+    ).fetchall()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for frame_key, class_name, confidence, x1, y1, x2, y2, model_version in rows:
+        detections = found.setdefault(frame_key, [])
+        if class_name is not None:
+            detections.append(
+                {
+                    "class_name": class_name,
+                    "confidence": float(confidence),
+                    "bbox_xyxy": (float(x1), float(y1), float(x2), float(y2)),
+                    "model_version": model_version,
+                }
+            )
+    return found
+
+
 def detection_class_names(*, con: Connection) -> list[str]:
     """Class names seen in the detections, indexed by class_id (gaps as ``class_<id>``)."""
     pairs = con.execute(
@@ -303,3 +339,46 @@ def detections_with_jpeg(*, con: Connection) -> pd.DataFrame:
         ORDER BY p.frame_key, p.detection_id
         """
     ).df()
+
+
+def model_history(*, con: Connection, camera_id: str) -> list[dict[str, Any]]:
+    """Which model version a camera ran, as contiguous runs of frames by capture time.
+
+    Each row: ``model_version``, ``first_frame_at``, ``last_frame_at`` (capture times,
+    UTC), ``frames``; oldest first. A version that came back (a rollback) is a new row.
+    """
+    return fetch_dicts(
+        con.execute(
+            """
+            WITH f AS (
+                SELECT captured_at, model_version,
+                       lag(model_version) OVER (ORDER BY captured_at, frame_key) AS previous
+                FROM frames WHERE camera_id = ?
+            ), runs AS (
+                SELECT *, sum(CASE WHEN previous IS DISTINCT FROM model_version THEN 1 ELSE 0 END)
+                          OVER (ORDER BY captured_at ROWS UNBOUNDED PRECEDING) AS run
+                FROM f
+            )
+            SELECT model_version, min(captured_at) AS first_frame_at,
+                   max(captured_at) AS last_frame_at, count(*) AS frames
+            FROM runs GROUP BY run, model_version ORDER BY first_frame_at
+            """,
+            [camera_id],
+        )
+    )
+
+
+def model_at(*, con: Connection, camera_id: str, at: datetime) -> dict[str, Any] | None:
+    """The model version on the camera's newest frame captured at or before ``at``
+    (timezone-aware): ``model_version``, ``captured_at``, ``frame_key``; None when none."""
+    rows = fetch_dicts(
+        con.execute(
+            """
+            SELECT model_version, captured_at, frame_key FROM frames
+            WHERE camera_id = ? AND captured_at <= ?
+            ORDER BY captured_at DESC, frame_key DESC LIMIT 1
+            """,
+            [camera_id, at],
+        )
+    )
+    return rows[0] if rows else None

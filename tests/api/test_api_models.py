@@ -112,6 +112,18 @@ def test_production_model_carries_the_loops_uncertainty_band(
     assert (body["uncertainty_low"], body["uncertainty_high"]) == (0.3, 0.85)
 
 
+def test_an_unchanged_production_model_is_an_empty_304(model_client: TestClient) -> None:
+    first = model_client.get("/api/models/production", headers=AGENT)
+    etag = first.headers["etag"]
+    again = model_client.get("/api/models/production", headers={**AGENT, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    stale = model_client.get(
+        "/api/models/production", headers={**AGENT, "If-None-Match": '"not-the-current-one"'}
+    )
+    assert stale.status_code == 200 and stale.json() == first.json()
+
+
 def test_onnx_download_needs_the_agent_role(model_client: TestClient) -> None:
     response = model_client.get("/api/models/production/onnx", headers=LABELER)
     assert response.status_code == 403

@@ -134,6 +134,7 @@ class ModelApi(FakeApi):
     Attributes:
         onnx, version: the production model's bytes and version.
         band: the uncertainty band sent with it; None sends none (an API from before it).
+        An ``ETag`` goes with the model; ``If-None-Match`` naming it gets an empty 304.
         announced_sha: a sha256 to announce instead of the file's (a tampered download).
         move_to: ``(onnx, version)`` production moves to while the next download starts (409).
     """
@@ -160,7 +161,10 @@ class ModelApi(FakeApi):
             }
             if self.band is not None:
                 model["uncertainty_low"], model["uncertainty_high"] = self.band
-            return httpx.Response(200, json=model)
+            etag = '"' + hashlib.sha256(json.dumps(model).encode()).hexdigest()[:16] + '"'
+            if request.headers.get("If-None-Match") == etag:  # as the API: RFC 9110 13.1.2
+                return httpx.Response(304, headers={"ETag": etag})
+            return httpx.Response(200, json=model, headers={"ETag": etag})
         if request.url.path == onnx_url:
             if self.move_to is not None:  # production moves just as the agent downloads
                 self.onnx, self.version, self.move_to = self.move_to[0], self.move_to[1], None

@@ -129,6 +129,21 @@ def test_check_for_update_downloads_only_a_new_sha(
     assert sync.check_for_update(update) is None
 
 
+def test_update_checks_are_conditional_requests(tmp_path: Path, model_api: type[ModelApi]) -> None:
+    api = model_api(b"v3")
+    sync = make_sync(tmp_path, api)
+    current = sync.sync()
+    assert current is not None
+    assert sync.check_for_update(current) is None
+    checks = [r for r in api.requests if r.url.path == "/api/models/production"]
+    assert "If-None-Match" not in checks[0].headers
+    assert checks[-1].headers["If-None-Match"]  # the second check named the first answer
+    api.onnx, api.version = b"v4", "4"  # a new model: the ETag no longer matches
+    update = sync.check_for_update(current)
+    assert update is not None and update.version == "4"
+    assert api.downloads == 2
+
+
 def test_the_loop_hosts_band_is_cached_with_the_model(
     tmp_path: Path, model_api: type[ModelApi]
 ) -> None:

@@ -1,0 +1,60 @@
+"""``/api/cameras/{camera_id}/models``: which model a camera ran, and when.
+
+Answered from what the agents stamped on every frame (``frames.model_version``) and the
+registry's alias history (``model_deployments``): "which model was live on camera X at
+time T" is the version on X's newest frame at or before T.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import HTTPException, Query, status
+
+from api.deps import CurrentPrincipal, RegistryDep, StoreDep, secured_router
+from api.models import CameraModelsPublic, ModelRunPublic
+from edgeloop.registry import PRODUCTION
+from edgeloop.store import deployments, frames
+
+router = secured_router("/api/cameras", tag="cameras")
+
+
+@router.get(
+    "/{camera_id}/models",
+    response_model=CameraModelsPublic,
+    responses={404: {"description": "No frame stored from this camera"}},
+)
+def read_camera_models(
+    camera_id: str,
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    registry: RegistryDep,
+    at: Annotated[
+        datetime | None,
+        Query(description="A moment (ISO 8601, UTC if no offset): which model ran then."),
+    ] = None,
+) -> CameraModelsPublic:
+    """The camera's model history (runs of frames per version, oldest first) and, with
+    ``at``, the version it ran then and the version ``production`` pointed at then."""
+    moment = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+    with store.connect() as con:
+        history = frames.model_history(con=con, camera_id=camera_id)
+        ran = frames.model_at(con=con, camera_id=camera_id, at=moment) if moment else None
+        production = (
+            deployments.alias_at(
+                con=con, model_name=registry.model_name, alias=PRODUCTION, at=moment
+            )
+            if moment
+            else None
+        )
+    if not history:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame from camera {camera_id}")
+    return CameraModelsPublic(
+        camera_id=camera_id,
+        history=[ModelRunPublic(**row) for row in history],
+        at=moment,
+        version_at=ran["model_version"] if ran else None,
+        last_frame_before_at=ran["captured_at"] if ran else None,
+        production_at=production,
+    )
