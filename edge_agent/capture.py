@@ -136,12 +136,24 @@ class VideoFileSource(FrameSource):
         path: a video file OpenCV (FFmpeg) can decode.
         fps: frames per second of source time to keep; None keeps every frame. When the
             file reports no frame rate, every frame is kept.
+        replay: ``fast`` hands frames out as fast as they are asked for; ``realtime``
+            not before their source time (frame index / source fps after the first one),
+            as a camera delivers them; ``loop`` as ``realtime``, from the start again at
+            the end, with frame indices that keep counting (so frame keys stay unique).
+        start_frame: index of the first frame played (a seek).
 
     Raises:
         SourceError: the file is missing or OpenCV cannot open it.
     """
 
-    def __init__(self, path: Path, fps: float | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fps: float | None = None,
+        *,
+        replay: str = "fast",
+        start_frame: int = 0,
+    ) -> None:
         import cv2
 
         super().__init__()
@@ -157,6 +169,8 @@ class VideoFileSource(FrameSource):
         self.source_id = file_source_id(path)
         self.source_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.replay = replay
+        self.start_frame = start_frame
         self.stride = 1.0
         if fps is not None and self.source_fps > 0:
             self.stride = max(1.0, self.source_fps / fps)
@@ -166,8 +180,32 @@ class VideoFileSource(FrameSource):
             )
 
     def frames(self) -> Iterator[Frame]:
-        index = -1
-        next_keep = 0.0
+        import cv2
+
+        period = 1.0 / self.source_fps if self.source_fps > 0 else 0.0
+        started = time.monotonic()
+        first = self.start_frame
+        offset = 0  # frames of earlier passes (loop)
+        while True:
+            if self.start_frame:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, self.start_frame)
+            played = 0
+            for index, image in self._pass(self.start_frame):
+                if self.replay != "fast" and period:
+                    due = started + (offset + index - first) * period
+                    time.sleep(max(0.0, due - time.monotonic()))
+                played += 1
+                yield Frame(offset + index, _now(), image, self.source_id)
+            if self.replay != "loop" or not played:
+                return
+            offset += max(self.frame_count, self.start_frame + played)
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.start_frame = 0
+
+    def _pass(self, first: int) -> Iterator[tuple[int, np.ndarray]]:
+        """One pass over the file from frame ``first``: ``(index, image)`` of kept frames."""
+        index = first - 1
+        next_keep = float(first)
         failures = 0
         while True:
             index += 1
@@ -192,7 +230,7 @@ class VideoFileSource(FrameSource):
                 self.skipped += 1
                 logger.warning("%s: frame %d could not be decoded; skipped", self.name, index)
                 continue
-            yield Frame(index, _now(), image, self.source_id)
+            yield index, image
 
     def close(self) -> None:
         self._cap.release()
@@ -366,13 +404,20 @@ class LiveSource(FrameSource):
         self._cap.release()
 
 
-def open_source(source: str | int | Path, fps: float | None = None) -> FrameSource:
+def open_source(
+    source: str | int | Path,
+    fps: float | None = None,
+    *,
+    replay: str = "fast",
+    start_frame: int = 0,
+) -> FrameSource:
     """Open ``source`` as the right kind of ``FrameSource``.
 
     Args:
         source: a video file, an image file or a directory of images; an rtsp://, rtmp://, http(s)://,
             udp:// or tcp:// URL; or a camera index (an int, or a string of digits).
         fps: frames per second of source time to keep (see the module docstring).
+        replay, start_frame: how a video file plays (``VideoFileSource``); others ignore them.
 
     Raises:
         SourceError: the source does not exist or cannot be opened; the message names it.
@@ -386,7 +431,7 @@ def open_source(source: str | int | Path, fps: float | None = None) -> FrameSour
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
         return ImageFilesSource(path, fps)
     if path.is_file():
-        return VideoFileSource(path, fps)
+        return VideoFileSource(path, fps, replay=replay, start_frame=start_frame)
     raise SourceError(
         f"source {text!r} is neither an existing file or directory, a stream URL "
         f"({', '.join(LIVE_PREFIXES)}) nor a camera index"

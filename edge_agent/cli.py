@@ -49,6 +49,8 @@ def agent(
     model_path: Annotated[Path | None, _override("model_path", "--model")] = None,
     state_dir: Annotated[Path | None, _override("state_dir")] = None,
     batch_frames: Annotated[int | None, _override("batch_frames")] = None,
+    replay: Annotated[str | None, _override("replay")] = None,
+    start_frame: Annotated[int | None, _override("start_frame")] = None,
     model_check_interval_s: Annotated[
         float | None, _override("model_check_interval_s", "--model-check-interval")
     ] = None,

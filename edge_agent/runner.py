@@ -242,7 +242,7 @@ class AgentRunner:
         """
         s = self.settings
         if frames is None:
-            self.source = open_source(s.source, s.fps)
+            self.source = open_source(s.source, s.fps, replay=s.replay, start_frame=s.start_frame)
             frames = self.source
         try:
             detector, band = self._resolve_detector()

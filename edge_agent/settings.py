@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, HttpUrl, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +81,17 @@ class AgentSettings(BaseSettings):
     )
     max_frames: int | None = Field(
         None, ge=1, description="Stop after this many processed frames; unset, run to the end."
+    )
+    replay: Literal["fast", "realtime", "loop"] = Field(
+        "fast",
+        description=(
+            "How a video file plays: fast (as fast as the agent can process it), realtime "
+            "(at the file's own frame rate, as a camera delivers it), loop (realtime, from "
+            "the start again at the end; frame indices keep counting). Streams ignore it."
+        ),
+    )
+    start_frame: int = Field(
+        0, ge=0, description="Index of the first frame of a video file to play (seek)."
     )
 
     # The loop host.

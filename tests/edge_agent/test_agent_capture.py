@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -55,6 +56,37 @@ def test_fps_strides_through_a_file() -> None:
     with open_source(_sample("vtest.avi"), fps=2.5) as source:  # 10 fps source → every 4th frame
         indices = [f.frame_index for _, f in zip(range(4), source, strict=False)]
     assert indices == [0, 4, 8, 12]
+
+
+def _short_video(path: Path, frames: int, fps: float) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), i * 20, np.uint8))
+    writer.release()
+    return path
+
+
+def test_realtime_replay_paces_frames_at_the_files_rate(tmp_path: Path) -> None:
+    video = _short_video(tmp_path / "clip.avi", frames=6, fps=20.0)
+    started = time.monotonic()
+    with open_source(video, replay="realtime") as source:
+        indices = [f.frame_index for f in source]
+    assert indices == [0, 1, 2, 3, 4, 5]
+    assert time.monotonic() - started >= 5 / 20.0 - 0.01  # the 6th frame is due at 0.25 s
+    started = time.monotonic()
+    with open_source(video) as fast:
+        assert len(list(fast)) == 6
+    assert time.monotonic() - started < 0.25
+
+
+def test_loop_replay_starts_again_with_indices_that_keep_counting(tmp_path: Path) -> None:
+    video = _short_video(tmp_path / "clip.avi", frames=5, fps=200.0)
+    with open_source(video, replay="loop", start_frame=3) as source:
+        frames = [f for _, f in zip(range(7), source, strict=False)]
+    assert [f.frame_index for f in frames] == [3, 4, 5, 6, 7, 8, 9]
+    # Index 5 is the file's frame 0 again: the same pixels, a new (unique) index.
+    assert not np.array_equal(frames[2].image, frames[0].image)
+    assert abs(int(frames[2].image.mean()) - 0) <= 2 and abs(int(frames[0].image.mean()) - 60) <= 2
 
 
 @pytest.mark.parametrize("name", ["missing.avi", "missing_dir/"])
