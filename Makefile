@@ -48,7 +48,7 @@ lint: setup  ## ruff format --check, ruff check, mypy
 	$(RUN) ruff check .
 	$(RUN) mypy
 
-up: init  ## the long-running stack: API + labeling page on :8000, Dagster UI + daemon on :3000
+up: init  ## the long-running stack: API + labeling page on :8000, Dagster UI + daemon on :3000, MLflow UI on :5000
 	$(RUN) edgeloop up
 
 status: setup  ## counts, queue, drift, models, retraining events

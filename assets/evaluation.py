@@ -1,35 +1,75 @@
-"""The ``model_evaluation`` asset: candidate and production on the same held-out split.
+"""The ``model_evaluation`` asset: candidate and production on the same held-out frames.
 
-Both models are validated by ultralytics (``assets.yolo.evaluate_weights``) on the val
-split of the dataset the candidate was trained on, at the same image size: the agents'
-640 px unless ``EvaluationConfig.imgsz`` says otherwise. The candidate's numbers go on
-its MLflow run (``heldout_<metric>``, production's as ``production_heldout_<metric>``)
-and on its registered version (``heldout_<metric>``, ``heldout_production_version``,
-``heldout_imgsz``); ``model_promotion`` (``assets.registry``) decides on them.
+The held-out set is the val split of the candidate's dataset: frames assigned once, by a
+hash of their key (``edgeloop.datasets.split_for``), never moving. Both models are scored
+on it at the same image size (the agents' 640 px unless ``EvaluationConfig.imgsz`` says
+otherwise), three ways:
+
+1. ultralytics' validation, per image (``assets.yolo.validate_per_image``): mAP50,
+   mAP50-95, precision, recall; per class and per camera (``assets.heldout``);
+2. a paired bootstrap over the held-out images: a confidence interval for the
+   candidate-minus-production difference of each gate metric (``assets.heldout``);
+3. corrections learned and regressions against the reviewers' changes to production's
+   proposals, at the deployment confidence (``assets.corrections``).
+
+The numbers go on the candidate's MLflow run (``heldout_<metric>``, production's as
+``production_heldout_<metric>``, the rest as metrics and ``evaluation/heldout.json``) and
+on its registered version (``heldout_<metric>``, ``heldout_images``, ``heldout_gain_*``,
+``corrections_learned``, ``regressions``, ...); ``model_promotion`` (``assets.registry``)
+decides on them.
 """
 
+import json
+import logging
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from assets._markdown import md_table
-from assets.resources import MlflowResource
-from assets.tracking import log_metrics, production_files
+from assets.corrections import Box, CorrectionScore, ReviewedFrame, label_boxes, score_corrections
+from assets.evaluation_report import evaluation_metadata, log_evaluation
+from assets.heldout import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    GainInterval,
+    GroupAP,
+    class_ap,
+    group_ap,
+    paired_bootstrap,
+)
+from assets.resources import MlflowResource, StoreResource
+from assets.tracking import production_files
 from assets.training import CandidateModel
-from assets.yolo import HeldoutMetrics, evaluate_weights, label_caches_removed, load_yolo
+from assets.yolo import (
+    FrameDetections,
+    HeldoutMetrics,
+    ImageMatches,
+    label_caches_removed,
+    load_yolo,
+    predict_deployed,
+    validate_per_image,
+)
 from edgeloop.bootstrap import AGENT_IMGSZ
-from edgeloop.datasets import DatasetVersion
+from edgeloop.datasets import MANIFEST, DatasetVersion, frame_key_of
+from edgeloop.store import frames as frames_store
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
+logger = logging.getLogger(__name__)
 
 DEFAULT_EVAL_IMGSZ = AGENT_IMGSZ
 """Held-out evaluation at the size agents run the ONNX model (640 px)."""
+DEPLOYMENT_CONF = 0.25
+"""Confidence threshold of deployed detections: ultralytics' predict default, and the
+agents' ``conf_threshold`` default (``edge_agent.settings``)."""
+DEPLOYMENT_IOU = 0.45
+"""NMS IoU of deployed detections: the agents' ``iou_threshold`` default."""
+UNKNOWN_CAMERA = "unknown"
+"""The camera of a held-out frame the dataset's manifest does not list."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +77,16 @@ class ModelEvaluation:
     """Candidate and production, evaluated on the same held-out images at the same size.
 
     Attributes:
-        val_images: held-out images both were evaluated on.
+        val_images: held-out images both were evaluated on (the n of every interval).
         imgsz: evaluation image size, px.
-        candidate_metrics / production_metrics: box metrics in [0, 1].
+        candidate_metrics / production_metrics: ultralytics' val box metrics in [0, 1].
+        gains: ``"mAP50-95"``, ``"mAP50"`` -> candidate-minus-production with its paired
+            bootstrap interval.
+        class_ap / camera_ap: mAP50-95 of both per class (n = boxes) and per camera
+            (n = images).
+        candidate_corrections / production_corrections: corrections learned and
+            regressions at the deployment confidence (production's: its re-run, the
+            reference; its own logged proposals score 0 by construction).
     """
 
     candidate: CandidateModel
@@ -49,32 +96,69 @@ class ModelEvaluation:
     imgsz: int
     candidate_metrics: HeldoutMetrics
     production_metrics: HeldoutMetrics
+    gains: Mapping[str, GainInterval]
+    class_ap: Sequence[GroupAP]
+    camera_ap: Sequence[GroupAP]
+    candidate_corrections: CorrectionScore
+    production_corrections: CorrectionScore
 
-    def comparison_rows(self) -> list[tuple[str, float, float, float]]:
-        """``(metric, candidate, production, candidate - production)``, one per metric."""
+    def gain(self, metric: str) -> GainInterval:
+        """The interval of ``metric`` (``mAP50-95`` or ``mAP50``).
+
+        Raises:
+            KeyError: no interval was computed for it.
+        """
+        if metric not in self.gains:
+            raise KeyError(f"no held-out interval for {metric!r}; have {sorted(self.gains)}")
+        return self.gains[metric]
+
+    def comparison_rows(self) -> list[tuple[str, float, float, float, str]]:
+        """``(metric, candidate, production, candidate - production, interval)`` per metric;
+        the interval (``[low, high]``) only for the bootstrapped gate metrics."""
         cand, prod = self.candidate_metrics.as_dict(), self.production_metrics.as_dict()
-        return [(name, cand[name], prod[name], cand[name] - prod[name]) for name in cand]
-
-    def comparison_md(self) -> str:
-        """``comparison_rows`` as a markdown table headed with both versions."""
-        return md_table(
-            [
-                "metric",
-                f"candidate v{self.candidate.version}",
-                f"production v{self.production_version}",
-                "Δ",
-            ],
-            self.comparison_rows(),
-        )
+        return [
+            (
+                name,
+                cand[name],
+                prod[name],
+                cand[name] - prod[name],
+                f"[{self.gains[name].low:+.3f}, {self.gains[name].high:+.3f}]"
+                if name in self.gains
+                else "",
+            )
+            for name in cand
+        ]
 
 
 class EvaluationConfig(dg.Config):
-    """Held-out evaluation knobs."""
+    """Held-out evaluation knobs (``EDGELOOP_PIPELINES_MODEL_EVALUATION__*``)."""
 
     imgsz: int = Field(
         DEFAULT_EVAL_IMGSZ, ge=32, description="Evaluation image size, px (agents run 640)."
     )
     batch: int = Field(8, ge=1, description="Images per validation batch.")
+    bootstrap_resamples: int = Field(
+        DEFAULT_RESAMPLES, ge=1, description="Paired bootstrap resamples B of held-out images."
+    )
+    bootstrap_seed: int = Field(DEFAULT_SEED, description="Seed of the bootstrap's resampling.")
+    confidence: float = Field(
+        DEFAULT_CONFIDENCE, gt=0, lt=1, description="Coverage of the gain intervals (0.95: 95%)."
+    )
+    deployment_conf: float = Field(
+        DEPLOYMENT_CONF, ge=0, le=1, description="Confidence threshold of deployed detections."
+    )
+    deployment_iou: float = Field(
+        DEPLOYMENT_IOU, ge=0, le=1, description="NMS IoU of deployed detections."
+    )
+
+
+@dataclass(frozen=True)
+class HeldoutRun:
+    """One model on the held-out images: val metrics, per-image matches, deployed boxes."""
+
+    metrics: HeldoutMetrics
+    matches: list[ImageMatches]
+    deployed: list[FrameDetections]
 
 
 @dg.asset(group_name="training", kinds={"pytorch", "mlflow"})
@@ -84,118 +168,179 @@ def model_evaluation(
     detector_model: CandidateModel,
     training_dataset: DatasetVersion,
     mlflow: MlflowResource,
+    store: StoreResource,
 ) -> dg.Output[ModelEvaluation]:
-    """Candidate and production on the same held-out split: mAP50, mAP50-95, precision, recall."""
+    """Candidate vs production on the same held-out frames: mAP with bootstrap intervals, per class/camera, corrections learned."""
     candidate, dataset = detector_model, training_dataset
     settings = mlflow.loop.settings()
-    val_images = held_out_image_count(dataset)
+    images = held_out_images(dataset)
     yolo = load_yolo(settings)
     client = mlflow.client()
     production = production_files(client, settings)
-    scores = evaluate_on_heldout(
+    runs = evaluate_on_heldout(
         yolo,
         {"candidate": candidate.pt_path, "production": production.pt_path},
         dataset,
-        imgsz=config.imgsz,
-        batch=config.batch,
+        images,
+        config=config,
         work=settings.runs_dir.resolve() / f"eval-{context.run_id}",
     )
+    cand, prod = runs["candidate"], runs["production"]
+    t0 = time.perf_counter()
+    gains = paired_bootstrap(
+        cand.matches,
+        prod.matches,
+        resamples=config.bootstrap_resamples,
+        seed=config.bootstrap_seed,
+        confidence=config.confidence,
+    )
+    bootstrap_s = time.perf_counter() - t0
+    cameras = frame_cameras(dataset)
+    with store.store().connect() as con:
+        proposals = frames_store.proposals(
+            con=con, frame_keys=[frame_key_of(p.stem) for p in images]
+        )
+    reviewed = reviewed_frames(dataset, cand.deployed, proposals)
     evaluation = ModelEvaluation(
         candidate=candidate,
         production_version=production.version,
         dataset_version=dataset.version,
-        val_images=val_images,
+        val_images=len(images),
         imgsz=config.imgsz,
-        candidate_metrics=scores["candidate"],
-        production_metrics=scores["production"],
+        candidate_metrics=cand.metrics,
+        production_metrics=prod.metrics,
+        gains=gains,
+        class_ap=class_ap(cand.matches, prod.matches, dataset.class_names),
+        camera_ap=group_ap(
+            cand.matches,
+            prod.matches,
+            lambda name: cameras.get(frame_key_of(Path(name).stem), UNKNOWN_CAMERA),
+        ),
+        candidate_corrections=score_corrections(reviewed, deployed_boxes(cand.deployed)),
+        production_corrections=score_corrections(reviewed, deployed_boxes(prod.deployed)),
     )
     log_evaluation(client, settings.model_name, evaluation)
+    primary = evaluation.gain("mAP50-95")
     context.log.info(
-        "held-out mAP50-95: candidate v%s %.4f vs production v%s %.4f (%s images)",
+        "held-out v%s vs v%s: %s (B=%s, bootstrap %.1f s); corrections learned %s; regressions %s",
         candidate.version,
-        evaluation.candidate_metrics.map50_95,
         evaluation.production_version,
-        evaluation.production_metrics.map50_95,
-        val_images,
+        primary.label(),
+        primary.resamples,
+        bootstrap_s,
+        evaluation.candidate_corrections.corrections_learned.label(),
+        evaluation.candidate_corrections.regressions.label(),
     )
-    return dg.Output(evaluation, metadata=evaluation_metadata(evaluation))
+    metadata = evaluation_metadata(evaluation)
+    metadata["bootstrap_s"] = round(bootstrap_s, 2)
+    return dg.Output(evaluation, metadata=metadata)
 
 
-def held_out_image_count(dataset: DatasetVersion) -> int:
-    """Files in the dataset's ``images/val`` folder.
+def held_out_images(dataset: DatasetVersion) -> list[Path]:
+    """The files in the dataset's ``images/val`` folder, by name.
 
     Raises:
         dg.Failure: the folder is missing or empty (nothing to compare the models on).
     """
     val_dir = dataset.root / "images" / "val"
-    count = sum(1 for p in val_dir.glob("*") if p.is_file()) if val_dir.is_dir() else 0
-    if count == 0:
+    images = sorted(p for p in val_dir.glob("*") if p.is_file()) if val_dir.is_dir() else []
+    if not images:
         raise dg.Failure(
             description=f"dataset {dataset.version} has no held-out images in {val_dir}"
         )
-    return count
+    return images
 
 
 def evaluate_on_heldout(
     yolo: Any,
     weights: Mapping[str, Path],
     dataset: DatasetVersion,
+    images: Sequence[Path],
     *,
-    imgsz: int,
-    batch: int,
+    config: EvaluationConfig,
     work: Path,
-) -> dict[str, HeldoutMetrics]:
-    """Validate each of ``weights`` (role -> ``.pt``) on the dataset's val split at
-    ``imgsz`` px; ultralytics' scratch under ``work`` and its label caches are removed
-    afterwards, also when validation raises."""
+) -> dict[str, HeldoutRun]:
+    """Score each of ``weights`` (role -> ``.pt``) on the dataset's val split: ultralytics'
+    validation at ``config.imgsz`` px, per image, and deployed detections on ``images``
+    (``config.deployment_conf`` / ``deployment_iou``). ultralytics' scratch under ``work``
+    and its label caches are removed afterwards, also when it raises.
+
+    Raises:
+        dg.Failure: validation did not score every held-out image.
+    """
+    runs: dict[str, HeldoutRun] = {}
     try:
         with label_caches_removed(dataset):
-            return {
-                role: evaluate_weights(
+            for role, pt_path in weights.items():
+                metrics, matches = validate_per_image(
                     yolo,
                     pt_path,
                     dataset.data_yaml,
-                    imgsz=imgsz,
-                    batch=batch,
+                    imgsz=config.imgsz,
+                    batch=config.batch,
                     save_dir=work / role,
                 )
-                for role, pt_path in weights.items()
-            }
+                if sorted(m.name for m in matches) != sorted(p.name for p in images):
+                    raise dg.Failure(
+                        description=f"validation of the {role} scored {len(matches)} of the "
+                        f"{len(images)} held-out images in {dataset.root / 'images' / 'val'}"
+                    )
+                deployed = predict_deployed(
+                    yolo,
+                    pt_path,
+                    images,
+                    imgsz=config.imgsz,
+                    conf=config.deployment_conf,
+                    iou=config.deployment_iou,
+                )
+                runs[role] = HeldoutRun(metrics, matches, deployed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return runs
 
 
-def log_evaluation(client: "MlflowClient", model_name: str, evaluation: ModelEvaluation) -> None:
-    """Put the comparison on the candidate's MLflow run and on its registered version."""
-    candidate = evaluation.candidate
-    heldout = {f"heldout_{k}": v for k, v in evaluation.candidate_metrics.as_dict().items()}
-    production = {
-        f"production_heldout_{k}": v for k, v in evaluation.production_metrics.as_dict().items()
+def frame_cameras(dataset: DatasetVersion) -> dict[str, str]:
+    """frame_key -> camera_id from the dataset's ``manifest.json`` (empty, with a warning,
+    for a dataset without one: its frames count as camera ``UNKNOWN_CAMERA``)."""
+    manifest = dataset.root / MANIFEST
+    if not manifest.is_file():
+        logger.warning("%s has no %s: per-camera AP has no cameras", dataset.root, MANIFEST)
+        return {}
+    entries = json.loads(manifest.read_text()).get("frames", [])
+    return {str(e["frame_key"]): str(e.get("camera_id") or UNKNOWN_CAMERA) for e in entries}
+
+
+def reviewed_frames(
+    dataset: DatasetVersion,
+    detections: Sequence[FrameDetections],
+    proposals: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> list[ReviewedFrame]:
+    """Held-out frames with a stored proposal, paired with their reviewed label (the
+    dataset's label file, in px of the image sizes in ``detections``); frames the store
+    does not hold are left out (no proposal to compare with)."""
+    frames: list[ReviewedFrame] = []
+    for image in detections:
+        stem = Path(image.name).stem
+        key = frame_key_of(stem)
+        if key not in proposals:
+            continue
+        truth = label_boxes(
+            dataset.root / "labels" / "val" / f"{stem}.txt",
+            width=image.width,
+            height=image.height,
+            class_names=dataset.class_names,
+        )
+        proposal = tuple(Box(p["bbox_xyxy"], p["class_name"]) for p in proposals[key])
+        frames.append(ReviewedFrame(key, proposal, tuple(truth)))
+    return frames
+
+
+def deployed_boxes(detections: Sequence[FrameDetections]) -> dict[str, list[Box]]:
+    """frame_key -> a model's deployed detections as ``Box`` (xyxy px)."""
+    return {
+        frame_key_of(Path(d.name).stem): [
+            Box((x1, y1, x2, y2), name)
+            for (x1, y1, x2, y2), name in zip(d.xyxy.tolist(), d.class_names, strict=True)
+        ]
+        for d in detections
     }
-    log_metrics(client, candidate.run_id, {**heldout, **production})
-    client.set_tag(candidate.run_id, "heldout_compared_with", f"v{evaluation.production_version}")
-    version_tags = {
-        **{key: f"{value:.6f}" for key, value in heldout.items()},
-        "heldout_production_version": evaluation.production_version,
-        "heldout_imgsz": str(evaluation.imgsz),
-    }
-    for key, value in version_tags.items():
-        client.set_model_version_tag(model_name, candidate.version, key, value)
-
-
-def evaluation_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
-    """``model_evaluation``'s Dagster metadata: the comparison table, both versions, and
-    ``candidate/<metric>``, ``production/<metric>``, ``delta/<metric>``."""
-    metadata: dict[str, Any] = {
-        "comparison": dg.MetadataValue.md(evaluation.comparison_md()),
-        "candidate_version": evaluation.candidate.version,
-        "production_version": evaluation.production_version,
-        "dataset_version": evaluation.dataset_version,
-        "val_images": evaluation.val_images,
-        "imgsz": evaluation.imgsz,
-    }
-    for name, cand, prod, delta in evaluation.comparison_rows():
-        metadata[f"candidate/{name}"] = cand
-        metadata[f"production/{name}"] = prod
-        metadata[f"delta/{name}"] = delta
-    return metadata

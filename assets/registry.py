@@ -1,117 +1,226 @@
 """The ``model_promotion`` asset: the promotion policy applied to the registry's aliases.
 
-Policy (from the seed: "a new model gets staging when it beats production on the
-held-out set, and production per the promotion policy"), on the held-out split, both
-models evaluated at the same image size:
+The promotion policy, written here only. Its evidence is ``model_evaluation``'s: both
+models scored on the same frozen held-out frames (n images, assigned by a hash of the
+frame key), a paired-bootstrap percentile interval [low, high] for the
+candidate-minus-production difference of mAP50-95 and of mAP50, and the candidate's
+regression share on the frames reviewers accepted unchanged.
 
-1. **staging** when the candidate's mAP50-95 beats production's by more than
-   ``min_gain`` (default 0.0: strictly better; differences within 1e-4 are ties).
-2. **production** as well when auto-promotion is on (default on) and, besides 1., the
-   candidate's mAP50 is not more than ``max_map50_drop`` (default 0.02, two points)
-   below production's. mAP50-95 is COCO's primary metric and rewards tighter boxes;
-   the mAP50 guard stops a candidate that localises better but misses or confuses
-   more objects from reaching the cameras.
+1. **Enough evidence**: n >= ``min_heldout_images`` (default 20). Below it the decision
+   is "not enough held-out evidence (n < min)": nothing moves, production is kept, and
+   the outcome says so.
+2. **staging** when the mAP50-95 gain interval's lower bound is above ``min_gain``
+   (default 0: the gain is positive at the interval's confidence, a one-sided test at
+   (1 - confidence) / 2 = 2.5% for a 95% interval) and the candidate breaks at most
+   ``max_regression_share`` (default 0.10) of the accepted-unchanged frames (with no such
+   frame there is nothing to break, and the reason says so).
+3. **production** as well when auto-promotion is on (default) and the mAP50 gain
+   interval's lower bound is not below ``-max_map50_drop`` (default 0.02, two points): a
+   candidate that localises better (mAP50-95) but plausibly misses or confuses more
+   objects (mAP50) is staged, not sent to the cameras.
 
-Otherwise no alias moves and production is kept. Every alias move goes through
-``edgeloop.registry.move_alias`` and is recorded in ``model_deployments`` (actor
-``dagster:model_promotion``, the reason, both models' metrics). Rolling back is
-``edgeloop.registry.rollback`` (the CLI and the API call it).
+Otherwise no alias moves and production is kept. Bounds are compared with a margin of
+``TIE_EPS``. Sources: the percentile interval (Efron & Tibshirani 1993, "An Introduction
+to the Bootstrap", ch. 13); paired bootstrap resampling to compare two systems on one
+test set (Koehn 2004, "Statistical significance tests for machine translation
+evaluation"); mAP50-95 as the primary detection metric (COCO, Lin et al. 2014);
+regressions as "negative flips" of a model update (Yan et al. 2021, "Positive-Congruent
+Training: Towards Regression-Free Model Updates", CVPR); the minimum size, the
+regression bound and the mAP50 guard are edgeloop's choices (issue 6: a 0.02 difference
+on 10 held-out images decided promotions and meant nothing).
+
+Every alias move goes through ``edgeloop.registry.move_alias`` and is recorded in
+``model_deployments`` (actor ``dagster:model_promotion``, the reason, the evidence).
+Rolling back is ``edgeloop.registry.rollback`` (the CLI and the API call it).
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from assets.corrections import Share
 from assets.evaluation import ModelEvaluation
+from assets.evaluation_report import comparison_md
+from assets.heldout import GainInterval
 from assets.resources import MlflowResource, StoreResource
-from assets.yolo import HeldoutMetrics
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, move_alias
 
+DEFAULT_MIN_HELDOUT_IMAGES = 20
+"""Fewer held-out images than this carry no decision (edgeloop's choice: with a handful
+of images a bootstrap interval is too coarse and optimistic to act on)."""
 DEFAULT_MIN_GAIN = 0.0
-"""staging needs held-out mAP50-95 above production's by more than this (0: strictly better)."""
+"""staging needs the mAP50-95 gain interval's lower bound above this (0: a positive gain)."""
+DEFAULT_MAX_REGRESSION_SHARE = 0.10
+"""staging refuses a candidate that breaks more than this share of accepted-unchanged frames."""
 DEFAULT_MAX_MAP50_DROP = 0.02
-"""Auto-promotion refuses a candidate whose held-out mAP50 is more than this below production's."""
+"""Auto-promotion refuses a candidate whose mAP50 gain interval reaches below -0.02."""
 ACTOR = "dagster:model_promotion"
 TIE_EPS = 1e-4
-"""Metric differences within this are ties: below the 4 decimals metrics are shown with,
-and within run-to-run noise of ultralytics' float32 evaluation."""
+"""Bounds within this of a threshold are ties: below the 4 decimals metrics are shown
+with, and within run-to-run noise of ultralytics' float32 evaluation."""
+
+
+@dataclass(frozen=True)
+class PromotionEvidence:
+    """What the policy decides on, from one ``ModelEvaluation``.
+
+    Attributes:
+        heldout_images: n, the held-out images both models were scored on.
+        map50_95 / map50: candidate-minus-production with its paired-bootstrap interval.
+        regressions: accepted-unchanged frames the candidate breaks, of how many.
+        corrections_learned: reviewer corrections the candidate gets right (shown, not gated).
+    """
+
+    heldout_images: int
+    map50_95: GainInterval
+    map50: GainInterval
+    regressions: Share
+    corrections_learned: Share
+
+    @classmethod
+    def of(cls, evaluation: ModelEvaluation) -> "PromotionEvidence":
+        corrections = evaluation.candidate_corrections
+        return cls(
+            heldout_images=evaluation.val_images,
+            map50_95=evaluation.gain("mAP50-95"),
+            map50=evaluation.gain("mAP50"),
+            regressions=corrections.regressions,
+            corrections_learned=corrections.corrections_learned,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "heldout_images": self.heldout_images,
+            "gain_mAP50-95": self.map50_95.as_dict(),
+            "gain_mAP50": self.map50.as_dict(),
+            "regressions": asdict(self.regressions),
+            "corrections_learned": asdict(self.corrections_learned),
+        }
 
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """Which aliases the candidate gets, and why (one sentence for people)."""
+    """Which aliases the candidate gets; ``verdict`` in a few words, ``reason`` with the numbers."""
 
     staging: bool
     production: bool
+    verdict: str
     reason: str
 
 
 def promotion_decision(
-    candidate: HeldoutMetrics,
-    production: HeldoutMetrics,
+    evidence: PromotionEvidence,
     *,
+    min_heldout_images: int = DEFAULT_MIN_HELDOUT_IMAGES,
     min_gain: float = DEFAULT_MIN_GAIN,
+    max_regression_share: float = DEFAULT_MAX_REGRESSION_SHARE,
     auto_promote: bool = True,
     max_map50_drop: float = DEFAULT_MAX_MAP50_DROP,
 ) -> PromotionDecision:
-    """Apply the promotion policy (module docstring) to two models' held-out metrics.
+    """Apply the promotion policy (module docstring) to one evaluation's evidence.
 
     Args:
-        candidate / production: held-out metrics in [0, 1], same images, same size.
-        min_gain: mAP50-95 margin the candidate must exceed (strictly).
+        evidence: n, the gain intervals (differences in [-1, 1]) and the regression share.
+        min_heldout_images: the smallest n that carries a decision.
+        min_gain: the mAP50-95 gain interval's lower bound must exceed it (strictly).
+        max_regression_share: largest share of accepted frames the candidate may break.
         auto_promote: whether passing the policy also moves ``production``.
-        max_map50_drop: largest mAP50 loss (absolute) auto-promotion accepts.
+        max_map50_drop: the mAP50 gain interval's lower bound may not be below its negative.
     """
-    values = (candidate.map50_95, production.map50_95, candidate.map50, production.map50)
-    if not all(math.isfinite(v) for v in values):
-        return PromotionDecision(False, False, "held-out metrics are not finite; nothing moved")
-    gain = candidate.map50_95 - production.map50_95
-    map50_drop = production.map50 - candidate.map50
-    if not gain > min_gain + TIE_EPS:
+    n, primary, guard = evidence.heldout_images, evidence.map50_95, evidence.map50
+    regressions = evidence.regressions
+    measured = f"{primary.label()}; regressions {regressions.label()}"
+    if n < min_heldout_images:
+        verdict = f"not enough held-out evidence (n={n} < {min_heldout_images})"
         return PromotionDecision(
             False,
             False,
-            f"held-out mAP50-95 {candidate.map50_95:.4f} does not beat production's "
-            f"{production.map50_95:.4f} by more than {min_gain:.4f} (gain {gain:+.4f})",
+            verdict,
+            f"{verdict}: production kept; label more frames (a fixed share of reviewed frames "
+            f"is held out) or lower min_heldout_images. Measured: {measured}",
         )
-    beats = (
-        f"held-out mAP50-95 {candidate.map50_95:.4f} beats production's "
-        f"{production.map50_95:.4f} (gain {gain:+.4f} > {min_gain:.4f})"
+    bounds = (primary.point, primary.low, primary.high, guard.point, guard.low, guard.high)
+    if not all(math.isfinite(v) for v in bounds):
+        verdict = "held-out intervals are not finite"
+        return PromotionDecision(False, False, verdict, f"{verdict}; nothing moved ({measured})")
+    if not primary.low > min_gain + TIE_EPS:
+        verdict = f"no mAP50-95 gain at {primary.confidence:.0%}"
+        return PromotionDecision(
+            False,
+            False,
+            verdict,
+            f"{primary.label()}: lower bound {primary.low:+.4f} is not above {min_gain:.4f}; "
+            "production kept",
+        )
+    share = regressions.value
+    if share is not None and share > max_regression_share + TIE_EPS:
+        verdict = f"regressions {share:.2f} > {max_regression_share:.2f}"
+        return PromotionDecision(
+            False,
+            False,
+            verdict,
+            f"{primary.label()} is a gain, but the candidate breaks {regressions.label()} of "
+            f"the frames reviewers accepted unchanged (> {max_regression_share:.2f}); "
+            "production kept",
+        )
+    regression_text = (
+        f"regressions {regressions.label()} <= {max_regression_share:.2f}"
+        if share is not None
+        else "no held-out frame was accepted unchanged (no regression to measure)"
     )
+    beats = f"{primary.label()} lower bound > {min_gain:.4f}; {regression_text}"
     if not auto_promote:
-        return PromotionDecision(True, False, f"{beats}; auto-promotion is off")
-    if map50_drop > max_map50_drop + TIE_EPS:
+        return PromotionDecision(True, False, "staged; auto-promotion is off", f"{beats}; staged")
+    if guard.low < -max_map50_drop - TIE_EPS:
         return PromotionDecision(
             True,
             False,
-            f"{beats}, but mAP50 drops {map50_drop:.4f} > {max_map50_drop:.4f} "
-            f"({candidate.map50:.4f} vs {production.map50:.4f}); not auto-promoted",
+            f"staged; mAP50 may drop more than {max_map50_drop:.2f}",
+            f"{beats}; but {guard.label()} reaches below -{max_map50_drop:.4f}: staged, not "
+            "auto-promoted",
         )
     return PromotionDecision(
         True,
         True,
-        f"{beats} and mAP50 {candidate.map50:.4f} vs {production.map50:.4f} "
-        f"is within {max_map50_drop:.4f}; auto-promoted",
+        "auto-promoted",
+        f"{beats}; {guard.label()} lower bound >= -{max_map50_drop:.4f}: auto-promoted",
     )
 
 
 class PromotionConfig(dg.Config):
-    """The promotion policy's knobs (``EDGELOOP_PIPELINES_*`` set retrain_job's defaults)."""
+    """The promotion policy's knobs (``EDGELOOP_PIPELINES_MODEL_PROMOTION__*`` set retrain_job's)."""
 
+    min_heldout_images: int = Field(
+        DEFAULT_MIN_HELDOUT_IMAGES,
+        ge=1,
+        description="Fewer held-out images than this: 'not enough held-out evidence', "
+        "production kept.",
+    )
     min_gain: float = Field(
         DEFAULT_MIN_GAIN,
         ge=0,
-        description="staging when held-out mAP50-95 beats production's by more than this.",
+        description="staging when the mAP50-95 gain interval's lower bound is above this.",
+    )
+    max_regression_share: float = Field(
+        DEFAULT_MAX_REGRESSION_SHARE,
+        ge=0,
+        le=1,
+        description="staging refuses a candidate breaking more than this share of the "
+        "held-out frames reviewers accepted unchanged.",
     )
     auto_promote: bool = Field(True, description="Also move production when the policy passes.")
     max_map50_drop: float = Field(
         DEFAULT_MAX_MAP50_DROP,
         ge=0,
-        description="Auto-promotion refuses a held-out mAP50 drop larger than this.",
+        description="Auto-promotion refuses a mAP50 gain interval reaching below minus this.",
     )
+
+    def decide(self, evaluation: ModelEvaluation) -> PromotionDecision:
+        """``promotion_decision`` on ``evaluation``'s evidence with these knobs."""
+        return promotion_decision(PromotionEvidence.of(evaluation), **self.model_dump())
 
 
 @dg.asset(group_name="registry", kinds={"mlflow"})
@@ -138,13 +247,8 @@ def model_promotion(
                 "materialize model_evaluation again"
             )
         )
-    decision = promotion_decision(
-        evaluation.candidate_metrics,
-        evaluation.production_metrics,
-        min_gain=config.min_gain,
-        auto_promote=config.auto_promote,
-        max_map50_drop=config.max_map50_drop,
-    )
+    evidence = PromotionEvidence.of(evaluation)
+    decision = config.decide(evaluation)
     metrics = {
         "candidate_version": candidate.version,
         "production_version": evaluation.production_version,
@@ -153,6 +257,8 @@ def model_promotion(
         "imgsz": evaluation.imgsz,
         "candidate": evaluation.candidate_metrics.as_dict(),
         "production": evaluation.production_metrics.as_dict(),
+        "evidence": evidence.as_dict(),
+        "verdict": decision.verdict,
         "policy": config.model_dump(),
     }
     moved: list[str] = []
@@ -177,21 +283,31 @@ def model_promotion(
         if PRODUCTION in moved:
             outcome = f"promoted v{candidate.version} to production (was v{current_version})"
         elif STAGING in moved:
-            outcome = f"v{candidate.version} is staging; kept production v{current_version}"
+            outcome = (
+                f"v{candidate.version} is staging; kept production v{current_version}: "
+                f"{decision.verdict}"
+            )
         else:
-            outcome = f"kept production v{current_version}"
+            outcome = f"kept production v{current_version}: {decision.verdict}"
     client.set_model_version_tag(name, candidate.version, "promotion", outcome)
     staging_now = alias_version(client, name, STAGING)
     production_now = alias_version(client, name, PRODUCTION)
-    context.log.info("%s: %s", outcome, decision.reason)
+    context.log.info("%s; reason: %s", outcome, decision.reason)
     metadata: dict[str, Any] = {
         "outcome": outcome,
         "reason": decision.reason,
+        "verdict": decision.verdict,
         "aliases_moved": ", ".join(moved) or "none",
         "candidate_version": candidate.version,
         "production_version": str(production_now.version) if production_now else "",
         "staging_version": str(staging_now.version) if staging_now else "",
+        "heldout_images": evaluation.val_images,
+        "gain/mAP50-95": evidence.map50_95.label(),
+        "gain/mAP50": evidence.map50.label(),
+        "regressions": evidence.regressions.label(),
+        "corrections_learned": evidence.corrections_learned.label(),
+        "evidence": dg.MetadataValue.json(evidence.as_dict()),
         "policy": dg.MetadataValue.json(config.model_dump()),
-        "comparison": dg.MetadataValue.md(evaluation.comparison_md()),
+        "comparison": dg.MetadataValue.md(comparison_md(evaluation)),
     }
     return dg.MaterializeResult(metadata=metadata)

@@ -7,11 +7,13 @@ ultralytics' own MLflow callback stays off (``edgeloop.offline.quiet_ultralytics
 """
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeloop.bootstrap import AGENT_IMGSZ, export_onnx
 from edgeloop.datasets import DatasetVersion
@@ -216,15 +218,107 @@ def heldout_metrics(results: Any) -> HeldoutMetrics:
     )
 
 
-def evaluate_weights(
+IOU_THRESHOLD_COUNT = 10
+"""IoU thresholds 0.50:0.05:0.95 (COCO's, ``DetectionValidator.iouv``)."""
+VAL_CONF = 0.001
+"""Confidence floor of ultralytics' validation (its default for detection)."""
+VAL_IOU = 0.7
+"""NMS IoU of ultralytics' validation (its default)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImageMatches:
+    """One held-out image as ultralytics' validation scored a model on it.
+
+    Attributes:
+        name: the image file name (``<image_stem(frame_key)>.jpg``).
+        tp: (N, 10) bool: prediction i is a true positive at IoU threshold j of
+            0.50:0.05:0.95, as ``DetectionValidator.match_predictions`` decided.
+        conf: (N,) float confidences in [0, 1] (val keeps those >= 0.001).
+        pred_cls: (N,) int class ids of the predictions.
+        target_cls: (M,) int class ids of the image's ground-truth boxes.
+    """
+
+    name: str
+    tp: np.ndarray
+    conf: np.ndarray
+    pred_cls: np.ndarray
+    target_cls: np.ndarray
+
+
+class PerImageRecorder:
+    """An ultralytics ``on_val_batch_end`` callback that keeps val's per-image statistics:
+    ``DetMetrics.update_stats`` appends one entry per image to ``metrics.stats`` and keys
+    ``metrics.box.image_metrics`` by image name in the same order; ``get_stats`` clears the
+    lists at the end, so they are copied after every batch."""
+
+    KEYS = ("tp", "conf", "pred_cls", "target_cls")
+
+    def __init__(self) -> None:
+        self._stats: dict[str, list[np.ndarray]] = {}
+        self._names: list[str] = []
+
+    def attach(self, model: Any) -> None:
+        """Register the callback on an ``ultralytics.YOLO`` model."""
+        model.add_callback("on_val_batch_end", self.on_val_batch_end)
+
+    def on_val_batch_end(self, validator: Any) -> None:
+        try:
+            stats, names = validator.metrics.stats, list(validator.metrics.box.image_metrics)
+            self._stats = {key: list(stats[key]) for key in self.KEYS}
+        except (AttributeError, KeyError) as exc:
+            raise RuntimeError(
+                "this ultralytics version keeps no per-image validation stats "
+                "(metrics.stats / metrics.box.image_metrics); install the version in uv.lock"
+            ) from exc
+        self._names = names
+
+    def images(self) -> list[ImageMatches]:
+        """The recorded images, in validation order.
+
+        Raises:
+            RuntimeError: the names and the statistics do not line up (two val images with
+                the same file name, or a changed ultralytics).
+        """
+        if any(len(self._stats.get(key, ())) != len(self._names) for key in self.KEYS):
+            raise RuntimeError(
+                f"ultralytics recorded {len(self._names)} image names but "
+                f"{len(self._stats.get('tp', ()))} per-image statistics"
+            )
+        return [
+            ImageMatches(
+                name=name,
+                tp=np.asarray(tp, dtype=bool).reshape(-1, IOU_THRESHOLD_COUNT),
+                conf=np.asarray(conf, dtype=float).reshape(-1),
+                pred_cls=np.asarray(pred_cls).astype(int).reshape(-1),
+                target_cls=np.asarray(target_cls).astype(int).reshape(-1),
+            )
+            for name, tp, conf, pred_cls, target_cls in zip(
+                self._names, *(self._stats[key] for key in self.KEYS), strict=True
+            )
+        ]
+
+
+def validate_per_image(
     yolo: Any, pt_path: Path, data_yaml: Path, *, imgsz: int, batch: int, save_dir: Path
-) -> HeldoutMetrics:
-    """Validate ``pt_path`` on the ``val`` split of ``data_yaml`` on CPU (no plots, no JSON)."""
-    results = yolo(str(pt_path)).val(
+) -> tuple[HeldoutMetrics, list[ImageMatches]]:
+    """Validate ``pt_path`` on the ``val`` split of ``data_yaml`` on CPU (no plots, no JSON),
+    at conf ``VAL_CONF`` and NMS IoU ``VAL_IOU``, keeping each image's matches.
+
+    Returns:
+        ultralytics' val metrics, and one ``ImageMatches`` per val image (concatenated and
+        fed to ``ap_per_class`` they give back the same mAP: ``assets.heldout``).
+    """
+    model = yolo(str(pt_path))
+    recorder = PerImageRecorder()
+    recorder.attach(model)
+    results = model.val(
         data=str(data_yaml),
         split="val",
         imgsz=imgsz,
         batch=batch,
+        conf=VAL_CONF,
+        iou=VAL_IOU,
         device="cpu",
         workers=0,
         plots=False,
@@ -234,7 +328,55 @@ def evaluate_weights(
         name=save_dir.name,
         exist_ok=True,
     )
-    return heldout_metrics(results)
+    return heldout_metrics(results), recorder.images()
+
+
+@dataclass(frozen=True, eq=False)
+class FrameDetections:
+    """One image's detections as a deployed model outputs them.
+
+    Attributes:
+        name: the image file name.
+        width / height: the original image's size, px.
+        xyxy: (N, 4) float boxes (x1, y1, x2, y2), px of the original image, origin top-left.
+        confidence: (N,) in [0, 1], at or above the confidence threshold used.
+        class_names: N class names.
+    """
+
+    name: str
+    width: int
+    height: int
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_names: list[str]
+
+
+def predict_deployed(
+    yolo: Any, pt_path: Path, images: Sequence[Path], *, imgsz: int, conf: float, iou: float
+) -> list[FrameDetections]:
+    """Detect on each image as an agent does: a square ``imgsz`` letterbox (the agents' ONNX
+    input is a static 1x3x640x640), confidence at least ``conf``, NMS at ``iou``, on CPU.
+
+    Images are streamed one at a time (ultralytics' ``stream=True``), so results do not
+    pile up in memory.
+    """
+    model = yolo(str(pt_path))
+    detections: list[FrameDetections] = []
+    square = {"imgsz": imgsz, "rect": False, "conf": conf, "iou": iou, "device": "cpu"}
+    for result in model.predict([str(p) for p in images], stream=True, verbose=False, **square):
+        height, width = (int(v) for v in result.orig_shape)
+        boxes = result.boxes
+        detections.append(
+            FrameDetections(
+                name=Path(result.path).name,
+                width=width,
+                height=height,
+                xyxy=boxes.xyxy.cpu().numpy().astype(float).reshape(-1, 4),
+                confidence=boxes.conf.cpu().numpy().astype(float),
+                class_names=[result.names[int(c)] for c in boxes.cls.tolist()],
+            )
+        )
+    return detections
 
 
 def export_model_dir(best_pt: Path, save_dir: Path) -> Path:

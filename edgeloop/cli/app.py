@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.cli import agent as agent_command
+from edgeloop.cli.demo_options import DemoOptions
 
 app = typer.Typer(
     help="edgeloop: the active-learning loop for camera fleets, offline, on your own hardware.",
@@ -237,16 +238,20 @@ def _tokens(settings: Any) -> dict[str, dict[str, str]]:
 def demo(
     frames: Annotated[
         int, typer.Option(help="Frames of the campus video (vtest.avi) the agent processes.")
-    ] = 400,
+    ] = DemoOptions.frames,
     drift_frames: Annotated[
         int, typer.Option(help="Frames of the second video (bikes.mp4) streamed for drift.")
-    ] = 160,
+    ] = DemoOptions.drift_frames,
     labels: Annotated[
         int, typer.Option(help="Queue items the simulated reviewer labels before retraining.")
-    ] = 60,
+    ] = DemoOptions.labels,
     drift_labels: Annotated[
-        int, typer.Option(help="Items of the new scene the simulated reviewer labels.")
-    ] = 12,
+        int,
+        typer.Option(
+            help="Items of the new scene the simulated reviewer labels (0: drift with no new "
+            "labels reprioritises the camera's queue instead of retraining)."
+        ),
+    ] = DemoOptions.drift_labels,
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -262,16 +267,9 @@ def demo(
 ) -> None:
     """Run the whole loop headless on real video and print a summary (see README)."""
     settings = _loop_settings()
-    from edgeloop.cli.demo import DemoOptions, run_demo
+    from edgeloop.cli.demo import run_demo
 
-    options = DemoOptions(
-        frames=frames,
-        drift_frames=drift_frames,
-        labels=labels,
-        drift_labels=drift_labels,
-        epochs=epochs,
-        imgsz=imgsz,
-    )
+    options = DemoOptions(frames, drift_frames, labels, drift_labels, epochs, imgsz)
     summary = run_demo(settings, options, console=console)
     if not summary.ok:
         raise typer.Exit(code=1)

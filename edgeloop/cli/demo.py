@@ -5,7 +5,10 @@
    in the labeling queue with their JPEGs;
 2. the queue, embeddings and detections assets materialise in the Dagster instance;
 3. the **simulated reviewer** (``edgeloop.cli.reviewer``; named so in the output and in
-   ``reviewed_labels.labeler``) labels queue items through the labeling API;
+   ``reviewed_labels.labeler``) labels queue items through the labeling API, with the
+   seed at 1280 px and test-time augmentation as its source of truth (not production's
+   own boxes): it accepts tight pre-labels, redraws loose ones, rejects false positives,
+   adds missed people and corrects classes;
 4. the label-count sensor is evaluated against the same Dagster instance that
    ``make up`` shows, and launches ``retrain_job``: dataset version (DVC) → fine-tune
    (ultralytics, MLflow run, new registered version) → held-out evaluation →
@@ -19,42 +22,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from edgeloop.bootstrap import register_seed
+from edgeloop.cli.agents import first_frame_of, live_agent, run_agent
+from edgeloop.cli.demo_options import DemoOptions
 from edgeloop.cli.media import fetch_media
-from edgeloop.cli.reviewer import ReviewPolicy, SimulatedReviewer
-from edgeloop.cli.services import Service, dagster_home, service_env, start_api
+from edgeloop.cli.reviewer import SimulatedReviewer, TtaReference
+from edgeloop.cli.services import dagster_home, start_api
 from edgeloop.cli.status import collect_status, render_status
+from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
+from edgeloop.store import Store, frames, labels
 from edgeloop.tokens import TOKENS_FILE_NAME, ensure_tokens_file, token_for_role
 
 logger = logging.getLogger(__name__)
-
-CAMERA_ID = "cam-campus"
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """Knobs of the demo; the defaults are what ``make demo`` runs."""
-
-    frames: int = 400
-    drift_frames: int = 160
-    labels: int = 60
-    drift_labels: int = 12
-    epochs: int | None = None
-    imgsz: int | None = None
-    camera_id: str = CAMERA_ID
-    video: str = "vtest.avi"
-    drift_video: str = "bikes.mp4"
 
 
 @dataclass
@@ -68,48 +55,6 @@ class DemoSummary:
     def add(self, step: str, outcome: str, ok: bool = True) -> None:
         self.steps.append((step, "✓" if ok else "✗", outcome))
         self.ok = self.ok and ok
-
-
-def _run_agent(
-    settings: LoopSettings,
-    api: Service,
-    token: str,
-    *,
-    video: Path,
-    camera_id: str,
-    max_frames: int,
-    console: Console,
-) -> None:
-    """The real edge agent in its own process (it never imports torch)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_agent",
-        "--source",
-        str(video),
-        "--camera-id",
-        camera_id,
-        "--api",
-        api.url,
-        "--token",
-        token,
-        "--max-frames",
-        str(max_frames),
-        "--state-dir",
-        str((settings.data_dir / "agent" / camera_id).resolve()),
-    ]
-    env = service_env(settings)
-    env["COLUMNS"] = str(console.width)
-    # The agent's own log lines and summary table go straight to the terminal.
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        stdout=console.file if console.file is not sys.stdout else None,
-        stderr=subprocess.STDOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"edge agent exited with code {proc.returncode} (its log is above)")
 
 
 def run_demo(
@@ -159,7 +104,7 @@ def run_demo(
 
     def stream(video: str, max_frames: int, note: str) -> None:
         console.print(f"• edge agent: {video} as {options.camera_id} ({note})")
-        _run_agent(
+        run_agent(
             settings,
             api,
             agent_token,
@@ -186,37 +131,75 @@ def run_demo(
         result = materialize(defs, ["detections", "labeling_queue", "crop_embeddings"], instance)
         summary.add("labeling_queue + crop_embeddings", f"run {result[:8]}")
 
-        # 3. the simulated reviewer
+        # 3. the simulated reviewer, with a source of truth that knows more than production
+        reference = TtaReference(settings.seed_dir / "best.pt")
         console.print(
-            f"• [bold]simulated reviewer[/] labels {options.labels} items through the labeling API"
+            f"• [bold]simulated reviewer[/] (a simulation) labels {options.labels} items through "
+            f"the labeling API; its truth: {reference.name}"
         )
-        with SimulatedReviewer(api.url, labeler_token, ReviewPolicy()) as reviewer:
+        truth = reference.detector()
+        with SimulatedReviewer(api.url, labeler_token, truth) as reviewer:
             tally = reviewer.review(options.labels)
         summary.add(
-            "simulated reviewer",
-            f"{tally.items} frames labelled: {tally.boxes_kept} boxes kept, "
-            f"{tally.boxes_rejected} rejected, {tally.classes_changed} classes corrected, "
-            f"{tally.no_object} no-object",
+            "simulated reviewer (truth: " + reference.name + ")",
+            str(tally),
             ok=tally.items >= label_threshold,
         )
 
-        # 4. the label-count sensor launches the retrain run
+        # 4. the camera stays live while the label-count sensor launches the retrain run
+        with Store(settings.duckdb_path).connect() as con:
+            trigger_label = labels.get(con=con, label_id=labels.newest_label_id(con=con))
+        before = _production_version(settings)
         console.print(
-            "• label_count_sensor tick → retrain_job (dataset → fine-tune → evaluate → promote)"
+            f"• live camera: the agent goes on with {options.video} from frame {options.frames}, "
+            f"{options.live_fps:g} frames/s, following production every "
+            f"{options.model_check_interval_s:g} s"
         )
-        runs = tick_sensor(defs, "label_count_sensor", instance, run_config=retrain_config)
-        summary.run_ids["label_count_sensor"] = runs
-        summary.add(
-            "label_count_sensor",
-            f"launched {len(runs)} run(s) {', '.join(r[:8] for r in runs)}",
-            ok=bool(runs),
-        )
-        _check_runs(instance, runs, summary)
+        with live_agent(
+            settings,
+            api,
+            agent_token,
+            video=settings.samples_dir / options.video,
+            camera_id=options.camera_id,
+            start_frame=options.frames,
+            fps=options.live_fps,
+            check_interval_s=options.model_check_interval_s,
+        ) as live_log:
+            console.print(
+                "• label_count_sensor tick → retrain_job (dataset → fine-tune → evaluate → promote)"
+            )
+            runs = tick_sensor(defs, "label_count_sensor", instance, run_config=retrain_config)
+            summary.run_ids["label_count_sensor"] = runs
+            summary.add(
+                "label_count_sensor",
+                f"launched {len(runs)} run(s) {', '.join(r[:8] for r in runs)}",
+                ok=bool(runs),
+            )
+            _check_runs(instance, runs, summary)
+            after = _production_version(settings)
+            if after is not None and after != before:
+                first = first_frame_of(
+                    settings, options.camera_id, after, 3 * options.model_check_interval_s + 30
+                )
+                reached = (
+                    f"camera {options.camera_id} ran v{after} from {first:%H:%M:%S}, "
+                    f"{(first - trigger_label['labeled_at']).total_seconds():.0f} s after the "
+                    "label that triggered the retrain"
+                    if first is not None and trigger_label is not None
+                    else f"camera {options.camera_id} never ran v{after} (agent log {live_log})"
+                )
+                summary.add("delivery to the camera", reached, ok=first is not None)
+            else:
+                summary.add(
+                    "delivery to the camera",
+                    f"production stayed v{before}: nothing to deliver (the policy's reason is "
+                    "in the model versions table below)",
+                )
 
         # 5. the scene changes: a second video through the same camera
         stream(options.drift_video, options.drift_frames, "the scene changes")
         if options.drift_labels:
-            with SimulatedReviewer(api.url, labeler_token, ReviewPolicy()) as reviewer:
+            with SimulatedReviewer(api.url, labeler_token, truth) as reviewer:
                 tally = reviewer.review(options.drift_labels)
             summary.add("simulated reviewer (new scene)", f"{tally.items} frames labelled")
         run = materialize(
@@ -255,7 +238,30 @@ def run_demo(
 
     state = collect_status(settings)
     _print_summary(console, summary, state, time.monotonic() - t0)
+    _print_camera_models(console, settings, options.camera_id)
     return summary
+
+
+def _print_camera_models(console: Console, settings: LoopSettings, camera_id: str) -> None:
+    """Which model the camera ran, and when (``edgeloop model-history`` shows the same)."""
+    with Store(settings.duckdb_path).connect() as con:
+        history = frames.model_history(con=con, camera_id=camera_id)
+    table = Table(title=f"models on camera {camera_id} (from the version on every frame)")
+    for column in ("version", "first frame", "last frame", "frames"):
+        table.add_column(column)
+    for run in history:
+        table.add_row(
+            run["model_version"],
+            f"{run['first_frame_at']:%H:%M:%S}",
+            f"{run['last_frame_at']:%H:%M:%S}",
+            str(run["frames"]),
+        )
+    console.print(table)
+
+
+def _production_version(settings: LoopSettings) -> str | None:
+    mv = alias_version(mlflow_client(settings), settings.model_name, PRODUCTION)
+    return str(mv.version) if mv is not None else None
 
 
 def _check_runs(instance: Any, run_ids: list[str], summary: DemoSummary) -> None:

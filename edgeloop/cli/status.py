@@ -107,6 +107,16 @@ DEPLOYMENT_KEYS = (
 
 
 HELDOUT_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
+EVIDENCE_TAGS = (
+    "heldout_images",
+    "heldout_gain_mAP50-95",
+    "heldout_gain_mAP50",
+    "corrections_learned",
+    "regressions",
+)
+"""The promotion evidence ``model_evaluation`` tags a candidate with: held-out size,
+candidate-minus-production gain with its 95% paired-bootstrap interval, corrections learned
+and regressions (each with its n)."""
 
 
 def model_versions(client: Any, model_name: str) -> list[dict[str, Any]]:
@@ -137,6 +147,7 @@ def model_versions(client: Any, model_name: str) -> list[dict[str, Any]]:
                 "metrics": metrics,
                 "compared_with": tags.get("heldout_production_version"),
                 "promotion": tags.get("promotion", tags.get("kind", "")),
+                "evidence": {k: tags[k] for k in EVIDENCE_TAGS if k in tags},
             }
         )
     for alias in (PRODUCTION, STAGING):
@@ -218,6 +229,22 @@ def render_status(state: dict[str, Any], console: Console) -> None:
             entry["promotion"],
         )
     console.print(models)
+    evidence = Table(title="promotion evidence (frozen held-out set; candidate − production)")
+    for column in (
+        "version",
+        "n images",
+        "Δ mAP50-95 [95%]",
+        "Δ mAP50 [95%]",
+        "corrections learned",
+        "regressions",
+    ):
+        evidence.add_column(column)
+    for entry in state["model_versions"]:
+        e = entry.get("evidence") or {}
+        if e:
+            evidence.add_row(entry["version"], *(str(e.get(k, "")) for k in EVIDENCE_TAGS))
+    if evidence.row_count:
+        console.print(evidence)
     events = Table(title="retraining events")
     for column in ("at", "trigger", "camera", "decision", "reason", "run"):
         events.add_column(column)

@@ -20,8 +20,15 @@ import pytest
 from loopdata import register_model, unversioned_dataset, vtest_frames
 from support import DATASET_CHECKS, SEED_PT, require
 
+from assets.corrections import Change, CorrectionScore, Share
 from assets.evaluation import EvaluationConfig, ModelEvaluation, model_evaluation
-from assets.registry import PromotionConfig, model_promotion, promotion_decision
+from assets.heldout import GainInterval
+from assets.registry import (
+    PromotionConfig,
+    PromotionEvidence,
+    model_promotion,
+    promotion_decision,
+)
 from assets.training import CandidateModel, TrainingConfig, detector_model
 from assets.yolo import HeldoutMetrics
 from edgeloop.bootstrap import export_onnx
@@ -129,45 +136,86 @@ def register_version(settings: LoopSettings, onnx_path: Path, *, alias: str | No
 # --- the promotion policy (pure) --------------------------------------------------------
 
 
-def m(map50: float, map50_95: float) -> HeldoutMetrics:
-    return HeldoutMetrics(map50=map50, map50_95=map50_95, precision=0.5, recall=0.5)
+def evidence(
+    low: float = 0.01,
+    *,
+    n: int = 30,
+    map50_low: float = 0.0,
+    regressions: Share = Share(1, 20),  # noqa: B008 (frozen)
+) -> PromotionEvidence:
+    """Evidence whose mAP50-95 gain interval is [low, low + 0.04] and mAP50's
+    [map50_low, map50_low + 0.04], on n held-out images."""
+    return PromotionEvidence(
+        heldout_images=n,
+        map50_95=GainInterval("mAP50-95", low + 0.02, low, low + 0.04, 0.95, 1000, n),
+        map50=GainInterval("mAP50", map50_low + 0.02, map50_low, map50_low + 0.04, 0.95, 1000, n),
+        regressions=regressions,
+        corrections_learned=Share(3, 8),
+    )
 
 
-def test_policy_promotes_a_strictly_better_candidate():
-    decision = promotion_decision(m(0.80, 0.52), m(0.80, 0.50))
+def test_policy_promotes_a_candidate_whose_gain_interval_is_above_zero():
+    decision = promotion_decision(evidence(0.012))
     assert (decision.staging, decision.production) == (True, True)
-    assert "auto-promoted" in decision.reason
+    assert decision.verdict == "auto-promoted"
+    assert "Δ mAP50-95 +0.032 [+0.012, +0.052] (95%, n=30 images)" in decision.reason
+    assert "regressions 0.05 (1/20) <= 0.10" in decision.reason
 
 
-def test_policy_keeps_production_on_a_tie_or_a_loss():
-    for candidate in (m(0.80, 0.50), m(0.90, 0.49)):
-        decision = promotion_decision(candidate, m(0.80, 0.50))
+def test_policy_says_when_the_held_out_set_is_too_small_to_decide():
+    decision = promotion_decision(evidence(0.2, n=19))
+    assert (decision.staging, decision.production) == (False, False)
+    assert decision.verdict == "not enough held-out evidence (n=19 < 20)"
+    assert "production kept" in decision.reason and "n=19 images" in decision.reason
+    assert promotion_decision(evidence(0.2, n=20)).production
+    assert not promotion_decision(evidence(0.2, n=20), min_heldout_images=21).staging
+
+
+def test_policy_keeps_production_when_the_interval_reaches_zero():
+    for low in (0.0, -0.01, 0.00005):  # identical models give [0, 0]; a float tie
+        decision = promotion_decision(evidence(low))
         assert (decision.staging, decision.production) == (False, False)
-        assert "does not beat" in decision.reason
+        assert decision.verdict == "no mAP50-95 gain at 95%"
+        assert "is not above 0.0000; production kept" in decision.reason
 
 
-def test_policy_min_gain_is_strict():
-    assert not promotion_decision(m(0.8, 0.55), m(0.8, 0.50), min_gain=0.05).staging
-    assert promotion_decision(m(0.8, 0.552), m(0.8, 0.50), min_gain=0.05).staging
-    assert not promotion_decision(m(0.8, 0.50005), m(0.8, 0.50)).staging  # a float tie
+def test_policy_min_gain_applies_to_the_lower_bound_strictly():
+    assert not promotion_decision(evidence(0.05), min_gain=0.05).staging
+    assert promotion_decision(evidence(0.052), min_gain=0.05).staging
 
 
-def test_policy_stages_but_does_not_promote_on_a_map50_drop():
-    decision = promotion_decision(m(0.77, 0.55), m(0.80, 0.50), max_map50_drop=0.02)
+def test_policy_refuses_a_candidate_that_breaks_accepted_frames():
+    decision = promotion_decision(evidence(0.05, regressions=Share(3, 20)))
+    assert (decision.staging, decision.production) == (False, False)
+    assert decision.verdict == "regressions 0.15 > 0.10"
+    assert "breaks 0.15 (3/20) of the frames reviewers accepted unchanged" in decision.reason
+    assert promotion_decision(evidence(0.05, regressions=Share(2, 20))).staging  # 0.10 <= 0.10
+    assert promotion_decision(
+        evidence(0.05, regressions=Share(3, 20)), max_regression_share=0.2
+    ).staging
+    none_accepted = promotion_decision(evidence(0.05, regressions=Share(0, 0)))
+    assert none_accepted.production
+    assert "no held-out frame was accepted unchanged" in none_accepted.reason
+
+
+def test_policy_stages_but_does_not_promote_when_map50_may_drop():
+    decision = promotion_decision(evidence(0.05, map50_low=-0.03), max_map50_drop=0.02)
     assert (decision.staging, decision.production) == (True, False)
-    assert "mAP50 drops" in decision.reason
-    within = promotion_decision(m(0.785, 0.55), m(0.80, 0.50), max_map50_drop=0.02)
-    assert within.production
+    assert decision.verdict == "staged; mAP50 may drop more than 0.02"
+    assert "Δ mAP50 -0.010 [-0.030, +0.010]" in decision.reason
+    assert promotion_decision(evidence(0.05, map50_low=-0.015), max_map50_drop=0.02).production
 
 
 def test_policy_without_auto_promotion_only_stages():
-    decision = promotion_decision(m(0.9, 0.6), m(0.8, 0.5), auto_promote=False)
+    decision = promotion_decision(evidence(0.05), auto_promote=False)
     assert (decision.staging, decision.production) == (True, False)
+    assert decision.verdict == "staged; auto-promotion is off"
 
 
-def test_policy_refuses_nan_metrics():
-    decision = promotion_decision(m(float("nan"), 0.6), m(0.8, 0.5))
+def test_policy_refuses_nan_intervals():
+    decision = promotion_decision(evidence(float("nan")))
     assert not decision.staging and not decision.production
+    assert decision.verdict == "held-out intervals are not finite"
 
 
 # --- rollback and promotion on a real registry (no training) ----------------------------
@@ -206,9 +254,10 @@ def test_rollback_walks_back_the_production_history(seed_onnx, loop):
     ]
 
 
-def _evaluation(
-    candidate_version: str, production_version: str, cand: HeldoutMetrics, prod: HeldoutMetrics
-) -> ModelEvaluation:
+def _evaluation(candidate_version: str, production_version: str, ev: PromotionEvidence):
+    """A ``ModelEvaluation`` carrying ``ev`` (the rest is what the policy does not read)."""
+    kinds = [c.value for c in Change]
+    corrections = ev.corrections_learned
     return ModelEvaluation(
         candidate=CandidateModel(
             version=candidate_version,
@@ -220,30 +269,49 @@ def _evaluation(
         ),
         production_version=production_version,
         dataset_version="v1",
-        val_images=4,
+        val_images=ev.heldout_images,
         imgsz=640,
-        candidate_metrics=cand,
-        production_metrics=prod,
+        candidate_metrics=m(0.82, 0.55),
+        production_metrics=m(0.80, 0.50),
+        gains={"mAP50-95": ev.map50_95, "mAP50": ev.map50},
+        class_ap=[],
+        camera_ap=[],
+        candidate_corrections=CorrectionScore(
+            corrections={k: corrections.n if k == kinds[0] else 0 for k in kinds},
+            learned={k: corrections.count if k == kinds[0] else 0 for k in kinds},
+            accepted=ev.regressions.n,
+            broken=ev.regressions.count,
+            frames=ev.heldout_images,
+        ),
+        production_corrections=CorrectionScore(
+            dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0), 0, 0, ev.heldout_images
+        ),
     )
+
+
+def m(map50: float, map50_95: float) -> HeldoutMetrics:
+    return HeldoutMetrics(map50=map50, map50_95=map50_95, precision=0.5, recall=0.5)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("cand", "config", "staging", "production"),
+    ("ev", "config", "staging", "production", "verdict"),
     [
-        (m(0.82, 0.55), PromotionConfig(), True, True),
-        (m(0.70, 0.55), PromotionConfig(), True, False),
-        (m(0.82, 0.55), PromotionConfig(auto_promote=False), True, False),
-        (m(0.82, 0.45), PromotionConfig(), False, False),
+        (evidence(0.01), PromotionConfig(), True, True, "auto-promoted"),
+        (evidence(0.01, map50_low=-0.05), PromotionConfig(), True, False, "mAP50 may drop"),
+        (evidence(0.01), PromotionConfig(auto_promote=False), True, False, "auto-promotion"),
+        (evidence(-0.01), PromotionConfig(), False, False, "no mAP50-95 gain"),
+        (evidence(0.01, regressions=Share(5, 20)), PromotionConfig(), False, False, "0.25"),
+        (evidence(0.3, n=12), PromotionConfig(), False, False, "not enough held-out evidence"),
     ],
 )
 def test_model_promotion_moves_aliases_per_policy(
-    seed_onnx, loop, cand, config, staging, production
+    seed_onnx, loop, ev, config, staging, production, verdict
 ):
     settings, resources = loop
     v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
     v2 = register_version(settings, seed_onnx, alias=None)
-    evaluation = _evaluation(v2, v1, cand, m(0.80, 0.50))
+    evaluation = _evaluation(v2, v1, ev)
 
     result = model_promotion(
         dg.build_asset_context(), config=config, model_evaluation=evaluation, **resources
@@ -264,14 +332,19 @@ def test_model_promotion_moves_aliases_per_policy(
     assert [row[0] for row in moves] == expected
     for _, version, _previous, _, metrics in moves:
         assert version == v2
-        assert json.loads(metrics)["candidate"]["mAP50-95"] == cand.map50_95
+        recorded = json.loads(metrics)
+        assert recorded["evidence"]["gain_mAP50-95"]["low"] == ev.map50_95.low
+        assert recorded["evidence"]["heldout_images"] == ev.heldout_images
+        assert verdict in recorded["verdict"]
     assert all(row[2] == v1 for row in moves if row[0] == PRODUCTION)
-    outcome = result.metadata["outcome"]
-    outcome = getattr(outcome, "value", outcome)
+    md = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
     if production:
-        assert outcome == f"promoted v{v2} to production (was v{v1})"
+        assert md["outcome"] == f"promoted v{v2} to production (was v{v1})"
     else:
-        assert f"kept production v{v1}" in outcome
+        assert f"kept production v{v1}: " in md["outcome"] and verdict in md["outcome"]
+    assert verdict in md["verdict"]
+    assert md["gain/mAP50-95"] == ev.map50_95.label()
+    assert md["heldout_images"] == ev.heldout_images
 
 
 @pytest.mark.integration
@@ -280,7 +353,7 @@ def test_model_promotion_refuses_a_stale_comparison(seed_onnx, loop):
     v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
     v2 = register_version(settings, seed_onnx, alias=None)
     register_version(settings, seed_onnx, alias=PRODUCTION)  # v3 promoted meanwhile
-    evaluation = _evaluation(v2, v1, m(0.9, 0.9), m(0.8, 0.5))
+    evaluation = _evaluation(v2, v1, evidence(0.3))
     with pytest.raises(dg.Failure, match="materialize model_evaluation again"):
         model_promotion(
             dg.build_asset_context(),
@@ -390,6 +463,11 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
         "heldout_recall",
         "heldout_production_version",
         "heldout_imgsz",
+        "heldout_images",
+        "heldout_gain_mAP50-95",
+        "heldout_gain_mAP50",
+        "corrections_learned",
+        "regressions",
         "promotion",
     }
     run = client.get_run(candidate.run_id)
@@ -441,13 +519,20 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
         == v1
     )
 
-    decision = promotion_decision(evaluation.candidate_metrics, evaluation.production_metrics)
-    production = str(alias_version(client, settings.model_name, PRODUCTION).version)
-    staging = alias_version(client, settings.model_name, STAGING)
-    assert production == (candidate.version if decision.production else v1)
-    assert (staging is not None and str(staging.version) == candidate.version) == decision.staging
+    # 4 held-out images carry no decision: the gate says so and keeps production.
+    gain = evaluation.gain("mAP50-95")
+    assert (gain.n, gain.resamples) == (4, 1000) and gain.low <= gain.point <= gain.high
+    assert evaluation.candidate_corrections.frames == 0  # no stored proposal for these frames
+    decision = PromotionConfig().decide(evaluation)
+    assert decision.verdict == "not enough held-out evidence (n=4 < 20)"
+    assert str(alias_version(client, settings.model_name, PRODUCTION).version) == v1
+    assert alias_version(client, settings.model_name, STAGING) is None
     promotion_md = result.asset_materializations_for_node("model_promotion")[0].metadata
     assert promotion_md["reason"].value == decision.reason
+    assert promotion_md["outcome"].value == f"kept production v{v1}: {decision.verdict}"
+    evaluation_md = result.asset_materializations_for_node("model_evaluation")[0].metadata
+    assert "| mAP50-95 |" in evaluation_md["comparison"].value
+    assert evaluation_md["gain/mAP50-95"].value == gain.label()
 
     # Scratch space is cleaned and the DVC-tracked dataset folder is left as it was built.
     assert not list((tiny_dataset.root / "labels").glob("*.cache"))

@@ -1,0 +1,186 @@
+"""How a ``ModelEvaluation`` is shown: Dagster metadata (markdown tables) and MLflow.
+
+Every comparison carries its n: the gate metrics their paired-bootstrap interval and the
+held-out image count, per-class AP its boxes, per-camera AP its images, corrections
+learned and regressions their counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from assets._markdown import md_table
+from assets.corrections import Change, CorrectionScore
+from assets.heldout import GroupAP
+from assets.tracking import log_metrics
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from assets.evaluation import ModelEvaluation
+
+
+def _versions(evaluation: ModelEvaluation) -> list[str]:
+    return [
+        f"candidate v{evaluation.candidate.version}",
+        f"production v{evaluation.production_version}",
+    ]
+
+
+def comparison_md(evaluation: ModelEvaluation) -> str:
+    """Both models' held-out metrics, the difference with its interval, and n, as markdown."""
+    confidence = next(iter(evaluation.gains.values())).confidence if evaluation.gains else 0.95
+    rows = [
+        (name, cand, prod, f"{delta:+.3f} {interval}".strip(), f"{evaluation.val_images} images")
+        for name, cand, prod, delta, interval in evaluation.comparison_rows()
+    ]
+    return md_table(["metric", *_versions(evaluation), f"Δ [{confidence:.0%} interval]", "n"], rows)
+
+
+def _group_md(column: str, rows: list[GroupAP], evaluation: ModelEvaluation, n: str) -> str:
+    return md_table(
+        [column, *_versions(evaluation), "Δ", "n"],
+        [
+            (r.group, r.candidate, r.production, f"{r.candidate - r.production:+.3f}", f"{r.n} {n}")
+            for r in rows
+        ],
+    )
+
+
+def corrections_md(evaluation: ModelEvaluation) -> str:
+    """Corrections learned (overall and per kind) and regressions of both models, with n."""
+    cand, prod = evaluation.candidate_corrections, evaluation.production_corrections
+    rows = [
+        ("corrections learned", cand.corrections_learned.label(), prod.corrections_learned.label())
+    ]
+    rows += [
+        (
+            f"· {change.value}",
+            cand.by_change()[change.value].label(),
+            prod.by_change()[change.value].label(),
+        )
+        for change in Change
+    ]
+    rows.append(
+        ("regressions (accepted frames broken)", cand.regressions.label(), prod.regressions.label())
+    )
+    versions = _versions(evaluation)
+    return md_table(["", versions[0], f"{versions[1]} (re-run)"], rows) + (
+        f"\n\n{cand.frames} held-out frames with a stored proposal; production's own logged "
+        "proposals score 0 corrections learned and 0 regressions by construction."
+    )
+
+
+def evaluation_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
+    """``model_evaluation``'s Dagster metadata: the tables (comparison, per class, per
+    camera, corrections), both versions, ``candidate/<metric>``, ``production/<metric>``,
+    ``delta/<metric>``, ``gain/<metric>`` (with ``/low``, ``/high``), corrections learned
+    and regressions with their n."""
+    cand = evaluation.candidate_corrections
+    metadata: dict[str, Any] = {
+        "comparison": dg.MetadataValue.md(comparison_md(evaluation)),
+        "per_class": dg.MetadataValue.md(
+            _group_md("class", list(evaluation.class_ap), evaluation, "boxes")
+        ),
+        "per_camera": dg.MetadataValue.md(
+            _group_md("camera", list(evaluation.camera_ap), evaluation, "images")
+        ),
+        "corrections": dg.MetadataValue.md(corrections_md(evaluation)),
+        "candidate_version": evaluation.candidate.version,
+        "production_version": evaluation.production_version,
+        "dataset_version": evaluation.dataset_version,
+        "val_images": evaluation.val_images,
+        "imgsz": evaluation.imgsz,
+        "corrections_learned": cand.corrections_learned.label(),
+        "corrections_n": cand.corrections_learned.n,
+        "regressions": cand.regressions.label(),
+        "regressions_n": cand.regressions.n,
+    }
+    for name, cand_value, prod_value, delta, _ in evaluation.comparison_rows():
+        metadata[f"candidate/{name}"] = cand_value
+        metadata[f"production/{name}"] = prod_value
+        metadata[f"delta/{name}"] = delta
+    for name, gain in evaluation.gains.items():
+        metadata[f"gain/{name}"] = gain.label()
+        metadata[f"gain/{name}/low"] = gain.low
+        metadata[f"gain/{name}/high"] = gain.high
+    return metadata
+
+
+def _shares(prefix: str, score: CorrectionScore) -> dict[str, float]:
+    learned, regressions = score.corrections_learned, score.regressions
+    values = {
+        f"{prefix}corrections_n": float(learned.n),
+        f"{prefix}regressions_n": float(regressions.n),
+    }
+    if learned.value is not None:
+        values[f"{prefix}corrections_learned"] = learned.value
+    if regressions.value is not None:
+        values[f"{prefix}regressions"] = regressions.value
+    return values
+
+
+def evaluation_record(evaluation: ModelEvaluation) -> dict[str, Any]:
+    """Everything the evaluation measured, JSON-ready (``evaluation/heldout.json``)."""
+    return {
+        "candidate_version": evaluation.candidate.version,
+        "production_version": evaluation.production_version,
+        "dataset_version": evaluation.dataset_version,
+        "heldout_images": evaluation.val_images,
+        "imgsz": evaluation.imgsz,
+        "candidate": evaluation.candidate_metrics.as_dict(),
+        "production": evaluation.production_metrics.as_dict(),
+        "gains": {name: gain.as_dict() for name, gain in evaluation.gains.items()},
+        "per_class": [asdict(row) for row in evaluation.class_ap],
+        "per_camera": [asdict(row) for row in evaluation.camera_ap],
+        "candidate_corrections": evaluation.candidate_corrections.as_dict(),
+        "production_corrections": evaluation.production_corrections.as_dict(),
+    }
+
+
+def log_evaluation(client: MlflowClient, model_name: str, evaluation: ModelEvaluation) -> None:
+    """Put the comparison on the candidate's MLflow run (metrics, ``evaluation/heldout.json``)
+    and on its registered version (tags)."""
+    candidate = evaluation.candidate
+    heldout = {f"heldout_{k}": v for k, v in evaluation.candidate_metrics.as_dict().items()}
+    production = {
+        f"production_heldout_{k}": v for k, v in evaluation.production_metrics.as_dict().items()
+    }
+    gains: dict[str, float] = {}
+    for name, gain in evaluation.gains.items():
+        gains |= {
+            f"heldout_gain_{name}": gain.point,
+            f"heldout_gain_{name}_low": gain.low,
+            f"heldout_gain_{name}_high": gain.high,
+        }
+    log_metrics(
+        client,
+        candidate.run_id,
+        {
+            **heldout,
+            **production,
+            **gains,
+            "heldout_images": float(evaluation.val_images),
+            **_shares("", evaluation.candidate_corrections),
+            **_shares("production_", evaluation.production_corrections),
+        },
+    )
+    client.log_dict(candidate.run_id, evaluation_record(evaluation), "evaluation/heldout.json")
+    client.set_tag(candidate.run_id, "heldout_compared_with", f"v{evaluation.production_version}")
+    version_tags = {
+        **{key: f"{value:.6f}" for key, value in heldout.items()},
+        "heldout_production_version": evaluation.production_version,
+        "heldout_imgsz": str(evaluation.imgsz),
+        "heldout_images": str(evaluation.val_images),
+        **{
+            f"heldout_gain_{name}": f"{gain.point:+.4f} [{gain.low:+.4f}, {gain.high:+.4f}]"
+            for name, gain in evaluation.gains.items()
+        },
+        "corrections_learned": evaluation.candidate_corrections.corrections_learned.label(),
+        "regressions": evaluation.candidate_corrections.regressions.label(),
+    }
+    for key, value in version_tags.items():
+        client.set_model_version_tag(model_name, candidate.version, key, value)

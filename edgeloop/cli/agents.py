@@ -1,0 +1,144 @@
+"""The real edge agent as the demo runs it: once over a video, or left running as a live
+camera that follows production (``edgeloop demo``'s steps 1, 4 and 5).
+
+The agent runs in its own process, as on a camera host (it never imports torch); its
+token goes in the environment (``EDGELOOP_AGENT_TOKEN``), not on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from edgeloop.cli.services import Service, service_env
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store, frames
+
+
+def agent_command(
+    settings: LoopSettings, api: Service, *, video: Path, camera_id: str, options: list[str]
+) -> list[str]:
+    """The real edge agent in its own process (it never imports torch); the token goes in
+    the environment, not on the command line."""
+    return [
+        sys.executable,
+        "-m",
+        "edge_agent",
+        "--source",
+        str(video),
+        "--camera-id",
+        camera_id,
+        "--api",
+        api.url,
+        "--state-dir",
+        str((settings.data_dir / "agent" / camera_id).resolve()),
+        *options,
+    ]
+
+
+def run_agent(
+    settings: LoopSettings,
+    api: Service,
+    token: str,
+    *,
+    video: Path,
+    camera_id: str,
+    max_frames: int,
+    console: Console,
+) -> None:
+    """The agent on ``max_frames`` frames of ``video``, as fast as it goes; waits for it."""
+    cmd = agent_command(
+        settings,
+        api,
+        video=video,
+        camera_id=camera_id,
+        options=["--max-frames", str(max_frames), "--model-check-interval", "0"],
+    )
+    env = service_env(settings) | {"EDGELOOP_AGENT_TOKEN": token}
+    env["COLUMNS"] = str(console.width)
+    # The agent's own log lines and summary table go straight to the terminal.
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        stdout=console.file if console.file is not sys.stdout else None,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"edge agent exited with code {proc.returncode} (its log is above)")
+
+
+@contextmanager
+def live_agent(
+    settings: LoopSettings,
+    api: Service,
+    token: str,
+    *,
+    video: Path,
+    camera_id: str,
+    start_frame: int,
+    fps: float,
+    check_interval_s: float,
+) -> Iterator[Path]:
+    """The agent left running on ``video`` from ``start_frame``, replayed as a live camera
+    (``--replay loop``, ``fps`` frames/s) and following production every
+    ``check_interval_s``; stopped with SIGTERM on exit. Yields its log file."""
+    log_path = settings.data_dir / "logs" / f"agent-{camera_id}-live.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = agent_command(
+        settings,
+        api,
+        video=video,
+        camera_id=camera_id,
+        options=[
+            "--replay",
+            "loop",
+            "--start-frame",
+            str(start_frame),
+            "--fps",
+            f"{fps:g}",
+            "--model-check-interval",
+            f"{check_interval_s:g}",
+        ],
+    )
+    env = service_env(settings) | {"EDGELOOP_AGENT_TOKEN": token}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield log_path
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def first_frame_of(
+    settings: LoopSettings, camera_id: str, version: str, timeout_s: float
+) -> datetime | None:
+    """Capture time of the camera's first frame stamped with ``version``, waiting up to
+    ``timeout_s`` for it; None when none came."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with Store(settings.duckdb_path).connect() as con:
+            runs = frames.model_history(con=con, camera_id=camera_id)
+        for run in runs:
+            if run["model_version"] == version:
+                first: datetime = run["first_frame_at"]
+                return first
+        time.sleep(1.0)
+    return None
