@@ -319,6 +319,11 @@ class RetrainingEventPublic(_Public):
     labels_since_training: int
     run_key: str | None
     dagster_run_id: str | None
+    run_status: str | None = Field(
+        None, description="What became of the run: started, succeeded or failed."
+    )
+    candidate_version: str | None = Field(None, description="The version the run registered.")
+    outcome: str | None = Field(None, description="The promotion outcome, or why the run failed.")
 
 
 class RetrainingConditionsPublic(_Public):

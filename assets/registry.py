@@ -47,6 +47,7 @@ from assets.evaluation_report import comparison_md
 from assets.heldout import GainInterval
 from assets.resources import MlflowResource, StoreResource
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, move_alias
+from edgeloop.store import retraining
 
 DEFAULT_MIN_HELDOUT_IMAGES = 20
 """Fewer held-out images than this carry no decision (edgeloop's choice: with a handful
@@ -290,6 +291,14 @@ def model_promotion(
         else:
             outcome = f"kept production v{current_version}: {decision.verdict}"
     client.set_model_version_tag(name, candidate.version, "promotion", outcome)
+    with store.store().connect() as con:
+        retraining.record_run(
+            con=con,
+            dagster_run_id=context.run_id,
+            run_status="succeeded",
+            candidate_version=candidate.version,
+            outcome=outcome,
+        )
     staging_now = alias_version(client, name, STAGING)
     production_now = alias_version(client, name, PRODUCTION)
     context.log.info("%s; reason: %s", outcome, decision.reason)

@@ -303,11 +303,14 @@ def _training_metadata(
 
 
 def _link_trigger(context: dg.AssetExecutionContext, store: StoreResource) -> None:
-    """Fill in ``retraining_events.dagster_run_id`` of the trigger that launched this run."""
+    """Fill in ``retraining_events.dagster_run_id`` of the trigger that launched this run
+    (a sensor's run key, or the API's manual trigger that recorded the run id itself), and
+    mark the run started."""
     run_key = context.run.tags.get("dagster/run_key")
-    if run_key:
-        with store.store().connect() as con:
+    with store.store().connect() as con:
+        if run_key:
             retraining.link_run(con=con, run_key=run_key, dagster_run_id=context.run_id)
+        retraining.record_run(con=con, dagster_run_id=context.run_id, run_status="started")
 
 
 def _record_training_run(

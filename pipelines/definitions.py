@@ -29,7 +29,7 @@ from assets.training import detector_model
 from pipelines.checks import training_dataset_checks
 from pipelines.jobs import drift_job, labeling_job, retrain_job
 from pipelines.schedules import drift_schedule, labeling_schedule
-from pipelines.sensors import drift_sensor, label_count_sensor
+from pipelines.sensors import drift_sensor, label_count_sensor, retrain_failure_sensor
 
 loop = LoopSettingsResource()
 
@@ -46,7 +46,7 @@ defs = dg.Definitions(
     ],
     asset_checks=training_dataset_checks,
     jobs=[retrain_job, drift_job, labeling_job],
-    sensors=[label_count_sensor, drift_sensor],
+    sensors=[label_count_sensor, drift_sensor, retrain_failure_sensor],
     schedules=[drift_schedule, labeling_schedule],
     resources={
         "store": StoreResource(loop=loop),

@@ -22,7 +22,7 @@ from assets.drift import parse_drift_metadata
 from assets.resources import StoreResource
 from edgeloop.rules import camera_drifted, retrain_decision
 from edgeloop.store import labels, queue, retraining
-from pipelines.jobs import RETRAIN_JOB
+from pipelines.jobs import RETRAIN_JOB, retrain_job
 from pipelines.settings import get_pipeline_settings
 
 DRIFT_REPORT = dg.AssetKey("drift_report")
@@ -206,3 +206,21 @@ def drift_sensor(
         cursor=str(records[-1].storage_id),
         skip_reason=None if run_requests else "; ".join(notes),
     )
+
+
+@dg.run_failure_sensor(
+    monitored_jobs=[retrain_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=get_pipeline_settings().sensor_interval_s,
+)
+def retrain_failure_sensor(context: dg.RunFailureSensorContext, store: StoreResource) -> None:
+    """A failed retrain_job run: mark the retraining events that launched it failed, with
+    Dagster's failure message, so the API and `edgeloop status` show it."""
+    message = context.failure_event.message or "the run failed"
+    with store.store().connect() as con:
+        retraining.record_run(
+            con=con,
+            dagster_run_id=context.dagster_run.run_id,
+            run_status="failed",
+            outcome=message[:500],
+        )

@@ -246,7 +246,7 @@ def render_status(state: dict[str, Any], console: Console) -> None:
     if evidence.row_count:
         console.print(evidence)
     events = Table(title="retraining events")
-    for column in ("at", "trigger", "camera", "decision", "reason", "run"):
+    for column in ("at", "trigger", "camera", "decision", "reason", "run", "outcome"):
         events.add_column(column)
     for row in state["retraining_events"]:
         events.add_row(
@@ -256,6 +256,11 @@ def render_status(state: dict[str, Any], console: Console) -> None:
             row["decision"],
             row["reason"],
             (row["dagster_run_id"] or "")[:8],
+            " · ".join(
+                str(v)
+                for v in (row.get("run_status"), row.get("candidate_version"), row.get("outcome"))
+                if v
+            ),
         )
     console.print(events)
 

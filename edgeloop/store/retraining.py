@@ -15,6 +15,9 @@ from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
 
 TRIGGERS = ("label_count", "drift", "manual")
 DECISIONS = ("launched", "deferred", "skipped")
+RUN_STATUSES = ("started", "succeeded", "failed")
+"""What became of a launched run (``run_status``): its first asset started, its promotion
+step finished, or it failed (``pipelines/sensors.py``' run-failure sensor)."""
 
 
 def record(
@@ -89,13 +92,44 @@ def link_run(*, con: Connection, run_key: str, dagster_run_id: str) -> None:
     )
 
 
+def record_run(
+    *,
+    con: Connection,
+    dagster_run_id: str,
+    run_status: str,
+    candidate_version: str | None = None,
+    outcome: str | None = None,
+) -> int:
+    """Record what became of the run that events launched (``run_status`` in
+    ``RUN_STATUSES``; the candidate version and outcome are kept once set). Returns the
+    events updated (0 for a run no event launched, e.g. one started from the Dagster UI).
+
+    Raises:
+        ValueError: an unknown run status.
+    """
+    if run_status not in RUN_STATUSES:
+        raise ValueError(f"run_status must be one of {RUN_STATUSES}, got {run_status!r}")
+    updated = con.execute(
+        """
+        UPDATE retraining_events
+        SET run_status = ?, candidate_version = coalesce(?, candidate_version),
+            outcome = coalesce(?, outcome)
+        WHERE dagster_run_id = ?
+        RETURNING event_id
+        """,
+        [run_status, candidate_version, outcome, dagster_run_id],
+    ).fetchall()
+    return len(updated)
+
+
 def recent(*, con: Connection, limit: int = 20) -> list[dict[str, Any]]:
     """The newest events first (``details`` left out)."""
     return fetch_dicts(
         con.execute(
             """
             SELECT event_id, created_at, trigger, camera_id, decision, reason,
-                   labels_since_training, run_key, dagster_run_id
+                   labels_since_training, run_key, dagster_run_id, run_status,
+                   candidate_version, outcome
             FROM retraining_events ORDER BY created_at DESC, event_id DESC LIMIT ?
             """,
             [limit],

@@ -13,7 +13,7 @@ import duckdb
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration runs once, in order; every statement is idempotent on its own too.
 MIGRATIONS: dict[int, list[str]] = {
@@ -140,6 +140,13 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX IF NOT EXISTS prediction_logs_frame ON prediction_logs (frame_key)",
         "CREATE INDEX IF NOT EXISTS frames_camera_time ON frames (camera_id, captured_at)",
+    ],
+    # What became of the run an event launched: started / succeeded / failed, the
+    # candidate version it registered and the promotion outcome.
+    2: [
+        "ALTER TABLE retraining_events ADD COLUMN IF NOT EXISTS run_status VARCHAR",
+        "ALTER TABLE retraining_events ADD COLUMN IF NOT EXISTS candidate_version VARCHAR",
+        "ALTER TABLE retraining_events ADD COLUMN IF NOT EXISTS outcome VARCHAR",
     ],
 }
 

@@ -79,6 +79,13 @@ def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None
     assert events[0]["dagster_run_id"]
     label_events = [e for e in state["retraining_events"] if e["trigger"] == "label_count"]
     assert [e["decision"] for e in label_events] == ["launched"]
+    # Each launching event records what became of its run.
+    assert (label_events[0]["run_status"], label_events[0]["candidate_version"]) == (
+        "succeeded",
+        "2",
+    )
+    assert (events[0]["run_status"], events[0]["candidate_version"]) == ("succeeded", "3")
+    assert label_events[0]["outcome"] == versions["2"]["promotion"]
 
     status = subprocess.run(
         [sys.executable, "-m", "edgeloop.cli", "status", "--json"],

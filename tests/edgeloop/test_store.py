@@ -31,8 +31,8 @@ def test_schema_has_the_seed_tables_and_migrates_idempotently(tmp_path: Path) ->
         assert tables >= SEED_TABLES
         assert migrate(con) == SCHEMA_VERSION
         assert migrate(con) == SCHEMA_VERSION
-        versions = con.execute("SELECT count(*) FROM schema_version").fetchone()
-        assert versions == (1,)
+        versions = con.execute("SELECT list(version ORDER BY version) FROM schema_version")
+        assert versions.fetchone() == (list(range(1, SCHEMA_VERSION + 1)),)  # each once
     # A second Store on the same file finds the schema in place.
     with Store(store.path).connect() as con:
         assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (
@@ -117,3 +117,44 @@ def test_labels_since_last_training_counts_after_the_cutoff(tmp_path: Path) -> N
         assert len(latest) == 5
         assert latest["f0"]["boxes"] == [ReviewedBox.model_validate(BOX)] * 3
         assert len(latest["f4"]["boxes"]) == 2
+
+
+def test_a_version_1_file_migrates_and_events_record_their_runs(tmp_path: Path) -> None:
+    """A DuckDB file from before migration 2 gains the run columns, keeping its rows."""
+    import duckdb
+
+    from edgeloop.store import retraining
+    from edgeloop.store.schema import MIGRATIONS
+
+    path = tmp_path / "v1.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in MIGRATIONS[1]:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (1)")
+        con.execute(
+            "INSERT INTO retraining_events (created_at, trigger, decision, reason, "
+            "labels_since_training, dagster_run_id) VALUES (now(), 'manual', 'launched', 'x', 0, 'r1')"
+        )
+    with Store(path).connect() as con:
+        assert retraining.record_run(con=con, dagster_run_id="r1", run_status="started") == 1
+        assert (
+            retraining.record_run(
+                con=con,
+                dagster_run_id="r1",
+                run_status="succeeded",
+                candidate_version="2",
+                outcome="promoted v2 to production (was v1)",
+            )
+            == 1
+        )
+        assert retraining.record_run(con=con, dagster_run_id="r1", run_status="failed") == 1
+        assert retraining.record_run(con=con, dagster_run_id="other", run_status="failed") == 0
+        [event] = retraining.recent(con=con)
+    assert (event["run_status"], event["candidate_version"], event["outcome"]) == (
+        "failed",
+        "2",  # kept once set
+        "promoted v2 to production (was v1)",
+    )
+    with pytest.raises(ValueError, match="run_status"), Store(path).connect() as con:
+        retraining.record_run(con=con, dagster_run_id="r1", run_status="done")

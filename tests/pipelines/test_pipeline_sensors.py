@@ -203,3 +203,42 @@ def test_drift_reports_without_drift_launch_nothing(loop, instance):
     assert result.run_requests == [] and _events(loop) == []
     assert isinstance(_tick(drift_sensor, loop, instance), dg.SensorResult)  # no cursor: re-read
     assert isinstance(_tick(drift_sensor, loop, instance, cursor=result.cursor), dg.SkipReason)
+
+
+def test_a_failed_retrain_run_is_recorded_on_the_event_that_launched_it(loop, instance):
+    """retrain_failure_sensor, on a real failed run in the instance and a real DuckDB file."""
+    from edgeloop.store import retraining
+    from pipelines.sensors import retrain_failure_sensor
+
+    @dg.op
+    def broken() -> None:
+        raise RuntimeError("ultralytics ran out of memory")
+
+    result = (
+        dg.GraphDefinition(name="retrain_job", node_defs=[broken])
+        .to_job()
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
+    assert not result.success
+    with loop.store.connect() as con:
+        retraining.record(
+            con=con,
+            trigger="manual",
+            decision="launched",
+            reason="by test",
+            labels_since_training=0,
+            dagster_run_id=result.run_id,
+        )
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    with dg.build_run_status_sensor_context(
+        sensor_name="retrain_failure_sensor",
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_event=failure,
+        resources={"store": loop.store_resource},
+    ) as context:
+        retrain_failure_sensor(context.for_run_failure())
+    with loop.store.connect() as con:
+        [event] = retraining.recent(con=con)
+    assert event["run_status"] == "failed"
+    assert "broken" in event["outcome"]  # Dagster names the failed step
