@@ -225,9 +225,11 @@ class DriftReportConfig(dg.Config):
     )
 
 
-def _report_path(reports_dir: Path, camera: str, stamp: str) -> tuple[Path, str]:
+def _report_path(reports_dir: Path, camera: str, stamp: str, api_url: str) -> tuple[Path, str]:
+    """Where a camera's HTML report is written, and the API URL that serves it (absolute:
+    the link opens from the Dagster UI, on another port)."""
     relative = f"drift/{camera}/{stamp}.html"
-    return reports_dir / relative, f"/reports/{relative}"
+    return reports_dir / relative, f"{api_url.rstrip('/')}/reports/{relative}"
 
 
 @dg.asset(group_name="monitoring", deps=[detections], kinds={"evidently", "duckdb"})
@@ -268,7 +270,7 @@ def drift_report(
         except ValueError as exc:
             skipped[camera] = str(exc)
             continue
-        path, url = _report_path(settings.reports_dir, camera, stamp)
+        path, url = _report_path(settings.reports_dir, camera, stamp, settings.api_url)
         path.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(path))
         results[camera] = result

@@ -76,6 +76,13 @@ class LoopSettings(BaseSettings):
             "`edgeloop status`."
         ),
     )
+    api_url: str = Field(
+        "http://127.0.0.1:8000",
+        description=(
+            "Where people reach the API (links to drift reports in Dagster metadata); set it "
+            "to the loop host's name when the API serves other hosts."
+        ),
+    )
     mlflow_ui_url: str = Field(
         "http://127.0.0.1:5000",
         description="Where the MLflow UI serves the tracking store (links in Dagster metadata).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import logging
 import signal
 import socket
@@ -185,8 +186,13 @@ def up(
     try:
         with console.status("starting the API…"):
             services.append(start_api(settings, host=api_host, port=api_port or api_settings.port))
+        api = services[0].url
+        if api_host in ("0.0.0.0", "::"):
+            api = api.replace("127.0.0.1", socket.gethostname())
+        # Drift-report links in Dagster metadata open on the API (unless set explicitly).
+        links = {} if os.environ.get("EDGELOOP_API_URL") else {"EDGELOOP_API_URL": api}
         with console.status("starting Dagster (webserver + daemon)…"):
-            services.append(start_dagster(settings, port=dagster_port))
+            services.append(start_dagster(settings, port=dagster_port, extra_env=links))
         if mlflow_port:
             with console.status("starting the MLflow UI…"):
                 services.append(start_mlflow_ui(settings, port=mlflow_port))
@@ -194,9 +200,6 @@ def up(
         for service in services:
             service.stop()
         _fail(str(exc))
-    api = services[0].url
-    if api_host in ("0.0.0.0", "::"):
-        api = api.replace("127.0.0.1", socket.gethostname())
     labeler = token_for_role(tokens, "labeler") or ""
     console.print(f"[green]✓[/] labeling page  {api}/#token={labeler}")
     console.print(f"[green]✓[/] API            {api}/docs  (agents: --api {api})")

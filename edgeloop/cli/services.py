@@ -202,10 +202,11 @@ def start_dagster(
     *,
     host: str = "127.0.0.1",
     port: int = 3000,
+    extra_env: dict[str, str] | None = None,
     timeout_s: float = 180.0,
 ) -> Service:
     """Start ``dagster dev`` (webserver + daemon) on the packaged workspace; wait for the UI."""
-    env = service_env(settings)
+    env = service_env(settings) | (extra_env or {})
     dagster = Path(sys.executable).with_name("dagster")
     cmd = [
         str(dagster) if dagster.exists() else "dagster",

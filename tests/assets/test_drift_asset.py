@@ -133,7 +133,10 @@ def test_drift_report_flags_the_shifted_camera_only(tmp_path):
     report = Path(md["cam-shifted/report"].value)
     assert report.is_file() and report.stat().st_size > 10_000
     assert report.parent == loop.settings.reports_dir / "drift" / "cam-shifted"
-    assert md["cam-shifted/report_url"].value == f"/reports/drift/cam-shifted/{report.name}"
+    # Absolute, on the API (the link opens from the Dagster UI, on another port).
+    assert md["cam-shifted/report_url"].value == (
+        f"http://127.0.0.1:8000/reports/drift/cam-shifted/{report.name}"
+    )
 
     with loop.store.connect() as con:
         rows = con.execute(
