@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import logging
+import os
 import signal
 import socket
 import sys
