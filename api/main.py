@@ -24,6 +24,7 @@ from api.auth import load_principals
 from api.ingest import build_tables
 from api.middleware import BodySizeLimitMiddleware
 from api.model_registry import ModelRegistry
+from api.retrain_push import RetrainPush
 from api.routes import (
     cameras,
     frames,
@@ -157,6 +158,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.registry = registry
     app.state.metrics = api_metrics
     app.state.principals = load_principals(settings)
+    app.state.retrain_push = RetrainPush(settings, store)
 
     app.add_exception_handler(StoreLockedError, _store_locked)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -40,6 +40,14 @@ class ApiSettings(BaseSettings):
     dagster_timeout_s: int = Field(
         30, gt=0, description="Timeout of one GraphQL request to Dagster, s."
     )
+    push_retrain: bool = Field(
+        True,
+        description=(
+            "Ask Dagster for the retrain run as soon as a label brings the labels since "
+            "training to EDGELOOP_RETRAIN_LABEL_COUNT (api/retrain_push.py); off leaves it to "
+            "the label-count sensor's next tick (EDGELOOP_PIPELINES_SENSOR_INTERVAL_S)."
+        ),
+    )
     tokens: dict[str, Role] | None = Field(
         None,
         description=(

@@ -18,6 +18,8 @@ deployment confidence are then scored (``score_corrections``):
   reviewed box has its class, at IoU >= ``MATCH_IOU`` (added, class) or >= ``MOVED_IOU``
   (moved); removed: none of the model's predictions that is not paired with a reviewed box
   has the removed box's class at IoU >= ``MATCH_IOU`` with it.
+- **box regressions**: proposed boxes the reviewer kept as they were, on any frame, that
+  the model no longer reproduces (no same-class box at IoU >= ``MATCH_IOU``);
 - **regressions**: accepted frames the model breaks: a reviewed box without a same-class
   prediction at IoU >= ``MATCH_IOU``, or a prediction without a reviewed box (one to one).
 
@@ -205,6 +207,11 @@ class CorrectionScore:
             the model gets right.
         accepted: frames accepted unchanged; broken: those the model breaks.
         frames: held-out frames with a stored proposal (the ones scored).
+        accepted_boxes: proposed boxes the reviewer kept as they were (same class, IoU >=
+            ``MOVED_IOU``), on any frame; broken_boxes: those the model no longer
+            reproduces (no same-class box at IoU >= ``MATCH_IOU``). Reviewers who fix
+            something on nearly every frame leave few accepted frames; the accepted boxes
+            still say what the candidate must not lose.
     """
 
     corrections: dict[str, int]
@@ -212,6 +219,8 @@ class CorrectionScore:
     accepted: int
     broken: int
     frames: int
+    accepted_boxes: int = 0
+    broken_boxes: int = 0
 
     @property
     def corrections_learned(self) -> Share:
@@ -220,6 +229,11 @@ class CorrectionScore:
     @property
     def regressions(self) -> Share:
         return Share(self.broken, self.accepted)
+
+    @property
+    def box_regressions(self) -> Share:
+        """Accepted pre-labels the model breaks, of how many."""
+        return Share(self.broken_boxes, self.accepted_boxes)
 
     def by_change(self) -> dict[str, Share]:
         """Corrections learned per kind of change."""
@@ -234,6 +248,9 @@ class CorrectionScore:
             "regressions": regressions.value,
             "accepted_frames": regressions.n,
             "broken_frames": self.broken,
+            "box_regressions": self.box_regressions.value,
+            "accepted_boxes": self.accepted_boxes,
+            "broken_boxes": self.broken_boxes,
             "by_change": {c: {"learned": s.count, "n": s.n} for c, s in self.by_change().items()},
         }
 
@@ -249,17 +266,24 @@ def score_corrections(
     """
     corrections = dict.fromkeys((c.value for c in Change), 0)
     got = dict.fromkeys((c.value for c in Change), 0)
-    accepted = broken = 0
+    accepted = broken = accepted_boxes = broken_boxes = 0
     for frame in frames:
         boxes = predicted[frame.frame_key]
         changes = reviewer_changes(frame.proposal, frame.truth)
         if not changes:
             accepted += 1
             broken += breaks(frame.truth, boxes)
+        changed = {c.truth for c in changes if c.truth is not None}
+        kept = [i for i in range(len(frame.truth)) if i not in changed]
+        reproduced = pair_boxes(frame.truth, boxes, across_classes=False).pairs
+        accepted_boxes += len(kept)
+        broken_boxes += sum(i not in reproduced for i in kept)
         for correction in changes:
             corrections[correction.change.value] += 1
             got[correction.change.value] += learned(correction, frame.proposal, frame.truth, boxes)
-    return CorrectionScore(corrections, got, accepted, broken, len(frames))
+    return CorrectionScore(
+        corrections, got, accepted, broken, len(frames), accepted_boxes, broken_boxes
+    )
 
 
 def label_boxes(

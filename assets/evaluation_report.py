@@ -67,6 +67,13 @@ def corrections_md(evaluation: ModelEvaluation) -> str:
     rows.append(
         ("regressions (accepted frames broken)", cand.regressions.label(), prod.regressions.label())
     )
+    rows.append(
+        (
+            "regressions (accepted pre-labels broken)",
+            cand.box_regressions.label(),
+            prod.box_regressions.label(),
+        )
+    )
     versions = _versions(evaluation)
     return md_table(["", versions[0], f"{versions[1]} (re-run)"], rows) + (
         f"\n\n{cand.frames} held-out frames with a stored proposal; production's own logged "
@@ -98,6 +105,8 @@ def evaluation_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
         "corrections_n": cand.corrections_learned.n,
         "regressions": cand.regressions.label(),
         "regressions_n": cand.regressions.n,
+        "box_regressions": cand.box_regressions.label(),
+        "box_regressions_n": cand.box_regressions.n,
     }
     for name, cand_value, prod_value, delta, _ in evaluation.comparison_rows():
         metadata[f"candidate/{name}"] = cand_value
@@ -181,6 +190,7 @@ def log_evaluation(client: MlflowClient, model_name: str, evaluation: ModelEvalu
         },
         "corrections_learned": evaluation.candidate_corrections.corrections_learned.label(),
         "regressions": evaluation.candidate_corrections.regressions.label(),
+        "box_regressions": evaluation.candidate_corrections.box_regressions.label(),
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(model_name, candidate.version, key, value)

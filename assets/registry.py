@@ -12,8 +12,9 @@ regression share on the frames reviewers accepted unchanged.
 2. **staging** when the mAP50-95 gain interval's lower bound is above ``min_gain``
    (default 0: the gain is positive at the interval's confidence, a one-sided test at
    (1 - confidence) / 2 = 2.5% for a 95% interval) and the candidate breaks at most
-   ``max_regression_share`` (default 0.10) of the accepted-unchanged frames (with no such
-   frame there is nothing to break, and the reason says so).
+   ``max_regression_share`` (default 0.10) of what reviewers accepted unchanged: the
+   worse of the frame share and the pre-label (box) share, each where it could be measured
+   (with nothing accepted there is nothing to break, and the reason says so).
 3. **production** as well when auto-promotion is on (default) and the mAP50 gain
    interval's lower bound is not below ``-max_map50_drop`` (default 0.02, two points): a
    candidate that localises better (mAP50-95) but plausibly misses or confuses more
@@ -72,6 +73,7 @@ class PromotionEvidence:
         heldout_images: n, the held-out images both models were scored on.
         map50_95 / map50: candidate-minus-production with its paired-bootstrap interval.
         regressions: accepted-unchanged frames the candidate breaks, of how many.
+        box_regressions: accepted-unchanged proposed boxes it breaks, of how many.
         corrections_learned: reviewer corrections the candidate gets right (shown, not gated).
     """
 
@@ -80,6 +82,7 @@ class PromotionEvidence:
     map50: GainInterval
     regressions: Share
     corrections_learned: Share
+    box_regressions: Share
 
     @classmethod
     def of(cls, evaluation: ModelEvaluation) -> "PromotionEvidence":
@@ -90,6 +93,7 @@ class PromotionEvidence:
             map50=evaluation.gain("mAP50"),
             regressions=corrections.regressions,
             corrections_learned=corrections.corrections_learned,
+            box_regressions=corrections.box_regressions,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,6 +102,7 @@ class PromotionEvidence:
             "gain_mAP50-95": self.map50_95.as_dict(),
             "gain_mAP50": self.map50.as_dict(),
             "regressions": asdict(self.regressions),
+            "box_regressions": asdict(self.box_regressions),
             "corrections_learned": asdict(self.corrections_learned),
         }
 
@@ -132,8 +137,14 @@ def promotion_decision(
         max_map50_drop: the mAP50 gain interval's lower bound may not be below its negative.
     """
     n, primary, guard = evidence.heldout_images, evidence.map50_95, evidence.map50
-    regressions = evidence.regressions
-    measured = f"{primary.label()}; regressions {regressions.label()}"
+    # The worse of the two regression shares that could be measured is gated on.
+    measured_shares = [s for s in (evidence.regressions, evidence.box_regressions) if s.n]
+    regressions = max(measured_shares, key=lambda s: s.value or 0.0, default=evidence.regressions)
+    unit = "pre-labels" if regressions is evidence.box_regressions else "frames"
+    measured = (
+        f"{primary.label()}; regressions {evidence.regressions.label()} of frames, "
+        f"{evidence.box_regressions.label()} of pre-labels"
+    )
     if n < min_heldout_images:
         verdict = f"not enough held-out evidence (n={n} < {min_heldout_images})"
         return PromotionDecision(
@@ -164,13 +175,13 @@ def promotion_decision(
             False,
             verdict,
             f"{primary.label()} is a gain, but the candidate breaks {regressions.label()} of "
-            f"the frames reviewers accepted unchanged (> {max_regression_share:.2f}); "
+            f"the {unit} reviewers accepted unchanged (> {max_regression_share:.2f}); "
             "production kept",
         )
     regression_text = (
-        f"regressions {regressions.label()} <= {max_regression_share:.2f}"
+        f"regressions {regressions.label()} of accepted {unit} <= {max_regression_share:.2f}"
         if share is not None
-        else "no held-out frame was accepted unchanged (no regression to measure)"
+        else "nothing was accepted unchanged (no regression to measure)"
     )
     beats = f"{primary.label()} lower bound > {min_gain:.4f}; {regression_text}"
     if not auto_promote:

@@ -63,7 +63,7 @@ def label_count_sensor(
     decision = retrain_decision(count, [], label_threshold=threshold)
     if decision.trigger != "label_count":
         return dg.SkipReason(f"{count}/{threshold} reviewed labels since the last training run")
-    run_key = f"labels:{newest}"
+    run_key = retraining.label_count_run_key(newest)
     with db.connect() as con:
         handled = retraining.exists(con=con, run_key=run_key)
     if context.cursor == run_key or handled:
@@ -217,7 +217,10 @@ def retrain_failure_sensor(context: dg.RunFailureSensorContext, store: StoreReso
     """A failed retrain_job run: mark the retraining events that launched it failed, with
     Dagster's failure message, so the API and `edgeloop status` show it."""
     message = context.failure_event.message or "the run failed"
+    run_key = context.dagster_run.tags.get("dagster/run_key")
     with store.store().connect() as con:
+        if run_key:  # a run that failed before detector_model linked its event
+            retraining.link_run(con=con, run_key=run_key, dagster_run_id=context.dagster_run.run_id)
         retraining.record_run(
             con=con,
             dagster_run_id=context.dagster_run.run_id,

@@ -14,11 +14,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import HTTPException, Query, status
+from fastapi import BackgroundTasks, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from api import crud
-from api.deps import CurrentPrincipal, LabelerPrincipal, RegistryDep, StoreDep, secured_router
+from api.deps import (
+    CurrentPrincipal,
+    LabelerPrincipal,
+    RegistryDep,
+    SettingsDep,
+    StoreDep,
+    secured_router,
+)
 from api.model_registry import ModelRegistry
 from api.models import (
     LabelCreate,
@@ -28,6 +35,7 @@ from api.models import (
     QueueItemsPublic,
     QueueStatus,
 )
+from api.retrain_push import PushLauncherDep, RetrainPushDep, push_due
 from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError
 from edgeloop.store import labels, queue
@@ -177,12 +185,17 @@ def label_item(
     principal: LabelerPrincipal,
     store: StoreDep,
     registry: RegistryDep,
+    settings: SettingsDep,
+    background_tasks: BackgroundTasks,
+    retrain_push: RetrainPushDep,
+    launcher: PushLauncherDep,
 ) -> LabelPublic:
     """Store the reviewed boxes of an item (role ``labeler``) and mark it ``labeled``.
 
     Boxes are xyxy px of the original frame, inside it, with a class of the production
     model; ``no_object: true`` with no boxes says the frame holds nothing. The labeler
-    recorded is the token's name.
+    recorded is the token's name. A label that brings the labels since training to the
+    threshold asks Dagster for the retrain run after the response (``api/retrain_push.py``).
     """
     names = _production_class_names(registry)
     with store.connect() as con:
@@ -215,6 +228,8 @@ def label_item(
     logger.info(
         "item %s (%s) labeled by %s: %s boxes", item_id, item.frame_key, principal.name, len(boxes)
     )
+    if push_due(since, settings):
+        background_tasks.add_task(retrain_push.request, launcher)
     return _label_public(stored, since)
 
 

@@ -113,6 +113,7 @@ EVIDENCE_TAGS = (
     "heldout_gain_mAP50",
     "corrections_learned",
     "regressions",
+    "box_regressions",
 )
 """The promotion evidence ``model_evaluation`` tags a candidate with: held-out size,
 candidate-minus-production gain with its 95% paired-bootstrap interval, corrections learned

@@ -83,6 +83,37 @@ def exists(*, con: Connection, run_key: str) -> bool:
     return bool(count)
 
 
+def label_count_run_key(newest_label_id: int) -> str:
+    """``labels:<newest label id>``: the run key of a label-count retrain, the one
+    ``pipelines/sensors.py``' ``label_count_sensor`` and the API's push trigger
+    (``api/retrain_push.py``) both use, so one burst of labels gets one key."""
+    return f"labels:{newest_label_id}"
+
+
+def label_count_in_flight(*, con: Connection) -> dict[str, Any] | None:
+    """The newest ``launched`` label-count event when its run has not finished yet
+    (``run_status`` NULL: queued or not linked yet, or ``started``); None when there is no
+    such event or its run succeeded or failed.
+
+    The API's push trigger skips while one is in flight, as ``label_count_sensor`` skips
+    while a ``retrain_job`` run is in progress. Keys: ``event_id``, ``created_at``,
+    ``run_key``, ``dagster_run_id``, ``run_status``.
+    """
+    rows = fetch_dicts(
+        con.execute(
+            """
+            SELECT event_id, created_at, run_key, dagster_run_id, run_status
+            FROM retraining_events
+            WHERE trigger = 'label_count' AND decision = 'launched'
+            ORDER BY event_id DESC LIMIT 1
+            """
+        )
+    )
+    if rows and rows[0]["run_status"] in (None, "started"):
+        return rows[0]
+    return None
+
+
 def link_run(*, con: Connection, run_key: str, dagster_run_id: str) -> None:
     """Fill in the Dagster run id of the events recorded under ``run_key`` (first run wins)."""
     con.execute(

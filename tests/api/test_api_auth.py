@@ -14,6 +14,7 @@ from api.auth import load_principals
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
+from edgeloop.store import SCHEMA_VERSION
 from edgeloop.tokens import ensure_tokens_file, token_for_role
 
 
@@ -23,7 +24,7 @@ def test_health_is_public(client: TestClient) -> None:
     body = response.json()
     assert body["status"] == "ok"
     assert body["duckdb"] is True
-    assert body["schema_version"] == 1
+    assert body["schema_version"] == SCHEMA_VERSION
     assert body["production_model_version"] is None
 
 

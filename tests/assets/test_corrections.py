@@ -83,6 +83,8 @@ def test_production_learns_no_correction_and_breaks_no_frame_by_construction():
     score = score_corrections(FRAMES, proposals)
     assert score.corrections_learned == Share(0, 4)
     assert score.regressions == Share(0, 2)
+    # P1 on "added" and "removed" and P3 on "accepted" were kept as proposed.
+    assert score.box_regressions == Share(0, 3)
     assert score.frames == 6
 
 
@@ -112,6 +114,9 @@ def test_half_learnt_corrections_and_broken_accepted_frames_are_counted_by_kind(
     assert score.corrections_learned == Share(2, 4)
     assert score.regressions == Share(2, 2)
     assert score.as_dict()["regressions"] == 1.0
+    # Of the 3 accepted pre-labels only P3 is lost (the false positive breaks a frame,
+    # not a reviewed box).
+    assert score.box_regressions == Share(1, 3)
 
 
 def test_removing_a_duplicate_is_learnt_by_a_model_that_keeps_only_the_true_box():

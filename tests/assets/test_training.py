@@ -142,6 +142,7 @@ def evidence(
     n: int = 30,
     map50_low: float = 0.0,
     regressions: Share = Share(1, 20),  # noqa: B008 (frozen)
+    box_regressions: Share = Share(2, 50),  # noqa: B008 (frozen)
 ) -> PromotionEvidence:
     """Evidence whose mAP50-95 gain interval is [low, low + 0.04] and mAP50's
     [map50_low, map50_low + 0.04], on n held-out images."""
@@ -151,6 +152,7 @@ def evidence(
         map50=GainInterval("mAP50", map50_low + 0.02, map50_low, map50_low + 0.04, 0.95, 1000, n),
         regressions=regressions,
         corrections_learned=Share(3, 8),
+        box_regressions=box_regressions,
     )
 
 
@@ -159,7 +161,24 @@ def test_policy_promotes_a_candidate_whose_gain_interval_is_above_zero():
     assert (decision.staging, decision.production) == (True, True)
     assert decision.verdict == "auto-promoted"
     assert "Δ mAP50-95 +0.032 [+0.012, +0.052] (95%, n=30 images)" in decision.reason
-    assert "regressions 0.05 (1/20) <= 0.10" in decision.reason
+    assert "regressions 0.05 (1/20) of accepted frames <= 0.10" in decision.reason
+
+
+def test_policy_gates_on_the_worse_of_frame_and_pre_label_regressions():
+    # No frame was accepted unchanged, but 6 of 40 accepted pre-labels are broken: 0.15.
+    decision = promotion_decision(
+        evidence(0.012, regressions=Share(0, 0), box_regressions=Share(6, 40))
+    )
+    assert (decision.staging, decision.production) == (False, False)
+    assert "breaks 0.15 (6/40) of the pre-labels reviewers accepted unchanged" in decision.reason
+    within = promotion_decision(
+        evidence(0.012, regressions=Share(0, 0), box_regressions=Share(3, 40))
+    )
+    assert within.production and "0.07 (3/40) of accepted pre-labels <= 0.10" in within.reason
+    nothing = promotion_decision(
+        evidence(0.012, regressions=Share(0, 0), box_regressions=Share(0, 0))
+    )
+    assert nothing.production and "nothing was accepted unchanged" in nothing.reason
 
 
 def test_policy_says_when_the_held_out_set_is_too_small_to_decide():
@@ -193,9 +212,10 @@ def test_policy_refuses_a_candidate_that_breaks_accepted_frames():
     assert promotion_decision(
         evidence(0.05, regressions=Share(3, 20)), max_regression_share=0.2
     ).staging
+    # No frame accepted unchanged: the accepted pre-labels (2/50 broken) are gated on.
     none_accepted = promotion_decision(evidence(0.05, regressions=Share(0, 0)))
     assert none_accepted.production
-    assert "no held-out frame was accepted unchanged" in none_accepted.reason
+    assert "regressions 0.04 (2/50) of accepted pre-labels" in none_accepted.reason
 
 
 def test_policy_stages_but_does_not_promote_when_map50_may_drop():
@@ -468,6 +488,7 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
         "heldout_gain_mAP50",
         "corrections_learned",
         "regressions",
+        "box_regressions",
         "promotion",
     }
     run = client.get_run(candidate.run_id)
