@@ -14,8 +14,7 @@ from fastapi import HTTPException, Query, status
 
 from api.deps import CurrentPrincipal, RegistryDep, StoreDep, secured_router
 from api.models import CameraModelsPublic, ModelRunPublic
-from edgeloop.registry import PRODUCTION
-from edgeloop.store import deployments, frames
+from edgeloop.store import frames
 
 router = secured_router("/api/cameras", tag="cameras")
 
@@ -39,22 +38,13 @@ def read_camera_models(
     ``at``, the version it ran then and the version ``production`` pointed at then."""
     moment = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
     with store.connect() as con:
-        history = frames.model_history(con=con, camera_id=camera_id)
-        ran = frames.model_at(con=con, camera_id=camera_id, at=moment) if moment else None
-        production = (
-            deployments.alias_at(
-                con=con, model_name=registry.model_name, alias=PRODUCTION, at=moment
-            )
-            if moment
-            else None
+        answer = frames.camera_models(
+            con=con, camera_id=camera_id, model_name=registry.model_name, at=moment
         )
-    if not history:
+    if not answer["history"]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame from camera {camera_id}")
     return CameraModelsPublic(
         camera_id=camera_id,
-        history=[ModelRunPublic(**row) for row in history],
         at=moment,
-        version_at=ran["model_version"] if ran else None,
-        last_frame_before_at=ran["captured_at"] if ran else None,
-        production_at=production,
+        **answer | {"history": [ModelRunPublic(**row) for row in answer["history"]]},
     )

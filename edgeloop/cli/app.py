@@ -315,40 +315,26 @@ def model_history(
     ] = None,
 ) -> None:
     """Which model a camera ran, and when (from the model version stamped on every frame)."""
-    from edgeloop.registry import PRODUCTION
-    from edgeloop.store import Store, deployments, frames
+    from edgeloop.cli.status import render_camera_models
+    from edgeloop.store import Store, frames
 
     settings = _loop_settings()
     moment = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
     with Store(settings.duckdb_path).connect() as con:
-        history = frames.model_history(con=con, camera_id=camera_id)
-        ran = frames.model_at(con=con, camera_id=camera_id, at=moment) if moment else None
-        production = (
-            deployments.alias_at(
-                con=con, model_name=settings.model_name, alias=PRODUCTION, at=moment
-            )
-            if moment
-            else None
+        answer = frames.camera_models(
+            con=con, camera_id=camera_id, model_name=settings.model_name, at=moment
         )
-    if not history:
+    if not answer["history"]:
         _fail(f"no frame from camera {camera_id} in {settings.duckdb_path}")
-    table = Table(title=f"models on camera {camera_id} (capture time, UTC)")
-    for column in ("version", "first frame", "last frame", "frames"):
-        table.add_column(column)
-    for row in history:
-        table.add_row(
-            row["model_version"],
-            str(row["first_frame_at"])[:19],
-            str(row["last_frame_at"])[:19],
-            str(row["frames"]),
-        )
-    console.print(table)
+    render_camera_models(camera_id, answer["history"], console)
     if moment is not None:
+        ran = answer["version_at"]
         ran_text = (
-            f"v{ran['model_version']} (frame captured {str(ran['captured_at'])[:19]})"
+            f"v{ran} (frame captured {answer['last_frame_before_at']:%Y-%m-%d %H:%M:%S})"
             if ran
             else "no frame yet"
         )
+        production = answer["production_at"]
         console.print(
             f"at {moment.isoformat()}: camera ran {ran_text}; production was "
             f"{'v' + production if production else 'not set'}"

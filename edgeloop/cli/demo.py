@@ -35,7 +35,7 @@ from edgeloop.cli.demo_options import DemoOptions
 from edgeloop.cli.media import fetch_media
 from edgeloop.cli.reviewer import SimulatedReviewer, TtaReference
 from edgeloop.cli.services import dagster_home, start_api
-from edgeloop.cli.status import collect_status, render_status
+from edgeloop.cli.status import collect_status, render_camera_models, render_status
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, frames, labels
@@ -246,17 +246,7 @@ def _print_camera_models(console: Console, settings: LoopSettings, camera_id: st
     """Which model the camera ran, and when (``edgeloop model-history`` shows the same)."""
     with Store(settings.duckdb_path).connect() as con:
         history = frames.model_history(con=con, camera_id=camera_id)
-    table = Table(title=f"models on camera {camera_id} (from the version on every frame)")
-    for column in ("version", "first frame", "last frame", "frames"):
-        table.add_column(column)
-    for run in history:
-        table.add_row(
-            run["model_version"],
-            f"{run['first_frame_at']:%H:%M:%S}",
-            f"{run['last_frame_at']:%H:%M:%S}",
-            str(run["frames"]),
-        )
-    console.print(table)
+    render_camera_models(camera_id, history, console)
 
 
 def _production_version(settings: LoopSettings) -> str | None:

@@ -102,10 +102,15 @@ class Service:
         self.stop()
 
 
+def _script(name: str) -> str:
+    """A console script of this environment (``dagster``, ``mlflow``), else from PATH."""
+    script = Path(sys.executable).with_name(name)
+    return str(script) if script.exists() else name
+
+
 def _start(
     name: str,
     cmd: list[str],
-    *,
     settings: LoopSettings,
     env: dict[str, str],
     url: str,
@@ -186,15 +191,7 @@ def start_api(
         "--log-level",
         "warning",
     ]
-    return _start(
-        "api",
-        cmd,
-        settings=settings,
-        env=env,
-        url=local_url(host, port),
-        health_path="/api/health",
-        timeout_s=timeout_s,
-    )
+    return _start("api", cmd, settings, env, local_url(host, port), "/api/health", timeout_s)
 
 
 def start_dagster(
@@ -206,27 +203,10 @@ def start_dagster(
     timeout_s: float = 180.0,
 ) -> Service:
     """Start ``dagster dev`` (webserver + daemon) on the packaged workspace; wait for the UI."""
+    workspace = str(DAGSTER_FILES / "workspace.yaml")
+    cmd = [_script("dagster"), "dev", "-w", workspace, "-h", host, "-p", str(port)]
     env = service_env(settings) | (extra_env or {})
-    dagster = Path(sys.executable).with_name("dagster")
-    cmd = [
-        str(dagster) if dagster.exists() else "dagster",
-        "dev",
-        "-w",
-        str(DAGSTER_FILES / "workspace.yaml"),
-        "-h",
-        host,
-        "-p",
-        str(port),
-    ]
-    return _start(
-        "dagster",
-        cmd,
-        settings=settings,
-        env=env,
-        url=local_url(host, port),
-        health_path="/server_info",
-        timeout_s=timeout_s,
-    )
+    return _start("dagster", cmd, settings, env, local_url(host, port), "/server_info", timeout_s)
 
 
 def start_mlflow_ui(
@@ -239,27 +219,9 @@ def start_mlflow_ui(
     """Start the MLflow UI on the loop's tracking store (runs, registered versions, aliases),
     so the MLflow links in Dagster metadata (``EDGELOOP_MLFLOW_UI_URL``) open; wait for
     ``/health``."""
-    mlflow = Path(sys.executable).with_name("mlflow")
-    cmd = [
-        str(mlflow) if mlflow.exists() else "mlflow",
-        "server",
-        "--backend-store-uri",
-        settings.tracking_uri,
-        "--default-artifact-root",
-        str(settings.artifact_root.resolve()),
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    return _start(
-        "mlflow",
-        cmd,
-        settings=settings,
-        env=service_env(settings),
-        url=local_url(host, port),
-        health_path="/health",
-        timeout_s=timeout_s,
-    )
+    store, artifacts = settings.tracking_uri, str(settings.artifact_root.resolve())
+    cmd = [_script("mlflow"), "server", "--backend-store-uri", store]
+    cmd += ["--default-artifact-root", artifacts, "--host", host, "--port", str(port)]
+    cmd += ["--workers", "1"]  # one worker is plenty on the loop host
+    env = service_env(settings)
+    return _start("mlflow", cmd, settings, env, local_url(host, port), "/health", timeout_s)

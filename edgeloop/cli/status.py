@@ -268,3 +268,18 @@ def render_status(state: dict[str, Any], console: Console) -> None:
 
 def _fmt(value: Any) -> str:
     return "" if value is None else f"{float(value):.3f}"
+
+
+def render_camera_models(camera_id: str, history: list[dict[str, Any]], console: Console) -> None:
+    """Print a camera's model history (``edgeloop.store.frames.model_history``) as a table."""
+    table = Table(title=f"models on camera {camera_id} (from the version on every frame, UTC)")
+    for column in ("version", "first frame", "last frame", "frames"):
+        table.add_column(column)
+    for run in history:
+        table.add_row(
+            run["model_version"],
+            f"{run['first_frame_at']:%Y-%m-%d %H:%M:%S}",
+            f"{run['last_frame_at']:%Y-%m-%d %H:%M:%S}",
+            str(run["frames"]),
+        )
+    console.print(table)

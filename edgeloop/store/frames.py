@@ -382,3 +382,30 @@ def model_at(*, con: Connection, camera_id: str, at: datetime) -> dict[str, Any]
         )
     )
     return rows[0] if rows else None
+
+
+def camera_models(
+    *, con: Connection, camera_id: str, model_name: str, at: datetime | None = None
+) -> dict[str, Any]:
+    """Which model a camera ran, and when: the answer ``edgeloop model-history`` and
+    ``GET /api/cameras/{camera_id}/models`` give.
+
+    Returns:
+        ``history`` (``model_history``), and with ``at`` (timezone-aware): ``version_at``
+        and ``last_frame_before_at`` (the camera's newest frame at or before ``at``; None
+        when none) and ``production_at`` (the version ``production`` pointed at then,
+        from ``model_deployments``; None when unset).
+    """
+    from edgeloop.store import deployments
+
+    ran = model_at(con=con, camera_id=camera_id, at=at) if at is not None else None
+    return {
+        "history": model_history(con=con, camera_id=camera_id),
+        "version_at": ran["model_version"] if ran else None,
+        "last_frame_before_at": ran["captured_at"] if ran else None,
+        "production_at": (
+            deployments.alias_at(con=con, model_name=model_name, alias="production", at=at)
+            if at is not None
+            else None
+        ),
+    }
