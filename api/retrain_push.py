@@ -73,23 +73,10 @@ class LazyDagsterClient:
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
 
-    def submit_job_execution(
-        self,
-        job_name: str,
-        repository_location_name: str | None = None,
-        repository_name: str | None = None,
-        run_config: Any = None,
-        tags: dict[str, Any] | None = None,
-    ) -> str:
-        """``DagsterGraphQLClient.submit_job_execution``; raises what it raises
-        (``DagsterGraphQLClientError``, with the ``requests`` error as its cause)."""
-        return get_dagster_client(self._settings).submit_job_execution(
-            job_name,
-            repository_location_name=repository_location_name,
-            repository_name=repository_name,
-            run_config=run_config,
-            tags=tags,
-        )
+    def submit_job_execution(self, job_name: str, *args: Any, **kwargs: Any) -> str:
+        """``DagsterGraphQLClient.submit_job_execution`` (same arguments); raises what it
+        raises (``DagsterGraphQLClientError``, with the ``requests`` error as its cause)."""
+        return get_dagster_client(self._settings).submit_job_execution(job_name, *args, **kwargs)
 
 
 def get_push_launcher(settings: SettingsDep) -> JobLauncher:

@@ -17,24 +17,10 @@ import duckdb
 from fastapi import BackgroundTasks, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from api import crud
-from api.deps import (
-    CurrentPrincipal,
-    LabelerPrincipal,
-    RegistryDep,
-    SettingsDep,
-    StoreDep,
-    secured_router,
-)
+from api import crud, deps
+from api import models as schemas
+from api.deps import secured_router
 from api.model_registry import ModelRegistry
-from api.models import (
-    LabelCreate,
-    LabelPublic,
-    QueueItemDetailPublic,
-    QueueItemPublic,
-    QueueItemsPublic,
-    QueueStatus,
-)
 from api.retrain_push import PushLauncherDep, RetrainPushDep, push_due
 from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError
@@ -65,13 +51,13 @@ def _not_found(item_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no labeling-queue item {item_id}")
 
 
-def _label_public(row: dict[str, Any], labels_since_training: int) -> LabelPublic:
-    return LabelPublic(**row, labels_since_training=labels_since_training)
+def _label_public(row: dict[str, Any], labels_since_training: int) -> schemas.LabelPublic:
+    return schemas.LabelPublic(**row, labels_since_training=labels_since_training)
 
 
 def _detail(
-    con: duckdb.DuckDBPyConnection, item: QueueItemPublic, class_names: list[str]
-) -> QueueItemDetailPublic:
+    con: duckdb.DuckDBPyConnection, item: schemas.QueueItemPublic, class_names: list[str]
+) -> schemas.QueueItemDetailPublic:
     frame = crud.get_frame(con=con, frame_key=item.frame_key)
     if frame is None:
         raise HTTPException(
@@ -80,7 +66,7 @@ def _detail(
         )
     since = labels.since_last_training(con=con)
     label = labels.latest_for_frame(con=con, frame_key=item.frame_key)
-    return QueueItemDetailPublic(
+    return schemas.QueueItemDetailPublic(
         **item.model_dump(),
         frame_index=frame["frame_index"],
         captured_at=frame["captured_at"],
@@ -94,34 +80,34 @@ def _detail(
     )
 
 
-@router.get("", response_model=QueueItemsPublic)
+@router.get("", response_model=schemas.QueueItemsPublic)
 def read_queue(
-    _principal: CurrentPrincipal,
-    store: StoreDep,
+    _principal: deps.CurrentPrincipal,
+    store: deps.StoreDep,
     camera_id: str | None = None,
-    status_: Annotated[QueueStatus, Query(alias="status")] = "pending",
+    status_: Annotated[schemas.QueueStatus, Query(alias="status")] = "pending",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> QueueItemsPublic:
+) -> schemas.QueueItemsPublic:
     """Queue items with a status (``pending`` by default), highest priority first."""
     with store.connect() as con:
         data, count = crud.list_queue_items(
             con=con, status=status_, camera_id=camera_id, limit=limit, offset=offset
         )
-    return QueueItemsPublic(data=data, count=count)
+    return schemas.QueueItemsPublic(data=data, count=count)
 
 
 @router.get(
     "/next",
-    response_model=QueueItemDetailPublic,
+    response_model=schemas.QueueItemDetailPublic,
     responses={404: {"description": "Nothing left to label"}},
 )
 def read_next_item(
-    _principal: CurrentPrincipal,
-    store: StoreDep,
-    registry: RegistryDep,
+    _principal: deps.CurrentPrincipal,
+    store: deps.StoreDep,
+    registry: deps.RegistryDep,
     camera_id: str | None = None,
-) -> QueueItemDetailPublic:
+) -> schemas.QueueItemDetailPublic:
     """The item to label next, with its frame, proposed boxes and class names."""
     names = _production_class_names(registry)
     with store.connect() as con:
@@ -135,10 +121,13 @@ def read_next_item(
         return _detail(con, item, _class_names(con, names))
 
 
-@router.get("/{item_id}", response_model=QueueItemDetailPublic)
+@router.get("/{item_id}", response_model=schemas.QueueItemDetailPublic)
 def read_item(
-    item_id: int, _principal: CurrentPrincipal, store: StoreDep, registry: RegistryDep
-) -> QueueItemDetailPublic:
+    item_id: int,
+    _principal: deps.CurrentPrincipal,
+    store: deps.StoreDep,
+    registry: deps.RegistryDep,
+) -> schemas.QueueItemDetailPublic:
     """One item with its frame URL, size (px), proposed boxes (xyxy px) and class names."""
     names = _production_class_names(registry)
     with store.connect() as con:
@@ -149,7 +138,7 @@ def read_item(
 
 
 def _review(
-    label: LabelCreate, *, width: int, height: int, class_names: list[str]
+    label: schemas.LabelCreate, *, width: int, height: int, class_names: list[str]
 ) -> list[ReviewedBox]:
     """The label's boxes checked once against the frame (px) and the class names; a 422
     listing every refused box otherwise."""
@@ -175,21 +164,21 @@ def _review(
 
 @router.post(
     "/{item_id}/label",
-    response_model=LabelPublic,
+    response_model=schemas.LabelPublic,
     status_code=status.HTTP_201_CREATED,
     responses={404: {"description": "No such item"}, 422: {"description": "Invalid boxes"}},
 )
 def label_item(
     item_id: int,
-    label: LabelCreate,
-    principal: LabelerPrincipal,
-    store: StoreDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
+    label: schemas.LabelCreate,
+    principal: deps.LabelerPrincipal,
+    store: deps.StoreDep,
+    registry: deps.RegistryDep,
+    settings: deps.SettingsDep,
     background_tasks: BackgroundTasks,
     retrain_push: RetrainPushDep,
     launcher: PushLauncherDep,
-) -> LabelPublic:
+) -> schemas.LabelPublic:
     """Store the reviewed boxes of an item (role ``labeler``) and mark it ``labeled``.
 
     Boxes are xyxy px of the original frame, inside it, with a class of the production
@@ -235,10 +224,12 @@ def label_item(
 
 @router.post(
     "/{item_id}/skip",
-    response_model=QueueItemPublic,
+    response_model=schemas.QueueItemPublic,
     responses={404: {"description": "No such item"}, 409: {"description": "Already labeled"}},
 )
-def skip_item(item_id: int, _principal: LabelerPrincipal, store: StoreDep) -> QueueItemPublic:
+def skip_item(
+    item_id: int, _principal: deps.LabelerPrincipal, store: deps.StoreDep
+) -> schemas.QueueItemPublic:
     """Skip an item (role ``labeler``): it goes behind every pending item (see module doc)."""
     with store.connect() as con:
         item = crud.get_queue_item(con=con, item_id=item_id)

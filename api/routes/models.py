@@ -12,16 +12,8 @@ from typing import Annotated, TypeVar
 from fastapi import Header, HTTPException, Query, Response, status
 from fastapi.responses import FileResponse
 
-from api import crud
-from api.deps import (
-    AdminPrincipal,
-    AgentPrincipal,
-    CurrentPrincipal,
-    RegistryDep,
-    SettingsDep,
-    StoreDep,
-    secured_router,
-)
+from api import crud, deps
+from api.deps import secured_router
 from api.model_registry import ModelRegistry
 from api.models import ModelStatusPublic, ModelVersionPublic, RollbackCreate, RollbackPublic
 from edgeloop.registry import PRODUCTION, STAGING, ModelFiles, ModelNotFoundError, rollback
@@ -79,7 +71,7 @@ def _version_public(registry: ModelRegistry, store: Store, alias: str) -> ModelV
 
 @status_router.get("", response_model=ModelStatusPublic)
 def read_model_status(
-    _principal: CurrentPrincipal, registry: RegistryDep, store: StoreDep
+    _principal: deps.CurrentPrincipal, registry: deps.RegistryDep, store: deps.StoreDep
 ) -> ModelStatusPublic:
     """Production and staging versions (metrics from their latest ``model_deployments`` row)
     and the recent alias moves."""
@@ -104,7 +96,10 @@ def read_model_status(
     },
 )
 def rollback_production(
-    body: RollbackCreate, principal: AdminPrincipal, registry: RegistryDep, store: StoreDep
+    body: RollbackCreate,
+    principal: deps.AdminPrincipal,
+    registry: deps.RegistryDep,
+    store: deps.StoreDep,
 ) -> RollbackPublic:
     """Move ``production`` back to the previous production version, or to ``to_version``
     (role ``admin``); recorded in ``model_deployments`` with the caller's name and reason
@@ -146,9 +141,9 @@ def _production_files(registry: ModelRegistry) -> ModelFiles:
     },
 )
 def read_production_model(
-    _principal: CurrentPrincipal,
-    registry: RegistryDep,
-    settings: SettingsDep,
+    _principal: deps.CurrentPrincipal,
+    registry: deps.RegistryDep,
+    settings: deps.SettingsDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The model agents should run: version, ONNX sha256, class names, input size, and the
@@ -188,8 +183,8 @@ def read_production_model(
     },
 )
 def download_production_onnx(
-    _agent: AgentPrincipal,
-    registry: RegistryDep,
+    _agent: deps.AgentPrincipal,
+    registry: deps.RegistryDep,
     version: str | None = Query(
         None, description="Expected production version; 409 when production moved since."
     ),

@@ -6,21 +6,9 @@ import logging
 
 from fastapi import HTTPException, status
 
-from api import crud
-from api.deps import (
-    AdminPrincipal,
-    CurrentPrincipal,
-    DagsterDep,
-    SettingsDep,
-    StoreDep,
-    secured_router,
-)
-from api.models import (
-    DriftReportPublic,
-    RetrainingConditionsPublic,
-    RetrainingTriggerCreate,
-    RetrainingTriggerPublic,
-)
+from api import crud, deps
+from api import models as schemas
+from api.deps import secured_router
 from edgeloop.rules import retrain_decision
 from edgeloop.store import labels, retraining
 
@@ -33,22 +21,24 @@ REPOSITORY_NAME = "__repository__"
 """The repository name Dagster gives the one ``Definitions`` of a code location."""
 
 
-@router.get("/conditions", response_model=RetrainingConditionsPublic)
+@router.get("/conditions", response_model=schemas.RetrainingConditionsPublic)
 def read_conditions(
-    _principal: CurrentPrincipal, settings: SettingsDep, store: StoreDep
-) -> RetrainingConditionsPublic:
+    _principal: deps.CurrentPrincipal, settings: deps.SettingsDep, store: deps.StoreDep
+) -> schemas.RetrainingConditionsPublic:
     """Labels since the last training run against the threshold, the latest drift report of
     each camera with the seed's verdict, whether a retrain is due and why, recent events."""
     with store.connect() as con:
         since = labels.since_last_training(con=con)
         rows = crud.latest_drift_reports(con=con)
         events = crud.recent_retraining_events(con=con)
-    drift = [DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows]
+    drift = [
+        schemas.DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows
+    ]
     threshold = settings.loop.retrain_label_count
     decision = retrain_decision(
         since, [d.camera_id for d in drift if d.drifted], label_threshold=threshold
     )
-    return RetrainingConditionsPublic(
+    return schemas.RetrainingConditionsPublic(
         labels_since_training=since,
         label_threshold=threshold,
         drift=drift,
@@ -71,7 +61,7 @@ def _unreachable(exc: BaseException) -> bool:
 
 @router.post(
     "/trigger",
-    response_model=RetrainingTriggerPublic,
+    response_model=schemas.RetrainingTriggerPublic,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         502: {"description": "Dagster refused the launch (job missing, bad config)"},
@@ -79,14 +69,14 @@ def _unreachable(exc: BaseException) -> bool:
     },
 )
 def trigger_retraining(
-    principal: AdminPrincipal,
-    settings: SettingsDep,
-    store: StoreDep,
-    dagster: DagsterDep,
-    body: RetrainingTriggerCreate | None = None,
-) -> RetrainingTriggerPublic:
+    principal: deps.AdminPrincipal,
+    settings: deps.SettingsDep,
+    store: deps.StoreDep,
+    dagster: deps.DagsterDep,
+    body: schemas.RetrainingTriggerCreate | None = None,
+) -> schemas.RetrainingTriggerPublic:
     """Launch Dagster's ``retrain_job`` now (role ``admin``) and record the event."""
-    reason = (body or RetrainingTriggerCreate()).reason
+    reason = (body or schemas.RetrainingTriggerCreate()).reason
     try:
         run_id = dagster.submit_job_execution(
             RETRAIN_JOB,
@@ -123,7 +113,7 @@ def trigger_retraining(
             details={"actor": principal.name, "job": RETRAIN_JOB},
         )
     logger.info("%s launched by %s: Dagster run %s", RETRAIN_JOB, principal.name, run_id)
-    return RetrainingTriggerPublic(
+    return schemas.RetrainingTriggerPublic(
         dagster_run_id=run_id,
         event_id=event_id,
         job_name=RETRAIN_JOB,

@@ -32,6 +32,7 @@ from assets.registry import (
 from assets.training import CandidateModel, TrainingConfig, detector_model
 from assets.yolo import HeldoutMetrics
 from edgeloop.bootstrap import export_onnx
+from edgeloop.cli.status import EVIDENCE_TAGS
 from edgeloop.datasets import DatasetVersion
 from edgeloop.offline import configure_offline_environment
 from edgeloop.registry import (
@@ -483,12 +484,7 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
         "heldout_recall",
         "heldout_production_version",
         "heldout_imgsz",
-        "heldout_images",
-        "heldout_gain_mAP50-95",
-        "heldout_gain_mAP50",
-        "corrections_learned",
-        "regressions",
-        "box_regressions",
+        *EVIDENCE_TAGS,  # the evidence `edgeloop status` shows: every one is set
         "promotion",
     }
     run = client.get_run(candidate.run_id)

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from support import SAMPLES_DIR, require
 
 from edgeloop.bootstrap import register_seed
+from edgeloop.cli.agents import agent_command
 from edgeloop.cli.services import free_port, service_env, start_api
 from edgeloop.registry import PRODUCTION, mlflow_client, move_alias
 from edgeloop.settings import LoopSettings
@@ -60,26 +60,9 @@ def test_a_running_agent_follows_promotion_and_rollback(
         "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
     }
     with start_api(loop_settings, extra_env=env) as api:
+        live = ["--replay", "loop", "--fps", "2", "--model-check-interval", "1"]
         agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edge_agent",
-                "--source",
-                str(video),
-                "--camera-id",
-                "cam-live",
-                "--api",
-                api.url,
-                "--replay",
-                "loop",
-                "--fps",
-                "2",
-                "--model-check-interval",
-                "1",
-                "--state-dir",
-                str(tmp_path / "agent"),
-            ],
+            agent_command(loop_settings, api, video=video, camera_id="cam-live", options=live),
             env={**service_env(loop_settings), "EDGELOOP_AGENT_TOKEN": "agent-token"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
