@@ -45,7 +45,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 T = TypeVar("T")
 
 
-def _app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+def app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
     """A dependency that returns ``request.app.state.<name>``, set by ``api.main.create_app``.
 
     The returned function raises ``TypeError`` when that attribute is not a ``kind``.
@@ -64,11 +64,11 @@ def _app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
     return dependency
 
 
-get_api_settings = _app_state("settings", ApiSettings)
-get_store = _app_state("store", Store)
-get_registry = _app_state("registry", ModelRegistry)
-get_writer = _app_state("writer", IngestWriter)
-get_metrics = _app_state("metrics", ApiMetrics)
+get_api_settings = app_state("settings", ApiSettings)
+get_store = app_state("store", Store)
+get_registry = app_state("registry", ModelRegistry)
+get_writer = app_state("writer", IngestWriter)
+get_metrics = app_state("metrics", ApiMetrics)
 
 SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]

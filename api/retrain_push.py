@@ -31,8 +31,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends
 
-from api.deps import JobLauncher, SettingsDep, _app_state, get_dagster_client
-from api.routes.retraining import REPOSITORY_NAME, RETRAIN_JOB, _unreachable
+from api.dagster_launch import RETRAIN_JOB, is_unreachable, launch_retrain
+from api.deps import JobLauncher, SettingsDep, app_state, get_dagster_client
 from api.settings import ApiSettings
 from edgeloop.rules import retrain_decision
 from edgeloop.store import Store, StoreLockedError, labels, retraining
@@ -160,10 +160,9 @@ class RetrainPush:
         if recorded:
             return PushResult("already_recorded", count, run_key=run_key)
         try:
-            run_id = launcher.submit_job_execution(
-                RETRAIN_JOB,
-                repository_location_name=settings.dagster_location,
-                repository_name=REPOSITORY_NAME,
+            run_id = launch_retrain(
+                launcher,
+                settings,
                 tags={
                     "dagster/run_key": run_key,
                     "edgeloop/trigger": "label_count",
@@ -172,7 +171,7 @@ class RetrainPush:
                 },
             )
         except Exception as exc:
-            outcome: PushOutcome = "unreachable" if _unreachable(exc) else "refused"
+            outcome: PushOutcome = "unreachable" if is_unreachable(exc) else "refused"
             logger.warning(
                 "retrain push of %s: Dagster at %s %s (%s); label_count_sensor will launch it",
                 run_key,
@@ -196,7 +195,7 @@ class RetrainPush:
         return PushResult("launched", count, run_key=run_key, dagster_run_id=run_id)
 
 
-get_retrain_push = _app_state("retrain_push", RetrainPush)
+get_retrain_push = app_state("retrain_push", RetrainPush)
 
 RetrainPushDep = Annotated[RetrainPush, Depends(get_retrain_push)]
 PushLauncherDep = Annotated[JobLauncher, Depends(get_push_launcher)]

@@ -7,7 +7,7 @@ time T" is the version on X's newest frame at or before T.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import HTTPException, Query, status
@@ -36,15 +36,13 @@ def read_camera_models(
 ) -> CameraModelsPublic:
     """The camera's model history (runs of frames per version, oldest first) and, with
     ``at``, the version it ran then and the version ``production`` pointed at then."""
-    moment = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
     with store.connect() as con:
         answer = frames.camera_models(
-            con=con, camera_id=camera_id, model_name=registry.model_name, at=moment
+            con=con, camera_id=camera_id, model_name=registry.model_name, at=at
         )
     if not answer["history"]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame from camera {camera_id}")
     return CameraModelsPublic(
         camera_id=camera_id,
-        at=moment,
         **answer | {"history": [ModelRunPublic(**row) for row in answer["history"]]},
     )

@@ -8,6 +8,7 @@ from fastapi import HTTPException, status
 
 from api import crud, deps
 from api import models as schemas
+from api.dagster_launch import RETRAIN_JOB, is_unreachable, launch_retrain
 from api.deps import secured_router
 from edgeloop.rules import retrain_decision
 from edgeloop.store import labels, retraining
@@ -16,8 +17,6 @@ logger = logging.getLogger(__name__)
 
 router = secured_router("/api/retraining", tag="retraining")
 
-RETRAIN_JOB = "retrain_job"
-REPOSITORY_NAME = "__repository__"
 """The repository name Dagster gives the one ``Definitions`` of a code location."""
 
 
@@ -49,16 +48,6 @@ def read_conditions(
     )
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """True when the failure is a connection error or timeout (requests' errors are OSErrors)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError):
-            return True
-        cause = cause.__cause__
-    return False
-
-
 @router.post(
     "/trigger",
     response_model=schemas.RetrainingTriggerPublic,
@@ -78,14 +67,13 @@ def trigger_retraining(
     """Launch Dagster's ``retrain_job`` now (role ``admin``) and record the event."""
     reason = (body or schemas.RetrainingTriggerCreate()).reason
     try:
-        run_id = dagster.submit_job_execution(
-            RETRAIN_JOB,
-            repository_location_name=settings.dagster_location,
-            repository_name=REPOSITORY_NAME,
+        run_id = launch_retrain(
+            dagster,
+            settings,
             tags={"edgeloop/trigger": "manual", "edgeloop/actor": principal.name},
         )
     except Exception as exc:
-        if _unreachable(exc):
+        if is_unreachable(exc):
             logger.warning("Dagster at %s unreachable: %s", settings.dagster_url, exc)
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -12,10 +12,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -172,6 +171,7 @@ def up(
     from api.settings import get_settings as get_api_settings
     from edgeloop.cli.services import (
         ServiceStartError,
+        public_url,
         start_api,
         start_dagster,
         start_mlflow_ui,
@@ -181,14 +181,12 @@ def up(
     settings = _loop_settings()
     api_settings = get_api_settings()
     tokens = _tokens(settings)
-    api_host = host or api_settings.host
+    api_host, port = host or api_settings.host, api_port or api_settings.port
+    api = public_url(api_host, port)
     services = []
     try:
         with console.status("starting the API…"):
-            services.append(start_api(settings, host=api_host, port=api_port or api_settings.port))
-        api = services[0].url
-        if api_host in ("0.0.0.0", "::"):
-            api = api.replace("127.0.0.1", socket.gethostname())
+            services.append(start_api(settings, host=api_host, port=port))
         # Drift-report links in Dagster metadata open on the API (unless set explicitly).
         links = {} if os.environ.get("EDGELOOP_API_URL") else {"EDGELOOP_API_URL": api}
         with console.status("starting Dagster (webserver + daemon)…"):
@@ -319,15 +317,14 @@ def model_history(
     from edgeloop.store import Store, frames
 
     settings = _loop_settings()
-    moment = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
     with Store(settings.duckdb_path).connect() as con:
         answer = frames.camera_models(
-            con=con, camera_id=camera_id, model_name=settings.model_name, at=moment
+            con=con, camera_id=camera_id, model_name=settings.model_name, at=at
         )
     if not answer["history"]:
         _fail(f"no frame from camera {camera_id} in {settings.duckdb_path}")
     render_camera_models(camera_id, answer["history"], console)
-    if moment is not None:
+    if answer["at"] is not None:
         ran = answer["version_at"]
         ran_text = (
             f"v{ran} (frame captured {answer['last_frame_before_at']:%Y-%m-%d %H:%M:%S})"
@@ -336,7 +333,7 @@ def model_history(
         )
         production = answer["production_at"]
         console.print(
-            f"at {moment.isoformat()}: camera ran {ran_text}; production was "
+            f"at {answer['at'].isoformat()}: camera ran {ran_text}; production was "
             f"{'v' + production if production else 'not set'}"
         )
 

@@ -156,10 +156,19 @@ def wait_healthy(service: Service, path: str, timeout_s: float) -> None:
     )
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Binds that serve every interface."""
+
+
 def local_url(host: str, port: int) -> str:
-    """The URL this machine reaches a service on: a wildcard bind (``0.0.0.0``, ``::``) is
-    reached on loopback."""
-    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    """The URL this machine reaches a service on: a wildcard bind is reached on loopback."""
+    reach = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://{reach}:{port}"
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL other hosts reach a service on: a wildcard bind by this machine's name."""
+    reach = socket.gethostname() if host in WILDCARD_HOSTS else host
     return f"http://{reach}:{port}"
 
 

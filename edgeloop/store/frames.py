@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from edgeloop.store import queue
@@ -390,16 +390,22 @@ def camera_models(
     """Which model a camera ran, and when: the answer ``edgeloop model-history`` and
     ``GET /api/cameras/{camera_id}/models`` give.
 
+    Args:
+        at: the moment asked about; one without a UTC offset is taken as UTC.
+
     Returns:
-        ``history`` (``model_history``), and with ``at`` (timezone-aware): ``version_at``
-        and ``last_frame_before_at`` (the camera's newest frame at or before ``at``; None
-        when none) and ``production_at`` (the version ``production`` pointed at then,
-        from ``model_deployments``; None when unset).
+        ``at`` (timezone-aware, or None), ``history`` (``model_history``), and with ``at``:
+        ``version_at`` and ``last_frame_before_at`` (the camera's newest frame at or before
+        ``at``; None when none) and ``production_at`` (the version ``production`` pointed
+        at then, from ``model_deployments``; None when unset).
     """
     from edgeloop.store import deployments
 
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
     ran = model_at(con=con, camera_id=camera_id, at=at) if at is not None else None
     return {
+        "at": at,
         "history": model_history(con=con, camera_id=camera_id),
         "version_at": ran["model_version"] if ran else None,
         "last_frame_before_at": ran["captured_at"] if ran else None,
