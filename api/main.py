@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -94,6 +98,26 @@ async def _store_locked(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±Infinity) as its text: JSON has no
+    such numbers, and a 422 that echoes one back must still be valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 for a request that failed validation, also when the offending input
+    is a NaN or an Infinity (its default handler answers 500 then)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the API: routers, middlewares, per-app state, and the labeling page at ``/``.
 
@@ -161,6 +185,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.retrain_push = RetrainPush(settings, store)
 
     app.add_exception_handler(StoreLockedError, _store_locked)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Instrumented last = outermost: latency includes the 413s of the size limit.
     api_metrics.instrument(app)

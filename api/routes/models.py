@@ -168,7 +168,8 @@ def read_production_model(
     body = model.model_dump_json().encode()
     etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if if_none_match is not None and etag in (t.strip() for t in if_none_match.split(",")):
+    named = {tag.strip() for tag in (if_none_match or "").split(",")}
+    if etag in named or "*" in named:  # "*": any current representation (RFC 9110 13.1.2)
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(content=body, media_type="application/json", headers=headers)
 

@@ -93,6 +93,13 @@ def test_rollback_route_moves_production_back_and_is_recorded(client, loop) -> N
     )
     assert unknown.status_code == 404
     assert client.post("/api/models/production/rollback", json={}, headers=ADMIN).status_code == 422
+    # A NaN in a body is a 422 naming it, not a 500 (JSON has no NaN to echo back).
+    nan = client.post(
+        "/api/models/production/rollback",
+        content=b'{"reason": NaN}',
+        headers={**ADMIN, "content-type": "application/json"},
+    )
+    assert nan.status_code == 422 and nan.json()["detail"][0]["input"] == "nan"
 
 
 def test_camera_model_history_answers_which_model_ran_when(client, loop) -> None:  # type: ignore[no-untyped-def]

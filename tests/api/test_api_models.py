@@ -122,6 +122,8 @@ def test_an_unchanged_production_model_is_an_empty_304(model_client: TestClient)
         "/api/models/production", headers={**AGENT, "If-None-Match": '"not-the-current-one"'}
     )
     assert stale.status_code == 200 and stale.json() == first.json()
+    anything = model_client.get("/api/models/production", headers={**AGENT, "If-None-Match": "*"})
+    assert anything.status_code == 304
 
 
 def test_onnx_download_needs_the_agent_role(model_client: TestClient) -> None:
