@@ -30,6 +30,22 @@ MAX_DETECTIONS_PER_FRAME = 300
 """ultralytics' default ``max_det``; a frame with more is malformed."""
 MAX_JPEG_BYTES = 8 * 1024 * 1024
 """Largest frame JPEG accepted (8 MiB; a 4K JPEG at quality 95 is about 3 MiB)."""
+MAX_JPEG_SIDE = 16384
+"""Longest side of a JPEG the API accepts, px. The agent downscales a larger frame's JPEG
+to fit (boxes stay in original-frame px); libjpeg itself stops at 65,500."""
+MAX_FRAME_SIDE = 1 << 20
+"""Longest side of an original frame, px (1,048,576): any frame OpenCV decodes fits
+(``CV_IO_MAX_IMAGE_WIDTH`` is 2^20)."""
+MAX_INT64 = (1 << 63) - 1
+"""Largest integer DuckDB's BIGINT holds; every integer on the wire is bounded by it or less."""
+MAX_CLASS_ID = (1 << 31) - 1
+"""Largest class index (DuckDB INTEGER)."""
+MAX_INFERENCE_MS = 3_600_000.0
+"""One hour: an inference time above it is a clock error, not a measurement."""
+MAX_QUALITY_STAT = 1e12
+"""Upper bound of the unbounded quality statistics (contrast, Laplacian variance): the
+Laplacian variance of an 8-bit image is below (8 * 255)^2 ≈ 4.2e6, so 1e12 only refuses
+garbage."""
 
 CameraId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -55,7 +71,11 @@ BBoxXYXY = Annotated[tuple[float, float, float, float], AfterValidator(_ordered_
 class _Strict(BaseModel):
     # bytes travel as base64 in JSON and are raw bytes in Python.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+        extra="forbid",
+        frozen=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+        allow_inf_nan=False,
     )
 
 
@@ -63,7 +83,7 @@ class Detection(_Strict):
     """One detection on a frame, as the agent's detector produced it."""
 
     bbox_xyxy: BBoxXYXY = Field(description="(x1, y1, x2, y2) px of the original frame.")
-    class_id: int = Field(ge=0, description="Index into the model's class names.")
+    class_id: int = Field(ge=0, le=MAX_CLASS_ID, description="Index into the model's class names.")
     class_name: str = Field(min_length=1, max_length=64)
     confidence: float = Field(ge=0, le=1, description="Detector confidence in [0, 1].")
     uncertain: bool = Field(description="True when the confidence lies in the uncertainty band.")
@@ -78,8 +98,8 @@ class FrameQuality(_Strict):
     """
 
     brightness: float = Field(ge=0, le=255)
-    contrast: float = Field(ge=0)
-    sharpness: float = Field(ge=0)
+    contrast: float = Field(ge=0, le=MAX_QUALITY_STAT)
+    sharpness: float = Field(ge=0, le=MAX_QUALITY_STAT)
     saturation: float = Field(ge=0, le=255)
 
 
@@ -90,12 +110,16 @@ class FrameRecord(_Strict):
         description="Idempotency key, unique per frame across the fleet: a replayed frame is not stored twice."
     )
     camera_id: CameraId
-    frame_index: int = Field(ge=0, description="Index of the frame in its source stream.")
+    frame_index: int = Field(
+        ge=0, le=MAX_INT64, description="Index of the frame in its source stream."
+    )
     captured_at: datetime = Field(description="Capture time, timezone-aware UTC.")
-    width: int = Field(gt=0, le=16384, description="Original frame width, px.")
-    height: int = Field(gt=0, le=16384, description="Original frame height, px.")
+    width: int = Field(gt=0, le=MAX_FRAME_SIDE, description="Original frame width, px.")
+    height: int = Field(gt=0, le=MAX_FRAME_SIDE, description="Original frame height, px.")
     quality: FrameQuality
-    inference_ms: float = Field(ge=0, description="Detector time for this frame, ms.")
+    inference_ms: float = Field(
+        ge=0, le=MAX_INFERENCE_MS, description="Detector time for this frame, ms."
+    )
     model_version: str = Field(min_length=1, max_length=64, description="Registered model version.")
     detections: list[Detection] = Field(default_factory=list, max_length=MAX_DETECTIONS_PER_FRAME)
     jpeg: bytes | None = Field(
@@ -135,6 +159,46 @@ class IngestAck(_Strict):
     duplicates: int = Field(description="Frames already stored (same frame_key) and skipped.")
     detections: int = Field(description="Detections stored by this request.")
     queued: int = Field(description="Frames added to the labeling queue.")
+
+
+class AgentHeartbeat(_Strict):
+    """What an agent POSTs to ``/api/agents/heartbeat`` every few seconds: is it alive, what
+    it runs, how fast, and what it holds back. The API keeps the latest per ``agent_id``.
+
+    Counters count since the agent started; rates and percentiles cover the agent's recent
+    window (the last heartbeat interval or the last 100 frames).
+    """
+
+    wire_version: Literal["1"] = "1"
+    agent_id: str = Field(min_length=1, max_length=128)
+    camera_id: CameraId
+    host: str = Field(min_length=1, max_length=255, description="Hostname of the camera host.")
+    agent_version: str = Field(min_length=1, max_length=64, description="edgeloop version.")
+    sent_at: datetime = Field(description="Send time, timezone-aware UTC.")
+    started_at: datetime = Field(description="Agent start time, timezone-aware UTC.")
+    model_version: str | None = Field(
+        None, max_length=64, description="Registered model version it runs; null before one loads."
+    )
+    source_connected: bool = Field(description="False while a live source is reconnecting.")
+    reconnects: int = Field(ge=0, le=MAX_INT64, description="Source reconnects since start.")
+    frames_processed: int = Field(ge=0, le=MAX_INT64, description="Frames detected since start.")
+    frames_skipped: int = Field(
+        ge=0, le=MAX_INT64, description="Frames skipped since start (undecodable, unusable)."
+    )
+    frames_per_s: float = Field(ge=0, le=1e6, description="Recent processing rate, frames/s.")
+    inference_ms_p50: float | None = Field(None, ge=0, le=MAX_INFERENCE_MS)
+    inference_ms_p95: float | None = Field(None, ge=0, le=MAX_INFERENCE_MS)
+    spool_batches: int = Field(ge=0, le=MAX_INT64, description="Batches waiting in the spool.")
+    spool_bytes: int = Field(ge=0, le=MAX_INT64, description="Bytes the spool holds on disk.")
+    spool_dropped_batches: int = Field(
+        ge=0, le=MAX_INT64, description="Batches dropped (oldest first) at the spool's disk cap."
+    )
+
+    @model_validator(mode="after")
+    def _aware(self) -> AgentHeartbeat:
+        if self.sent_at.tzinfo is None or self.started_at.tzinfo is None:
+            raise ValueError("sent_at and started_at must be timezone-aware (UTC)")
+        return self
 
 
 class ProductionModel(_Strict):

@@ -13,7 +13,7 @@ import duckdb
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each migration runs once, in order; every statement is idempotent on its own too.
 MIGRATIONS: dict[int, list[str]] = {
@@ -147,6 +147,35 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE retraining_events ADD COLUMN IF NOT EXISTS run_status VARCHAR",
         "ALTER TABLE retraining_events ADD COLUMN IF NOT EXISTS candidate_version VARCHAR",
         "ALTER TABLE retraining_events ADD COLUMN IF NOT EXISTS outcome VARCHAR",
+    ],
+    # Claims (one item, one labeler, for a lease), explicit label edits, and the agents'
+    # latest heartbeat (the console's fleet panel).
+    3: [
+        "ALTER TABLE labeling_queue ADD COLUMN IF NOT EXISTS claimed_by VARCHAR",
+        "ALTER TABLE labeling_queue ADD COLUMN IF NOT EXISTS claimed_until TIMESTAMPTZ",
+        "ALTER TABLE reviewed_labels ADD COLUMN IF NOT EXISTS replaces_label_id BIGINT",
+        """
+        CREATE TABLE IF NOT EXISTS agent_heartbeats (
+            agent_id VARCHAR PRIMARY KEY,
+            camera_id VARCHAR NOT NULL,
+            host VARCHAR NOT NULL,
+            agent_version VARCHAR NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL,
+            sent_at TIMESTAMPTZ NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            model_version VARCHAR,
+            source_connected BOOLEAN NOT NULL,
+            reconnects BIGINT NOT NULL,
+            frames_processed BIGINT NOT NULL,
+            frames_skipped BIGINT NOT NULL,
+            frames_per_s DOUBLE NOT NULL,
+            inference_ms_p50 DOUBLE,
+            inference_ms_p95 DOUBLE,
+            spool_batches BIGINT NOT NULL,
+            spool_bytes BIGINT NOT NULL,
+            spool_dropped_batches BIGINT NOT NULL
+        )
+        """,
     ],
 }
 
