@@ -8,7 +8,8 @@ the queries. Boxes are ``(x1, y1, x2, y2)`` pixels of the original frame; times 
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.models import (
@@ -134,9 +135,23 @@ def get_queue_item(*, con: Connection, item_id: int) -> QueueItemPublic | None:
     return QueueItemPublic(**row) if row else None
 
 
-def next_queue_item(*, con: Connection, camera_id: str | None) -> QueueItemPublic | None:
-    """The item to label next (``edgeloop.store.queue.next_item``)."""
-    row = queue.next_item(con=con, camera_id=camera_id)
+def claim_next_queue_item(
+    *,
+    con: Connection,
+    camera_id: str | None,
+    labeler: str,
+    lease_s: float,
+    exclude: Sequence[int],
+) -> QueueItemPublic | None:
+    """The item to label next, claimed for ``labeler`` (``edgeloop.store.queue.claim_next``)."""
+    row = queue.claim_next(
+        con=con,
+        camera_id=camera_id,
+        labeler=labeler,
+        now=datetime.now(UTC),
+        lease=timedelta(seconds=lease_s),
+        exclude=exclude,
+    )
     return QueueItemPublic(**row) if row else None
 
 

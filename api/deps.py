@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, authenticate
@@ -22,6 +22,7 @@ from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
 from edgeloop.store import Store
 from edgeloop.tokens import Role
+from edgeloop.wire import MAX_INT64
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
@@ -41,6 +42,18 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 """The 401 and 403 answers of every route that needs a token, for OpenAPI: pass it as
 ``APIRouter(..., responses=AUTH_RESPONSES)`` (``get_current_principal``, ``require_role``)."""
 
+
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset`` a list route takes (DuckDB's OFFSET is a BIGINT; past the rows it is
+an empty page, so a larger bound only invites overflow)."""
+
+ItemId = Annotated[int, Path(ge=1, le=MAX_INT64, description="Labeling-queue item id.")]
+"""A labeling-queue item id in a path: a BIGINT of the ``labeling_queue_seq`` sequence."""
+
+CameraQuery = Annotated[
+    str | None, Query(max_length=64, description="Only this camera (camera_id).")
+]
+"""An optional ``camera_id`` filter (the wire's camera ids are at most 64 characters)."""
 
 T = TypeVar("T")
 
@@ -162,6 +175,21 @@ LabelerPrincipal = Annotated[Principal, Depends(require_role("labeler"))]
 AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
 
 
-def secured_router(prefix: str, *, tag: str) -> APIRouter:
-    """An ``APIRouter`` whose routes all need a token: 401 and 403 documented on each."""
-    return APIRouter(prefix=prefix, tags=[tag], responses=AUTH_RESPONSES)
+STORE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": (
+            "The DuckDB file is held by another process (a Dagster run): retry after the "
+            "Retry-After header's seconds"
+        ),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
+"""The 503 that ``api.main``'s ``StoreLockedError`` handler answers, for OpenAPI."""
+
+
+def secured_router(prefix: str, *, tag: str, store: bool = True) -> APIRouter:
+    """An ``APIRouter`` whose routes all need a token: 401 and 403 documented on each,
+    and the 503 of a locked DuckDB file unless ``store`` is False (routes that never
+    open it)."""
+    responses = AUTH_RESPONSES | (STORE_RESPONSES if store else {})
+    return APIRouter(prefix=prefix, tags=[tag], responses=responses)

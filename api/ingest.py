@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from edgeloop.files import fsync_dir
 from edgeloop.rules import uncertainty_scores
 from edgeloop.wire import FrameRecord, IngestBatch
 
@@ -71,21 +72,47 @@ def jpeg_paths(frames: Iterable[FrameRecord], frames_dir: Path) -> dict[str, Pat
     }
 
 
-def write_jpegs(frames: Iterable[FrameRecord], paths: dict[str, Path]) -> None:
-    """Write each frame's JPEG durably to ``paths[frame_key]`` (tmp file, fsync, rename,
-    fsync of the folder). A file already there with the same size (a replayed frame) is
-    left as it is.
+@dataclass(frozen=True)
+class JpegWrites:
+    """What ``write_jpegs`` did: the frames whose file it created, and those it refused
+    because a different JPEG is already stored under their key."""
+
+    created: frozenset[str]
+    conflicts: frozenset[str]
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def write_jpegs(frames: Iterable[FrameRecord], paths: dict[str, Path]) -> JpegWrites:
+    """Write each frame's JPEG durably and create-exclusive to ``paths[frame_key]``.
+
+    The bytes go to a temporary file (fsync), which is then hard-linked to the target:
+    ``link`` fails when the target exists, so a stored JPEG is never replaced, not even
+    by two requests racing on one key. A target that already holds the same bytes (a
+    replayed frame) is left as it is; one that holds different bytes makes the frame a
+    conflict, which the caller must not store. The folders are fsync'ed after.
+
+    Raises:
+        OSError: a write failed; files created so far stay (they are removed by
+            ``remove_jpegs`` when the batch is not stored).
     """
     touched_dirs: set[Path] = set()
+    created: set[str] = set()
+    conflicts: set[str] = set()
     for frame in frames:
         if frame.jpeg is None:
             continue
         target = paths[frame.frame_key]
-        try:
-            if target.stat().st_size == len(frame.jpeg):
-                continue
-        except FileNotFoundError:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            if not _same_bytes(target, frame.jpeg):
+                conflicts.add(frame.frame_key)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -95,14 +122,39 @@ def write_jpegs(frames: Iterable[FrameRecord], paths: dict[str, Path]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
-        touched_dirs.add(target.parent)
-    for folder in touched_dirs:
-        dir_fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
+            os.link(tmp, target)
+            created.add(frame.frame_key)
+            touched_dirs.add(target.parent)
+        except FileExistsError:  # another request created it since the check above
+            if not _same_bytes(target, frame.jpeg):
+                conflicts.add(frame.frame_key)
         finally:
-            os.close(dir_fd)
+            tmp.unlink(missing_ok=True)
+    for folder in touched_dirs:
+        fsync_dir(folder)
+    return JpegWrites(created=frozenset(created), conflicts=frozenset(conflicts))
+
+
+def remove_jpegs(keys: Iterable[str], paths: dict[str, Path]) -> None:
+    """Remove the JPEGs of ``keys`` that this request created but did not store (a
+    duplicate or conflicting frame): no file outlives a frame row that refers to it."""
+    for key in keys:
+        paths[key].unlink(missing_ok=True)
+
+
+def without_frames(tables: IngestTables, keys: Iterable[str]) -> IngestTables:
+    """``tables`` without the rows of the frames ``keys`` (conflicts refused before insert)."""
+    refused = pa.array(sorted(keys), pa.string())
+    if not len(refused):
+        return tables
+
+    def keep(table: pa.Table) -> pa.Table:
+        return table.filter(pc.invert(pc.is_in(table["frame_key"], value_set=refused)))
+
+    return IngestTables(
+        frames=keep(tables.frames), detections=keep(tables.detections), queue=keep(tables.queue)
+    )
 
 
 @dataclass(frozen=True)

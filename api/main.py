@@ -24,12 +24,14 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from api import console, openapi
 from api.auth import load_principals
 from api.ingest import build_tables
 from api.middleware import BodySizeLimitMiddleware
 from api.model_registry import ModelRegistry
 from api.retrain_push import RetrainPush
 from api.routes import (
+    agents,
     cameras,
     frames,
     health,
@@ -204,8 +206,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         reports.router,
         search.router,
         cameras.router,
+        agents.router,
+        console.router,
+        console.fragments,
+        console.data_router,
     ]
     for router in routers:
         app.include_router(router)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="labeling-page")
+    openapi.install(app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from edgeloop import registry
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 logger = logging.getLogger(__name__)
+
+CLASS_NAMES_MAX_AGE_S = 60.0
+"""Longest a cached class-name list is trusted without asking MLflow again, s: an alias
+moved outside edgeloop (MLflow's own UI) is not recorded in ``model_deployments``."""
 
 
 class ModelRegistry:
@@ -33,6 +38,7 @@ class ModelRegistry:
         self._client: MlflowClient | None = None
         self._lock = threading.Lock()
         self._download_lock = threading.Lock()
+        self._class_names: dict[str, tuple[object, float, list[str]]] = {}
 
     @property
     def model_name(self) -> str:
@@ -72,3 +78,20 @@ class ModelRegistry:
         client = self.client()
         with self._download_lock:  # one download of a version at a time
             return registry.alias_model_files(client, self.settings, alias)
+
+    def class_names(self, alias: str, *, marker: object) -> list[str]:
+        """The class names of the version carrying ``alias``, cached while ``marker`` (the
+        newest recorded alias move, ``edgeloop.store.deployments.latest_move_id``) stays the
+        same and for at most ``CLASS_NAMES_MAX_AGE_S``: a labeling request then costs no
+        MLflow look-up.
+
+        Raises:
+            edgeloop.registry.ModelNotFoundError: as ``files``.
+        """
+        cached = self._class_names.get(alias)
+        now = time.monotonic()
+        if cached is not None and cached[0] == marker and now - cached[1] < CLASS_NAMES_MAX_AGE_S:
+            return cached[2]
+        names = list(self.files(alias).class_names)
+        self._class_names[alias] = (marker, now, names)
+        return names

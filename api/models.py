@@ -35,13 +35,24 @@ class HealthCounts(_Public):
 
 
 class HealthPublic(_Public):
-    """``/api/health``: whether the store answers, and what the loop holds."""
+    """``/api/health``: liveness for anyone; with a token, whether the store answers and
+    what the loop holds."""
 
     status: Literal["ok", "degraded"]
-    duckdb: bool = Field(description="True when the DuckDB file opened and answered.")
-    schema_version: int | None
-    production_model_version: str | None
-    counts: HealthCounts | None
+    scope: Literal["liveness", "full"] = Field(
+        description=(
+            "liveness: no token was sent, only the process was checked (no DuckDB, no "
+            "MLflow; the other fields are null); full: a valid token was sent and DuckDB "
+            "(one attempt, no retry) and the registry were asked."
+        )
+    )
+    version: str = Field(description="The API's package version.")
+    duckdb: bool | None = Field(
+        None, description="True when the DuckDB file opened and answered; null for liveness."
+    )
+    schema_version: int | None = None
+    production_model_version: str | None = None
+    counts: HealthCounts | None = None
     errors: list[str] = Field(default_factory=list)
 
 
@@ -188,6 +199,10 @@ class QueueItemBase(_Public):
     skip_count: int
     created_at: datetime
     updated_at: datetime
+    claimed_by: str | None = Field(
+        None, description="Who holds the item (GET /next claims it), while the lease lasts."
+    )
+    claimed_until: datetime | None = Field(None, description="When that claim expires, UTC.")
 
 
 class QueueItemPublic(QueueItemBase):
@@ -213,14 +228,14 @@ class ProposedBoxPublic(_Public):
 class LabelBox(BaseModel):
     """One reviewed box: xyxy px of the original frame and its class name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     bbox_xyxy: BBoxXYXY = Field(description="(x1, y1, x2, y2) px of the original frame.")
     class_name: str = Field(min_length=1, max_length=64)
 
 
 class LabelBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     boxes: list[LabelBox] = Field(default_factory=list, max_length=1000)
     no_object: bool = Field(False, description="True: the frame holds no object of any class.")
@@ -239,6 +254,14 @@ class LabelBase(BaseModel):
 class LabelCreate(LabelBase):
     """``POST /api/labeling-queue/{item_id}/label`` body."""
 
+    edit: bool = Field(
+        False,
+        description=(
+            "True to replace the label of an item that is labeled already (recorded as a new "
+            "label naming the one it replaces); without it such a label is a 409."
+        ),
+    )
+
 
 class LabelPublic(_Public):
     label_id: int
@@ -249,6 +272,9 @@ class LabelPublic(_Public):
     box_count: int
     labeler: str
     labeled_at: datetime
+    replaces_label_id: int | None = Field(
+        None, description="The label this one replaced (an explicit edit), or null."
+    )
     labels_since_training: int
 
 

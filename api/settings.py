@@ -29,6 +29,15 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EDGELOOP_API_", env_file=".env", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Interface uvicorn binds to.")
+    claim_lease_s: float = Field(
+        300.0,
+        ge=5,
+        le=86400,
+        description=(
+            "How long GET /api/labeling-queue/next holds an item for the caller, s; an "
+            "expired claim returns the item to the queue (Label Studio's task lock: 300 s)."
+        ),
+    )
     port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
     dagster_url: str = Field(
         "http://127.0.0.1:3000",

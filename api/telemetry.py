@@ -39,7 +39,7 @@ class ApiMetrics:
         self.ingest_batches = counter("edgeloop_ingest_batches", "Ingest batches acknowledged.")
         self.ingest_frames = counter(
             "edgeloop_ingest_frames",
-            "Frames received by /api/ingest, by result (accepted or duplicate).",
+            "Frames received by /api/ingest, by result (accepted, duplicate or conflict).",
             ["result"],
         )
         self.ingest_detections = counter(

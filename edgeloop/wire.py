@@ -11,6 +11,9 @@ Version history:
         Both default to ``edgeloop.rules``' band, so an agent still parses an older API's
         answer. An agent from before this change rejects the new fields (``extra="forbid"``):
         upgrade the agents before the API.
+    "1", later: ``IngestAck`` gains ``conflicts``; ``AgentHeartbeat`` is added. The answers
+        agents parse (``IngestAck``, ``ProductionModel``) now ignore unknown fields, so
+        later additions do not break agents.
 """
 
 from __future__ import annotations
@@ -152,13 +155,33 @@ class IngestBatch(_Strict):
     frames: list[FrameRecord] = Field(min_length=1, max_length=MAX_FRAMES_PER_BATCH)
 
 
-class IngestAck(_Strict):
-    """The API's answer to a batch: once returned, the accepted frames are durable in DuckDB."""
+class _Answer(_Strict):
+    # What the agent parses from the API ignores fields it does not know, so an API newer
+    # than its agents can add fields without breaking them.
+    model_config = ConfigDict(extra="ignore")
 
-    accepted: int = Field(description="Frames stored by this request.")
-    duplicates: int = Field(description="Frames already stored (same frame_key) and skipped.")
-    detections: int = Field(description="Detections stored by this request.")
-    queued: int = Field(description="Frames added to the labeling queue.")
+
+class IngestAck(_Answer):
+    """The API's answer to a batch: once returned, the accepted frames are durable in DuckDB.
+
+    Every frame of the batch is in exactly one of ``accepted``, ``duplicates`` and
+    ``conflicts``; none of them needs to be sent again.
+    """
+
+    accepted: int = Field(ge=0, description="Frames stored by this request.")
+    duplicates: int = Field(
+        ge=0, description="Frames already stored (same frame_key, same camera) and skipped."
+    )
+    detections: int = Field(ge=0, description="Detections stored by this request.")
+    queued: int = Field(ge=0, description="Frames added to the labeling queue.")
+    conflicts: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Frames refused and not stored: their frame_key is stored under another camera, "
+            "or with a different JPEG. A stored frame is never changed."
+        ),
+    )
 
 
 class AgentHeartbeat(_Strict):
@@ -201,7 +224,7 @@ class AgentHeartbeat(_Strict):
         return self
 
 
-class ProductionModel(_Strict):
+class ProductionModel(_Answer):
     """What the API tells agents about the model they should run, and how to flag its output.
 
     Raises (on validation):

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import Principal
 from api.deps import AgentPrincipal, MetricsDep, SettingsDep, WriterDep, secured_router
 from api.ingest import (
     BadJpegError,
@@ -21,7 +22,9 @@ from api.ingest import (
     build_tables,
     check_jpeg,
     jpeg_paths,
+    remove_jpegs,
     unique_frames,
+    without_frames,
     write_jpegs,
 )
 from api.settings import ApiSettings
@@ -51,13 +54,16 @@ class _Prepared:
     tables: IngestTables
 
 
-def _prepare(body: bytes, settings: ApiSettings, metrics: ApiMetrics) -> _Prepared:
+def _prepare(
+    body: bytes, settings: ApiSettings, metrics: ApiMetrics, agent: Principal
+) -> _Prepared:
     """Parse the body, check the JPEGs and build the Arrow tables.
 
     Raises:
         RequestValidationError: malformed batch (pydantic's messages, inputs left out: a
             JSON error's input is the whole, possibly 64 MiB, body).
-        HTTPException: 422 naming the frame whose JPEG is corrupt.
+        HTTPException: 422 naming the frame whose JPEG is corrupt; 403 naming a camera the
+            token may not send for (the whole batch is refused: a misconfigured agent).
     """
     start = time.perf_counter()
     try:
@@ -69,6 +75,14 @@ def _prepare(body: bytes, settings: ApiSettings, metrics: ApiMetrics) -> _Prepar
             [{"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]} for e in errors]
         ) from None
     parsed = time.perf_counter()
+    refused = sorted({f.camera_id for f in batch.frames if not agent.may_send(f.camera_id)})
+    if refused:
+        metrics.ingest_rejected.labels("camera_not_allowed").inc()
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"token {agent.name!r} may not send frames for camera(s) {', '.join(refused)}; "
+            "its cameras are set with `edgeloop token create --camera`",
+        )
     frames, _ = unique_frames(batch)
     try:
         for frame in frames:
@@ -92,21 +106,42 @@ def _prepare(body: bytes, settings: ApiSettings, metrics: ApiMetrics) -> _Prepar
 
 
 def _ingest(
-    body: bytes, *, settings: ApiSettings, writer: IngestWriter, metrics: ApiMetrics
+    body: bytes,
+    *,
+    settings: ApiSettings,
+    writer: IngestWriter,
+    metrics: ApiMetrics,
+    agent: Principal,
 ) -> IngestAck:
     with _PREPARE_GATE:
-        prepared = _prepare(body, settings, metrics)
+        prepared = _prepare(body, settings, metrics, agent)
     start = time.perf_counter()
-    write_jpegs(prepared.frames, prepared.paths)  # durable before the commit refers to them
+    # Durable before the commit refers to them; never replacing a stored JPEG.
+    jpegs = write_jpegs(prepared.frames, prepared.paths)
     written = time.perf_counter()
-    result = writer.write(prepared.tables)
+    try:
+        result = writer.write(without_frames(prepared.tables, jpegs.conflicts))
+    except BaseException:
+        remove_jpegs(jpegs.created, prepared.paths)
+        raise
+    remove_jpegs(jpegs.created.intersection(result.skipped), prepared.paths)
     metrics.ingest_stage_seconds.labels("jpeg").observe(written - start)
     metrics.ingest_stage_seconds.labels("db").observe(time.perf_counter() - written)
 
-    duplicates = len(prepared.batch.frames) - result.accepted
+    conflicts = len(jpegs.conflicts) + len(result.conflicts)
+    if conflicts:
+        logger.warning(
+            "ingest from %s: %s frames refused, their frame_key is stored under another "
+            "camera or with another JPEG: %s",
+            prepared.batch.agent_id,
+            conflicts,
+            ", ".join(sorted(jpegs.conflicts.union(result.conflicts))[:5]),
+        )
+    duplicates = len(prepared.batch.frames) - result.accepted - conflicts
     metrics.ingest_batches.inc()
     metrics.ingest_frames.labels("accepted").inc(result.accepted)
     metrics.ingest_frames.labels("duplicate").inc(duplicates)
+    metrics.ingest_frames.labels("conflict").inc(conflicts)
     metrics.ingest_detections.inc(result.detections)
     metrics.ingest_queued.inc(result.queued)
     logger.debug(
@@ -122,6 +157,7 @@ def _ingest(
         duplicates=duplicates,
         detections=result.detections,
         queued=result.queued,
+        conflicts=conflicts,
     )
 
 
@@ -135,13 +171,14 @@ def _ingest(
         }
     },
     responses={
+        403: {"description": "The token may not send frames for a camera of the batch"},
         413: {"description": "Body larger than EDGELOOP_API_MAX_BODY_BYTES"},
         422: {"description": "Malformed batch, or a frame's JPEG is corrupt"},
     },
 )
 async def ingest(
     request: Request,
-    _agent: AgentPrincipal,
+    agent: AgentPrincipal,
     settings: SettingsDep,
     writer: WriterDep,
     metrics: MetricsDep,
@@ -149,9 +186,12 @@ async def ingest(
     """Store a batch of frames (role ``agent``); idempotent by ``frame_key``.
 
     Frames already stored, or repeated within the batch, are skipped and counted in
-    ``duplicates``. JPEGs are written (fsync'ed) before the DuckDB commit, and frames,
+    ``duplicates``; a stored frame is never changed. A frame whose key is stored under
+    another camera, or with a different JPEG, is refused and counted in ``conflicts``. JPEGs are written (fsync'ed) before the DuckDB commit, and frames,
     detections and queue rows land in one transaction (batches arriving together share
     one connection: ``api.writer.IngestWriter``): once acknowledged, durable.
     """
     body = await request.body()
-    return await run_in_threadpool(_ingest, body, settings=settings, writer=writer, metrics=metrics)
+    return await run_in_threadpool(
+        _ingest, body, settings=settings, writer=writer, metrics=metrics, agent=agent
+    )

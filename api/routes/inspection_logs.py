@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Query
 
-from api import crud
+from api import crud, deps
 from api.deps import CurrentPrincipal, StoreDep, secured_router
 from api.models import InspectionLogsPublic
 from edgeloop.store.frames import DetectionFilter
@@ -25,7 +25,7 @@ router = secured_router("/api/inspection-logs", tag="inspection-logs")
 def read_inspection_logs(
     _principal: CurrentPrincipal,
     store: StoreDep,
-    camera_id: str | None = None,
+    camera_id: deps.CameraQuery = None,
     since: Annotated[
         datetime | None, Query(description="captured_at >= since (ISO 8601, UTC if no offset)")
     ] = None,
@@ -34,7 +34,7 @@ def read_inspection_logs(
         bool | None, Query(description="Only detections in (true) or out of (false) the band")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=deps.MAX_OFFSET)] = 0,
 ) -> InspectionLogsPublic:
     """Detections, newest capture first; ``count`` is the total over all pages.
 

@@ -2,9 +2,13 @@
 
 Order: pending items by priority (max uncertainty score of the frame's detections),
 highest first. A skipped item goes to the back: it comes back from ``/next`` only when
-no item is pending (least-skipped first, then the one skipped longest ago). Labeling an
-already-labeled item stores a new label that replaces the earlier one
-(``edgeloop.store.labels.latest_for_frame`` picks the newest).
+no item is pending (least-skipped first, then the one skipped longest ago).
+
+One item, one labeler: ``/next`` claims the item it returns for the caller for
+``EDGELOOP_API_CLAIM_LEASE_S`` (300 s); until the lease expires nobody else gets it,
+labels it or skips it (409). Labeling or skipping releases the claim. A second label on a
+labeled item is a 409 unless the body says ``"edit": true``, which records the new label
+as replacing the old one (``edgeloop.store.labels.create``).
 """
 
 from __future__ import annotations
@@ -24,31 +28,39 @@ from api.model_registry import ModelRegistry
 from api.retrain_push import PushLauncherDep, RetrainPushDep, push_due
 from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError
-from edgeloop.store import labels, queue
+from edgeloop.store import deployments, labels, queue
+from edgeloop.store.queue import ClaimConflictError
+from edgeloop.wire import MAX_INT64
 
 logger = logging.getLogger(__name__)
 
 router = secured_router("/api/labeling-queue", tag="labeling-queue")
 
 
-def _production_class_names(registry: ModelRegistry) -> list[str] | None:
-    """The production model's class names, or None when none is registered or MLflow fails."""
+def _class_names(con: duckdb.DuckDBPyConnection, registry: ModelRegistry) -> list[str]:
+    """The production model's class names (cached until an alias moves,
+    ``ModelRegistry.class_names``), else those seen in the detections when no model is
+    registered or MLflow fails."""
     try:
-        return registry.files(PRODUCTION).class_names
+        return registry.class_names(PRODUCTION, marker=deployments.latest_move_id(con=con))
     except ModelNotFoundError:
-        return None
+        pass
     except Exception:
         logger.exception("could not read the production model's class names from MLflow")
-        return None
-
-
-def _class_names(con: duckdb.DuckDBPyConnection, production: list[str] | None) -> list[str]:
-    """The production model's class names, else those seen in the detections."""
-    return production if production is not None else crud.detection_class_names(con=con)
+    return crud.detection_class_names(con=con)
 
 
 def _not_found(item_id: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no labeling-queue item {item_id}")
+
+
+def _conflict(exc: ClaimConflictError) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail=str(exc))
+
+
+_CONFLICT_409: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Another labeler holds the item's claim, or it is labeled already"}
+}
 
 
 def _label_public(row: dict[str, Any], labels_since_training: int) -> schemas.LabelPublic:
@@ -84,10 +96,10 @@ def _detail(
 def read_queue(
     _principal: deps.CurrentPrincipal,
     store: deps.StoreDep,
-    camera_id: str | None = None,
+    camera_id: deps.CameraQuery = None,
     status_: Annotated[schemas.QueueStatus, Query(alias="status")] = "pending",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=deps.MAX_OFFSET)] = 0,
 ) -> schemas.QueueItemsPublic:
     """Queue items with a status (``pending`` by default), highest priority first."""
     with store.connect() as con:
@@ -103,38 +115,51 @@ def read_queue(
     responses={404: {"description": "Nothing left to label"}},
 )
 def read_next_item(
-    _principal: deps.CurrentPrincipal,
+    principal: deps.CurrentPrincipal,
     store: deps.StoreDep,
     registry: deps.RegistryDep,
-    camera_id: str | None = None,
+    settings: deps.SettingsDep,
+    camera_id: deps.CameraQuery = None,
+    exclude: Annotated[
+        list[Annotated[int, Query(ge=1, le=MAX_INT64)]],
+        Query(
+            max_length=20,
+            description="Item ids to pass over (the page's current item, when it prefetches).",
+        ),
+    ] = [],  # noqa: B006 (FastAPI copies query defaults)
 ) -> schemas.QueueItemDetailPublic:
-    """The item to label next, with its frame, proposed boxes and class names."""
-    names = _production_class_names(registry)
+    """The item to label next, claimed for the caller (see module doc), with its frame,
+    proposed boxes (xyxy px) and class names."""
     with store.connect() as con:
-        item = crud.next_queue_item(con=con, camera_id=camera_id)
+        item = crud.claim_next_queue_item(
+            con=con,
+            camera_id=camera_id,
+            labeler=principal.name,
+            lease_s=settings.claim_lease_s,
+            exclude=exclude,
+        )
         if item is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 detail="the labeling queue is empty"
                 + (f" for camera {camera_id}" if camera_id else ""),
             )
-        return _detail(con, item, _class_names(con, names))
+        return _detail(con, item, _class_names(con, registry))
 
 
 @router.get("/{item_id}", response_model=schemas.QueueItemDetailPublic)
 def read_item(
-    item_id: int,
+    item_id: deps.ItemId,
     _principal: deps.CurrentPrincipal,
     store: deps.StoreDep,
     registry: deps.RegistryDep,
 ) -> schemas.QueueItemDetailPublic:
     """One item with its frame URL, size (px), proposed boxes (xyxy px) and class names."""
-    names = _production_class_names(registry)
     with store.connect() as con:
         item = crud.get_queue_item(con=con, item_id=item_id)
         if item is None:
             raise _not_found(item_id)
-        return _detail(con, item, _class_names(con, names))
+        return _detail(con, item, _class_names(con, registry))
 
 
 def _review(
@@ -166,10 +191,14 @@ def _review(
     "/{item_id}/label",
     response_model=schemas.LabelPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={404: {"description": "No such item"}, 422: {"description": "Invalid boxes"}},
+    responses={
+        404: {"description": "No such item"},
+        422: {"description": "Invalid boxes"},
+        **_CONFLICT_409,
+    },
 )
 def label_item(
-    item_id: int,
+    item_id: deps.ItemId,
     label: schemas.LabelCreate,
     principal: deps.LabelerPrincipal,
     store: deps.StoreDep,
@@ -183,10 +212,11 @@ def label_item(
 
     Boxes are xyxy px of the original frame, inside it, with a class of the production
     model; ``no_object: true`` with no boxes says the frame holds nothing. The labeler
-    recorded is the token's name. A label that brings the labels since training to the
-    threshold asks Dagster for the retrain run after the response (``api/retrain_push.py``).
+    recorded is the token's name. 409 when another labeler holds the item's claim, or the
+    item is labeled and ``edit`` is not true. A label that brings the labels since
+    training to the threshold asks Dagster for the retrain run after the response
+    (``api/retrain_push.py``).
     """
-    names = _production_class_names(registry)
     with store.connect() as con:
         item = crud.get_queue_item(con=con, item_id=item_id)
         if item is None:
@@ -200,17 +230,23 @@ def label_item(
             label,
             width=frame["width"],
             height=frame["height"],
-            class_names=_class_names(con, names),
+            class_names=_class_names(con, registry),
         )
-        label_id = labels.create(
-            con=con,
-            item_id=item.item_id,
-            frame_key=item.frame_key,
-            camera_id=item.camera_id,
-            boxes=boxes,
-            labeler=principal.name,
-            labeled_at=datetime.now(UTC),
-        )
+        try:
+            label_id = labels.create(
+                con=con,
+                item_id=item.item_id,
+                frame_key=item.frame_key,
+                camera_id=item.camera_id,
+                boxes=boxes,
+                labeler=principal.name,
+                labeled_at=datetime.now(UTC),
+                edit=label.edit,
+            )
+        except ClaimConflictError as exc:
+            raise _conflict(exc) from None
+        except LookupError:
+            raise _not_found(item_id) from None
         stored = labels.get(con=con, label_id=label_id)
         since = labels.since_last_training(con=con)
     assert stored is not None
@@ -225,22 +261,20 @@ def label_item(
 @router.post(
     "/{item_id}/skip",
     response_model=schemas.QueueItemPublic,
-    responses={404: {"description": "No such item"}, 409: {"description": "Already labeled"}},
+    responses={404: {"description": "No such item"}, **_CONFLICT_409},
 )
 def skip_item(
-    item_id: int, _principal: deps.LabelerPrincipal, store: deps.StoreDep
+    item_id: deps.ItemId, principal: deps.LabelerPrincipal, store: deps.StoreDep
 ) -> schemas.QueueItemPublic:
-    """Skip an item (role ``labeler``): it goes behind every pending item (see module doc)."""
+    """Skip an item (role ``labeler``) and release its claim: it goes behind every pending
+    item (see module doc). 409 when it is labeled or claimed by another labeler."""
     with store.connect() as con:
-        item = crud.get_queue_item(con=con, item_id=item_id)
-        if item is None:
-            raise _not_found(item_id)
-        if item.status == "labeled":
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                detail=f"item {item_id} is already labeled; label it again to change its label",
-            )
-        queue.skip_item(con=con, item_id=item_id, now=datetime.now(UTC))
+        try:
+            queue.skip_item(con=con, item_id=item_id, labeler=principal.name, now=datetime.now(UTC))
+        except LookupError:
+            raise _not_found(item_id) from None
+        except ClaimConflictError as exc:
+            raise _conflict(exc) from None
         skipped = crud.get_queue_item(con=con, item_id=item_id)
     assert skipped is not None
     return skipped

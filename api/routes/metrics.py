@@ -19,7 +19,7 @@ from api.models import DriftReportPublic, DriftReportsPublic, MetricsPublic
 from edgeloop.store import labels
 
 router = secured_router("/api/metrics", tag="metrics")
-prometheus_router = secured_router("", tag="metrics")
+prometheus_router = secured_router("", tag="metrics", store=False)
 
 
 @router.get("", response_model=MetricsPublic)

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import CurrentPrincipal, SettingsDep, secured_router
 
-router = secured_router("/reports", tag="reports")
+router = secured_router("/reports", tag="reports", store=False)
 
 
 @router.get("/{path:path}", response_class=FileResponse)

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from edgeloop.store.connection import Connection, fetch_dicts, parse_json
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, parse_json
 
 
 def record(
@@ -103,3 +103,10 @@ def alias_at(*, con: Connection, model_name: str, alias: str, at: datetime) -> s
         [model_name, alias, at],
     ).fetchall()
     return str(rows[0][0]) if rows else None
+
+
+def latest_move_id(*, con: Connection) -> int | None:
+    """The id of the newest recorded alias move (any model, any alias), or None: a cheap
+    marker that changes whenever an alias moves through edgeloop."""
+    value = fetch_scalar(con.execute("SELECT max(deployment_id) FROM model_deployments"))
+    return int(value) if value is not None else None

@@ -38,11 +38,15 @@ CONFIDENCE_BINS = 10
 
 @dataclass(frozen=True)
 class BatchCounts:
-    """What ``insert_batch`` stored: frames, detections and queue items."""
+    """What ``insert_batch`` stored: frames, detections and queue items; the keys it skipped
+    because they were stored already (``skipped``), and among those the ones stored under
+    another camera than the sender's (``conflicts``)."""
 
     accepted: int
     detections: int
     queued: int
+    skipped: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
 
 
 def insert_batch(
@@ -52,7 +56,9 @@ def insert_batch(
 
     Frames whose ``frame_key`` is already stored are skipped (``ON CONFLICT DO NOTHING``)
     with their detections and queue rows: the frame insert returns the keys it stored,
-    which then select the other rows.
+    which then select the other rows. A stored frame is never changed. A skipped key
+    stored under another camera than the one sending it is returned in ``conflicts``
+    (a frame key is bound to the camera that first sent it).
 
     Args:
         frames / detections: rows with the tables' column names.
@@ -72,10 +78,22 @@ def insert_batch(
             "INSERT INTO frames BY NAME SELECT * FROM ingest_frames "
             "ON CONFLICT DO NOTHING RETURNING frame_key"
         ).fetchall()
+        conflicts: tuple[str, ...] = ()
+        skipped_keys: tuple[str, ...] = ()
         if len(stored) < frames.num_rows:
             keys = pa.array([row[0] for row in stored], pa.string())
             detections = detections.filter(pc.is_in(detections["frame_key"], value_set=keys))
             queue_items = queue_items.filter(pc.is_in(queue_items["frame_key"], value_set=keys))
+            skipped = frames.filter(pc.invert(pc.is_in(frames["frame_key"], value_set=keys)))
+            skipped_keys = tuple(skipped["frame_key"].to_pylist())
+            con.register("ingest_skipped", skipped.select(["frame_key", "camera_id"]))
+            conflicts = tuple(
+                row[0]
+                for row in con.execute(
+                    "SELECT s.frame_key FROM ingest_skipped s JOIN frames f USING (frame_key) "
+                    "WHERE f.camera_id <> s.camera_id ORDER BY s.frame_key"
+                ).fetchall()
+            )
         if detections.num_rows:
             con.register("ingest_detections", detections)
             con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections")
@@ -87,10 +105,14 @@ def insert_batch(
             con.execute("ROLLBACK")
         raise
     finally:
-        for name in ("ingest_frames", "ingest_detections"):
+        for name in ("ingest_frames", "ingest_detections", "ingest_skipped"):
             con.unregister(name)
     return BatchCounts(
-        accepted=len(stored), detections=detections.num_rows, queued=queue_items.num_rows
+        accepted=len(stored),
+        detections=detections.num_rows,
+        queued=queue_items.num_rows,
+        skipped=skipped_keys,
+        conflicts=conflicts,
     )
 
 

@@ -1,6 +1,7 @@
 """The ``reviewed_labels`` table: what people said each frame holds.
 
-A re-label adds a row; the newest row of a frame is its label (``LATEST_LABELS_SQL``).
+One label per item; a deliberate edit adds a row that names the one it replaces
+(``replaces_label_id``), and the newest row of a frame is its label (``LATEST_LABELS_SQL``).
 "Labels since the last training run" counts frames whose newest label is newer than the
 last training run's label cutoff, so 20 labels on one frame count once.
 """
@@ -32,46 +33,77 @@ def create(
     boxes: Sequence[ReviewedBox],
     labeler: str,
     labeled_at: datetime,
+    edit: bool = False,
 ) -> int:
     """Store a reviewed label and mark its queue item ``labeled``, in one transaction.
+
+    One item, one label: a second label on a labeled item is refused unless ``edit`` says
+    it is a deliberate correction, which is stored as a new row with
+    ``replaces_label_id`` set to the label it supersedes (the newest label of a frame is
+    the one used). An item under another labeler's live claim is refused
+    (``edgeloop.store.queue`` claims).
 
     Args:
         boxes: validated boxes (``edgeloop.annotations.review_boxes``); empty for a frame
             with no object.
+        labeler: who labels (the token's name).
         labeled_at: timezone-aware UTC.
+        edit: True to replace the item's existing label.
 
     Returns:
         The new ``label_id``.
 
     Raises:
+        LookupError: no such item.
+        edgeloop.store.queue.ClaimConflictError: claimed by someone else, or labeled
+            already and ``edit`` is False.
         duckdb.Error: rolled back; nothing is stored.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
-        label_id = fetch_scalar(
-            con.execute(
-                """
-                INSERT INTO reviewed_labels
-                    (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                RETURNING label_id
-                """,
-                [
-                    item_id,
-                    frame_key,
-                    camera_id,
-                    REVIEWED_BOXES.dump_json(list(boxes)).decode(),
-                    len(boxes),
-                    labeler,
-                    labeled_at,
-                ],
+    with queue.CLAIMS:
+        item = queue.get_item(con=con, item_id=item_id)
+        if item is None:
+            raise LookupError(f"no labeling-queue item {item_id}")
+        queue.check_claim(item=item, labeler=labeler, now=labeled_at)
+        replaces = None
+        if item["status"] == "labeled":
+            previous = latest_for_frame(con=con, frame_key=frame_key)
+            if not edit:
+                by = f" by {previous['labeler']}" if previous else ""
+                raise queue.ClaimConflictError(
+                    f"item {item_id} is already labeled{by}; send edit: true to replace its label",
+                    item_id=item_id,
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+            replaces = previous["label_id"] if previous else None
+        con.execute("BEGIN TRANSACTION")
+        try:
+            label_id = fetch_scalar(
+                con.execute(
+                    """
+                    INSERT INTO reviewed_labels
+                        (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at,
+                         replaces_label_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    RETURNING label_id
+                    """,
+                    [
+                        item_id,
+                        frame_key,
+                        camera_id,
+                        REVIEWED_BOXES.dump_json(list(boxes)).decode(),
+                        len(boxes),
+                        labeler,
+                        labeled_at,
+                        replaces,
+                    ],
+                )
             )
-        )
-        queue.mark_labeled(con=con, item_id=item_id, now=labeled_at)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            queue.mark_labeled(con=con, item_id=item_id, now=labeled_at)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
     return int(label_id)
 
 

@@ -5,11 +5,20 @@ when nothing is pending (least-skipped first, then the one skipped longest ago);
 ``labeled`` items never come back. Priority = the largest uncertainty score of the
 frame's detections (``edgeloop.rules.uncertainty_scores``) × a boost for cameras whose
 latest drift report drifted; pending items are read in ``QUEUE_ORDER``.
+
+Claims: ``claim_next`` hands an item to one labeler for a lease (``claimed_by``,
+``claimed_until``); until it expires no one else gets that item from ``claim_next`` or
+may label or skip it (``ClaimConflictError``). Labeling or skipping releases the claim;
+an expired lease returns the item to the queue as it was. Claims are taken and checked
+under one lock per process (``CLAIMS``): the API is the only process that labels, since
+a DuckDB file is open in one process at a time.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -26,8 +35,43 @@ QUEUE_ORDER = "priority DESC, created_at DESC, item_id DESC"
 
 COLUMNS = (
     "item_id, frame_key, camera_id, priority, uncertain_count, status, skip_count, "
-    "created_at, updated_at"
+    "created_at, updated_at, claimed_by, claimed_until"
 )
+
+CLAIMS = threading.Lock()
+"""Serialises taking and checking claims in this process (see the module docstring)."""
+
+
+class ClaimConflictError(Exception):
+    """Another labeler holds a live claim on the item, or it is labeled already.
+
+    Attributes:
+        item_id: the item.
+        claimed_by: who holds the claim (None when the conflict is an earlier label).
+        claimed_until: when that claim expires (UTC), or None.
+    """
+
+    def __init__(
+        self, message: str, *, item_id: int, claimed_by: str | None, claimed_until: datetime | None
+    ) -> None:
+        super().__init__(message)
+        self.item_id = item_id
+        self.claimed_by = claimed_by
+        self.claimed_until = claimed_until
+
+
+def check_claim(*, item: dict[str, Any], labeler: str, now: datetime) -> None:
+    """Raise ``ClaimConflictError`` when someone other than ``labeler`` holds a live claim
+    on ``item`` (a row of this table)."""
+    holder, until = item.get("claimed_by"), item.get("claimed_until")
+    if holder is not None and holder != labeler and until is not None and until > now:
+        raise ClaimConflictError(
+            f"item {item['item_id']} is claimed by {holder} until {until.isoformat()}",
+            item_id=int(item["item_id"]),
+            claimed_by=holder,
+            claimed_until=until,
+        )
+
 
 _SCORE_UDF = "edgeloop_uncertainty_score"
 
@@ -82,43 +126,113 @@ def get_item(*, con: Connection, item_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def next_item(*, con: Connection, camera_id: str | None) -> dict[str, Any] | None:
+def next_item(
+    *,
+    con: Connection,
+    camera_id: str | None,
+    labeler: str | None = None,
+    now: datetime | None = None,
+    exclude: Sequence[int] = (),
+) -> dict[str, Any] | None:
     """The item to label next: the first pending item in ``QUEUE_ORDER``; when none is
-    pending, the least-skipped, longest-skipped item. None when nothing is left."""
-    camera = " AND camera_id = ?" if camera_id is not None else ""
+    pending, the least-skipped, longest-skipped item. None when nothing is left.
+
+    With ``labeler`` and ``now``, items under another labeler's live claim are passed
+    over; ``exclude`` passes over the given item ids (the page's current item when it
+    prefetches the next).
+    """
+    where = ["status IN ('pending', 'skipped')"]
+    params: list[Any] = []
+    if camera_id is not None:
+        where.append("camera_id = ?")
+        params.append(camera_id)
+    if labeler is not None and now is not None:
+        where.append("(claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)")
+        params += [labeler, now]
+    if exclude:
+        where.append(f"item_id NOT IN ({', '.join('?' * len(exclude))})")
+        params += list(exclude)
     rows = fetch_dicts(
         con.execute(
             f"""
             SELECT {COLUMNS} FROM labeling_queue
-            WHERE status IN ('pending', 'skipped'){camera}
+            WHERE {" AND ".join(where)}
             ORDER BY (status = 'pending') DESC,
                      CASE WHEN status = 'pending' THEN priority ELSE 0 END DESC,
                      CASE WHEN status = 'pending' THEN created_at END DESC,
                      skip_count, updated_at, priority DESC, item_id DESC
             LIMIT 1
             """,
-            [camera_id] if camera_id is not None else [],
+            params,
         )
     )
     return rows[0] if rows else None
 
 
-def skip_item(*, con: Connection, item_id: int, now: datetime) -> None:
-    """Mark an item skipped (skip_count + 1): it goes behind every pending item."""
-    con.execute(
-        """
-        UPDATE labeling_queue
-        SET status = 'skipped', skip_count = skip_count + 1, updated_at = ?
-        WHERE item_id = ?
-        """,
-        [now, item_id],
-    )
+def claim_next(
+    *,
+    con: Connection,
+    camera_id: str | None,
+    labeler: str,
+    now: datetime,
+    lease: timedelta,
+    exclude: Sequence[int] = (),
+) -> dict[str, Any] | None:
+    """Claim the next item (``next_item``) for ``labeler`` until ``now + lease``; the
+    claimed row, or None when nothing is left for them. The caller's own live claim may
+    be handed back again (a reload), unless excluded."""
+    with CLAIMS:
+        item = next_item(con=con, camera_id=camera_id, labeler=labeler, now=now, exclude=exclude)
+        if item is None:
+            return None
+        until = now + lease
+        con.execute(
+            "UPDATE labeling_queue SET claimed_by = ?, claimed_until = ? WHERE item_id = ?",
+            [labeler, until, item["item_id"]],
+        )
+        return {**item, "claimed_by": labeler, "claimed_until": until}
+
+
+def skip_item(*, con: Connection, item_id: int, labeler: str, now: datetime) -> None:
+    """Mark an item skipped (skip_count + 1) and release its claim: it goes behind every
+    pending item.
+
+    Raises:
+        LookupError: no such item.
+        ClaimConflictError: another labeler holds a live claim on it, or it is labeled.
+    """
+    with CLAIMS:
+        item = get_item(con=con, item_id=item_id)
+        if item is None:
+            raise LookupError(f"no labeling-queue item {item_id}")
+        if item["status"] == "labeled":
+            raise ClaimConflictError(
+                f"item {item_id} is already labeled; label it again with edit to change it",
+                item_id=item_id,
+                claimed_by=None,
+                claimed_until=None,
+            )
+        check_claim(item=item, labeler=labeler, now=now)
+        con.execute(
+            """
+            UPDATE labeling_queue
+            SET status = 'skipped', skip_count = skip_count + 1, updated_at = ?,
+                claimed_by = NULL, claimed_until = NULL
+            WHERE item_id = ?
+            """,
+            [now, item_id],
+        )
 
 
 def mark_labeled(*, con: Connection, item_id: int, now: datetime) -> None:
-    """Mark an item labeled (``edgeloop.store.labels.create`` calls it in its transaction)."""
+    """Mark an item labeled and release its claim (``edgeloop.store.labels.create`` calls
+    it in its transaction)."""
     con.execute(
-        "UPDATE labeling_queue SET status = 'labeled', updated_at = ? WHERE item_id = ?",
+        """
+        UPDATE labeling_queue
+        SET status = 'labeled', updated_at = ?, claimed_by = NULL, claimed_until = NULL
+        WHERE item_id = ?
+        """,
         [now, item_id],
     )
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from api_support import (
@@ -18,6 +21,7 @@ from api_support import (
     jpeg_bytes,
     queued_frame,
 )
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.ingest import jpeg_path
@@ -47,7 +51,7 @@ def test_batch_lands_in_frames_detections_and_queue(
         frame("cam-1:000002", index=2, detections=[detection(5, 5, 50, 90, 0.95)]),
         frame("cam-2:000001", camera_id="cam-2", index=1),
     )
-    assert ack == {"accepted": 3, "duplicates": 0, "detections": 4, "queued": 1}
+    assert ack == {"accepted": 3, "duplicates": 0, "detections": 4, "queued": 1, "conflicts": 0}
 
     with store.connect() as con:
         frames = {
@@ -92,7 +96,7 @@ def test_replayed_frames_are_skipped_as_duplicates(client: TestClient, store: St
     assert ingest(client, *first)["accepted"] == 2
     # The agent retries the same batch plus one new frame.
     ack = ingest(client, *first, queued_frame("cam-1:3", 3))
-    assert ack == {"accepted": 1, "duplicates": 2, "detections": 2, "queued": 1}
+    assert ack == {"accepted": 1, "duplicates": 2, "detections": 2, "queued": 1, "conflicts": 0}
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM frames").fetchone() == (3,)
         assert con.execute("SELECT count(*) FROM prediction_logs").fetchone() == (6,)
@@ -101,7 +105,7 @@ def test_replayed_frames_are_skipped_as_duplicates(client: TestClient, store: St
 
 def test_a_frame_repeated_within_a_batch_is_stored_once(client: TestClient, store: Store) -> None:
     ack = ingest(client, queued_frame("cam-1:1", 1), queued_frame("cam-1:1", 1))
-    assert ack == {"accepted": 1, "duplicates": 1, "detections": 2, "queued": 1}
+    assert ack == {"accepted": 1, "duplicates": 1, "detections": 2, "queued": 1, "conflicts": 0}
 
 
 def test_uncertain_frame_without_jpeg_is_not_queued(client: TestClient) -> None:
@@ -218,3 +222,108 @@ def test_width_height_of_frames_are_kept(client: TestClient, store: Store) -> No
     ingest(client, frame("cam-1:1", width=WIDTH, height=HEIGHT))
     with store.connect() as con:
         assert con.execute("SELECT width, height FROM frames").fetchone() == (WIDTH, HEIGHT)
+
+
+def test_a_replayed_key_with_another_jpeg_changes_nothing_stored(
+    client: TestClient, store: Store, loop_settings: LoopSettings
+) -> None:
+    original = queued_frame("cam-1:7", 7)
+    assert ingest(client, original)["accepted"] == 1
+    path = jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:7")
+    before = path.read_bytes()
+    forged = queued_frame("cam-1:7", 7, confidence=0.41)
+    forged["jpeg"] = base64.b64encode(jpeg_bytes(seed=99)).decode()
+
+    ack = ingest(client, forged, queued_frame("cam-1:8", 8))
+
+    assert ack == {"accepted": 1, "duplicates": 0, "detections": 2, "queued": 1, "conflicts": 1}
+    assert path.read_bytes() == before  # the labels made on it still describe this image
+    with store.connect() as con:
+        confidences = con.execute(
+            "SELECT confidence FROM prediction_logs WHERE frame_key = 'cam-1:7' ORDER BY 1"
+        ).fetchall()
+    assert confidences == [(0.55,), (0.92,)]
+
+
+def test_a_frame_key_is_bound_to_the_camera_that_sent_it(
+    client: TestClient, store: Store, loop_settings: LoopSettings
+) -> None:
+    assert ingest(client, queued_frame("shared:1", 1))["accepted"] == 1
+    other = queued_frame("shared:1", 1, camera_id="cam-2")
+
+    ack = ingest(client, other)
+
+    assert ack["conflicts"] == 1 and ack["accepted"] == 0 and ack["duplicates"] == 0
+    with store.connect() as con:
+        assert con.execute(
+            "SELECT camera_id FROM frames WHERE frame_key = 'shared:1'"
+        ).fetchall() == [("cam-1",)]
+    # No orphan JPEG is left under the other camera's folder.
+    assert not jpeg_path(loop_settings.frames_dir, "cam-2", "shared:1").exists()
+
+
+def test_a_replay_that_adds_a_jpeg_leaves_no_orphan_file(
+    client: TestClient, loop_settings: LoopSettings
+) -> None:
+    assert ingest(client, frame("cam-1:9", index=9))["accepted"] == 1  # no JPEG
+    replay = frame("cam-1:9", index=9, jpeg=jpeg_bytes(seed=9))
+
+    assert ingest(client, replay) == {
+        "accepted": 0,
+        "duplicates": 1,
+        "detections": 0,
+        "queued": 0,
+        "conflicts": 0,
+    }
+    assert not jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:9").exists()
+
+
+def test_parallel_batches_with_one_key_and_two_jpegs_store_one_of_them(
+    app: FastAPI, store: Store, loop_settings: LoopSettings
+) -> None:
+    bodies = []
+    for seed in range(8):
+        record = queued_frame("cam-1:race", 1)
+        record["jpeg"] = base64.b64encode(jpeg_bytes(seed=100 + seed)).decode()
+        bodies.append(batch(record))
+
+    def post(body: dict[str, Any]) -> dict[str, Any]:
+        with TestClient(app) as c:
+            response = c.post("/api/ingest", json=body, headers=AGENT)
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+    with ThreadPoolExecutor(8) as pool:
+        acks = list(pool.map(post, bodies))
+
+    assert sum(a["accepted"] for a in acks) == 1
+    assert sum(a["accepted"] + a["duplicates"] + a["conflicts"] for a in acks) == 8
+    with store.connect() as con:
+        (stored_path,) = con.execute(
+            "SELECT jpeg_path FROM frames WHERE frame_key = 'cam-1:race'"
+        ).fetchone() or (None,)
+    winner = next(i for i, a in enumerate(acks) if a["accepted"])
+    assert Path(stored_path).read_bytes() == base64.b64decode(bodies[winner]["frames"][0]["jpeg"])
+
+
+def test_an_agent_token_scoped_to_cameras_may_send_only_theirs(
+    loop_settings: LoopSettings, store: Store, tmp_path: Path
+) -> None:
+    from api_support import NoModelRegistry
+
+    from api.deps import get_registry
+    from edgeloop.tokens import create_token
+
+    tokens_file = tmp_path / "api-tokens.json"
+    token = create_token(tokens_file, name="gate-agent", role="agent", cameras=["cam-1"])
+    app = create_app(ApiSettings(loop=loop_settings, tokens_file=tokens_file, warm_registry=False))
+    app.dependency_overrides[get_registry] = NoModelRegistry
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as scoped:
+        ok = scoped.post("/api/ingest", json=batch(queued_frame("cam-1:1", 1)), headers=headers)
+        assert ok.status_code == 200 and ok.json()["accepted"] == 1
+        mixed = batch(queued_frame("cam-1:2", 2), queued_frame("cam-9:1", 1, camera_id="cam-9"))
+        refused = scoped.post("/api/ingest", json=mixed, headers=headers)
+    assert refused.status_code == 403 and "cam-9" in refused.json()["detail"]
+    with store.connect() as con:  # nothing of the refused batch is stored
+        assert con.execute("SELECT frame_key FROM frames").fetchall() == [("cam-1:1",)]

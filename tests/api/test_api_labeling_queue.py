@@ -100,17 +100,21 @@ def test_label_is_stored_and_the_item_leaves_the_queue(client: TestClient, store
     assert client.get("/api/labeling-queue", headers=LABELER).json()["count"] == 2
 
 
-def test_relabel_replaces_the_label(client: TestClient, store: Store) -> None:
+def test_relabel_is_a_409_unless_it_is_an_explicit_edit(client: TestClient, store: Store) -> None:
     _fill(client)
     item_id = client.get("/api/labeling-queue/next", headers=LABELER).json()["item_id"]
     url = f"/api/labeling-queue/{item_id}/label"
     box = {"bbox_xyxy": [100, 50, 180, 230], "class_name": "Normal"}
-    assert client.post(url, json={"boxes": [box]}, headers=LABELER).status_code == 201
-    assert (
-        client.post(url, json={"boxes": [], "no_object": True}, headers=LABELER).status_code == 201
-    )
+    first = client.post(url, json={"boxes": [box]}, headers=LABELER)
+    assert first.status_code == 201
+    again = client.post(url, json={"boxes": [], "no_object": True}, headers=LABELER)
+    assert again.status_code == 409 and "edit" in again.json()["detail"]
+    edit = client.post(url, json={"no_object": True, "edit": True}, headers=LABELER)
+    assert edit.status_code == 201
+    assert edit.json()["replaces_label_id"] == first.json()["label_id"]
     with store.connect() as con:
         rows = labels.latest_with_frames(con=con)
+        assert con.execute("SELECT count(*) FROM reviewed_labels").fetchone() == (2,)
     assert len(rows) == 1 and rows[0]["boxes"] == []
     detail = client.get(f"/api/labeling-queue/{item_id}", headers=LABELER).json()
     assert detail["status"] == "labeled"

@@ -43,7 +43,13 @@ def test_ingest_and_label_over_http(live_server: LiveServer) -> None:
     with httpx.Client(base_url=live_server.base_url, timeout=30) as http:
         ack = http.post("/api/ingest", json=payload, headers=AGENT)
         assert ack.status_code == 200, ack.text
-        assert ack.json() == {"accepted": 2, "duplicates": 0, "detections": 2, "queued": 1}
+        assert ack.json() == {
+            "accepted": 2,
+            "duplicates": 0,
+            "detections": 2,
+            "queued": 1,
+            "conflicts": 0,
+        }
         replay = http.post("/api/ingest", json=payload, headers=AGENT).json()
         assert replay["duplicates"] == 2
 
