@@ -130,15 +130,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         ValueError: the tokens file is malformed or no token is configured.
     """
     settings = settings or get_settings()
-    store = Store(settings.loop.duckdb_path)
+    store = Store(
+        settings.loop.duckdb_path,
+        linger_s=settings.store_linger_s,
+        max_hold_s=settings.store_max_hold_s,
+    )
     registry = ModelRegistry(settings.loop)
     api_metrics = ApiMetrics()
-    writer = IngestWriter(
-        store,
-        linger_s=settings.ingest_linger_s,
-        max_hold_s=settings.ingest_max_hold_s,
-        observe_group=api_metrics.ingest_group_batches.observe,
-    )
+    writer = IngestWriter(store, observe_group=api_metrics.ingest_group_batches.observe)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -168,7 +167,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings.dagster_url,
         )
         yield
-        await run_in_threadpool(writer.close)
+        await run_in_threadpool(store.close)
         gc.unfreeze()
         gc.set_threshold(*gc_threshold)
 

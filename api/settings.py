@@ -74,18 +74,21 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(
         64 * MIB, gt=0, description="Largest request body accepted, bytes; larger gets 413."
     )
-    ingest_linger_s: float = Field(
-        0.2,
+    store_linger_s: float = Field(
+        0.5,
         ge=0,
+        le=10,
         description=(
-            "Keep DuckDB open this long after an ingest write so back-to-back batches skip "
-            "the open/close checkpoint, s; 0 closes after every batch (see api/writer.py)."
+            "Keep DuckDB open this long after a request, s, so the next one skips the "
+            "open/close checkpoint; 0 closes after every request (edgeloop.store.connection). "
+            "A process waiting for the file gets it within ~0.1 s regardless."
         ),
     )
-    ingest_max_hold_s: float = Field(
+    store_max_hold_s: float = Field(
         2.0,
         gt=0,
-        description="Release the DuckDB file at least this often under sustained ingest, s.",
+        le=60,
+        description="Release the DuckDB file at least this often under sustained load, s.",
     )
     metrics_window_s: float = Field(
         60.0, gt=0, description="Window over which /api/metrics computes frames/s, s."

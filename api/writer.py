@@ -1,33 +1,19 @@
-"""The ingest writer: group commit, and a short linger that keeps the DuckDB file open
-between batches that arrive back to back.
-
-Why: opening the DuckDB file and closing it (the close checkpoints the WAL into the
-file) cost 50-100 ms together, more than inserting the 10,000 detections of a batch
-(~45 ms incl. the commit's fsync) — measured with ``bench/ingest.py`` and
-``/metrics``' ``edgeloop_ingest_stage_duration_seconds``. So:
-
-* batches that arrive while another is being written share the next connection, each in
-  its own transaction (group commit);
-* after a write the writer keeps one idle connection to the database for ``linger_s``
-  (200 ms by default): every ``Store.connect()`` of this process then reuses the open
-  database (DuckDB caches it per path) and its close does not checkpoint. When no
-  batch came for ``linger_s``, or ``max_hold_s`` after it was opened, the idle
-  connection is closed: the WAL is checkpointed and the file is free for other
-  processes (Dagster) again.
+"""The ingest writer: group commit — batches that arrive while another is being written
+share the next ``Store.connect()``, each in its own transaction.
 
 Each batch is still committed before its request is answered (durable: DuckDB fsyncs
-the WAL on commit), and every write still goes through ``Store.connect()``.
+the WAL on commit). Keeping the file open between back-to-back batches (opening and
+closing it cost 50-100 ms, more than inserting 10,000 detections) is the store's
+linger (``edgeloop.store.Store(linger_s=...)``, which the API turns on), not the
+writer's.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-
-import duckdb
 
 from api.ingest import IngestTables
 from edgeloop.store import Store, frames
@@ -47,13 +33,10 @@ class _WriteJob:
 
 
 class IngestWriter:
-    """Writes ingest batches into DuckDB with group commit and a bounded linger.
+    """Writes ingest batches into DuckDB with group commit.
 
     Args:
         store: the DuckDB store; every write goes through ``store.connect()``.
-        linger_s: keep the database open this long after the last write, s (0: never).
-        max_hold_s: close it at the latest this long after it was opened, s, so the
-            file is checkpointed and released regularly even under sustained ingest.
         max_group: most batches written through one ``store.connect()``.
         observe_group: called with the number of batches of each group written.
     """
@@ -62,25 +45,16 @@ class IngestWriter:
         self,
         store: Store,
         *,
-        linger_s: float = 0.2,
-        max_hold_s: float = 2.0,
         max_group: int = 8,
         observe_group: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
-        self.linger_s = linger_s
-        self.max_hold_s = max_hold_s
         self.max_group = max_group
         self.observe_group = observe_group
         self._pending: deque[_WriteJob] = deque()
         self._pending_lock = threading.Lock()
-        # Guards writes, the idle connection and its timestamps; the closer waits on it.
+        # Guards writes; writers waiting for their group wait on it.
         self._cond = threading.Condition(threading.Lock())
-        self._idle_con: duckdb.DuckDBPyConnection | None = None
-        self._opened_at = 0.0
-        self._last_write = 0.0
-        self._closer: threading.Thread | None = None
-        self._stopped = False
 
     def write(self, tables: IngestTables) -> BatchCounts:
         """Insert one batch (see ``edgeloop.store.frames.insert_batch``); returns once it is committed.
@@ -106,21 +80,11 @@ class IngestWriter:
         assert job.result is not None
         return job.result
 
-    def close(self) -> None:
-        """Close the idle connection (checkpoint, release the file) and stop the closer."""
-        with self._cond:
-            self._stopped = True
-            self._release()
-            self._cond.notify_all()
-        if self._closer is not None:
-            self._closer.join(timeout=5)
-
     def _write_group(self, group: list[_WriteJob]) -> None:
         if self.observe_group is not None:
             self.observe_group(len(group))
         try:
             with self.store.connect() as con:
-                self._hold_open()
                 for job in group:
                     try:
                         job.result = frames.insert_batch(
@@ -140,45 +104,4 @@ class IngestWriter:
                 if job.result is None and job.error is None:
                     job.error = RuntimeError("ingest batch was not written")
                 job.done = True
-        self._last_write = time.monotonic()
-        if self._idle_con is not None and self._last_write - self._opened_at > self.max_hold_s:
-            self._release()
         self._cond.notify_all()
-
-    def _hold_open(self) -> None:
-        """Open the idle connection while a store connection is open (a cache hit, no I/O)."""
-        if self._idle_con is not None or self.linger_s <= 0 or self._stopped:
-            return
-        try:
-            self._idle_con = duckdb.connect(str(self.store.path))
-        except duckdb.Error:
-            logger.warning("could not keep %s open between batches", self.store.path, exc_info=True)
-            return
-        self._opened_at = time.monotonic()
-        if self._closer is None:
-            self._closer = threading.Thread(
-                target=self._close_when_idle, name="ingest-linger", daemon=True
-            )
-            self._closer.start()
-
-    def _release(self) -> None:
-        if self._idle_con is None:
-            return
-        try:
-            self._idle_con.close()
-        except duckdb.Error:
-            logger.exception("closing the idle DuckDB connection to %s failed", self.store.path)
-        self._idle_con = None
-
-    def _close_when_idle(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                if self._idle_con is None:
-                    self._cond.wait()
-                    continue
-                now = time.monotonic()
-                deadline = min(self._last_write + self.linger_s, self._opened_at + self.max_hold_s)
-                if now >= deadline:
-                    self._release()
-                else:
-                    self._cond.wait(deadline - now)
