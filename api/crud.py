@@ -51,9 +51,18 @@ def queue_counts(*, con: Connection) -> dict[str, int]:
     return queue.status_counts(con=con)
 
 
-def camera_metrics(*, con: Connection, window_s: float, now: datetime) -> list[CameraMetricsPublic]:
-    """Per-camera ingest figures; frames/s counts frames received in ``(now - window_s, now]``."""
-    histograms = frames.confidence_histograms(con=con)
+def camera_metrics(
+    *,
+    con: Connection,
+    window_s: float,
+    now: datetime,
+    histograms: frames.ConfidenceHistograms | None = None,
+) -> list[CameraMetricsPublic]:
+    """Per-camera ingest figures; frames/s counts frames received in ``(now - window_s, now]``.
+
+    ``histograms`` (the app's incremental histograms) saves a scan of every detection.
+    """
+    histograms_now = (histograms or frames.ConfidenceHistograms()).read(con=con)
     empty = [0] * frames.CONFIDENCE_BINS
     return [
         CameraMetricsPublic(
@@ -62,7 +71,7 @@ def camera_metrics(*, con: Connection, window_s: float, now: datetime) -> list[C
             detections=int(row["detections"] or 0),
             frames_per_s=row["recent"] / window_s,
             mean_inference_ms=row["mean_inference_ms"],
-            confidence_histogram=histograms.get(row["camera_id"], empty),
+            confidence_histogram=histograms_now.get(row["camera_id"], empty),
             defect_rate=float(row["defect_rate"]),
             last_received_at=row["last_received_at"],
         )

@@ -21,6 +21,7 @@ from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
 from edgeloop.store import Store
+from edgeloop.store.frames import ConfidenceHistograms
 from edgeloop.tokens import Role
 from edgeloop.wire import MAX_INT64
 
@@ -82,12 +83,14 @@ get_store = app_state("store", Store)
 get_registry = app_state("registry", ModelRegistry)
 get_writer = app_state("writer", IngestWriter)
 get_metrics = app_state("metrics", ApiMetrics)
+get_histograms = app_state("histograms", ConfidenceHistograms)
 
 SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 WriterDep = Annotated[IngestWriter, Depends(get_writer)]
+HistogramsDep = Annotated[ConfidenceHistograms, Depends(get_histograms)]
 
 
 class JobLauncher(Protocol):

@@ -48,6 +48,7 @@ from api.settings import ApiSettings, get_settings
 from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
 from edgeloop.store import Store, StoreLockedError
+from edgeloop.store.frames import ConfidenceHistograms
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.writer = writer
     app.state.registry = registry
     app.state.metrics = api_metrics
+    app.state.histograms = ConfidenceHistograms()
     app.state.principals = load_principals(settings)
     app.state.retrain_push = RetrainPush(settings, store)
 

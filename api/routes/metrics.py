@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import crud
+from api import crud, deps
 from api.deps import (
     CurrentPrincipal,
     MetricsDep,
@@ -24,14 +24,19 @@ prometheus_router = secured_router("", tag="metrics", store=False)
 
 @router.get("", response_model=MetricsPublic)
 def read_metrics(
-    _principal: CurrentPrincipal, settings: SettingsDep, store: StoreDep
+    _principal: CurrentPrincipal,
+    settings: SettingsDep,
+    store: StoreDep,
+    histograms: deps.HistogramsDep,
 ) -> MetricsPublic:
     """Per camera: frames, frames/s over the window (by received_at), mean inference ms,
     confidence histogram (10 bins over [0, 1]), defect rate (share of frames with at least
     one detection); plus queue sizes and reviewed labels since the last training run."""
     now = datetime.now(UTC)
     with store.connect() as con:
-        cameras = crud.camera_metrics(con=con, window_s=settings.metrics_window_s, now=now)
+        cameras = crud.camera_metrics(
+            con=con, window_s=settings.metrics_window_s, now=now, histograms=histograms
+        )
         queue = crud.queue_counts(con=con)
         since = labels.since_last_training(con=con)
     return MetricsPublic(

@@ -12,7 +12,9 @@ checkpoint the WAL (opening and closing the file cost 34–47 % of a labeling re
 The idle connection is closed ``linger_s`` after the last use, ``max_hold_s`` after it
 was opened at the latest, and within ``KEEPER_POLL_S`` when another process asks for the
 file: a process that finds the file locked touches ``<file>.wanted`` before it retries,
-and the lingering process then stops lingering for ``YIELD_S``.
+and the lingering process then stops lingering for ``YIELD_S`` and, while the marker is
+fresh, opens each connection only after a short pause with the file closed
+(``YIELD_WINDOW_S``), so the waiting process gets in even under a steady load.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ KEEPER_POLL_S = 0.1
 """How often a lingering store checks whether to close its idle connection, s."""
 YIELD_S = 2.0
 """After another process asked for the file, how long a store does not linger, s."""
+WANTED_FRESH_S = 0.5
+"""A ``.wanted`` marker touched this recently means a process is waiting right now (it
+touches it on every retry, at most ``RETRY_MAX_WAIT_S`` apart), s."""
+YIELD_WINDOW_S = 0.05
+"""While a process waits, each connection of a lingering store first pauses this long
+with the file closed, so the waiting process finds it free, s."""
+RETRY_MAX_WAIT_S = 0.25
+"""Longest back-off between two attempts to open a locked file, s."""
 
 
 class StoreLockedError(RuntimeError):
@@ -96,6 +106,7 @@ class Store:
         self._keeper: duckdb.DuckDBPyConnection | None = None
         self._keeper_opened = 0.0
         self._keeper_wall_opened = 0.0
+        self._own_touch = 0.0
         self._last_used = 0.0
         self._no_linger_until = 0.0
         self._closer: threading.Thread | None = None
@@ -110,13 +121,25 @@ class Store:
         """Tell a lingering process that this one waits for the file (best effort)."""
         with contextlib.suppress(OSError):
             self.wanted_marker.touch()
+            self._own_touch = self.wanted_marker.stat().st_mtime
 
     def _wanted_since(self) -> float:
         """Wall-clock time the marker was last touched by another process, or 0."""
         try:
-            return self.wanted_marker.stat().st_mtime
+            touched = self.wanted_marker.stat().st_mtime
         except OSError:
             return 0.0
+        return 0.0 if touched == self._own_touch else touched
+
+    def _yield_if_wanted(self) -> None:
+        """Called with the process lock held, before opening: while another process waits
+        for the file, close the idle connection, stop lingering and pause with the file
+        closed (only a store that lingers does this)."""
+        if self.linger_s <= 0 or time.time() - self._wanted_since() > WANTED_FRESH_S:
+            return
+        self._release_keeper()
+        self._no_linger_until = time.monotonic() + YIELD_S
+        time.sleep(YIELD_WINDOW_S)
 
     def _should_release(self, now: float) -> bool:
         if self._keeper is None:
@@ -195,7 +218,7 @@ class Store:
         @retry(
             retry=retry_if_exception(_is_lock_error),
             stop=stop_after_delay(self.lock_timeout_s),
-            wait=wait_exponential_jitter(initial=0.02, max=0.25),
+            wait=wait_exponential_jitter(initial=0.02, max=RETRY_MAX_WAIT_S),
             reraise=True,
         )
         def _connect() -> duckdb.DuckDBPyConnection:
@@ -242,6 +265,7 @@ class Store:
         try:
             if self._should_release(time.monotonic()):
                 self._release_keeper()
+            self._yield_if_wanted()
             con = self._open() if retry else self._open_once()
             try:
                 if not self._migrated:

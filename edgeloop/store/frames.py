@@ -9,6 +9,7 @@ ingest, idempotent on ``frame_key``), and never changed after. Boxes are stored 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -214,17 +215,46 @@ def camera_ingest(*, con: Connection, window_s: float, now: datetime) -> list[di
 
 def confidence_histograms(*, con: Connection) -> dict[str, list[int]]:
     """Per camera, detections per confidence bin (``CONFIDENCE_BINS`` bins over [0, 1])."""
-    histograms: dict[str, list[int]] = {}
-    for camera_id, bin_index, n in con.execute(
-        f"""
-        SELECT camera_id,
-               least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1})::INTEGER,
-               count(*)
-        FROM prediction_logs GROUP BY ALL
-        """
-    ).fetchall():
-        histograms.setdefault(camera_id, [0] * CONFIDENCE_BINS)[bin_index] = int(n)
-    return histograms
+    return ConfidenceHistograms().read(con=con)
+
+
+class ConfidenceHistograms:
+    """Per-camera confidence histograms kept up to date incrementally: each ``read`` adds
+    only the detections stored since the previous one (by ``rowid``; ``prediction_logs``
+    is append-only, so rowids only grow), instead of scanning every detection.
+
+    One instance per process and database file (the API keeps one on ``app.state``);
+    thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._through = -1
+        self._histograms: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, *, con: Connection) -> dict[str, list[int]]:
+        """Per camera, detections per confidence bin (``CONFIDENCE_BINS`` bins over [0, 1],
+        the last bin closed), counting every detection stored so far."""
+        with self._lock:
+            newest = fetch_scalar(con.execute("SELECT max(rowid) FROM prediction_logs"))
+            if newest is None or int(newest) < self._through:  # empty or a new file
+                self._through, self._histograms = -1, {}
+            if newest is not None and int(newest) > self._through:
+                for camera_id, bin_index, n in con.execute(
+                    f"""
+                    SELECT camera_id,
+                           least(floor(confidence * {CONFIDENCE_BINS}),
+                                 {CONFIDENCE_BINS - 1})::INTEGER,
+                           count(*)
+                    FROM prediction_logs WHERE rowid > ? AND rowid <= ?
+                    GROUP BY ALL
+                    """,
+                    [self._through, int(newest)],
+                ).fetchall():
+                    counts = self._histograms.setdefault(camera_id, [0] * CONFIDENCE_BINS)
+                    counts[bin_index] += int(n)
+                self._through = int(newest)
+            return {camera: list(counts) for camera, counts in self._histograms.items()}
 
 
 def camera_summary(*, con: Connection) -> list[dict[str, Any]]:
@@ -313,17 +343,26 @@ def list_detections(
     total = fetch_scalar(
         con.execute(f"SELECT count(*) FROM prediction_logs p WHERE {condition}", params)
     )
+    # The page is cut from prediction_logs alone (a top-N over its own columns), then only
+    # its rows are joined with their frames: a join before the sort would touch every row.
     rows = fetch_dicts(
         con.execute(
             f"""
-            SELECT p.detection_id, p.frame_key, p.camera_id, f.frame_index, p.captured_at,
-                   f.received_at, p.class_id, p.class_name, p.confidence,
-                   p.x1, p.y1, p.x2, p.y2, p.uncertain, p.model_version, f.width, f.height,
-                   f.jpeg_path IS NOT NULL AS has_jpeg
-            FROM prediction_logs p JOIN frames f USING (frame_key)
-            WHERE {condition}
-            ORDER BY p.captured_at DESC, p.detection_id
-            LIMIT ? OFFSET ?
+            WITH page AS (
+                SELECT p.detection_id, p.frame_key, p.camera_id, p.captured_at, p.class_id,
+                       p.class_name, p.confidence, p.x1, p.y1, p.x2, p.y2, p.uncertain,
+                       p.model_version
+                FROM prediction_logs p
+                WHERE {condition}
+                ORDER BY p.captured_at DESC, p.detection_id
+                LIMIT ? OFFSET ?
+            )
+            SELECT page.detection_id, page.frame_key, page.camera_id, f.frame_index,
+                   page.captured_at, f.received_at, page.class_id, page.class_name,
+                   page.confidence, page.x1, page.y1, page.x2, page.y2, page.uncertain,
+                   page.model_version, f.width, f.height, f.jpeg_path IS NOT NULL AS has_jpeg
+            FROM page JOIN frames f USING (frame_key)
+            ORDER BY page.captured_at DESC, page.detection_id
             """,
             [*params, limit, offset],
         )
