@@ -27,10 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
-import pandas as pd
 from pydantic import Field
 
 from assets._markdown import md_table
@@ -40,6 +39,9 @@ from edgeloop.rules import DRIFT_P_VALUE, camera_drifted
 from edgeloop.store import drift as drift_reports
 from edgeloop.store import frames as store_frames
 from edgeloop.store import training_runs
+
+if TYPE_CHECKING:  # pandas is imported where used: the code location loads in every run
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +108,12 @@ def drift_from_report(
 
 
 def select_windows(
-    frames: pd.DataFrame,
+    frames: "pd.DataFrame",
     *,
     window: int,
     min_frames: int,
-    cutoff: pd.Timestamp | None,
-) -> tuple[pd.DataFrame, pd.DataFrame, str] | str:
+    cutoff: "pd.Timestamp | None",
+) -> "tuple[pd.DataFrame, pd.DataFrame, str] | str":
     """Split one camera's frames into (reference, current, how the reference was chosen).
 
     Args:
@@ -143,7 +145,7 @@ def select_windows(
 
 
 def run_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str] = FEATURES
+    reference: "pd.DataFrame", current: "pd.DataFrame", features: Sequence[str] = FEATURES
 ) -> tuple[Any, CameraDrift]:
     """Run Evidently's DataDriftPreset (KS tests) on the features.
 
@@ -246,6 +248,8 @@ def drift_report(
         raise dg.Failure(description="no frames stored yet: nothing to compute drift on")
     cutoff = None
     if config.reference == "training_cutoff" and last_cutoff is not None:
+        import pandas as pd
+
         cutoff = pd.Timestamp(last_cutoff)
         if frames["captured_at"].dt.tz is not None and cutoff.tz is None:
             cutoff = cutoff.tz_localize(frames["captured_at"].dt.tz)
@@ -285,6 +289,8 @@ def drift_report(
         )
 
     if results:
+        import pandas as pd
+
         rows = pd.DataFrame(
             {
                 "camera_id": list(results),
