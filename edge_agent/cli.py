@@ -3,6 +3,8 @@
 Each option overrides the ``AgentSettings`` field of its parameter's name; an option left
 out falls back to that field's ``EDGELOOP_AGENT_*`` environment variable (read by
 ``AgentSettings`` alone), then to its default. Option help is the field's description.
+The API token has no option (a secret on the command line is visible in ``ps``): it comes
+from ``EDGELOOP_AGENT_TOKEN`` or from a file (``--token-file`` / ``EDGELOOP_AGENT_TOKEN_FILE``).
 
 Light at import time (typer and rich only); the settings class loads when typer builds
 the command, OpenCV and onnxruntime when it runs.
@@ -43,7 +45,7 @@ def agent(
     source: Annotated[str | None, _override("source")] = None,
     camera_id: Annotated[str | None, _override("camera_id")] = None,
     api_url: Annotated[str | None, _override("api_url", "--api")] = None,
-    token: Annotated[str | None, _override("token")] = None,
+    token_file: Annotated[Path | None, _override("token_file")] = None,
     fps: Annotated[float | None, _override("fps")] = None,
     max_frames: Annotated[int | None, _override("max_frames")] = None,
     model_path: Annotated[Path | None, _override("model_path", "--model")] = None,
@@ -107,13 +109,21 @@ def summary_table(report: AgentReport, camera_id: str) -> Table:
         ),
         ("batches rejected", f"{report.batches_rejected}"),
         ("batches still spooled", f"{report.spool_pending}"),
-        ("corrupt frames skipped", f"{report.skipped_frames}"),
+        (
+            "spooled batches dropped at the disk cap (frames)",
+            f"{report.spool_dropped_batches} ({report.spool_dropped_frames})",
+        ),
+        ("frames skipped", f"{report.skipped_frames}"),
+        *((f"  skipped: {reason}", f"{n}") for reason, n in report.skipped_by_reason.items()),
+        ("stream reconnects", f"{report.reconnects}"),
         ("model version", report.model_version),
         ("uncertainty band", _band(report)),
         ("stopped by", report.stopped_by),
     ]
     if report.dropped_frames:
         rows.insert(2, ("live frames dropped (busy)", f"{report.dropped_frames}"))
+    if report.jpegs_fitted:
+        rows.append(("frame JPEGs downscaled to the wire's limits", f"{report.jpegs_fitted}"))
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -130,7 +130,8 @@ class ModelSync:
         if response.status_code in (401, 403):
             raise ModelError(
                 f"the API at {self.client.base_url} refused the agent's token "
-                f"(HTTP {response.status_code}); set EDGELOOP_AGENT_TOKEN or --token"
+                f"(HTTP {response.status_code}); set EDGELOOP_AGENT_TOKEN, or "
+                "EDGELOOP_AGENT_TOKEN_FILE (--token-file) to a file holding the token"
             )
         if not response.is_success:
             # The edgeloop API answers 503 while no model is registered (run `edgeloop init`).

@@ -68,7 +68,8 @@ def letterbox(im: np.ndarray, size: int = 640) -> tuple[np.ndarray, Letterbox]:
     """Resize ``im`` to fit a ``size`` x ``size`` square, keeping its aspect ratio, and pad it.
 
     Args:
-        im: (H, W, 3) uint8 BGR.
+        im: (H, W, 3) uint8 BGR, any size from 1x1 up; the short side of a very thin
+            frame keeps at least 1 px after resizing.
         size: side of the square output, px (the model's imgsz).
 
     Returns:
@@ -81,7 +82,10 @@ def letterbox(im: np.ndarray, size: int = 640) -> tuple[np.ndarray, Letterbox]:
         raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {im.shape} {im.dtype}")
     h, w = im.shape[:2]
     r = min(size / h, size / w)
-    new_w, new_h = round(w * r), round(h * r)
+    # A very thin frame (1x4000, 2x20000) would round its short side to 0 px, which
+    # cv2.resize refuses: keep at least one pixel row/column. Boxes still map back with
+    # ``r`` and are clipped to the frame.
+    new_w, new_h = max(1, round(w * r)), max(1, round(h * r))
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (w, h) != (new_w, new_h):
         im = cv2.resize(im, (new_w, new_h), interpolation=cv2.INTER_LINEAR)

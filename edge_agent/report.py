@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections import deque
-from dataclasses import asdict, dataclass
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge_agent.capture import FrameSource
+    from edge_agent.frame_source import FrameSource
     from edge_agent.shipper import ShipStats
+    from edge_agent.spool import Spool
     from edge_agent.uncertainty import UncertaintyBand
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,15 @@ class AgentReport:
 
     Attributes:
         frames: frames processed (detected, measured, batched).
-        skipped_frames: frames or images that could not be decoded.
+        skipped_frames: frames skipped: not readable or decodable by the source, or
+            failed in the pipeline (the agent logs it and goes on with the next frame).
+        skipped_by_reason: the same by reason (``edge_agent.frame_source.SKIP_*``, and
+            ``pipeline error: <ExceptionType>``).
         dropped_frames: live frames dropped because the agent was busy.
+        reconnects: times a live source was reopened after it broke.
+        jpegs_fitted: frame JPEGs downscaled or re-encoded to fit the wire's limits.
+        spool_dropped_batches, spool_dropped_frames, spool_dropped_bytes: what the spool's
+            disk cap dropped, oldest first.
         elapsed_s: wall time from the first frame request to the last frame processed, s.
         frames_per_s: frames / elapsed_s.
         inference_ms_mean, inference_ms_p50, inference_ms_p95: ``session.run`` time per frame.
@@ -82,7 +90,10 @@ class AgentReport:
 
     frames: int = 0
     skipped_frames: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
     dropped_frames: int = 0
+    reconnects: int = 0
+    jpegs_fitted: int = 0
     elapsed_s: float = 0.0
     frames_per_s: float = 0.0
     inference_ms_mean: float = 0.0
@@ -98,6 +109,9 @@ class AgentReport:
     batches_replayed: int = 0
     batches_rejected: int = 0
     spool_pending: int = 0
+    spool_dropped_batches: int = 0
+    spool_dropped_frames: int = 0
+    spool_dropped_bytes: int = 0
     model_version: str = ""
     uncertainty_low: float | None = None
     uncertainty_high: float | None = None
@@ -131,10 +145,13 @@ class AgentReport:
         *,
         source: FrameSource | None,
         ship: ShipStats | None,
+        pipeline_skips: Counter[str] | None = None,
+        spool: Spool | None = None,
     ) -> None:
         """Set the figures derived from the run so far: rates and latency from ``latency``
-        over ``elapsed_s`` seconds, skipped and dropped frames from ``source``, batch
-        counts from ``ship`` (each left as it is when None)."""
+        over ``elapsed_s`` seconds; skipped frames from ``source`` plus the runner's
+        ``pipeline_skips`` (by reason); dropped frames and reconnects from ``source``;
+        batch counts from ``ship``; cap drops from ``spool`` (each left as it is when None)."""
         self.elapsed_s = elapsed_s
         self.frames_per_s = self.frames / elapsed_s if elapsed_s > 0 else 0.0
         self.inference_ms_mean = latency.mean(latency.inference_sum)
@@ -142,9 +159,19 @@ class AgentReport:
         self.inference_ms_p95 = latency.percentile(95)
         self.preprocess_ms_mean = latency.mean(latency.preprocess_sum)
         self.postprocess_ms_mean = latency.mean(latency.postprocess_sum)
-        if source is not None:
-            self.skipped_frames = source.skipped
-            self.dropped_frames = source.dropped
+        if source is not None or pipeline_skips is not None:
+            reasons: Counter[str] = Counter()
+            if source is not None:
+                reasons.update(source.skipped_by_reason)
+                self.dropped_frames = source.dropped
+                self.reconnects = source.reconnects
+            reasons.update(pipeline_skips or {})
+            self.skipped_by_reason = dict(sorted(reasons.items()))
+            self.skipped_frames = sum(reasons.values())
+        if spool is not None:
+            self.spool_dropped_batches = spool.dropped_batches
+            self.spool_dropped_frames = spool.dropped_frames
+            self.spool_dropped_bytes = spool.dropped_bytes
         if ship is not None:
             self.batches_sent, self.batches_spooled = ship.sent, ship.spooled
             self.batches_replayed, self.batches_rejected = ship.replayed, ship.rejected
@@ -154,7 +181,7 @@ class AgentReport:
         logger.info(
             "camera %s: %d frames, %.2f frames/s, inference %.1f ms (p50 %.1f, p95 %.1f), "
             "%d uncertain frames, batches sent %d / spooled %d / replayed %d / rejected %d, "
-            "%d corrupt frames skipped",
+            "%d frames skipped%s, %d reconnects, %d spooled batches dropped at the cap",
             camera_id,
             self.frames,
             self.frames_per_s,
@@ -167,4 +194,14 @@ class AgentReport:
             self.batches_replayed,
             self.batches_rejected,
             self.skipped_frames,
+            self.skipped_reasons_text(prefix=" (", suffix=")"),
+            self.reconnects,
+            self.spool_dropped_batches,
         )
+
+    def skipped_reasons_text(self, prefix: str = "", suffix: str = "") -> str:
+        """``"2 empty file, 1 undecodable image"`` wrapped in prefix/suffix; "" when none."""
+        if not self.skipped_by_reason:
+            return ""
+        text = ", ".join(f"{n} {reason}" for reason, n in self.skipped_by_reason.items())
+        return f"{prefix}{text}{suffix}"

@@ -20,6 +20,14 @@ directory), and the UTC time the stream was opened for a live source (see
 ``edge_agent.capture``). Re-running the agent on the same file therefore re-sends the same
 keys, which the API skips as duplicates; a restarted live stream gets new keys.
 
+A frame never stops the agent: whatever raises while one frame is processed (detection,
+quality, JPEG, its ``FrameRecord``) is caught at the frame boundary, counted as skipped
+under ``pipeline error: <ExceptionType>``, logged (with its traceback the first time per
+exception type) and the next frame goes on. A frame larger than the wire's limits is
+detected at full resolution; only its JPEG is fitted to them (``edge_agent.jpeg``).
+Live sources reconnect on their own (``edge_agent.live``); a heartbeat thread reports
+the agent's health to the API (``edge_agent.heartbeat``).
+
 Stops at ``max_frames``, at the end of a file, or on Ctrl-C; the partial batch is
 flushed and the ship worker drained (what cannot be delivered stays in the spool) first.
 What the run did (counts, timings, the model and band in use): ``edge_agent.report``.
@@ -29,16 +37,19 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 import httpx
-import numpy as np
 
-from edge_agent.capture import Frame, FrameSource, open_source
+from edge_agent.capture import Frame, FrameSource, ReconnectPolicy, open_source
 from edge_agent.detectors import Detector, OnnxDetector
+from edge_agent.heartbeat import HeartbeatSender, RecentFrames, agent_version
+from edge_agent.jpeg import encode_jpeg, fit_jpeg
 from edge_agent.model_sync import ModelFile, ModelSync, resolve_model
 from edge_agent.quality import frame_quality
 from edge_agent.report import AgentReport, LatencyStats
@@ -46,28 +57,19 @@ from edge_agent.settings import AgentSettings
 from edge_agent.shipper import Shipper, make_client
 from edge_agent.spool import Spool
 from edge_agent.uncertainty import BAND_LOCAL_OVERRIDE, UncertaintyBand, uncertainty_band
-from edgeloop.wire import FrameRecord, IngestBatch
+from edgeloop.wire import AgentHeartbeat, FrameRecord, IngestBatch
+
+__all__ = ["AgentRunner", "encode_jpeg", "frame_key", "load_detector", "run_agent"]
 
 logger = logging.getLogger(__name__)
+
+PIPELINE_ERROR = "pipeline error: {}"
+"""Skip reason of a frame whose processing raised, by exception type name."""
 
 
 def frame_key(camera_id: str, source_id: str, frame_index: int) -> str:
     """The frame's idempotency key: ``{camera_id}:{source_id}:{frame_index}`` (see the module docstring)."""
     return f"{camera_id}:{source_id}:{frame_index}"
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """(H, W, 3) uint8 BGR → JPEG bytes at ``quality`` (1-100, OpenCV's scale).
-
-    Raises:
-        ValueError: OpenCV could not encode the image.
-    """
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError(f"cv2.imencode could not encode a {image.shape} image as JPEG")
-    return buf.tobytes()
 
 
 class _ShipWorker(threading.Thread):
@@ -163,10 +165,56 @@ class AgentRunner:
         self.report = AgentReport()
         self.shipper: Shipper | None = None
         self.source: FrameSource | None = None
+        self.spool: Spool | None = None
+        self.heartbeats: HeartbeatSender | None = None
+        self.recent = RecentFrames()
+        self.started_at = datetime.now(UTC)
+        self._pipeline_skips: Counter[str] = Counter()
+        self._pipeline_skipped = 0  # the same total, read by the heartbeat thread
 
-    def _client(self) -> httpx.Client:
+    def _client(self, timeout_s: float | None = None) -> httpx.Client:
         s = self.settings
-        return make_client(str(s.api_url), s.token_value, s.request_timeout_s, self._transport)
+        return make_client(
+            str(s.api_url), s.token_value, timeout_s or s.request_timeout_s, self._transport
+        )
+
+    def heartbeat(self) -> AgentHeartbeat:
+        """The agent's state now, as ``edgeloop.wire.AgentHeartbeat`` (thread-safe: called
+        by the heartbeat thread while frames are processed). Rates and percentiles cover
+        the frames of the last heartbeat interval (at most the last 100)."""
+        s = self.settings
+        fps, p50, p95 = self.recent.rates(s.heartbeat_interval_s or 10.0)
+        source, spool = self.source, self.spool
+        batches, nbytes = spool.usage() if spool is not None else (0, 0)
+        return AgentHeartbeat(
+            agent_id=s.agent_id,
+            camera_id=s.camera_id,
+            host=(socket.gethostname() or "unknown")[:255],
+            agent_version=agent_version(),
+            sent_at=datetime.now(UTC),
+            started_at=self.started_at,
+            model_version=self.report.model_version or None,
+            source_connected=source.connected if source is not None else True,
+            reconnects=source.reconnects if source is not None else 0,
+            frames_processed=self.report.frames,
+            frames_skipped=(source.skipped if source is not None else 0) + self._pipeline_skipped,
+            frames_per_s=fps,
+            inference_ms_p50=p50,
+            inference_ms_p95=p95,
+            spool_batches=batches,
+            spool_bytes=nbytes,
+            spool_dropped_batches=spool.dropped_batches if spool is not None else 0,
+        )
+
+    def _start_heartbeat(self) -> HeartbeatSender | None:
+        interval = self.settings.heartbeat_interval_s
+        if not interval:
+            return None
+        # A heartbeat never waits longer than its interval (at least 1 s) for the API.
+        timeout = min(self.settings.request_timeout_s, max(1.0, interval))
+        sender = HeartbeatSender(self._client(timeout), interval, self.heartbeat)
+        sender.start()
+        return sender
 
     def _resolve_detector(self) -> tuple[Detector, UncertaintyBand | None]:
         if self._detector is not None:
@@ -235,22 +283,37 @@ class AgentRunner:
 
         Args:
             frames: frames to process instead of opening ``settings.source`` (benchmarks,
-                tests); each ``Frame.image`` is (H, W, 3) uint8 BGR.
+                tests); each ``Frame.image`` is (H, W, 3) uint8 BGR. A ``FrameSource`` given
+                here is used as if opened from the settings: its skips and reconnects are
+                reported, and it is closed at the end.
 
         Returns:
             The run's ``AgentReport`` (also kept as ``self.report``).
         """
         s = self.settings
-        if frames is None:
-            self.source = open_source(s.source, s.fps, replay=s.replay, start_frame=s.start_frame)
+        self.started_at = datetime.now(UTC)
+        if isinstance(frames, FrameSource):
+            self.source = frames
+        elif frames is None:
+            policy = ReconnectPolicy(
+                initial_s=s.reconnect_initial_s,
+                max_s=max(s.reconnect_max_s, s.reconnect_initial_s),
+                timeout_s=s.stream_timeout_s,
+            )
+            self.source = open_source(
+                s.source, s.fps, replay=s.replay, start_frame=s.start_frame, reconnect=policy
+            )
             frames = self.source
         try:
+            spool = self.spool = Spool(s.spool_dir, max_bytes=s.spool_max_bytes)
+            self.heartbeats = self._start_heartbeat()
             detector, band = self._resolve_detector()
         except BaseException:
+            if self.heartbeats is not None:
+                self.heartbeats.stop()
             if self.source is not None:
                 self.source.close()
             raise
-        spool = Spool(s.spool_dir)
         if len(spool):
             logger.info(
                 "%d batches from an earlier run wait in %s; replaying them first",
@@ -283,19 +346,20 @@ class AgentRunner:
                         detector.close()
                         detector, self._next_detector = self._next_detector, None
                         report.set_model(detector.version, self._next_band)
-                record = self._process(frame, detector, stats)
-                if not batch:
-                    batch_started = time.monotonic()
-                batch.append(record)
+                record = self._process_guarded(frame, detector, stats)
+                if record is not None:
+                    if not batch:
+                        batch_started = time.monotonic()
+                    batch.append(record)
                 now = time.monotonic()
-                if len(batch) >= s.batch_frames or now - batch_started >= s.flush_interval_s:
+                if batch and (
+                    len(batch) >= s.batch_frames or now - batch_started >= s.flush_interval_s
+                ):
                     worker.submit(self._batch(batch))
                     batch = []
                 if now - last_log >= s.log_interval_s:
                     last_log = now
-                    report.refresh(
-                        stats, now - started, source=self.source, ship=self.shipper.stats
-                    )
+                    self._refresh(report, stats, now - started)
                     report.log_progress(s.camera_id)
                 if s.max_frames is not None and report.frames >= s.max_frames:
                     report.stopped_by = "max_frames"
@@ -321,7 +385,9 @@ class AgentRunner:
                     self.shipper.close()
                     if watcher is not None:
                         watcher.join(timeout=1.0)
-            report.refresh(stats, elapsed, source=self.source, ship=self.shipper.stats)
+                    if self.heartbeats is not None:
+                        self.heartbeats.stop()
+            self._refresh(report, stats, elapsed)
             report.spool_pending = len(spool)
         if report.spool_pending:
             logger.warning(
@@ -332,25 +398,69 @@ class AgentRunner:
         report.log_progress(s.camera_id)
         return report
 
+    def _refresh(self, report: AgentReport, stats: LatencyStats, elapsed_s: float) -> None:
+        report.refresh(
+            stats,
+            elapsed_s,
+            source=self.source,
+            ship=self.shipper.stats if self.shipper is not None else None,
+            pipeline_skips=self._pipeline_skips,
+            spool=self.spool,
+        )
+
+    def _process_guarded(
+        self, frame: Frame, detector: Detector, stats: LatencyStats
+    ) -> FrameRecord | None:
+        """``_process``, or None when it raised: the frame is counted as skipped with the
+        exception's type as reason and logged (the traceback once per exception type)."""
+        try:
+            return self._process(frame, detector, stats)
+        except Exception as exc:
+            reason = PIPELINE_ERROR.format(type(exc).__name__)
+            first = reason not in self._pipeline_skips
+            self._pipeline_skips[reason] += 1
+            self._pipeline_skipped += 1
+            shape = getattr(frame.image, "shape", None)
+            if first:
+                logger.exception(
+                    "frame %d (%s) failed and is skipped; the agent goes on",
+                    frame.frame_index,
+                    shape,
+                )
+            else:
+                logger.warning(
+                    "frame %d (%s) skipped: %s: %s (%d such frames so far)",
+                    frame.frame_index,
+                    shape,
+                    type(exc).__name__,
+                    exc,
+                    self._pipeline_skips[reason],
+                )
+            return None
+
     def _process(self, frame: Frame, detector: Detector, stats: LatencyStats) -> FrameRecord:
+        """Detect, measure and package one frame: (H, W, 3) uint8 BGR of any size, detected
+        at full resolution; boxes, width and height in its pixels. Raises whatever a stage
+        raises (``_process_guarded`` catches it)."""
         s = self.settings
         image = frame.image
         detections, times = detector.detect_timed(image)
-        stats.add(times.preprocess_ms, times.inference_ms, times.postprocess_ms)
         quality = frame_quality(image)
         uncertain = sum(d.uncertain for d in detections)
         jpeg = None
+        fitted = False
         if uncertain:
             try:
-                jpeg = encode_jpeg(image, s.jpeg_quality)
+                fit = fit_jpeg(image, s.jpeg_quality)
             except ValueError:
                 logger.exception(
                     "frame %d: JPEG encoding failed; sending it without the image",
                     frame.frame_index,
                 )
-        self.report.count_frame(len(detections), uncertain)
+            else:
+                jpeg, fitted = fit.data, fit.downscaled or fit.quality != s.jpeg_quality
         height, width = image.shape[:2]
-        return FrameRecord(
+        record = FrameRecord(
             frame_key=frame_key(s.camera_id, frame.source_id, frame.frame_index),
             camera_id=s.camera_id,
             frame_index=frame.frame_index,
@@ -363,6 +473,11 @@ class AgentRunner:
             detections=detections,
             jpeg=jpeg,
         )
+        stats.add(times.preprocess_ms, times.inference_ms, times.postprocess_ms)
+        self.recent.add(times.inference_ms)
+        self.report.count_frame(len(detections), uncertain)
+        self.report.jpegs_fitted += fitted
+        return record
 
     def _batch(self, frames: list[FrameRecord]) -> IngestBatch:
         return IngestBatch(

@@ -13,11 +13,14 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, model_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.rules import check_uncertainty_band
 from edgeloop.wire import MAX_FRAMES_PER_BATCH
+
+DEFAULT_SPOOL_MAX_BYTES = 1 << 30
+"""Default ``spool_max_bytes``: 1 GiB."""
 
 DEFAULT_STATE_ROOT = Path("data/agent")
 """Root of the agents' state: ``<root>/<camera_id>/`` holds the spool and the model cache."""
@@ -93,6 +96,25 @@ class AgentSettings(BaseSettings):
     start_frame: int = Field(
         0, ge=0, description="Index of the first frame of a video file to play (seek)."
     )
+    reconnect_initial_s: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "A live stream that breaks is reopened after this wait, s, doubling (with "
+            "jitter) up to reconnect_max_s per attempt, for as long as the agent runs."
+        ),
+    )
+    reconnect_max_s: float = Field(
+        30.0, gt=0, description="Largest wait between reopen attempts of a live stream, s."
+    )
+    stream_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "A stream URL that delivers nothing for this long counts as broken and is "
+            "reopened, s (FFmpeg's open and read timeouts)."
+        ),
+    )
 
     # The loop host.
     api_url: HttpUrl = Field(
@@ -100,7 +122,26 @@ class AgentSettings(BaseSettings):
         description="Base URL of the edgeloop API (http or https).",
     )
     token: SecretStr | None = Field(
-        None, description="Bearer token sent as `Authorization: Bearer <token>`."
+        None,
+        description=(
+            "Bearer token sent as `Authorization: Bearer <token>`; environment only (a "
+            "secret on the command line is visible in `ps`). Or use token_file."
+        ),
+    )
+    token_file: Path | None = Field(
+        None,
+        description=(
+            "A file holding the bearer token (surrounding whitespace stripped), instead of "
+            "EDGELOOP_AGENT_TOKEN; e.g. a mounted secret."
+        ),
+    )
+    heartbeat_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "POST a heartbeat (health, rates, spool) to the API's /api/agents/heartbeat this "
+            "often, s, from a background thread; 0 sends none."
+        ),
     )
     request_timeout_s: float = Field(
         10.0, gt=0, description="Timeout of each HTTP request to the API, seconds."
@@ -175,10 +216,32 @@ class AgentSettings(BaseSettings):
         None,
         description="Spool and model cache; default data/agent/<camera_id> under the working directory.",
     )
+    spool_max_bytes: int = Field(
+        DEFAULT_SPOOL_MAX_BYTES,
+        ge=1,
+        description=(
+            "Disk cap of the batches waiting for the API, bytes; when full, the oldest "
+            "batches are dropped first (logged and counted)."
+        ),
+    )
     log_interval_s: float = Field(10.0, gt=0, description="Seconds between progress log lines.")
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file_holds_a_token(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_token_file(path)
+        return path
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:
+        if self.token_file is not None:
+            if self.token is not None:
+                raise ValueError(
+                    f"both {self.env_var('token')} and a token file ({self.token_file}) are "
+                    "set: give the token one way only"
+                )
+            self.token = SecretStr(read_token_file(self.token_file))
         names = (self.env_var("uncertainty_low"), self.env_var("uncertainty_high"))
         if (self.uncertainty_low is None) != (self.uncertainty_high is None):
             raise ValueError(
@@ -217,4 +280,27 @@ class AgentSettings(BaseSettings):
 
     @property
     def token_value(self) -> str | None:
+        """The bearer token (from EDGELOOP_AGENT_TOKEN or the token file), or None."""
         return self.token.get_secret_value() if self.token is not None else None
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path``, surrounding whitespace (a trailing newline) stripped.
+
+    Raises:
+        ValueError: the file cannot be read, is not UTF-8 text, or holds only whitespace;
+            the message names the file and what to do.
+    """
+    try:
+        token = path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"cannot read the token file {path}: {exc}; point EDGELOOP_AGENT_TOKEN_FILE "
+            "(--token-file) at a readable file holding the API token"
+        ) from exc
+    if not token:
+        raise ValueError(
+            f"the token file {path} is empty; write the agent's API token into it "
+            "(on the loop host: `edgeloop token create`) or unset EDGELOOP_AGENT_TOKEN_FILE"
+        )
+    return token

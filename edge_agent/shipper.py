@@ -119,14 +119,14 @@ class Shipper:
         """
         data = batch.model_dump_json().encode()
         if not self.replay() or time.monotonic() < self._retry_at:
-            self.spool.put_json(data)
+            self.spool.put_json(data, frames=len(batch.frames))
             self.stats.spooled += 1
             return Outcome.RETRY
         outcome, detail = self._post(data, len(batch.frames))
         if outcome is Outcome.DELIVERED:
             self.stats.sent += 1
         elif outcome is Outcome.RETRY:
-            path = self.spool.put_json(data)
+            path = self.spool.put_json(data, frames=len(batch.frames))
             self.stats.spooled += 1
             logger.debug("spooled batch %s: %s", path.name, detail)
         else:
@@ -213,7 +213,8 @@ class Shipper:
         if status in (401, 403):
             logger.error(
                 "the API refused the agent's token (%s); batches are kept in the spool. "
-                "Set EDGELOOP_AGENT_TOKEN (or --token) to a token the API accepts",
+                "Set EDGELOOP_AGENT_TOKEN, or EDGELOOP_AGENT_TOKEN_FILE (--token-file) to a file "
+                "holding it, to a token the API accepts",
                 message,
             )
             return self._unavailable(message, None)

@@ -45,6 +45,16 @@ def agent_command(
     ]
 
 
+def agent_env(settings: LoopSettings, token: str) -> dict[str, str]:
+    """The agent process's environment: the loop host's (``service_env``) with the token in
+    ``EDGELOOP_AGENT_TOKEN`` (never on the command line, where ``ps`` shows it); an
+    ``EDGELOOP_AGENT_TOKEN_FILE`` inherited from the caller is removed, since the agent
+    refuses a token given two ways."""
+    env = service_env(settings) | {"EDGELOOP_AGENT_TOKEN": token}
+    env.pop("EDGELOOP_AGENT_TOKEN_FILE", None)
+    return env
+
+
 def run_agent(
     settings: LoopSettings,
     api: Service,
@@ -63,7 +73,7 @@ def run_agent(
         camera_id=camera_id,
         options=["--max-frames", str(max_frames), "--model-check-interval", "0"],
     )
-    env = service_env(settings) | {"EDGELOOP_AGENT_TOKEN": token}
+    env = agent_env(settings, token)
     env["COLUMNS"] = str(console.width)
     # The agent's own log lines and summary table go straight to the terminal.
     proc = subprocess.run(
@@ -110,7 +120,7 @@ def live_agent(
             f"{check_interval_s:g}",
         ],
     )
-    env = service_env(settings) | {"EDGELOOP_AGENT_TOKEN": token}
+    env = agent_env(settings, token)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

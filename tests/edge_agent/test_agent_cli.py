@@ -36,6 +36,8 @@ def test_agent_command_runs_and_prints_the_summary(
     recording_api: RecordingApi, seed_onnx: Path, tmp_path: Path
 ) -> None:
     bus = require(SAMPLES_DIR / "bus.jpg")
+    token_file = tmp_path / "agent.token"
+    token_file.write_text("tok\n")
     result = CliRunner().invoke(
         app(),
         [
@@ -43,7 +45,7 @@ def test_agent_command_runs_and_prints_the_summary(
             "--source", str(bus),
             "--camera-id", "cli-cam",
             "--api", recording_api.url,
-            "--token", "tok",
+            "--token-file", str(token_file),
             "--model", str(seed_onnx),
             "--state-dir", str(tmp_path),
             "--batch-frames", "4",
@@ -59,6 +61,8 @@ def test_agent_command_runs_and_prints_the_summary(
     assert (
         frame["camera_id"] == "cli-cam" and frame["jpeg"] is not None
     )  # bus.jpg: uncertain people
+    # The token came from the file, stripped of its newline.
+    assert {h["authorization"] for h in recording_api.headers} == {"Bearer tok"}
 
 
 def test_environment_fills_in_and_options_win(
@@ -151,3 +155,41 @@ def test_python_dash_m_edge_agent_help() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--camera-id" in result.stdout and "EDGELOOP_AGENT_SOURCE" in result.stdout
+
+
+def test_token_is_not_a_command_line_option(tmp_path: Path) -> None:
+    """A secret on the command line is visible to every user in `ps`: no --token flag."""
+    result = CliRunner().invoke(
+        app(), ["agent", "--source", "x", "--camera-id", "c", "--token", "s3cret"]
+    )
+    assert result.exit_code == 2
+    assert "No such option" in result.output and "--token" in result.output
+
+
+def test_an_empty_token_file_names_the_option_and_the_variable(tmp_path: Path) -> None:
+    (tmp_path / "t").write_text("\n")
+    result = CliRunner().invoke(
+        app(),
+        ["agent", "--source", "x", "--camera-id", "c", "--token-file", str(tmp_path / "t")],
+    )
+    assert result.exit_code == 2
+    output = words(result.output)
+    assert "token_file (--token-file or EDGELOOP_AGENT_TOKEN_FILE)" in output
+    assert "is empty" in output
+
+
+def test_the_demo_launches_agents_with_the_token_in_the_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeloop.cli.agents import agent_command, agent_env
+    from edgeloop.cli.services import Service
+    from edgeloop.settings import LoopSettings
+
+    monkeypatch.setenv("EDGELOOP_AGENT_TOKEN_FILE", "/somewhere/else")
+    settings = LoopSettings(data_dir=tmp_path)
+    api = Service("api", None, "http://127.0.0.1:8000", tmp_path / "api.log")  # type: ignore[arg-type]
+    argv = agent_command(settings, api, video=tmp_path / "v.avi", camera_id="c", options=[])
+    env = agent_env(settings, "s3cret-demo")
+    assert not any("s3cret" in arg for arg in argv) and "--token" not in argv
+    assert env["EDGELOOP_AGENT_TOKEN"] == "s3cret-demo"
+    assert "EDGELOOP_AGENT_TOKEN_FILE" not in env  # the agent would refuse two tokens

@@ -29,6 +29,7 @@ import sys
 import edge_agent.runner, edge_agent.cli, edge_agent.capture, edge_agent.detectors
 import edge_agent.model_sync, edge_agent.shipper, edge_agent.spool, edge_agent.quality
 import edge_agent.report, edge_agent.uncertainty
+import edge_agent.frame_source, edge_agent.live, edge_agent.jpeg, edge_agent.heartbeat
 import edge_agent.__main__
 loaded = [m for m in {FORBIDDEN!r} if m in sys.modules or any(k.startswith(m + ".") for k in sys.modules)]
 assert not loaded, f"the edge agent imported {{loaded}}"

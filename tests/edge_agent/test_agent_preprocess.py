@@ -67,3 +67,17 @@ def test_letterbox_rejects_non_bgr_images() -> None:
         letterbox(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         letterbox(np.zeros((10, 10, 3), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("h", "w"), [(1, 4000), (2, 20000), (20000, 2), (1, 100000), (100000, 1), (1, 1)]
+)
+def test_thin_and_tiny_frames_letterbox_and_map_back_inside(h: int, w: int) -> None:
+    """A 1-px-high strip used to round its short side to 0 px and crash ``cv2.resize``."""
+    out, info = letterbox(np.full((h, w, 3), 90, np.uint8), 640)
+    assert out.shape == (640, 640, 3)
+    # A box over the whole letterbox maps back inside the original frame.
+    back = info.boxes_to_original(np.array([[0, 0, 640, 640]], np.float32))[0]
+    assert 0 <= back[0] <= back[2] <= w and 0 <= back[1] <= back[3] <= h
+    blob, _ = preprocess(np.full((h, w, 3), 90, np.uint8), 640)
+    assert blob.shape == (1, 3, 640, 640)

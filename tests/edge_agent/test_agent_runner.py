@@ -141,7 +141,7 @@ def test_a_failing_spool_stops_the_agent_loudly(
 ) -> None:
     from edge_agent.spool import Spool
 
-    def disk_full(self: Spool, data: bytes) -> Path:
+    def disk_full(self: Spool, data: bytes, **kw: object) -> Path:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Spool, "put_json", disk_full)
@@ -167,3 +167,66 @@ def test_the_band_is_the_loop_hosts_unless_overridden_locally(tmp_path: Path) ->
         "source": "default (no model info)",
     }
     assert str(uncertainty_band(local, override)) == "0.5–0.9, local override"
+
+
+def test_a_full_spool_drops_the_oldest_and_the_report_says_so(
+    tmp_path: Path, ingest_api: IngestApi
+) -> None:
+    ingest_api.mode = "down"
+    runner = fake_agent(tmp_path, ingest_api, batch_frames=1, spool_max_bytes=6000)
+    report = runner.run(synthetic_frames(12))  # odd frames carry a JPEG: ~4 KB batches
+    assert report.batches_spooled == 12
+    assert report.spool_dropped_batches > 0 and report.spool_dropped_frames > 0
+    assert report.spool_pending == 12 - report.spool_dropped_batches
+    spool = tmp_path / "spool" / "pending"
+    assert sum(p.stat().st_size for p in spool.glob("*.json")) <= 6000 + 5000
+    # What is left is the newest.
+    kept = sorted(
+        int(p.read_text().split('"frame_index":')[1].split(",")[0]) for p in spool.glob("*.json")
+    )
+    assert kept == list(range(12 - len(kept), 12))
+
+
+class BrittleDetector(FakeDetector):
+    """``FakeDetector`` that raises on frame 2 and 5, and puts a box outside frame 3."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        call = self.calls
+        detections = super().detect(image)
+        if call in (2, 5):
+            raise RuntimeError(f"onnxruntime fell over on call {call}")
+        if call == 3:
+            return [
+                Detection(
+                    bbox_xyxy=(0, 0, 5000, 10),
+                    class_id=0,
+                    class_name="person",
+                    confidence=0.9,
+                    uncertain=False,
+                )
+            ]
+        return detections
+
+
+def test_a_frame_that_fails_in_the_pipeline_is_skipped_and_the_next_one_goes_on(
+    tmp_path: Path, ingest_api: IngestApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = AgentRunner(
+        settings(tmp_path, batch_frames=2),
+        detector=BrittleDetector(),
+        transport=httpx.MockTransport(ingest_api),
+    )
+    report = runner.run(synthetic_frames(8))
+    assert ingest_api.stored == [0, 1, 4, 6, 7]
+    assert report.frames == 5 and report.skipped_frames == 3
+    assert report.skipped_by_reason == {
+        "pipeline error: RuntimeError": 2,
+        "pipeline error: ValidationError": 1,
+    }
+    assert report.stopped_by == "end of source"
+    # The traceback once per kind of failure; the repeat is one line.
+    assert caplog.text.count("Traceback") == 2
+    assert (
+        "frame 5 ((48, 64, 3)) skipped: RuntimeError: onnxruntime fell over on call 5"
+        in caplog.text
+    )

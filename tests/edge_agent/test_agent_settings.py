@@ -62,3 +62,43 @@ def test_a_local_band_override_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("EDGELOOP_AGENT_UNCERTAINTY_HIGH", "0.9")
     assert AgentSettings(camera_id="c", source="x").uncertainty_override == (0.55, 0.9)
     assert AgentSettings.env_var("uncertainty_low") == "EDGELOOP_AGENT_UNCERTAINTY_LOW"
+
+
+def test_the_token_comes_from_a_file_stripped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "agent.token"
+    token.write_text("  s3cret-from-file\n")
+    s = AgentSettings(camera_id="c", source="x", token_file=token)
+    assert s.token_value == "s3cret-from-file" and "s3cret" not in repr(s)
+    monkeypatch.setenv("EDGELOOP_AGENT_TOKEN_FILE", str(token))
+    assert AgentSettings(camera_id="c", source="x").token_value == "s3cret-from-file"
+
+
+def test_an_unreadable_or_empty_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"cannot read the token file .*missing\.token"):
+        AgentSettings(camera_id="c", source="x", token_file=tmp_path / "missing.token")
+    with pytest.raises(ValidationError, match="cannot read the token file"):
+        AgentSettings(camera_id="c", source="x", token_file=tmp_path)  # a directory
+    (tmp_path / "blank.token").write_text(" \n\n")
+    with pytest.raises(ValidationError, match=r"token file .*blank\.token is empty"):
+        AgentSettings(camera_id="c", source="x", token_file=tmp_path / "blank.token")
+
+
+def test_a_token_given_two_ways_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "t").write_text("a")
+    monkeypatch.setenv("EDGELOOP_AGENT_TOKEN", "b")
+    with pytest.raises(ValidationError, match="give the token one way only"):
+        AgentSettings(camera_id="c", source="x", token_file=tmp_path / "t")
+
+
+def test_new_settings_have_defaults_and_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = AgentSettings(camera_id="c", source="x")
+    assert s.spool_max_bytes == 1 << 30 and s.heartbeat_interval_s == 10.0
+    assert (s.reconnect_initial_s, s.reconnect_max_s, s.stream_timeout_s) == (1.0, 30.0, 10.0)
+    monkeypatch.setenv("EDGELOOP_AGENT_SPOOL_MAX_BYTES", "5000000")
+    monkeypatch.setenv("EDGELOOP_AGENT_HEARTBEAT_INTERVAL_S", "2.5")
+    s = AgentSettings(camera_id="c", source="x")
+    assert s.spool_max_bytes == 5_000_000 and s.heartbeat_interval_s == 2.5

@@ -63,3 +63,52 @@ def test_interrupted_write_leaves_no_pending_batch(
     assert [spool.load(p).frames[0].frame_index for p in spool.pending()] == [0]
     Spool(tmp_path)
     assert [p.name for p in (tmp_path / "pending").iterdir()] == [spool.pending()[0].name]
+
+
+def test_the_disk_cap_drops_the_oldest_batches_first(
+    tmp_path: Path, make_batch: MakeBatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    jpeg = b"\xff\xd8" + os.urandom(3000)  # ~4 KB of base64 per frame
+    size = len(make_batch(0, 1, jpeg=jpeg).model_dump_json())
+    spool = Spool(tmp_path, max_bytes=3 * size + size // 2)  # room for 3 two-frame batches
+    for i in range(5):
+        spool.put(make_batch(2 * i, 2 * i + 1, jpeg=jpeg))
+    kept = [spool.load(p).frames[0].frame_index for p in spool.pending()]
+    assert kept == [4, 6, 8]  # the two oldest went, the newest stayed
+    assert (spool.dropped_batches, spool.dropped_frames) == (2, 4)
+    assert spool.dropped_bytes == 2 * size
+    assert spool.usage() == (3, 3 * size)
+    assert sum(p.stat().st_size for p in spool.pending()) <= spool.max_bytes  # type: ignore[operator]
+    assert "dropped the 1 oldest batches (2 frames" in caplog.text
+    # A restarted agent measures what is already on disk.
+    again = Spool(tmp_path, max_bytes=3 * size + size // 2)
+    assert again.usage() == (3, 3 * size)
+    again.put(make_batch(10, 11, jpeg=jpeg))
+    assert [again.load(p).frames[0].frame_index for p in again.pending()] == [6, 8, 10]
+
+
+def test_acked_and_rejected_batches_leave_the_usage(tmp_path: Path, make_batch: MakeBatch) -> None:
+    spool = Spool(tmp_path)
+    a, b, c = (spool.put(make_batch(i)) for i in range(3))
+    spool.ack(a)
+    spool.reject(b, "HTTP 422")
+    assert spool.usage() == (1, c.stat().st_size)
+
+
+def test_a_batch_larger_than_the_cap_is_still_kept(tmp_path: Path, make_batch: MakeBatch) -> None:
+    spool = Spool(tmp_path, max_bytes=10)
+    spool.put(make_batch(0))
+    spool.put(make_batch(1))
+    assert [spool.load(p).frames[0].frame_index for p in spool.pending()] == [1]
+    assert spool.dropped_batches == 1
+
+
+def test_an_older_agents_spool_file_is_counted_when_dropped(
+    tmp_path: Path, make_batch: MakeBatch
+) -> None:
+    old = tmp_path / "pending" / "00000000000000000001-00000000-abcdef.json"  # no frame count
+    old.parent.mkdir(parents=True)
+    old.write_bytes(make_batch(0, 1, 2).model_dump_json().encode())
+    spool = Spool(tmp_path, max_bytes=old.stat().st_size + 10)
+    spool.put(make_batch(3))
+    assert (spool.dropped_batches, spool.dropped_frames) == (1, 3)

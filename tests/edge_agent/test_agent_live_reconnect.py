@@ -1,0 +1,263 @@
+"""Live sources reconnect with capped, jittered back-off and never end because a stream broke;
+files still end. Through the capture seam (a flaky opener) and through a real HTTP server
+that goes away and comes back."""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from edge_agent.capture import LiveSource, ReconnectPolicy, open_source
+from edge_agent.detectors import Detector
+from edge_agent.runner import AgentRunner
+from edge_agent.settings import AgentSettings
+from edgeloop.wire import Detection
+
+if TYPE_CHECKING:
+    from conftest import IngestApi
+
+FAST = ReconnectPolicy(initial_s=0.01, max_s=0.04, jitter=0.5, timeout_s=2.0)
+
+
+class OneBoxDetector(Detector):
+    """One confident detection per frame."""
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["person"]
+
+    @property
+    def version(self) -> str:
+        return "fake-1"
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return [
+            Detection(
+                bbox_xyxy=(1, 2, 30, 40),
+                class_id=0,
+                class_name="person",
+                confidence=0.9,
+                uncertain=False,
+            )
+        ]
+
+
+def test_backoff_doubles_is_capped_and_jittered() -> None:
+    policy = ReconnectPolicy(initial_s=1.0, max_s=30.0, jitter=0.5)
+    rng = random.Random(3)
+    for attempt, base in [(0, 1.0), (1, 2.0), (3, 8.0), (4, 16.0), (5, 30.0), (40, 30.0)]:
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(base / 2 <= d <= base for d in delays), (attempt, min(delays), max(delays))
+        assert max(delays) - min(delays) > base / 4  # jitter: not all the same
+    assert ReconnectPolicy(jitter=0.0).delay(2) == 4.0
+
+
+class FlakyCamera:
+    """A camera behind the capture seam: the first connection gives ``first`` frames and
+    breaks; the next ``refusals`` opens fail; after that each connection streams for ever.
+
+    Records ``source.connected`` as seen during each reopen attempt."""
+
+    def __init__(self, first: int = 3, refusals: int = 4) -> None:
+        self.first = first
+        self.refusals = refusals
+        self.opens = 0
+        self.connected_during_outage: list[bool] = []
+        self.source: LiveSource | None = None
+
+    def open(self, target: str | int, policy: ReconnectPolicy) -> Any:
+        self.opens += 1
+        if self.source is not None:
+            self.connected_during_outage.append(self.source.connected)
+        camera = self
+
+        class Capture:
+            def __init__(self, opened: bool, frames: int | None) -> None:
+                self.opened, self.left = opened, frames
+
+            def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+                return self.opened
+
+            def read(self) -> tuple[bool, np.ndarray | None]:
+                if self.left is not None:
+                    if self.left == 0:
+                        return False, None
+                    self.left -= 1
+                time.sleep(0.002)
+                return True, np.full((48, 64, 3), camera.opens, np.uint8)
+
+            def release(self) -> None:
+                self.opened = False
+
+        if self.opens == 1:
+            return Capture(True, self.first)
+        if self.opens <= 1 + self.refusals:
+            return Capture(False, None)
+        return Capture(True, None)
+
+
+def test_a_stream_that_breaks_reconnects_and_keeps_counting_frames() -> None:
+    camera = FlakyCamera(first=3, refusals=4)
+    source = LiveSource("rtsp://flaky/cam", reconnect=FAST, opener=camera.open)
+    camera.source = source
+    frames = []
+    with source:
+        for frame in source:
+            frames.append(frame)
+            if frame.image[0, 0, 0] == 6 and len(frames) >= 6:  # frames of the reconnection
+                break
+    indices = [f.frame_index for f in frames]
+    assert indices == sorted(set(indices))  # unique and increasing across the break
+    assert camera.opens == 6  # the first, 4 refused, 1 that worked
+    assert source.failed_reopens == 4 and source.reconnects == 1
+    assert camera.connected_during_outage == [False] * 5
+    assert {f.source_id for f in frames} == {source.source_id}  # keys stay unique
+
+
+def test_the_runner_survives_a_broken_stream_and_reports_reconnects(
+    tmp_path: Path, ingest_api: IngestApi
+) -> None:
+    camera = FlakyCamera(first=2, refusals=3)
+    source = LiveSource("rtsp://flaky/cam", reconnect=FAST, opener=camera.open)
+    camera.source = source
+    settings = AgentSettings(
+        camera_id="cam",
+        source="rtsp://flaky/cam",
+        state_dir=tmp_path,
+        max_frames=8,
+        heartbeat_interval_s=0,
+    )
+    runner = AgentRunner(
+        settings, detector=OneBoxDetector(), transport=httpx.MockTransport(ingest_api)
+    )
+    report = runner.run(source)
+    assert report.frames == 8 and report.stopped_by == "max_frames"
+    assert report.reconnects == 1 and len(ingest_api.stored) == 8
+
+
+def _short_video(path: Path, frames: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), (i * 10) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+class FlakyHttpServer:
+    """A real HTTP server for a folder that can go away and come back on the same port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(self.folder))
+        handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture
+def flaky_http(tmp_path: Path) -> Iterator[FlakyHttpServer]:
+    _short_video(tmp_path / "cam.avi", 12)
+    server = FlakyHttpServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_real_http_stream_that_goes_away_comes_back(flaky_http: FlakyHttpServer) -> None:
+    """The stream ends (the camera's server dies), reopening fails while it is down, and
+    frames flow again once it is back; the source never ends on its own."""
+    source = open_source(f"http://127.0.0.1:{flaky_http.port}/cam.avi", reconnect=FAST)
+    assert isinstance(source, LiveSource)
+    frames = []
+    with source:
+        iterator = iter(source)
+        frames.append(next(iterator))
+        flaky_http.stop()
+        deadline = time.monotonic() + 20
+        while source.failed_reopens < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert source.failed_reopens >= 3 and not source.connected
+        flaky_http.start()
+        deadline = time.monotonic() + 20
+        for frame in iterator:
+            frames.append(frame)
+            if source.reconnects >= 1 and frame.frame_index >= 12:
+                break
+            assert time.monotonic() < deadline, "no frames after the server came back"
+    assert source.reconnects >= 1 and frames[-1].frame_index >= 12
+    assert [f.frame_index for f in frames] == sorted({f.frame_index for f in frames})
+
+
+def test_a_video_file_still_ends(tmp_path: Path) -> None:
+    with open_source(_short_video(tmp_path / "clip.avi", 5)) as source:
+        assert [f.frame_index for f in source] == [0, 1, 2, 3, 4]
+    assert source.reconnects == 0
+
+
+def test_a_stream_that_stops_sending_times_out_and_reconnects(tmp_path: Path) -> None:
+    """The camera's server keeps the connection open but stops sending mid-stream: FFmpeg's
+    read timeout (``stream_timeout_s``) breaks the read and the source reconnects."""
+    from http.server import BaseHTTPRequestHandler
+
+    video = _short_video(tmp_path / "cam.avi", 40).read_bytes()
+    release = threading.Event()
+    connections: list[int] = []
+
+    class Stalling(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            connections.append(1)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/x-msvideo")
+            self.send_header("Content-Length", str(len(video)))
+            self.end_headers()
+            if len(connections) == 1:  # the first connection stalls half way
+                self.wfile.write(video[: len(video) // 2])
+                self.wfile.flush()
+                release.wait(30)
+                return
+            self.wfile.write(video)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    policy = ReconnectPolicy(initial_s=0.05, max_s=0.2, timeout_s=1.0)
+    started = time.monotonic()
+    try:
+        source = open_source(
+            f"http://127.0.0.1:{server.server_address[1]}/cam.avi", reconnect=policy
+        )
+        with source:
+            for _frame in source:
+                if source.reconnects >= 1:
+                    break
+        assert source.reconnects >= 1 and len(connections) >= 2
+        # Within the 1 s timeout and back-off, not OpenCV's default 30 s read timeout.
+        assert time.monotonic() - started < 15
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
