@@ -122,7 +122,9 @@ def get_dagster_client(settings: SettingsDep) -> DagsterGraphQLClient:
 
 DagsterDep = Annotated[JobLauncher, Depends(get_dagster_client)]
 
-_bearer = HTTPBearer(auto_error=False, description="A token from the API tokens file.")
+_bearer = HTTPBearer(
+    auto_error=False, description="A token from `edgeloop token create NAME --role ROLE`."
+)
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -148,7 +150,7 @@ def get_current_principal(
     if not token:
         raise _unauthorized(
             "missing bearer token: send 'Authorization: Bearer <token>' "
-            "(tokens are in the API tokens file, <data_dir>/api-tokens.json)"
+            "(create one on the loop host: `edgeloop token create NAME --role labeler`)"
         )
     principal = authenticate(request.app.state.principals, token)
     if principal is None:

@@ -67,8 +67,9 @@ class ApiSettings(BaseSettings):
     tokens_file: Path | None = Field(
         None,
         description=(
-            'Tokens file {"<token>": {"role": "agent", "name": "..."}}; '
-            "default <data_dir>/api-tokens.json, created with one random token per role if missing."
+            "Tokens file (edgeloop.tokens: names, roles, cameras and each token's sha256, never "
+            "a token); default <data_dir>/api-tokens.json, created empty if missing. Manage it "
+            "with `edgeloop token create|list|revoke`."
         ),
     )
     max_body_bytes: int = Field(

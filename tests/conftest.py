@@ -18,6 +18,10 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("EDGELOOP_DATA_DIR", str(data_dir))
     monkeypatch.delenv("EDGELOOP_DB_PATH", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # Tokens come from the test's own data dir (or the test's EDGELOOP_API_TOKENS), never
+    # from the developer's shell.
+    monkeypatch.delenv("EDGELOOP_API_TOKENS", raising=False)
+    monkeypatch.delenv("EDGELOOP_API_TOKENS_FILE", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster"))
     get_settings.cache_clear()
     yield data_dir

@@ -20,6 +20,8 @@ const state = {
   boxes: [], // {bbox: [x1, y1, x2, y2] frame px, className, confidence|null, accepted, drawn}
   hover: -1,
   drag: null, // {x0, y0, x1, y1} canvas px while drawing a box
+  imageError: null, // why the frame image did not load (the item cannot be labeled then)
+  prefetch: null, // {forId, promise}: the item after `forId`, fetched ahead (see prefetchNext)
   busy: false,
   lastClass: null,
   labelThreshold: null, // reviewed labels that make a retrain due (from the API)
@@ -43,19 +45,43 @@ function saveToken(token) {
   document.cookie = `${TOKEN_COOKIE}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
 }
 
-function askToken() {
+// The dialog closes on Escape, Cancel or a saved token. Closed without a token that works,
+// the page shows a sign-in prompt (never a blank page); with one, it carries on as it was.
+let signInNeeded = false;
+let tokenSaved = false;
+
+function askToken(needed = true) {
+  signInNeeded = signInNeeded || needed;
+  tokenSaved = false;
   $("token-input").value = "";
-  $("token-dialog").showModal();
+  $("signin").hidden = true;
+  if (!$("token-dialog").open) $("token-dialog").showModal();
+}
+
+function showSignIn() {
+  state.item = null;
+  state.prefetch = null;
+  $("workspace").hidden = true;
+  $("empty").hidden = true;
+  $("signin").hidden = false;
 }
 
 $("token-form").addEventListener("submit", () => {
   const token = $("token-input").value.trim();
   if (!token) return;
+  tokenSaved = true;
+  signInNeeded = false;
   saveToken(token);
+  state.prefetch = null; // claimed under the previous token
   refreshCounter();
   loadNext();
 });
-$("change-token").addEventListener("click", askToken);
+$("token-dialog").addEventListener("close", () => {
+  if (!tokenSaved && (signInNeeded || !state.token)) showSignIn();
+});
+$("token-cancel").addEventListener("click", () => $("token-dialog").close());
+$("signin-open").addEventListener("click", () => askToken());
+$("change-token").addEventListener("click", () => askToken(false));
 
 // --- API -----------------------------------------------------------------------------------
 
@@ -74,13 +100,16 @@ function describeDetail(detail) {
   return typeof detail === "string" ? detail : JSON.stringify(detail);
 }
 
+// Calls the API with the token. A success clears an error banner left by an earlier call
+// (unless `background`: prefetches and the counter never touch what the user sees).
 async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) };
-  if (options.json !== undefined) {
+  const { json, background, ...init } = options;
+  const headers = { Authorization: `Bearer ${state.token}`, ...(init.headers || {}) };
+  if (json !== undefined) {
     headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(options.json);
+    init.body = JSON.stringify(json);
   }
-  const response = await fetch(path, { ...options, headers });
+  const response = await fetch(path, { ...init, headers });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -91,43 +120,97 @@ async function api(path, options = {}) {
     }
     throw new ApiError(response.status, message);
   }
+  if (!background && $("message").classList.contains("error")) showMessage("");
   return response;
 }
 
 // --- messages ------------------------------------------------------------------------------
 
-function showMessage(text, isError = false) {
+// kind: "info" (green), "notice" (amber: something to know, nothing failed), "error" (red;
+// cleared by the next call that succeeds).
+function showMessage(text, kind = "info") {
   const box = $("message");
   box.textContent = text;
-  box.classList.toggle("error", isError);
+  box.classList.toggle("error", kind === "error" || kind === true);
+  box.classList.toggle("notice", kind === "notice");
   box.hidden = !text;
 }
 
 function handleError(err) {
   if (err instanceof ApiError && err.status === 401) {
-    showMessage(`The token was refused: ${err.message}`, true);
+    showMessage(`The token was refused: ${err.message}`, "error");
     askToken();
     return;
   }
   if (err instanceof ApiError && err.status === 403) {
-    showMessage(`This token may not label: ${err.message}`, true);
+    showMessage(`This token may not label: ${err.message}. Sign in with a labeler token.`, "error");
+    askToken();
     return;
   }
-  showMessage(err.message || String(err), true);
+  showMessage(err.message || String(err), "error");
 }
 
 // --- loading an item ------------------------------------------------------------------------
 
-async function loadNext() {
+function nextPath(exclude) {
+  const query = exclude.map((id) => `exclude=${encodeURIComponent(id)}`).join("&");
+  return "/api/labeling-queue/next" + (query ? `?${query}` : "");
+}
+
+// The item's frame as an ImageBitmap, or the reason it cannot be shown.
+async function loadImage(item, background = false) {
+  if (!item.frame_url) return { image: null, imageError: "this frame has no stored JPEG" };
+  try {
+    const blob = await (await api(item.frame_url, { background })).blob();
+    return { image: await createImageBitmap(blob), imageError: null };
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw err;
+    const reason = err instanceof ApiError ? err.message : "the image could not be decoded";
+    return { image: null, imageError: reason };
+  }
+}
+
+// Fetch (and claim) the item after the one on screen while the user works on it: the
+// API returns the caller's own claimed item again unless it is excluded.
+function prefetchNext(currentId) {
+  const promise = (async () => {
+    try {
+      const response = await api(nextPath([currentId]), { background: true });
+      const item = await response.json();
+      if (item.item_id === currentId) return null;
+      return { item, ...(await loadImage(item, true)) };
+    } catch (_) {
+      return null; // nothing queued, or any failure: the next load asks again
+    }
+  })();
+  state.prefetch = { forId: currentId, promise };
+}
+
+// Show the next item. `exclude`: item ids not to show again now (the one just labeled,
+// skipped or taken by someone else).
+async function loadNext(exclude = []) {
   if (!state.token) return askToken();
   state.busy = true;
   try {
-    const response = await api("/api/labeling-queue/next");
-    await showItem(await response.json());
+    const prefetched = state.prefetch;
+    state.prefetch = null;
+    if (prefetched && (state.item === null || prefetched.forId === state.item.item_id)) {
+      const ready = await prefetched.promise;
+      if (ready && !exclude.includes(ready.item.item_id)) {
+        showItem(ready.item, ready);
+        return;
+      }
+    }
+    const response = await api(nextPath(exclude));
+    const item = await response.json();
+    showItem(item, await loadImage(item));
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
+      // The queue answered (it is empty): an error banner of an earlier call is stale.
+      if ($("message").classList.contains("error")) showMessage("");
       state.item = null;
       $("workspace").hidden = true;
+      $("signin").hidden = true;
       $("empty").hidden = false;
       refreshCounter();
     } else {
@@ -140,7 +223,7 @@ async function loadNext() {
 
 async function refreshCounter() {
   try {
-    const conditions = await (await api("/api/retraining/conditions")).json();
+    const conditions = await (await api("/api/retraining/conditions", { background: true })).json();
     state.labelThreshold = conditions.label_threshold;
     setCounter(conditions.labels_since_training);
   } catch (_) {
@@ -152,7 +235,7 @@ function setCounter(n) {
   $("label-count").textContent = state.labelThreshold ? `${n} / ${state.labelThreshold}` : String(n);
 }
 
-async function showItem(item) {
+function showItem(item, { image, imageError }) {
   state.item = item;
   state.boxes = item.proposed_boxes.map((b) => ({
     bbox: b.bbox_xyxy.slice(),
@@ -161,12 +244,10 @@ async function showItem(item) {
     accepted: true,
     drawn: false,
   }));
-  state.image = null;
-  if (item.frame_url) {
-    const blob = await (await api(item.frame_url)).blob();
-    state.image = await createImageBitmap(blob);
-  }
+  state.image = image;
+  state.imageError = imageError;
   $("empty").hidden = true;
+  $("signin").hidden = true;
   $("workspace").hidden = false;
   $("info-item").textContent = `#${item.item_id}`;
   $("info-camera").textContent = item.camera_id;
@@ -175,10 +256,15 @@ async function showItem(item) {
   $("info-status").textContent =
     item.status + (item.skip_count ? ` (skipped ${item.skip_count}×)` : "");
   setCounter(item.labels_since_training);
+  // No image: nothing the labeler decides can be right, so only Skip is offered.
+  $("frame-error").hidden = !imageError;
+  $("frame-error-reason").textContent = imageError || "";
+  $("submit").disabled = Boolean(imageError);
+  $("no-object").disabled = Boolean(imageError);
   layoutCanvas();
   renderBoxList();
   draw();
-  if (!item.frame_url) showMessage("This frame has no stored JPEG; skip it.", true);
+  prefetchNext(item.item_id);
 }
 
 // --- drawing -------------------------------------------------------------------------------
@@ -306,6 +392,7 @@ function renderBoxList() {
 
 function setAccepted(i, accepted) {
   const box = state.boxes[i];
+  const focused = document.activeElement && document.activeElement.getAttribute("aria-label");
   if (box.drawn && !accepted) {
     state.boxes.splice(i, 1); // a box drawn by hand is simply removed
   } else {
@@ -313,6 +400,9 @@ function setAccepted(i, accepted) {
   }
   renderBoxList();
   draw();
+  // Keyboard users stay on the button they pressed (the list was rebuilt under them).
+  const again = focused && $("boxes").querySelector(`[aria-label="${focused}"]`);
+  if (again) again.focus();
 }
 
 function setHover(i) {
@@ -332,7 +422,7 @@ function canvasPoint(event) {
 }
 
 canvas.addEventListener("mousedown", (event) => {
-  if (!state.item) return;
+  if (!state.item || state.imageError) return;
   const p = canvasPoint(event);
   state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
 });
@@ -376,27 +466,39 @@ function round1(v) {
   return Math.round(v * 10) / 10;
 }
 
+// POST for the item on screen, then show the next one. A 409 (someone else holds the
+// item's claim, or it is labeled already) is a notice, not a failure: the page moves on.
 async function send(path, json, done) {
   if (!state.item || state.busy) return;
+  const itemId = state.item.item_id;
   state.busy = true;
   try {
     const response = await api(path, { method: "POST", json });
     const body = await response.json();
     showMessage(done(body));
-    state.busy = false;
-    await loadNext();
   } catch (err) {
-    handleError(err);
+    state.busy = false;
+    if (!(err instanceof ApiError && err.status === 409)) return handleError(err);
+    const why = /already labeled/i.test(err.message)
+      ? "was already labeled"
+      : "was taken by someone else";
+    showMessage(`Item #${itemId} ${why}; here is the next one. (${err.message})`, "notice");
   } finally {
     state.busy = false;
   }
+  await loadNext([itemId]);
+}
+
+// True when the item on screen may be labeled (its image showed).
+function labelable() {
+  return Boolean(state.item) && !state.imageError;
 }
 
 function submit() {
-  if (!state.item) return;
+  if (!labelable()) return;
   const accepted = state.boxes.filter((b) => b.accepted);
   if (accepted.length === 0) {
-    showMessage("No box is accepted. Press N (No object) if the frame holds nothing.", true);
+    showMessage("No box is accepted. Press N (No object) if the frame holds nothing.", "error");
     return;
   }
   const { width, height } = state.item;
@@ -417,7 +519,7 @@ function submit() {
 }
 
 function noObject() {
-  if (!state.item) return;
+  if (!labelable()) return;
   const itemId = state.item.item_id;
   send(`/api/labeling-queue/${itemId}/label`, { boxes: [], no_object: true }, (label) => {
     setCounter(label.labels_since_training);
@@ -434,13 +536,20 @@ function skip() {
 $("submit").addEventListener("click", submit);
 $("no-object").addEventListener("click", noObject);
 $("skip").addEventListener("click", skip);
-$("refresh").addEventListener("click", loadNext);
+$("frame-error-skip").addEventListener("click", skip);
+$("refresh").addEventListener("click", () => loadNext());
+
+// Controls own their keys: Enter on a focused button presses that button, in a field it
+// belongs to the field; only elsewhere does Enter submit the item.
+const CONTROLS = "button, input, select, textarea, a[href], [contenteditable], #boxes";
 
 document.addEventListener("keydown", (event) => {
-  const tag = event.target.tagName;
-  if (["INPUT", "SELECT", "TEXTAREA"].includes(tag) || $("token-dialog").open) return;
+  if ($("token-dialog").open) return;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target instanceof Element ? event.target : null;
+  if (target && ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName)) return;
   if (event.key === "Enter") {
+    if (target && target.closest(CONTROLS)) return;
     event.preventDefault();
     submit();
   } else if (event.key === "n" || event.key === "N") {

@@ -25,13 +25,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.cli import agent as agent_command
+from edgeloop.cli.datasets import app as dataset_app
 from edgeloop.cli.demo_options import DemoOptions
+from edgeloop.cli.tokens import app as tokens_app
 
 app = typer.Typer(
     help="edgeloop: the active-learning loop for camera fleets, offline, on your own hardware.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.add_typer(dataset_app, name="dataset")
 console = Console()
 
 LOOP_EXTRA_HINT = "this command runs on the loop host: install it with `pip install edgeloop[loop]`"
@@ -100,12 +103,13 @@ def init(
         typer.Option(help="An ultralytics .pt to register instead of the seed detector."),
     ] = None,
 ) -> None:
-    """Create the stores, register the seed detector as `production`, and write API tokens."""
+    """Create the stores, register the seed detector as `production`, and the (empty) tokens file."""
     settings = _loop_settings()
     from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
     from edgeloop.cli.services import dagster_home
+    from edgeloop.cli.tokens import tokens_file
     from edgeloop.store import Store
-    from edgeloop.tokens import TOKENS_FILE_NAME, ensure_tokens_file
+    from edgeloop.tokens import ensure_tokens_file
 
     with Store(settings.duckdb_path).connect():
         pass
@@ -115,8 +119,11 @@ def init(
             result = register_seed(settings, weights=weights)
     except SeedWeightsMissingError as exc:
         _fail(str(exc))
-    tokens_path = settings.data_dir / TOKENS_FILE_NAME
-    tokens = ensure_tokens_file(tokens_path)
+    tokens_path = tokens_file()
+    try:
+        tokens = ensure_tokens_file(tokens_path)
+    except ValueError as exc:
+        _fail(str(exc))
     files = result.files
     verb = "registered" if result.created else "already registered"
     console.print(
@@ -124,18 +131,23 @@ def init(
         f"(classes: {', '.join(files.class_names)}; ONNX sha256 {files.onnx_sha256[:12]}…)"
     )
     console.print(f"[green]✓[/] DuckDB {settings.duckdb_path}, DAGSTER_HOME {home}")
-    table = Table(title=f"API tokens ({tokens_path})")
-    table.add_column("role")
-    table.add_column("name")
-    table.add_column("token")
-    for token, entry in tokens.items():
-        table.add_row(entry["role"], entry.get("name", ""), token)
-    console.print(table)
+    names = ", ".join(f"{t.name} ({t.role})" for t in tokens) or "none yet"
+    console.print(f"[green]✓[/] API tokens file {tokens_path}: {escape(names)}")
+    console.print(
+        "Each person and camera host gets a token of their own, shown once when created:\n"
+        "  edgeloop token create alice --role labeler\n"
+        "  edgeloop token create cam-host-1 --role agent --camera cam-1\n"
+        "  edgeloop token create ops --role admin\n"
+        "`edgeloop token list` shows them (never a secret); `edgeloop token revoke NAME` "
+        "ends one at once.",
+        highlight=False,
+    )
 
 
 app.command(
     "agent", help="Run the edge agent on a video file, image folder, RTSP stream or camera."
 )(agent_command)
+app.add_typer(tokens_app, name="token")
 
 
 @app.command()
@@ -176,11 +188,10 @@ def up(
         start_dagster,
         start_mlflow_ui,
     )
-    from edgeloop.tokens import token_for_role
 
     settings = _loop_settings()
     api_settings = get_api_settings()
-    tokens = _tokens(settings)
+    tokens = _tokens()
     api_host, port = host or api_settings.host, api_port or api_settings.port
     api = public_url(api_host, port)
     services = []
@@ -198,8 +209,13 @@ def up(
         for service in services:
             service.stop()
         _fail(str(exc))
-    labeler = token_for_role(tokens, "labeler") or ""
-    console.print(f"[green]✓[/] labeling page  {api}/#token={labeler}")
+    console.print(f"[green]✓[/] labeling page  {api}/  (sign in with a labeler token)")
+    if not any(t.role in ("labeler", "admin") for t in tokens):
+        console.print(
+            "  no labeler token yet: `edgeloop token create NAME --role labeler` "
+            "(works at once, no restart)",
+            highlight=False,
+        )
     console.print(f"[green]✓[/] API            {api}/docs  (agents: --api {api})")
     console.print(f"[green]✓[/] Dagster UI     {services[1].url}  (sensors and schedules run)")
     if mlflow_port:
@@ -222,14 +238,17 @@ def up(
             service.stop()
 
 
-def _tokens(settings: Any) -> dict[str, dict[str, str]]:
-    from edgeloop.tokens import TOKENS_FILE_NAME, read_tokens_file
+def _tokens() -> list[Any]:
+    """The entries (``edgeloop.tokens.TokenEntry``) of the API's tokens file; exits with a
+    clear error when it is missing or malformed."""
+    from edgeloop.cli.tokens import tokens_file
+    from edgeloop.tokens import read_tokens
 
-    path = settings.data_dir / TOKENS_FILE_NAME
+    path = tokens_file()
     if not path.exists():
-        _fail(f"no API tokens at {path}: run `edgeloop init` first")
+        _fail(f"no API tokens file at {path}: run `edgeloop init` first")
     try:
-        return read_tokens_file(path)
+        return read_tokens(path)
     except ValueError as exc:
         _fail(str(exc))
         raise

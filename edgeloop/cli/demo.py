@@ -39,9 +39,14 @@ from edgeloop.cli.status import collect_status, render_camera_models, render_sta
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, frames, labels
-from edgeloop.tokens import TOKENS_FILE_NAME, ensure_tokens_file, token_for_role
+from edgeloop.tokens import TOKENS_FILE_NAME, create_token
 
 logger = logging.getLogger(__name__)
+
+DEMO_AGENT_TOKEN = "demo-agent"
+"""Name of the agent token the demo creates (``edgeloop token list`` shows it)."""
+DEMO_REVIEWER_TOKEN = "simulated-reviewer"
+"""Name of the simulated reviewer's labeler token: recorded as ``reviewed_labels.labeler``."""
 
 
 @dataclass
@@ -92,12 +97,13 @@ def run_demo(
     fetch_media(settings.data_dir)
     seed = register_seed(settings)
     summary.add("seed detector", f"{seed.files.name} v{seed.files.version} is production")
-    tokens = ensure_tokens_file(settings.data_dir / TOKENS_FILE_NAME)
-    agent_token, labeler_token = token_for_role(tokens, "agent"), token_for_role(tokens, "labeler")
-    if agent_token is None or labeler_token is None:
-        raise ValueError(
-            f"{settings.data_dir / TOKENS_FILE_NAME} needs an agent and a labeler token for the demo"
-        )
+    # The demo's own named tokens, made afresh each run (replacing its earlier ones); the
+    # secrets stay in this process, the tokens file keeps their sha256 only.
+    tokens_path = settings.data_dir / TOKENS_FILE_NAME
+    agent_token = create_token(tokens_path, name=DEMO_AGENT_TOKEN, role="agent", replace=True)
+    labeler_token = create_token(
+        tokens_path, name=DEMO_REVIEWER_TOKEN, role="labeler", replace=True
+    )
     instance = DagsterInstance.get()
 
     api = start_api(settings)

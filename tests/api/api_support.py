@@ -114,6 +114,9 @@ class NoModelRegistry:
             f"no version of 'edgeloop-detector' has the alias {alias!r}; run `edgeloop init`"
         )
 
+    def class_names(self, alias: str, *, marker: object) -> list[str]:
+        return list(self.files(alias).class_names)
+
 
 def ingest(client: TestClient, *frames: dict[str, Any]) -> dict[str, Any]:
     response = client.post("/api/ingest", json=batch(*frames), headers=AGENT)

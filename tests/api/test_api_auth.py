@@ -10,22 +10,39 @@ import pytest
 from api_support import ADMIN, AGENT, LABELER, batch, frame
 from fastapi.testclient import TestClient
 
-from api.auth import load_principals
+from api.auth import Principal, authenticate, load_principals
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.store import SCHEMA_VERSION
-from edgeloop.tokens import ensure_tokens_file, token_for_role
+from edgeloop.tokens import create_token, ensure_tokens_file, revoke_token
 
 
-def test_health_is_public(client: TestClient) -> None:
+def test_health_without_a_token_is_liveness_only(client: TestClient) -> None:
     response = client.get("/api/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
+    assert body["scope"] == "liveness"
+    assert body["counts"] is None  # nothing about the data to an anonymous caller
+    assert body["duckdb"] is None
+    assert body["schema_version"] is None
+
+
+def test_health_with_a_token_shows_the_store(client: TestClient) -> None:
+    body = client.get("/api/health", headers=LABELER).json()
+    assert body["status"] == "ok"
+    assert body["scope"] == "full"
     assert body["duckdb"] is True
     assert body["schema_version"] == SCHEMA_VERSION
     assert body["production_model_version"] is None
+    assert body["counts"]["frames"] == 0
+
+
+def test_health_with_an_unknown_token_is_401(client: TestClient) -> None:
+    response = client.get("/api/health", headers={"Authorization": "Bearer not-a-token"})
+    assert response.status_code == 401
+    assert response.json()["detail"] == "invalid bearer token"
 
 
 @pytest.mark.parametrize(
@@ -84,15 +101,14 @@ def test_token_cookie_works_for_get_only(client: TestClient) -> None:
         client.cookies.clear()
 
 
-def test_ensure_tokens_file_creates_one_private_token_per_role(tmp_path: Path) -> None:
+def test_ensure_tokens_file_creates_an_empty_private_file(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "api-tokens.json"
-    created = ensure_tokens_file(path)
-    assert sorted(entry["role"] for entry in created.values()) == ["admin", "agent", "labeler"]
-    assert all(len(token) >= 40 for token in created)
+    assert ensure_tokens_file(path) == []
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == created
+    assert json.loads(path.read_text()) == {"format": 2, "tokens": []}
+    create_token(path, name="alice", role="labeler")
     # A second call keeps the tokens.
-    assert ensure_tokens_file(path) == created
+    assert [e.name for e in ensure_tokens_file(path)] == ["alice"]
 
 
 @pytest.mark.parametrize(
@@ -102,6 +118,15 @@ def test_ensure_tokens_file_creates_one_private_token_per_role(tmp_path: Path) -
         (json.dumps({"t0k": {"role": "agent", "name": 7}}), "must be a string"),
         (json.dumps(["t0k"]), "must be a JSON object"),
         ('{"t0k": ', "is not valid JSON"),
+        (json.dumps({"format": 2, "tokens": [{"name": "a", "role": "agent"}]}), "sha256 must be"),
+        (json.dumps({"format": 2, "tokens": [{"name": "a", "role": "x"}]}), "needs a role among"),
+        (json.dumps({"format": 9, "tokens": []}), "unknown format 9"),
+        (
+            json.dumps(
+                {"format": 2, "tokens": [{"name": "a", "role": "agent", "sha256": "0" * 64}] * 2}
+            ),
+            "token names used twice: a",
+        ),
     ],
 )
 def test_malformed_tokens_file_is_refused(tmp_path: Path, content: str, message: str) -> None:
@@ -112,25 +137,24 @@ def test_malformed_tokens_file_is_refused(tmp_path: Path, content: str, message:
     assert path.read_text() == content  # never rewritten
 
 
-def test_token_for_role_is_the_first_token_of_exactly_that_role(tmp_path: Path) -> None:
-    tokens = {
-        "a1": {"role": "admin"},
-        "l1": {"role": "labeler", "name": "alice"},
-        "l2": {"role": "labeler", "name": "bob"},
-    }
-    assert token_for_role(tokens, "labeler") == "l1"
-    assert token_for_role(tokens, "agent") is None  # the admin token is not handed out
-    created = ensure_tokens_file(tmp_path / "api-tokens.json")
-    assert created[str(token_for_role(created, "agent"))]["role"] == "agent"
+def test_principal_camera_scope() -> None:
+    anywhere = Principal(name="fleet", role="agent")
+    gate = Principal(name="gate-host", role="agent", cameras=frozenset({"gate-1"}))
+    assert anywhere.may_send("gate-1") and anywhere.may_send("dock-2")
+    assert gate.may_send("gate-1")
+    assert not gate.may_send("dock-2")
 
 
-def test_app_reads_the_tokens_file_and_names_the_labeler(loop_settings: LoopSettings) -> None:
+def test_app_reads_a_legacy_file_hashes_it_and_names_the_labeler(
+    loop_settings: LoopSettings,
+) -> None:
     tokens_file = loop_settings.data_dir / "api-tokens.json"
     tokens_file.parent.mkdir(parents=True, exist_ok=True)
     tokens_file.write_text(json.dumps({"s3cret": {"role": "labeler", "name": "alice"}}))
     settings = ApiSettings(loop=loop_settings, warm_registry=False)
     principals = load_principals(settings)
     assert [(p.name, p.role) for p in principals.values()] == [("alice", "labeler")]
+    assert "s3cret" not in tokens_file.read_text()
     with TestClient(create_app(settings)) as client:
         assert (
             client.get("/api/metrics", headers={"Authorization": "Bearer s3cret"}).status_code
@@ -138,11 +162,43 @@ def test_app_reads_the_tokens_file_and_names_the_labeler(loop_settings: LoopSett
         )
 
 
-def test_app_creates_the_tokens_file_when_missing(loop_settings: LoopSettings) -> None:
+def test_agent_token_cameras_reach_the_principal(loop_settings: LoopSettings) -> None:
+    path = loop_settings.data_dir / "api-tokens.json"
+    token = create_token(path, name="gate-host", role="agent", cameras=["gate-1", "gate-2"])
+    principals = load_principals(ApiSettings(loop=loop_settings, warm_registry=False))
+    principal = authenticate(principals, token)
+    assert principal == Principal(
+        name="gate-host", role="agent", cameras=frozenset({"gate-1", "gate-2"})
+    )
+    assert authenticate(principals, token + "x") is None
+
+
+def test_app_creates_an_empty_tokens_file_and_sees_new_tokens_without_restart(
+    loop_settings: LoopSettings,
+) -> None:
     settings = ApiSettings(loop=loop_settings, warm_registry=False)
-    create_app(settings)
-    content = json.loads((loop_settings.data_dir / "api-tokens.json").read_text())
-    assert len(content) == 3
+    path = loop_settings.data_dir / "api-tokens.json"
+    with TestClient(create_app(settings)) as client:
+        assert json.loads(path.read_text()) == {"format": 2, "tokens": []}
+        token = create_token(path, name="alice", role="labeler")
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/metrics", headers=headers).status_code == 200
+        revoke_token(path, "alice")
+        assert client.get("/api/metrics", headers=headers).status_code == 401
+
+
+def test_a_broken_tokens_file_refuses_every_token_until_fixed(
+    loop_settings: LoopSettings,
+) -> None:
+    path = loop_settings.data_dir / "api-tokens.json"
+    token = create_token(path, name="alice", role="labeler")
+    principals = load_principals(ApiSettings(loop=loop_settings, warm_registry=False))
+    assert authenticate(principals, token) is not None
+    good = path.read_text()
+    path.write_text(good[:-10])  # a hand edit gone wrong
+    assert authenticate(principals, token) is None
+    path.write_text(good)
+    assert authenticate(principals, token) is not None
 
 
 def test_openapi_documents_401_and_403_where_a_token_is_needed(client: TestClient) -> None:
@@ -155,7 +211,9 @@ def test_openapi_documents_401_and_403_where_a_token_is_needed(client: TestClien
     }
     assert ("/api/ingest", "post") in secured
     assert ("/metrics", "get") in secured
+    # /api/health takes a token optionally (liveness without one): 401 for a bad one, no 403.
+    health = secured.pop(("/api/health", "get"))
+    assert {"401", "503"} <= health.keys()
     for (path, method), responses in secured.items():
         assert {"401", "403"} <= responses.keys(), f"{method.upper()} {path}"
     assert "WWW-Authenticate" in secured[("/api/ingest", "post")]["401"]["headers"]
-    assert "401" not in paths["/api/health"]["get"]["responses"]  # public

@@ -38,7 +38,7 @@ def _fill(client: TestClient) -> None:
 
 def test_health_counts(client: TestClient) -> None:
     _fill(client)
-    body = client.get("/api/health").json()
+    body = client.get("/api/health", headers=LABELER).json()
     assert body["counts"] == {
         "frames": 4,
         "detections": 5,

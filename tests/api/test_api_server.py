@@ -63,7 +63,7 @@ def test_ingest_and_label_over_http(live_server: LiveServer) -> None:
             headers=LABELER,
         )
         assert label.status_code == 201, label.text
-        health = http.get("/api/health").json()
+        health = http.get("/api/health", headers=LABELER).json()
         assert health["counts"]["reviewed_labels"] == 1
         assert health["counts"]["queue_pending"] == 0
 
