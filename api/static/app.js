@@ -275,11 +275,15 @@ function classColor(className) {
 }
 
 function layoutCanvas() {
+  // One scale for both axes (boxes stay true to the frame); the frame fits the stage's
+  // width and three quarters of the window's height, and a strip of any aspect ratio
+  // (a 100000x1 panorama) still gets a canvas of at least 1 px each way.
   const item = state.item;
-  const available = $("stage").clientWidth || 960;
-  state.scale = Math.min(1.5, available / item.width);
-  canvas.width = Math.round(item.width * state.scale);
-  canvas.height = Math.round(item.height * state.scale);
+  const availableWidth = $("stage").clientWidth || 960;
+  const availableHeight = Math.max(200, Math.round(window.innerHeight * 0.75));
+  state.scale = Math.min(1.5, availableWidth / item.width, availableHeight / item.height);
+  canvas.width = Math.max(1, Math.round(item.width * state.scale));
+  canvas.height = Math.max(1, Math.round(item.height * state.scale));
 }
 
 function draw() {
