@@ -1,14 +1,23 @@
-"""The ``crop_embeddings`` asset: a vector per detection crop, published to Qdrant.
+"""The ``crop_embeddings`` asset: a vector per detection crop, published to the crop index.
 
 Crops are cut (with a margin) from the stored frame JPEGs (``frames.jpeg_path``; agents
 send the JPEG of every frame with an uncertain detection), embedded by the configured
 embedder (OpenCLIP, or the offline MobileNetV2), and written as a new complete version
-of the crop index, which is then published (``edgeloop.vectors``). Vectors already
-computed by the same embedder are reused from ``<data_dir>/embeddings/<embedder>.npz``,
-so each run embeds only new crops.
+of the crop index (a qdrant-edge shard, or a collection on a Qdrant server), which is
+then published (``edgeloop.vectors``).
+
+Each crop has a content key (``edgeloop.embeddings.crop_key``: frame JPEG, bbox, margin);
+vectors already computed by the same embedder are reused from
+``<data_dir>/embeddings/<embedder>.npz``, so a run embeds only new crops, and a run whose
+crops all match the published version's digest publishes nothing (it never loads the
+embedder). JPEGs are decoded and cut on a second thread while the embedder runs.
 """
 
+import hashlib
+import queue
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -21,9 +30,14 @@ from assets._markdown import md_table
 from assets.detections import detections
 from assets.resources import EmbedderResource, StoreResource, VectorIndexResource
 from edgeloop.datasets import resolve_frame_path
-from edgeloop.embeddings import EmbeddingCache, crop_bgr
+from edgeloop.embeddings import EmbeddingCache, crop_bgr, crop_key, embedder_name, embedder_slug
+from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
+from edgeloop.vector_versions import CorruptIndexError
 from edgeloop.vectors import CropPoint
+
+CHUNK = 64
+"""Crops handed to the embedder at once (the decode thread stays up to 4 chunks ahead)."""
 
 
 class CropEmbeddingsConfig(dg.Config):
@@ -40,54 +54,18 @@ def _load_detections(store: StoreResource) -> pd.DataFrame:
         return frames.detections_with_jpeg(con=con)
 
 
-@dg.asset(group_name="embeddings", deps=[detections], kinds={"qdrant", "pytorch"})
-def crop_embeddings(
-    context: dg.AssetExecutionContext,
-    config: CropEmbeddingsConfig,
-    store: StoreResource,
-    embedder: EmbedderResource,
-    vectors: VectorIndexResource,
-) -> dg.MaterializeResult:
-    """Embeddings of detection crops from stored frame JPEGs, published as a new Qdrant index version."""
-    settings = store.loop.settings()
-    rows = _load_detections(store)
-    if rows.empty:
-        raise dg.Failure(
-            description=(
-                "no detections with a stored frame JPEG: agents send JPEGs for frames with "
-                "uncertain detections; ingest some frames first"
-            )
-        )
-    model = embedder.embedder()
-    cache = EmbeddingCache(settings.data_dir / "embeddings" / f"{model.slug}.npz")
-    cached = cache.load()
-    computed: dict[str, np.ndarray] = {}
-    missing_frames: list[str] = []
-    small_crops = 0
-    pending_ids: list[str] = []
-    pending_crops: list[np.ndarray] = []
-
-    def flush() -> None:
-        if pending_crops:
-            for det_id, vec in zip(pending_ids, model.embed_images(pending_crops), strict=True):
-                computed[det_id] = vec
-            pending_ids.clear()
-            pending_crops.clear()
-
-    todo = rows[~rows["detection_id"].isin(cached.keys())]
-    context.log.info(
-        "%s crops: %s cached, %s to embed with %s",
-        len(rows),
-        len(rows) - len(todo),
-        len(todo),
-        model.name,
-    )
-    for frame_key, group in todo.groupby("frame_key", sort=False):
-        first = group.iloc[0]
-        path = resolve_frame_path(settings, str(first["jpeg_path"]))
+def _cut_crops(
+    settings: LoopSettings, todo: pd.DataFrame, config: CropEmbeddingsConfig, stats: Counter[str]
+) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """``(content keys, crops)`` chunks of at most ``CHUNK`` crops, each crop ``(h, w, 3)``
+    uint8 BGR; counts unreadable frames and too-small crops in ``stats``."""
+    keys: list[str] = []
+    crops: list[np.ndarray] = []
+    for _, group in todo.groupby("frame_key", sort=False):
+        path = resolve_frame_path(settings, str(group["jpeg_path"].iloc[0]))
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            missing_frames.append(str(frame_key))
+            stats["missing_frames"] += 1
             continue
         for det in group.itertuples(index=False):
             crop = crop_bgr(
@@ -98,17 +76,92 @@ def crop_embeddings(
                 min_px=config.min_crop_px,
             )
             if crop is None:
-                small_crops += 1
+                stats["small_crops"] += 1
                 continue
-            pending_ids.append(str(det.detection_id))
-            pending_crops.append(np.ascontiguousarray(crop))
-        if len(pending_crops) >= 256:
-            flush()
-            context.log.debug("embedded %s crops so far", len(computed))
-    flush()
+            keys.append(str(det.crop_key))
+            crops.append(np.ascontiguousarray(crop))
+            if len(crops) >= CHUNK:
+                yield keys, crops
+                keys, crops = [], []
+    if crops:
+        yield keys, crops
 
-    wanted = set(rows["detection_id"].astype(str))
-    vectors_by_id = {**{k: v for k, v in cached.items() if k in wanted}, **computed}
+
+def _prefetched(chunks: Iterator[Any], depth: int = 4) -> Iterator[Any]:
+    """Run ``chunks`` on a worker thread, ``depth`` items ahead (JPEG decoding releases the
+    GIL, and so does the embedder's forward pass); re-raises the worker's error."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+
+    def work() -> None:
+        try:
+            for item in chunks:
+                q.put(("item", item))
+            q.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(("error", exc))
+
+    threading.Thread(target=work, name="crop-decoder", daemon=True).start()
+    while True:
+        kind, value = q.get()
+        if kind == "done":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
+def index_digest(embedder: str, pairs: list[tuple[str, str]]) -> str:
+    """sha256 over the embedder and the sorted ``(detection_id, content key)`` pairs."""
+    digest = hashlib.sha256(embedder.encode())
+    for det_id, key in sorted(pairs):
+        digest.update(f"\n{det_id}|{key}".encode())
+    return digest.hexdigest()
+
+
+@dg.asset(group_name="embeddings", deps=[detections], kinds={"qdrant", "pytorch"})
+def crop_embeddings(
+    context: dg.AssetExecutionContext,
+    config: CropEmbeddingsConfig,
+    store: StoreResource,
+    embedder: EmbedderResource,
+    vectors: VectorIndexResource,
+) -> dg.MaterializeResult:
+    """Embeddings of detection crops from stored frame JPEGs, published as a new crop index version."""
+    settings = store.loop.settings()
+    rows = _load_detections(store)
+    if rows.empty:
+        raise dg.Failure(
+            description=(
+                "no detections with a stored frame JPEG: agents send JPEGs for frames with "
+                "uncertain detections; ingest some frames first"
+            )
+        )
+    name = embedder_name(settings)
+    rows["crop_key"] = [
+        crop_key(str(r.jpeg_path), (r.x1, r.y1, r.x2, r.y2), pad=config.pad)
+        for r in rows.itertuples(index=False)
+    ]
+    cache = EmbeddingCache(settings.data_dir / "embeddings" / f"{embedder_slug(name)}.npz")
+    cached = cache.load()
+    todo = rows[~rows["crop_key"].isin(cached.keys())].drop_duplicates("crop_key")
+    context.log.info(
+        "%s crops: %s cached, %s to embed with %s",
+        len(rows),
+        len(rows) - len(todo),
+        len(todo),
+        name,
+    )
+    computed: dict[str, np.ndarray] = {}
+    stats: Counter[str] = Counter()
+    for keys, crops in _prefetched(_cut_crops(settings, todo, config, stats)):
+        model = embedder.embedder()
+        if model.name != name:
+            raise dg.Failure(f"embedder {model.name} loaded where the settings name {name}")
+        computed.update(zip(keys, model.embed_images(crops), strict=True))
+        context.log.debug("embedded %s crops so far", len(computed))
+
+    vectors_by_key = {**cached, **computed}
+    kept = rows[rows["crop_key"].isin(vectors_by_key.keys())]
     points = [
         CropPoint(
             detection_id=str(r.detection_id),
@@ -118,24 +171,41 @@ def crop_embeddings(
             confidence=float(r.confidence),
             bbox_xyxy=(float(r.x1), float(r.y1), float(r.x2), float(r.y2)),
             captured_at_iso=str(r.captured_at),
-            vector=vectors_by_id[str(r.detection_id)],
+            vector=vectors_by_key[str(r.crop_key)],
         )
-        for r in rows.itertuples(index=False)
-        if str(r.detection_id) in vectors_by_id
+        for r in kept.itertuples(index=False)
     ]
+    reused = int((~kept["crop_key"].isin(computed.keys())).sum())
     if not points:
         raise dg.Failure(
             description=(
-                f"no crop could be embedded: {len(missing_frames)} frame JPEGs unreadable "
-                f"(e.g. {missing_frames[:3]}), {small_crops} crops under {config.min_crop_px} px"
+                f"no crop could be embedded: {stats['missing_frames']} frame JPEGs unreadable, "
+                f"{stats['small_crops']} crops under {config.min_crop_px} px"
             )
         )
-    if missing_frames:
-        context.log.warning(
-            "%s frame JPEGs missing or unreadable, e.g. %s", len(missing_frames), missing_frames[:5]
+    if stats["missing_frames"]:
+        context.log.warning("%s frame JPEGs missing or unreadable", stats["missing_frames"])
+    wanted = set(rows["crop_key"])
+    if computed or set(cached) - wanted:
+        cache.save({k: v for k, v in vectors_by_key.items() if k in wanted})
+
+    index = vectors.index()
+    digest = index_digest(
+        name, list(zip(kept["detection_id"].astype(str), kept["crop_key"].astype(str), strict=True))
+    )
+    try:
+        current = index.published()
+    except CorruptIndexError as exc:
+        context.log.warning("publishing a new version over an unreadable pointer: %s", exc)
+        current = None
+    unchanged = current is not None and current.digest == digest and current.embedder == name
+    published = current if unchanged and current is not None else None
+    if published is None:
+        published = index.publish(points, embedder=name, digest=digest)
+    else:
+        context.log.info(
+            "nothing new: %s already holds these %s crops", published.version, len(points)
         )
-    cache.save(vectors_by_id)
-    published = vectors.index().publish(points, embedder=model.name)
 
     per_camera = Counter(p.camera_id for p in points)
     metadata: dict[str, Any] = {
@@ -143,10 +213,11 @@ def crop_embeddings(
         "dims": published.dims,
         "embedder": published.embedder,
         "version": published.version,
-        "embedded_now": len(computed),
-        "reused_from_cache": len(points) - len(computed),
-        "missing_frames": len(missing_frames),
-        "small_crops_skipped": small_crops,
+        "published_now": not unchanged,
+        "embedded_now": len(points) - reused,
+        "reused_from_cache": reused,
+        "missing_frames": stats["missing_frames"],
+        "small_crops_skipped": stats["small_crops"],
         "index_location": published.location,
         "per_camera": dg.MetadataValue.md(
             md_table(["camera", "points"], sorted(per_camera.items()))

@@ -16,6 +16,7 @@ torch and open_clip are imported lazily: importing this module is cheap.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -84,7 +85,7 @@ class Embedder(ABC):
     @property
     def slug(self) -> str:
         """``name`` made safe for a file name."""
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name)
+        return embedder_slug(self.name)
 
 
 def _l2_normalise(rows: np.ndarray) -> np.ndarray:
@@ -149,7 +150,7 @@ class MobileNetV2Embedder(Embedder):
         self.weights_path = weights_path or deep_sort_mobilenet_weights()
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.name = "mobilenetv2-imagenet-deepsort"
+        self.name = MOBILENET_NAME
         model = MobileNetV2_bottle(input_size=MOBILENET_INPUT_PX, width_mult=1.0)
         state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
@@ -211,8 +212,7 @@ class OpenClipEmbedder(Embedder):
         self.pretrained = pretrained
         self.batch_size = batch_size
         self.device = torch.device(device)
-        tag = Path(pretrained).name if os.path.sep in pretrained else pretrained
-        self.name = f"openclip-{model_name}-{tag}"
+        self.name = openclip_name(model_name, pretrained)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=self.device
@@ -255,6 +255,37 @@ class OpenClipEmbedder(Embedder):
         with torch.inference_mode():
             feats = self._model.encode_text(self._tokenizer(list(texts)).to(self.device))
         return _l2_normalise(feats.float().cpu().numpy())
+
+
+MOBILENET_NAME = "mobilenetv2-imagenet-deepsort"
+
+
+def openclip_name(model_name: str, pretrained: str) -> str:
+    """``openclip-<model>-<tag or checkpoint file name>``: an OpenCLIP embedder's ``name``."""
+    tag = Path(pretrained).name if os.path.sep in pretrained else pretrained
+    return f"openclip-{model_name}-{tag}"
+
+
+def embedder_name(settings: LoopSettings) -> str:
+    """The ``name`` of the embedder ``build_embedder(settings)`` returns, without loading it
+    (so a run with nothing new to embed never imports torch)."""
+    if settings.clip_model:
+        return openclip_name(settings.clip_model, settings.clip_pretrained or "")
+    return MOBILENET_NAME
+
+
+def embedder_slug(name: str) -> str:
+    """``name`` made safe for a file name (``Embedder.slug``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def crop_key(jpeg_path: str, bbox_xyxy: Sequence[float], *, pad: float) -> str:
+    """Content key of a crop: sha1 of the frame JPEG's stored path (JPEGs are written once,
+    never changed), the bbox (xyxy px, rounded to 0.01 px) and the margin. Two detections
+    with the same key show the same pixels, so one vector serves both; a different ``pad``
+    gives a different key (the crop changed)."""
+    box = ",".join(f"{float(v):.2f}" for v in bbox_xyxy)
+    return hashlib.sha1(f"{jpeg_path}|{box}|{pad:.4f}".encode()).hexdigest()
 
 
 def build_embedder(settings: LoopSettings, *, batch_size: int = 32) -> Embedder:
@@ -301,10 +332,9 @@ def crop_bgr(
 
 
 class EmbeddingCache:
-    """Vectors already computed, keyed by detection_id, for one embedder (an ``.npz`` file).
-
-    Detections never change once stored, so a re-index embeds only new crops. The file is
-    replaced atomically (``edgeloop.files.atomic_write_bytes``).
+    """Vectors already computed for one embedder (an ``.npz`` file), keyed by a content key
+    (``crop_key``), so a re-index embeds only new crops. The file is replaced atomically
+    (``edgeloop.files.atomic_write_bytes``).
 
     Args:
         path: the ``.npz`` file, e.g. ``<data_dir>/embeddings/<embedder slug>.npz``.
@@ -314,7 +344,7 @@ class EmbeddingCache:
         self.path = path
 
     def load(self) -> dict[str, np.ndarray]:
-        """detection_id -> ``(dims,)`` float32; empty when no cache exists yet."""
+        """key -> ``(dims,)`` float32; empty when no cache exists yet."""
         if not self.path.exists():
             return {}
         with np.load(self.path, allow_pickle=False) as data:
@@ -322,7 +352,7 @@ class EmbeddingCache:
         return {str(i): vectors[k] for k, i in enumerate(ids)}
 
     def save(self, vectors: dict[str, np.ndarray]) -> None:
-        """Replace the cache with ``vectors`` (detection_id -> ``(dims,)`` float32)."""
+        """Replace the cache with ``vectors`` (key -> ``(dims,)`` float32)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ids = np.array(list(vectors), dtype=str)
         matrix = (

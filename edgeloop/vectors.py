@@ -1,14 +1,19 @@
-"""The crop vector index in Qdrant, published as versioned collections.
+"""The crop vector index, published as versions: embedded qdrant-edge shards or a Qdrant server.
 
-Embedded (default): one Qdrant local folder per version under ``<data_dir>/qdrant/`` and a
-pointer file naming the published one; server (``EDGELOOP_QDRANT_URL``): one collection
-per version and an alias on the published one. How versions are named, published and
-opened: ``edgeloop.vector_versions``.
+Embedded (default): one ``qdrant-edge-py`` shard per version under ``<data_dir>/qdrant/``
+and a pointer file naming the published one; server (``EDGELOOP_QDRANT_URL``): one
+collection per version and an alias on the published one (qdrant-client). How versions
+are named, written, published and opened, and ``ShardReader`` (one open version):
+``edgeloop.vector_versions``.
 
-Readers only ever open the published version. Older versions are pruned (the newest
-``keep_versions`` stay; an embedded folder another process holds open is left for the
-next prune). Each point's payload: ``frame_key``, ``detection_id``, ``camera_id``,
-``class_name``, ``confidence``, ``bbox`` (xyxy px of the original frame), ``captured_at``.
+Each embedded version is a real vector engine: cosine vectors, keyword payload indexes on
+``camera_id`` and ``class_name`` (the filters use them), point ids from detection ids, and an
+HNSW graph built before publishing once a version holds ``hnsw_min_points`` points (below
+that an exact scan of the filtered points answers in a few ms). Readers only ever open the
+published version; the API keeps it open (``api/search_index.py``). Older versions are pruned (the newest ``keep_versions`` stay; a
+folder another process holds open is left for the next prune). Each point's payload:
+``frame_key``, ``detection_id``, ``camera_id``, ``class_name``, ``confidence``, ``bbox``
+(xyxy px of the original frame), ``captured_at``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +29,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeloop.vector_versions import (
+    ENGINE,
+    HNSW_MIN_POINTS,
+    KEYWORD_FIELDS,
+    UPSERT_BATCH,
+    CorruptIndexError,
+    CropPoint,
+    IndexLockedError,
+    IndexNotPublishedError,
     PublishedIndex,
-    move_alias,
-    open_local,
-    read_alias,
+    ShardReader,
+    point_id,
+    point_uuid,
+    promote_folder,
+    query_vector,
     read_pointer,
     remove_if_unlocked,
     sorted_versions,
@@ -38,6 +50,7 @@ from edgeloop.vector_versions import (
     version_name,
     version_number,
     write_pointer,
+    write_shard,
 )
 
 if TYPE_CHECKING:
@@ -45,51 +58,70 @@ if TYPE_CHECKING:
 
     from edgeloop.settings import LoopSettings
 
+__all__ = [
+    "COLLECTION",
+    "CorruptIndexError",
+    "CropPoint",
+    "IndexLockedError",
+    "IndexNotPublishedError",
+    "ShardReader",
+    "VectorIndex",
+    "point_id",
+    "point_uuid",
+]
+
 logger = logging.getLogger(__name__)
 
 COLLECTION = "crops"
 KEEP_VERSIONS = 2
-UPSERT_BATCH = 256
 
 
-class IndexNotPublishedError(LookupError):
-    """No version of the crop index has been published yet (materialize crop_embeddings)."""
+# ------------------------------------------------------------------------ server
+def aliased_collection(client: QdrantClient, alias: str) -> str | None:
+    """The collection ``alias`` points at on the server, or None when there is no such alias."""
+    return next(
+        (a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias),
+        None,
+    )
 
 
-@dataclass(frozen=True)
-class CropPoint:
-    """One detection crop's vector and what it shows.
-
-    Attributes:
-        vector: ``(dims,)`` float32, L2-normalised.
-        bbox_xyxy: ``(x1, y1, x2, y2)`` px of the original frame.
-        captured_at_iso: capture time of the frame, ISO 8601 UTC.
-    """
-
-    detection_id: str
-    frame_key: str
-    camera_id: str
-    class_name: str
-    confidence: float
-    bbox_xyxy: tuple[float, float, float, float]
-    captured_at_iso: str
-    vector: np.ndarray
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "detection_id": self.detection_id,
-            "frame_key": self.frame_key,
-            "camera_id": self.camera_id,
-            "class_name": self.class_name,
-            "confidence": float(self.confidence),
-            "bbox": [float(v) for v in self.bbox_xyxy],
-            "captured_at": self.captured_at_iso,
-        }
+def read_alias(client: QdrantClient, alias: str, location: str) -> PublishedIndex | None:
+    """The version ``alias`` points at, from its collection's metadata, or None before the
+    first publish; ``location`` is reported as the index's location (the server URL)."""
+    target = aliased_collection(client, alias)
+    if target is None:
+        return None
+    info = client.get_collection(target)
+    meta = dict(info.config.metadata or {})
+    return PublishedIndex(
+        version=str(meta.get("version", target.rsplit("_", 1)[-1])),
+        collection=target,
+        embedder=str(meta.get("embedder", "")),
+        dims=int(meta.get("dims", 0)),
+        points=int(info.points_count or 0),
+        published_at=str(meta.get("published_at", "")),
+        location=location,
+        digest=str(meta.get("digest", "")),
+        engine="qdrant-server",
+    )
 
 
-def point_id(detection_id: str) -> str:
-    """Qdrant point id for a detection (Qdrant ids are ints or UUIDs): a stable UUID5."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgeloop:detection:{detection_id}"))
+def move_alias(client: QdrantClient, alias: str, collection: str) -> None:
+    """Point ``alias`` at ``collection`` in one atomic ``update_collection_aliases`` call
+    (the old alias, if any, is deleted in the same call)."""
+    from qdrant_client import models
+
+    operations: list[Any] = []
+    if aliased_collection(client, alias) is not None:
+        operations.append(
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+        )
+    operations.append(
+        models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+        )
+    )
+    client.update_collection_aliases(change_aliases_operations=operations)
 
 
 class VectorIndex:
@@ -98,11 +130,12 @@ class VectorIndex:
     Args:
         root: embedded mode's folder (``<data_dir>/qdrant``); also holds the publish lock.
         url: a Qdrant server; when set, server mode (collections + alias) is used.
-        collection: base collection name (embedded: the collection; server: the alias).
+        collection: base collection name (server: the alias).
         keep_versions: versions kept after a publish (the published one included), >= 1.
         lock_timeout_s: how long opening an embedded folder retries while another process holds it.
-        keep_open: keep the reader's client open between searches (re-checking the pointer on
-            every call). Off by default: open, search, close, so no process is locked out.
+        keep_open: keep the reader open between searches (re-reading the pointer on every
+            call). Off by default: open, search, close, so no process is locked out.
+        hnsw_min_points: versions with at least this many points get an HNSW graph.
         client_factory: builds the server-mode client; default ``QdrantClient(url=url)``.
             Tests pass a local client here to exercise the alias path.
     """
@@ -116,6 +149,7 @@ class VectorIndex:
         keep_versions: int = KEEP_VERSIONS,
         lock_timeout_s: float = 30.0,
         keep_open: bool = False,
+        hnsw_min_points: int = HNSW_MIN_POINTS,
         client_factory: Callable[[], QdrantClient] | None = None,
     ) -> None:
         if keep_versions < 1:
@@ -126,8 +160,9 @@ class VectorIndex:
         self.keep_versions = keep_versions
         self.lock_timeout_s = lock_timeout_s
         self.keep_open = keep_open
+        self.hnsw_min_points = hnsw_min_points
         self._client_factory = client_factory
-        self._reader: tuple[str, QdrantClient] | None = None
+        self._reader: ShardReader | None = None
         self._reader_lock = threading.RLock()
 
     @classmethod
@@ -139,7 +174,6 @@ class VectorIndex:
     def server_mode(self) -> bool:
         return self.url is not None or self._client_factory is not None
 
-    # ------------------------------------------------------------------ clients
     def _server_client(self) -> QdrantClient:
         if self._client_factory is not None:
             return self._client_factory()
@@ -149,17 +183,18 @@ class VectorIndex:
 
     # ------------------------------------------------------------------ reading
     def published(self) -> PublishedIndex | None:
-        """The published version, or None before the first publish."""
-        if self.server_mode:
-            return self._published_server()
-        return read_pointer(self.root)
+        """The published version, or None before the first publish.
 
-    def _published_server(self) -> PublishedIndex | None:
-        client = self._server_client()
-        try:
-            return read_alias(client, self.collection, str(self.url or "server"))
-        finally:
-            client.close()
+        Raises:
+            CorruptIndexError: the embedded pointer file is unreadable.
+        """
+        if self.server_mode:
+            client = self._server_client()
+            try:
+                return read_alias(client, self.collection, str(self.url or "server"))
+            finally:
+                client.close()
+        return read_pointer(self.root)
 
     def versions(self) -> list[str]:
         """Versions present (published or not), oldest first."""
@@ -170,42 +205,32 @@ class VectorIndex:
             finally:
                 client.close()
             prefix = f"{self.collection}_"
-            found = [n[len(prefix) :] for n in names if n.startswith(prefix)]
-        else:
-            found = version_folders(self.root)
-        return sorted_versions(found)
+            return sorted_versions(n[len(prefix) :] for n in names if n.startswith(prefix))
+        return sorted_versions(version_folders(self.root))
 
-    @contextmanager
-    def _published_client(self) -> Iterator[tuple[PublishedIndex, QdrantClient, str]]:
-        """(published info, a client on it, the name to query) — closed after unless keep_open."""
+    def _require_published(self) -> PublishedIndex:
         info = self.published()
         if info is None:
             raise IndexNotPublishedError(
                 "the crop index has no published version yet; materialize the crop_embeddings "
                 "asset (Dagster) first"
             )
-        if self.server_mode:
-            client = self._server_client()
-            try:
-                yield info, client, self.collection
-            finally:
-                client.close()
-            return
+        return info
+
+    def _with_reader(self, use: Callable[[ShardReader], Any]) -> Any:
+        info = self._require_published()
         with self._reader_lock:
-            if self._reader is not None and self._reader[0] != info.version:
-                self._reader[1].close()
+            if self._reader is not None and self._reader.info.version != info.version:
+                self._reader.close()
                 self._reader = None
-            if self._reader is not None:
-                client = self._reader[1]
-            else:
-                client = open_local(Path(info.location), self.lock_timeout_s)
+            reader = self._reader or ShardReader(info, lock_timeout_s=self.lock_timeout_s)
             try:
-                yield info, client, info.collection
+                return use(reader)
             finally:
                 if self.keep_open:
-                    self._reader = (info.version, client)
+                    self._reader = reader
                 else:
-                    client.close()
+                    reader.close()
 
     def search_similar(
         self, vector: np.ndarray | Sequence[float], limit: int = 10, *, camera_id: str | None = None
@@ -215,7 +240,7 @@ class VectorIndex:
         Args:
             vector: ``(dims,)`` from the same embedder as the published index.
             limit: how many results, >= 1.
-            camera_id: only crops from this camera, when given.
+            camera_id: only crops from this camera, when given (a payload-index filter).
 
         Returns:
             Payloads (``frame_key``, ``detection_id``, ``camera_id``, ``class_name``,
@@ -225,37 +250,39 @@ class VectorIndex:
             IndexNotPublishedError: nothing published yet.
             ValueError: the vector's length differs from the index's dims.
         """
+        if not self.server_mode:
+            return self._with_reader(
+                lambda reader: reader.search(vector, limit, camera_id=camera_id)
+            )
         from qdrant_client import models
 
-        query = np.asarray(vector, dtype=np.float32).ravel()
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        with self._published_client() as (info, client, name):
-            if info.dims and query.shape[0] != info.dims:
-                raise ValueError(
-                    f"query vector has {query.shape[0]} dims but the published index {info.version} "
-                    f"({info.embedder}) has {info.dims}; embed the query with the same embedder"
-                )
-            flt = (
-                models.Filter(
-                    must=[
-                        models.FieldCondition(
-                            key="camera_id", match=models.MatchValue(value=camera_id)
-                        )
-                    ]
-                )
-                if camera_id
-                else None
-            )
+        info = self._require_published()
+        query = query_vector(vector, info.dims)
+        flt = None
+        if camera_id:
+            match = models.MatchValue(value=camera_id)
+            flt = models.Filter(must=[models.FieldCondition(key="camera_id", match=match)])
+        client = self._server_client()
+        try:
             hits = client.query_points(
-                name, query=query.tolist(), limit=limit, query_filter=flt, with_payload=True
+                self.collection, query=query, limit=limit, query_filter=flt, with_payload=True
             ).points
+        finally:
+            client.close()
         return [{**(hit.payload or {}), "score": float(hit.score)} for hit in hits]
 
     def vector_of(self, detection_id: str) -> np.ndarray | None:
         """The stored ``(dims,)`` vector of a detection's crop in the published version, or None."""
-        with self._published_client() as (_, client, name):
-            found = client.retrieve(name, ids=[point_id(detection_id)], with_vectors=True)
+        if not self.server_mode:
+            return self._with_reader(lambda reader: reader.vector_of(detection_id))
+        self._require_published()
+        client = self._server_client()
+        try:
+            found = client.retrieve(
+                self.collection, ids=[point_id(detection_id)], with_vectors=True
+            )
+        finally:
+            client.close()
         if not found or found[0].vector is None:
             return None
         return np.asarray(found[0].vector, dtype=np.float32)
@@ -264,16 +291,23 @@ class VectorIndex:
         """Close a reader kept open by ``keep_open``."""
         with self._reader_lock:
             if self._reader is not None:
-                self._reader[1].close()
+                self._reader.close()
                 self._reader = None
 
     # ------------------------------------------------------------------ writing
-    def publish(self, points: Sequence[CropPoint], *, embedder: str) -> PublishedIndex:
+    def publish(
+        self, points: Sequence[CropPoint], *, embedder: str, digest: str = ""
+    ) -> PublishedIndex:
         """Write ``points`` as a new complete version, publish it, prune old versions.
+
+        Durability (embedded): the shard is flushed and closed, its folder renamed from
+        ``.vNNNN.partial`` and the parent fsynced, then the pointer replaced with fsync; a
+        crash before that leaves the previous version published.
 
         Args:
             points: every crop of the new version (not a delta); all vectors one length.
             embedder: the embedder's name, recorded so readers can check their queries.
+            digest: recorded in the version (see ``PublishedIndex.digest``).
 
         Raises:
             ValueError: no points, or vectors of different lengths.
@@ -288,7 +322,10 @@ class VectorIndex:
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / ".publish.lock"), timeout=self.lock_timeout_s * 4):
             existing = [version_number(v) or 0 for v in self.versions()]
-            current = self.published()
+            try:
+                current = self.published()
+            except CorruptIndexError:
+                current = None  # a new version replaces an unreadable pointer
             if current is not None:
                 existing.append(version_number(current.version) or 0)
             version = version_name(max(existing, default=0) + 1)
@@ -297,6 +334,7 @@ class VectorIndex:
                 "embedder": embedder,
                 "dims": dims.pop(),
                 "published_at": datetime.now(UTC).isoformat(),
+                "digest": digest,
             }
             if self.server_mode:
                 info = self._publish_server(points, version, meta)
@@ -312,51 +350,25 @@ class VectorIndex:
         )
         return info
 
-    def _upsert(
-        self, client: QdrantClient, name: str, points: Sequence[CropPoint], meta: dict[str, Any]
-    ) -> None:
-        from qdrant_client import models
-
-        client.create_collection(
-            name,
-            vectors_config=models.VectorParams(
-                size=int(meta["dims"]), distance=models.Distance.COSINE
-            ),
-            metadata=meta,
-        )
-        if self.url is not None:  # local mode ignores payload indexes (and warns)
-            client.create_payload_index(name, "camera_id", models.PayloadSchemaType.KEYWORD)
-        for start in range(0, len(points), UPSERT_BATCH):
-            batch = points[start : start + UPSERT_BATCH]
-            client.upsert(
-                name,
-                points=[
-                    models.PointStruct(
-                        id=point_id(p.detection_id),
-                        vector=np.asarray(p.vector, dtype=np.float32).tolist(),
-                        payload=p.payload(),
-                    )
-                    for p in batch
-                ],
-                wait=True,
-            )
-
     def _publish_local(
         self, points: Sequence[CropPoint], version: str, meta: dict[str, Any]
     ) -> PublishedIndex:
         for stale in self.root.glob(".v*.partial"):
             shutil.rmtree(stale, ignore_errors=True)
         partial = self.root / f".{version}.partial"
-        client = open_local(partial, self.lock_timeout_s)
-        try:
-            self._upsert(client, self.collection, points, meta)
-            count = int(client.count(self.collection, exact=True).count)
-        finally:
-            client.close()
+        count = write_shard(
+            partial,
+            points,
+            dims=int(meta["dims"]),
+            build_hnsw=len(points) >= self.hnsw_min_points,
+        )
         folder = self.root / version
-        partial.rename(folder)
+        promote_folder(partial, folder)
         info = PublishedIndex.from_meta(
-            meta, collection=self.collection, points=count, location=str(folder.resolve())
+            {**meta, "engine": ENGINE},
+            collection=self.collection,
+            points=count,
+            location=str(folder.resolve()),
         )
         write_pointer(self.root, info)
         return info
@@ -364,16 +376,44 @@ class VectorIndex:
     def _publish_server(
         self, points: Sequence[CropPoint], version: str, meta: dict[str, Any]
     ) -> PublishedIndex:
+        from qdrant_client import models
+
         name = f"{self.collection}_{version}"
         client = self._server_client()
         try:
-            self._upsert(client, name, points, meta)
+            client.create_collection(
+                name,
+                vectors_config=models.VectorParams(
+                    size=int(meta["dims"]), distance=models.Distance.COSINE
+                ),
+                metadata=meta,
+            )
+            if self.url is not None:  # qdrant-client's local mode ignores payload indexes
+                for key in KEYWORD_FIELDS:
+                    client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+            for start in range(0, len(points), UPSERT_BATCH):
+                batch = points[start : start + UPSERT_BATCH]
+                client.upsert(
+                    name,
+                    points=[
+                        models.PointStruct(
+                            id=point_id(p.detection_id),
+                            vector=np.asarray(p.vector, dtype=np.float32).tolist(),
+                            payload=p.payload(),
+                        )
+                        for p in batch
+                    ],
+                    wait=True,
+                )
             count = int(client.count(name, exact=True).count)
             move_alias(client, self.collection, name)
         finally:
             client.close()
         return PublishedIndex.from_meta(
-            meta, collection=name, points=count, location=str(self.url or "server")
+            {**meta, "engine": "qdrant-server"},
+            collection=name,
+            points=count,
+            location=str(self.url or "server"),
         )
 
     def _prune(self, published_version: str) -> list[str]:
@@ -389,9 +429,7 @@ class VectorIndex:
             finally:
                 client.close()
         else:
-            for version in old:
-                if remove_if_unlocked(self.root / version):
-                    pruned.append(version)
+            pruned = [v for v in old if remove_if_unlocked(self.root / v)]
         if pruned:
             logger.info("pruned crop index versions %s", ", ".join(pruned))
         return pruned

@@ -1,8 +1,8 @@
-"""``/api/search``: crops that look alike, from the published Qdrant index.
+"""``/api/search``: crops that look alike, from the published crop index.
 
-The ``crop_embeddings`` asset publishes a new index version and flips a pointer; this
-route only ever opens the published version, per request, and closes it (Qdrant's
-local mode locks its folder for one process).
+The ``crop_embeddings`` asset publishes a new index version and flips a pointer; the
+API keeps the published version open (``api.search_index.SearchIndex``) and reopens it
+when the pointer moves, so a request costs one vector lookup and one filtered search.
 """
 
 from __future__ import annotations
@@ -12,14 +12,24 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Query, status
 
 from api.deps import CurrentPrincipal, SettingsDep, secured_router
+from api.search_index import SearchIndexDep
+from edgeloop.vector_versions import CorruptIndexError, IndexLockedError, IndexNotPublishedError
 
 router = secured_router("/api/search", tag="search")
 
 
-@router.get("/similar")
+@router.get(
+    "/similar",
+    responses={
+        400: {"description": "Neither or both queries, or text search without OpenCLIP"},
+        404: {"description": "The detection is not in the published index"},
+        503: {"description": "No index published yet, or the published one cannot be opened"},
+    },
+)
 def similar_crops(
     _principal: CurrentPrincipal,
     settings: SettingsDep,
+    search_index: SearchIndexDep,
     detection_id: Annotated[
         str | None, Query(description="A detection whose crop is the query (image-to-image).")
     ] = None,
@@ -35,54 +45,52 @@ def similar_crops(
     ``confidence``, ``bbox`` (xyxy px of the original frame), ``score`` in [-1, 1].
     400 when neither or both queries are given, or for text with the offline
     MobileNetV2 embedder; 404 when the detection is not indexed; 503 before the first
-    ``crop_embeddings`` materialization.
+    ``crop_embeddings`` materialization, or when the published index cannot be opened
+    (unreadable pointer, version locked by another process).
     """
     from edgeloop.embeddings import TextEmbeddingUnsupportedError, build_embedder
-    from edgeloop.vectors import IndexNotPublishedError, VectorIndex
 
     if (detection_id is None) == (text is None):
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, detail="give exactly one of detection_id or text"
         )
-    index = VectorIndex.from_settings(settings.loop)
     try:
-        published = index.published()
-        if published is None:
-            raise IndexNotPublishedError
-        if detection_id is not None:
-            vector = index.vector_of(detection_id)
-            if vector is None:
-                raise HTTPException(
-                    status.HTTP_404_NOT_FOUND,
-                    detail=f"detection {detection_id} is not in index {published.version}; "
-                    "materialize crop_embeddings to index newer crops",
-                )
-        else:
-            if settings.loop.clip_model is None:
-                raise HTTPException(
-                    status.HTTP_400_BAD_REQUEST,
-                    detail="text search needs an OpenCLIP embedder: set EDGELOOP_CLIP_MODEL "
-                    "(e.g. ViT-B-32) and EDGELOOP_CLIP_PRETRAINED (a tag or a local "
-                    "checkpoint path), then rematerialize crop_embeddings; the offline "
-                    "default embedder (MobileNetV2) answers image-to-image queries only",
-                )
-            embedder = build_embedder(settings.loop)
-            if embedder.name != published.embedder:
-                raise HTTPException(
-                    status.HTTP_400_BAD_REQUEST,
-                    detail=f"the published index was built with {published.embedder}, the "
-                    f"configured embedder is {embedder.name}; rematerialize crop_embeddings",
-                )
-            try:
-                vector = embedder.embed_text([text or ""])[0]
-            except TextEmbeddingUnsupportedError as exc:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-        hits = index.search_similar(vector, limit, camera_id=camera_id)
+        with search_index.reader() as reader:
+            published = reader.info
+            if detection_id is not None:
+                vector = reader.vector_of(detection_id)
+                if vector is None:
+                    raise HTTPException(
+                        status.HTTP_404_NOT_FOUND,
+                        detail=f"detection {detection_id} is not in index {published.version}; "
+                        "materialize crop_embeddings to index newer crops",
+                    )
+            else:
+                if settings.loop.clip_model is None:
+                    raise HTTPException(
+                        status.HTTP_400_BAD_REQUEST,
+                        detail="text search needs an OpenCLIP embedder: set EDGELOOP_CLIP_MODEL "
+                        "(e.g. ViT-B-32) and EDGELOOP_CLIP_PRETRAINED (a tag or a local "
+                        "checkpoint path), then rematerialize crop_embeddings; the offline "
+                        "default embedder (MobileNetV2) answers image-to-image queries only",
+                    )
+                embedder = build_embedder(settings.loop)
+                if embedder.name != published.embedder:
+                    raise HTTPException(
+                        status.HTTP_400_BAD_REQUEST,
+                        detail=f"the published index was built with {published.embedder}, the "
+                        f"configured embedder is {embedder.name}; rematerialize crop_embeddings",
+                    )
+                try:
+                    vector = embedder.embed_text([text or ""])[0]
+                except TextEmbeddingUnsupportedError as exc:
+                    raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+            hits = reader.search(vector, limit, camera_id=camera_id)
     except IndexNotPublishedError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="no crop index is published yet: materialize crop_embeddings in Dagster",
         ) from exc
-    finally:
-        index.close()
+    except (CorruptIndexError, IndexLockedError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     return {"index_version": published.version, "embedder": published.embedder, "hits": hits}

@@ -16,9 +16,10 @@ from edgeloop.embeddings import MobileNetV2Embedder, crop_bgr
 from edgeloop.vectors import VectorIndex
 
 
-def _run(loop):
+def _run(loop, pad: float = 0.1):
     result = dg.materialize(
         [crop_embeddings],
+        run_config=dg.RunConfig({"crop_embeddings": CropEmbeddingsConfig(pad=pad)}),
         resources={
             "store": loop.store_resource,
             "embedder": EmbedderResource(loop=loop.loop_resource, batch_size=16),
@@ -39,6 +40,7 @@ def test_crop_embeddings_publishes_versions_and_finds_the_crop_itself(tmp_path):
     assert (md["points"].value, md["dims"].value, md["version"].value) == (18, 1280, "v0001")
     assert md["embedder"].value == "mobilenetv2-imagenet-deepsort"
     assert (md["embedded_now"].value, md["reused_from_cache"].value) == (18, 0)
+    assert md["published_now"].value is True
     assert md["cam-a/points"].value == 12 and md["cam-b/points"].value == 6
 
     # The API's view: embed one crop again, search the published index.
@@ -67,7 +69,16 @@ def test_crop_embeddings_publishes_versions_and_finds_the_crop_itself(tmp_path):
     assert index.published().version == "v0002"
     assert index.search_similar(query, 1)[0]["detection_id"] == det["detection_id"]
 
-    _run(loop)
+    # Nothing new: the same crops (by content key) are already published, so no new version.
+    md3 = _run(loop)
+    assert (md3["version"].value, md3["published_now"].value) == ("v0002", False)
+    assert (md3["embedded_now"].value, md3["reused_from_cache"].value) == (0, 27)
+    assert index.versions() == ["v0001", "v0002"]
+
+    # A different margin cuts different pixels: every crop is embedded again and published.
+    md4 = _run(loop, pad=0.2)
+    assert (md4["version"].value, md4["published_now"].value) == ("v0003", True)
+    assert (md4["embedded_now"].value, md4["reused_from_cache"].value) == (27, 0)
     assert index.versions() == ["v0002", "v0003"]  # v0001 pruned, 2 kept
 
 

@@ -14,7 +14,9 @@ from edgeloop.embeddings import (
     TextEmbeddingUnsupportedError,
     build_embedder,
     crop_bgr,
+    crop_key,
     deep_sort_mobilenet_weights,
+    embedder_name,
 )
 from edgeloop.settings import LoopSettings
 
@@ -105,3 +107,17 @@ def test_embedding_cache_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded["d2"], vectors["d2"])
     cache.save({})
     assert cache.load() == {}
+
+
+def test_embedder_name_is_known_without_loading_the_model(tmp_path, mobilenet):
+    assert embedder_name(LoopSettings(data_dir=tmp_path)) == mobilenet.name
+    settings = LoopSettings(data_dir=tmp_path, clip_model="ViT-B-32", clip_pretrained="/m/ck.pt")
+    assert embedder_name(settings) == "openclip-ViT-B-32-ck.pt"
+
+
+def test_crop_key_changes_with_the_pixels_a_crop_covers():
+    key = crop_key("frames/cam/a.jpg", (1, 2, 30, 40), pad=0.1)
+    assert key == crop_key("frames/cam/a.jpg", (1.0, 2.0, 30.0, 40.0), pad=0.1)
+    assert key != crop_key("frames/cam/b.jpg", (1, 2, 30, 40), pad=0.1)  # another frame
+    assert key != crop_key("frames/cam/a.jpg", (1, 2, 31, 40), pad=0.1)  # another box
+    assert key != crop_key("frames/cam/a.jpg", (1, 2, 30, 40), pad=0.2)  # another margin
