@@ -18,12 +18,11 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import dagster as dg
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from assets._markdown import md_table
@@ -35,6 +34,9 @@ from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
 from edgeloop.vector_versions import CorruptIndexError
 from edgeloop.vectors import CropPoint
+
+if TYPE_CHECKING:  # pandas is imported where used: the code location loads in every run
+    import pandas as pd
 
 CHUNK = 64
 """Crops handed to the embedder at once (the decode thread stays up to 4 chunks ahead)."""
@@ -49,13 +51,13 @@ class CropEmbeddingsConfig(dg.Config):
     min_crop_px: int = Field(8, ge=1, description="Crops smaller than this (px) are skipped.")
 
 
-def _load_detections(store: StoreResource) -> pd.DataFrame:
+def _load_detections(store: StoreResource) -> "pd.DataFrame":
     with store.store().connect() as con:
         return frames.detections_with_jpeg(con=con)
 
 
 def _cut_crops(
-    settings: LoopSettings, todo: pd.DataFrame, config: CropEmbeddingsConfig, stats: Counter[str]
+    settings: LoopSettings, todo: "pd.DataFrame", config: CropEmbeddingsConfig, stats: Counter[str]
 ) -> Iterator[tuple[list[str], list[np.ndarray]]]:
     """``(content keys, crops)`` chunks of at most ``CHUNK`` crops, each crop ``(h, w, 3)``
     uint8 BGR; counts unreadable frames and too-small crops in ``stats``."""
