@@ -169,6 +169,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         yield
         await run_in_threadpool(store.close)
+        search_index = getattr(_app.state, "search_index", None)
+        if search_index is not None:  # release the open vector-index shard's lock
+            await run_in_threadpool(search_index.close)
         gc.unfreeze()
         gc.set_threshold(*gc_threshold)
 

@@ -87,6 +87,13 @@ class LoopSettings(BaseSettings):
         "http://127.0.0.1:5000",
         description="Where the MLflow UI serves the tracking store (links in Dagster metadata).",
     )
+    dagster_ui_url: str = Field(
+        "http://127.0.0.1:3000",
+        description=(
+            "Where people reach the Dagster UI (run links in the console); `make up` starts it "
+            "on port 3000."
+        ),
+    )
     clip_model: str | None = Field(
         None,
         description=(

@@ -9,14 +9,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
-from fastapi import Header, HTTPException, Query, Response, status
+from fastapi import Header, HTTPException, Path, Query, Response, status
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import crud, deps
 from api.deps import secured_router
 from api.model_registry import ModelRegistry
 from api.models import ModelStatusPublic, ModelVersionPublic, RollbackCreate, RollbackPublic
-from edgeloop.registry import PRODUCTION, STAGING, ModelFiles, ModelNotFoundError, rollback
+from edgeloop.registry import (
+    PRODUCTION,
+    STAGING,
+    ModelFiles,
+    ModelNotFoundError,
+    alias_version,
+    move_alias,
+    rollback,
+)
 from edgeloop.store import Store
 from edgeloop.wire import ProductionModel
 
@@ -125,6 +134,101 @@ def rollback_production(
         model_name=registry.model_name,
         production_version=version,
         rolled_back_from=str(before.version) if before is not None else None,
+    )
+
+
+class PromoteCreate(BaseModel):
+    """``POST /api/models/{version}/promote`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why; recorded with the move.")
+
+
+class PromotePublic(BaseModel):
+    model_name: str
+    production_version: str
+    previous_version: str | None = Field(description="The version production pointed at before.")
+
+
+def _promote(
+    registry: ModelRegistry, store: Store, *, version: str, actor: str, reason: str
+) -> str | None:
+    """Point ``production`` at ``version`` (recorded by ``edgeloop.registry.move_alias``);
+    returns the previous production version.
+
+    Raises:
+        HTTPException: 404 when ``version`` is not registered, 409 when it already is
+            production.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = registry.client()
+    try:
+        client.get_model_version(registry.model_name, version)
+    except MlflowException:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"{registry.model_name!r} has no version {version}",
+        ) from None
+    current = alias_version(client, registry.model_name, PRODUCTION)
+    previous = str(current.version) if current is not None else None
+    if previous == version:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"v{version} already is production of {registry.model_name!r}",
+        )
+    move_alias(
+        client,
+        store,
+        model_name=registry.model_name,
+        alias=PRODUCTION,
+        version=version,
+        actor=actor,
+        reason=reason,
+        action="promote",
+        metrics={"promoted_from": previous},
+    )
+    return previous
+
+
+@router.post(
+    "/{version}/promote",
+    response_model=PromotePublic,
+    responses={
+        404: {"description": "No such registered version"},
+        409: {"description": "The version already is production"},
+        503: {"description": "The MLflow registry failed"},
+    },
+)
+def promote_version(
+    version: Annotated[
+        str, Path(pattern=r"^[0-9]{1,9}$", description="Registered model version, e.g. 3.")
+    ],
+    body: PromoteCreate,
+    principal: deps.AdminPrincipal,
+    registry: deps.RegistryDep,
+    store: deps.StoreDep,
+) -> PromotePublic:
+    """Point ``production`` at ``version`` (role ``admin``), recorded in
+    ``model_deployments`` with the caller's name and reason like every alias move (action
+    ``promote``). Agents follow within one model check interval; roll back with
+    ``POST /api/models/production/rollback``."""
+    previous = _registry_call(
+        registry,
+        lambda: _promote(
+            registry, store, version=version, actor=principal.name, reason=body.reason
+        ),
+    )
+    logger.info(
+        "production of %s promoted to v%s by %s (was v%s)",
+        registry.model_name,
+        version,
+        principal.name,
+        previous,
+    )
+    return PromotePublic(
+        model_name=registry.model_name, production_version=version, previous_version=previous
     )
 
 

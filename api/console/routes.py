@@ -1,0 +1,331 @@
+"""The operator's console: ``/console/<panel>`` pages, their HTML fragments, the JSON data
+routes under ``/console/api``, and the console's static files.
+
+A page is a shell without data (no token needed to load it); its panel is an HTML
+fragment (``/console/<panel>/fragment``) that htmx loads and refreshes every
+``REFRESH_S`` seconds with the token from localStorage as ``Authorization: Bearer``,
+and its charts poll the JSON routes. Admin-only controls (trigger a retrain, promote,
+roll back) are rendered only into fragments asked for with an admin token; the POST
+routes they call check the role again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from api.auth import Principal
+from api.console import filters, schemas, views
+from api.console.settings_view import effective_settings
+from api.deps import (
+    AUTH_RESPONSES,
+    TOKEN_COOKIE,
+    CurrentPrincipal,
+    RegistryDep,
+    SettingsDep,
+    StoreDep,
+)
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+REFRESH_S = 5
+PANELS: dict[str, str] = {
+    "fleet": "Fleet",
+    "analytics": "Analytics",
+    "drift": "Drift",
+    "queue": "Labeling queue",
+    "retraining": "Retraining",
+    "models": "Models",
+    "inspections": "Inspections",
+    "settings": "Settings",
+}
+"""Panel slug -> title, in the navigation's order."""
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(
+    num=filters.num,
+    pct=filters.pct,
+    age=filters.age,
+    when=filters.when,
+    bytes=filters.size,
+    metrics=filters.metrics,
+)
+
+router = APIRouter(prefix="/console", tags=["console"])
+"""Pages (public shells) and static files."""
+fragments = APIRouter(prefix="/console", tags=["console"], responses=AUTH_RESPONSES)
+"""The panels' HTML fragments (token needed)."""
+data_router = APIRouter(prefix="/console/api", tags=["console"], responses=AUTH_RESPONSES)
+"""The panels' JSON data (token needed)."""
+
+PanelName = Literal[
+    "fleet", "analytics", "drift", "queue", "retraining", "models", "inspections", "settings"
+]
+RangeName = Literal["15m", "1h", "6h", "24h", "7d"]
+DriftRangeName = Literal["1d", "7d", "30d", "90d"]
+RangeQuery = Annotated[
+    RangeName, Query(alias="range", description="How far back from now the charts reach.")
+]
+DriftRangeQuery = Annotated[
+    DriftRangeName, Query(alias="range", description="How far back drift reports are shown.")
+]
+CameraQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=128, description="One camera; default every camera."),
+]
+UncertainQuery = Annotated[
+    bool | None, Query(description="Only detections in (true) or out of (false) the band.")
+]
+LimitQuery = Annotated[int, Query(ge=1, le=200, description="Rows per page.")]
+OffsetQuery = Annotated[int, Query(ge=0, le=10_000_000, description="Rows skipped.")]
+
+
+def _is_admin(principal: Principal) -> bool:
+    return principal.role == "admin"
+
+
+# --- static files and pages -------------------------------------------------------------------
+
+
+@router.get("/static/{path:path}", include_in_schema=False)
+def console_static(path: str) -> FileResponse:
+    """A file under ``api/console/static`` (the console's JS/CSS and the vendored libraries)."""
+    root = STATIC_DIR.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no console file {path!r}")
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("", include_in_schema=False)
+def console_root() -> RedirectResponse:
+    """``/console`` opens the fleet panel."""
+    return RedirectResponse("/console/fleet", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.get("/{panel}", response_class=HTMLResponse, summary="A console page (shell)")
+def console_page(request: Request, panel: PanelName) -> HTMLResponse:
+    """The page of one panel: navigation, sign-in, filters and chart slots. Its data comes
+    from ``/console/<panel>/fragment`` and ``/console/api/<panel>`` with the token."""
+    query = request.url.query
+    data_query = "&".join(q for q in (query, "part=charts" if panel == "analytics" else "") if q)
+    return templates.TemplateResponse(
+        request,
+        "page.html",
+        {
+            "panel": panel,
+            "panels": PANELS,
+            "title": PANELS[panel],
+            "fragment_url": f"/console/{panel}/fragment" + (f"?{query}" if query else ""),
+            "data_url": f"/console/api/{panel}" + (f"?{data_query}" if data_query else ""),
+            "refresh_s": REFRESH_S,
+            "params": dict(request.query_params),
+            "ranges": list(views.RANGES),
+            "drift_ranges": list(views.DRIFT_RANGES),
+            "token_cookie": TOKEN_COOKIE,
+        },
+    )
+
+
+# --- fragments --------------------------------------------------------------------------------
+
+
+def _fragment(request: Request, name: str, principal: Principal, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        f"fragments/{name}.html",
+        {"is_admin": _is_admin(principal), "principal": principal, **context},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@fragments.get("/fleet/fragment", response_class=HTMLResponse)
+def fleet_fragment(
+    request: Request, principal: CurrentPrincipal, store: StoreDep, registry: RegistryDep
+) -> HTMLResponse:
+    """The fleet table (HTML)."""
+    return _fragment(
+        request, "fleet", principal, data=views.fleet(store, model_name=registry.model_name)
+    )
+
+
+@fragments.get("/analytics/fragment", response_class=HTMLResponse)
+def analytics_fragment(
+    request: Request,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    range_name: RangeQuery = "1h",
+    camera_id: CameraQuery = None,
+) -> HTMLResponse:
+    """Per-camera summary and class mix over the range (HTML)."""
+    data = views.analytics_panel(store, range_name=range_name, camera_id=camera_id, charts=False)
+    return _fragment(request, "analytics", principal, data=data)
+
+
+@fragments.get("/drift/fragment", response_class=HTMLResponse)
+def drift_fragment(
+    request: Request,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    range_name: DriftRangeQuery = "7d",
+    camera_id: CameraQuery = None,
+) -> HTMLResponse:
+    """The newest drift report per camera with its p-values and report link (HTML)."""
+    data = views.drift_panel(store, settings, range_name=range_name, camera_id=camera_id)
+    return _fragment(request, "drift", principal, data=data)
+
+
+@fragments.get("/queue/fragment", response_class=HTMLResponse)
+def queue_fragment(request: Request, principal: CurrentPrincipal, store: StoreDep) -> HTMLResponse:
+    """Queue sizes, the oldest item and labeler throughput (HTML)."""
+    return _fragment(request, "queue", principal, data=views.queue_panel(store))
+
+
+@fragments.get("/retraining/fragment", response_class=HTMLResponse)
+def retraining_fragment(
+    request: Request, principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep
+) -> HTMLResponse:
+    """Retrain conditions, events and training runs; the trigger for admins (HTML)."""
+    return _fragment(request, "retraining", principal, data=views.retraining_panel(store, settings))
+
+
+@fragments.get("/models/fragment", response_class=HTMLResponse)
+def models_fragment(
+    request: Request,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    registry: RegistryDep,
+) -> HTMLResponse:
+    """Versions, alias history and cameras; promote / roll back for admins (HTML)."""
+    data = views.models_panel(store, settings, registry)
+    return _fragment(request, "models", principal, data=data)
+
+
+@fragments.get("/inspections/fragment", response_class=HTMLResponse)
+def inspections_fragment(
+    request: Request,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    camera_id: CameraQuery = None,
+    uncertain: UncertainQuery = None,
+    limit: LimitQuery = 24,
+    offset: OffsetQuery = 0,
+) -> HTMLResponse:
+    """One page of detections with frame thumbnails and boxes (HTML)."""
+    data = views.inspections_panel(
+        store, camera_id=camera_id, uncertain=uncertain, limit=limit, offset=offset
+    )
+    params = {"camera_id": camera_id, "uncertain": uncertain, "limit": limit}
+    return _fragment(request, "inspections", principal, data=data, params=params)
+
+
+@fragments.get("/settings/fragment", response_class=HTMLResponse)
+def settings_fragment(
+    request: Request, principal: CurrentPrincipal, settings: SettingsDep
+) -> HTMLResponse:
+    """The effective configuration with each value's source (HTML)."""
+    return _fragment(request, "settings", principal, data=effective_settings(settings))
+
+
+# --- JSON data --------------------------------------------------------------------------------
+
+
+@data_router.get("/me", response_model=schemas.MePublic)
+def read_me(principal: CurrentPrincipal) -> schemas.MePublic:
+    """Who the token belongs to (the console shows it and hides admin controls otherwise)."""
+    return schemas.MePublic(name=principal.name, role=principal.role)
+
+
+@data_router.get("/fleet", response_model=schemas.FleetPublic)
+def read_fleet(
+    _principal: CurrentPrincipal, store: StoreDep, registry: RegistryDep
+) -> schemas.FleetPublic:
+    """One row per camera: heartbeat state and age, frames/s, inference p50/p95 (ms),
+    detections per minute and uncertain share over the last 5 minutes, spool depth, and
+    the model version it runs against production."""
+    return views.fleet(store, model_name=registry.model_name)
+
+
+@data_router.get("/analytics", response_model=schemas.AnalyticsPublic)
+def read_analytics(
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    range_name: RangeQuery = "1h",
+    camera_id: CameraQuery = None,
+    part: Annotated[
+        Literal["all", "charts"],
+        Query(description="charts: only the series and histogram (summary, class mix empty)."),
+    ] = "all",
+) -> schemas.AnalyticsPublic:
+    """Over the range ending now: per camera detections per minute, defect rate (share of
+    frames with a detection) and uncertain share per bucket; confidence histogram (20 bins
+    over [0, 1]) and class mix."""
+    return views.analytics_panel(
+        store, range_name=range_name, camera_id=camera_id, tables=part == "all"
+    )
+
+
+@data_router.get("/drift", response_model=schemas.DriftPublic)
+def read_drift_history(
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    range_name: DriftRangeQuery = "7d",
+    camera_id: CameraQuery = None,
+) -> schemas.DriftPublic:
+    """Per camera, drift share and per-feature p-values over the range, with the seed's
+    thresholds (drift share 0.30, p 0.05) and the newest report's link."""
+    return views.drift_panel(store, settings, range_name=range_name, camera_id=camera_id)
+
+
+@data_router.get("/queue", response_model=schemas.QueuePublic)
+def read_queue(_principal: CurrentPrincipal, store: StoreDep) -> schemas.QueuePublic:
+    """Queue size by camera and priority band, the oldest pending item, labeler throughput."""
+    return views.queue_panel(store)
+
+
+@data_router.get("/retraining", response_model=schemas.RetrainingPublic)
+def read_retraining(
+    _principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep
+) -> schemas.RetrainingPublic:
+    """The retrain conditions, events (trigger, decision, run status, outcome, Dagster link)
+    and training runs."""
+    return views.retraining_panel(store, settings)
+
+
+@data_router.get("/models", response_model=schemas.ModelsPublic)
+def read_models(
+    _principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep, registry: RegistryDep
+) -> schemas.ModelsPublic:
+    """Registered versions with their metrics and promotion outcome, the alias history, and
+    which camera runs which version."""
+    return views.models_panel(store, settings, registry)
+
+
+@data_router.get("/inspections", response_model=schemas.InspectionsPublic)
+def read_inspections(
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    camera_id: CameraQuery = None,
+    uncertain: UncertainQuery = None,
+    limit: LimitQuery = 24,
+    offset: OffsetQuery = 0,
+) -> schemas.InspectionsPublic:
+    """Detections, newest capture first, one page; ``count`` over all pages."""
+    return views.inspections_panel(
+        store, camera_id=camera_id, uncertain=uncertain, limit=limit, offset=offset
+    )
+
+
+@data_router.get("/settings", response_model=schemas.SettingsPublic)
+def read_console_settings(
+    _principal: CurrentPrincipal, settings: SettingsDep
+) -> schemas.SettingsPublic:
+    """Every loop and API setting with its effective value and source; no secrets."""
+    return effective_settings(settings)

@@ -1,0 +1,343 @@
+"""Read-only aggregate views for the operator's console (``api/console``).
+
+Nothing here writes: these are views over tables other modules own (``frames`` and
+``prediction_logs``: ``edgeloop.store.frames``; ``labeling_queue``: ``queue``;
+``reviewed_labels``: ``labels``; ``drift_reports``: ``drift``). They live apart so the
+console's charts do not grow those modules, and every one is bounded: a time range
+(``since``/``until``, timezone-aware UTC) or a row limit, so a refresh never scans more
+than the range asked for. Frames are appended in capture order, so DuckDB's per-row-group
+min/max (zonemaps) skip the row groups outside a time range (``bench/console.py``
+measures them at 1,000,000 detections).
+
+Times come back as TIMESTAMPTZ (``datetime``, UTC) or, for chart series, as Unix seconds
+(what uPlot plots); confidences in [0, 1]; inference in ms.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from edgeloop.store.connection import Connection, fetch_dicts, parse_json
+
+PRIORITY_BANDS = ((1.0, "high"), (0.5, "medium"), (float("-inf"), "low"))
+"""Queue priority bands, highest first: ``priority >= bound``. A pending item's priority is
+its max uncertainty score in [0, 1] times the drift boost (``edgeloop.store.queue``), so
+"high" (>= 1) are boosted items of drifted cameras."""
+
+
+def _check_range(since: datetime, until: datetime) -> None:
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("since and until must be timezone-aware (UTC)")
+    if until <= since:
+        raise ValueError(f"empty time range: until {until} is not after since {since}")
+
+
+def camera_latest(*, con: Connection) -> list[dict[str, Any]]:
+    """Per camera, its newest frame: ``camera_id``, ``model_version``, ``agent_id``,
+    ``captured_at``, ``received_at``; by camera.
+
+    Reads one row per camera through ``arg_max`` over ``frames`` (no sort).
+    """
+    return fetch_dicts(
+        con.execute(
+            """
+            SELECT camera_id,
+                   arg_max(model_version, captured_at) AS model_version,
+                   arg_max(agent_id, captured_at) AS agent_id,
+                   max(captured_at) AS captured_at,
+                   max(received_at) AS received_at
+            FROM frames GROUP BY camera_id ORDER BY camera_id
+            """
+        )
+    )
+
+
+def camera_window(
+    *, con: Connection, since: datetime, until: datetime, camera_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Per camera, frames captured in ``[since, until)``: ``frames``,
+    ``frames_with_detection``, ``detections``, ``uncertain`` (detections in the band),
+    ``inference_ms_p50`` / ``inference_ms_p95`` (ms, over those frames), and
+    ``defect_rate`` (share of frames with a detection, [0, 1]) and ``uncertain_share``
+    (uncertain / detections, [0, 1]; None without detections); by camera.
+
+    Raises:
+        ValueError: naive or empty range.
+    """
+    _check_range(since, until)
+    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
+    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            WITH f AS (
+                SELECT camera_id, count(*) AS frames,
+                       count(*) FILTER (WHERE detection_count > 0) AS frames_with_detection,
+                       sum(detection_count) AS detections,
+                       quantile_cont(inference_ms, 0.5) AS inference_ms_p50,
+                       quantile_cont(inference_ms, 0.95) AS inference_ms_p95
+                FROM frames WHERE {where} GROUP BY camera_id
+            ), d AS (
+                SELECT camera_id, count(*) FILTER (WHERE uncertain) AS uncertain,
+                       count(*) AS logged
+                FROM prediction_logs WHERE {where} GROUP BY camera_id
+            )
+            SELECT f.*, coalesce(d.uncertain, 0) AS uncertain, coalesce(d.logged, 0) AS logged
+            FROM f LEFT JOIN d USING (camera_id) ORDER BY camera_id
+            """,
+            params + params,
+        )
+    )
+    for row in rows:
+        row["detections"] = int(row["detections"] or 0)
+        row["defect_rate"] = row["frames_with_detection"] / row["frames"]
+        logged = row.pop("logged")
+        row["uncertain_share"] = row["uncertain"] / logged if logged else None
+    return rows
+
+
+def detection_series(
+    *,
+    con: Connection,
+    since: datetime,
+    until: datetime,
+    bucket_s: int,
+    camera_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per camera and time bucket of ``bucket_s`` seconds (aligned to the Unix epoch), over
+    frames captured in ``[since, until)``: ``t`` (bucket start, Unix s), ``frames``,
+    ``frames_with_detection``, ``detections``, ``uncertain``; by camera then ``t``. Buckets
+    without frames are absent.
+
+    Raises:
+        ValueError: naive or empty range, or ``bucket_s`` < 1.
+    """
+    _check_range(since, until)
+    if bucket_s < 1:
+        raise ValueError(f"bucket_s must be >= 1, got {bucket_s}")
+    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
+    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
+    bucket = f"(floor(epoch(captured_at) / {int(bucket_s)}) * {int(bucket_s)})::BIGINT"
+    return fetch_dicts(
+        con.execute(
+            f"""
+            WITH f AS (
+                SELECT camera_id, {bucket} AS t, count(*) AS frames,
+                       count(*) FILTER (WHERE detection_count > 0) AS frames_with_detection,
+                       sum(detection_count)::BIGINT AS detections
+                FROM frames WHERE {where} GROUP BY ALL
+            ), d AS (
+                SELECT camera_id, {bucket} AS t, count(*) FILTER (WHERE uncertain) AS uncertain
+                FROM prediction_logs WHERE {where} GROUP BY ALL
+            )
+            SELECT f.camera_id, f.t, f.frames, f.frames_with_detection, f.detections,
+                   coalesce(d.uncertain, 0) AS uncertain
+            FROM f LEFT JOIN d USING (camera_id, t) ORDER BY f.camera_id, f.t
+            """,
+            params + params,
+        )
+    )
+
+
+def confidence_histogram(
+    *,
+    con: Connection,
+    since: datetime,
+    until: datetime,
+    bins: int,
+    camera_id: str | None = None,
+) -> list[int]:
+    """Detections captured in ``[since, until)`` per confidence bin: ``bins`` equal bins over
+    [0, 1] (confidence 1.0 falls in the last).
+
+    Raises:
+        ValueError: naive or empty range, or ``bins`` < 1.
+    """
+    _check_range(since, until)
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
+    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
+    counts = [0] * bins
+    for index, n in con.execute(
+        f"""
+        SELECT least(floor(confidence * {int(bins)}), {int(bins) - 1})::INTEGER, count(*)
+        FROM prediction_logs WHERE {where} GROUP BY 1
+        """,
+        params,
+    ).fetchall():
+        counts[max(int(index), 0)] += int(n)
+    return counts
+
+
+def class_mix(
+    *, con: Connection, since: datetime, until: datetime, camera_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Detections captured in ``[since, until)`` per class: ``class_name``, ``detections``,
+    ``uncertain``, ``mean_confidence``; most frequent first."""
+    _check_range(since, until)
+    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
+    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
+    return fetch_dicts(
+        con.execute(
+            f"""
+            SELECT class_name, count(*) AS detections,
+                   count(*) FILTER (WHERE uncertain) AS uncertain,
+                   avg(confidence) AS mean_confidence
+            FROM prediction_logs WHERE {where}
+            GROUP BY class_name ORDER BY detections DESC, class_name
+            """,
+            params,
+        )
+    )
+
+
+def drift_history(
+    *, con: Connection, since: datetime, camera_id: str | None = None, limit: int = 2000
+) -> list[dict[str, Any]]:
+    """Drift reports computed at or after ``since`` (newest ``limit``), oldest first:
+    ``camera_id``, ``computed_at``, ``drift_share`` ([0, 1]), ``min_p_value``, ``p_values``
+    (feature -> KS/chi-square p-value, parsed from JSON), ``drifted`` (as stored),
+    ``report_path``.
+
+    A view over ``drift_reports`` (owned by ``edgeloop.store.drift``).
+    """
+    if since.tzinfo is None:
+        raise ValueError("since must be timezone-aware (UTC)")
+    where = "computed_at >= ?" + (" AND camera_id = ?" if camera_id else "")
+    params: list[Any] = [since, *([camera_id] if camera_id else [])]
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            SELECT * FROM (
+                SELECT camera_id, computed_at, drift_share, min_p_value, p_values, drifted,
+                       report_path
+                FROM drift_reports WHERE {where}
+                ORDER BY computed_at DESC LIMIT ?
+            ) ORDER BY computed_at, camera_id
+            """,
+            [*params, limit],
+        )
+    )
+    for row in rows:
+        row["p_values"] = parse_json(row["p_values"]) or {}
+    return rows
+
+
+def queue_by_camera(*, con: Connection) -> list[dict[str, Any]]:
+    """Per camera: ``pending``, ``skipped``, ``labeled`` items, ``claimed`` (pending with an
+    unexpired claim), pending per priority band (``high``, ``medium``, ``low``, see
+    ``PRIORITY_BANDS``), ``top_priority`` and ``oldest_pending_at`` (created_at); by camera.
+    """
+    (high, _), (medium, _), _ = PRIORITY_BANDS
+    return fetch_dicts(
+        con.execute(
+            f"""
+            SELECT camera_id,
+                   count(*) FILTER (WHERE status = 'pending') AS pending,
+                   count(*) FILTER (WHERE status = 'skipped') AS skipped,
+                   count(*) FILTER (WHERE status = 'labeled') AS labeled,
+                   count(*) FILTER (WHERE status = 'pending' AND claimed_until > now()) AS claimed,
+                   count(*) FILTER (WHERE status = 'pending' AND priority >= {high}) AS high,
+                   count(*) FILTER (WHERE status = 'pending' AND priority >= {medium}
+                                    AND priority < {high}) AS medium,
+                   count(*) FILTER (WHERE status = 'pending' AND priority < {medium}) AS low,
+                   max(priority) FILTER (WHERE status = 'pending') AS top_priority,
+                   min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending_at
+            FROM labeling_queue GROUP BY camera_id ORDER BY camera_id
+            """
+        )
+    )
+
+
+def oldest_pending(*, con: Connection) -> dict[str, Any] | None:
+    """The pending item waiting longest: ``item_id``, ``camera_id``, ``frame_key``,
+    ``priority``, ``created_at``; None when nothing is pending."""
+    rows = fetch_dicts(
+        con.execute(
+            """
+            SELECT item_id, camera_id, frame_key, priority, created_at FROM labeling_queue
+            WHERE status = 'pending' ORDER BY created_at, item_id LIMIT 1
+            """
+        )
+    )
+    return rows[0] if rows else None
+
+
+def labeler_throughput(*, con: Connection, since: datetime) -> list[dict[str, Any]]:
+    """Per labeler, labels stored at or after ``since``: ``labeler``, ``labels``,
+    ``frames`` (distinct), ``boxes``, ``first_at`` / ``last_at``; most labels first.
+    A view over ``reviewed_labels`` (owned by ``edgeloop.store.labels``)."""
+    if since.tzinfo is None:
+        raise ValueError("since must be timezone-aware (UTC)")
+    return fetch_dicts(
+        con.execute(
+            """
+            SELECT labeler, count(*) AS labels, count(DISTINCT frame_key) AS frames,
+                   sum(box_count)::BIGINT AS boxes,
+                   min(labeled_at) AS first_at, max(labeled_at) AS last_at
+            FROM reviewed_labels WHERE labeled_at >= ?
+            GROUP BY labeler ORDER BY labels DESC, labeler
+            """,
+            [since],
+        )
+    )
+
+
+def detection_page(
+    *,
+    con: Connection,
+    camera_id: str | None,
+    uncertain: bool | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of detections, newest capture first (ties by ``detection_id``), each joined
+    with its frame; and the count over all pages.
+
+    The same rows and columns as ``edgeloop.store.frames.list_detections`` (``x1..y2`` px,
+    ``width``/``height`` px, ``has_jpeg``), but the page is cut from ``prediction_logs``
+    before the join, so only ``limit`` rows meet ``frames`` (a join first costs a hash
+    table over every frame: 0.3 s at 1,000,000 detections, ``bench/console.py``).
+    """
+    conditions, params = ["TRUE"], []
+    for clause, value in (("camera_id = ?", camera_id), ("uncertain = ?", uncertain)):
+        if value is not None:
+            conditions.append(clause)
+            params.append(value)
+    where = " AND ".join(conditions)
+    total = con.execute(f"SELECT count(*) FROM prediction_logs WHERE {where}", params).fetchall()
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            WITH page AS (
+                SELECT detection_id, frame_key, camera_id, captured_at, class_id, class_name,
+                       confidence, x1, y1, x2, y2, uncertain, model_version
+                FROM prediction_logs WHERE {where}
+                ORDER BY captured_at DESC, detection_id LIMIT ? OFFSET ?
+            )
+            SELECT page.detection_id, page.frame_key, page.camera_id, f.frame_index,
+                   page.captured_at, f.received_at, page.class_id, page.class_name,
+                   page.confidence, page.x1, page.y1, page.x2, page.y2, page.uncertain,
+                   page.model_version, f.width, f.height, f.jpeg_path IS NOT NULL AS has_jpeg
+            FROM page JOIN frames f USING (frame_key)
+            ORDER BY page.captured_at DESC, page.detection_id
+            """,
+            [*params, limit, offset],
+        )
+    )
+    return rows, int(total[0][0])
+
+
+def camera_ids(*, con: Connection) -> list[str]:
+    """Every camera that sent a frame or a heartbeat, sorted."""
+    return [
+        str(row[0])
+        for row in con.execute(
+            """
+            SELECT DISTINCT camera_id FROM frames
+            UNION SELECT camera_id FROM agent_heartbeats ORDER BY 1
+            """
+        ).fetchall()
+    ]
