@@ -195,11 +195,17 @@ def up(
     api_host, port = host or api_settings.host, api_port or api_settings.port
     api = public_url(api_host, port)
     services = []
+    # Links between the services open what they name: drift reports in Dagster metadata
+    # open on the API, the console's run and model links on Dagster and MLflow (unless set).
+    wanted = {
+        "EDGELOOP_API_URL": api,
+        "EDGELOOP_DAGSTER_UI_URL": public_url(api_host, dagster_port),
+        "EDGELOOP_MLFLOW_UI_URL": public_url(api_host, mlflow_port) if mlflow_port else "",
+    }
+    links = {key: url for key, url in wanted.items() if url and not os.environ.get(key)}
     try:
         with console.status("starting the API…"):
-            services.append(start_api(settings, host=api_host, port=port))
-        # Drift-report links in Dagster metadata open on the API (unless set explicitly).
-        links = {} if os.environ.get("EDGELOOP_API_URL") else {"EDGELOOP_API_URL": api}
+            services.append(start_api(settings, host=api_host, port=port, extra_env=links))
         with console.status("starting Dagster (webserver + daemon)…"):
             services.append(start_dagster(settings, port=dagster_port, extra_env=links))
         if mlflow_port:
@@ -216,6 +222,7 @@ def up(
             "(works at once, no restart)",
             highlight=False,
         )
+    console.print(f"[green]✓[/] console        {api}/console  (fleet, drift, models, …)")
     console.print(f"[green]✓[/] API            {api}/docs  (agents: --api {api})")
     console.print(f"[green]✓[/] Dagster UI     {services[1].url}  (sensors and schedules run)")
     if mlflow_port:
