@@ -36,6 +36,7 @@ class Tally:
     requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
+    unauthorized: Counter[str] = field(default_factory=Counter)
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -75,6 +76,8 @@ def _fuzz(operation: Any, mode: GenerationMode, tally: Tally) -> None:
         response = case.call(headers=ADMIN, timeout=30)
         tally.requests += 1
         tally.by_status[response.status_code] += 1
+        if response.status_code == 401:
+            tally.unauthorized[operation.label] += 1
         code = response.status_code
         if code >= 500 and not (code == 503 and "503" in documented):
             tally.server_errors.append(
@@ -128,7 +131,8 @@ def test_no_route_answers_a_server_error_to_any_input(api_url: str) -> None:
     print(
         f"\nfuzzed {len(operations)} operations with {tally.requests} requests; "
         f"statuses {dict(sorted(tally.by_status.items()))}; "
-        f"5xx not documented as 503: {len(tally.server_errors)}"
+        f"5xx not documented as 503: {len(tally.server_errors)}; "
+        f"401 by operation: {dict(tally.unauthorized)}"
     )
     assert tally.requests >= len(operations) * 10
     assert tally.server_errors == []
