@@ -4,13 +4,14 @@ The dataset is built from the latest reviewed label of each frame
 (``edgeloop.store.labels.latest_with_frames``), with the production model's classes, split
 train/val by a hash of the frame key (a frame never changes split, so val stays a
 held-out set across versions), and versioned in the data repo ``data/datasets``
-(``edgeloop.dataset_repo.DatasetRepo``). The check functions below are pure: each takes a
+(``edgeloop.dataset_repo.DatasetRepo``): a manifest in git over a content-addressed frame
+store in DVC, so a version only hashes and stores the frames it adds. The check functions below are pure: each takes a
 ``DatasetVersion`` and returns ``(passed, details)``; ``pipelines/checks.py`` wraps them
 as ``@dg.asset_check``s.
 """
 
 import hashlib
-import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,10 @@ from assets._markdown import md_table
 from assets.detections import detections
 from assets.resources import DatasetRepoResource, MlflowResource, StoreResource
 from edgeloop.datasets import (
-    MANIFEST,
     VAL_FRACTION,
     DatasetVersion,
     LabeledFrame,
     UnknownClassError,
-    build_yolo_dataset,
     frame_key_of,
     resolve_frame_path,
     split_for,
@@ -81,7 +80,7 @@ def training_dataset(
     mlflow: MlflowResource,
     dataset_repo: DatasetRepoResource,
 ) -> dg.Output[DatasetVersion]:
-    """YOLO dataset of the reviewed labels (stable train/val split), versioned with DVC."""
+    """YOLO dataset of the reviewed labels (stable train/val split): a manifest versioned with DVC."""
     settings = store.loop.settings()
     frames = _labeled_frames(store)
     if not frames:
@@ -108,29 +107,32 @@ def training_dataset(
         )
 
     repo = dataset_repo.repo()
-    repo.init()
+    started = time.perf_counter()
     try:
-        build = build_yolo_dataset(
-            available, repo.dataset_dir, class_names, val_fraction=config.val_fraction
-        )
+        build = repo.stage(available, class_names, val_fraction=config.val_fraction)
     except UnknownClassError as exc:
         raise dg.Failure(
             description=f"{exc}; fix the label or register a model with that class"
         ) from exc
-    previous = repo.versions()
     version = repo.commit_version(
         build,
         message=f"{build.label_count} labeled frames up to {build.label_cutoff_iso}",
     )
-    unchanged = bool(previous) and previous[-1].version == version.version
-    per_camera = Counter(
-        e["camera_id"] for e in json.loads((build.root / MANIFEST).read_text())["frames"]
-    )
+    build_s = time.perf_counter() - started
+    unchanged = version.version != build.version  # the latest version, recommitted as is
+    boxes_per_class = build.manifest.boxes_per_class()
+    per_camera = Counter(e.camera_id for e in build.manifest.entries)
     metadata: dict[str, Any] = {
         "version": version.version,
         "dvc_md5": version.dvc_md5,
         "git_commit": version.git_commit,
         "unchanged": unchanged,
+        "frames": version.label_count,
+        "new_frames": 0 if unchanged else build.new_frames,
+        "new_objects": 0 if unchanged else build.new_objects,
+        "bytes_added": 0 if unchanged else build.bytes_added,
+        "frames_hashed": build.hashed,
+        "build_s": round(build_s, 2),
         "train_images": len(version.train_frames),
         "val_images": len(version.val_frames),
         "label_count": version.label_count,
@@ -140,21 +142,23 @@ def training_dataset(
         "data_yaml": dg.MetadataValue.path(str(version.data_yaml)),
         "data_repo": dg.MetadataValue.path(str(repo.root)),
         "boxes_per_class": dg.MetadataValue.md(
-            md_table(["class", "boxes"], sorted(build.boxes_per_class.items()))
+            md_table(["class", "boxes"], sorted(boxes_per_class.items()))
         ),
         "frames_per_camera": dg.MetadataValue.md(
             md_table(["camera", "frames"], sorted(per_camera.items()))
         ),
     }
-    for name, count in build.boxes_per_class.items():
+    for name, count in boxes_per_class.items():
         metadata[f"boxes/{name}"] = count
     context.log.info(
-        "dataset %s%s: %s train / %s val images, md5 %s",
+        "dataset %s%s: %s train / %s val images, %s new frames, %s bytes added, %.1f s",
         version.version,
         " (unchanged)" if unchanged else "",
         len(version.train_frames),
         len(version.val_frames),
-        version.dvc_md5,
+        metadata["new_frames"],
+        metadata["bytes_added"],
+        build_s,
     )
     return dg.Output(version, metadata=metadata)
 

@@ -34,6 +34,7 @@ from assets.yolo import (
     load_yolo,
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
+from edgeloop.dataset_repo import materialised
 from edgeloop.datasets import DatasetVersion
 from edgeloop.registry import ModelFiles, ensure_experiment, model_files
 from edgeloop.store import retraining, training_runs
@@ -125,7 +126,7 @@ def detector_model(
     store: StoreResource,
 ) -> dg.Output[CandidateModel]:
     """YOLO detector fine-tuned from production on the dataset; tracked in MLflow and registered."""
-    dataset = training_dataset
+    dataset = materialised(training_dataset)  # the folder holds this version, not a checkout
     settings = mlflow.loop.settings()
     label_cutoff = _label_cutoff(dataset)
     yolo = load_yolo(settings)

@@ -1,8 +1,21 @@
-"""The DVC data repository ``data/datasets``: dataset versions as git tags, data in DVC.
+"""The DVC data repository ``data/datasets``: dataset versions as git tags over a
+content-addressed frame store in DVC.
 
 ``DatasetRepo`` is a separate git repository (its own history, not the code's) with DVC
-and a local DVC remote under ``data/dvc-remote`` (any DVC remote works: S3, GCS, SSH):
-``init``, ``commit_version`` (tag ``v<N>``), ``versions``, ``checkout``.
+and a local DVC remote under ``data/dvc-remote`` (any DVC remote works: S3, GCS, SSH).
+Its layout:
+
+- ``objects/<pack>/<sha[:2]>/<sha256>.jpg``: every frame JPEG once, by content. A pack
+  holds the JPEGs first seen in one version and is named after it (``objects/v3``); it is
+  DVC-tracked (``objects/v3.dvc``) and never changes, so a version only adds, pushes and
+  caches its own new JPEGs (DVC's cache is set to hardlinks: no second copy on disk).
+- ``manifest.json`` (git): the version's frames, splits, labels and object hashes.
+- ``dataset.json`` (git): a small summary (classes, splits, counts, packs, manifest md5).
+- ``yolo/`` (git-ignored): the working copy ultralytics reads, materialised from the
+  manifest with hardlinks into the store.
+
+``stage`` (incremental build) -> ``commit_version`` (tag ``v<N>``, ``dvc push``);
+``versions``; ``checkout`` materialises any version into any folder.
 """
 
 from __future__ import annotations
@@ -10,38 +23,109 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeloop.datasets import DATASET_DIR, MANIFEST, VERSION_FILE, DatasetBuild, DatasetVersion
+from edgeloop.datasets import (
+    DATASET_DIR,
+    MANIFEST,
+    OBJECTS_DIR,
+    VAL_FRACTION,
+    VERSION_FILE,
+    DatasetVersion,
+    LabeledFrame,
+    Manifest,
+    build_manifest,
+    materialise,
+    md5_text,
+    parse_manifest,
+)
 
 if TYPE_CHECKING:
     from edgeloop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
 
+HASH_CACHE = ".hash-cache.json"
+"""Git-ignored, in the data repo: frame_key -> [size, mtime_ns, sha256] of source JPEGs
+already hashed, so an unchanged frame is not read again (losing it only costs a re-hash)."""
+CHECKOUTS_DIR = "checkouts"
+"""Git-ignored, in the data repo: where ``edgeloop dataset checkout vN`` puts a version."""
+IGNORED = (f"/{DATASET_DIR}", f"/{CHECKOUTS_DIR}", f"/{HASH_CACHE}")
+
+
+_ADD_AND_PUSH = """
+import sys
+from dvc.repo import Repo
+with Repo(".") as repo:
+    repo.add([sys.argv[2]])
+    repo.push(targets=[sys.argv[2] + ".dvc"])
+"""
+
 
 class DatasetRepoError(RuntimeError):
-    """A git or dvc command in the data repo failed; the message carries its output."""
+    """A git or dvc command in the data repo failed, or a version is unknown or unreadable;
+    the message carries the command's output."""
+
+
+@dataclass(frozen=True)
+class DatasetBuild:
+    """What ``DatasetRepo.stage`` wrote: the manifest (at the repo root), the working copy
+    ``root`` materialised from it, and what the build cost.
+
+    Attributes:
+        pack: the object-store pack holding this build's new JPEGs (``None``: no new JPEG).
+        new_frames / new_objects / bytes_added / hashed: see ``edgeloop.datasets.ManifestBuild``.
+        linked: images linked into ``root`` (only the changed ones when ``root`` held the
+            previous version).
+    """
+
+    root: Path
+    data_yaml: Path
+    manifest: Manifest
+    manifest_md5: str
+    version: str
+    pack: str | None
+    missing_images: list[str] = field(default_factory=list)
+    new_frames: int = 0
+    new_objects: int = 0
+    bytes_added: int = 0
+    hashed: int = 0
+    linked: int = 0
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest.class_names
+
+    @property
+    def label_count(self) -> int:
+        return len(self.manifest.entries)
+
+    @property
+    def label_cutoff_iso(self) -> str:
+        return self.manifest.label_cutoff
 
 
 class DatasetRepo:
     """The data repository ``data/datasets``: its own git, DVC, and a local DVC remote.
 
-    Each dataset version is a git commit holding ``yolo.dvc`` (the folder's md5) and
-    ``dataset.json`` (classes, splits, label cutoff), tagged ``v<N>``; the files themselves
-    live in the DVC cache and are pushed to the remote. git and dvc run as subprocesses
-    (``python -m dvc``), with analytics off.
+    git and dvc run as subprocesses (``python -m dvc``), with analytics off.
 
     Args:
         root: the repository folder (created by ``init``).
-        remote: the default DVC remote, a folder or any DVC remote URL.
+        remote: the default DVC remote, a folder or any DVC remote URL (needed by ``init``
+            only; an existing repo keeps the one in its ``.dvc/config``).
         branch: the branch versions are committed on.
     """
 
-    def __init__(self, root: Path, remote: Path | str, *, branch: str = "main") -> None:
+    def __init__(
+        self, root: Path, remote: Path | str | None = None, *, branch: str = "main"
+    ) -> None:
         self.root = Path(root).resolve()
         self.remote = remote
         self.branch = branch
@@ -53,8 +137,12 @@ class DatasetRepo:
 
     @property
     def dataset_dir(self) -> Path:
-        """The DVC-tracked YOLO folder; ``build_yolo_dataset`` writes here."""
+        """The working copy training reads (the latest staged or checked-out version)."""
         return self.root / DATASET_DIR
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.root / OBJECTS_DIR
 
     # -------------------------------------------------------------- subprocess helpers
     def _run(self, *args: str) -> str:
@@ -69,10 +157,15 @@ class DatasetRepo:
             list(args), cwd=self.root, env=env, capture_output=True, text=True, check=False
         )
         if proc.returncode != 0:
-            tool = "dvc" if args[:3] == (sys.executable, "-m", "dvc") else args[0]
+            if args[0] != sys.executable:
+                command = " ".join(args)
+            elif args[1] == "-m":
+                command = f"dvc {' '.join(args[3:])}"
+            else:
+                command = f"dvc add + push {' '.join(args[3:])}"
             raise DatasetRepoError(
-                f"`{tool} {' '.join(args[3:] if tool == 'dvc' else args[1:])}` failed in "
-                f"{self.root} (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}"
+                f"`{command}` failed in {self.root} (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}"
             )
         return proc.stdout
 
@@ -82,11 +175,20 @@ class DatasetRepo:
     def _dvc(self, *args: str) -> str:
         return self._run(sys.executable, "-m", "dvc", *args)
 
+    def _dvc_add_and_push(self, path: str) -> None:
+        """``dvc add path`` then ``dvc push path.dvc`` in one DVC process (DVC's Python
+        ``Repo`` API, what its CLI runs): one start-up instead of two, about 1.7 s less
+        per version."""
+        self._run(sys.executable, "-c", _ADD_AND_PUSH, "--", path)
+
     # -------------------------------------------------------------- lifecycle
     def init(self) -> None:
-        """Create the repo (git + DVC + default remote) if needed; idempotent.
+        """Create the repo (git + DVC with a hardlink cache + default remote) if needed;
+        idempotent. Also returns the working tree to ``branch`` (an older edgeloop left it
+        detached after a checkout).
 
-        Also returns the working tree to ``branch`` after a ``checkout`` of an old version.
+        Raises:
+            DatasetRepoError: a git/dvc command failed, or a new repo has no ``remote``.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.root / ".git").exists():
@@ -96,113 +198,288 @@ class DatasetRepo:
             self._git("config", "commit.gpgsign", "false")
             self._git("config", "tag.gpgsign", "false")
         if not (self.root / ".dvc").exists():
+            if self.remote is None:
+                raise DatasetRepoError(f"{self.root} is no data repo yet and no remote was given")
             self._dvc("init", "-q")
             remote = self.remote
             if isinstance(remote, Path) or "://" not in str(remote):
                 remote = Path(remote).resolve()
                 remote.mkdir(parents=True, exist_ok=True)
-            # Written directly (DVC's documented config file) rather than with three more
-            # `dvc config` calls, each of which pays DVC's import time.
+            # Written directly (DVC's documented config file) rather than with more
+            # `dvc config` calls, each of which pays DVC's import time. Hardlinks: objects
+            # never change, so the cache and the workspace share one copy (read-only).
             with (self.root / ".dvc" / "config").open("a") as fh:
                 fh.write(
                     "[core]\n    analytics = false\n    autostage = false\n    remote = local\n"
+                    "[cache]\n    type = hardlink,symlink\n"
                     f"['remote \"local\"']\n    url = {remote}\n"
                 )
-            self._git("add", ".dvc", ".dvcignore")
+            (self.root / ".gitignore").write_text("".join(f"{p}\n" for p in IGNORED))
+            self._git("add", ".dvc", ".dvcignore", ".gitignore")
             self._git("commit", "-q", "-m", "Initialise the edgeloop data repository")
             logger.info("initialised the DVC data repo %s (remote %s)", self.root, remote)
         head = self._git("rev-parse", "--abbrev-ref", "HEAD").strip()
         if head != self.branch:
             self._git("checkout", "-q", "-f", self.branch)
 
-    def commit_version(self, build: DatasetBuild, *, message: str) -> DatasetVersion:
-        """Version the dataset folder: ``dvc add``, git commit, tag ``v<N>``, ``dvc push``.
+    def _next_version(self) -> str:
+        return f"v{max((_tag_number(t) for t in self._tags()), default=0) + 1}"
 
-        When the folder's content equals the latest version's, nothing is committed and the
-        latest version is returned.
+    def _tags(self) -> list[str]:
+        tags = self._git("tag", "--list", "v*").split()
+        return sorted((t for t in tags if _tag_number(t) > 0), key=_tag_number)
 
-        Args:
-            build: what ``build_yolo_dataset`` wrote into ``dataset_dir``.
-            message: the commit and tag message (e.g. the label cutoff and counts).
+    def manifest_at(self, version: str) -> Manifest:
+        """The manifest of ``version`` (read from git, no files touched).
 
         Raises:
-            ValueError: ``build`` was written somewhere else than ``dataset_dir``.
+            DatasetRepoError: no such version, or it predates manifests (copied folders).
+        """
+        try:
+            text = self._git("show", f"{version}:{MANIFEST}")
+        except DatasetRepoError as exc:
+            raise DatasetRepoError(
+                f"dataset {version} has no {MANIFEST} in {self.root}: it was written as a "
+                f"copied folder; restore it with `git checkout {version} && dvc checkout "
+                f"{DATASET_DIR}` in the data repo"
+            ) from exc
+        return parse_manifest(text)
+
+    def _ensure_packs(self, packs: Sequence[str]) -> None:
+        """Put the given packs in the workspace: from the DVC cache, else the remote."""
+        absent = [f"{OBJECTS_DIR}/{p}.dvc" for p in packs if not (self.objects_dir / p).is_dir()]
+        if not absent:
+            return
+        try:
+            self._dvc("checkout", "-q", *absent)
+        except DatasetRepoError:
+            logger.info("packs %s not in the DVC cache; pulling from the remote", absent)
+            self._dvc("pull", "-q", *absent)
+
+    def stage(
+        self,
+        frames: Sequence[LabeledFrame],
+        class_names: Sequence[str],
+        *,
+        val_fraction: float = VAL_FRACTION,
+    ) -> DatasetBuild:
+        """Build the next version's manifest from ``frames`` and materialise it into
+        ``dataset_dir``; only JPEGs not in the store are read, hashed and stored (in the
+        pack ``objects/v<N>``). Nothing is committed: ``commit_version`` does that.
+
+        Raises:
+            edgeloop.datasets.UnknownClassError: a label names a class the model lacks.
             DatasetRepoError: a git/dvc command failed.
         """
-        if build.root.resolve() != self.dataset_dir:
-            raise ValueError(f"build the dataset into {self.dataset_dir}, not {build.root}")
         self.init()
-        self._dvc("add", "-q", DATASET_DIR)
-        md5 = self._dvc_md5()
-        existing = self.versions()
-        if existing and existing[-1].dvc_md5 == md5:
-            logger.info("dataset unchanged since %s (md5 %s)", existing[-1].version, md5)
-            return existing[-1]
-        version = f"v{max((_tag_number(v.version) for v in existing), default=0) + 1}"
-        summary = json.loads((self.dataset_dir / MANIFEST).read_text())
-        summary.pop("frames", None)
-        (self.root / VERSION_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
-        self._git("add", f"{DATASET_DIR}.dvc", ".gitignore", VERSION_FILE)
-        self._git("commit", "-q", "-m", f"Dataset {version}: {message}")
-        self._git("tag", "-a", version, "-m", message)
-        self._dvc("push", "-q")
-        logger.info("dataset %s committed (md5 %s) and pushed", version, md5)
-        return self._version_at(version)
-
-    def _dvc_md5(self, ref: str | None = None) -> str:
-        import yaml
-
-        text = (
-            self._git("show", f"{ref}:{DATASET_DIR}.dvc")
-            if ref
-            else (self.root / f"{DATASET_DIR}.dvc").read_text()
+        tags = self._tags()
+        for leftover in self.objects_dir.glob("*"):  # packs of a build never committed
+            if leftover.is_dir() and leftover.name not in tags:
+                shutil.rmtree(leftover)
+                leftover.with_name(f"{leftover.name}.dvc").unlink(missing_ok=True)
+        previous = None
+        if tags:
+            try:
+                previous = self.manifest_at(tags[-1])
+                self._ensure_packs(previous.packs())
+            except (DatasetRepoError, ValueError):
+                logger.info("%s has no manifest: every frame is hashed again", tags[-1])
+        cache_file = self.root / HASH_CACHE
+        cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+        version = self._next_version()
+        built = build_manifest(
+            frames,
+            class_names,
+            objects_root=self.objects_dir,
+            pack=version,
+            previous=previous,
+            hash_cache=cache,
+            val_fraction=val_fraction,
         )
-        outs = yaml.safe_load(text)["outs"]
-        return str(outs[0]["md5"])
+        text = built.manifest.to_text()
+        (self.root / MANIFEST).write_text(text)
+        known = [previous] if previous else []
+        linked = materialise(built.manifest, self.objects_dir, self.dataset_dir, known=known)
+        cache_file.write_text(json.dumps(built.hash_cache, separators=(",", ":")))
+        return DatasetBuild(
+            root=self.dataset_dir,
+            data_yaml=self.dataset_dir / "data.yaml",
+            manifest=built.manifest,
+            manifest_md5=md5_text(text),
+            version=version,
+            pack=version if built.new_objects else None,
+            missing_images=built.missing_images,
+            new_frames=built.new_frames,
+            new_objects=built.new_objects,
+            bytes_added=built.bytes_added,
+            hashed=built.hashed,
+            linked=linked,
+        )
 
-    def _version_at(self, tag: str) -> DatasetVersion:
+    def commit_version(self, build: DatasetBuild, *, message: str) -> DatasetVersion:
+        """Version a staged build: ``dvc add`` and ``dvc push`` its new pack, then git commit
+        the manifest and summary and tag ``v<N>``.
+
+        When the manifest equals the latest version's, nothing is committed and the latest
+        version is returned.
+
+        Raises:
+            ValueError: ``build`` was not staged in this repo's ``dataset_dir``.
+            DatasetRepoError: a git/dvc command failed, or another version was committed
+                since ``build`` was staged.
+        """
+        if build.root.resolve() != self.dataset_dir:
+            raise ValueError(f"stage the dataset into {self.dataset_dir}, not {build.root}")
+        self.init()
+        tags = self._tags()
+        if tags:
+            latest = self._version_at(tags[-1])
+            if latest.dvc_md5 == build.manifest_md5:
+                logger.info("dataset unchanged since %s (md5 %s)", latest.version, latest.dvc_md5)
+                return latest
+        if build.version != self._next_version():
+            raise DatasetRepoError(
+                f"{build.version} was staged, but {self._next_version()} is next: stage again"
+            )
+        paths = [MANIFEST, VERSION_FILE, ".gitignore"]
+        if build.pack:  # data on the remote before the version that points at it
+            self._dvc_add_and_push(f"{OBJECTS_DIR}/{build.pack}")
+            paths += [f"{OBJECTS_DIR}/{build.pack}.dvc", f"{OBJECTS_DIR}/.gitignore"]
+        ignore = self.root / ".gitignore"
+        lines = ignore.read_text().splitlines() if ignore.is_file() else []
+        ignore.write_text(
+            "".join(f"{p}\n" for p in [*lines, *(i for i in IGNORED if i not in lines)])
+        )
+        manifest = build.manifest
+        summary = {
+            "class_names": manifest.class_names,
+            "label_cutoff": manifest.label_cutoff,
+            "label_count": len(manifest.entries),
+            "boxes_per_class": manifest.boxes_per_class(),
+            "train_frames": manifest.frames("train"),
+            "val_frames": manifest.frames("val"),
+            "manifest_md5": build.manifest_md5,
+            "packs": manifest.packs(),
+            "new_frames": build.new_frames,
+            "new_objects": build.new_objects,
+            "bytes_added": build.bytes_added,
+        }
+        (self.root / VERSION_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
+        self._git("rm", "-q", "--cached", "--ignore-unmatch", f"{DATASET_DIR}.dvc")  # old layout
+        (self.root / f"{DATASET_DIR}.dvc").unlink(missing_ok=True)
+        self._git("add", *paths)
+        self._git("commit", "-q", "-m", f"Dataset {build.version}: {message}")
+        self._git("tag", "-a", build.version, "-m", message)
+        logger.info(
+            "dataset %s committed: %s frames, %s new, %s bytes added",
+            build.version,
+            len(manifest.entries),
+            build.new_frames,
+            build.bytes_added,
+        )
+        return self._version_at(build.version)
+
+    def _version_at(self, tag: str, root: Path | None = None) -> DatasetVersion:
         summary = json.loads(self._git("show", f"{tag}:{VERSION_FILE}"))
+        root = self.dataset_dir if root is None else Path(root).resolve()
+        if "manifest_md5" in summary:
+            md5 = str(summary["manifest_md5"])
+        else:  # the copied-folder layout: the md5 DVC recorded for yolo/
+            import yaml
+
+            md5 = str(
+                yaml.safe_load(self._git("show", f"{tag}:{DATASET_DIR}.dvc"))["outs"][0]["md5"]
+            )
         return DatasetVersion(
             version=tag,
-            data_yaml=self.dataset_dir / "data.yaml",
-            root=self.dataset_dir,
-            dvc_md5=self._dvc_md5(tag),
+            data_yaml=root / "data.yaml",
+            root=root,
+            dvc_md5=md5,
             git_commit=self._git("rev-list", "-n", "1", tag).strip(),
             class_names=list(summary["class_names"]),
             train_frames=list(summary["train_frames"]),
             val_frames=list(summary["val_frames"]),
             label_cutoff_iso=str(summary["label_cutoff"]),
             label_count=int(summary["label_count"]),
+            new_frames=int(summary.get("new_frames", 0)),
+            bytes_added=int(summary.get("bytes_added", 0)),
+            repo_root=self.root,
         )
 
     def versions(self) -> list[DatasetVersion]:
         """Every version, oldest first (empty before the first ``commit_version``)."""
         if not (self.root / ".git").exists():
             return []
-        tags = [t for t in self._git("tag", "--list", "v*").split() if _tag_number(t) > 0]
-        return [self._version_at(t) for t in sorted(tags, key=_tag_number)]
+        return [self._version_at(t) for t in self._tags()]
 
-    def checkout(self, version: str) -> DatasetVersion:
-        """Put ``version``'s files in ``dataset_dir`` (git checkout of its tag, then DVC).
+    def checkout(
+        self, version: str, target: Path | None = None, *, verify: bool = False
+    ) -> DatasetVersion:
+        """Materialise ``version`` into ``target`` (default ``dataset_dir``): its manifest
+        from git, its JPEGs hardlinked from the object store (packs restored from the DVC
+        cache, else pulled from the remote). The data repo's branch is left as it is.
 
-        The working tree is left at the tag (detached); ``init``/``commit_version`` return
-        to ``branch``. Files come from the DVC cache, else from the remote.
+        Args:
+            verify: re-hash every image and label written (sha256) against the manifest.
 
         Raises:
-            DatasetRepoError: no such version, or DVC could not restore its files.
+            DatasetRepoError: no such version, its packs cannot be restored, or ``verify``
+                found a file that differs from the manifest.
         """
-        if version not in {v.version for v in self.versions()}:
-            raise DatasetRepoError(
-                f"no dataset version {version!r} in {self.root}; have "
-                f"{[v.version for v in self.versions()]}"
-            )
-        self._git("checkout", "-q", "-f", version)
-        try:
-            self._dvc("checkout", "-q", "--force", DATASET_DIR)
-        except DatasetRepoError:
-            logger.info("dataset %s not in the DVC cache; pulling from the remote", version)
-            self._dvc("pull", "-q", "--force", DATASET_DIR)
-        return self._version_at(version)
+        tags = self._tags() if (self.root / ".git").exists() else []
+        if version not in tags:
+            raise DatasetRepoError(f"no dataset version {version!r} in {self.root}; have {tags}")
+        manifest = self.manifest_at(version)
+        self._ensure_packs(manifest.packs())
+        target = self.dataset_dir if target is None else Path(target)
+        materialise(manifest, self.objects_dir, target)
+        if verify:
+            bad = verify_materialised(manifest, target)
+            if bad:
+                raise DatasetRepoError(
+                    f"{len(bad)} files of {version} in {target} differ from its manifest: {bad[:5]}"
+                )
+        return self._version_at(version, target)
+
+
+def verify_materialised(manifest: Manifest, root: Path) -> list[str]:
+    """Files under ``root`` whose sha256 differs from ``manifest`` (images and labels),
+    as ``split/name`` paths; empty when the folder is exactly the version."""
+    import hashlib
+
+    bad: list[str] = []
+    for entry in manifest.entries:
+        for kind, ext, expected in (
+            ("images", "jpg", entry.sha256),
+            ("labels", "txt", entry.label_sha256),
+        ):
+            path = root / kind / entry.split / f"{entry.stem}.{ext}"
+            try:
+                actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                actual = ""
+            if actual != expected:
+                bad.append(f"{kind}/{entry.split}/{path.name}")
+    return bad
+
+
+def materialised(version: DatasetVersion) -> DatasetVersion:
+    """``version`` with its folder guaranteed to hold that version: when ``root``'s
+    ``manifest.json`` is not the version's (someone checked out another version there),
+    it is materialised again from the data repo. A folder no repo versioned
+    (``repo_root`` is ``None``) is returned as is.
+
+    Raises:
+        DatasetRepoError: the version cannot be restored from its repo.
+    """
+    manifest = version.root / MANIFEST
+    if version.repo_root is None or (
+        manifest.is_file() and md5_text(manifest.read_text()) == version.dvc_md5
+    ):
+        return version
+    logger.info("%s does not hold dataset %s; materialising it", version.root, version.version)
+    DatasetRepo(version.repo_root).checkout(version.version, version.root)
+    return version
 
 
 def _tag_number(tag: str) -> int:

@@ -195,17 +195,28 @@ class Loop:
         at: datetime,
         labeler: str = "tester",
     ) -> None:
-        """Record a reviewed label for a frame (``boxes``: bbox_xyxy px, class_name, class_id)."""
+        """Record a reviewed label for a frame (``boxes``: bbox_xyxy px, class_name, class_id),
+        through its queue item (queued first when it is not), as an edit when it is labeled."""
         camera = next(f["camera_id"] for f in self.frames if f["frame_key"] == frame_key)
         with self.store.connect() as con:
+            row = con.execute(
+                "SELECT item_id, status FROM labeling_queue WHERE frame_key = ?", [frame_key]
+            ).fetchall()
+        if not row:
+            self.queue([frame_key])
+        with self.store.connect() as con:
+            item_id, status = con.execute(
+                "SELECT item_id, status FROM labeling_queue WHERE frame_key = ?", [frame_key]
+            ).fetchall()[0]
             labels.create(
                 con=con,
-                item_id=0,
+                item_id=int(item_id),
                 frame_key=frame_key,
                 camera_id=camera,
                 boxes=REVIEWED_BOXES.validate_python(boxes),
                 labeler=labeler,
                 labeled_at=at,
+                edit=status == "labeled",
             )
 
 

@@ -1,5 +1,6 @@
-"""training_dataset on a real DuckDB file, a real MLflow registry and a real DVC data repo,
-and the dataset checks' logic on what it wrote."""
+"""training_dataset on a real DuckDB file, a real MLflow registry and a real DVC data repo
+(manifests over a content-addressed frame store), and the dataset checks' logic on what it
+materialised."""
 
 from __future__ import annotations
 
@@ -115,6 +116,14 @@ def test_training_dataset_versions_reviewed_labels(tmp_path):
     assert md["boxes/Normal"].value == md["boxes/Fall"].value == 16 - 4  # 4 no_object frames
     assert md["label_cutoff"].value == "2025-06-01T12:30:15.000000Z"
     assert md["dvc_md5"].value == v1.dvc_md5
+
+    # the manifest figures: every frame is new in v1, its JPEG stored once
+    def sizes(frame_keys: list[str]) -> int:
+        paths = {f["frame_key"]: Path(f["jpeg_path"]) for f in loop.frames}
+        return sum(paths[k].stat().st_size for k in frame_keys)
+
+    assert (md["frames"].value, md["new_frames"].value, md["frames_hashed"].value) == (16, 16, 16)
+    assert md["bytes_added"].value == sizes(keys)
     neg = image_stem(keys[0])
     split = "val" if keys[0] in v1.val_frames else "train"
     assert (v1.root / "labels" / split / f"{neg}.txt").read_text() == ""
@@ -131,6 +140,8 @@ def test_training_dataset_versions_reviewed_labels(tmp_path):
     # the same labels again: same version, nothing committed
     again, md_again = _materialize(loop, min_train_images=4, min_val_images=1)
     assert again.version == "v1" and md_again["unchanged"].value is True
+    assert (md_again["new_frames"].value, md_again["bytes_added"].value) == (0, 0)
+    assert md_again["frames_hashed"].value == 0  # unchanged JPEGs are not read again
 
     # more labels, and a re-label (the latest label of a frame wins)
     more = loop.add_frames("cam-b", images[16:20], start=T0 + timedelta(minutes=2))
@@ -140,6 +151,10 @@ def test_training_dataset_versions_reviewed_labels(tmp_path):
     assert v2.version == "v2" and v2.label_count == 20
     assert set(v1.val_frames) <= set(v2.val_frames) and set(v1.train_frames) <= set(v2.train_frames)
     assert md2["label_cutoff"].value == "2025-06-01T12:50:00.000000Z"
+    assert (md2["new_frames"].value, md2["frames_hashed"].value) == (4, 4)
+    assert md2["bytes_added"].value == sizes(more)
+    for check in (check_boxes_inside_images, check_known_classes, check_no_train_val_leak):
+        assert check(v2)[0], check.__name__
     relabeled = "val" if keys[1] in v2.val_frames else "train"
     assert (v2.root / "labels" / relabeled / f"{image_stem(keys[1])}.txt").read_text() == ""
     assert [v.version for v in DatasetRepoResource(loop=loop.loop_resource).repo().versions()] == [

@@ -1,4 +1,7 @@
-"""edgeloop.datasets: split stability, YOLO label conversion, and a real DVC data repo."""
+"""edgeloop.datasets: split stability, YOLO label conversion, and a real DVC data repo.
+
+The manifest, the object store and checkouts of old versions are tested in
+``test_dataset_versions.py``."""
 
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ from support import SAMPLES_DIR, require
 from edgeloop.annotations import ReviewedBox
 from edgeloop.dataset_repo import DatasetRepo, DatasetRepoError
 from edgeloop.datasets import (
+    MANIFEST,
     LabeledFrame,
     UnknownClassError,
-    build_yolo_dataset,
     frame_key_of,
     image_stem,
     split_for,
@@ -102,10 +105,10 @@ def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
     repo.init()
     repo.init()  # idempotent
 
-    build1 = build_yolo_dataset(frames[:10], repo.dataset_dir, NAMES)
+    build1 = repo.stage(frames[:10], NAMES)
     v1 = repo.commit_version(build1, message="first ten")
-    assert v1.version == "v1" and v1.label_count == 10
-    assert v1.dvc_md5.endswith(".dir")
+    assert v1.version == "v1" and v1.label_count == 10 and v1.new_frames == 10
+    assert v1.dvc_md5 == build1.manifest_md5 and v1.root == repo.dataset_dir
     assert sorted(v1.train_frames + v1.val_frames) == sorted(f.frame_key for f in frames[:10])
     assert not set(v1.train_frames) & set(v1.val_frames)
     data = yaml.safe_load(v1.data_yaml.read_text())
@@ -118,14 +121,14 @@ def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
         / "cam-a%3A0.txt"
     )
     assert negative.read_text() == ""  # a no_object frame is an image with an empty label file
+    assert (repo.dataset_dir / MANIFEST).read_text() == (repo.root / MANIFEST).read_text()
 
-    same = repo.commit_version(
-        build_yolo_dataset(frames[:10], repo.dataset_dir, NAMES), message="again"
-    )
+    same = repo.commit_version(repo.stage(frames[:10], NAMES), message="again")
     assert same == v1  # unchanged labels: no new version
 
-    v2 = repo.commit_version(build_yolo_dataset(frames, repo.dataset_dir, NAMES), message="more")
+    v2 = repo.commit_version(repo.stage(frames, NAMES), message="more")
     assert v2.version == "v2" and v2.label_count == 14 and v2.dvc_md5 != v1.dvc_md5
+    assert v2.new_frames == 4
     for key in v1.val_frames:  # the held-out set only grows
         assert key in v2.val_frames
     assert [v.version for v in repo.versions()] == ["v1", "v2"]
@@ -135,13 +138,17 @@ def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
     assert old == v1
     images = list((repo.dataset_dir / "images").rglob("*.jpg"))
     assert len(images) == 10
-    tags = subprocess.run(
-        ["git", "tag"], cwd=repo.root, capture_output=True, text=True
-    ).stdout.split()
+    git = ["git", "-C", str(repo.root)]
+    tags = subprocess.run([*git, "tag"], capture_output=True, text=True).stdout.split()
     assert tags == ["v1", "v2"]
+    branch = subprocess.run(
+        [*git, "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert branch == "main"  # a checkout materialises; it does not move the data repo
     with pytest.raises(DatasetRepoError, match="no dataset version 'v9'"):
         repo.checkout("v9")
 
-    # back on the branch: an unchanged v2 build is recognised, not re-committed
-    again = repo.commit_version(build_yolo_dataset(frames, repo.dataset_dir, NAMES), message="x")
+    # an unchanged v2 build is recognised, not re-committed, and restores v2's folder
+    again = repo.commit_version(repo.stage(frames, NAMES), message="x")
     assert again.version == "v2"
+    assert len(list((repo.dataset_dir / "images").rglob("*.jpg"))) == 14
