@@ -31,9 +31,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -151,6 +151,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=125_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
+        "--share-every",
+        type=float,
+        default=5.0,
+        help="seconds between two opens of the file by another process (a Dagster asset)",
+    )
+    parser.add_argument(
         "--registry-dir",
         type=Path,
         default=REPO / "data",
@@ -182,8 +188,8 @@ def main() -> None:
         with start_api(settings, extra_env=env) as api:
             stop = threading.Event()
 
-            def other_process() -> None:  # a Dagster asset wanting the file, every 2 s
-                while not stop.wait(2.0):
+            def other_process() -> None:  # a Dagster asset wanting the file, now and then
+                while not stop.wait(args.share_every):
                     out = subprocess.run(
                         [sys.executable, "-c", _WAIT_FOR_FILE, str(db)],
                         capture_output=True,

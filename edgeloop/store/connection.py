@@ -12,8 +12,8 @@ checkpoint the WAL (opening and closing the file cost 34–47 % of a labeling re
 The idle connection is closed ``linger_s`` after the last use, ``max_hold_s`` after it
 was opened at the latest, and within ``KEEPER_POLL_S`` when another process asks for the
 file: a process that finds the file locked touches ``<file>.wanted`` before it retries,
-and the lingering process then stops lingering for ``YIELD_S`` and, while the marker is
-fresh, opens each connection only after a short pause with the file closed
+and, while the marker is fresh (``WANTED_FRESH_S``), the lingering process does not
+linger and opens each connection only after a short pause with the file closed
 (``YIELD_WINDOW_S``), so the waiting process gets in even under a steady load.
 """
 
@@ -52,8 +52,6 @@ that holds the store (an ingest group commit of several batches), s."""
 
 KEEPER_POLL_S = 0.1
 """How often a lingering store checks whether to close its idle connection, s."""
-YIELD_S = 2.0
-"""After another process asked for the file, how long a store does not linger, s."""
 WANTED_FRESH_S = 0.5
 """A ``.wanted`` marker touched this recently means a process is waiting right now (it
 touches it on every retry, at most ``RETRY_MAX_WAIT_S`` apart), s."""
@@ -108,7 +106,6 @@ class Store:
         self._keeper_wall_opened = 0.0
         self._own_touch = 0.0
         self._last_used = 0.0
-        self._no_linger_until = 0.0
         self._closer: threading.Thread | None = None
         self._closed = False
 
@@ -131,14 +128,17 @@ class Store:
             return 0.0
         return 0.0 if touched == self._own_touch else touched
 
+    def _waited_for(self) -> bool:
+        """True while another process waits for the file (its marker is fresh)."""
+        return time.time() - self._wanted_since() <= WANTED_FRESH_S
+
     def _yield_if_wanted(self) -> None:
         """Called with the process lock held, before opening: while another process waits
-        for the file, close the idle connection, stop lingering and pause with the file
-        closed (only a store that lingers does this)."""
-        if self.linger_s <= 0 or time.time() - self._wanted_since() > WANTED_FRESH_S:
+        for the file, close the idle connection and pause with the file closed (only a
+        store that lingers does this)."""
+        if self.linger_s <= 0 or not self._waited_for():
             return
         self._release_keeper()
-        self._no_linger_until = time.monotonic() + YIELD_S
         time.sleep(YIELD_WINDOW_S)
 
     def _should_release(self, now: float) -> bool:
@@ -146,10 +146,7 @@ class Store:
             return False
         if now - self._last_used >= self.linger_s or now - self._keeper_opened >= self.max_hold_s:
             return True
-        if self._wanted_since() > self._keeper_wall_opened:
-            self._no_linger_until = now + YIELD_S
-            return True
-        return False
+        return self._wanted_since() > self._keeper_wall_opened
 
     def _release_keeper(self) -> None:
         if self._keeper is None:
@@ -166,7 +163,7 @@ class Store:
         self._last_used = now
         if self.linger_s <= 0 or self._closed or self._keeper is not None:
             return
-        if now < self._no_linger_until:
+        if self._waited_for():
             return
         try:
             self._keeper = duckdb.connect(str(self.path))  # cache hit: ``con`` is open
