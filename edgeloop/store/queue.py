@@ -141,7 +141,7 @@ def next_item(
     over; ``exclude`` passes over the given item ids (the page's current item when it
     prefetches the next).
     """
-    where = ["status IN ('pending', 'skipped')"]
+    where: list[str] = []
     params: list[Any] = []
     if camera_id is not None:
         where.append("camera_id = ?")
@@ -152,15 +152,29 @@ def next_item(
     if exclude:
         where.append(f"item_id NOT IN ({', '.join('?' * len(exclude))})")
         params += list(exclude)
+    eligible = " AND ".join(["status = 'pending'", *where])
+    # QUEUE_ORDER in two cheap passes instead of a sort of every pending item (~118,000
+    # at fleet scale): the top priority, then the newest item among those holding it.
     rows = fetch_dicts(
         con.execute(
             f"""
             SELECT {COLUMNS} FROM labeling_queue
-            WHERE {" AND ".join(where)}
-            ORDER BY (status = 'pending') DESC,
-                     CASE WHEN status = 'pending' THEN priority ELSE 0 END DESC,
-                     CASE WHEN status = 'pending' THEN created_at END DESC,
-                     skip_count, updated_at, priority DESC, item_id DESC
+            WHERE {eligible}
+              AND priority = (SELECT max(priority) FROM labeling_queue WHERE {eligible})
+            ORDER BY created_at DESC, item_id DESC
+            LIMIT 1
+            """,
+            params + params,
+        )
+    )
+    if rows:
+        return rows[0]
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            SELECT {COLUMNS} FROM labeling_queue
+            WHERE {" AND ".join(["status = 'skipped'", *where])}
+            ORDER BY skip_count, updated_at, priority DESC, item_id DESC
             LIMIT 1
             """,
             params,
