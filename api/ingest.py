@@ -1,28 +1,32 @@
 """Ingest building blocks: JPEG checks and writes, and the batch as column-wise Arrow tables.
 
 Everything here runs outside the DuckDB connection, so the file stays locked only for
-the inserts themselves (``edgeloop.store.frames.insert_batch``). Arrow columns are built from
-flat Python lists or numpy arrays, frame-level values repeated per detection with
-``take`` — never row by row.
+the inserts themselves (``edgeloop.store.frames.insert_batch``). Both wire versions become
+one ``BatchColumns`` (version 1 by one pass over its per-detection objects, version 2 as
+its arrays are), and one function builds the tables from it, so both versions store the
+same rows. Arrow columns are built from flat Python lists or numpy arrays, frame-level
+values repeated per detection with ``take`` — never row by row.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from edgeloop.files import fsync_dir
 from edgeloop.rules import uncertainty_scores
-from edgeloop.wire import FrameRecord, IngestBatch
+from edgeloop.wire import AnyIngestBatch, FrameRecord, IngestBatch, IngestBatchColumnar
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -62,13 +66,15 @@ def jpeg_path(frames_dir: Path, camera_id: str, frame_key: str) -> Path:
     return frames_dir / camera_id / f"{frame_key.replace(':', '~')}.jpg"
 
 
-def jpeg_paths(frames: Iterable[FrameRecord], frames_dir: Path) -> dict[str, Path]:
+def jpeg_paths(columns: BatchColumns, frames_dir: Path) -> dict[str, Path]:
     """frame_key -> absolute path of its JPEG, for the frames that carry one."""
     root = frames_dir.resolve()
     return {
-        frame.frame_key: jpeg_path(root, frame.camera_id, frame.frame_key)
-        for frame in frames
-        if frame.jpeg is not None
+        key: jpeg_path(root, camera, key)
+        for key, camera, jpeg in zip(
+            columns.frame_key, columns.camera_id, columns.jpeg, strict=True
+        )
+        if jpeg is not None
     }
 
 
@@ -88,8 +94,9 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return False
 
 
-def write_jpegs(frames: Iterable[FrameRecord], paths: dict[str, Path]) -> JpegWrites:
-    """Write each frame's JPEG durably and create-exclusive to ``paths[frame_key]``.
+def write_jpegs(jpegs: Mapping[str, bytes], paths: dict[str, Path]) -> JpegWrites:
+    """Write each frame's JPEG (``jpegs``: frame_key -> JPEG bytes) durably and
+    create-exclusive to ``paths[frame_key]``.
 
     The bytes go to a temporary file (fsync), which is then hard-linked to the target:
     ``link`` fails when the target exists, so a stored JPEG is never replaced, not even
@@ -104,19 +111,17 @@ def write_jpegs(frames: Iterable[FrameRecord], paths: dict[str, Path]) -> JpegWr
     touched_dirs: set[Path] = set()
     created: set[str] = set()
     conflicts: set[str] = set()
-    for frame in frames:
-        if frame.jpeg is None:
-            continue
-        target = paths[frame.frame_key]
+    for key, jpeg in jpegs.items():
+        target = paths[key]
         if target.exists():
-            if not _same_bytes(target, frame.jpeg):
-                conflicts.add(frame.frame_key)
+            if not _same_bytes(target, jpeg):
+                conflicts.add(key)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(frame.jpeg)
+            view = memoryview(jpeg)
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
@@ -124,11 +129,11 @@ def write_jpegs(frames: Iterable[FrameRecord], paths: dict[str, Path]) -> JpegWr
             os.close(fd)
         try:
             os.link(tmp, target)
-            created.add(frame.frame_key)
+            created.add(key)
             touched_dirs.add(target.parent)
         except FileExistsError:  # another request created it since the check above
-            if not _same_bytes(target, frame.jpeg):
-                conflicts.add(frame.frame_key)
+            if not _same_bytes(target, jpeg):
+                conflicts.add(key)
         finally:
             tmp.unlink(missing_ok=True)
     for folder in touched_dirs:
@@ -166,6 +171,170 @@ class IngestTables:
     queue: pa.Table
 
 
+@dataclass(frozen=True)
+class BatchColumns:
+    """One batch of either wire version as parallel columns: what the tables are built from.
+
+    Frame columns hold one item per frame (``n_frames``), detection columns one per
+    detection (``n_detections``), the detections of frame 0 first, then frame 1's, ...
+    Coordinates are xyxy px of the original frame.
+
+    Attributes:
+        agent_id: the sending agent.
+        sent_frames: frames as sent, repeats included (the ack counts them).
+        frame_key ... jpeg: per frame, as in ``edgeloop.wire.FrameRecord``.
+        detection_count: (n_frames,) int64.
+        boxes: (n_detections, 4) float64 xyxy px. confidence: (n_detections,) float64.
+        class_id: (n_detections,) int64. class_name: (n_detections,) Arrow strings.
+        uncertain: (n_detections,) bool.
+    """
+
+    agent_id: str
+    sent_frames: int
+    frame_key: list[str]
+    camera_id: list[str]
+    frame_index: list[int]
+    captured_at: list[datetime]
+    width: list[int]
+    height: list[int]
+    brightness: list[float]
+    contrast: list[float]
+    sharpness: list[float]
+    saturation: list[float]
+    inference_ms: list[float]
+    model_version: list[str]
+    jpeg: list[bytes | None]
+    detection_count: npt.NDArray[np.int64]
+    boxes: npt.NDArray[np.float64]
+    confidence: npt.NDArray[np.float64]
+    class_id: npt.NDArray[np.int64]
+    class_name: pa.Array
+    uncertain: npt.NDArray[np.bool_]
+
+    def jpegs(self) -> dict[str, bytes]:
+        """frame_key -> JPEG bytes, for the frames that carry one."""
+        return {
+            key: jpeg
+            for key, jpeg in zip(self.frame_key, self.jpeg, strict=True)
+            if jpeg is not None
+        }
+
+
+def columns_from_records(
+    frames: Sequence[FrameRecord], *, agent_id: str, sent_frames: int | None = None
+) -> BatchColumns:
+    """Version 1: the columns of ``frames`` (one pass over the per-detection objects)."""
+    n_frames = len(frames)
+    dets = [d for f in frames for d in f.detections]
+    n_dets = len(dets)
+    qualities = [f.quality for f in frames]
+    return BatchColumns(
+        agent_id=agent_id,
+        sent_frames=n_frames if sent_frames is None else sent_frames,
+        frame_key=[f.frame_key for f in frames],
+        camera_id=[f.camera_id for f in frames],
+        frame_index=[f.frame_index for f in frames],
+        captured_at=[f.captured_at for f in frames],
+        width=[f.width for f in frames],
+        height=[f.height for f in frames],
+        brightness=[q.brightness for q in qualities],
+        contrast=[q.contrast for q in qualities],
+        sharpness=[q.sharpness for q in qualities],
+        saturation=[q.saturation for q in qualities],
+        inference_ms=[f.inference_ms for f in frames],
+        model_version=[f.model_version for f in frames],
+        jpeg=[f.jpeg for f in frames],
+        detection_count=np.fromiter(
+            (len(f.detections) for f in frames), dtype=np.int64, count=n_frames
+        ),
+        boxes=np.fromiter(
+            chain.from_iterable(d.bbox_xyxy for d in dets), dtype=np.float64, count=4 * n_dets
+        ).reshape(n_dets, 4),
+        confidence=np.fromiter((d.confidence for d in dets), dtype=np.float64, count=n_dets),
+        class_id=np.fromiter((d.class_id for d in dets), dtype=np.int64, count=n_dets),
+        class_name=pa.array([d.class_name for d in dets], pa.string()),
+        uncertain=np.fromiter((d.uncertain for d in dets), dtype=np.bool_, count=n_dets),
+    )
+
+
+def columns_from_columnar(batch: IngestBatchColumnar) -> BatchColumns:
+    """Version 2: the batch's arrays as they are (numpy views, no per-detection object)."""
+    arrays = batch.arrays()
+    return BatchColumns(
+        agent_id=batch.agent_id,
+        sent_frames=batch.frame_count,
+        frame_key=batch.frame_key,
+        camera_id=batch.camera_id,
+        frame_index=batch.frame_index,
+        captured_at=batch.captured_at,
+        width=batch.width,
+        height=batch.height,
+        brightness=batch.brightness,
+        contrast=batch.contrast,
+        sharpness=batch.sharpness,
+        saturation=batch.saturation,
+        inference_ms=batch.inference_ms,
+        model_version=batch.model_version,
+        jpeg=batch.jpeg if batch.jpeg is not None else [None] * batch.frame_count,
+        detection_count=arrays.detection_count,
+        boxes=arrays.boxes,
+        confidence=arrays.confidence,
+        class_id=arrays.class_id,
+        class_name=pa.array(batch.class_names, pa.string()).take(arrays.class_name_index),
+        uncertain=arrays.uncertain,
+    )
+
+
+def batch_columns(batch: AnyIngestBatch) -> BatchColumns:
+    """The columns of a batch of either wire version, repeated frame_keys dropped (the
+    first kept, as ``unique_frames``)."""
+    if isinstance(batch, IngestBatchColumnar):
+        return unique_columns(columns_from_columnar(batch))
+    frames, _ = unique_frames(batch)
+    return columns_from_records(frames, agent_id=batch.agent_id, sent_frames=len(batch.frames))
+
+
+def unique_columns(columns: BatchColumns) -> BatchColumns:
+    """``columns`` without the frames whose frame_key came earlier in the batch (and
+    without their detections)."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(columns.frame_key):
+        first.setdefault(key, i)
+    if len(first) == len(columns.frame_key):
+        return columns
+    kept = list(first.values())
+    keep_frame = np.zeros(len(columns.frame_key), dtype=np.bool_)
+    keep_frame[kept] = True
+    keep_det = np.repeat(keep_frame, columns.detection_count)
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in kept]
+
+    return BatchColumns(
+        agent_id=columns.agent_id,
+        sent_frames=columns.sent_frames,
+        frame_key=pick(columns.frame_key),
+        camera_id=pick(columns.camera_id),
+        frame_index=pick(columns.frame_index),
+        captured_at=pick(columns.captured_at),
+        width=pick(columns.width),
+        height=pick(columns.height),
+        brightness=pick(columns.brightness),
+        contrast=pick(columns.contrast),
+        sharpness=pick(columns.sharpness),
+        saturation=pick(columns.saturation),
+        inference_ms=pick(columns.inference_ms),
+        model_version=pick(columns.model_version),
+        jpeg=pick(columns.jpeg),
+        detection_count=columns.detection_count[keep_frame],
+        boxes=columns.boxes[keep_det],
+        confidence=columns.confidence[keep_det],
+        class_id=columns.class_id[keep_det],
+        class_name=columns.class_name.filter(pa.array(keep_det)),
+        uncertain=columns.uncertain[keep_det],
+    )
+
+
 def unique_frames(batch: IngestBatch) -> tuple[list[FrameRecord], int]:
     """The batch's frames with repeated frame_keys dropped (first kept), and how many were dropped."""
     seen: dict[str, FrameRecord] = {}
@@ -183,11 +352,28 @@ def build_tables(
     uncertainty_low: float,
     uncertainty_high: float,
 ) -> IngestTables:
+    """``tables_from_columns`` of version-1 frames (with unique frame_keys)."""
+    return tables_from_columns(
+        columns_from_records(frames, agent_id=agent_id),
+        received_at=received_at,
+        jpeg_paths=jpeg_paths,
+        uncertainty_low=uncertainty_low,
+        uncertainty_high=uncertainty_high,
+    )
+
+
+def tables_from_columns(
+    columns: BatchColumns,
+    *,
+    received_at: datetime,
+    jpeg_paths: dict[str, Path],
+    uncertainty_low: float,
+    uncertainty_high: float,
+) -> IngestTables:
     """Build the ``frames``, ``prediction_logs`` and ``labeling_queue`` rows of a batch.
 
     Args:
-        frames: frames with unique frame_keys.
-        agent_id: the sending agent.
+        columns: the batch, frame_keys unique.
         received_at: when the API received the batch (UTC).
         jpeg_paths: frame_key -> stored JPEG path, for frames that carry one.
         uncertainty_low, uncertainty_high: the band of ``edgeloop.rules.uncertainty_scores``.
@@ -198,17 +384,14 @@ def build_tables(
         least one detection flagged uncertain and a stored JPEG (a frame without its JPEG
         cannot be labeled), priority = max ``uncertainty_scores`` over its detections.
     """
-    n_frames = len(frames)
-    counts = np.fromiter((len(f.detections) for f in frames), dtype=np.int64, count=n_frames)
-    dets = [d for f in frames for d in f.detections]
-    n_dets = len(dets)
+    n_frames = len(columns.frame_key)
+    counts = columns.detection_count
+    n_dets = int(counts.sum())
     frame_of_det = np.repeat(np.arange(n_frames, dtype=np.int64), counts)
 
-    confidence = np.fromiter((d.confidence for d in dets), dtype=np.float64, count=n_dets)
-    boxes = np.fromiter(
-        chain.from_iterable(d.bbox_xyxy for d in dets), dtype=np.float64, count=4 * n_dets
-    ).reshape(n_dets, 4)
-    uncertain = np.fromiter((d.uncertain for d in dets), dtype=np.bool_, count=n_dets)
+    confidence = columns.confidence
+    boxes = columns.boxes
+    uncertain = columns.uncertain
     flagged = np.bincount(frame_of_det, weights=uncertain, minlength=n_frames).astype(np.int32)
     # i-th detection of its frame: position in the batch minus the frame's first position.
     first_of_frame = np.cumsum(counts) - counts
@@ -217,31 +400,30 @@ def build_tables(
     no_dets = counts == 0
     mean_conf = np.divide(conf_sum, counts, out=np.zeros(n_frames), where=~no_dets)
 
-    keys = pa.array([f.frame_key for f in frames], pa.string())
-    cameras = pa.array([f.camera_id for f in frames], pa.string())
-    captured = pa.array([f.captured_at for f in frames], _TS)
-    versions = pa.array([f.model_version for f in frames], pa.string())
-    paths = [jpeg_paths.get(f.frame_key) for f in frames]
-    qualities = [f.quality for f in frames]
+    keys = pa.array(columns.frame_key, pa.string())
+    cameras = pa.array(columns.camera_id, pa.string())
+    captured = pa.array(columns.captured_at, _TS)
+    versions = pa.array(columns.model_version, pa.string())
+    paths = [jpeg_paths.get(key) for key in columns.frame_key]
 
     frames_table = pa.table(
         {
             "frame_key": keys,
             "camera_id": cameras,
-            "frame_index": pa.array([f.frame_index for f in frames], pa.int64()),
+            "frame_index": pa.array(columns.frame_index, pa.int64()),
             "captured_at": captured,
             "received_at": pa.array([received_at] * n_frames, _TS),
-            "width": pa.array([f.width for f in frames], pa.int32()),
-            "height": pa.array([f.height for f in frames], pa.int32()),
-            "brightness": pa.array([q.brightness for q in qualities], pa.float64()),
-            "contrast": pa.array([q.contrast for q in qualities], pa.float64()),
-            "sharpness": pa.array([q.sharpness for q in qualities], pa.float64()),
-            "saturation": pa.array([q.saturation for q in qualities], pa.float64()),
+            "width": pa.array(columns.width, pa.int32()),
+            "height": pa.array(columns.height, pa.int32()),
+            "brightness": pa.array(columns.brightness, pa.float64()),
+            "contrast": pa.array(columns.contrast, pa.float64()),
+            "sharpness": pa.array(columns.sharpness, pa.float64()),
+            "saturation": pa.array(columns.saturation, pa.float64()),
             "detection_count": pa.array(counts.astype(np.int32)),
             "mean_confidence": pa.array(mean_conf, mask=no_dets),
-            "inference_ms": pa.array([f.inference_ms for f in frames], pa.float64()),
+            "inference_ms": pa.array(columns.inference_ms, pa.float64()),
             "model_version": versions,
-            "agent_id": pa.array([agent_id] * n_frames, pa.string()),
+            "agent_id": pa.array([columns.agent_id] * n_frames, pa.string()),
             "jpeg_path": pa.array([str(p) if p else None for p in paths], pa.string()),
         }
     )
@@ -256,8 +438,8 @@ def build_tables(
             "frame_key": det_keys,
             "camera_id": cameras.take(take),
             "captured_at": captured.take(take),
-            "class_id": pa.array([d.class_id for d in dets], pa.int32()),
-            "class_name": pa.array([d.class_name for d in dets], pa.string()),
+            "class_id": pa.array(columns.class_id.astype(np.int32)),
+            "class_name": columns.class_name,
             "confidence": pa.array(confidence),
             "x1": pa.array(boxes[:, 0]),
             "y1": pa.array(boxes[:, 1]),
@@ -273,25 +455,15 @@ def build_tables(
     np.maximum.at(
         top_score, frame_of_det, uncertainty_scores(confidence, uncertainty_low, uncertainty_high)
     )
-    q_keys: list[str] = []
-    q_cameras: list[str] = []
-    q_priority: list[float] = []
-    q_uncertain: list[int] = []
-    for i in np.flatnonzero(flagged).tolist():
-        frame = frames[i]
-        if paths[i] is None:
-            continue
-        q_keys.append(frame.frame_key)
-        q_cameras.append(frame.camera_id)
-        q_priority.append(float(top_score[i]))
-        q_uncertain.append(int(flagged[i]))
-    n_queue = len(q_keys)
+    has_jpeg = np.fromiter((p is not None for p in paths), dtype=np.bool_, count=n_frames)
+    queued = pa.array(np.flatnonzero((flagged > 0) & has_jpeg))
+    n_queue = len(queued)
     queue_table = pa.table(
         {
-            "frame_key": pa.array(q_keys, pa.string()),
-            "camera_id": pa.array(q_cameras, pa.string()),
-            "priority": pa.array(q_priority, pa.float64()),
-            "uncertain_count": pa.array(q_uncertain, pa.int32()),
+            "frame_key": keys.take(queued),
+            "camera_id": cameras.take(queued),
+            "priority": pa.array(top_score, pa.float64()).take(queued),
+            "uncertain_count": pa.array(flagged, pa.int32()).take(queued),
             "created_at": pa.array([received_at] * n_queue, _TS),
             "updated_at": pa.array([received_at] * n_queue, _TS),
         }

@@ -1,6 +1,6 @@
 """Shipping ingest batches to the API, with the on-disk spool as the safety net.
 
-``Shipper.ship(batch)`` POSTs ``IngestBatch.model_dump_json()`` to ``{api_url}/api/ingest``
+``Shipper.ship(batch)`` POSTs the batch's JSON (``edgeloop.wire``: version 2, columnar) to ``{api_url}/api/ingest``
 with ``Authorization: Bearer <token>``; the API answers ``edgeloop.wire.IngestAck``.
 
 * Delivered (2xx): done.
@@ -28,7 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from edge_agent.spool import Spool
-from edgeloop.wire import IngestAck, IngestBatch
+from edgeloop.wire import AnyIngestBatch, IngestAck, parse_ingest_batch
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Shipper:
 
     # -- public API ---------------------------------------------------------------------
 
-    def ship(self, batch: IngestBatch) -> Outcome:
+    def ship(self, batch: AnyIngestBatch) -> Outcome:
         """Deliver ``batch`` now if the API is up and the spool is empty, else spool it.
 
         Returns:
@@ -119,14 +119,14 @@ class Shipper:
         """
         data = batch.model_dump_json().encode()
         if not self.replay() or time.monotonic() < self._retry_at:
-            self.spool.put_json(data, frames=len(batch.frames))
+            self.spool.put_json(data, frames=batch.frame_count)
             self.stats.spooled += 1
             return Outcome.RETRY
-        outcome, detail = self._post(data, len(batch.frames))
+        outcome, detail = self._post(data, batch.frame_count)
         if outcome is Outcome.DELIVERED:
             self.stats.sent += 1
         elif outcome is Outcome.RETRY:
-            path = self.spool.put_json(data, frames=len(batch.frames))
+            path = self.spool.put_json(data, frames=batch.frame_count)
             self.stats.spooled += 1
             logger.debug("spooled batch %s: %s", path.name, detail)
         else:
@@ -152,7 +152,7 @@ class Shipper:
         for path in pending:
             try:
                 data = path.read_bytes()
-                frames = len(IngestBatch.model_validate_json(data).frames)
+                frames = parse_ingest_batch(data).frame_count
             except (OSError, ValidationError) as exc:
                 self.spool.reject(path, f"unreadable spool file: {exc}")
                 self.stats.rejected += 1

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from edgeloop.files import atomic_write_bytes, fsync_dir
-from edgeloop.wire import IngestBatch
+from edgeloop.wire import AnyIngestBatch, parse_ingest_batch
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ def _frames_in(path: Path) -> int:
     if m := _FRAMES_IN_NAME.search(path.name):
         return int(m.group(1))
     try:
-        return path.read_bytes().count(b'"frame_key":')
-    except OSError:
+        return parse_ingest_batch(path.read_bytes()).frame_count
+    except (OSError, ValueError):
         return 0
 
 
@@ -100,15 +100,18 @@ class Spool:
         with self._lock:
             return len(self._sizes), sum(self._sizes.values())
 
-    def put(self, batch: IngestBatch) -> Path:
+    def put(self, batch: AnyIngestBatch) -> Path:
         """Store ``batch`` durably as the newest pending batch; returns its file."""
-        return self.put_json(batch.model_dump_json().encode(), frames=len(batch.frames))
+        return self.put_json(batch.model_dump_json().encode(), frames=batch.frame_count)
 
     def put_json(self, data: bytes, *, frames: int | None = None) -> Path:
         """Store an already serialised ``IngestBatch`` (JSON bytes, ``frames`` frames) as the
         newest pending batch, first dropping the oldest ones the disk cap requires."""
         if frames is None:
-            frames = data.count(b'"frame_key":')
+            try:
+                frames = parse_ingest_batch(data).frame_count
+            except ValueError:  # not a batch: it is rejected when replayed
+                frames = 0
         self._make_room(len(data))
         name = f"{time.time_ns():020d}-{next(self._seq):08d}-{secrets.token_hex(3)}-{frames}f.json"
         path = self.pending_dir / name
@@ -161,13 +164,13 @@ class Spool:
         """Rejected batch files, oldest first."""
         return sorted(self.rejected_dir.glob("*.json"))
 
-    def load(self, path: Path) -> IngestBatch:
+    def load(self, path: Path) -> AnyIngestBatch:
         """Read and validate a spooled batch.
 
         Raises:
             pydantic.ValidationError: the file is not a valid ``IngestBatch`` (see ``reject``).
         """
-        return IngestBatch.model_validate_json(path.read_bytes())
+        return parse_ingest_batch(path.read_bytes())
 
     def ack(self, path: Path) -> None:
         """The API stored this batch: remove it from the spool."""

@@ -20,9 +20,17 @@ import httpx
 import pytest
 from support import SEED_PT, require
 
-from edgeloop.wire import FrameQuality, FrameRecord, IngestBatch
+from edgeloop.wire import FrameQuality, FrameRecord, IngestBatch, parse_ingest_batch
 
 PREBUILT_ONNX = Path("/tmp/seed/seed.onnx")
+
+
+def as_v1(body: bytes) -> dict[str, Any]:
+    """An ingest body (wire version 1 or 2, as ``edgeloop.wire.parse_ingest_batch`` reads
+    it) as version 1's JSON: one object per frame, so tests read ``batch["frames"]``."""
+    batch = parse_ingest_batch(body)
+    v1 = IngestBatch(agent_id=batch.agent_id, sent_at=batch.sent_at, frames=batch.frames)
+    return dict(v1.model_dump(mode="json"))
 
 
 @pytest.fixture(scope="session")
@@ -118,7 +126,7 @@ class IngestApi(FakeApi):
     def answer(self, request: httpx.Request) -> httpx.Response:
         if request.url.path != "/api/ingest":  # e.g. the heartbeat: an API without the route
             return super().answer(request)
-        self.batches.append(json.loads(request.content))
+        self.batches.append(as_v1(request.content))
         frames = self.batches[-1]["frames"]
         return httpx.Response(
             200, json={"accepted": len(frames), "duplicates": 0, "detections": 0, "queued": 0}
@@ -261,7 +269,7 @@ class RecordingApi:
                 if self.path != "/api/ingest":
                     self._json(404, {"detail": "not found"})
                     return
-                batch = json.loads(body)
+                batch = as_v1(body)
                 with api.lock:
                     api.batches.append(batch)
                     api.headers.append({k.lower(): v for k, v in self.headers.items()})

@@ -24,7 +24,7 @@ from edge_agent.heartbeat import HEARTBEAT_PATH, HeartbeatSender, RecentFrames, 
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
 from edge_agent.shipper import make_client
-from edgeloop.wire import AgentHeartbeat, Detection
+from edgeloop.wire import AgentHeartbeat, Detection, parse_ingest_batch
 
 
 class HeartbeatApi:
@@ -56,7 +56,7 @@ class HeartbeatApi:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path == "/api/ingest":
-                    frames = len(json.loads(body)["frames"])
+                    frames = parse_ingest_batch(body).frame_count
                     self._answer(
                         200, {"accepted": frames, "duplicates": 0, "detections": 0, "queued": 0}
                     )

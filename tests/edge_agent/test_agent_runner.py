@@ -20,7 +20,7 @@ from edge_agent.runner import AgentRunner, frame_key
 from edge_agent.settings import AgentSettings
 from edge_agent.uncertainty import uncertainty_band
 from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
-from edgeloop.wire import Detection
+from edgeloop.wire import Detection, parse_ingest_batch
 
 if TYPE_CHECKING:  # the fixture's class lives in this folder's conftest.py
     from conftest import IngestApi
@@ -182,7 +182,7 @@ def test_a_full_spool_drops_the_oldest_and_the_report_says_so(
     assert sum(p.stat().st_size for p in spool.glob("*.json")) <= 6000 + 5000
     # What is left is the newest.
     kept = sorted(
-        int(p.read_text().split('"frame_index":')[1].split(",")[0]) for p in spool.glob("*.json")
+        parse_ingest_batch(p.read_bytes()).frames[0].frame_index for p in spool.glob("*.json")
     )
     assert kept == list(range(12 - len(kept), 12))
 

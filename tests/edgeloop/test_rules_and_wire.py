@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +10,15 @@ from pydantic import ValidationError
 
 from edgeloop.rules import camera_drifted, is_uncertain, uncertainty_score
 from edgeloop.settings import LoopSettings
-from edgeloop.wire import Detection, FrameQuality, FrameRecord, IngestBatch
+from edgeloop.wire import (
+    Detection,
+    FrameQuality,
+    FrameRecord,
+    IngestBatch,
+    IngestBatchColumnar,
+    encode_columnar,
+    parse_ingest_batch,
+)
 
 
 def test_uncertainty_band_is_exclusive_at_both_ends() -> None:
@@ -139,3 +148,42 @@ def test_batch_refuses_unknown_fields_and_other_wire_versions() -> None:
         IngestBatch.model_validate({**base, "wire_version": "2"})
     with pytest.raises(ValidationError, match="at least 1"):
         IngestBatch.model_validate({**base, "frames": []})
+
+
+def test_columnar_batch_round_trips_through_json_and_is_told_apart_by_wire_version() -> None:
+    frames = [
+        _frame(frame_key="cam-1:a:0", jpeg=b"\xff\xd8 jpeg \xff\xd9"),
+        _frame(frame_key="cam-1:a:1", detections=[]),
+        _frame(frame_key="cam-1:a:2"),
+    ]
+    sent_at = datetime(2026, 1, 1, tzinfo=UTC)
+    columnar = encode_columnar(frames, agent_id="a", sent_at=sent_at)
+    v2 = columnar.model_dump_json().encode()
+    v1 = IngestBatch(agent_id="a", sent_at=sent_at, frames=frames).model_dump_json().encode()
+
+    parsed = parse_ingest_batch(v2)
+    assert isinstance(parsed, IngestBatchColumnar)
+    assert parsed.model_dump() == columnar.model_dump()
+    assert parsed.detection_count == [1, 0, 1]
+    assert parsed.jpeg == [b"\xff\xd8 jpeg \xff\xd9", None, None]
+    assert parsed.arrays().boxes.tolist() == [[10, 20, 110, 220], [10, 20, 110, 220]]
+    assert isinstance(parse_ingest_batch(v1), IngestBatch)
+    # wire_version anywhere in the object (not only first, as pydantic writes it).
+    fields = json.loads(v2)
+    moved = {**{k: v for k, v in fields.items() if k != "wire_version"}, "wire_version": "2"}
+    assert isinstance(parse_ingest_batch(json.dumps(moved, indent=1).encode()), IngestBatchColumnar)
+    with pytest.raises(ValidationError, match="wire_version"):
+        parse_ingest_batch(v2.replace(b'"wire_version":"2"', b'"wire_version":"9"'))
+
+
+def test_columnar_batch_checks_boxes_across_arrays_naming_the_detection() -> None:
+    frames = [_frame(frame_key="cam-1:a:0", detections=[]), _frame(frame_key="cam-1:a:1")]
+    body = encode_columnar(frames, agent_id="a", sent_at=datetime(2026, 1, 1, tzinfo=UTC))
+    wire = body.model_dump(mode="json")
+    IngestBatchColumnar.model_validate(wire)
+    with pytest.raises(ValidationError, match="detection 0 of frame cam-1:a:1: bbox") as outside:
+        IngestBatchColumnar.model_validate({**wire, "y2": [481.5]})  # 1 px tolerance
+    assert outside.value.errors()[0]["loc"] == ("y2", 0)
+    IngestBatchColumnar.model_validate({**wire, "y2": [481.0]})
+    with pytest.raises(ValidationError, match="x1 <= x2"):
+        IngestBatchColumnar.model_validate({**wire, "x1": [111.0]})
