@@ -151,7 +151,9 @@ def test_model_status(model_client: TestClient) -> None:
 
 
 def test_health_names_the_production_version(model_client: TestClient) -> None:
-    assert model_client.get("/api/health", headers=LABELER).json()["production_model_version"] == "1"
+    assert (
+        model_client.get("/api/health", headers=LABELER).json()["production_model_version"] == "1"
+    )
 
 
 def test_labels_use_the_production_class_names(model_client: TestClient) -> None:
