@@ -54,9 +54,16 @@ up: init  ## the long-running stack: API + labeling page on :8000, Dagster UI + 
 status: setup  ## counts, queue, drift, models, retraining events
 	$(RUN) edgeloop status
 
-bench: data  ## benchmarks: agent fps vs bare ONNX Runtime, API ingest vs raw Arrow insert
+bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line); see bench/README.md
 	$(RUN) python bench/edge_fps.py
 	$(RUN) python bench/ingest.py
+	$(RUN) python bench/api_reads.py
+	$(RUN) python bench/console.py
+	$(RUN) python bench/search.py
+	$(RUN) python bench/vector_publish.py
+	$(RUN) python bench/crop_embeddings.py
+	$(RUN) python bench/datasets.py
+	$(RUN) python bench/trigger.py
 
 clean:  ## remove runtime state (keeps fetched media and package cache)
 	rm -rf data/edgeloop.duckdb* data/mlflow data/dagster data/datasets data/dvc-remote \

@@ -61,9 +61,11 @@ def _queue(client: TestClient, n: int) -> list[int]:
     return sorted(item["item_id"] for item in body["data"])
 
 
-def _label(client: TestClient, item_id: int) -> dict[str, Any]:
+def _label(client: TestClient, item_id: int, *, edit: bool = False) -> dict[str, Any]:
     response = client.post(
-        f"/api/labeling-queue/{item_id}/label", json={"no_object": True}, headers=LABELER
+        f"/api/labeling-queue/{item_id}/label",
+        json={"no_object": True, "edit": edit},
+        headers=LABELER,
     )
     assert response.status_code == 201, response.text
     return dict(response.json())
@@ -117,7 +119,7 @@ def test_the_threshold_label_launches_retrain_job_once(
     # Once it failed (the run-failure sensor records that), the next label pushes again.
     with store.connect() as con:
         retraining.record_run(con=con, dagster_run_id="run-1", run_status="failed")
-    _label(client, items[0])  # a re-label: the count stays, the newest label id moves
+    _label(client, items[0], edit=True)  # an edit: the count stays, the newest label id moves
     assert len(launcher.calls) == 2
     assert launcher.calls[1]["tags"]["dagster/run_key"] == f"labels:{_newest_label_id(store)}"
 
