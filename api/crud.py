@@ -9,18 +9,22 @@ the queries. Boxes are ``(x1, y1, x2, y2)`` pixels of the original frame; times 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from api.models import (
     CameraMetricsPublic,
     DeploymentPublic,
+    DriftReportPublic,
     HealthCounts,
     InspectionLogPublic,
     ProposedBoxPublic,
     QueueItemPublic,
     RetrainingEventPublic,
 )
+from edgeloop.rules import RetrainDecision, retrain_decision
 from edgeloop.store import Connection, deployments, drift, frames, labels, queue, retraining
 from edgeloop.store.schema import schema_version
 
@@ -191,3 +195,33 @@ def recent_deployments(
 def latest_deployment_metrics(*, con: Connection, model_name: str, version: str) -> dict[str, Any]:
     """Metrics of the newest ``model_deployments`` row of a version ({} when none)."""
     return deployments.latest_metrics(con=con, model_name=model_name, version=version)
+
+
+@dataclass(frozen=True)
+class RetrainConditions:
+    """What the sensors decide on: labeled frames since the last training run against the
+    threshold, each camera's latest drift report, and ``edgeloop.rules.retrain_decision``."""
+
+    labels_since_training: int
+    label_threshold: int
+    drift: list[DriftReportPublic]
+    decision: RetrainDecision
+
+
+def retrain_conditions(
+    *, con: Connection, label_threshold: int, reports_dir: Path
+) -> RetrainConditions:
+    """The retrain conditions as the sensors see them (``/api/retraining/conditions`` and
+    the console's retraining panel read them here)."""
+    since = labels.since_last_training(con=con)
+    reports = [
+        DriftReportPublic.from_row(row, reports_dir=reports_dir)
+        for row in latest_drift_reports(con=con)
+    ]
+    drifted = [report.camera_id for report in reports if report.drifted]
+    return RetrainConditions(
+        labels_since_training=since,
+        label_threshold=label_threshold,
+        drift=reports,
+        decision=retrain_decision(since, drifted, label_threshold=label_threshold),
+    )

@@ -352,8 +352,8 @@ class RetrainingEventPublic(_Public):
     outcome: str | None = Field(None, description="The promotion outcome, or why the run failed.")
 
 
-class RetrainingConditionsPublic(_Public):
-    """``/api/retraining/conditions``: the seed's retrain rules evaluated now."""
+class RetrainingConditionsBase(_Public):
+    """The seed's retrain rules evaluated now (``api.crud.retrain_conditions``)."""
 
     labels_since_training: int
     label_threshold: int
@@ -361,6 +361,11 @@ class RetrainingConditionsPublic(_Public):
     drifted_cameras: list[str]
     retrain_due: bool
     reasons: list[str]
+
+
+class RetrainingConditionsPublic(RetrainingConditionsBase):
+    """``/api/retraining/conditions``: the conditions and the recent events."""
+
     recent_events: list[RetrainingEventPublic]
 
 

@@ -36,14 +36,7 @@ from edgeloop.wire import AgentHeartbeat  # noqa: E402
 
 CLASSES = ("Normal", "Fall")
 WIDTH, HEIGHT = 768, 576
-FEATURES = (
-    "brightness",
-    "contrast",
-    "sharpness",
-    "saturation",
-    "detection_count",
-    "mean_confidence",
-)
+FEATURES = frames.QUALITY_FEATURES
 CHUNK_FRAMES = 10_000
 
 

@@ -15,6 +15,7 @@ from api.models import (
     DeploymentPublic,
     DriftReportPublic,
     InspectionLogPublic,
+    RetrainingConditionsBase,
     RetrainingEventPublic,
 )
 
@@ -186,13 +187,9 @@ class TrainingRunPublic(BaseModel):
     model_version: str | None
 
 
-class RetrainingPublic(BaseModel):
-    labels_since_training: int
-    label_threshold: int
-    drift: list[DriftReportPublic]
-    drifted_cameras: list[str]
-    retrain_due: bool
-    reasons: list[str]
+class RetrainingPublic(RetrainingConditionsBase):
+    """The console's retraining panel: the conditions, events with Dagster links, runs."""
+
     events: list[ConsoleEventPublic]
     training_runs: list[TrainingRunPublic]
     dagster_ui_url: str

@@ -17,13 +17,12 @@ from api.console import schemas
 from api.models import DeploymentPublic, DriftReportPublic
 from api.settings import ApiSettings
 from edgeloop.registry import PRODUCTION, STAGING
-from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE, retrain_decision
+from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE
 from edgeloop.store import (
     Store,
     agents,
     analytics,
     deployments,
-    labels,
     training_runs,
 )
 
@@ -324,21 +323,18 @@ def retraining_panel(store: Store, settings: ApiSettings) -> schemas.RetrainingP
     on the same reads as ``/api/retraining/conditions``), the events with their Dagster
     runs, and the training runs."""
     with store.connect() as con:
-        since = labels.since_last_training(con=con)
-        drift_rows = crud.latest_drift_reports(con=con)
+        conditions = crud.retrain_conditions(
+            con=con,
+            label_threshold=settings.loop.retrain_label_count,
+            reports_dir=settings.loop.reports_dir,
+        )
         events = crud.recent_retraining_events(con=con, limit=30)
         runs = training_runs.recent(con=con, limit=10)
-    drift = [
-        DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in drift_rows
-    ]
-    threshold = settings.loop.retrain_label_count
-    decision = retrain_decision(
-        since, [d.camera_id for d in drift if d.drifted], label_threshold=threshold
-    )
+    decision = conditions.decision
     return schemas.RetrainingPublic(
-        labels_since_training=since,
-        label_threshold=threshold,
-        drift=drift,
+        labels_since_training=conditions.labels_since_training,
+        label_threshold=conditions.label_threshold,
+        drift=conditions.drift,
         drifted_cameras=decision.drifted_cameras,
         retrain_due=decision.due,
         reasons=decision.reasons,

@@ -10,7 +10,6 @@ from api import crud, deps
 from api import models as schemas
 from api.dagster_launch import RETRAIN_JOB, is_unreachable, launch_retrain
 from api.deps import secured_router
-from edgeloop.rules import retrain_decision
 from edgeloop.store import labels, retraining
 
 logger = logging.getLogger(__name__)
@@ -27,23 +26,19 @@ def read_conditions(
     """Labels since the last training run against the threshold, the latest drift report of
     each camera with the seed's verdict, whether a retrain is due and why, recent events."""
     with store.connect() as con:
-        since = labels.since_last_training(con=con)
-        rows = crud.latest_drift_reports(con=con)
+        conditions = crud.retrain_conditions(
+            con=con,
+            label_threshold=settings.loop.retrain_label_count,
+            reports_dir=settings.loop.reports_dir,
+        )
         events = crud.recent_retraining_events(con=con)
-    drift = [
-        schemas.DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows
-    ]
-    threshold = settings.loop.retrain_label_count
-    decision = retrain_decision(
-        since, [d.camera_id for d in drift if d.drifted], label_threshold=threshold
-    )
     return schemas.RetrainingConditionsPublic(
-        labels_since_training=since,
-        label_threshold=threshold,
-        drift=drift,
-        drifted_cameras=decision.drifted_cameras,
-        retrain_due=decision.due,
-        reasons=decision.reasons,
+        labels_since_training=conditions.labels_since_training,
+        label_threshold=conditions.label_threshold,
+        drift=conditions.drift,
+        drifted_cameras=conditions.decision.drifted_cameras,
+        retrain_due=conditions.decision.due,
+        reasons=conditions.decision.reasons,
         recent_events=events,
     )
 

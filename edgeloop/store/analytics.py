@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from edgeloop.store import frames
 from edgeloop.store.connection import Connection, fetch_dicts, parse_json
 
 PRIORITY_BANDS = ((1.0, "high"), (0.5, "medium"), (float("-inf"), "low"))
@@ -294,40 +295,14 @@ def detection_page(
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of detections, newest capture first (ties by ``detection_id``), each joined
-    with its frame; and the count over all pages.
-
-    The same rows and columns as ``edgeloop.store.frames.list_detections`` (``x1..y2`` px,
-    ``width``/``height`` px, ``has_jpeg``), but the page is cut from ``prediction_logs``
-    before the join, so only ``limit`` rows meet ``frames`` (a join first costs a hash
-    table over every frame: 0.3 s at 1,000,000 detections, ``bench/console.py``).
-    """
-    conditions, params = ["TRUE"], []
-    for clause, value in (("camera_id = ?", camera_id), ("uncertain = ?", uncertain)):
-        if value is not None:
-            conditions.append(clause)
-            params.append(value)
-    where = " AND ".join(conditions)
-    total = con.execute(f"SELECT count(*) FROM prediction_logs WHERE {where}", params).fetchall()
-    rows = fetch_dicts(
-        con.execute(
-            f"""
-            WITH page AS (
-                SELECT detection_id, frame_key, camera_id, captured_at, class_id, class_name,
-                       confidence, x1, y1, x2, y2, uncertain, model_version
-                FROM prediction_logs WHERE {where}
-                ORDER BY captured_at DESC, detection_id LIMIT ? OFFSET ?
-            )
-            SELECT page.detection_id, page.frame_key, page.camera_id, f.frame_index,
-                   page.captured_at, f.received_at, page.class_id, page.class_name,
-                   page.confidence, page.x1, page.y1, page.x2, page.y2, page.uncertain,
-                   page.model_version, f.width, f.height, f.jpeg_path IS NOT NULL AS has_jpeg
-            FROM page JOIN frames f USING (frame_key)
-            ORDER BY page.captured_at DESC, page.detection_id
-            """,
-            [*params, limit, offset],
-        )
+    with its frame; and the count over all pages (``edgeloop.store.frames.list_detections``,
+    which cuts the page from ``prediction_logs`` before the join)."""
+    return frames.list_detections(
+        con=con,
+        where=frames.DetectionFilter(camera_id=camera_id, uncertain=uncertain),
+        limit=limit,
+        offset=offset,
     )
-    return rows, int(total[0][0])
 
 
 def camera_ids(*, con: Connection) -> list[str]:
