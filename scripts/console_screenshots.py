@@ -1,6 +1,6 @@
 """Screenshots of every console panel for the README: ``docs/console/<panel>.png``.
 
-Builds the demo-like loop the console's browser tests use (``tests/console/console_support.py``:
+Builds the demo-like loop the console's browser tests use (``tests/api/console/console_support.py``:
 three cameras, real vtest.avi frames, labels, drift reports, a retrain event, a real MLflow
 registry with two versions) in a temporary data dir, serves it with real uvicorn, signs in
 as an admin in Debian's headless Chromium and captures each panel once its data and charts
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "console"), str(REPO / "tests" / "api")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "api" / "console"), str(REPO / "tests" / "api")]
 
 from console_support import load_demo, send_heartbeats  # noqa: E402
 

@@ -25,7 +25,7 @@ from api.console.routes import PANELS, PanelName
 from api.settings import ApiSettings
 from edgeloop.store import Store, agents, deployments
 
-STATIC = Path(__file__).resolve().parents[2] / "api" / "console" / "static"
+STATIC = Path(__file__).resolve().parents[3] / "api" / "console" / "static"
 
 
 def test_every_panel_has_a_page_and_the_pages_name_every_panel(client: TestClient) -> None:

@@ -252,7 +252,7 @@ def demo_jpegs(target: Path, count: int) -> list[str]:
     import numpy as np
 
     target.mkdir(parents=True, exist_ok=True)
-    video = Path(__file__).resolve().parents[2] / "data" / "samples" / "vtest.avi"
+    video = Path(__file__).resolve().parents[3] / "data" / "samples" / "vtest.avi"
     capture = cv2.VideoCapture(str(video)) if video.exists() else None
     paths = []
     for i in range(count):
