@@ -106,8 +106,10 @@ def bare_loop(session: object, input_name: str, images: list[np.ndarray], size: 
 
 
 def sink(request: httpx.Request) -> httpx.Response:
-    """An ingest endpoint that accepts every batch at once."""
-    n = len(json.loads(request.content)["frames"])
+    """An ingest endpoint that accepts every batch at once (and every heartbeat)."""
+    if request.url.path != "/api/ingest":
+        return httpx.Response(204)
+    n = len(json.loads(request.content)["frame_key"])  # wire version 2: one key per frame
     return httpx.Response(200, json={"accepted": n, "duplicates": 0, "detections": 0, "queued": 0})
 
 
