@@ -77,12 +77,19 @@ def export_onnx(pt_path: Path, out_dir: Path, imgsz: int = AGENT_IMGSZ) -> tuple
 
 
 def register_seed(
-    settings: LoopSettings, *, weights: Path | None = None, actor: str = "edgeloop init"
+    settings: LoopSettings,
+    *,
+    weights: Path | None = None,
+    actor: str = "edgeloop init",
+    replace_production: bool = False,
 ) -> SeedResult:
     """Register the seed (or ``weights``) and give it the ``production`` alias; idempotent.
 
     When ``production`` already points at a version made from the same ``.pt`` (same
-    sha256), nothing is registered again.
+    sha256), nothing is registered again. When it points at another model (one the loop
+    promoted, or a rollback), that model stays production unless ``replace_production``
+    (``edgeloop init --weights``, or the demo, which starts its story from the seed):
+    ``make up`` runs ``init`` first and must never undo a promotion.
 
     Raises:
         SeedWeightsMissingError: the weights file is missing.
@@ -101,6 +108,14 @@ def register_seed(
     current = alias_version(client, settings.model_name, PRODUCTION)
     if current is not None and current.tags.get("pt_sha256") == pt_sha:
         logger.info("production already is %s v%s", settings.model_name, current.version)
+        return SeedResult(files=alias_model_files(client, settings, PRODUCTION), created=False)
+    if current is not None and not replace_production:
+        logger.info(
+            "production is %s v%s, not %s: left as it is",
+            settings.model_name,
+            current.version,
+            pt_path.name,
+        )
         return SeedResult(files=alias_model_files(client, settings, PRODUCTION), created=False)
 
     from mlflow.entities import Param, RunTag

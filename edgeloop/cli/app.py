@@ -116,7 +116,9 @@ def init(
     home = dagster_home(settings)
     try:
         with console.status("registering the detector (ONNX export)…"):
-            result = register_seed(settings, weights=weights)
+            result = register_seed(
+                settings, weights=weights, replace_production=weights is not None
+            )
     except SeedWeightsMissingError as exc:
         _fail(str(exc))
     tokens_path = tokens_file()
@@ -125,9 +127,9 @@ def init(
     except ValueError as exc:
         _fail(str(exc))
     files = result.files
-    verb = "registered" if result.created else "already registered"
+    verb = "registered" if result.created else "is"
     console.print(
-        f"[green]✓[/] {files.name} v{files.version} {verb} with alias [bold]production[/] "
+        f"[green]✓[/] {files.name} v{files.version} {verb} [bold]production[/] "
         f"(classes: {', '.join(files.class_names)}; ONNX sha256 {files.onnx_sha256[:12]}…)"
     )
     console.print(f"[green]✓[/] DuckDB {settings.duckdb_path}, DAGSTER_HOME {home}")

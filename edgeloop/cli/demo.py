@@ -95,7 +95,7 @@ def run_demo(
     t0 = time.monotonic()
     console.rule("[bold]edgeloop demo[/]: the whole loop on real video")
     fetch_media(settings.data_dir)
-    seed = register_seed(settings)
+    seed = register_seed(settings, replace_production=True)  # the story starts from the seed
     summary.add("seed detector", f"{seed.files.name} v{seed.files.version} is production")
     # The demo's own named tokens, made afresh each run (replacing its earlier ones); the
     # secrets stay in this process, the tokens file keeps their sha256 only.

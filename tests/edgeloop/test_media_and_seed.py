@@ -107,6 +107,41 @@ def test_seed_registers_as_production_v1_with_onnx_and_is_idempotent(
 
 
 @pytest.mark.integration
+def test_init_after_a_promotion_leaves_the_promoted_model_in_production(
+    loop_settings: LoopSettings, seed_in_data_dir: Path
+) -> None:
+    """`make up` runs `edgeloop init` first: it must not put the seed back over a model
+    the loop promoted (it did, as v3, after `make demo`)."""
+    from edgeloop.registry import move_alias
+
+    register_seed(loop_settings)
+    client = mlflow_client(loop_settings)
+    seed_version = client.get_model_version(loop_settings.model_name, "1")
+    promoted = client.create_model_version(
+        loop_settings.model_name, source=seed_version.source, run_id=seed_version.run_id
+    )  # a stand-in candidate without the seed's pt_sha256 tag
+    move_alias(
+        client,
+        Store(loop_settings.duckdb_path),
+        model_name=loop_settings.model_name,
+        alias=PRODUCTION,
+        version=str(promoted.version),
+        actor="dagster:model_promotion",
+        reason="beat production on the held-out set",
+        action="promote",
+    )
+
+    again = register_seed(loop_settings)
+
+    assert not again.created and again.files.version == "2"
+    production = alias_version(client, loop_settings.model_name, PRODUCTION)
+    assert production is not None and str(production.version) == "2"
+    assert len(client.search_model_versions(f"name='{loop_settings.model_name}'")) == 2
+    # The demo starts its story from the seed on purpose, and says so.
+    assert register_seed(loop_settings, replace_production=True).created
+
+
+@pytest.mark.integration
 def test_cli_rollback_restores_the_previous_production_version(
     loop_settings: LoopSettings, seed_in_data_dir: Path
 ) -> None:
