@@ -171,6 +171,13 @@ class LoopSettings(BaseSettings):
         return self.data_dir / "reports"
 
     @property
+    def pipeline_settings_path(self) -> Path:
+        """``<data_dir>/pipelines-settings.json``: the code location's effective settings as
+        ``edgeloop up`` started Dagster with them (``edgeloop.cli.settings_snapshot``); the
+        console's settings panel reads it (the API never imports the code location)."""
+        return self.data_dir / "pipelines-settings.json"
+
+    @property
     def runs_dir(self) -> Path:
         """Scratch space of training runs (ultralytics project dir)."""
         return self.data_dir / "runs"

@@ -190,10 +190,15 @@ def up(
         start_dagster,
         start_mlflow_ui,
     )
+    from edgeloop.cli.settings_snapshot import publish_pipeline_settings
 
     settings = _loop_settings()
     api_settings = get_api_settings()
     tokens = _tokens()
+    try:  # what the console's settings panel shows for the code location
+        publish_pipeline_settings(settings, by="edgeloop up")
+    except (OSError, ValueError) as exc:
+        _fail(f"the pipelines' settings (EDGELOOP_PIPELINES_*) are not valid: {exc}")
     api_host, port = host or api_settings.host, api_port or api_settings.port
     api = public_url(api_host, port)
     services = []

@@ -35,6 +35,7 @@ from edgeloop.cli.demo_options import DemoOptions
 from edgeloop.cli.media import fetch_media
 from edgeloop.cli.reviewer import SimulatedReviewer, TtaReference
 from edgeloop.cli.services import dagster_home, start_api
+from edgeloop.cli.settings_snapshot import publish_pipeline_settings
 from edgeloop.cli.status import collect_status, render_camera_models, render_status
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
@@ -95,6 +96,7 @@ def run_demo(
     t0 = time.monotonic()
     console.rule("[bold]edgeloop demo[/]: the whole loop on real video")
     fetch_media(settings.data_dir)
+    publish_pipeline_settings(settings, by="edgeloop demo")
     seed = register_seed(settings, replace_production=True)  # the story starts from the seed
     summary.add("seed detector", f"{seed.files.name} v{seed.files.version} is production")
     # The demo's own named tokens, made afresh each run (replacing its earlier ones); the

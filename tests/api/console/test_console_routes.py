@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from api.console.routes import PANELS, PanelName
 from api.settings import ApiSettings
+from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, agents, deployments
 
 STATIC = Path(__file__).resolve().parents[3] / "api" / "console" / "static"
@@ -338,6 +339,35 @@ def test_settings_panel_shows_sources_and_never_a_token(
     text = client.get("/console/settings/fragment", headers=LABELER).text
     for token in ("agent-token", "labeler-token", "admin-token"):
         assert token not in text and token not in str(data)
+
+
+def test_settings_panel_shows_every_pipelines_setting_that_edgeloop_up_published(
+    client: TestClient, loop_settings: LoopSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API may not import the code location: `edgeloop up` publishes its settings, as
+    the Dagster processes it starts read them, and the panel shows every one."""
+    from edgeloop.cli.settings_snapshot import publish_pipeline_settings
+
+    before = client.get("/console/api/settings", headers=LABELER).json()["data"]
+    assert not [r for r in before if r["group"] == "pipelines"]  # nothing set, nothing published
+    monkeypatch.setenv("EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS", "7")
+    publish_pipeline_settings(loop_settings, by="edgeloop up")
+    monkeypatch.delenv("EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS")  # what Dagster got counts
+
+    data = client.get("/console/api/settings", headers=LABELER).json()
+    rows = {r["name"]: r for r in data["data"] if r["group"] == "pipelines"}
+    epochs = rows["detector_model.epochs"]
+    assert (epochs["value"], epochs["source"]) == (
+        "7",
+        "env EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS",
+    )
+    assert epochs["env_var"] == "EDGELOOP_PIPELINES_DETECTOR_MODEL__EPOCHS"
+    assert (rows["sensor_interval_s"]["value"], rows["sensor_interval_s"]["source"]) == (
+        "30",
+        "default",
+    )
+    assert "model_promotion.min_heldout_images" in rows and "drift_report.window_frames" in rows
+    assert any("edgeloop up started Dagster" in note for note in data["notes"])
 
 
 def test_heartbeat_post_and_list(client: TestClient, store: Store) -> None:
