@@ -310,3 +310,46 @@ def rollback(
         metrics={"rolled_back_from": current_version},
     )
     return target
+
+
+def promote(
+    client: MlflowClient,
+    store: Store,
+    *,
+    model_name: str,
+    version: str,
+    actor: str,
+    reason: str,
+) -> str | None:
+    """Point ``production`` at ``version`` by hand, recorded with action ``promote`` (the
+    counterpart of ``rollback``; the loop's own promotions go through the promotion policy).
+
+    Returns:
+        The version ``production`` pointed at before, or None.
+
+    Raises:
+        ModelNotFoundError: ``version`` is not a registered version of ``model_name``.
+        ValueError: ``version`` already is production.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(model_name, version)
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"{model_name!r} has no version {version}") from exc
+    current = alias_version(client, model_name, PRODUCTION)
+    previous = str(current.version) if current is not None else None
+    if previous == version:
+        raise ValueError(f"v{version} already is production of {model_name!r}")
+    move_alias(
+        client,
+        store,
+        model_name=model_name,
+        alias=PRODUCTION,
+        version=version,
+        actor=actor,
+        reason=reason,
+        action="promote",
+        metrics={"promoted_from": previous},
+    )
+    return previous

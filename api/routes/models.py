@@ -22,8 +22,7 @@ from edgeloop.registry import (
     STAGING,
     ModelFiles,
     ModelNotFoundError,
-    alias_version,
-    move_alias,
+    promote,
     rollback,
 )
 from edgeloop.store import Store
@@ -151,47 +150,6 @@ class PromotePublic(BaseModel):
     previous_version: str | None = Field(description="The version production pointed at before.")
 
 
-def _promote(
-    registry: ModelRegistry, store: Store, *, version: str, actor: str, reason: str
-) -> str | None:
-    """Point ``production`` at ``version`` (recorded by ``edgeloop.registry.move_alias``);
-    returns the previous production version.
-
-    Raises:
-        HTTPException: 404 when ``version`` is not registered, 409 when it already is
-            production.
-    """
-    from mlflow.exceptions import MlflowException
-
-    client = registry.client()
-    try:
-        client.get_model_version(registry.model_name, version)
-    except MlflowException:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail=f"{registry.model_name!r} has no version {version}",
-        ) from None
-    current = alias_version(client, registry.model_name, PRODUCTION)
-    previous = str(current.version) if current is not None else None
-    if previous == version:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"v{version} already is production of {registry.model_name!r}",
-        )
-    move_alias(
-        client,
-        store,
-        model_name=registry.model_name,
-        alias=PRODUCTION,
-        version=version,
-        actor=actor,
-        reason=reason,
-        action="promote",
-        metrics={"promoted_from": previous},
-    )
-    return previous
-
-
 @router.post(
     "/{version}/promote",
     response_model=PromotePublic,
@@ -214,12 +172,23 @@ def promote_version(
     ``model_deployments`` with the caller's name and reason like every alias move (action
     ``promote``). Agents follow within one model check interval; roll back with
     ``POST /api/models/production/rollback``."""
-    previous = _registry_call(
-        registry,
-        lambda: _promote(
-            registry, store, version=version, actor=principal.name, reason=body.reason
-        ),
-    )
+
+    def move() -> str | None:
+        try:
+            return promote(
+                registry.client(),
+                store,
+                model_name=registry.model_name,
+                version=version,
+                actor=principal.name,
+                reason=body.reason,
+            )
+        except ModelNotFoundError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+
+    previous = _registry_call(registry, move)  # other MLflow failures: 503
     logger.info(
         "production of %s promoted to v%s by %s (was v%s)",
         registry.model_name,
