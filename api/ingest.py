@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from itertools import chain
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,13 @@ import pyarrow.compute as pc
 
 from edgeloop.files import fsync_dir
 from edgeloop.rules import uncertainty_scores
-from edgeloop.wire import AnyIngestBatch, FrameRecord, IngestBatch, IngestBatchColumnar
+from edgeloop.wire import (
+    AnyIngestBatch,
+    FrameRecord,
+    IngestBatch,
+    IngestBatchColumnar,
+    encode_columnar,
+)
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -223,38 +228,16 @@ class BatchColumns:
 def columns_from_records(
     frames: Sequence[FrameRecord], *, agent_id: str, sent_frames: int | None = None
 ) -> BatchColumns:
-    """Version 1: the columns of ``frames`` (one pass over the per-detection objects)."""
-    n_frames = len(frames)
-    dets = [d for f in frames for d in f.detections]
-    n_dets = len(dets)
-    qualities = [f.quality for f in frames]
-    return BatchColumns(
-        agent_id=agent_id,
-        sent_frames=n_frames if sent_frames is None else sent_frames,
-        frame_key=[f.frame_key for f in frames],
-        camera_id=[f.camera_id for f in frames],
-        frame_index=[f.frame_index for f in frames],
-        captured_at=[f.captured_at for f in frames],
-        width=[f.width for f in frames],
-        height=[f.height for f in frames],
-        brightness=[q.brightness for q in qualities],
-        contrast=[q.contrast for q in qualities],
-        sharpness=[q.sharpness for q in qualities],
-        saturation=[q.saturation for q in qualities],
-        inference_ms=[f.inference_ms for f in frames],
-        model_version=[f.model_version for f in frames],
-        jpeg=[f.jpeg for f in frames],
-        detection_count=np.fromiter(
-            (len(f.detections) for f in frames), dtype=np.int64, count=n_frames
-        ),
-        boxes=np.fromiter(
-            chain.from_iterable(d.bbox_xyxy for d in dets), dtype=np.float64, count=4 * n_dets
-        ).reshape(n_dets, 4),
-        confidence=np.fromiter((d.confidence for d in dets), dtype=np.float64, count=n_dets),
-        class_id=np.fromiter((d.class_id for d in dets), dtype=np.int64, count=n_dets),
-        class_name=pa.array([d.class_name for d in dets], pa.string()),
-        uncertain=np.fromiter((d.uncertain for d in dets), dtype=np.bool_, count=n_dets),
-    )
+    """Version 1: ``frames`` (1 or more) as the agents' encoder puts them in version 2
+    (``edgeloop.wire.encode_columnar``, one pass over the per-detection objects), read as
+    columns: one mapping of frame fields to columns serves both wire versions.
+
+    Raises:
+        ValueError: no frame, or more than ``MAX_FRAMES_PER_BATCH``.
+    """
+    batch = encode_columnar(frames, agent_id=agent_id, sent_at=datetime.now(UTC))
+    columns = columns_from_columnar(batch)
+    return replace(columns, sent_frames=len(frames) if sent_frames is None else sent_frames)
 
 
 def columns_from_columnar(batch: IngestBatchColumnar) -> BatchColumns:

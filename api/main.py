@@ -49,6 +49,7 @@ from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
 from edgeloop.store import Store, StoreLockedError
 from edgeloop.store.frames import ConfidenceHistograms
+from edgeloop.wire import Detection, FrameQuality, FrameRecord
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,32 @@ def _version() -> str:
         return "0+unknown"
 
 
+_WARM_UP_FRAME = FrameRecord(
+    frame_key="warm-up:0",
+    camera_id="warm-up",
+    frame_index=0,
+    captured_at=datetime(2026, 1, 1, tzinfo=UTC),
+    width=64,
+    height=64,
+    quality=FrameQuality(brightness=0, contrast=0, sharpness=0, saturation=0),
+    inference_ms=0,
+    model_version="0",
+    detections=[
+        Detection(
+            bbox_xyxy=(1, 1, 9, 9), class_id=0, class_name="x", confidence=0.5, uncertain=True
+        )
+    ],
+)
+"""A frame built into Arrow tables (never stored) at start-up, so the first batch does not
+pay for initialising Arrow's compute kernels."""
+
+
 def _warm_up(store: Store) -> None:
     """Migrate the schema and initialise Arrow's compute kernels before the first request."""
     with store.connect():
         pass
     build_tables(
-        [],
+        [_WARM_UP_FRAME],
         agent_id="warm-up",
         received_at=datetime.now(UTC),
         jpeg_paths={},
