@@ -1,10 +1,10 @@
 """Ingest building blocks: JPEG checks and writes, and the batch as column-wise Arrow tables.
 
 Everything here runs outside the DuckDB connection, so the file stays locked only for
-the inserts themselves (``edgeloop.store.frames.insert_batch``). Both wire versions become
-one ``BatchColumns`` (version 1 by one pass over its per-detection objects, version 2 as
-its arrays are), and one function builds the tables from it, so both versions store the
-same rows. Arrow columns are built from flat Python lists or numpy arrays, frame-level
+the inserts themselves (``edgeloop.store.frames.insert_batch``). Every wire version becomes
+one ``BatchColumns`` (version 1 by one pass over its per-detection objects, versions 2 and
+3 as their arrays are), and one function builds the tables from it, so every version
+stores the same rows. Arrow columns are built from flat Python lists or numpy arrays, frame-level
 values repeated per detection with ``take`` — never row by row.
 """
 
@@ -25,13 +25,7 @@ import pyarrow.compute as pc
 
 from edgeloop.files import fsync_dir
 from edgeloop.rules import uncertainty_scores
-from edgeloop.wire import (
-    AnyIngestBatch,
-    FrameRecord,
-    IngestBatch,
-    IngestBatchColumnar,
-    encode_columnar,
-)
+from edgeloop.wire import AnyIngestBatch, ColumnarBatch, FrameRecord, IngestBatch, encode_columnar
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -178,7 +172,7 @@ class IngestTables:
 
 @dataclass(frozen=True)
 class BatchColumns:
-    """One batch of either wire version as parallel columns: what the tables are built from.
+    """One batch of any wire version as parallel columns: what the tables are built from.
 
     Frame columns hold one item per frame (``n_frames``), detection columns one per
     detection (``n_detections``), the detections of frame 0 first, then frame 1's, ...
@@ -187,7 +181,11 @@ class BatchColumns:
     Attributes:
         agent_id: the sending agent.
         sent_frames: frames as sent, repeats included (the ack counts them).
-        frame_key ... jpeg: per frame, as in ``edgeloop.wire.FrameRecord``.
+        frame_key, camera_id, model_version, jpeg: per frame, lists, as in
+            ``edgeloop.wire.FrameRecord``.
+        captured_at: (n_frames,) Arrow timestamp[us, UTC].
+        frame_index, width, height: (n_frames,) int64. brightness ... saturation,
+            inference_ms: (n_frames,) float64 (``FrameQuality``; ms).
         detection_count: (n_frames,) int64.
         boxes: (n_detections, 4) float64 xyxy px. confidence: (n_detections,) float64.
         class_id: (n_detections,) int64. class_name: (n_detections,) Arrow strings.
@@ -198,15 +196,15 @@ class BatchColumns:
     sent_frames: int
     frame_key: list[str]
     camera_id: list[str]
-    frame_index: list[int]
-    captured_at: list[datetime]
-    width: list[int]
-    height: list[int]
-    brightness: list[float]
-    contrast: list[float]
-    sharpness: list[float]
-    saturation: list[float]
-    inference_ms: list[float]
+    frame_index: npt.NDArray[np.int64]
+    captured_at: pa.Array
+    width: npt.NDArray[np.int64]
+    height: npt.NDArray[np.int64]
+    brightness: npt.NDArray[np.float64]
+    contrast: npt.NDArray[np.float64]
+    sharpness: npt.NDArray[np.float64]
+    saturation: npt.NDArray[np.float64]
+    inference_ms: npt.NDArray[np.float64]
     model_version: list[str]
     jpeg: list[bytes | None]
     detection_count: npt.NDArray[np.int64]
@@ -240,23 +238,23 @@ def columns_from_records(
     return replace(columns, sent_frames=len(frames) if sent_frames is None else sent_frames)
 
 
-def columns_from_columnar(batch: IngestBatchColumnar) -> BatchColumns:
-    """Version 2: the batch's arrays as they are (numpy views, no per-detection object)."""
+def columns_from_columnar(batch: ColumnarBatch) -> BatchColumns:
+    """Versions 2 and 3: the batch's arrays as they are (numpy views, no per-detection object)."""
     arrays = batch.arrays()
     return BatchColumns(
         agent_id=batch.agent_id,
         sent_frames=batch.frame_count,
         frame_key=batch.frame_key,
         camera_id=batch.camera_id,
-        frame_index=batch.frame_index,
-        captured_at=batch.captured_at,
-        width=batch.width,
-        height=batch.height,
-        brightness=batch.brightness,
-        contrast=batch.contrast,
-        sharpness=batch.sharpness,
-        saturation=batch.saturation,
-        inference_ms=batch.inference_ms,
+        frame_index=arrays.frame_index,
+        captured_at=pa.array(arrays.captured_at_us.view("datetime64[us]"), _TS),
+        width=arrays.width,
+        height=arrays.height,
+        brightness=arrays.brightness,
+        contrast=arrays.contrast,
+        sharpness=arrays.sharpness,
+        saturation=arrays.saturation,
+        inference_ms=arrays.inference_ms,
         model_version=batch.model_version,
         jpeg=batch.jpeg if batch.jpeg is not None else [None] * batch.frame_count,
         detection_count=arrays.detection_count,
@@ -269,12 +267,12 @@ def columns_from_columnar(batch: IngestBatchColumnar) -> BatchColumns:
 
 
 def batch_columns(batch: AnyIngestBatch) -> BatchColumns:
-    """The columns of a batch of either wire version, repeated frame_keys dropped (the
+    """The columns of a batch of any wire version, repeated frame_keys dropped (the
     first kept, as ``unique_frames``)."""
-    if isinstance(batch, IngestBatchColumnar):
-        return unique_columns(columns_from_columnar(batch))
-    frames, _ = unique_frames(batch)
-    return columns_from_records(frames, agent_id=batch.agent_id, sent_frames=len(batch.frames))
+    if isinstance(batch, IngestBatch):
+        frames, _ = unique_frames(batch)
+        return columns_from_records(frames, agent_id=batch.agent_id, sent_frames=len(batch.frames))
+    return unique_columns(columns_from_columnar(batch))
 
 
 def unique_columns(columns: BatchColumns) -> BatchColumns:
@@ -298,15 +296,15 @@ def unique_columns(columns: BatchColumns) -> BatchColumns:
         sent_frames=columns.sent_frames,
         frame_key=pick(columns.frame_key),
         camera_id=pick(columns.camera_id),
-        frame_index=pick(columns.frame_index),
-        captured_at=pick(columns.captured_at),
-        width=pick(columns.width),
-        height=pick(columns.height),
-        brightness=pick(columns.brightness),
-        contrast=pick(columns.contrast),
-        sharpness=pick(columns.sharpness),
-        saturation=pick(columns.saturation),
-        inference_ms=pick(columns.inference_ms),
+        frame_index=columns.frame_index[kept],
+        captured_at=columns.captured_at.take(pa.array(kept)),
+        width=columns.width[kept],
+        height=columns.height[kept],
+        brightness=columns.brightness[kept],
+        contrast=columns.contrast[kept],
+        sharpness=columns.sharpness[kept],
+        saturation=columns.saturation[kept],
+        inference_ms=columns.inference_ms[kept],
         model_version=pick(columns.model_version),
         jpeg=pick(columns.jpeg),
         detection_count=columns.detection_count[keep_frame],
@@ -385,7 +383,7 @@ def tables_from_columns(
 
     keys = pa.array(columns.frame_key, pa.string())
     cameras = pa.array(columns.camera_id, pa.string())
-    captured = pa.array(columns.captured_at, _TS)
+    captured = columns.captured_at
     versions = pa.array(columns.model_version, pa.string())
     paths = [jpeg_paths.get(key) for key in columns.frame_key]
 

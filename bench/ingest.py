@@ -1,18 +1,19 @@
 """Ingest throughput: detections/s through the API against a raw Arrow insert into DuckDB.
 
 What it measures, in one run on the same machine:
-  * api: real uvicorn on loopback (a subprocess), clients POSTing JSON batches
+  * api: real uvicorn on loopback (a subprocess), clients POSTing batches
     (``--frames`` frames x ``--detections`` detections per batch, no JPEGs) to
-    ``/api/ingest``, in wire version 1 (``IngestBatch``, an object per frame and per
-    detection) and version 2 (``IngestBatchColumnar``, parallel arrays, encoded with the
-    agent's ``encode_columnar``), each API run on an empty store; end to end: HTTP,
-    pydantic parse, Arrow build, DuckDB insert and commit, the connection's open and close
-    (checkpoint). Run with 1 client (one batch in flight) and with ``--concurrency``
-    clients (a fleet of agents).
+    ``/api/ingest``, in wire version 1 (``IngestBatch``, JSON, an object per frame and per
+    detection), version 2 (``IngestBatchColumnar``, JSON, parallel arrays, encoded with the
+    agent's ``encode_columnar``) and version 3 (``IngestBatchBinary``, MessagePack with
+    typed arrays, the agent's ``ingest_body``: what agents send), each API run on an empty
+    store; end to end: HTTP, parse and checks, Arrow build, DuckDB insert and commit, the
+    connection's open and close (checkpoint). Run with 1 client (one batch in flight) and
+    with ``--concurrency`` clients (a fleet of agents).
   * raw: the same rows as pre-built pyarrow tables inserted into a fresh DuckDB file
     with the same schema (``INSERT INTO t SELECT * FROM arrow``, a transaction per batch),
     through one connection for all batches (``--rounds`` times, alternating with the
-    version-2 API runs so that both see the machine's changing load; the best of each
+    version-3 API runs so that both see the machine's changing load; the best of each
     counts) and once with a connection opened and closed per batch (the open and the
     closing checkpoint are what the API's writer amortises).
 
@@ -20,8 +21,9 @@ Also printed: the API process' CPU time per batch (user + system, from /proc), w
 says what the run would give on an idle machine when other work shares the cores.
 
 Usage: ``uv run --frozen python bench/ingest.py [--batches 12] [--concurrency 4] [--rounds 3]``.
-Target (issue 9): end to end through the API in wire version 2 (the better of 1 client and
-the fleet) at >= 0.9x the raw Arrow insert through one connection in the same run; the
+Target (issue 9): end to end through the API in wire version 3, what agents send (the better
+of 1 client and the fleet), at >= 0.9x the raw Arrow insert through one connection in the
+same run; the
 last line says ``TARGET met: ...`` or ``TARGET NOT met: ...`` with both figures.
 """
 
@@ -51,7 +53,13 @@ sys.path.insert(0, str(REPO))
 from edgeloop.cli.services import start_api  # noqa: E402
 from edgeloop.settings import LoopSettings  # noqa: E402
 from edgeloop.store import Store  # noqa: E402
-from edgeloop.wire import IngestBatch, encode_columnar, parse_ingest_batch  # noqa: E402
+from edgeloop.wire import (  # noqa: E402
+    IngestBatch,
+    encode_binary,
+    encode_columnar,
+    ingest_media_type,
+    parse_ingest_batch,
+)
 
 TOKEN = "bench-agent-token"
 TARGET_RATIO = 0.9
@@ -117,7 +125,7 @@ def post_all(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, i
         nonlocal stored
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=120,
         ) as client:
             while True:
@@ -125,7 +133,9 @@ def post_all(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, i
                     if not queue:
                         return
                     _, body = queue.pop(0)
-                response = client.post("/api/ingest", content=body)
+                response = client.post(
+                    "/api/ingest", content=body, headers={"Content-Type": ingest_media_type(body)}
+                )
                 if response.status_code != 200:
                     errors.append(f"{response.status_code}: {response.text[:300]}")
                     return
@@ -230,10 +240,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def columnar_body(body: bytes) -> bytes:
-    """The same batch as a version-2 body, encoded as the agent does (``encode_columnar``)."""
+def columnar_body(body: bytes, version: str) -> bytes:
+    """The same batch as a version-2 body (JSON) or version-3 body (MessagePack), encoded
+    as the agent does (``encode_columnar``, then ``encode_binary`` for version 3)."""
     batch = IngestBatch.model_validate_json(body)
     columnar = encode_columnar(batch.frames, agent_id=batch.agent_id, sent_at=batch.sent_at)
+    if version == "3":
+        return encode_binary(columnar)
     return columnar.model_dump_json().encode()
 
 
@@ -309,11 +322,11 @@ def wait_idle(pid: int, *, quiet_s: float = 0.5, timeout_s: float = 60.0) -> Non
 
 
 def body_detections(body: bytes) -> int:
-    """Detections in a body of either wire version."""
+    """Detections in a body of any wire version."""
     batch = parse_ingest_batch(body)
     if isinstance(batch, IngestBatch):
         return sum(len(f.detections) for f in batch.frames)
-    return sum(batch.detection_count)
+    return int(batch.arrays().detection_count.sum())
 
 
 def main() -> None:
@@ -323,7 +336,7 @@ def main() -> None:
     parser.add_argument("--detections", type=int, default=20, help="detections per frame")
     parser.add_argument("--concurrency", type=int, default=2, help="clients in the fleet run")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of raw insert + API in wire version 2"
+        "--rounds", type=int, default=3, help="rounds of raw insert + API in wire version 3"
     )
     args = parser.parse_args()
 
@@ -331,36 +344,49 @@ def main() -> None:
     n = args.batches
     per_version = 3 * n + 2
     print(
-        f"generating 2 x {per_version} batches of {args.frames} frames x "
+        f"generating 3 x {per_version} batches of {args.frames} frames x "
         f"{args.detections} detections ..."
     )
-    v1_bodies = [make_batch(rng, b, args.frames, args.detections) for b in range(per_version)]
-    v2_bodies = [
-        columnar_body(make_batch(rng, b, args.frames, args.detections))
-        for b in range(per_version, 2 * per_version)
-    ]
-    mb1 = sum(len(b) for b in v1_bodies[:n]) / n / 1e6
-    mb2 = sum(len(b) for b in v2_bodies[:n]) / n / 1e6
-    print(f"  {mb1:.2f} MB of JSON per batch in wire version 1, {mb2:.2f} MB in version 2")
+    bodies = {
+        "1": [make_batch(rng, b, args.frames, args.detections) for b in range(per_version)],
+        **{
+            version: [
+                columnar_body(make_batch(rng, b, args.frames, args.detections), version)
+                for b in range(k * per_version, (k + 1) * per_version)
+            ]
+            for k, version in ((1, "2"), (2, "3"))
+        },
+    }
+    print(
+        "  MB per batch: "
+        + ", ".join(
+            f"wire version {v} {sum(len(b) for b in bs[:n]) / n / 1e6:.2f}"
+            for v, bs in bodies.items()
+        )
+    )
 
-    tables = [arrow_tables(b) for b in v1_bodies[2 : 2 + n]]
+    tables = [arrow_tables(b) for b in bodies["1"][2 : 2 + n]]
     raws: list[tuple[float, int]] = []
-    v2_rounds: list[list[Run]] = []
+    v3_rounds: list[list[Run]] = []
     with tempfile.TemporaryDirectory(prefix="edgeloop-bench-") as tmp:
         data_dir = Path(tmp)
         load = os.getloadavg()[0]
-        v1_runs = api_runs(data_dir / "api-v1", "1", v1_bodies, n, args.concurrency)
-        shutil.rmtree(data_dir / "api-v1")
+        json_runs: list[Run] = []
+        for version in ("1", "2"):
+            json_runs += api_runs(
+                data_dir / f"api-v{version}", version, bodies[version], n, args.concurrency
+            )
+            shutil.rmtree(data_dir / f"api-v{version}")
         # Raw inserts and API runs alternate, each into an empty file, so that both see the
         # machine's changing load; the best of each counts.
         for r in range(args.rounds):
             raws.append(
                 raw_insert(data_dir / f"raw-{r}.duckdb", tables, connection_per_batch=False)
             )
-            v2_rounds.append(
-                api_runs(data_dir / f"api-v2-{r}", "2", v2_bodies, n, args.concurrency)
+            v3_rounds.append(
+                api_runs(data_dir / f"api-v3-{r}", "3", bodies["3"], n, args.concurrency)
             )
-            shutil.rmtree(data_dir / f"api-v2-{r}")
+            shutil.rmtree(data_dir / f"api-v3-{r}")
         raws.append(raw_insert(data_dir / "raw-last.duckdb", tables, connection_per_batch=False))
         raw_pb_s, raw_pb_rows = raw_insert(
             data_dir / "raw-per-batch.duckdb", tables, connection_per_batch=True
@@ -368,12 +394,13 @@ def main() -> None:
 
     raw_s, raw_rows = min(raws)
     raw = Run("raw arrow, 1 connection", raw_s, raw_rows)
-    v2_runs = [max(runs, key=lambda run: run.rate) for runs in zip(*v2_rounds, strict=True)]
-    runs = [*v1_runs, *v2_runs, raw, Run("raw arrow, connection/batch", raw_pb_s, raw_pb_rows)]
+    v3_runs = [max(runs, key=lambda run: run.rate) for runs in zip(*v3_rounds, strict=True)]
+    api = [*json_runs, *v3_runs]
+    runs = [*api, raw, Run("raw arrow, connection/batch", raw_pb_s, raw_pb_rows)]
     dets_per_batch = args.frames * args.detections
     print(f"cpu cores: {os.cpu_count()}, 1-min load average before the API runs: {load:.1f}")
     print(
-        "each API run starts on an empty store; wire version 2 and the raw insert: "
+        "each API run starts on an empty store; wire version 3 and the raw insert: "
         f"the best of {args.rounds} alternating rounds"
     )
     print(f"batches of {args.frames} frames x {args.detections} detections ({dets_per_batch:,})")
@@ -390,24 +417,22 @@ def main() -> None:
     print(
         "rounds, detections/s: raw arrow 1 connection "
         + ", ".join(f"{rows / secs:,.0f}" for secs, rows in raws)
-        + "; api v2 "
-        + ", ".join(" / ".join(f"{run.rate:,.0f}" for run in rnd) for rnd in v2_rounds)
+        + "; api v3 "
+        + ", ".join(" / ".join(f"{run.rate:,.0f}" for run in rnd) for rnd in v3_rounds)
     )
     print(
         "ratio api/raw(1 connection): "
-        + ", ".join(
-            f"{run.name.removeprefix('api ')} {run.rate / raw.rate:.2f}" for run in runs[:4]
-        )
+        + ", ".join(f"{run.name.removeprefix('api ')} {run.rate / raw.rate:.2f}" for run in api)
     )
-    v2 = max(v2_runs, key=lambda run: run.rate)
-    ratio = v2.rate / raw.rate
-    per_core = dets_per_batch / (min(r.cpu_ms_per_batch or math.inf for r in v2_runs) / 1000)
+    v3 = max(v3_runs, key=lambda run: run.rate)
+    ratio = v3.rate / raw.rate
+    per_core = dets_per_batch / (min(r.cpu_ms_per_batch or math.inf for r in v3_runs) / 1000)
     print(
-        f"wire version 2: the server's CPU time per batch allows {per_core:,.0f} detections/s per core"
+        f"wire version 3: the server's CPU time per batch allows {per_core:,.0f} detections/s per core"
     )
     print(
         f"TARGET {'met' if ratio >= TARGET_RATIO else 'NOT met'}: end to end through the API "
-        f"(wire version 2, {v2.name.removeprefix('api v2, ')}) {v2.rate:,.0f} detections/s = "
+        f"(wire version 3, {v3.name.removeprefix('api v3, ')}) {v3.rate:,.0f} detections/s = "
         f"{ratio:.2f}x a raw Arrow insert through one connection in the same run "
         f"({raw.rate:,.0f}/s); target >= {TARGET_RATIO}x"
     )

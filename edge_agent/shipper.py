@@ -1,7 +1,8 @@
 """Shipping ingest batches to the API, with the on-disk spool as the safety net.
 
-``Shipper.ship(batch)`` POSTs the batch's JSON (``edgeloop.wire``: version 2, columnar) to ``{api_url}/api/ingest``
-with ``Authorization: Bearer <token>``; the API answers ``edgeloop.wire.IngestAck``.
+``Shipper.ship(batch)`` POSTs the batch (``edgeloop.wire``: version 3, MessagePack, for the
+agent's columnar batches) to ``{api_url}/api/ingest`` with ``Authorization: Bearer <token>``;
+the API answers ``edgeloop.wire.IngestAck``.
 
 * Delivered (2xx): done.
 * The API is unreachable, times out, answers 5xx, 408 or 429, or refuses the token
@@ -28,7 +29,13 @@ import httpx
 from pydantic import ValidationError
 
 from edge_agent.spool import Spool
-from edgeloop.wire import AnyIngestBatch, IngestAck, parse_ingest_batch
+from edgeloop.wire import (
+    AnyIngestBatch,
+    IngestAck,
+    ingest_body,
+    ingest_media_type,
+    parse_ingest_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,20 +124,20 @@ class Shipper:
         Returns:
             ``DELIVERED``, ``RETRY`` (spooled) or ``REJECTED`` (moved to ``rejected/``).
         """
-        data = batch.model_dump_json().encode()
+        data = ingest_body(batch)
         if not self.replay() or time.monotonic() < self._retry_at:
-            self.spool.put_json(data, frames=batch.frame_count)
+            self.spool.put_body(data, frames=batch.frame_count)
             self.stats.spooled += 1
             return Outcome.RETRY
         outcome, detail = self._post(data, batch.frame_count)
         if outcome is Outcome.DELIVERED:
             self.stats.sent += 1
         elif outcome is Outcome.RETRY:
-            path = self.spool.put_json(data, frames=batch.frame_count)
+            path = self.spool.put_body(data, frames=batch.frame_count)
             self.stats.spooled += 1
             logger.debug("spooled batch %s: %s", path.name, detail)
         else:
-            self.spool.reject_json(data, detail)
+            self.spool.reject_body(data, detail)
             self.stats.rejected += 1
         return outcome
 
@@ -182,7 +189,7 @@ class Shipper:
     def _post(self, data: bytes, frames: int) -> tuple[Outcome, str]:
         try:
             response = self.client.post(
-                INGEST_PATH, content=data, headers={"Content-Type": "application/json"}
+                INGEST_PATH, content=data, headers={"Content-Type": ingest_media_type(data)}
             )
         except httpx.TransportError as exc:
             return self._unavailable(f"{type(exc).__name__}: {exc}", None)

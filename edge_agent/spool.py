@@ -2,9 +2,12 @@
 
 Layout under the spool directory::
 
-    pending/<time_ns>-<seq>-<rand>-<frames>f.json   batches to send, oldest first by name
-    rejected/<same name>.json             batches the API refused (4xx), kept for a person
-    rejected/<same name>.reason.txt       the API's status and message
+    pending/<time_ns>-<seq>-<rand>-<frames>f.msgpack   batches to send, oldest first by name
+    rejected/<same name>                  batches the API refused (4xx), kept for a person
+    rejected/<same name, .reason.txt>     the API's status and message
+
+A file holds the body as it is POSTed: ``.msgpack`` for wire version 3 (what agents send),
+``.json`` for versions 1 and 2 (written by older agents; still sent).
 
 A batch is written with ``edgeloop.files.atomic_write_bytes`` (temporary file, fsync,
 rename, fsync of the directory), so after a crash or power loss a pending file is either
@@ -16,7 +19,7 @@ spool_max_bytes``, 1 GiB by default). A new batch that would go over it first dr
 OLDEST pending batches (the newest frames are the ones a person is likelier to want), each
 drop logged with its frames and bytes and counted in ``dropped_batches``; a single batch
 larger than the whole cap is still kept, so the cap is exceeded by at most one batch.
-A pending file's name carries its frame count (``...-<frames>f.json``) so that a drop
+A pending file's name carries its frame count (``...-<frames>f.msgpack``) so that a drop
 needs no parse; files from older agents without it are counted by reading them.
 """
 
@@ -32,7 +35,13 @@ import time
 from pathlib import Path
 
 from edgeloop.files import atomic_write_bytes, fsync_dir
-from edgeloop.wire import AnyIngestBatch, parse_ingest_batch
+from edgeloop.wire import (
+    MSGPACK_MEDIA_TYPE,
+    AnyIngestBatch,
+    ingest_body,
+    ingest_media_type,
+    parse_ingest_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +51,20 @@ _TMP_GLOB = ".*.tmp"
 """Temporary files of ``edgeloop.files.atomic_write_bytes`` (``.<name>.<random>.tmp``)."""
 
 
-_FRAMES_IN_NAME = re.compile(r"-(\d+)f\.json$")
+_FRAMES_IN_NAME = re.compile(r"-(\d+)f\.(?:json|msgpack)$")
+_SUFFIXES = (".json", ".msgpack")
+
+
+def _suffix(data: bytes) -> str:
+    """``.msgpack`` for a MessagePack body, else ``.json``."""
+    return ".msgpack" if ingest_media_type(data) == MSGPACK_MEDIA_TYPE else ".json"
+
+
+def _batch_files(folder: Path) -> list[Path]:
+    """The batch files of ``folder``, oldest first (names start with the time in ns)."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def _frames_in(path: Path) -> int:
@@ -102,18 +124,22 @@ class Spool:
 
     def put(self, batch: AnyIngestBatch) -> Path:
         """Store ``batch`` durably as the newest pending batch; returns its file."""
-        return self.put_json(batch.model_dump_json().encode(), frames=batch.frame_count)
+        return self.put_body(ingest_body(batch), frames=batch.frame_count)
 
-    def put_json(self, data: bytes, *, frames: int | None = None) -> Path:
-        """Store an already serialised ``IngestBatch`` (JSON bytes, ``frames`` frames) as the
-        newest pending batch, first dropping the oldest ones the disk cap requires."""
+    def put_body(self, data: bytes, *, frames: int | None = None) -> Path:
+        """Store an already encoded batch (``edgeloop.wire.ingest_body``'s bytes, ``frames``
+        frames) as the newest pending batch, first dropping the oldest ones the disk cap
+        requires."""
         if frames is None:
             try:
                 frames = parse_ingest_batch(data).frame_count
             except ValueError:  # not a batch: it is rejected when replayed
                 frames = 0
         self._make_room(len(data))
-        name = f"{time.time_ns():020d}-{next(self._seq):08d}-{secrets.token_hex(3)}-{frames}f.json"
+        name = (
+            f"{time.time_ns():020d}-{next(self._seq):08d}-{secrets.token_hex(3)}-{frames}f"
+            f"{_suffix(data)}"
+        )
         path = self.pending_dir / name
         atomic_write_bytes(path, data)
         with self._lock:
@@ -155,14 +181,14 @@ class Spool:
 
     def pending(self) -> list[Path]:
         """Pending batch files, oldest first."""
-        return sorted(self.pending_dir.glob("*.json"))
+        return _batch_files(self.pending_dir)
 
     def __len__(self) -> int:
         return len(self.pending())
 
     def rejected(self) -> list[Path]:
         """Rejected batch files, oldest first."""
-        return sorted(self.rejected_dir.glob("*.json"))
+        return _batch_files(self.rejected_dir)
 
     def load(self, path: Path) -> AnyIngestBatch:
         """Read and validate a spooled batch.
@@ -191,11 +217,11 @@ class Spool:
         logger.error("batch %s rejected and kept in %s: %s", path.name, target, reason)
         return target
 
-    def reject_json(self, data: bytes, reason: str) -> Path:
-        """Keep a never-spooled batch (JSON bytes) in ``rejected/`` with ``reason``."""
+    def reject_body(self, data: bytes, reason: str) -> Path:
+        """Keep a never-spooled batch (its body's bytes) in ``rejected/`` with ``reason``."""
         target = (
             self.rejected_dir
-            / f"{time.time_ns():020d}-{next(self._seq):08d}-{secrets.token_hex(3)}.json"
+            / f"{time.time_ns():020d}-{next(self._seq):08d}-{secrets.token_hex(3)}{_suffix(data)}"
         )
         atomic_write_bytes(target.with_suffix(".reason.txt"), reason.encode())
         atomic_write_bytes(target, data)

@@ -32,7 +32,13 @@ from api.ingest import (
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
-from edgeloop.wire import AnyIngestBatch, IngestAck, IngestBatchColumnar, parse_ingest_batch
+from edgeloop.wire import (
+    MSGPACK_MEDIA_TYPE,
+    IngestAck,
+    IngestBatch,
+    IngestBatchColumnar,
+    parse_ingest_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +70,9 @@ class _Prepared:
 
 
 def _prepare(
-    body: bytes, settings: ApiSettings, metrics: ApiMetrics, agent: Principal
+    body: bytes, media_type: str, settings: ApiSettings, metrics: ApiMetrics, agent: Principal
 ) -> _Prepared:
-    """Parse the body (either wire version, see ``edgeloop.wire.parse_ingest_batch``), check
+    """Parse the body (any wire version, see ``edgeloop.wire.parse_ingest_batch``), check
     the JPEGs and build the Arrow tables.
 
     Raises:
@@ -77,7 +83,7 @@ def _prepare(
     """
     start = time.perf_counter()
     try:
-        batch = parse_ingest_batch(body)
+        batch = parse_ingest_batch(body, media_type)
     except ValidationError as exc:
         metrics.ingest_rejected.labels("malformed").inc()
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
@@ -86,9 +92,7 @@ def _prepare(
         ) from None
     parsed = time.perf_counter()
     cameras = (
-        batch.camera_id
-        if isinstance(batch, IngestBatchColumnar)
-        else [f.camera_id for f in batch.frames]
+        [f.camera_id for f in batch.frames] if isinstance(batch, IngestBatch) else batch.camera_id
     )
     refused = sorted({c for c in cameras if not agent.may_send(c)})
     if refused:
@@ -121,6 +125,7 @@ def _prepare(
 
 def _ingest(
     body: bytes,
+    media_type: str,
     *,
     settings: ApiSettings,
     writer: IngestWriter,
@@ -128,7 +133,7 @@ def _ingest(
     agent: Principal,
 ) -> IngestAck:
     with _GIL_GATE:
-        prepared = _prepare(body, settings, metrics, agent)
+        prepared = _prepare(body, media_type, settings, metrics, agent)
     start = time.perf_counter()
     # Durable before the commit refers to them; never replacing a stored JPEG.
     jpegs = write_jpegs(prepared.jpegs, prepared.paths)
@@ -177,10 +182,10 @@ def _ingest(
 
 
 def _body_schema() -> dict[str, Any]:
-    """The request body's JSON schema: ``IngestBatch`` (version 1) or ``IngestBatchColumnar``
+    """The JSON body's schema: ``IngestBatch`` (version 1) or ``IngestBatchColumnar``
     (version 2), told apart by ``wire_version`` (the ``$defs`` are moved to the document's
-    components by ``api.openapi``)."""
-    schema = TypeAdapter(AnyIngestBatch).json_schema()
+    components by ``api.openapi``). Version 3 is MessagePack, documented by its own media type."""
+    schema = TypeAdapter(IngestBatch | IngestBatchColumnar).json_schema()
     # A version-1 batch never has wire_version "2", so exactly one of them matches.
     schema["oneOf"] = schema.pop("anyOf")
     schema["description"] = (
@@ -197,7 +202,20 @@ def _body_schema() -> dict[str, Any]:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _body_schema()}},
+            "content": {
+                "application/json": {"schema": _body_schema()},
+                MSGPACK_MEDIA_TYPE: {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": (
+                            'Wire version 3 (IngestBatchBinary, wire_version "3"): version '
+                            "2's batch as one MessagePack map, numbers as little-endian typed "
+                            "bytes, JPEGs as raw bytes; the layout is in edgeloop.wire.binary."
+                        ),
+                    }
+                },
+            },
         }
     },
     responses={
@@ -215,18 +233,21 @@ async def ingest(
 ) -> IngestAck:
     """Store a batch of frames (role ``agent``); idempotent by ``frame_key``.
 
-    The body is a batch of either wire version, told apart by its ``wire_version``:
-    ``"1"`` (or absent), one object per frame and per detection (``IngestBatch``); ``"2"``,
-    parallel arrays (``IngestBatchColumnar``, about 10x cheaper to parse). Both store the
-    same rows and get the same answer.
+    The body is a batch of any wire version. ``Content-Type: application/msgpack``: version
+    3 (``IngestBatchBinary``, what agents send: version 2 in MessagePack, numbers as typed
+    bytes, JPEGs unencoded). JSON, told apart by its ``wire_version``: ``"1"`` (or
+    absent), one object per frame and per detection (``IngestBatch``); ``"2"``, parallel
+    arrays (``IngestBatchColumnar``). All store the same rows and get the same answer.
 
     Frames already stored, or repeated within the batch, are skipped and counted in
     ``duplicates``; a stored frame is never changed. A frame whose key is stored under
-    another camera, or with a different JPEG, is refused and counted in ``conflicts``. JPEGs are written (fsync'ed) before the DuckDB commit, and frames,
+    another camera, or with a different JPEG, is refused and counted in ``conflicts``.
+    JPEGs are written (fsync'ed) before the DuckDB commit, and frames,
     detections and queue rows land in one transaction (batches arriving together share
     one connection: ``api.writer.IngestWriter``): once acknowledged, durable.
     """
     body = await request.body()
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return await run_in_threadpool(
-        _ingest, body, settings=settings, writer=writer, metrics=metrics, agent=agent
+        _ingest, body, media_type, settings=settings, writer=writer, metrics=metrics, agent=agent
     )

@@ -144,7 +144,7 @@ def test_a_failing_spool_stops_the_agent_loudly(
     def disk_full(self: Spool, data: bytes, **kw: object) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Spool, "put_json", disk_full)
+    monkeypatch.setattr(Spool, "put_body", disk_full)
     ingest_api.mode = "down"
     with pytest.raises(RuntimeError, match="No space left on device"):
         fake_agent(tmp_path, ingest_api, batch_frames=1).run(synthetic_frames(3))
@@ -179,11 +179,11 @@ def test_a_full_spool_drops_the_oldest_and_the_report_says_so(
     assert report.spool_dropped_batches > 0 and report.spool_dropped_frames > 0
     assert report.spool_pending == 12 - report.spool_dropped_batches
     spool = tmp_path / "spool" / "pending"
-    assert sum(p.stat().st_size for p in spool.glob("*.json")) <= 6000 + 5000
+    files = list(spool.glob("*.msgpack"))  # wire version 3, what agents send
+    assert len(files) == report.spool_pending
+    assert sum(p.stat().st_size for p in files) <= 6000 + 5000
     # What is left is the newest.
-    kept = sorted(
-        parse_ingest_batch(p.read_bytes()).frames[0].frame_index for p in spool.glob("*.json")
-    )
+    kept = sorted(parse_ingest_batch(p.read_bytes()).frames[0].frame_index for p in files)
     assert kept == list(range(12 - len(kept), 12))
 
 

@@ -126,7 +126,7 @@ def test_corrupt_spool_file_is_rejected_not_dropped(
     tmp_path: Path, ingest_api: IngestApi, make_batch: Callable[..., IngestBatch]
 ) -> None:
     shipper = make_shipper(tmp_path, ingest_api)
-    bad = shipper.spool.put_json(b'{"frames": [trunc')
+    bad = shipper.spool.put_body(b'{"frames": [trunc')
     assert shipper.replay() is True
     assert [p.name for p in shipper.spool.rejected()] == [bad.name]
     assert (
