@@ -102,6 +102,19 @@ MAX_CAPTURED_AT_US = (datetime.max.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // time
 )
 """9999-12-31 23:59:59.999999 UTC in microseconds since the epoch: Python's last time."""
 
+_LIMITS = {
+    "max_array_len": MAX_CLASS_NAMES_PER_BATCH,
+    "max_map_len": 64,
+    "max_str_len": 1024,
+    "max_bin_len": max(MAX_JPEG_BYTES, MAX_DETECTIONS_PER_BATCH * 8),
+    "max_ext_len": 0,
+}
+"""What the decoder builds at most, checked while it reads: no array in a version-3 body
+is longer than ``class_names`` may be (4,096; per-frame arrays hold at most 2,000), no
+string longer than a frame key's 200 characters allows for, no bin longer than a JPEG or
+a typed per-detection array. A body of millions of one-byte items is refused before it
+becomes millions of Python objects."""
+
 _FrameArray = Annotated[bytes, Field(strict=True, max_length=MAX_FRAMES_PER_BATCH * 8)]
 _DetectionArray = Annotated[bytes, Field(strict=True, max_length=MAX_DETECTIONS_PER_BATCH * 8)]
 _Names = Annotated[str, Field(min_length=1, max_length=64)]
@@ -351,7 +364,7 @@ def decode_binary(body: bytes) -> IngestBatchBinary:
             errors are: ``("confidence", 17)``).
     """
     try:
-        raw = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
+        raw = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True, **_LIMITS)
     except Exception as exc:  # any failure of the decoder on hostile bytes is a refusal
         raise _refusal(
             [_violation("msgpack_invalid", f"body is not one MessagePack value: {exc}", (), None)]

@@ -118,6 +118,12 @@ REFUSALS = [
     ("not MessagePack", b"\x85\xa1", (), "not one MessagePack value"),
     ("trailing bytes", _map(lambda b: None) + b"\x00", (), "not one MessagePack value"),
     ("an array, not a map", bytes(msgpack.packb([1, 2])), (), "valid dictionary"),
+    (
+        "an array past the decoder's limit",
+        bytes(msgpack.packb({"frame_key": [1] * 1_000_000})),
+        (),
+        "not one MessagePack value",
+    ),
     ("unknown key", _map(lambda b: b.update(extra=1)), ("extra",), "Extra inputs"),
     ("missing array", _map(lambda b: b.pop("x1")), ("x1",), "Field required"),
     (
