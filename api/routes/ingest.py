@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -138,11 +139,10 @@ def _ingest(
     metrics: ApiMetrics,
     agent: Principal,
 ) -> IngestAck:
-    if media_type in MSGPACK_MEDIA_TYPES:  # short calls: runs beside another batch's write
+    # Version 3's preparation is short calls: it runs beside another batch's write.
+    gate = contextlib.nullcontext() if media_type in MSGPACK_MEDIA_TYPES else _GIL_GATE
+    with gate:
         prepared = _prepare(body, media_type, settings, metrics, agent)
-    else:
-        with _GIL_GATE:
-            prepared = _prepare(body, media_type, settings, metrics, agent)
     start = time.perf_counter()
     # Durable before the commit refers to them; never replacing a stored JPEG.
     jpegs = write_jpegs(prepared.jpegs, prepared.paths)

@@ -28,7 +28,7 @@ little-endian): ``captured_at_us`` holds microseconds since the Unix epoch, UTC;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgpack
@@ -42,6 +42,7 @@ from edgeloop.wire.columnar import (
     MAX_CLASS_NAMES_PER_BATCH,
     MAX_DETECTIONS_PER_BATCH,
     MAX_VIOLATIONS_REPORTED,
+    MICROSECOND,
     ColumnarArrays,
     ColumnarBatch,
     IngestBatchColumnar,
@@ -93,13 +94,9 @@ DETECTION_ARRAY_DTYPES: dict[str, str] = {
 }
 """Typed per-detection arrays: name -> numpy dtype of its items (``uncertain``: 0 or 1)."""
 
-MIN_CAPTURED_AT_US = (datetime.min.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // timedelta(
-    microseconds=1
-)
+MIN_CAPTURED_AT_US = (datetime.min.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // MICROSECOND
 """0001-01-01 UTC in microseconds since the epoch: Python's (and version 2's) first time."""
-MAX_CAPTURED_AT_US = (datetime.max.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // timedelta(
-    microseconds=1
-)
+MAX_CAPTURED_AT_US = (datetime.max.replace(tzinfo=EPOCH.tzinfo) - EPOCH) // MICROSECOND
 """9999-12-31 23:59:59.999999 UTC in microseconds since the epoch: Python's last time."""
 
 _LIMITS = {
@@ -114,6 +111,14 @@ is longer than ``class_names`` may be (4,096; per-frame arrays hold at most 2,00
 string longer than a frame key's 200 characters allows for, no bin longer than a JPEG or
 a typed per-detection array. A body of millions of one-byte items is refused before it
 becomes millions of Python objects."""
+
+_BOUNDS = {
+    name: element_bounds(name)
+    for name in (*FRAME_ARRAY_DTYPES, *DETECTION_ARRAY_DTYPES)
+    if name not in ("captured_at_us", "uncertain")
+}
+"""Version 2's item bounds of each typed array, read once (``captured_at_us`` and
+``uncertain`` have their own rules: version 2 holds datetimes and bools there)."""
 
 _FrameArray = Annotated[bytes, Field(strict=True, max_length=MAX_FRAMES_PER_BATCH * 8)]
 _DetectionArray = Annotated[bytes, Field(strict=True, max_length=MAX_DETECTIONS_PER_BATCH * 8)]
@@ -182,7 +187,8 @@ class IngestBatchBinary:
 
     def to_columnar(self) -> IngestBatchColumnar:
         """The same batch as version 2, checked again by its model (for tools and tests)."""
-        a = self.numbers
+        named = _named_arrays(self.numbers)
+        times = named.pop("captured_at_us").tolist()
         return IngestBatchColumnar.model_validate(
             {
                 "wire_version": "2",
@@ -190,29 +196,11 @@ class IngestBatchBinary:
                 "sent_at": self.sent_at,
                 "frame_key": self.frame_key,
                 "camera_id": self.camera_id,
-                "frame_index": a.frame_index.tolist(),
-                "captured_at": [
-                    EPOCH + timedelta(microseconds=us) for us in a.captured_at_us.tolist()
-                ],
-                "width": a.width.tolist(),
-                "height": a.height.tolist(),
-                "brightness": a.brightness.tolist(),
-                "contrast": a.contrast.tolist(),
-                "sharpness": a.sharpness.tolist(),
-                "saturation": a.saturation.tolist(),
-                "inference_ms": a.inference_ms.tolist(),
                 "model_version": self.model_version,
-                "detection_count": a.detection_count.tolist(),
                 "jpeg": self.jpeg,
-                "x1": a.boxes[:, 0].tolist(),
-                "y1": a.boxes[:, 1].tolist(),
-                "x2": a.boxes[:, 2].tolist(),
-                "y2": a.boxes[:, 3].tolist(),
-                "class_id": a.class_id.tolist(),
                 "class_names": self.class_names,
-                "class_name_index": a.class_name_index.tolist(),
-                "confidence": a.confidence.tolist(),
-                "uncertain": a.uncertain.tolist(),
+                "captured_at": [EPOCH + us * MICROSECOND for us in times],
+                **{name: values.tolist() for name, values in named.items()},
             }
         )
 
@@ -244,6 +232,23 @@ def _named_arrays(arrays: ColumnarArrays) -> dict[str, npt.NDArray[Any]]:
         "class_name_index": arrays.class_name_index,
         "uncertain": arrays.uncertain,
     }
+
+
+def _from_named(named: dict[str, npt.NDArray[Any]]) -> ColumnarArrays:
+    """``_named_arrays``' inverse: the typed arrays read from the wire as ``ColumnarArrays``
+    (integers as int64, floats as float64, ``uncertain`` as bool; copies in native order)."""
+
+    def wide(name: str) -> npt.NDArray[Any]:
+        kind = named[name].dtype.kind
+        return named[name].astype(
+            np.bool_ if name == "uncertain" else np.int64 if kind == "i" else np.float64
+        )
+
+    corners = ("x1", "y1", "x2", "y2")
+    return ColumnarArrays(
+        boxes=np.column_stack([wide(name) for name in corners]),
+        **{name: wide(name) for name in named if name not in corners},
+    )
 
 
 def encode_binary(batch: ColumnarBatch) -> bytes:
@@ -322,7 +327,7 @@ def _check_items(arrays: dict[str, npt.NDArray[Any]]) -> None:
             ok &= (values >= MIN_CAPTURED_AT_US) & (values <= MAX_CAPTURED_AT_US)
             rule = "microseconds since the Unix epoch within the years 1 to 9999"
         else:
-            bounds = element_bounds(name)
+            bounds = _BOUNDS[name]
             kind = int if values.dtype.kind == "i" else float
             parts = []
             for op, limit, text in (
@@ -385,24 +390,7 @@ def decode_binary(body: bytes) -> IngestBatchBinary:
         {name: len(values) for name, values in detection_arrays.items()},
     )
     _check_items(frame_arrays | detection_arrays)
-    i8, f8 = np.int64, np.float64
-    numbers = ColumnarArrays(
-        detection_count=frame_arrays["detection_count"].astype(i8),
-        width=frame_arrays["width"].astype(i8),
-        height=frame_arrays["height"].astype(i8),
-        frame_index=frame_arrays["frame_index"].astype(i8),
-        captured_at_us=frame_arrays["captured_at_us"].astype(i8),
-        brightness=frame_arrays["brightness"].astype(f8),
-        contrast=frame_arrays["contrast"].astype(f8),
-        sharpness=frame_arrays["sharpness"].astype(f8),
-        saturation=frame_arrays["saturation"].astype(f8),
-        inference_ms=frame_arrays["inference_ms"].astype(f8),
-        boxes=np.column_stack([detection_arrays[n].astype(f8) for n in ("x1", "y1", "x2", "y2")]),
-        confidence=detection_arrays["confidence"].astype(f8),
-        class_id=detection_arrays["class_id"].astype(i8),
-        class_name_index=detection_arrays["class_name_index"].astype(i8),
-        uncertain=detection_arrays["uncertain"].astype(np.bool_),
-    )
+    numbers = _from_named(frame_arrays | detection_arrays)
     check_across_arrays(model, checked.frame_key, checked.class_names, numbers)
     return IngestBatchBinary(
         agent_id=checked.agent_id,

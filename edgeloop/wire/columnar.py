@@ -40,7 +40,8 @@ COLUMNAR_WIRE_VERSION: Literal["2"] = "2"
 """Version of ``IngestBatchColumnar``."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """Origin of ``captured_at_us``: the Unix epoch, UTC."""
-_MICROSECOND = timedelta(microseconds=1)
+MICROSECOND = timedelta(microseconds=1)
+"""The unit of ``captured_at_us``."""
 
 MAX_DETECTIONS_PER_BATCH = MAX_FRAMES_PER_BATCH * MAX_DETECTIONS_PER_FRAME
 """Most detections one batch can hold (600,000)."""
@@ -275,7 +276,7 @@ class IngestBatchColumnar(_Strict):
                 height=np.array(self.height, dtype=np.int64),
                 frame_index=np.array(self.frame_index, dtype=np.int64),
                 captured_at_us=np.array(
-                    [(t - EPOCH) // _MICROSECOND for t in self.captured_at], dtype=np.int64
+                    [(t - EPOCH) // MICROSECOND for t in self.captured_at], dtype=np.int64
                 ),
                 brightness=np.array(self.brightness, dtype=np.float64),
                 contrast=np.array(self.contrast, dtype=np.float64),
