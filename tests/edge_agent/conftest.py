@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,10 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from support import SEED_PT, require
+
+# With --import-mode=importlib this folder is not on sys.path: make the test modules'
+# shared fakes (fake_detector) importable, as tests/api/conftest.py does for api_support.
+sys.path.insert(0, str(Path(__file__).parent))
 
 from edgeloop.wire import FrameQuality, FrameRecord, IngestBatch, parse_ingest_batch
 

@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fake_detector import FakeDetector
 from pydantic import ValidationError
 
 from edge_agent.capture import Frame
-from edge_agent.detectors import Detector
 from edge_agent.heartbeat import HEARTBEAT_PATH, HeartbeatSender, RecentFrames, agent_version
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
 from edge_agent.shipper import make_client
-from edgeloop.wire import AgentHeartbeat, Detection, parse_ingest_batch
+from edgeloop.wire import AgentHeartbeat, parse_ingest_batch
 
 
 class HeartbeatApi:
@@ -94,30 +94,6 @@ def heartbeat_api() -> Iterator[HeartbeatApi]:
     api.close()
 
 
-class SlowDetector(Detector):
-    """One confident detection per frame, 20 ms a frame."""
-
-    @property
-    def class_names(self) -> list[str]:
-        return ["person"]
-
-    @property
-    def version(self) -> str:
-        return "fake-2"
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        time.sleep(0.02)
-        return [
-            Detection(
-                bbox_xyxy=(1, 2, 30, 40),
-                class_id=0,
-                class_name="person",
-                confidence=0.9,
-                uncertain=False,
-            )
-        ]
-
-
 def frames(n: int, *, bad: tuple[int, ...] = ()) -> Iterator[Frame]:
     for i in range(n):
         image = np.zeros((0, 0, 3), np.uint8) if i in bad else np.full((48, 64, 3), 90, np.uint8)
@@ -137,7 +113,7 @@ def runner_for(url: str, tmp_path: Path, **overrides: object) -> AgentRunner:
     }
     values.update(overrides)
     settings = AgentSettings(**values)  # type: ignore[arg-type]
-    return AgentRunner(settings, detector=SlowDetector())
+    return AgentRunner(settings, detector=FakeDetector(delay_s=0.02, version="fake-2"))
 
 
 def test_the_agent_sends_valid_heartbeats_from_a_background_thread(

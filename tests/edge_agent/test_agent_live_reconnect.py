@@ -17,40 +17,16 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from fake_detector import FakeDetector
 
 from edge_agent.capture import LiveSource, ReconnectPolicy, open_source
-from edge_agent.detectors import Detector
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
-from edgeloop.wire import Detection
 
 if TYPE_CHECKING:
     from conftest import IngestApi
 
 FAST = ReconnectPolicy(initial_s=0.01, max_s=0.04, jitter=0.5, timeout_s=2.0)
-
-
-class OneBoxDetector(Detector):
-    """One confident detection per frame."""
-
-    @property
-    def class_names(self) -> list[str]:
-        return ["person"]
-
-    @property
-    def version(self) -> str:
-        return "fake-1"
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return [
-            Detection(
-                bbox_xyxy=(1, 2, 30, 40),
-                class_id=0,
-                class_name="person",
-                confidence=0.9,
-                uncertain=False,
-            )
-        ]
 
 
 def test_backoff_doubles_is_capped_and_jittered() -> None:
@@ -139,7 +115,7 @@ def test_the_runner_survives_a_broken_stream_and_reports_reconnects(
         heartbeat_interval_s=0,
     )
     runner = AgentRunner(
-        settings, detector=OneBoxDetector(), transport=httpx.MockTransport(ingest_api)
+        settings, detector=FakeDetector(), transport=httpx.MockTransport(ingest_api)
     )
     report = runner.run(source)
     assert report.frames == 8 and report.stopped_by == "max_frames"

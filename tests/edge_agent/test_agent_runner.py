@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import httpx
 import numpy as np
 import pytest
+from fake_detector import FakeDetector
 from support import SAMPLES_DIR, require
 
 from edge_agent.capture import Frame
-from edge_agent.detectors import Detector
 from edge_agent.model_sync import ModelFile
 from edge_agent.runner import AgentRunner, frame_key
 from edge_agent.settings import AgentSettings
@@ -24,34 +24,6 @@ from edgeloop.wire import Detection, parse_ingest_batch
 
 if TYPE_CHECKING:  # the fixture's class lives in this folder's conftest.py
     from conftest import IngestApi
-
-
-class FakeDetector(Detector):
-    """One detection per frame; uncertain on odd frames (confidence 0.5), confident on even (0.9)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    @property
-    def class_names(self) -> list[str]:
-        return ["person"]
-
-    @property
-    def version(self) -> str:
-        return "fake-1"
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        conf = 0.5 if self.calls % 2 else 0.9
-        self.calls += 1
-        return [
-            Detection(
-                bbox_xyxy=(1, 2, 30, 40),
-                class_id=0,
-                class_name="person",
-                confidence=conf,
-                uncertain=0.4 < conf < 0.7,
-            )
-        ]
 
 
 def synthetic_frames(n: int, interrupt_at: int | None = None) -> Iterator[Frame]:
@@ -76,7 +48,9 @@ def settings(tmp_path: Path, **kw: object) -> AgentSettings:
 def fake_agent(tmp_path: Path, api: IngestApi, **kw: object) -> AgentRunner:
     """An ``AgentRunner`` with a ``FakeDetector`` that ships to ``api``; ``kw`` are settings."""
     return AgentRunner(
-        settings(tmp_path, **kw), detector=FakeDetector(), transport=httpx.MockTransport(api)
+        settings(tmp_path, **kw),
+        detector=FakeDetector((0.9, 0.5)),
+        transport=httpx.MockTransport(api),
     )
 
 
@@ -213,7 +187,7 @@ def test_a_frame_that_fails_in_the_pipeline_is_skipped_and_the_next_one_goes_on(
 ) -> None:
     runner = AgentRunner(
         settings(tmp_path, batch_frames=2),
-        detector=BrittleDetector(),
+        detector=BrittleDetector((0.9, 0.5)),
         transport=httpx.MockTransport(ingest_api),
     )
     report = runner.run(synthetic_frames(8))
