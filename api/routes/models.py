@@ -54,6 +54,22 @@ def _registry_call(registry: ModelRegistry, call: Callable[[], T]) -> T:
         ) from None
 
 
+def _alias_move(registry: ModelRegistry, move: Callable[[], T]) -> T:
+    """Run a registry rule that moves an alias (``edgeloop.registry.promote``/``rollback``):
+    no such version is 404, a move the rule refuses (``ValueError``) is 409, any other
+    MLflow failure 503 (``_registry_call``)."""
+
+    def mapped() -> T:
+        try:
+            return move()
+        except ModelNotFoundError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+
+    return _registry_call(registry, mapped)
+
+
 def _version_public(registry: ModelRegistry, store: Store, alias: str) -> ModelVersionPublic | None:
     mv = registry.version(alias)
     if mv is None:
@@ -101,6 +117,7 @@ def read_model_status(
     responses={
         404: {"description": "No earlier production version, or no such version"},
         409: {"description": "The version asked for already is production"},
+        503: {"description": "The MLflow registry failed"},
     },
 )
 def rollback_production(
@@ -113,19 +130,17 @@ def rollback_production(
     (role ``admin``); recorded in ``model_deployments`` with the caller's name and reason
     like every alias move. Agents follow within one model check interval."""
     before = _registry_call(registry, lambda: registry.version(PRODUCTION))
-    try:
-        version = rollback(
+    version = _alias_move(
+        registry,
+        lambda: rollback(
             registry.client(),
             store,
             model_name=registry.model_name,
             to_version=body.to_version,
             actor=principal.name,
             reason=body.reason,
-        )
-    except ModelNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        ),
+    )
     logger.info(
         "production of %s rolled back to v%s by %s", registry.model_name, version, principal.name
     )
@@ -172,23 +187,17 @@ def promote_version(
     ``model_deployments`` with the caller's name and reason like every alias move (action
     ``promote``). Agents follow within one model check interval; roll back with
     ``POST /api/models/production/rollback``."""
-
-    def move() -> str | None:
-        try:
-            return promote(
-                registry.client(),
-                store,
-                model_name=registry.model_name,
-                version=version,
-                actor=principal.name,
-                reason=body.reason,
-            )
-        except ModelNotFoundError as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-
-    previous = _registry_call(registry, move)  # other MLflow failures: 503
+    previous = _alias_move(
+        registry,
+        lambda: promote(
+            registry.client(),
+            store,
+            model_name=registry.model_name,
+            version=version,
+            actor=principal.name,
+            reason=body.reason,
+        ),
+    )
     logger.info(
         "production of %s promoted to v%s by %s (was v%s)",
         registry.model_name,
