@@ -181,10 +181,10 @@ def load_fleet(
         queued = queue.list_items(
             con=con, status="pending", camera_id=None, limit=labels_n, offset=0
         )[0]
+        boxes = REVIEWED_BOXES.validate_python(
+            [{"bbox_xyxy": [100.0, 100.0, 180.0, 300.0], "class_id": 0, "class_name": "Normal"}]
+        )
         for i, item in enumerate(queued):
-            boxes = REVIEWED_BOXES.validate_python(
-                [{"bbox_xyxy": [100.0, 100.0, 180.0, 300.0], "class_id": 0, "class_name": "Normal"}]
-            )
             labels.create(
                 con=con,
                 item_id=item["item_id"],
