@@ -46,7 +46,7 @@ from api.routes import (
 )
 from api.settings import ApiSettings, get_settings
 from api.telemetry import ApiMetrics
-from api.writer import IngestWriter
+from api.writer import GIL_GATE, IngestWriter
 from edgeloop.store import Store, StoreLockedError
 from edgeloop.store.frames import ConfidenceHistograms
 from edgeloop.wire import Detection, FrameQuality, FrameRecord
@@ -159,7 +159,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     registry = ModelRegistry(settings.loop)
     api_metrics = ApiMetrics()
-    writer = IngestWriter(store, observe_group=api_metrics.ingest_group_batches.observe)
+    writer = IngestWriter(
+        store, observe_group=api_metrics.ingest_group_batches.observe, gate=GIL_GATE
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from api.ingest import (
 )
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
-from api.writer import IngestWriter
+from api.writer import GIL_GATE, IngestWriter
 from edgeloop.wire import (
     MSGPACK_MEDIA_TYPE,
     MSGPACK_MEDIA_TYPES,
@@ -45,27 +44,6 @@ from edgeloop.wire import (
 logger = logging.getLogger(__name__)
 
 router = secured_router("/api/ingest", tag="ingest")
-
-_GIL_GATE = threading.Semaphore(1)
-"""One batch at a time, per process, in either of the two stages that need the GIL: the
-preparation (parse, checks, Arrow build) and the DuckDB write. The JPEG writes (I/O) and
-the HTTP transfer stay outside it.
-
-The preparation holds the GIL throughout, in calls of several ms (pydantic's parse is one
-call), and the DuckDB write needs it back each time DuckDB returns to Python (about ten
-times per batch in ``insert_batch``); run side by side, each return waits for the parse
-in progress. Measured in one process on the 2-core machine with 10,000-detection batches:
-``insert_batch`` took 22-52 ms alone and 67-118 ms while another thread parsed; two
-threads each preparing and writing version-2 batches took 32-37 ms per batch with this
-gate, 35-55 ms with a gate on the preparation only (the previous design) and 32-38 ms
-with a single thread. (With version 1, several parses at once only added switching:
-bench/ingest.py, 4 clients, ~54k -> ~77k detections/s with the preparation gate.)
-
-Version 3 (MessagePack) is prepared outside the gate: its preparation is about 2 ms of
-short numpy and Arrow calls, so it barely delays a write's returns to Python, and
-preparing the next batch while one is written is what lets it keep up. bench/ingest.py,
-2 clients: 0.84x the raw insert with the gate, 0.90x without (one run each).
-"""
 
 
 @dataclass(frozen=True)
@@ -140,7 +118,7 @@ def _ingest(
     agent: Principal,
 ) -> IngestAck:
     # Version 3's preparation is short calls: it runs beside another batch's write.
-    gate = contextlib.nullcontext() if media_type in MSGPACK_MEDIA_TYPES else _GIL_GATE
+    gate = contextlib.nullcontext() if media_type in MSGPACK_MEDIA_TYPES else GIL_GATE
     with gate:
         prepared = _prepare(body, media_type, settings, metrics, agent)
     start = time.perf_counter()
@@ -148,8 +126,7 @@ def _ingest(
     jpegs = write_jpegs(prepared.jpegs, prepared.paths)
     written = time.perf_counter()
     try:
-        with _GIL_GATE:
-            result = writer.write(without_frames(prepared.tables, jpegs.conflicts))
+        result = writer.write(without_frames(prepared.tables, jpegs.conflicts))
     except BaseException:
         remove_jpegs(jpegs.created, prepared.paths)
         raise
@@ -252,8 +229,8 @@ async def ingest(
     ``duplicates``; a stored frame is never changed. A frame whose key is stored under
     another camera, or with a different JPEG, is refused and counted in ``conflicts``.
     JPEGs are written (fsync'ed) before the DuckDB commit, and frames,
-    detections and queue rows land in one transaction (batches arriving together share
-    one connection: ``api.writer.IngestWriter``): once acknowledged, durable.
+    detections and queue rows land in one transaction (batches arriving together are
+    written together: ``api.writer.IngestWriter``): once acknowledged, durable.
     """
     body = await request.body()
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

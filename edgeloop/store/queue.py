@@ -76,15 +76,21 @@ def check_claim(*, item: dict[str, Any], labeler: str, now: datetime) -> None:
 _SCORE_UDF = "edgeloop_uncertainty_score"
 
 
+def insert_items_sql(source: str) -> str:
+    """The statement that queues the rows of the registered table or view ``source``
+    (see ``insert_items``)."""
+    return (
+        f"INSERT INTO labeling_queue BY NAME SELECT * FROM {source} "
+        "ON CONFLICT (frame_key) DO NOTHING"
+    )
+
+
 def insert_items(*, con: Connection, items: pa.Table) -> None:
     """Queue frames (columns ``frame_key, camera_id, priority, uncertain_count, created_at,
     updated_at``); a frame already queued keeps its item."""
     con.register("new_queue_items", items)
     try:
-        con.execute(
-            "INSERT INTO labeling_queue BY NAME SELECT * FROM new_queue_items "
-            "ON CONFLICT (frame_key) DO NOTHING"
-        )
+        con.execute(insert_items_sql("new_queue_items"))
     finally:
         con.unregister("new_queue_items")
 

@@ -475,13 +475,14 @@ def test_a_preparation_never_runs_during_a_duckdb_write(
     ]
     with TestClient(app) as client:
         writer = app.state.writer
-        monkeypatch.setattr(writer, "write", spied("write", writer.write))
+        monkeypatch.setattr(writer, "_write_group", spied("write", writer._write_group))
         with ThreadPoolExecutor(6) as pool:
             statuses = list(pool.map(lambda body: post(client, body).status_code, bodies))
 
     assert statuses == [200] * 12
     prepares = [s for s in spans if s[0] == "prepare"]
     writes = [s for s in spans if s[0] == "write"]
-    assert len(prepares) == len(writes) == 12
+    assert len(prepares) == 12
+    assert writes  # one per group of batches written together
     overlaps = [(p, w) for p in prepares for w in writes if p[1] < w[2] and w[1] < p[2]]
     assert overlaps == []

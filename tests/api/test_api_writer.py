@@ -4,7 +4,9 @@ store's linger between batches is tested in tests/edgeloop/test_store.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from api_support import batch, detection, frame
@@ -17,11 +19,17 @@ from edgeloop.store.frames import BatchCounts
 from edgeloop.wire import IngestBatch
 
 
-def tables_for(*keys: str, detections: int = 3) -> IngestTables:
+def tables_for(*keys: str, detections: int = 3, queued: bool = False) -> IngestTables:
+    """A batch of ``keys``; ``queued``: its detections are uncertain and its frames carry
+    a JPEG, so each frame gets a labeling-queue row."""
+    confidence = 0.55 if queued else 0.9
     parsed = IngestBatch.model_validate(
         batch(
             *(
-                frame(k, detections=[detection(1, 1, 20 + i, 40, 0.9) for i in range(detections)])
+                frame(
+                    k,
+                    detections=[detection(1, 1, 20 + i, 40, confidence) for i in range(detections)],
+                )
                 for k in keys
             )
         )
@@ -31,7 +39,7 @@ def tables_for(*keys: str, detections: int = 3) -> IngestTables:
         frames,
         agent_id="test",
         received_at=datetime.now(UTC),
-        jpeg_paths={},
+        jpeg_paths={k: Path(f"/frames/{k}.jpg") for k in keys} if queued else {},
         uncertainty_low=0.4,
         uncertainty_high=0.7,
     )
@@ -76,3 +84,91 @@ def test_a_failing_batch_does_not_fail_its_group(store: Store) -> None:
     assert writer.write(good).accepted == 1
     with store.connect() as con:  # the failed batch was rolled back whole
         assert con.execute("SELECT frame_key FROM frames").fetchall() == [("cam-1:1",)]
+
+
+def grouped_writes(
+    store: Store, batches: list[IngestTables]
+) -> tuple[list[int], list[BatchCounts | BaseException]]:
+    """Write ``batches`` from one thread each while the writer's gate is held, so that
+    they all wait and are written as one group; returns the group sizes and each batch's
+    result (or error)."""
+    gate = threading.Semaphore(1)
+    groups: list[int] = []
+    writer = IngestWriter(store, observe_group=groups.append, gate=gate)
+    results: list[BatchCounts | BaseException] = [RuntimeError("not run")] * len(batches)
+
+    def post(i: int) -> None:
+        try:
+            results[i] = writer.write(batches[i])
+        except Exception as exc:
+            results[i] = exc
+
+    gate.acquire()
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while writer.pending < len(batches) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert writer.pending == len(batches)
+    gate.release()
+    for t in threads:
+        t.join()
+    return groups, results
+
+
+def stored_keys(store: Store) -> list[str]:
+    with store.connect() as con:
+        return [r[0] for r in con.execute("SELECT frame_key FROM frames ORDER BY 1").fetchall()]
+
+
+def test_new_batches_waiting_together_are_one_group(store: Store) -> None:
+    groups, results = grouped_writes(
+        store,
+        [tables_for(f"cam-{i}:1", f"cam-{i}:2", detections=2, queued=i == 1) for i in range(3)],
+    )
+    assert groups == [3]
+    assert results == [
+        BatchCounts(accepted=2, detections=4, queued=0),
+        BatchCounts(accepted=2, detections=4, queued=2),
+        BatchCounts(accepted=2, detections=4, queued=0),
+    ]
+    assert stored_keys(store) == [f"cam-{i}:{j}" for i in range(3) for j in (1, 2)]
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM prediction_logs").fetchone() == (12,)
+        queued = con.execute("SELECT frame_key FROM labeling_queue ORDER BY 1").fetchall()
+        assert queued == [("cam-1:1",), ("cam-1:2",)]
+
+
+def test_a_group_with_a_repeated_or_stored_key_is_written_batch_by_batch(store: Store) -> None:
+    IngestWriter(store).write(tables_for("cam-1:stored"))
+    # cam-1:twice is in two batches of the group; cam-1:stored is stored already.
+    groups, results = grouped_writes(
+        store,
+        [
+            tables_for("cam-1:twice", "cam-1:a"),
+            tables_for("cam-1:twice", "cam-1:b"),
+            tables_for("cam-1:stored", "cam-1:c"),
+        ],
+    )
+    assert groups == [3]
+    counts = [r for r in results if isinstance(r, BatchCounts)]
+    assert len(counts) == 3
+    assert sum(c.accepted for c in counts) == 4  # twice (once), a, b, c
+    assert sorted(k for c in counts for k in c.skipped) == ["cam-1:stored", "cam-1:twice"]
+    assert stored_keys(store) == ["cam-1:a", "cam-1:b", "cam-1:c", "cam-1:stored", "cam-1:twice"]
+    with store.connect() as con:  # 3 detections per stored frame, none twice
+        assert con.execute("SELECT count(*) FROM prediction_logs").fetchone() == (15,)
+
+
+def test_a_failing_batch_in_a_group_fails_alone(store: Store) -> None:
+    bad = tables_for("cam-2:bad")
+    broken = IngestTables(
+        frames=bad.frames, detections=bad.detections.take([0, 0, 1]), queue=bad.queue
+    )
+    groups, results = grouped_writes(store, [tables_for("cam-2:1"), broken, tables_for("cam-2:2")])
+    assert groups == [3]
+    assert isinstance(results[1], Exception)
+    assert "uplicate key" in str(results[1])
+    assert results[0] == results[2] == BatchCounts(accepted=1, detections=3, queued=0)
+    assert stored_keys(store) == ["cam-2:1", "cam-2:2"]
