@@ -10,7 +10,8 @@ The old folder is then unlocked and the next publish prunes it.
 With ``EDGELOOP_QDRANT_URL`` set the holder hands out server-mode readers instead (the
 server keeps the index open; the alias moves atomically).
 
-The holder is attached lazily to ``app.state.search_index`` by ``get_search_index``.
+The holder is attached lazily to ``app.state.search_index`` by ``get_search_index``; the
+embedder of text queries likewise to ``app.state.text_embedder`` (``TextQueryEmbedder``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from fastapi import Depends, Request
 
 from edgeloop.settings import LoopSettings
@@ -35,6 +37,9 @@ from edgeloop.vector_versions import (
     read_pointer,
 )
 from edgeloop.vectors import ShardReader, VectorIndex
+
+if TYPE_CHECKING:
+    from edgeloop.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -175,22 +180,73 @@ class SearchIndex:
         self._swap(None, None)
 
 
+class TextQueryEmbedder:
+    """The embedder that turns a text query into a vector: built on the first text query,
+    then kept for the app's life (the settings do not change while it runs).
+
+    Building OpenCLIP loads its weights, seconds and hundreds of MB; the route used to
+    build it for every text query. ``embed`` may run from several request threads at once
+    (inference only, under ``torch.inference_mode``).
+    """
+
+    def __init__(self, loop: LoopSettings) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._embedder: Embedder | None = None
+
+    def get(self) -> Embedder:
+        """The embedder, built on first use.
+
+        Raises:
+            ValueError, RuntimeError: as ``edgeloop.embeddings.build_embedder`` (a setting
+                missing, weights that cannot be loaded); nothing is kept, so a fixed
+                checkpoint is picked up by the next query.
+        """
+        from edgeloop.embeddings import build_embedder
+
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = build_embedder(self.loop)
+            return self._embedder
+
+    def embed(self, text: str) -> npt.NDArray[np.float32]:
+        """``text`` as a (dims,) float32 L2-normalised vector.
+
+        Raises:
+            ValueError, RuntimeError: as ``get``.
+            edgeloop.embeddings.TextEmbeddingUnsupportedError: the embedder has no text side.
+        """
+        return self.get().embed_text([text])[0]
+
+
 _attach_lock = threading.Lock()
+_Held = TypeVar("_Held", "SearchIndex", TextQueryEmbedder)
+
+
+def _attached(request: Request, name: str, kind: type[_Held]) -> _Held:
+    """``app.state.<name>``, a ``kind`` of the app's loop settings created on first use."""
+    state = request.app.state
+    holder = getattr(state, name, None)
+    if holder is None:
+        with _attach_lock:
+            holder = getattr(state, name, None)
+            if holder is None:
+                holder = kind(state.settings.loop)
+                setattr(state, name, holder)
+    if not isinstance(holder, kind):
+        raise TypeError(f"app.state.{name} is a {type(holder).__name__}, not a {kind.__name__}")
+    return holder
 
 
 def get_search_index(request: Request) -> SearchIndex:
     """The app's ``SearchIndex``, created on first use and kept on ``app.state.search_index``."""
-    state = request.app.state
-    holder = getattr(state, "search_index", None)
-    if holder is None:
-        with _attach_lock:
-            holder = getattr(state, "search_index", None)
-            if holder is None:
-                holder = SearchIndex(state.settings.loop)
-                state.search_index = holder
-    if not isinstance(holder, SearchIndex):
-        raise TypeError(f"app.state.search_index is a {type(holder).__name__}, not a SearchIndex")
-    return holder
+    return _attached(request, "search_index", SearchIndex)
+
+
+def get_text_embedder(request: Request) -> TextQueryEmbedder:
+    """The app's ``TextQueryEmbedder``, kept on ``app.state.text_embedder``."""
+    return _attached(request, "text_embedder", TextQueryEmbedder)
 
 
 SearchIndexDep = Annotated[SearchIndex, Depends(get_search_index)]
+TextEmbedderDep = Annotated[TextQueryEmbedder, Depends(get_text_embedder)]

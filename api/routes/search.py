@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Query, status
 
 from api.deps import CurrentPrincipal, SettingsDep, secured_router
-from api.search_index import SearchIndexDep
+from api.search_index import SearchIndexDep, TextEmbedderDep
 from edgeloop.vector_versions import CorruptIndexError, IndexLockedError, IndexNotPublishedError
 
 router = secured_router("/api/search", tag="search")
@@ -23,13 +23,17 @@ router = secured_router("/api/search", tag="search")
     responses={
         400: {"description": "Neither or both queries, or text search without OpenCLIP"},
         404: {"description": "The detection is not in the published index"},
-        503: {"description": "No index published yet, or the published one cannot be opened"},
+        503: {
+            "description": "No index published yet, the published one cannot be opened, "
+            "or the text embedder's weights cannot be loaded"
+        },
     },
 )
 def similar_crops(
     _principal: CurrentPrincipal,
     settings: SettingsDep,
     search_index: SearchIndexDep,
+    text_embedder: TextEmbedderDep,
     detection_id: Annotated[
         str | None, Query(description="A detection whose crop is the query (image-to-image).")
     ] = None,
@@ -45,10 +49,12 @@ def similar_crops(
     ``confidence``, ``bbox`` (xyxy px of the original frame), ``score`` in [-1, 1].
     400 when neither or both queries are given, or for text with the offline
     MobileNetV2 embedder; 404 when the detection is not indexed; 503 before the first
-    ``crop_embeddings`` materialization, or when the published index cannot be opened
-    (unreadable pointer, version locked by another process).
+    ``crop_embeddings`` materialization, when the published index cannot be opened
+    (unreadable pointer, version locked by another process), or when the configured
+    OpenCLIP weights cannot be loaded. The text embedder is built by the first text query
+    and kept (``api.search_index.TextQueryEmbedder``).
     """
-    from edgeloop.embeddings import TextEmbeddingUnsupportedError, build_embedder
+    from edgeloop.embeddings import TextEmbeddingUnsupportedError, embedder_name
 
     if (detection_id is None) == (text is None):
         raise HTTPException(
@@ -74,17 +80,22 @@ def similar_crops(
                         "checkpoint path), then rematerialize crop_embeddings; the offline "
                         "default embedder (MobileNetV2) answers image-to-image queries only",
                     )
-                embedder = build_embedder(settings.loop)
-                if embedder.name != published.embedder:
+                configured = embedder_name(settings.loop)
+                if configured != published.embedder:
                     raise HTTPException(
                         status.HTTP_400_BAD_REQUEST,
                         detail=f"the published index was built with {published.embedder}, the "
-                        f"configured embedder is {embedder.name}; rematerialize crop_embeddings",
+                        f"configured embedder is {configured}; rematerialize crop_embeddings",
                     )
                 try:
-                    vector = embedder.embed_text([text or ""])[0]
+                    vector = text_embedder.embed(text or "")
                 except TextEmbeddingUnsupportedError as exc:
                     raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+                except (ValueError, RuntimeError) as exc:  # the weights cannot be loaded
+                    raise HTTPException(
+                        status.HTTP_503_SERVICE_UNAVAILABLE,
+                        detail=f"text search is unavailable: {exc}",
+                    ) from exc
             hits = reader.search(vector, limit, camera_id=camera_id)
     except IndexNotPublishedError as exc:
         raise HTTPException(

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+from api_support import NoModelRegistry
 from fastapi.testclient import TestClient
 
+from api.deps import get_registry
+from api.main import create_app
+from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.vector_versions import is_held_open
 from edgeloop.vectors import CropPoint, VectorIndex
@@ -115,3 +121,74 @@ def test_a_corrupt_pointer_answers_503_naming_the_file(
     assert answer.status_code == 503
     assert "PUBLISHED.json" in answer.json()["detail"]
     assert "crop_embeddings" in answer.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised small OpenCLIP model saved as a local checkpoint: no CLIP
+    weights can be had offline, and a user's checkpoint takes the same loading path."""
+    import open_clip
+    import torch
+
+    model, _, _ = open_clip.create_model_and_transforms("ViT-S-32", pretrained=None)
+    checkpoint = tmp_path_factory.mktemp("clip") / "vit-s-32.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return checkpoint
+
+
+def clip_client(api_settings: ApiSettings, checkpoint: Path) -> TestClient:
+    loop = api_settings.loop.model_copy(
+        update={"clip_model": "ViT-S-32", "clip_pretrained": str(checkpoint)}
+    )
+    app = create_app(api_settings.model_copy(update={"loop": loop}))
+    app.dependency_overrides[get_registry] = NoModelRegistry
+    return TestClient(app)
+
+
+def test_text_search_builds_the_embedder_once_and_ranks_by_the_text(
+    api_settings: ApiSettings, clip_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeloop.embeddings as embeddings
+
+    texts = ["a person walking", "a red car", "an empty corridor"]
+    reference = embeddings.OpenClipEmbedder("ViT-S-32", str(clip_checkpoint))
+    vectors = reference.embed_text(texts)
+    index = VectorIndex.from_settings(api_settings.loop)
+    index.publish([_point(i, list(v)) for i, v in enumerate(vectors)], embedder=reference.name)
+    index.close()
+    builds: list[str] = []
+
+    def counted(settings: LoopSettings, **kwargs: Any) -> embeddings.Embedder:
+        builds.append(str(settings.clip_model))
+        return real_build(settings, **kwargs)
+
+    real_build = embeddings.build_embedder
+    monkeypatch.setattr(embeddings, "build_embedder", counted)
+    with clip_client(api_settings, clip_checkpoint) as client:
+        for i, text in enumerate(texts):
+            answer = client.get("/api/search/similar", params={"text": text}, headers=LABELER)
+            assert answer.status_code == 200, answer.text
+            top = answer.json()["hits"][0]
+            assert top["detection_id"] == f"cam-1:src:{i}:0"
+            assert top["score"] == pytest.approx(1.0, abs=1e-3)
+    assert builds == ["ViT-S-32"]  # the first text query built it, the others reused it
+
+
+def test_text_search_with_unloadable_weights_is_a_503_not_a_crash(
+    api_settings: ApiSettings, tmp_path: Path
+) -> None:
+    from edgeloop.embeddings import openclip_name
+
+    missing = tmp_path / "no-such-checkpoint.pt"
+    index = VectorIndex.from_settings(api_settings.loop)
+    index.publish([_point(0, [1, 0, 0, 0])], embedder=openclip_name("ViT-S-32", str(missing)))
+    index.close()
+    with clip_client(api_settings, missing) as client:
+        for _ in range(2):  # a failed build is not kept: each query tries again
+            answer = client.get("/api/search/similar", params={"text": "a"}, headers=LABELER)
+            assert answer.status_code == 503, answer.text
+            assert "EDGELOOP_CLIP_PRETRAINED" in answer.json()["detail"]
+        by_image = client.get(
+            "/api/search/similar", params={"detection_id": "cam-1:src:0:0"}, headers=LABELER
+        )
+        assert by_image.status_code == 200  # image-to-image still answers
