@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,23 @@ back each time a call returns to Python, and while another thread runs Python ea
 return waits for it."""
 
 
+@contextlib.contextmanager
+def _rolled_back_on_error(con: Connection) -> Iterator[None]:
+    """Roll the open transaction back when the block raises (the block's error is the one
+    raised), and drop the ingest views either way."""
+    import duckdb
+
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # keep the original error
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in _INGEST_VIEWS:
+            con.unregister(name)
+
+
 def _insert_all_new(
     con: Connection, frames: pa.Table, detections: pa.Table, queue_items: pa.Table
 ) -> bool:
@@ -78,21 +95,16 @@ def _insert_all_new(
     """
     import duckdb
 
-    for name, table in zip(_INGEST_VIEWS[:3], (frames, detections, queue_items), strict=True):
-        con.register(name, table)
     try:
-        con.execute(_INSERT_ALL_NEW)
+        with _rolled_back_on_error(con):
+            for name, table in zip(
+                _INGEST_VIEWS[:3], (frames, detections, queue_items), strict=True
+            ):
+                con.register(name, table)
+            con.execute(_INSERT_ALL_NEW)
         return True
     except duckdb.ConstraintException:
-        con.execute("ROLLBACK")
         return False
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):  # keep the original error
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        for name in _INGEST_VIEWS:
-            con.unregister(name)
 
 
 def _insert_skipping_stored(
@@ -100,12 +112,11 @@ def _insert_skipping_stored(
 ) -> BatchCounts:
     """``insert_batch`` once a key of the batch was found stored: the frames go in with
     ``ON CONFLICT DO NOTHING RETURNING``, whose keys select the other rows."""
-    import duckdb
     import pyarrow as pa
     import pyarrow.compute as pc
 
     con.execute("BEGIN TRANSACTION")
-    try:
+    with _rolled_back_on_error(con):
         con.register("ingest_frames", frames)
         rows = con.execute(
             "INSERT INTO frames BY NAME SELECT * FROM ingest_frames "
@@ -129,13 +140,6 @@ def _insert_skipping_stored(
         if queue_items.num_rows:
             queue.insert_items(con=con, items=queue_items)
         con.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):  # keep the original error
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        for name in _INGEST_VIEWS:
-            con.unregister(name)
     return BatchCounts(
         accepted=len(keys),
         detections=detections.num_rows,

@@ -5,7 +5,8 @@ original frame, bbox as ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2``
 (xyxy, origin top-left). Times are timezone-aware UTC.
 
 Modules: ``records`` (version 1, the answers, the heartbeat and the bounds),
-``columnar`` (version 2 and the rules of every columnar batch), ``binary`` (version 3).
+``arrays`` (the numpy arrays of every columnar batch and the rules across them),
+``columnar`` (version 2), ``binary`` (version 3).
 
 Version history:
     "1": first version.
@@ -39,6 +40,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from edgeloop.wire.arrays import MAX_VIOLATIONS_REPORTED, ColumnarArrays, ColumnarBatch
 from edgeloop.wire.binary import (
     BINARY_WIRE_VERSION,
     MSGPACK_MEDIA_TYPE,
@@ -51,9 +53,6 @@ from edgeloop.wire.columnar import (
     COLUMNAR_WIRE_VERSION,
     MAX_CLASS_NAMES_PER_BATCH,
     MAX_DETECTIONS_PER_BATCH,
-    MAX_VIOLATIONS_REPORTED,
-    ColumnarArrays,
-    ColumnarBatch,
     IngestBatchColumnar,
     encode_columnar,
 )

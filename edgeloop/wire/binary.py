@@ -37,18 +37,20 @@ import numpy.typing as npt
 from pydantic import AwareDatetime, Field, ValidationError
 from pydantic_core import InitErrorDetails
 
-from edgeloop.wire.columnar import (
+from edgeloop.wire.arrays import (
     EPOCH,
-    MAX_CLASS_NAMES_PER_BATCH,
-    MAX_DETECTIONS_PER_BATCH,
     MAX_VIOLATIONS_REPORTED,
     MICROSECOND,
     ColumnarArrays,
     ColumnarBatch,
-    IngestBatchColumnar,
-    _violation,
     check_across_arrays,
     check_lengths,
+    violation,
+)
+from edgeloop.wire.columnar import (
+    MAX_CLASS_NAMES_PER_BATCH,
+    MAX_DETECTIONS_PER_BATCH,
+    IngestBatchColumnar,
     element_bounds,
 )
 from edgeloop.wire.records import (
@@ -294,7 +296,7 @@ def _read_typed(body: _Body, dtypes: dict[str, str]) -> dict[str, npt.NDArray[An
         size = np.dtype(dtype).itemsize
         if len(data) % size:
             errors.append(
-                _violation(
+                violation(
                     "typed_array_size",
                     f"{name} has {len(data)} bytes: not a whole number of {dtype} items "
                     f"({size} bytes each)",
@@ -346,7 +348,7 @@ def _check_items(arrays: dict[str, npt.NDArray[Any]]) -> None:
         for i in np.flatnonzero(~ok)[:MAX_VIOLATIONS_REPORTED].tolist():
             value = values[i].item()
             errors.append(
-                _violation(
+                violation(
                     "item_out_of_bounds",
                     f"{name}[{i}] is {value}: must be {rule}",
                     (name, i),
@@ -372,7 +374,7 @@ def decode_binary(body: bytes) -> IngestBatchBinary:
         raw = msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True, **_LIMITS)
     except Exception as exc:  # any failure of the decoder on hostile bytes is a refusal
         raise _refusal(
-            [_violation("msgpack_invalid", f"body is not one MessagePack value: {exc}", (), None)]
+            [violation("msgpack_invalid", f"body is not one MessagePack value: {exc}", (), None)]
         ) from None
     checked = _Body.model_validate(raw)
     frame_arrays = _read_typed(checked, FRAME_ARRAY_DTYPES)

@@ -1,5 +1,7 @@
-"""Wire version 2: the batch as parallel arrays (``IngestBatchColumnar``), and the rules
-every columnar batch obeys (version 2's JSON and version 3's MessagePack alike).
+"""Wire version 2: the batch as parallel arrays (``IngestBatchColumnar``), its encoder
+(``encode_columnar``) and the item bounds it declares (``element_bounds``, which version 3
+reads too). The rules across arrays that every columnar batch obeys are in
+``edgeloop.wire.arrays``.
 
 Coordinates are pixels of the original frame, xyxy, origin top-left; times are
 timezone-aware UTC. The version history is in ``edgeloop.wire``.
@@ -8,17 +10,24 @@ timezone-aware UTC. The version history is in ``edgeloop.wire``.
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import annotated_types
 import numpy as np
-import numpy.typing as npt
-from pydantic import AwareDatetime, Field, PrivateAttr, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AwareDatetime, Field, PrivateAttr, model_validator
 
+from edgeloop.wire.arrays import (
+    DETECTION_FIELDS,
+    EPOCH,
+    FRAME_FIELDS,
+    MICROSECOND,
+    ColumnarArrays,
+    check_across_arrays,
+    check_lengths,
+)
 from edgeloop.wire.records import (
     MAX_CLASS_ID,
     MAX_DETECTIONS_PER_FRAME,
@@ -38,18 +47,10 @@ from edgeloop.wire.records import (
 
 COLUMNAR_WIRE_VERSION: Literal["2"] = "2"
 """Version of ``IngestBatchColumnar``."""
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-"""Origin of ``captured_at_us``: the Unix epoch, UTC."""
-MICROSECOND = timedelta(microseconds=1)
-"""The unit of ``captured_at_us``."""
-
 MAX_DETECTIONS_PER_BATCH = MAX_FRAMES_PER_BATCH * MAX_DETECTIONS_PER_FRAME
 """Most detections one batch can hold (600,000)."""
 MAX_CLASS_NAMES_PER_BATCH = 4096
 """Most distinct class names in one version-2 batch (COCO has 80, Objects365 365)."""
-MAX_VIOLATIONS_REPORTED = 20
-"""Most violations of one cross-array rule named in a version-2 refusal (a corrupt batch
-can break a rule at every one of its 600,000 detections)."""
 
 _Px = Annotated[float, Field(ge=0)]
 _Unit = Annotated[float, Field(ge=0, le=1)]
@@ -64,74 +65,6 @@ def _per_frame(description: str) -> Any:
 
 def _per_detection(description: str) -> Any:
     return Field(max_length=MAX_DETECTIONS_PER_BATCH, description=description)
-
-
-@dataclass(frozen=True)
-class ColumnarArrays:
-    """The numeric arrays of a checked columnar batch (version 2 or 3) as numpy arrays.
-
-    Attributes:
-        detection_count: (n_frames,) int64, detections of each frame.
-        width, height: (n_frames,) int64, original frame size, px.
-        frame_index: (n_frames,) int64. captured_at_us: (n_frames,) int64, capture time in
-            microseconds since ``EPOCH`` (UTC).
-        brightness, contrast, sharpness, saturation, inference_ms: (n_frames,) float64
-            (``FrameQuality``'s statistics; detector time, ms).
-        boxes: (n_detections, 4) float64 xyxy px of the original frame, in frame order.
-        confidence: (n_detections,) float64 in [0, 1].
-        class_id: (n_detections,) int64.
-        class_name_index: (n_detections,) int64, index into the batch's ``class_names``.
-        uncertain: (n_detections,) bool.
-    """
-
-    detection_count: npt.NDArray[np.int64]
-    width: npt.NDArray[np.int64]
-    height: npt.NDArray[np.int64]
-    frame_index: npt.NDArray[np.int64]
-    captured_at_us: npt.NDArray[np.int64]
-    brightness: npt.NDArray[np.float64]
-    contrast: npt.NDArray[np.float64]
-    sharpness: npt.NDArray[np.float64]
-    saturation: npt.NDArray[np.float64]
-    inference_ms: npt.NDArray[np.float64]
-    boxes: npt.NDArray[np.float64]
-    confidence: npt.NDArray[np.float64]
-    class_id: npt.NDArray[np.int64]
-    class_name_index: npt.NDArray[np.int64]
-    uncertain: npt.NDArray[np.bool_]
-
-
-FRAME_FIELDS = (
-    "frame_key",
-    "camera_id",
-    "frame_index",
-    "captured_at",
-    "width",
-    "height",
-    "brightness",
-    "contrast",
-    "sharpness",
-    "saturation",
-    "inference_ms",
-    "model_version",
-    "detection_count",
-)
-DETECTION_FIELDS = (
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "class_id",
-    "class_name_index",
-    "confidence",
-    "uncertain",
-)
-
-
-def _violation(kind: str, message: str, loc: tuple[str | int, ...], value: Any) -> InitErrorDetails:
-    # The message is pre-formatted; braces in it must not be read as template fields.
-    template = message.replace("{", "{{").replace("}", "}}")
-    return InitErrorDetails(type=PydanticCustomError(kind, template), loc=loc, input=value)
 
 
 class IngestBatchColumnar(_Strict):
@@ -267,6 +200,14 @@ class IngestBatchColumnar(_Strict):
         """Frames in the batch (repeated frame_keys counted each time)."""
         return len(self.frame_key)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is. The arrays ``arrays()`` caches are derived from the
+        fields and left out: pydantic's own comparison includes private attributes, so a
+        checked batch (arrays built) never equalled the same batch unchecked."""
+        if not isinstance(other, IngestBatchColumnar):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
     def arrays(self) -> ColumnarArrays:
         """The numeric arrays as numpy arrays (built once; see ``ColumnarArrays``)."""
         if self._arrays is None:
@@ -306,137 +247,6 @@ class IngestBatchColumnar(_Strict):
         )
         check_across_arrays(model, self.frame_key, self.class_names, self.arrays())
         return self
-
-
-class ColumnarBatch(Protocol):
-    """What version 2 (``IngestBatchColumnar``) and version 3 (``IngestBatchBinary``) have
-    in common, checked: the API's ingest reads a batch of either through this."""
-
-    @property
-    def agent_id(self) -> str: ...
-    @property
-    def sent_at(self) -> datetime: ...
-    @property
-    def frame_key(self) -> list[str]: ...
-    @property
-    def camera_id(self) -> list[str]: ...
-    @property
-    def model_version(self) -> list[str]: ...
-    @property
-    def jpeg(self) -> list[bytes | None] | None: ...
-    @property
-    def class_names(self) -> list[str]: ...
-    @property
-    def frame_count(self) -> int: ...
-    def arrays(self) -> ColumnarArrays: ...
-
-
-def check_lengths(
-    model: str,
-    frame_lengths: Mapping[str, int],
-    detection_count: Sequence[int] | npt.NDArray[np.int64],
-    detection_lengths: Mapping[str, int],
-) -> None:
-    """Every per-frame array has one item per frame (``frame_lengths["frame_key"]``), every
-    per-detection array one per detection (``sum(detection_count)``).
-
-    Raises:
-        pydantic.ValidationError: titled ``model``; each array of a wrong length named.
-    """
-    n_frames = frame_lengths["frame_key"]
-    errors = [
-        _violation(
-            "frame_array_length",
-            f"{name} has {length} items, frame_key has {n_frames}: "
-            "every per-frame array has one item per frame",
-            (name,),
-            length,
-        )
-        for name, length in frame_lengths.items()
-        if length != n_frames
-    ]
-    if errors:
-        raise ValidationError.from_exception_data(model, errors)
-    n_dets = int(sum(detection_count))
-    errors = [
-        _violation(
-            "detection_array_length",
-            f"{name} has {length} items, detection_count sums to "
-            f"{n_dets}: every per-detection array has one item per detection",
-            (name,),
-            length,
-        )
-        for name, length in detection_lengths.items()
-        if length != n_dets
-    ]
-    if errors:
-        raise ValidationError.from_exception_data(model, errors)
-
-
-def check_across_arrays(
-    model: str, frame_key: Sequence[str], class_names: Sequence[str], arrays: ColumnarArrays
-) -> None:
-    """The rules across arrays, once every array has its length (``check_lengths``): each
-    ``class_name_index`` inside ``class_names``; each bbox ordered (x1 <= x2, y1 <= y2) and
-    inside its frame with version 1's 1 px tolerance (``FrameRecord``).
-
-    Raises:
-        pydantic.ValidationError: titled ``model``; each violation located as
-            ``(array, index)``, at most ``MAX_VIOLATIONS_REPORTED`` per rule.
-    """
-    n_frames = len(frame_key)
-    frame_of_det = np.repeat(np.arange(n_frames), arrays.detection_count)
-    first_of_frame = np.cumsum(arrays.detection_count) - arrays.detection_count
-    boxes = arrays.boxes
-    errors: list[InitErrorDetails] = []
-
-    def where(i: int) -> str:
-        frame = int(frame_of_det[i])
-        return f"detection {i - int(first_of_frame[frame])} of frame {frame_key[frame]}"
-
-    def box(i: int) -> tuple[float, ...]:
-        return tuple(float(v) for v in boxes[i])
-
-    for i in np.flatnonzero(arrays.class_name_index >= len(class_names))[
-        :MAX_VIOLATIONS_REPORTED
-    ].tolist():
-        errors.append(
-            _violation(
-                "class_name_index",
-                f"{where(i)}: class_name_index {arrays.class_name_index[i]} is not an "
-                f"index of class_names ({len(class_names)} names)",
-                ("class_name_index", i),
-                int(arrays.class_name_index[i]),
-            )
-        )
-    unordered = (boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3])
-    for i in np.flatnonzero(unordered)[:MAX_VIOLATIONS_REPORTED].tolist():
-        field = "x2" if boxes[i, 0] > boxes[i, 2] else "y2"
-        errors.append(
-            _violation(
-                "bbox_order",
-                f"{where(i)}: bbox must be xyxy with x1 <= x2 and y1 <= y2, got {box(i)}",
-                (field, i),
-                float(boxes[i, 2 if field == "x2" else 3]),
-            )
-        )
-    # Version 1's rule: inside the frame with a 1 px tolerance (FrameRecord).
-    x_out = boxes[:, 2] > arrays.width[frame_of_det] + 1
-    y_out = boxes[:, 3] > arrays.height[frame_of_det] + 1
-    for i in np.flatnonzero(x_out | y_out)[:MAX_VIOLATIONS_REPORTED].tolist():
-        frame = int(frame_of_det[i])
-        field = "x2" if x_out[i] else "y2"
-        errors.append(
-            _violation(
-                "bbox_outside_frame",
-                f"{where(i)}: bbox {box(i)} lies outside the "
-                f"{arrays.width[frame]}x{arrays.height[frame]} frame {frame_key[frame]}",
-                (field, i),
-                float(boxes[i, 2 if field == "x2" else 3]),
-            )
-        )
-    if errors:
-        raise ValidationError.from_exception_data(model, errors)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from edgeloop.wire import (
     FrameRecord,
     IngestBatch,
     IngestBatchColumnar,
+    decode_binary,
+    encode_binary,
     encode_columnar,
     parse_ingest_batch,
 )
@@ -174,6 +176,26 @@ def test_columnar_batch_round_trips_through_json_and_is_told_apart_by_wire_versi
     assert isinstance(parse_ingest_batch(json.dumps(moved, indent=1).encode()), IngestBatchColumnar)
     with pytest.raises(ValidationError, match="wire_version"):
         parse_ingest_batch(v2.replace(b'"wire_version":"2"', b'"wire_version":"9"'))
+
+
+def test_columnar_batches_compare_by_content_in_both_wire_versions() -> None:
+    frames = [_frame(frame_key="cam-1:a:0"), _frame(frame_key="cam-1:a:1", detections=[])]
+    sent_at = datetime(2026, 1, 1, tzinfo=UTC)
+    unchecked = encode_columnar(frames, agent_id="a", sent_at=sent_at)
+    body = unchecked.model_dump_json().encode()
+    checked, again = parse_ingest_batch(body), parse_ingest_batch(body)
+    assert isinstance(checked, IngestBatchColumnar)
+    # Checked batches hold their numpy arrays; equality compares the fields only.
+    assert checked == again == unchecked
+    other = encode_columnar(frames[:1], agent_id="a", sent_at=sent_at)
+    assert checked != other
+    assert checked != "not a batch"
+
+    binary = encode_binary(unchecked)
+    v3, v3_again = decode_binary(binary), decode_binary(binary)
+    assert v3 == v3_again
+    assert v3.arrays() == checked.arrays()
+    assert v3 != decode_binary(encode_binary(other))
 
 
 def test_columnar_batch_checks_boxes_across_arrays_naming_the_detection() -> None:
