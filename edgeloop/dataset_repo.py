@@ -14,6 +14,9 @@ Its layout:
 - ``yolo/`` (git-ignored): the working copy ultralytics reads, materialised from the
   manifest with hardlinks into the store.
 
+Manifests are whole files in git; once the loose objects pass ``LOOSE_LIMIT_KIB`` a
+commit repacks the history, where a version that adds a few frames is a small delta.
+
 ``stage`` (incremental build) -> ``commit_version`` (tag ``v<N>``, ``dvc push``);
 ``versions``; ``checkout`` materialises any version into any folder.
 """
@@ -57,6 +60,17 @@ already hashed, so an unchanged frame is not read again (losing it only costs a 
 CHECKOUTS_DIR = "checkouts"
 """Git-ignored, in the data repo: where ``edgeloop dataset checkout vN`` puts a version."""
 IGNORED = (f"/{DATASET_DIR}", f"/{CHECKOUTS_DIR}", f"/{HASH_CACHE}")
+LOOSE_LIMIT_KIB = 64 * 1024
+"""Loose git objects (KiB, ``git count-objects``) above which a committed version repacks
+the data repo (``git repack -a -d``).
+
+Each version's manifest is a new blob of ~480 bytes per frame (4.8 MB at 10,000 frames,
+~48 MB at 100,000: bench/datasets.py), stored zlib-compressed and whole while loose
+(1.3 MB at 10,000 frames); git's own automatic gc only counts objects (6,700) and would
+let that grow by one compressed manifest per version. Packed, a version that adds 1 % of
+frames is a delta of a few KB against the previous one. Measured with eight synthetic
+100,000-frame manifests, each 1 % larger: 6 MB loose per version, 0.07 MB per version
+once packed, a repack taking 0.4-1.0 s."""
 
 
 _ADD_AND_PUSH = """
@@ -222,6 +236,18 @@ class DatasetRepo:
         if head != self.branch:
             self._git("checkout", "-q", "-f", self.branch)
 
+    def loose_kib(self) -> int:
+        """Size of the data repo's loose git objects, KiB (``git count-objects -v``)."""
+        counts = dict(line.split(": ", 1) for line in self._git("count-objects", "-v").splitlines())
+        return int(counts["size"])
+
+    def _repack_if_loose(self) -> None:
+        """Pack the history once its loose objects pass ``LOOSE_LIMIT_KIB``."""
+        loose = self.loose_kib()
+        if loose > LOOSE_LIMIT_KIB:
+            self._git("repack", "-a", "-d", "-q")
+            logger.info("repacked %s: %s KiB of loose objects", self.root, loose)
+
     def _next_version(self) -> str:
         return f"v{max((_tag_number(t) for t in self._tags()), default=0) + 1}"
 
@@ -370,6 +396,7 @@ class DatasetRepo:
         self._git("add", *paths)
         self._git("commit", "-q", "-m", f"Dataset {build.version}: {message}")
         self._git("tag", "-a", build.version, "-m", message)
+        self._repack_if_loose()
         logger.info(
             "dataset %s committed: %s frames, %s new, %s bytes added",
             build.version,

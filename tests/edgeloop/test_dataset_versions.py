@@ -212,3 +212,19 @@ def test_stage_refuses_a_commit_after_another_version(tmp_path):
 def test_cli_checkout_without_a_repo_says_so(tmp_path, loop_settings: LoopSettings):
     result = CliRunner().invoke(app, ["dataset", "list"])
     assert result.exit_code == 1 and "no dataset versions" in result.output
+
+
+def test_versions_are_packed_once_loose_objects_pass_the_limit(tmp_path, monkeypatch):
+    import edgeloop.dataset_repo as dataset_repo
+
+    frames = _frames(tmp_path / "src", 8)
+    repo = DatasetRepo(tmp_path / "datasets", tmp_path / "remote")
+    repo.commit_version(repo.stage(frames[:6], NAMES), message="v1")
+    loose = repo.loose_kib()
+    assert loose > 0  # a small repo stays loose: under the default limit
+    monkeypatch.setattr(dataset_repo, "LOOSE_LIMIT_KIB", 0)
+    repo.commit_version(repo.stage(frames, NAMES), message="v2")
+    # Both versions' objects are packed (git leaves an unreferenced empty blob loose).
+    assert repo.loose_kib() < loose / 4
+    assert len(repo.manifest_at("v1").entries) == 6
+    assert len(repo.manifest_at("v2").entries) == 8
