@@ -6,15 +6,17 @@ What it measures, in one run on the same machine:
     ``/api/ingest``, in wire version 1 (``IngestBatch``, JSON, an object per frame and per
     detection), version 2 (``IngestBatchColumnar``, JSON, parallel arrays, encoded with the
     agent's ``encode_columnar``) and version 3 (``IngestBatchBinary``, MessagePack with
-    typed arrays, the agent's ``ingest_body``: what agents send), each API run on an empty
-    store; end to end: HTTP, parse and checks, Arrow build, DuckDB insert and commit, the
-    connection's open and close (checkpoint). Run with 1 client (one batch in flight) and
-    with each of ``--concurrency`` clients (fleets of agents; default 2 and 4). Batches
+    typed arrays, the agent's ``ingest_body``: what agents send); end to end: HTTP, parse
+    and checks, Arrow build, DuckDB insert and commit, the connection's open and close
+    (checkpoint). Run with 1 client (one batch in flight) and with each of
+    ``--concurrency`` clients (fleets of agents; default 2 and 4); every run is a fresh
+    API on an empty store that gets 2 warm-up batches, then the ``--batches`` timed. Batches
     that wait while another is written are written together, in one transaction when
     all their frames are new (``api.writer.IngestWriter``): with 4 clients that happens,
     with 2 it rarely does.
   * raw: the same rows as pre-built pyarrow tables inserted into a fresh DuckDB file
-    with the same schema (``INSERT INTO t SELECT * FROM arrow``, a transaction per batch),
+    with the same schema, after the same 2 warm-up batches (untimed), (``INSERT INTO t
+    SELECT * FROM arrow``, a transaction per batch),
     through one connection for all batches (``--rounds`` times, alternating with the
     version-3 API runs so that both see the machine's changing load; the best of each
     counts) and once with a connection opened and closed per batch (the open and the
@@ -25,7 +27,7 @@ What it measures, in one run on the same machine:
 Also printed: the API process' CPU time per batch (user + system, from /proc), which
 says what the run would give on an idle machine when other work shares the cores.
 
-Usage: ``uv run --frozen python bench/ingest.py [--batches 16] [--concurrency 2 4] [--rounds 3]``.
+Usage: ``uv run --frozen python bench/ingest.py [--batches 32] [--concurrency 2 4] [--rounds 3]``.
 Target (issue 9): end to end through the API in wire version 3, what agents send (the best
 of 1 client and the fleets: what the API sustains), at >= 0.9x the raw Arrow insert through
 one connection, a transaction per batch, in the same run; the last line says
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,9 +220,11 @@ def raw_insert(
     *,
     connection_per_batch: bool,
     per_transaction: int = 1,
+    warm_up: Sequence[tuple[pa.Table, pa.Table]] = (),
 ) -> tuple[float, int]:
     """Insert pre-built Arrow tables, a transaction per ``per_transaction`` batches (their
-    tables concatenated, untimed); returns (seconds, rows)."""
+    tables concatenated, untimed), into a fresh file that first gets ``warm_up`` (untimed,
+    as the API's warm-up batches); returns (seconds, rows)."""
     tables = [
         (
             pa.concat_tables([f for f, _ in tables[i : i + per_transaction]]),
@@ -227,8 +232,12 @@ def raw_insert(
         )
         for i in range(0, len(tables), per_transaction)
     ]
-    with Store(db_path).connect():
-        pass
+    with Store(db_path).connect() as con:
+        for frames_table, det_table in warm_up:
+            con.register("f", frames_table)
+            con.register("d", det_table)
+            con.execute("INSERT INTO frames BY NAME SELECT * FROM f")
+            con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM d")
     rows = 0
     start = time.perf_counter()
     con = duckdb.connect(str(db_path))
@@ -280,44 +289,47 @@ class Run:
 
 
 def api_runs(
-    data_dir: Path, version: str, bodies: list[bytes], n: int, fleets: list[int]
+    data_dir: Path, version: str, bodies: list[bytes], n: int, client_counts: list[int]
 ) -> list[Run]:
-    """Start the API on an empty ``data_dir``; warm up (2 batches), then post ``n`` batches
-    with 1 client and ``2n`` with each fleet of clients; check every detection is stored.
+    """For each number of clients: start the API on an empty store, warm it up (the first
+    2 bodies), post the next ``n`` with that many clients and check every detection is
+    stored; the API is stopped after each.
 
-    Each wire version gets its own empty store: the cost of an insert grows with the
-    tables (``prediction_logs`` holds 30n+ batches' detections by the end of a run).
+    Every run starts on an empty store, as the raw insert does: an insert costs more as
+    the tables grow (bench/README.md).
     """
-    api = start_api(
-        LoopSettings(data_dir=data_dir),
-        extra_env={"EDGELOOP_API_TOKENS": json.dumps({TOKEN: "agent"})},
-    )
-    port = int(api.url.rsplit(":", 1)[1])
-    pid = api.process.pid
-    try:
-        post_all(port, bodies[:2], 1)  # warm-up: first connection, kernels, allocator
-        wait_idle(pid)  # start-up work in the background (importing MLflow) is done
-        runs, start = [], 2
-        for clients, count in ((1, n), *((fleet, 2 * n) for fleet in fleets)):
-            cpu0 = cpu_seconds(pid)
-            seconds, detections = post_all(port, bodies[start : start + count], clients)
-            cpu_ms = (cpu_seconds(pid) - cpu0) / count * 1000
-            name = f"api v{version}, {clients} client{'s' if clients > 1 else ''}"
-            runs.append(Run(name, seconds, detections, cpu_ms))
-            start += count
-        health = httpx.get(
-            f"http://127.0.0.1:{port}/api/health",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        ).json()
-    finally:
-        api.stop(timeout_s=30)
-    expected = sum(body_detections(b) for b in bodies[:start])
-    stored = health["counts"]["detections"]
-    if stored != expected:
-        raise SystemExit(
-            f"wire version {version}: DuckDB holds {stored} detections, expected {expected}"
+    runs = []
+    for clients in client_counts:
+        run_dir = data_dir / f"{clients}-clients"
+        api = start_api(
+            LoopSettings(data_dir=run_dir),
+            extra_env={"EDGELOOP_API_TOKENS": json.dumps({TOKEN: "agent"})},
         )
+        port = int(api.url.rsplit(":", 1)[1])
+        pid = api.process.pid
+        try:
+            post_all(port, bodies[:2], 1)  # warm-up: first connection, kernels, allocator
+            wait_idle(pid)  # start-up work in the background (importing MLflow) is done
+            cpu0 = cpu_seconds(pid)
+            seconds, detections = post_all(port, bodies[2 : 2 + n], clients)
+            cpu_ms = (cpu_seconds(pid) - cpu0) / n * 1000
+            health = httpx.get(
+                f"http://127.0.0.1:{port}/api/health",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=30,
+            ).json()
+        finally:
+            api.stop(timeout_s=30)
+        shutil.rmtree(run_dir)
+        expected = sum(body_detections(b) for b in bodies[: 2 + n])
+        stored = health["counts"]["detections"]
+        if stored != expected:
+            raise SystemExit(
+                f"wire version {version}, {clients} clients: DuckDB holds {stored} "
+                f"detections, expected {expected}"
+            )
+        name = f"api v{version}, {clients} client{'s' if clients > 1 else ''}"
+        runs.append(Run(name, seconds, detections, cpu_ms))
     return runs
 
 
@@ -343,7 +355,7 @@ def body_detections(body: bytes) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batches", type=int, default=16, help="timed batches per API run")
+    parser.add_argument("--batches", type=int, default=32, help="timed batches per run")
     parser.add_argument("--frames", type=int, default=500, help="frames per batch")
     parser.add_argument("--detections", type=int, default=20, help="detections per frame")
     parser.add_argument(
@@ -356,7 +368,8 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     n = args.batches
-    per_version = 2 + n + 2 * n * len(args.concurrency)
+    per_version = 2 + n
+    client_counts = [1, *args.concurrency]
     print(
         f"generating 3 x {per_version} batches of {args.frames} frames x "
         f"{args.detections} detections ..."
@@ -379,6 +392,7 @@ def main() -> None:
         )
     )
 
+    warm_up = [arrow_tables(b) for b in bodies["1"][:2]]
     tables = [arrow_tables(b) for b in bodies["1"][2 : 2 + n]]
     raws: list[tuple[float, int]] = []
     v3_rounds: list[list[Run]] = []
@@ -387,26 +401,33 @@ def main() -> None:
         load = os.getloadavg()[0]
         json_runs: list[Run] = []
         for version in ("1", "2"):
-            json_runs += api_runs(
-                data_dir / f"api-v{version}", version, bodies[version], n, args.concurrency
-            )
-            shutil.rmtree(data_dir / f"api-v{version}")
+            json_runs += api_runs(data_dir, version, bodies[version], n, client_counts)
         # Raw inserts and API runs alternate, each into an empty file, so that both see the
         # machine's changing load; the best of each counts.
         for r in range(args.rounds):
             raws.append(
-                raw_insert(data_dir / f"raw-{r}.duckdb", tables, connection_per_batch=False)
+                raw_insert(
+                    data_dir / f"raw-{r}.duckdb",
+                    tables,
+                    connection_per_batch=False,
+                    warm_up=warm_up,
+                )
             )
-            v3_rounds.append(
-                api_runs(data_dir / f"api-v3-{r}", "3", bodies["3"], n, args.concurrency)
+            v3_rounds.append(api_runs(data_dir, "3", bodies["3"], n, client_counts))
+        raws.append(
+            raw_insert(
+                data_dir / "raw-last.duckdb", tables, connection_per_batch=False, warm_up=warm_up
             )
-            shutil.rmtree(data_dir / f"api-v3-{r}")
-        raws.append(raw_insert(data_dir / "raw-last.duckdb", tables, connection_per_batch=False))
+        )
         raw_pb_s, raw_pb_rows = raw_insert(
-            data_dir / "raw-per-batch.duckdb", tables, connection_per_batch=True
+            data_dir / "raw-per-batch.duckdb", tables, connection_per_batch=True, warm_up=warm_up
         )
         grouped_s, grouped_rows = raw_insert(
-            data_dir / "raw-grouped.duckdb", tables, connection_per_batch=False, per_transaction=4
+            data_dir / "raw-grouped.duckdb",
+            tables,
+            connection_per_batch=False,
+            per_transaction=4,
+            warm_up=warm_up,
         )
 
     raw_s, raw_rows = min(raws)
