@@ -1,7 +1,7 @@
 """Ingest building blocks: JPEG checks and writes, and the batch as column-wise Arrow tables.
 
 Everything here runs outside the DuckDB connection, so the file stays locked only for
-the inserts themselves (``edgeloop.store.frames.insert_batch``). Every wire version becomes
+the inserts themselves (``edgeloop.store.ingest.insert_batch``). Every wire version becomes
 one ``BatchColumns`` (version 1 by one pass over its per-detection objects, versions 2 and
 3 as their arrays are), and one function builds the tables from it, so every version
 stores the same rows. Arrow columns are built from flat Python lists or numpy arrays, frame-level

@@ -1,6 +1,6 @@
 """The ingest writer: group commit — batches that arrive while another is being written
 are written together, in one transaction when all their frames are new
-(``edgeloop.store.frames.insert_new_batches``), else each in its own.
+(``edgeloop.store.ingest.insert_new_batches``), else each in its own.
 
 Each batch is committed before its request is answered (durable: DuckDB fsyncs the WAL
 on commit). Keeping the file open between back-to-back batches (opening and
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from api.ingest import IngestTables
-from edgeloop.store import Store, frames
-from edgeloop.store.frames import BatchCounts
+from edgeloop.store import Store
+from edgeloop.store.ingest import BatchCounts, insert_batch, insert_new_batches
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class IngestWriter:
 
     One thread writes at a time; batches that arrive meanwhile wait in a queue, and the
     next thread to write takes all of them (up to ``max_group``). A group whose frames are
-    all new is one transaction (``edgeloop.store.frames.insert_new_batches``); otherwise
+    all new is one transaction (``edgeloop.store.ingest.insert_new_batches``); otherwise
     each batch is its own transaction (``insert_batch``), so a stored frame is skipped and
     a failing batch fails alone. With one or two agents a group rarely holds more than one
     batch; with more, the WAL is written and fsync'ed once for several.
@@ -108,7 +108,7 @@ class IngestWriter:
             return len(self._pending)
 
     def write(self, tables: IngestTables) -> BatchCounts:
-        """Insert one batch (see ``edgeloop.store.frames.insert_batch``); returns once it is committed.
+        """Insert one batch (see ``edgeloop.store.ingest.insert_batch``); returns once it is committed.
 
         Raises:
             duckdb.Error, edgeloop.store.StoreLockedError: this batch was not stored.
@@ -137,7 +137,7 @@ class IngestWriter:
             self.observe_group(len(group))
         try:
             with self.store.connect() as con:
-                together = len(group) > 1 and frames.insert_new_batches(
+                together = len(group) > 1 and insert_new_batches(
                     con=con,
                     batches=[
                         (job.tables.frames, job.tables.detections, job.tables.queue)
@@ -150,7 +150,7 @@ class IngestWriter:
                 else:  # one batch, or a stored or repeated frame_key among them
                     for job in group:
                         try:
-                            job.result = frames.insert_batch(
+                            job.result = insert_batch(
                                 con=con,
                                 frames=job.tables.frames,
                                 detections=job.tables.detections,

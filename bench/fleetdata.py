@@ -5,7 +5,7 @@ drift reports and alias moves are drawn from a seeded random generator, shaped l
 running loop (``--cameras`` cameras at a steady frame rate over the last ``--hours``
 hours, ending now; ~8 detections per frame with Poisson counts; confidences from a beta
 distribution, so about a third fall in the uncertainty band). Rows go in through the
-store's own writers: ``edgeloop.store.frames.insert_batch`` (one Arrow insert per table
+store's own writers: ``edgeloop.store.ingest.insert_batch`` (one Arrow insert per table
 and chunk, queue items with it), ``agents.upsert``, ``labels.create``, ``drift.insert``
 and ``deployments.record``.
 
@@ -31,7 +31,16 @@ sys.path.insert(0, str(REPO))
 
 from edgeloop.annotations import REVIEWED_BOXES  # noqa: E402
 from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, uncertainty_scores  # noqa: E402
-from edgeloop.store import Store, agents, deployments, drift, frames, labels, queue  # noqa: E402
+from edgeloop.store import (  # noqa: E402
+    Store,
+    agents,
+    deployments,
+    drift,
+    frames,
+    ingest,
+    labels,
+    queue,
+)
 from edgeloop.wire import AgentHeartbeat  # noqa: E402
 
 CLASSES = ("Normal", "Fall")
@@ -171,7 +180,7 @@ def load_fleet(
         for start in range(0, frames_n, CHUNK_FRAMES):
             chunk = frames_t.slice(start, CHUNK_FRAMES)
             keys = chunk["frame_key"]
-            frames.insert_batch(
+            ingest.insert_batch(
                 con=con,
                 frames=chunk,
                 detections=dets_t.filter(pc.is_in(dets_t["frame_key"], value_set=keys)),

@@ -2,7 +2,7 @@
 
 | table | owner |
 |---|---|
-| ``frames``, ``prediction_logs`` (detections) | ``edgeloop.store.frames`` |
+| ``frames``, ``prediction_logs`` (detections) | ``edgeloop.store.frames`` (reads), ``edgeloop.store.ingest`` (the one writer) |
 | ``labeling_queue`` | ``edgeloop.store.queue`` |
 | ``reviewed_labels`` | ``edgeloop.store.labels`` |
 | ``retraining_events`` | ``edgeloop.store.retraining`` |

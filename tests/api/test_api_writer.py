@@ -15,7 +15,7 @@ from api.ingest import IngestTables, build_tables, unique_frames
 from api.writer import IngestWriter
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
-from edgeloop.store.frames import BatchCounts
+from edgeloop.store.ingest import BatchCounts
 from edgeloop.wire import IngestBatch
 
 

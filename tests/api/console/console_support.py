@@ -1,7 +1,7 @@
 """Helpers of the console tests: a store filled with known rows at known times.
 
 Importable as ``console_support`` (pytest puts a test file's folder on sys.path). Rows go
-in through the store's own writers (``frames.insert_batch`` with Arrow tables,
+in through the store's own writers (``ingest.insert_batch`` with Arrow tables,
 ``agents.upsert``, ``labels.create``, ``drift.insert``, ``deployments.record``,
 ``retraining.record``), so the numbers the console shows can be checked against them.
 """
@@ -18,7 +18,16 @@ import pandas as pd
 import pyarrow as pa
 
 from edgeloop.annotations import REVIEWED_BOXES
-from edgeloop.store import Store, agents, deployments, drift, frames, labels, queue, retraining
+from edgeloop.store import (
+    Store,
+    agents,
+    deployments,
+    drift,
+    ingest,
+    labels,
+    queue,
+    retraining,
+)
 from edgeloop.wire import AgentHeartbeat
 
 WIDTH, HEIGHT = 768, 576
@@ -122,7 +131,7 @@ def add_frames(
     dets_t = pa.Table.from_pylist(det_rows) if det_rows else _empty_detections()
     queue_t = pa.Table.from_pylist(queue_rows) if queue_rows else _empty_queue()
     with store.connect() as con:
-        frames.insert_batch(con=con, frames=frames_t, detections=dets_t, queue_items=queue_t)
+        ingest.insert_batch(con=con, frames=frames_t, detections=dets_t, queue_items=queue_t)
     fleet.frames.extend(frame_rows)
     fleet.detections.extend(det_rows)
     return keys

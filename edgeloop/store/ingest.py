@@ -1,0 +1,193 @@
+"""Ingest into the ``frames``, ``prediction_logs`` and ``labeling_queue`` tables: a batch
+in one transaction, idempotent on ``frame_key`` (``insert_batch``), or several new batches
+in one transaction (``insert_new_batches``, the API's group commit).
+
+A frame and its detections are written together, once, and never changed after (the
+reads are in ``edgeloop.store.frames``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgeloop.store import queue
+from edgeloop.store.connection import Connection
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What ``insert_batch`` stored: frames, detections and queue items; the keys it skipped
+    because they were stored already (``skipped``), and among those the ones stored under
+    another camera than the sender's (``conflicts``)."""
+
+    accepted: int
+    detections: int
+    queued: int
+    skipped: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+
+
+_INGEST_VIEWS = ("ingest_frames", "ingest_detections", "ingest_queue", "ingest_skipped")
+
+_INSERT_ALL_NEW = "; ".join(
+    (
+        "BEGIN TRANSACTION",
+        "INSERT INTO frames BY NAME SELECT * FROM ingest_frames",
+        "INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections",
+        queue.insert_items_sql("ingest_queue"),
+        "COMMIT",
+    )
+)
+"""A batch whose frames are all new, in one transaction and one call: DuckDB takes the GIL
+back each time a call returns to Python, and while another thread runs Python each
+return waits for it."""
+
+
+@contextlib.contextmanager
+def _rolled_back_on_error(con: Connection) -> Iterator[None]:
+    """Roll the open transaction back when the block raises (the block's error is the one
+    raised), and drop the ingest views either way."""
+    import duckdb
+
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # keep the original error
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in _INGEST_VIEWS:
+            con.unregister(name)
+
+
+def _insert_all_new(
+    con: Connection, frames: pa.Table, detections: pa.Table, queue_items: pa.Table
+) -> bool:
+    """Insert the rows in one transaction when none of the frames is stored: True when
+    committed; False, with nothing stored, when a frame_key (or a detection_id) is stored
+    already or repeats, which makes the primary key refuse the insert.
+
+    Raises:
+        duckdb.Error: any other failure; rolled back.
+    """
+    import duckdb
+
+    try:
+        with _rolled_back_on_error(con):
+            for name, table in zip(
+                _INGEST_VIEWS[:3], (frames, detections, queue_items), strict=True
+            ):
+                con.register(name, table)
+            con.execute(_INSERT_ALL_NEW)
+        return True
+    except duckdb.ConstraintException:
+        return False
+
+
+def _insert_skipping_stored(
+    con: Connection, frames: pa.Table, detections: pa.Table, queue_items: pa.Table
+) -> BatchCounts:
+    """``insert_batch`` once a key of the batch was found stored: the frames go in with
+    ``ON CONFLICT DO NOTHING RETURNING``, whose keys select the other rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    con.execute("BEGIN TRANSACTION")
+    with _rolled_back_on_error(con):
+        con.register("ingest_frames", frames)
+        rows = con.execute(
+            "INSERT INTO frames BY NAME SELECT * FROM ingest_frames "
+            "ON CONFLICT DO NOTHING RETURNING frame_key"
+        ).fetchall()
+        keys = pa.array([row[0] for row in rows], pa.string())
+        detections = detections.filter(pc.is_in(detections["frame_key"], value_set=keys))
+        queue_items = queue_items.filter(pc.is_in(queue_items["frame_key"], value_set=keys))
+        skipped = frames.filter(pc.invert(pc.is_in(frames["frame_key"], value_set=keys)))
+        con.register("ingest_skipped", skipped.select(["frame_key", "camera_id"]))
+        conflicts = tuple(
+            row[0]
+            for row in con.execute(
+                "SELECT s.frame_key FROM ingest_skipped s JOIN frames f USING (frame_key) "
+                "WHERE f.camera_id <> s.camera_id ORDER BY s.frame_key"
+            ).fetchall()
+        )
+        if detections.num_rows:
+            con.register("ingest_detections", detections)
+            con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections")
+        if queue_items.num_rows:
+            queue.insert_items(con=con, items=queue_items)
+        con.execute("COMMIT")
+    return BatchCounts(
+        accepted=len(keys),
+        detections=detections.num_rows,
+        queued=queue_items.num_rows,
+        skipped=tuple(skipped["frame_key"].to_pylist()),
+        conflicts=conflicts,
+    )
+
+
+def insert_batch(
+    *, con: Connection, frames: pa.Table, detections: pa.Table, queue_items: pa.Table
+) -> BatchCounts:
+    """Insert a batch in one transaction, one Arrow insert per table; skip stored frames.
+
+    Frames whose ``frame_key`` is already stored are skipped with their detections and
+    queue rows; a stored frame is never changed. A skipped key stored under another
+    camera than the one sending it is returned in ``conflicts`` (a frame key is bound to
+    the camera that first sent it). Replays are rare, so the batch is first inserted as
+    all new, in one call (``_insert_all_new``); only when the primary key refuses it is
+    it inserted again with ``ON CONFLICT DO NOTHING RETURNING`` (about 2 ms more per
+    10,000-detection batch, bench/ingest.py).
+
+    Args:
+        frames / detections: rows with the tables' column names.
+        queue_items: see ``edgeloop.store.queue.insert_items``.
+
+    Raises:
+        duckdb.Error: the transaction was rolled back; nothing of the batch is stored.
+    """
+    if _insert_all_new(con, frames, detections, queue_items):
+        return BatchCounts(
+            accepted=frames.num_rows, detections=detections.num_rows, queued=queue_items.num_rows
+        )
+    return _insert_skipping_stored(con, frames, detections, queue_items)
+
+
+def insert_new_batches(
+    *, con: Connection, batches: Sequence[tuple[pa.Table, pa.Table, pa.Table]]
+) -> list[BatchCounts] | None:
+    """Insert several batches, each ``(frames, detections, queue_items)`` as in
+    ``insert_batch``, in one transaction, when every one of their frames is new.
+
+    One transaction writes and fsyncs the WAL once for all of them (bench/ingest.py
+    prints the raw insert with 4 batches per transaction beside 1 per transaction).
+
+    Returns:
+        Each batch's counts, in order; or None, with nothing stored (rolled back), when
+        the insert failed: a frame_key already stored or repeated across the batches (a
+        primary-key error), or any other error. The caller then writes the batches one
+        by one with ``insert_batch``, which skips stored frames and keeps a failing
+        batch from failing the others.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    try:
+        tables = [pa.concat_tables(list(column)) for column in zip(*batches, strict=True)]
+    except pa.ArrowInvalid:  # schemas that differ: written one by one
+        return None
+    try:
+        if not _insert_all_new(con, *tables):
+            return None
+    except duckdb.Error:
+        return None
+    return [
+        BatchCounts(accepted=f.num_rows, detections=d.num_rows, queued=q.num_rows)
+        for f, d, q in batches
+    ]
