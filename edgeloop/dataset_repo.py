@@ -242,11 +242,16 @@ class DatasetRepo:
         return int(counts["size"])
 
     def _repack_if_loose(self) -> None:
-        """Pack the history once its loose objects pass ``LOOSE_LIMIT_KIB``."""
-        loose = self.loose_kib()
-        if loose > LOOSE_LIMIT_KIB:
-            self._git("repack", "-a", "-d", "-q")
-            logger.info("repacked %s: %s KiB of loose objects", self.root, loose)
+        """Pack the history once its loose objects pass ``LOOSE_LIMIT_KIB``. The version is
+        committed already: a failure here (a full disk) is logged, not raised, and the
+        next version tries again."""
+        try:
+            loose = self.loose_kib()
+            if loose > LOOSE_LIMIT_KIB:
+                self._git("repack", "-a", "-d", "-q")
+                logger.info("repacked %s: %s KiB of loose objects", self.root, loose)
+        except DatasetRepoError as exc:
+            logger.warning("could not repack the data repo %s: %s", self.root, exc)
 
     def _next_version(self) -> str:
         return f"v{max((_tag_number(t) for t in self._tags()), default=0) + 1}"

@@ -228,3 +228,31 @@ def test_versions_are_packed_once_loose_objects_pass_the_limit(tmp_path, monkeyp
     assert repo.loose_kib() < loose / 4
     assert len(repo.manifest_at("v1").entries) == 6
     assert len(repo.manifest_at("v2").entries) == 8
+
+
+def test_a_failed_repack_does_not_fail_the_committed_version(tmp_path, monkeypatch, caplog):
+    import edgeloop.dataset_repo as dataset_repo
+
+    frames = _frames(tmp_path / "src", 4)
+    repo = DatasetRepo(tmp_path / "datasets", tmp_path / "remote")
+    monkeypatch.setattr(dataset_repo, "LOOSE_LIMIT_KIB", 0)
+    # A file where git's pack folder should be makes the real git repack fail (as a full
+    # disk would); the folder is put back after.
+    pack_dir = repo.root / ".git" / "objects" / "pack"
+    real_git = repo._git
+
+    def git(*args: str) -> str:
+        if args[0] != "repack":
+            return real_git(*args)
+        pack_dir.rename(pack_dir.with_name("pack.moved"))
+        pack_dir.write_text("not a folder")
+        try:
+            return real_git(*args)
+        finally:
+            pack_dir.unlink()
+            pack_dir.with_name("pack.moved").rename(pack_dir)
+
+    monkeypatch.setattr(repo, "_git", git)
+    version = repo.commit_version(repo.stage(frames, NAMES), message="v1")
+    assert version.version == "v1" and repo.versions()[-1].version == "v1"
+    assert "could not repack" in caplog.text
