@@ -34,6 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeloop.dataset_manifest import (
+    Manifest,
+    build_manifest,
+    materialise,
+    md5_text,
+    parse_manifest,
+)
 from edgeloop.datasets import (
     DATASET_DIR,
     MANIFEST,
@@ -42,11 +49,6 @@ from edgeloop.datasets import (
     VERSION_FILE,
     DatasetVersion,
     LabeledFrame,
-    Manifest,
-    build_manifest,
-    materialise,
-    md5_text,
-    parse_manifest,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +96,7 @@ class DatasetBuild:
 
     Attributes:
         pack: the object-store pack holding this build's new JPEGs (``None``: no new JPEG).
-        new_frames / new_objects / bytes_added / hashed: see ``edgeloop.datasets.ManifestBuild``.
+        new_frames / new_objects / bytes_added / hashed: see ``edgeloop.dataset_manifest.ManifestBuild``.
         linked: images linked into ``root`` (only the changed ones when ``root`` held the
             previous version).
     """

@@ -17,14 +17,9 @@ from typer.testing import CliRunner
 
 from edgeloop.annotations import ReviewedBox
 from edgeloop.cli.app import app
+from edgeloop.dataset_manifest import build_manifest, md5_text, parse_manifest
 from edgeloop.dataset_repo import DatasetRepo, DatasetRepoError, materialised, verify_materialised
-from edgeloop.datasets import (
-    MANIFEST,
-    LabeledFrame,
-    build_manifest,
-    md5_text,
-    parse_manifest,
-)
+from edgeloop.datasets import MANIFEST, LabeledFrame
 from edgeloop.settings import LoopSettings
 
 NAMES = ["Normal", "Fall"]
