@@ -18,17 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal
 from api.deps import AgentPrincipal, MetricsDep, SettingsDep, WriterDep, secured_router
 from api.ingest import (
-    BadJpegError,
     BatchColumns,
     IngestTables,
     batch_columns,
-    check_jpeg,
     jpeg_paths,
-    remove_jpegs,
     tables_from_columns,
     without_frames,
-    write_jpegs,
 )
+from api.jpegs import BadJpegError, check_jpeg, remove_jpegs, write_jpegs
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import GIL_GATE, IngestWriter

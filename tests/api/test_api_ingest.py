@@ -24,7 +24,7 @@ from api_support import (
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.ingest import jpeg_path
+from api.jpegs import jpeg_path
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.rules import uncertainty_score
