@@ -298,6 +298,7 @@ def api_runs(
     Every run starts on an empty store, as the raw insert does: an insert costs more as
     the tables grow (bench/README.md).
     """
+    expected = sum(body_detections(b) for b in bodies[: 2 + n])
     runs = []
     for clients in client_counts:
         run_dir = data_dir / f"{clients}-clients"
@@ -321,7 +322,6 @@ def api_runs(
         finally:
             api.stop(timeout_s=30)
         shutil.rmtree(run_dir)
-        expected = sum(body_detections(b) for b in bodies[: 2 + n])
         stored = health["counts"]["detections"]
         if stored != expected:
             raise SystemExit(
