@@ -26,7 +26,6 @@ data/seed/best.pt with ultralytics (here only; the agent itself never imports it
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import statistics
@@ -46,6 +45,7 @@ from edge_agent.capture import Frame, open_source  # noqa: E402
 from edge_agent.detectors import OnnxDetector  # noqa: E402
 from edge_agent.runner import AgentRunner  # noqa: E402
 from edge_agent.settings import AgentSettings  # noqa: E402
+from edgeloop.wire import IngestBatch, parse_ingest_batch  # noqa: E402
 
 DEFAULT_VIDEO = REPO / "data" / "samples" / "vtest.avi"
 DEFAULT_MODEL = REPO / "data" / "seed" / "best.onnx"
@@ -109,7 +109,9 @@ def sink(request: httpx.Request) -> httpx.Response:
     """An ingest endpoint that accepts every batch at once (and every heartbeat)."""
     if request.url.path != "/api/ingest":
         return httpx.Response(204)
-    n = len(json.loads(request.content)["frame_key"])  # wire version 2: one key per frame
+    # Whatever wire version the agent sends (version 3, MessagePack, since 2026-11-30).
+    batch = parse_ingest_batch(request.content, request.headers.get("content-type"))
+    n = len(batch.frames) if isinstance(batch, IngestBatch) else len(batch.frame_key)
     return httpx.Response(200, json={"accepted": n, "duplicates": 0, "detections": 0, "queued": 0})
 
 
