@@ -50,6 +50,8 @@ from edgeloop.wire import IngestBatch, parse_ingest_batch  # noqa: E402
 DEFAULT_VIDEO = REPO / "data" / "samples" / "vtest.avi"
 DEFAULT_MODEL = REPO / "data" / "seed" / "best.onnx"
 SEED_PT = REPO / "data" / "seed" / "best.pt"
+TARGET_RATIO = 0.85
+"""The agent's full per-frame path at >= 0.85x a bare ONNX Runtime loop over the same frames."""
 
 
 def ensure_model(path: Path) -> Path:
@@ -222,8 +224,11 @@ def main() -> None:
     )
     print(f"bare onnxruntime loop: {bare_fps:.2f} frames/s (median of {len(bare)})")
     print(f"edge agent:            {agent_fps:.2f} frames/s (median of {len(agent)})")
+    print(f"ratio agent / bare:    {ratio:.3f}")
     print(
-        f"ratio agent / bare:    {ratio:.3f}  (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})"
+        f"TARGET {'met' if ratio >= TARGET_RATIO else 'NOT met'}: edge agent {agent_fps:.2f} "
+        f"frames/s = {ratio:.2f}x the bare onnxruntime loop in the same run "
+        f"({bare_fps:.2f} frames/s); target >= {TARGET_RATIO}x"
     )
 
 
