@@ -261,6 +261,7 @@ def open_source(
     replay: str = "fast",
     start_frame: int = 0,
     reconnect: ReconnectPolicy | None = None,
+    wait_at_start: bool = False,
 ) -> FrameSource:
     """Open ``source`` as the right kind of ``FrameSource``.
 
@@ -270,15 +271,18 @@ def open_source(
         fps: frames per second of source time to keep (see the module docstring).
         replay, start_frame: how a video file plays (``VideoFileSource``); others ignore them.
         reconnect: how a live source reconnects (``LiveSource``); files ignore it.
+        wait_at_start: a live source that cannot be opened now is retried until it opens
+            instead of raising (``LiveSource``); files ignore it.
 
     Raises:
-        SourceError: the source does not exist or cannot be opened; the message names it.
+        SourceError: the source does not exist or cannot be opened (a live one only
+            without ``wait_at_start``); the message names it.
     """
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        return LiveSource(int(source), fps, reconnect=reconnect)
+        return LiveSource(int(source), fps, reconnect=reconnect, wait_at_start=wait_at_start)
     text = str(source)
     if text.lower().startswith(LIVE_PREFIXES):
-        return LiveSource(text, fps, reconnect=reconnect)
+        return LiveSource(text, fps, reconnect=reconnect, wait_at_start=wait_at_start)
     path = Path(text).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
         return ImageFilesSource(path, fps)

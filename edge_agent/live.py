@@ -94,15 +94,21 @@ class LiveSource(FrameSource):
             consumer is fast enough to take.
         reconnect: back-off and timeouts (see ``ReconnectPolicy``).
         opener: opens the target (default ``open_capture``; tests pass a flaky one).
+        wait_at_start: a target that cannot be opened at the start is logged as an error
+            and then retried like a broken stream, with the same back-off, until it opens
+            or ``close()`` (``connected`` is False meanwhile): a camera that boots after
+            its agent's host. False (default) raises instead.
 
     Attributes (besides ``FrameSource``'s):
-        failed_reopens: reopen attempts that failed since the start.
+        failed_reopens: open attempts that failed after the first one (reopens after a
+            break, and with ``wait_at_start`` the retries at the start).
         policy: the ``ReconnectPolicy`` in use.
 
     Raises:
-        SourceError: the stream or camera cannot be opened at the start (a wrong URL or
-            index is a configuration error, said at once); once it has been open, the
-            source reconnects until ``close()`` and never raises.
+        SourceError: the stream or camera cannot be opened at the start and
+            ``wait_at_start`` is False (a wrong URL or index is a configuration error,
+            said at once); once it has been open, or with ``wait_at_start``, the source
+            retries until ``close()`` and never raises.
     """
 
     live = True
@@ -114,6 +120,7 @@ class LiveSource(FrameSource):
         *,
         reconnect: ReconnectPolicy | None = None,
         opener: Opener | None = None,
+        wait_at_start: bool = False,
     ) -> None:
         super().__init__()
         self.name = str(target)
@@ -123,7 +130,20 @@ class LiveSource(FrameSource):
         self._opener = opener or open_capture
         self.failed_reopens = 0
         self._rng = random.Random()
-        self._cap: Capture | None = self._open()
+        self._opened_once = True
+        try:
+            self._cap: Capture | None = self._open()
+        except SourceError as exc:
+            if not wait_at_start:
+                raise
+            logger.error(
+                "%s; retrying with back-off (up to %g s between attempts) until it opens",
+                exc,
+                self.policy.max_s,
+            )
+            self._cap = None
+            self._opened_once = False
+            self.connected = False
         opened = now_utc()
         self.source_id = (
             "s" + opened.strftime("%Y%m%dT%H%M%S") + f"{opened.microsecond // 1000:03d}Z"
@@ -187,8 +207,17 @@ class LiveSource(FrameSource):
                 self.failed_reopens += 1
                 attempt += 1
                 continue
-            self.reconnects += 1
             self.connected = True
+            if not self._opened_once:
+                self._opened_once = True
+                logger.info(
+                    "stream %s opened after %.1f s and %d attempts",
+                    self.name,
+                    time.monotonic() - down_since,
+                    attempt + 1,
+                )
+                return True
+            self.reconnects += 1
             logger.info(
                 "stream %s reconnected after %.1f s and %d attempts (%d reconnects so far)",
                 self.name,

@@ -143,7 +143,8 @@ class AgentRunner:
         transport: httpx transport for every API call (tests: ``httpx.MockTransport``).
 
     Raises (from ``run``):
-        edge_agent.capture.SourceError: the source cannot be opened.
+        edge_agent.capture.SourceError: the source cannot be opened (a live one only with
+            ``stream_wait_at_start`` off).
         edge_agent.detectors.ModelError: no usable model (see ``resolve_model``).
     """
 
@@ -301,7 +302,12 @@ class AgentRunner:
                 timeout_s=s.stream_timeout_s,
             )
             self.source = open_source(
-                s.source, s.fps, replay=s.replay, start_frame=s.start_frame, reconnect=policy
+                s.source,
+                s.fps,
+                replay=s.replay,
+                start_frame=s.start_frame,
+                reconnect=policy,
+                wait_at_start=s.stream_wait_at_start,
             )
             frames = self.source
         try:

@@ -107,6 +107,15 @@ class AgentSettings(BaseSettings):
     reconnect_max_s: float = Field(
         30.0, gt=0, description="Largest wait between reopen attempts of a live stream, s."
     )
+    stream_wait_at_start: bool = Field(
+        True,
+        description=(
+            "A stream or camera that cannot be opened when the agent starts is logged as "
+            "an error and retried with the reconnect back-off until it opens (the "
+            "heartbeat reports the source disconnected meanwhile): a camera that boots "
+            "after its host. False: the agent ends at once with the error (exit 1)."
+        ),
+    )
     stream_timeout_s: float = Field(
         10.0,
         gt=0,

@@ -5,6 +5,7 @@ that goes away and comes back."""
 from __future__ import annotations
 
 import functools
+import json
 import random
 import threading
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 from fake_detector import FakeDetector
 
-from edge_agent.capture import LiveSource, ReconnectPolicy, open_source
+from edge_agent.capture import LiveSource, ReconnectPolicy, SourceError, open_source
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
 
@@ -237,3 +238,104 @@ def test_a_stream_that_stops_sending_times_out_and_reconnects(tmp_path: Path) ->
         release.set()
         server.shutdown()
         server.server_close()
+
+
+class LateCamera:
+    """A camera behind the capture seam that refuses the first ``refusals`` opens (it is
+    still booting), then streams for ever."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.opens = 0
+
+    def open(self, target: str | int, policy: ReconnectPolicy) -> Any:
+        self.opens += 1
+        return _Stream(opened=self.opens > self.refusals)
+
+
+class _Stream:
+    def __init__(self, opened: bool) -> None:
+        self.opened = opened
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        time.sleep(0.002)
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+    def release(self) -> None:
+        self.opened = False
+
+
+def test_a_stream_that_cannot_be_opened_yet_is_waited_for() -> None:
+    camera = LateCamera(refusals=3)
+    source = LiveSource("rtsp://late/cam", reconnect=FAST, opener=camera.open, wait_at_start=True)
+    with source:
+        first = next(iter(source))
+        assert first.frame_index == 0 and source.connected
+    assert camera.opens == 4  # the first, 2 refused retries, 1 that worked
+    assert source.failed_reopens == 2
+    assert source.reconnects == 0  # opening late is not a reconnect
+
+
+def test_without_waiting_a_stream_that_cannot_be_opened_is_an_error() -> None:
+    with pytest.raises(SourceError, match="rtsp://late/cam"):
+        LiveSource("rtsp://late/cam", reconnect=FAST, opener=LateCamera(refusals=1).open)
+
+
+def test_the_agent_waits_for_a_camera_that_comes_up_after_it(
+    tmp_path: Path, ingest_api: IngestApi
+) -> None:
+    """A real HTTP camera that is down when the agent starts: the agent keeps running,
+    reports the source disconnected in its heartbeat, and detects once the camera is up."""
+    _short_video(tmp_path / "cam.avi", 12)
+    camera = FlakyHttpServer(tmp_path)
+    camera.start()  # take a free port, then go down before the agent starts
+    camera.stop()
+    settings = AgentSettings(
+        camera_id="cam",
+        source=f"http://127.0.0.1:{camera.port}/cam.avi",
+        state_dir=tmp_path / "state",
+        max_frames=5,
+        heartbeat_interval_s=0.1,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    runner = AgentRunner(
+        settings, detector=FakeDetector(), transport=httpx.MockTransport(ingest_api)
+    )
+    result: list[Any] = []
+    agent = threading.Thread(target=lambda: result.append(runner.run()), daemon=True)
+    agent.start()
+    deadline = time.monotonic() + 20
+    while not _heartbeats(ingest_api) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.is_alive(), "the agent ended while its camera was down"
+    assert _heartbeats(ingest_api)[0]["source_connected"] is False
+    camera.start()
+    try:
+        agent.join(timeout=30)
+    finally:
+        camera.stop()
+    assert not agent.is_alive() and result, "no frames after the camera came up"
+    assert result[0].frames == 5 and result[0].stopped_by == "max_frames"
+    assert len(ingest_api.stored) == 5 and result[0].reconnects == 0
+
+
+def test_the_agent_can_still_end_at_once_on_a_stream_it_cannot_open(tmp_path: Path) -> None:
+    settings = AgentSettings(
+        camera_id="cam",
+        source="rtsp://127.0.0.1:9/cam",
+        state_dir=tmp_path,
+        stream_wait_at_start=False,
+        heartbeat_interval_s=0,
+    )
+    with pytest.raises(SourceError, match=r"rtsp://127\.0\.0\.1:9/cam"):
+        AgentRunner(settings, detector=FakeDetector()).run()
+
+
+def _heartbeats(api: IngestApi) -> list[dict[str, Any]]:
+    return [
+        json.loads(r.content) for r in list(api.requests) if r.url.path == "/api/agents/heartbeat"
+    ]
