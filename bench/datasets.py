@@ -39,6 +39,8 @@ from edgeloop.datasets import LabeledFrame  # noqa: E402
 NAMES = ["Normal", "Fall"]
 WIDTH, HEIGHT = 768, 576
 TARGET_RATIO = 0.10
+TARGET_FRAMES = 100_000
+"""Issue 9: a version that adds 1 % new frames costs <= 10 % of the first, at 100,000 frames."""
 
 
 def base_jpegs(video: Path, quality: int = 90) -> list[bytes]:
@@ -169,7 +171,14 @@ def main() -> None:
         verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
         print(
             f"TARGET {verdict}: v2 (+{args.new_fraction:.0%} frames) costs {ratio:.1%} of v1 at "
-            f"{args.frames:,} frames (target <= {TARGET_RATIO:.0%})"
+            f"{args.frames:,} frames (target <= {TARGET_RATIO:.0%}"
+            + (
+                ""
+                if args.frames >= TARGET_FRAMES
+                else f", set at {TARGET_FRAMES:,} frames: --frames {TARGET_FRAMES}; below ~30,000 "
+                "the fixed cost of DVC and git dominates v2"
+            )
+            + ")"
         )
     finally:
         if args.keep:
