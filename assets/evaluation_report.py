@@ -20,7 +20,7 @@ from assets.tracking import log_metrics
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from assets.evaluation import ModelEvaluation
+    from assets.evaluation_result import ModelEvaluation
 
 
 def _versions(evaluation: ModelEvaluation) -> list[str]:

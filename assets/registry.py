@@ -43,8 +43,8 @@ import dagster as dg
 from pydantic import Field
 
 from assets.corrections import Share
-from assets.evaluation import ModelEvaluation
 from assets.evaluation_report import comparison_md
+from assets.evaluation_result import ModelEvaluation
 from assets.heldout import GainInterval
 from assets.resources import MlflowResource, StoreResource
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, move_alias

@@ -23,7 +23,6 @@ from assets.corrections import Box, CorrectionScore
 from assets.evaluation import (
     EvaluationConfig,
     HeldoutRun,
-    ModelEvaluation,
     deployed_boxes,
     evaluate_on_heldout,
     frame_cameras,
@@ -31,6 +30,7 @@ from assets.evaluation import (
     reviewed_frames,
 )
 from assets.evaluation_report import evaluation_metadata, log_evaluation
+from assets.evaluation_result import ModelEvaluation
 from assets.heldout import GainInterval, GroupAP
 from assets.training import CandidateModel
 from assets.yolo import FrameDetections, HeldoutMetrics, PerImageRecorder

@@ -21,7 +21,8 @@ from loopdata import register_model, unversioned_dataset, vtest_frames
 from support import DATASET_CHECKS, SEED_PT, require
 
 from assets.corrections import Change, CorrectionScore, Share
-from assets.evaluation import EvaluationConfig, ModelEvaluation, model_evaluation
+from assets.evaluation import EvaluationConfig, model_evaluation
+from assets.evaluation_result import ModelEvaluation
 from assets.heldout import GainInterval
 from assets.registry import (
     PromotionConfig,
