@@ -12,8 +12,13 @@ the command, OpenCV and onnxruntime when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,6 +28,27 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from edge_agent.report import AgentReport
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM stops the agent as Ctrl-C does:
+    the partial batch is flushed and the ship queue drained (into the spool if the API is
+    down) before the process ends. Python's default for SIGTERM, which systemd, Docker and
+    Kubernetes send to stop a service, ends the process at once and loses the frames not
+    yet shipped. The previous handler is restored after the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _override(field: str, flag: str | None = None) -> Any:
@@ -82,7 +108,8 @@ def agent(
             console.print(f"[red]{escape(what)}[/red]: {escape(error['msg'])}")
         raise typer.Exit(2) from exc
     try:
-        report = AgentRunner(settings).run()
+        with sigterm_as_interrupt():
+            report = AgentRunner(settings).run()
     except (SourceError, ModelError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc

@@ -28,20 +28,20 @@ detected at full resolution; only its JPEG is fitted to them (``edge_agent.jpeg`
 Live sources reconnect on their own (``edge_agent.live``); a heartbeat thread reports
 the agent's health to the API (``edge_agent.heartbeat``).
 
-Stops at ``max_frames``, at the end of a file, or on Ctrl-C; the partial batch is
-flushed and the ship worker drained (what cannot be delivered stays in the spool) first.
+Stops at ``max_frames``, at the end of a file, or on Ctrl-C (``edgeloop agent``: also on
+SIGTERM, as service managers stop it); the partial batch is flushed and the ship worker
+drained (what cannot be delivered stays in the spool) first.
 What the run did (counts, timings, the model and band in use): ``edge_agent.report``.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 import httpx
@@ -54,7 +54,7 @@ from edge_agent.model_sync import ModelFile, ModelSync, resolve_model
 from edge_agent.quality import frame_quality
 from edge_agent.report import AgentReport, LatencyStats
 from edge_agent.settings import AgentSettings
-from edge_agent.shipper import Shipper, make_client
+from edge_agent.shipper import Shipper, ShipWorker, make_client
 from edge_agent.spool import Spool
 from edge_agent.uncertainty import BAND_LOCAL_OVERRIDE, UncertaintyBand, uncertainty_band
 from edgeloop.wire import AgentHeartbeat, AnyIngestBatch, FrameRecord, encode_columnar
@@ -70,47 +70,6 @@ PIPELINE_ERROR = "pipeline error: {}"
 def frame_key(camera_id: str, source_id: str, frame_index: int) -> str:
     """The frame's idempotency key: ``{camera_id}:{source_id}:{frame_index}`` (see the module docstring)."""
     return f"{camera_id}:{source_id}:{frame_index}"
-
-
-class _ShipWorker(threading.Thread):
-    """Ships batches from a bounded queue; replays the spool when idle; drains on stop."""
-
-    def __init__(self, shipper: Shipper, maxsize: int = 4, idle_s: float = 1.0) -> None:
-        super().__init__(name="edgeloop-ship", daemon=True)
-        self.shipper = shipper
-        self.queue: queue.Queue[AnyIngestBatch | None] = queue.Queue(maxsize=maxsize)
-        self.idle_s = idle_s
-        self.error: BaseException | None = None
-
-    def submit(self, batch: AnyIngestBatch) -> None:
-        if self.error is not None:
-            raise RuntimeError(f"the ship worker failed: {self.error}") from self.error
-        self.queue.put(batch)
-
-    def stop(self) -> None:
-        self.queue.put(None)
-        self.join()
-        if self.error is not None:
-            raise RuntimeError(f"the ship worker failed: {self.error}") from self.error
-
-    def run(self) -> None:
-        while True:
-            try:
-                batch = self.queue.get(timeout=self.idle_s)
-            except queue.Empty:
-                self._guard(self.shipper.replay)
-                continue
-            if batch is None:
-                self._guard(lambda: self.shipper.replay(ignore_backoff=True))
-                return
-            self._guard(lambda b=batch: self.shipper.ship(b))  # type: ignore[misc]
-
-    def _guard(self, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except Exception as exc:  # the spool itself failed (disk full, permissions): stop loudly
-            logger.exception("shipping failed; stopping the agent")
-            self.error = exc
 
 
 def load_detector(model: ModelFile, settings: AgentSettings, band: UncertaintyBand) -> OnnxDetector:
@@ -280,7 +239,8 @@ class AgentRunner:
         self._stop.set()
 
     def run(self, frames: Iterable[Frame] | None = None) -> AgentReport:
-        """Run until the source ends, ``max_frames`` frames, ``stop()`` or Ctrl-C.
+        """Run until the source ends, ``max_frames`` frames, ``stop()`` or Ctrl-C (and SIGTERM
+        under ``edge_agent.cli.sigterm_as_interrupt``).
 
         Args:
             frames: frames to process instead of opening ``settings.source`` (benchmarks,
@@ -327,7 +287,7 @@ class AgentRunner:
                 spool.pending_dir,
             )
         self.shipper = Shipper(self._client(), spool)
-        worker = _ShipWorker(self.shipper)
+        worker = ShipWorker(self.shipper)
         worker.start()
         watcher = None
         if self._detector is None and s.model_check_interval_s:

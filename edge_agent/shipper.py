@@ -16,13 +16,19 @@ Before a new batch is sent, the spool is replayed oldest first; a new batch is s
 once the spool is empty, so batches arrive in order. Nothing is lost, and nothing is
 doubled: a batch is removed from the spool only after the API acknowledged it, and the API
 skips frames whose ``frame_key`` it already stored (a batch re-sent after a lost answer).
+
+``ShipWorker`` runs a ``Shipper`` in its own thread behind a bounded queue (the agent's
+loop hands it each batch).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -272,3 +278,56 @@ def _retry_after(response: httpx.Response) -> float | None:
         return min(max(float(value), 0.0), 300.0)
     except ValueError:
         return None
+
+
+class ShipWorker(threading.Thread):
+    """Ships batches from a bounded queue in its own thread, so that encoding and POSTing
+    overlap the next frames' inference; replays the spool when idle; drains on stop.
+
+    Args:
+        shipper: ships (or spools) each batch.
+        maxsize: batches the queue holds; ``submit`` blocks while it is full (a slow API
+            makes the loop wait instead of piling batches up in memory).
+        idle_s: with no batch for this long, the spool is replayed (s).
+
+    ``submit`` and ``stop`` raise ``RuntimeError`` once shipping failed for a reason the
+    spool cannot absorb (the spool itself failed: disk full, permissions); the error is
+    logged with its traceback when it happens.
+    """
+
+    def __init__(self, shipper: Shipper, maxsize: int = 4, idle_s: float = 1.0) -> None:
+        super().__init__(name="edgeloop-ship", daemon=True)
+        self.shipper = shipper
+        self.queue: queue.Queue[AnyIngestBatch | None] = queue.Queue(maxsize=maxsize)
+        self.idle_s = idle_s
+        self.error: BaseException | None = None
+
+    def submit(self, batch: AnyIngestBatch) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the ship worker failed: {self.error}") from self.error
+        self.queue.put(batch)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise RuntimeError(f"the ship worker failed: {self.error}") from self.error
+
+    def run(self) -> None:
+        while True:
+            try:
+                batch = self.queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                self._guard(self.shipper.replay)
+                continue
+            if batch is None:
+                self._guard(lambda: self.shipper.replay(ignore_backoff=True))
+                return
+            self._guard(lambda b=batch: self.shipper.ship(b))  # type: ignore[misc]
+
+    def _guard(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # the spool itself failed (disk full, permissions): stop loudly
+            logger.exception("shipping failed; stopping the agent")
+            self.error = exc

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -193,3 +197,50 @@ def test_the_demo_launches_agents_with_the_token_in_the_environment_only(
     assert not any("s3cret" in arg for arg in argv) and "--token" not in argv
     assert env["EDGELOOP_AGENT_TOKEN"] == "s3cret-demo"
     assert "EDGELOOP_AGENT_TOKEN_FILE" not in env  # the agent would refuse two tokens
+
+
+def test_sigterm_flushes_the_partial_batch_before_the_agent_ends(
+    recording_api: RecordingApi, seed_onnx: Path, tmp_path: Path
+) -> None:
+    """systemd, Docker and Kubernetes stop a service with SIGTERM: the agent ends as on
+    Ctrl-C, shipping the frames of its partial batch first (Python's default would end it
+    at once, losing them). A real agent process on a looping video; no batch is full
+    before the signal, so every frame shipped was flushed by the stop."""
+    video = require(SAMPLES_DIR / "vtest.avi")
+    token_file = tmp_path / "agent.token"
+    token_file.write_text("tok\n")
+    agent_process = subprocess.Popen(
+        [
+            sys.executable, "-m", "edge_agent",
+            "--source", str(video),
+            "--replay", "loop",
+            "--camera-id", "term-cam",
+            "--api", recording_api.url,
+            "--token-file", str(token_file),
+            "--model", str(seed_onnx),
+            "--state-dir", str(tmp_path / "state"),
+            "--batch-frames", "1000",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "EDGELOOP_AGENT_FLUSH_INTERVAL_S": "3600", "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        assert agent_process.stdout is not None
+        for line in agent_process.stdout:  # the model is loaded: frames flow from here
+            if "running model version" in line or time.monotonic() > deadline:
+                break
+        time.sleep(3.0)
+        assert not recording_api.batches, "a batch was shipped before the signal"
+        agent_process.send_signal(signal.SIGTERM)
+        output, _ = agent_process.communicate(timeout=60)
+    finally:
+        if agent_process.poll() is None:
+            agent_process.kill()
+    assert agent_process.returncode == 0, output[-3000:]
+    assert "stopped by" in output and "interrupted" in output
+    frames = int(re.search(r"│ frames\s+│\s+(\d+)", output).group(1))  # type: ignore[union-attr]
+    assert frames > 0 and len(recording_api.frames) == frames
