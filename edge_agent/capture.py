@@ -17,7 +17,8 @@ size: whatever OpenCV decodes (grey, BGRA, 16-bit) is converted to it (``to_bgr8
 A frame or image that cannot be read or decoded (0-byte file, unreadable file, corrupt or
 truncated data, a text file named .jpg) is logged with the reason, counted in ``skipped``
 and ``skipped_by_reason``, and skipped; the frames after it still come. A source that
-cannot be opened raises ``SourceError`` naming it.
+cannot be opened raises ``SourceError`` naming it, except a live one opened with
+``wait_at_start``, which retries until it opens (the agent's default).
 
 ``source_id`` identifies where a frame came from, stably, for the frame's idempotency key
 (see ``edge_agent.runner.frame_key``): for a file, a short hash of its name and size;
