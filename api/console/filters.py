@@ -42,6 +42,14 @@ def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def version(value: str | None) -> str:
+    """A model version as people read it: ``v3`` for a registry version (digits), any other
+    name as it is (an agent's own model file is ``local-<sha256 prefix>``, not ``vlocal-…``)."""
+    if not value:
+        return DASH
+    return f"v{value}" if value.isdigit() else value
+
+
 def size(value: int | None) -> str:
     """Bytes as B / KiB / MiB / GiB."""
     if value is None:

@@ -53,6 +53,7 @@ templates.env.filters.update(
     when=filters.when,
     bytes=filters.size,
     metrics=filters.metrics,
+    version=filters.version,
 )
 
 router = APIRouter(prefix="/console", tags=["console"])

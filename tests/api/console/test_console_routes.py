@@ -114,6 +114,30 @@ def test_fleet_rows_match_heartbeats_and_frames(client: TestClient, store: Store
     assert "31.5 / 48.2" in html or "31.5 / 48.3" in html
 
 
+def test_a_camera_whose_agent_waits_for_its_stream_shows_as_source_down(
+    client: TestClient, store: Store
+) -> None:
+    """An agent whose camera could not be opened yet (it waits, ``stream_wait_at_start``)
+    has sent heartbeats but no frame: the fleet lists the camera, online, source down."""
+    now = datetime.now(UTC)
+    waiting = heartbeat(
+        "gate-2",
+        model_version="local-a7b2fda450e0",  # the agent's own model file: not a registry version
+        source_connected=False,
+        frames_processed=0,
+        frames_per_s=0.0,
+        inference_ms_p50=None,
+        inference_ms_p95=None,
+    )
+    store_heartbeat(store, waiting, received_at=now - timedelta(seconds=2))
+    [row] = client.get("/console/api/fleet", headers=LABELER).json()["cameras"]
+    assert (row["camera_id"], row["state"], row["source_connected"]) == ("gate-2", "online", False)
+    assert row["frames_in_window"] == 0 and row["last_frame_at"] is None
+    html = client.get("/console/fleet/fragment", headers=LABELER).text
+    assert 'data-camera="gate-2"' in html and "source down" in html
+    assert "local-a7b2fda450e0" in html and "vlocal" not in html
+
+
 def test_analytics_matches_the_rows_in_range(client: TestClient, store: Store) -> None:
     now = datetime.now(UTC)
     fleet = Fleet()
