@@ -40,9 +40,32 @@ def test_backoff_doubles_is_capped_and_jittered() -> None:
     assert ReconnectPolicy(jitter=0.0).delay(2) == 4.0
 
 
+class FakeCapture:
+    """An opened (or refused) capture behind the seam: ``frames`` frames of ``pixel``, then
+    a failed read (the stream broke); None streams for ever."""
+
+    def __init__(self, opened: bool, frames: int | None, pixel: int = 0) -> None:
+        self.opened, self.left, self.pixel = opened, frames, pixel
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.left is not None:
+            if self.left == 0:
+                return False, None
+            self.left -= 1
+        time.sleep(0.002)
+        return True, np.full((48, 64, 3), self.pixel, np.uint8)
+
+    def release(self) -> None:
+        self.opened = False
+
+
 class FlakyCamera:
     """A camera behind the capture seam: the first connection gives ``first`` frames and
     breaks; the next ``refusals`` opens fail; after that each connection streams for ever.
+    A frame's pixels are the number of the connection it came from.
 
     Records ``source.connected`` as seen during each reopen attempt."""
 
@@ -57,31 +80,11 @@ class FlakyCamera:
         self.opens += 1
         if self.source is not None:
             self.connected_during_outage.append(self.source.connected)
-        camera = self
-
-        class Capture:
-            def __init__(self, opened: bool, frames: int | None) -> None:
-                self.opened, self.left = opened, frames
-
-            def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
-                return self.opened
-
-            def read(self) -> tuple[bool, np.ndarray | None]:
-                if self.left is not None:
-                    if self.left == 0:
-                        return False, None
-                    self.left -= 1
-                time.sleep(0.002)
-                return True, np.full((48, 64, 3), camera.opens, np.uint8)
-
-            def release(self) -> None:
-                self.opened = False
-
         if self.opens == 1:
-            return Capture(True, self.first)
+            return FakeCapture(True, self.first, self.opens)
         if self.opens <= 1 + self.refusals:
-            return Capture(False, None)
-        return Capture(True, None)
+            return FakeCapture(False, None)
+        return FakeCapture(True, None, self.opens)
 
 
 def test_a_stream_that_breaks_reconnects_and_keeps_counting_frames() -> None:
@@ -250,22 +253,7 @@ class LateCamera:
 
     def open(self, target: str | int, policy: ReconnectPolicy) -> Any:
         self.opens += 1
-        return _Stream(opened=self.opens > self.refusals)
-
-
-class _Stream:
-    def __init__(self, opened: bool) -> None:
-        self.opened = opened
-
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
-        return self.opened
-
-    def read(self) -> tuple[bool, np.ndarray]:
-        time.sleep(0.002)
-        return True, np.zeros((48, 64, 3), np.uint8)
-
-    def release(self) -> None:
-        self.opened = False
+        return FakeCapture(opened=self.opens > self.refusals, frames=None)
 
 
 def test_a_stream_that_cannot_be_opened_yet_is_waited_for() -> None:
