@@ -33,7 +33,8 @@ class BatchCounts:
     conflicts: tuple[str, ...] = ()
 
 
-_INGEST_VIEWS = ("ingest_frames", "ingest_detections", "ingest_queue", "ingest_skipped")
+_SKIPPING_VIEWS = ("ingest_frames", "ingest_detections", "ingest_skipped")
+"""The views ``_insert_skipping_stored`` registers (the all-new insert registers none)."""
 
 
 def _insert_all_new_sql(*, queued: bool) -> str:
@@ -64,9 +65,9 @@ _INSERT_ALL_NEW = {queued: _insert_all_new_sql(queued=queued) for queued in (Tru
 
 
 @contextlib.contextmanager
-def _rolled_back_on_error(con: Connection) -> Iterator[None]:
+def _rolled_back_on_error(con: Connection, views: Sequence[str] = ()) -> Iterator[None]:
     """Roll the open transaction back when the block raises (the block's error is the one
-    raised), and drop the ingest views either way."""
+    raised), and drop the ``views`` the block registered either way."""
     import duckdb
 
     try:
@@ -76,7 +77,7 @@ def _rolled_back_on_error(con: Connection) -> Iterator[None]:
             con.execute("ROLLBACK")
         raise
     finally:
-        for name in _INGEST_VIEWS:
+        for name in views:
             con.unregister(name)
 
 
@@ -114,7 +115,7 @@ def _insert_skipping_stored(
     import pyarrow.compute as pc
 
     con.execute("BEGIN TRANSACTION")
-    with _rolled_back_on_error(con):
+    with _rolled_back_on_error(con, _SKIPPING_VIEWS):
         con.register("ingest_frames", frames)
         rows = con.execute(
             "INSERT INTO frames BY NAME SELECT * FROM ingest_frames "
