@@ -34,12 +34,13 @@ A JSON preparation holds the GIL throughout, in calls of several ms (pydantic's 
 one call), and the DuckDB write needs it back each time DuckDB returns to Python, which it
 also does inside one call while it scans an Arrow table (about ten times per scan: with a
 thread running pure Python beside it, inserting 10,000 Arrow rows took 65 ms instead of
-8.5); run side by side, each return waits for the parse in progress. Measured in one process on the 2-core machine with 10,000-detection
-batches: ``insert_batch`` took 22-52 ms alone and 67-118 ms while another thread parsed;
-two threads each preparing and writing version-2 batches took 32-37 ms per batch with
-this gate, 35-55 ms with a gate on the preparation only and 32-38 ms with a single
-thread. (With version 1, several parses at once only added switching: bench/ingest.py,
-4 clients, ~54k -> ~77k detections/s with the preparation gate.)
+8.5); run side by side, each return waits for the parse in progress. Measured in one
+process on the 2-core machine with 10,000-detection batches: ``insert_batch`` took 22-52
+ms alone and 67-118 ms while another thread parsed; two threads each preparing and
+writing version-2 batches took 32-37 ms per batch with this gate, 35-55 ms with a gate on
+the preparation only and 32-38 ms with a single thread. (With version 1, several parses
+at once only added switching: bench/ingest.py, 4 clients, ~54k -> ~77k detections/s with
+the preparation gate.)
 
 Version 3 (MessagePack) is prepared outside the gate: its preparation is about 2 ms of
 short numpy and Arrow calls, so it barely delays a write's returns to Python, and

@@ -84,8 +84,8 @@ class AgentReport:
         uncertainty_low, uncertainty_high: the uncertainty band that model flagged
             detections with, [0, 1]; None when the detector was given (it flags them itself).
         uncertainty_source: where that band came from (``UncertaintyBand.source``).
-        stopped_by: ``"end of source"``, ``"max_frames"``, ``"interrupted"`` (Ctrl-C, or SIGTERM under ``edgeloop agent``) or
-            ``"stopped"`` (``AgentRunner.stop()``).
+        stopped_by: ``"end of source"``, ``"max_frames"``, ``"interrupted"`` (Ctrl-C, or
+            SIGTERM under ``edgeloop agent``) or ``"stopped"`` (``AgentRunner.stop()``).
     """
 
     frames: int = 0

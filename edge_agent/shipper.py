@@ -303,13 +303,15 @@ class ShipWorker(threading.Thread):
         self.error: BaseException | None = None
 
     def submit(self, batch: AnyIngestBatch) -> None:
-        if self.error is not None:
-            raise RuntimeError(f"the ship worker failed: {self.error}") from self.error
+        self._raise_if_failed()
         self.queue.put(batch)
 
     def stop(self) -> None:
         self.queue.put(None)
         self.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
         if self.error is not None:
             raise RuntimeError(f"the ship worker failed: {self.error}") from self.error
 
