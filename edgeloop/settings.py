@@ -18,6 +18,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.rules import (
+    DRIFT_RETRAIN_COOLDOWN_H,
+    DRIFT_RETRAIN_MIN_LABELS,
     RETRAIN_LABEL_COUNT,
     UNCERTAINTY_HIGH,
     UNCERTAINTY_LOW,
@@ -74,6 +76,23 @@ class LoopSettings(BaseSettings):
             "Reviewed labels (frames) since the last training run that trigger a retrain; read "
             "by the label-count sensor, /api/retraining/conditions, the labeling page and "
             "`edgeloop status`."
+        ),
+    )
+    drift_retrain_min_labels: int = Field(
+        DRIFT_RETRAIN_MIN_LABELS,
+        ge=1,
+        description=(
+            "Fewest reviewed labels since the last training run for which drift on a camera "
+            "launches a retrain; below it the camera's labeling queue is boosted instead. Read "
+            "by the drift sensor, /api/retraining/conditions, the console and `edgeloop status`."
+        ),
+    )
+    drift_retrain_cooldown_h: float = Field(
+        DRIFT_RETRAIN_COOLDOWN_H,
+        ge=0,
+        description=(
+            "No drift-triggered retrain within this many hours of the last retrain (of any "
+            "trigger; the label-count and manual triggers are not held back); 0 turns it off."
         ),
     )
     api_url: str = Field(
