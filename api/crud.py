@@ -23,7 +23,7 @@ from api.models import (
     QueueItemPublic,
     RetrainingEventPublic,
 )
-from edgeloop.rules import RetrainDecision, retrain_decision
+from edgeloop.rules import RetrainDecision
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Connection, deployments, drift, frames, labels, queue, retraining
 from edgeloop.store.schema import schema_version
@@ -246,12 +246,5 @@ def retrain_conditions(*, con: Connection, loop: LoopSettings) -> RetrainConditi
         drift_cooldown_h=loop.drift_retrain_cooldown_h,
         last_retrain_at=last_retrain,
         drift=reports,
-        decision=retrain_decision(
-            since,
-            drifted,
-            label_threshold=loop.retrain_label_count,
-            drift_min_labels=loop.drift_retrain_min_labels,
-            drift_cooldown_h=loop.drift_retrain_cooldown_h,
-            last_retrain_at=last_retrain,
-        ),
+        decision=loop.retrain_decision(since, drifted, last_retrain_at=last_retrain),
     )

@@ -11,6 +11,7 @@ directory unless absolute; ``make`` runs everything from the repository root.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from edgeloop.rules import (
     RETRAIN_LABEL_COUNT,
     UNCERTAINTY_HIGH,
     UNCERTAINTY_LOW,
+    RetrainDecision,
     check_uncertainty_band,
+    retrain_decision,
 )
 
 MODEL_NAME = "edgeloop-detector"
@@ -131,6 +134,27 @@ class LoopSettings(BaseSettings):
             names=("EDGELOOP_UNCERTAINTY_LOW", "EDGELOOP_UNCERTAINTY_HIGH"),
         )
         return self
+
+    def retrain_decision(
+        self,
+        labels_since_training: int,
+        drifted_cameras: list[str],
+        *,
+        last_retrain_at: datetime | None,
+        now: datetime | None = None,
+    ) -> RetrainDecision:
+        """``edgeloop.rules.retrain_decision`` with this host's thresholds
+        (``retrain_label_count``, ``drift_retrain_min_labels``, ``drift_retrain_cooldown_h``):
+        what the drift sensor, ``/api/retraining/conditions`` and ``edgeloop status`` apply."""
+        return retrain_decision(
+            labels_since_training,
+            drifted_cameras,
+            label_threshold=self.retrain_label_count,
+            drift_min_labels=self.drift_retrain_min_labels,
+            drift_cooldown_h=self.drift_retrain_cooldown_h,
+            last_retrain_at=last_retrain_at,
+            now=now,
+        )
 
     # Derived paths: one place that says where each component keeps its files.
     @property

@@ -155,14 +155,7 @@ def drift_sensor(
         if handled:
             notes.append(f"#{record.storage_id}: already handled ({run_key})")
             continue
-        decision = retrain_decision(
-            since,
-            cameras,
-            label_threshold=loop.retrain_label_count,
-            drift_min_labels=loop.drift_retrain_min_labels,
-            drift_cooldown_h=loop.drift_retrain_cooldown_h,
-            last_retrain_at=last_retrain,
-        )
+        decision = loop.retrain_decision(since, cameras, last_retrain_at=last_retrain)
         launch = decision.due
         running = requested or (_retrain_in_progress(context.instance) if launch else None)
         details_base = {"materialization_storage_id": record.storage_id, "run_id": record.run_id}

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, mlflow_client
-from edgeloop.rules import camera_drifted, retrain_decision
+from edgeloop.rules import camera_drifted
 from edgeloop.settings import LoopSettings
 from edgeloop.store import (
     Store,
@@ -59,12 +59,9 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
         | {"drifted": camera_drifted(row["drift_share"], row["min_p_value"])}
         for row in latest_drift
     ]
-    decision = retrain_decision(
+    decision = settings.retrain_decision(
         since,
         [row["camera_id"] for row in drift_rows if row["drifted"]],
-        label_threshold=settings.retrain_label_count,
-        drift_min_labels=settings.drift_retrain_min_labels,
-        drift_cooldown_h=settings.drift_retrain_cooldown_h,
         last_retrain_at=last_retrain,
     )
     return _jsonable(
