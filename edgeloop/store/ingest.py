@@ -166,12 +166,12 @@ def insert_batch(
 
     Frames whose ``frame_key`` is already stored are skipped with their detections and
     queue rows; a stored frame is never changed. A new frame whose JPEG is byte-identical
-    to one queued or labeled is stored but not queued (see the module docstring). A skipped key stored under another
-    camera than the one sending it is returned in ``conflicts`` (a frame key is bound to
-    the camera that first sent it). Replays are rare, so the batch is first inserted as
-    all new, in one call (``_insert_all_new``); only when the primary key refuses it is
-    it inserted again with ``ON CONFLICT DO NOTHING RETURNING`` (about 2 ms more per
-    10,000-detection batch, bench/ingest.py).
+    to one queued or labeled is stored but not queued (see the module docstring). A
+    skipped key stored under another camera than the one sending it is returned in
+    ``conflicts`` (a frame key is bound to the camera that first sent it). Replays are
+    rare, so the batch is first inserted as all new, in one call (``_insert_all_new``);
+    only when the primary key refuses it is it inserted again with ``ON CONFLICT DO
+    NOTHING RETURNING`` (about 2 ms more per 10,000-detection batch, bench/ingest.py).
 
     Args:
         frames / detections: rows with the tables' column names.
