@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from api.models import (
@@ -24,7 +23,8 @@ from api.models import (
     QueueItemPublic,
     RetrainingEventPublic,
 )
-from edgeloop.rules import RetrainDecision, retrain_decision
+from edgeloop.rules import RetrainDecision
+from edgeloop.settings import LoopSettings
 from edgeloop.store import Connection, deployments, drift, frames, labels, queue, retraining
 from edgeloop.store.schema import schema_version
 
@@ -200,28 +200,51 @@ def latest_deployment_metrics(*, con: Connection, model_name: str, version: str)
 @dataclass(frozen=True)
 class RetrainConditions:
     """What the sensors decide on: labeled frames since the last training run against the
-    threshold, each camera's latest drift report, and ``edgeloop.rules.retrain_decision``."""
+    threshold, each camera's latest drift report, the drift-retrain settings, when the
+    last retrain started, and ``edgeloop.rules.retrain_decision``."""
 
     labels_since_training: int
     label_threshold: int
+    drift_min_labels: int
+    drift_cooldown_h: float
+    last_retrain_at: datetime | None
     drift: list[DriftReportPublic]
     decision: RetrainDecision
 
+    def public_fields(self) -> dict[str, Any]:
+        """The fields of ``RetrainingConditionsBase`` (the API's and the console's view)."""
+        return {
+            "labels_since_training": self.labels_since_training,
+            "label_threshold": self.label_threshold,
+            "drift_min_labels": self.drift_min_labels,
+            "drift_cooldown_h": self.drift_cooldown_h,
+            "last_retrain_at": self.last_retrain_at,
+            "drift_cooldown_until": self.decision.cooldown_until,
+            "drift": self.drift,
+            "drifted_cameras": self.decision.drifted_cameras,
+            "retrain_due": self.decision.due,
+            "reasons": self.decision.reasons,
+        }
 
-def retrain_conditions(
-    *, con: Connection, label_threshold: int, reports_dir: Path
-) -> RetrainConditions:
+
+def retrain_conditions(*, con: Connection, loop: LoopSettings) -> RetrainConditions:
     """The retrain conditions as the sensors see them (``/api/retraining/conditions`` and
-    the console's retraining panel read them here)."""
+    the console's retraining panel read them here), with the loop's settings
+    (``EDGELOOP_RETRAIN_LABEL_COUNT``, ``EDGELOOP_DRIFT_RETRAIN_MIN_LABELS``,
+    ``EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H``)."""
     since = labels.since_last_training(con=con)
+    last_retrain = retraining.last_retrain_at(con=con)
     reports = [
-        DriftReportPublic.from_row(row, reports_dir=reports_dir)
+        DriftReportPublic.from_row(row, reports_dir=loop.reports_dir)
         for row in latest_drift_reports(con=con)
     ]
     drifted = [report.camera_id for report in reports if report.drifted]
     return RetrainConditions(
         labels_since_training=since,
-        label_threshold=label_threshold,
+        label_threshold=loop.retrain_label_count,
+        drift_min_labels=loop.drift_retrain_min_labels,
+        drift_cooldown_h=loop.drift_retrain_cooldown_h,
+        last_retrain_at=last_retrain,
         drift=reports,
-        decision=retrain_decision(since, drifted, label_threshold=label_threshold),
+        decision=loop.retrain_decision(since, drifted, last_retrain_at=last_retrain),
     )

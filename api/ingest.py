@@ -11,6 +11,7 @@ values repeated per detection with ``take`` — never row by row.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -257,7 +258,10 @@ def tables_from_columns(
         ``frames``: one row per frame; ``detections``: one per detection, ``detection_id``
         ``f"{frame_key}:{i}"``, bbox as ``x1..y2`` px; ``queue``: one per frame that has at
         least one detection flagged uncertain and a stored JPEG (a frame without its JPEG
-        cannot be labeled), priority = max ``uncertainty_scores`` over its detections.
+        cannot be labeled), priority = max ``uncertainty_scores`` over its detections,
+        ``jpeg_sha256`` = the sha256 digest (32 bytes) of its JPEG, by which the store
+        queues byte-identical frames once (``edgeloop.store.queue.insert_items``). Only
+        the queued frames' JPEGs are hashed (hashlib releases the GIL while it hashes).
     """
     n_frames = len(columns.frame_key)
     counts = columns.detection_count
@@ -331,8 +335,11 @@ def tables_from_columns(
         top_score, frame_of_det, uncertainty_scores(confidence, uncertainty_low, uncertainty_high)
     )
     has_jpeg = np.fromiter((p is not None for p in paths), dtype=np.bool_, count=n_frames)
-    queued = pa.array(np.flatnonzero((flagged > 0) & has_jpeg))
+    queued_frames = np.flatnonzero((flagged > 0) & has_jpeg)
+    queued = pa.array(queued_frames)
     n_queue = len(queued)
+    jpegs = [columns.jpeg[i] for i in queued_frames]
+    digests = [hashlib.sha256(jpeg).digest() if jpeg is not None else None for jpeg in jpegs]
     queue_table = pa.table(
         {
             "frame_key": keys.take(queued),
@@ -341,6 +348,7 @@ def tables_from_columns(
             "uncertain_count": pa.array(flagged, pa.int32()).take(queued),
             "created_at": pa.array([received_at] * n_queue, _TS),
             "updated_at": pa.array([received_at] * n_queue, _TS),
+            "jpeg_sha256": pa.array(digests, pa.binary()),
         }
     )
     return IngestTables(frames=frames_table, detections=detections_table, queue=queue_table)

@@ -14,7 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgeloop.annotations import ReviewedBox
-from edgeloop.rules import camera_drifted
+from edgeloop.rules import (
+    DRIFT_RETRAIN_COOLDOWN_H,
+    DRIFT_RETRAIN_MIN_LABELS,
+    RETRAIN_LABEL_COUNT,
+    camera_drifted,
+)
 from edgeloop.wire import BBoxXYXY
 
 QueueStatus = Literal["pending", "skipped", "labeled"]
@@ -356,7 +361,30 @@ class RetrainingConditionsBase(_Public):
     """The seed's retrain rules evaluated now (``api.crud.retrain_conditions``)."""
 
     labels_since_training: int
-    label_threshold: int
+    label_threshold: int = Field(
+        description=(
+            f"Labels that make a retrain due (EDGELOOP_RETRAIN_LABEL_COUNT, default "
+            f"{RETRAIN_LABEL_COUNT})."
+        )
+    )
+    drift_min_labels: int = Field(
+        description=(
+            "Fewest new labels for which drift launches a retrain "
+            f"(EDGELOOP_DRIFT_RETRAIN_MIN_LABELS, default {DRIFT_RETRAIN_MIN_LABELS})."
+        )
+    )
+    drift_cooldown_h: float = Field(
+        description=(
+            "No drift retrain within this many hours of the last retrain "
+            f"(EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H, default {DRIFT_RETRAIN_COOLDOWN_H:g}; 0: off)."
+        )
+    )
+    last_retrain_at: datetime | None = Field(
+        description="When the last retrain started (any trigger); null when none did."
+    )
+    drift_cooldown_until: datetime | None = Field(
+        description="While the cooldown holds drift retrains back, when it ends; else null."
+    )
     drift: list[DriftReportPublic]
     drifted_cameras: list[str]
     retrain_due: bool

@@ -16,7 +16,9 @@ metadata with the reason).
 Each feature is tested with the two-sample Kolmogorov–Smirnov test (``num_method="ks"``;
 ``cat_method="chisquare"``), so every feature gets a p-value — Evidently otherwise
 switches to distances at >= 1000 rows. Verdict: ``edgeloop.rules.camera_drifted``
-(any p < 0.05 or drift share > 0.30, the seed's rule).
+(any p < 0.05 or drift share > 0.30, the seed's rule). Evidently is given the loop's own
+thresholds (``DRIFT_P_VALUE`` per feature, ``DRIFT_SHARE`` for the dataset), so its HTML
+report states the threshold the console and the drift sensor use, not its default 0.5.
 """
 
 import json
@@ -35,7 +37,7 @@ from pydantic import Field
 from assets._markdown import md_table
 from assets.detections import detections
 from assets.resources import StoreResource
-from edgeloop.rules import DRIFT_P_VALUE, camera_drifted
+from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE, camera_drifted
 from edgeloop.store import drift as drift_reports
 from edgeloop.store import frames as store_frames
 from edgeloop.store import training_runs
@@ -147,7 +149,10 @@ def select_windows(
 def run_drift(
     reference: "pd.DataFrame", current: "pd.DataFrame", features: Sequence[str] = FEATURES
 ) -> tuple[Any, CameraDrift]:
-    """Run Evidently's DataDriftPreset (KS tests) on the features.
+    """Run Evidently's DataDriftPreset (KS tests) on the features, with the loop's
+    thresholds: a feature drifts at p < ``DRIFT_P_VALUE``, and the report's dataset-drift
+    line uses ``DRIFT_SHARE`` (Evidently's test is share >= threshold, the seed's rule
+    share > 0.30: they differ only at a share of exactly 0.3, which 1 to 6 features never give).
 
     Features with no values in either window are left out (Evidently refuses empty
     columns) and listed as ``untested``.
@@ -167,7 +172,16 @@ def run_drift(
         raise ValueError(f"no drift feature has values in both windows (features {list(features)})")
     definition = DataDefinition(numerical_columns=tested)
     report = Report(
-        [DataDriftPreset(columns=tested, num_method="ks", cat_method="chisquare")],
+        [
+            DataDriftPreset(
+                columns=tested,
+                num_method="ks",
+                cat_method="chisquare",
+                num_threshold=DRIFT_P_VALUE,
+                cat_threshold=DRIFT_P_VALUE,
+                drift_share=DRIFT_SHARE,
+            )
+        ],
     )
     with warnings.catch_warnings():
         # numpy warns on constant columns (std 0) inside Evidently's summaries; harmless.

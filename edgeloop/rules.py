@@ -6,6 +6,7 @@ Pure functions and constants only: imported by the agent, the API and the pipeli
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,20 @@ UNCERTAINTY_HIGH = 0.7
 RETRAIN_LABEL_COUNT = 50
 """Default of ``LoopSettings.retrain_label_count`` (``EDGELOOP_RETRAIN_LABEL_COUNT``):
 reviewed labels since the last training run that trigger a retrain. Source: the seed."""
+DRIFT_RETRAIN_MIN_LABELS = 20
+"""Default of ``LoopSettings.drift_retrain_min_labels`` (``EDGELOOP_DRIFT_RETRAIN_MIN_LABELS``):
+the fewest reviewed labels since the last training run for which drift on a camera
+launches a retrain; below it the drifted camera's queue is boosted instead, so its frames
+are labeled first. Source: issue 20 (five labels on a drifted camera launched a full
+retrain, which learns nothing from five frames); 20 is the fewest held-out images the
+promotion policy judges on (``assets/registry.py``), and 40 % of the label-count threshold."""
+DRIFT_RETRAIN_COOLDOWN_H = 6.0
+"""Default of ``LoopSettings.drift_retrain_cooldown_h`` (``EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H``):
+no drift-triggered retrain starts within this many hours of the last retrain (of any
+trigger), so a camera that stays drifted does not relaunch one on every drift report (one
+every 15 minutes by default, ``EDGELOOP_PIPELINES_DRIFT_CRON``). The label-count trigger and
+a manual trigger are not held back. 0 turns the cooldown off. Source: issue 20; 6 h lets a
+drifted camera get at most four drift retrains a day while its labels come in."""
 DRIFT_P_VALUE = 0.05
 """A feature drifts when its test's p-value is below this. Source: the seed."""
 DRIFT_SHARE = 0.30
@@ -104,8 +119,12 @@ class RetrainDecision:
         due: a retrain should run now.
         trigger: ``"label_count"`` or ``"drift"`` when due (label count wins when both hold).
         drifted_cameras: cameras whose latest drift report drifted.
-        reprioritise: drifted cameras whose queue should be boosted instead of retraining
-            (drift with no new labels to learn from).
+        reprioritise: drifted cameras whose queue should be boosted instead of retraining:
+            too few new labels to learn from, or within the cooldown.
+        drift_held: why drift on ``reprioritise`` launches no retrain (a phrase for people:
+            "no new reviewed labels since the last training", ...); None otherwise.
+        cooldown_until: while drift retrains are held back by the cooldown, when it ends
+            (UTC); None when no cooldown applies.
         reasons: one sentence per rule.
     """
 
@@ -113,24 +132,74 @@ class RetrainDecision:
     trigger: str | None
     drifted_cameras: list[str] = field(default_factory=list)
     reprioritise: list[str] = field(default_factory=list)
+    drift_held: str | None = None
+    cooldown_until: datetime | None = None
     reasons: list[str] = field(default_factory=list)
 
 
+def drift_cooldown_until(
+    last_retrain_at: datetime | None, cooldown_h: float, now: datetime
+) -> datetime | None:
+    """When the drift-retrain cooldown that ``last_retrain_at`` started ends, or None when
+    it is over (or there was no retrain, or ``cooldown_h`` is 0). Times timezone-aware."""
+    if last_retrain_at is None or cooldown_h <= 0:
+        return None
+    until = last_retrain_at + timedelta(hours=cooldown_h)
+    return until if now < until else None
+
+
+def _drift_held(
+    labels_since_training: int,
+    drift_min_labels: int,
+    cooldown_h: float,
+    cooldown_until: datetime | None,
+) -> str | None:
+    """Why drift launches no retrain now, or None when it may."""
+    if labels_since_training == 0:
+        return "no new reviewed labels since the last training"
+    if labels_since_training < drift_min_labels:
+        return (
+            f"only {labels_since_training} new reviewed label(s) since the last training, "
+            f"below the {drift_min_labels} a drift retrain needs"
+        )
+    if cooldown_until is not None:
+        return (
+            f"the last retrain started less than {cooldown_h:g} h ago (the drift-retrain "
+            f"cooldown): none before {cooldown_until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
+    return None
+
+
 def retrain_decision(
-    labels_since_training: int, drifted_cameras: list[str], *, label_threshold: int
+    labels_since_training: int,
+    drifted_cameras: list[str],
+    *,
+    label_threshold: int,
+    drift_min_labels: int = DRIFT_RETRAIN_MIN_LABELS,
+    drift_cooldown_h: float = DRIFT_RETRAIN_COOLDOWN_H,
+    last_retrain_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> RetrainDecision:
     """The seed's retrain rule, the one place it is written.
 
     Retrain when ``labels_since_training >= label_threshold`` reviewed labels arrived since
-    the last training run, or when a camera drifted and at least one new label exists;
-    a drifted camera with no new labels gets its labeling queue reprioritised instead.
-    Used by the sensors (``pipelines/sensors.py``), ``/api/retraining/conditions`` and
+    the last training run; or when a camera drifted, at least ``drift_min_labels`` new
+    labels exist, and the last retrain started at least ``drift_cooldown_h`` hours ago. A
+    drifted camera that launches no retrain (too few new labels, or within the cooldown)
+    gets its labeling queue reprioritised instead. Used by the sensors
+    (``pipelines/sensors.py``), ``/api/retraining/conditions``, the console and
     ``edgeloop status``.
 
     Args:
         labels_since_training: labeled frames since the last training run's cutoff.
         drifted_cameras: cameras whose latest drift report drifted (``camera_drifted``).
         label_threshold: ``LoopSettings.retrain_label_count`` (seed: 50).
+        drift_min_labels: ``LoopSettings.drift_retrain_min_labels`` (``DRIFT_RETRAIN_MIN_LABELS``).
+        drift_cooldown_h: ``LoopSettings.drift_retrain_cooldown_h``, hours
+            (``DRIFT_RETRAIN_COOLDOWN_H``; 0: no cooldown).
+        last_retrain_at: when the last retrain started (any trigger; timezone-aware), or
+            None when none did (``edgeloop.store.retraining.last_retrain_at``).
+        now: the time to judge the cooldown at (default: now, UTC).
     """
     reasons: list[str] = []
     trigger: str | None = None
@@ -147,15 +216,24 @@ def retrain_decision(
         )
     cameras = ", ".join(drifted_cameras)
     reprioritise: list[str] = []
-    if drifted_cameras and labels_since_training > 0:
-        trigger = trigger or "drift"
+    held: str | None = None
+    cooldown = drift_cooldown_until(last_retrain_at, drift_cooldown_h, now or datetime.now(UTC))
+    if drifted_cameras and trigger == "label_count":  # the retrain due learns from them
         reasons.append(f"drift on camera(s) {cameras} and {labels_since_training} new label(s)")
     elif drifted_cameras:
-        reprioritise = list(drifted_cameras)
-        reasons.append(
-            f"drift on camera(s) {cameras} but no new labels: reprioritise their labeling "
-            "queue rather than retrain"
-        )
+        held = _drift_held(labels_since_training, drift_min_labels, drift_cooldown_h, cooldown)
+        if held is None:
+            trigger = "drift"
+            reasons.append(
+                f"drift on camera(s) {cameras} and {labels_since_training} new label(s), at "
+                f"least the {drift_min_labels} a drift retrain needs"
+            )
+        else:
+            reprioritise = list(drifted_cameras)
+            reasons.append(
+                f"drift on camera(s) {cameras}, but {held}; reprioritise their labeling "
+                "queue rather than retrain"
+            )
     else:
         reasons.append("no camera drifted in its latest drift report")
     return RetrainDecision(
@@ -163,5 +241,7 @@ def retrain_decision(
         trigger=trigger,
         drifted_cameras=list(drifted_cameras),
         reprioritise=reprioritise,
+        drift_held=held,
+        cooldown_until=cooldown,
         reasons=reasons,
     )

@@ -11,6 +11,7 @@ directory unless absolute; ``make`` runs everything from the repository root.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,10 +19,14 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.rules import (
+    DRIFT_RETRAIN_COOLDOWN_H,
+    DRIFT_RETRAIN_MIN_LABELS,
     RETRAIN_LABEL_COUNT,
     UNCERTAINTY_HIGH,
     UNCERTAINTY_LOW,
+    RetrainDecision,
     check_uncertainty_band,
+    retrain_decision,
 )
 
 MODEL_NAME = "edgeloop-detector"
@@ -76,6 +81,23 @@ class LoopSettings(BaseSettings):
             "`edgeloop status`."
         ),
     )
+    drift_retrain_min_labels: int = Field(
+        DRIFT_RETRAIN_MIN_LABELS,
+        ge=1,
+        description=(
+            "Fewest reviewed labels since the last training run for which drift on a camera "
+            "launches a retrain; below it the camera's labeling queue is boosted instead. Read "
+            "by the drift sensor, /api/retraining/conditions, the console and `edgeloop status`."
+        ),
+    )
+    drift_retrain_cooldown_h: float = Field(
+        DRIFT_RETRAIN_COOLDOWN_H,
+        ge=0,
+        description=(
+            "No drift-triggered retrain within this many hours of the last retrain (of any "
+            "trigger; the label-count and manual triggers are not held back); 0 turns it off."
+        ),
+    )
     api_url: str = Field(
         "http://127.0.0.1:8000",
         description=(
@@ -112,6 +134,27 @@ class LoopSettings(BaseSettings):
             names=("EDGELOOP_UNCERTAINTY_LOW", "EDGELOOP_UNCERTAINTY_HIGH"),
         )
         return self
+
+    def retrain_decision(
+        self,
+        labels_since_training: int,
+        drifted_cameras: list[str],
+        *,
+        last_retrain_at: datetime | None,
+        now: datetime | None = None,
+    ) -> RetrainDecision:
+        """``edgeloop.rules.retrain_decision`` with this host's thresholds
+        (``retrain_label_count``, ``drift_retrain_min_labels``, ``drift_retrain_cooldown_h``):
+        what the drift sensor, ``/api/retraining/conditions`` and ``edgeloop status`` apply."""
+        return retrain_decision(
+            labels_since_training,
+            drifted_cameras,
+            label_threshold=self.retrain_label_count,
+            drift_min_labels=self.drift_retrain_min_labels,
+            drift_cooldown_h=self.drift_retrain_cooldown_h,
+            last_retrain_at=last_retrain_at,
+            now=now,
+        )
 
     # Derived paths: one place that says where each component keeps its files.
     @property

@@ -1,4 +1,6 @@
-"""Retraining triggers (the seed's rules): enough new labels, or drift on a camera.
+"""Retraining triggers (the seed's rules): enough new labels, or drift on a camera with
+enough new labels (``EDGELOOP_DRIFT_RETRAIN_MIN_LABELS``) outside the cooldown after the
+last retrain (``EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H``).
 
 Both sensors apply ``edgeloop.rules.retrain_decision`` (the rule the API's
 ``/api/retraining/conditions`` shows) and record their decision in ``retraining_events`` (what the API's
@@ -120,7 +122,7 @@ def drift_run_key(cameras: Sequence[str], storage_id: int) -> str:
 def drift_sensor(
     context: dg.SensorEvaluationContext, store: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """On each new drift_report: retrain for drifted cameras if new labels exist, else boost their queue."""
+    """On each new drift_report: retrain for drifted cameras given enough new labels and no recent retrain, else boost their queue."""
     settings = get_pipeline_settings()
     after = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
@@ -149,10 +151,11 @@ def drift_sensor(
         with db.connect() as con:
             handled = retraining.exists(con=con, run_key=run_key)
             since = labels.since_last_training(con=con)
+            last_retrain = retraining.last_retrain_at(con=con)
         if handled:
             notes.append(f"#{record.storage_id}: already handled ({run_key})")
             continue
-        decision = retrain_decision(since, cameras, label_threshold=loop.retrain_label_count)
+        decision = loop.retrain_decision(since, cameras, last_retrain_at=last_retrain)
         launch = decision.due
         running = requested or (_retrain_in_progress(context.instance) if launch else None)
         details_base = {"materialization_storage_id": record.storage_id, "run_id": record.run_id}
@@ -169,9 +172,16 @@ def drift_sensor(
                         low=loop.uncertainty_low,
                         high=loop.uncertainty_high,
                     )
-                    details |= {"queue_items_boosted": boosted, "boost": boost}
+                    details |= {
+                        "queue_items_boosted": boosted,
+                        "boost": boost,
+                        "drift_min_labels": loop.drift_retrain_min_labels,
+                        "cooldown_until": decision.cooldown_until.isoformat()
+                        if decision.cooldown_until
+                        else None,
+                    }
                     reason = (
-                        f"{reason}, but no new reviewed labels since the last training; "
+                        f"{reason}, but {decision.drift_held}; "
                         f"boosted {boosted} queued items of the camera x{boost:g}"
                     )
                 elif running is None:

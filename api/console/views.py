@@ -323,21 +323,11 @@ def retraining_panel(store: Store, settings: ApiSettings) -> schemas.RetrainingP
     on the same reads as ``/api/retraining/conditions``), the events with their Dagster
     runs, and the training runs."""
     with store.connect() as con:
-        conditions = crud.retrain_conditions(
-            con=con,
-            label_threshold=settings.loop.retrain_label_count,
-            reports_dir=settings.loop.reports_dir,
-        )
+        conditions = crud.retrain_conditions(con=con, loop=settings.loop)
         events = crud.recent_retraining_events(con=con, limit=30)
         runs = training_runs.recent(con=con, limit=10)
-    decision = conditions.decision
     return schemas.RetrainingPublic(
-        labels_since_training=conditions.labels_since_training,
-        label_threshold=conditions.label_threshold,
-        drift=conditions.drift,
-        drifted_cameras=decision.drifted_cameras,
-        retrain_due=decision.due,
-        reasons=decision.reasons,
+        **conditions.public_fields(),
         events=[
             schemas.ConsoleEventPublic(
                 **e.model_dump(), dagster_run_url=dagster_run_url(settings, e.dagster_run_id)

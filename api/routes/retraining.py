@@ -24,23 +24,12 @@ def read_conditions(
     _principal: deps.CurrentPrincipal, settings: deps.SettingsDep, store: deps.StoreDep
 ) -> schemas.RetrainingConditionsPublic:
     """Labels since the last training run against the threshold, the latest drift report of
-    each camera with the seed's verdict, whether a retrain is due and why, recent events."""
+    each camera with the seed's verdict, the drift-retrain minimum and cooldown, whether a
+    retrain is due and why, recent events."""
     with store.connect() as con:
-        conditions = crud.retrain_conditions(
-            con=con,
-            label_threshold=settings.loop.retrain_label_count,
-            reports_dir=settings.loop.reports_dir,
-        )
+        conditions = crud.retrain_conditions(con=con, loop=settings.loop)
         events = crud.recent_retraining_events(con=con)
-    return schemas.RetrainingConditionsPublic(
-        labels_since_training=conditions.labels_since_training,
-        label_threshold=conditions.label_threshold,
-        drift=conditions.drift,
-        drifted_cameras=conditions.decision.drifted_cameras,
-        retrain_due=conditions.decision.due,
-        reasons=conditions.decision.reasons,
-        recent_events=events,
-    )
+    return schemas.RetrainingConditionsPublic(**conditions.public_fields(), recent_events=events)
 
 
 @router.post(

@@ -25,7 +25,20 @@ const state = {
   busy: false,
   lastClass: null,
   labelThreshold: null, // reviewed labels that make a retrain due (from the API)
+  // "Labels since last training" arrives with several answers (a label POST, each item,
+  // the conditions) that may come back out of order: each request that carries it gets a
+  // stamp when it is sent, and the count on screen is the one of the latest request sent
+  // (see setCounter), so a prefetched item, fetched before the last submit, never shows
+  // its older count over the submit's.
+  countRequests: 0, // stamps handed out so far
+  countShown: 0, // stamp of the count on screen
 };
+
+// A stamp for a request that will carry the label count (call it just before sending).
+function countStamp() {
+  state.countRequests += 1;
+  return state.countRequests;
+}
 
 // --- token -------------------------------------------------------------------------------
 
@@ -175,10 +188,11 @@ async function loadImage(item, background = false) {
 function prefetchNext(currentId) {
   const promise = (async () => {
     try {
+      const stamp = countStamp();
       const response = await api(nextPath([currentId]), { background: true });
       const item = await response.json();
       if (item.item_id === currentId) return null;
-      return { item, ...(await loadImage(item, true)) };
+      return { item, stamp, ...(await loadImage(item, true)) };
     } catch (_) {
       return null; // nothing queued, or any failure: the next load asks again
     }
@@ -201,9 +215,10 @@ async function loadNext(exclude = []) {
         return;
       }
     }
+    const stamp = countStamp();
     const response = await api(nextPath(exclude));
     const item = await response.json();
-    showItem(item, await loadImage(item));
+    showItem(item, { stamp, ...(await loadImage(item)) });
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       // The queue answered (it is empty): an error banner of an earlier call is stale.
@@ -223,19 +238,34 @@ async function loadNext(exclude = []) {
 
 async function refreshCounter() {
   try {
+    const stamp = countStamp();
     const conditions = await (await api("/api/retraining/conditions", { background: true })).json();
     state.labelThreshold = conditions.label_threshold;
-    setCounter(conditions.labels_since_training);
+    setCounter(conditions.labels_since_training, stamp);
   } catch (_) {
     /* the counter is informative only */
   }
 }
 
-function setCounter(n) {
+// Show `n` labels since the last training, as answered to the request stamped `stamp`
+// (countStamp), unless the count of a request sent later is on screen already. (The
+// count may go down, after a training run, so the newest request wins, not the largest.)
+function setCounter(n, stamp) {
+  if (stamp < state.countShown) return;
+  state.countShown = stamp;
   $("label-count").textContent = state.labelThreshold ? `${n} / ${state.labelThreshold}` : String(n);
 }
 
-function showItem(item, { image, imageError }) {
+// A new item starts the keyboard afresh at the top of the item: focus never carries over
+// from the buttons of the item before, where Tab-Tab-Enter would press a button (Skip) on
+// an item the labeler has not looked at yet. (Blurring alone is not enough: the browser
+// goes on tabbing from the element that last had focus.)
+function resetFocus() {
+  if ($("token-dialog").open) return; // the sign-in keeps its field
+  $("workspace").focus({ preventScroll: true });
+}
+
+function showItem(item, { image, imageError, stamp }) {
   state.item = item;
   state.boxes = item.proposed_boxes.map((b) => ({
     bbox: b.bbox_xyxy.slice(),
@@ -255,7 +285,7 @@ function showItem(item, { image, imageError }) {
   $("info-priority").textContent = item.priority.toFixed(2);
   $("info-status").textContent =
     item.status + (item.skip_count ? ` (skipped ${item.skip_count}×)` : "");
-  setCounter(item.labels_since_training);
+  setCounter(item.labels_since_training, stamp);
   // No image: nothing the labeler decides can be right, so only Skip is offered.
   $("frame-error").hidden = !imageError;
   $("frame-error-reason").textContent = imageError || "";
@@ -264,6 +294,7 @@ function showItem(item, { image, imageError }) {
   layoutCanvas();
   renderBoxList();
   draw();
+  resetFocus();
   prefetchNext(item.item_id);
 }
 
@@ -472,14 +503,16 @@ function round1(v) {
 
 // POST for the item on screen, then show the next one. A 409 (someone else holds the
 // item's claim, or it is labeled already) is a notice, not a failure: the page moves on.
+// `done(body, stamp)` says what happened; `stamp` is the request's countStamp.
 async function send(path, json, done) {
   if (!state.item || state.busy) return;
   const itemId = state.item.item_id;
   state.busy = true;
   try {
+    const stamp = countStamp();
     const response = await api(path, { method: "POST", json });
     const body = await response.json();
-    showMessage(done(body));
+    showMessage(done(body, stamp));
   } catch (err) {
     state.busy = false;
     if (!(err instanceof ApiError && err.status === 409)) return handleError(err);
@@ -516,8 +549,8 @@ function submit() {
     class_name: b.className,
   }));
   const itemId = state.item.item_id;
-  send(`/api/labeling-queue/${itemId}/label`, { boxes, no_object: false }, (label) => {
-    setCounter(label.labels_since_training);
+  send(`/api/labeling-queue/${itemId}/label`, { boxes, no_object: false }, (label, stamp) => {
+    setCounter(label.labels_since_training, stamp);
     return `Item #${itemId} labeled with ${label.box_count} box${label.box_count === 1 ? "" : "es"}.`;
   });
 }
@@ -525,8 +558,8 @@ function submit() {
 function noObject() {
   if (!labelable()) return;
   const itemId = state.item.item_id;
-  send(`/api/labeling-queue/${itemId}/label`, { boxes: [], no_object: true }, (label) => {
-    setCounter(label.labels_since_training);
+  send(`/api/labeling-queue/${itemId}/label`, { boxes: [], no_object: true }, (label, stamp) => {
+    setCounter(label.labels_since_training, stamp);
     return `Item #${itemId} labeled: no object.`;
   });
 }

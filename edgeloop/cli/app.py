@@ -28,6 +28,7 @@ from edge_agent.cli import agent as agent_command
 from edgeloop.cli.datasets import app as dataset_app
 from edgeloop.cli.demo_options import DemoOptions
 from edgeloop.cli.tokens import app as tokens_app
+from edgeloop.rules import DRIFT_RETRAIN_COOLDOWN_H, DRIFT_RETRAIN_MIN_LABELS
 
 app = typer.Typer(
     help="edgeloop: the active-learning loop for camera fleets, offline, on your own hardware.",
@@ -282,8 +283,12 @@ def demo(
     drift_labels: Annotated[
         int,
         typer.Option(
-            help="Items of the new scene the simulated reviewer labels (0: drift with no new "
-            "labels reprioritises the camera's queue instead of retraining)."
+            help="Items of the new scene the simulated reviewer labels. Drift retrains only "
+            f"with EDGELOOP_DRIFT_RETRAIN_MIN_LABELS ({DRIFT_RETRAIN_MIN_LABELS}) new labels "
+            f"and EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H ({DRIFT_RETRAIN_COOLDOWN_H:g}) hours after "
+            "the last retrain (the demo's "
+            "own retrain is minutes old: set it to 0 to see one); otherwise the drift "
+            "sensor reprioritises the camera's queue."
         ),
     ] = DemoOptions.drift_labels,
     epochs: Annotated[

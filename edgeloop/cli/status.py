@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, mlflow_client
-from edgeloop.rules import camera_drifted, retrain_decision
+from edgeloop.rules import camera_drifted
 from edgeloop.settings import LoopSettings
 from edgeloop.store import (
     Store,
@@ -29,7 +29,9 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
     Returns a JSON-ready dict (times as ISO 8601 strings). Opens DuckDB once, briefly.
     ``retrain_label_count`` is the threshold the label-count sensor applies
     (``EDGELOOP_RETRAIN_LABEL_COUNT``); ``retrain`` is ``edgeloop.rules.retrain_decision``
-    evaluated now, as the API's ``/api/retraining/conditions`` shows it.
+    evaluated now, as the API's ``/api/retraining/conditions`` shows it, with the drift
+    retrain's minimum of new labels (``EDGELOOP_DRIFT_RETRAIN_MIN_LABELS``) and cooldown
+    in hours (``EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H``).
     """
     with Store(settings.duckdb_path).connect() as con:
         cameras = frames.camera_summary(con=con)
@@ -38,6 +40,7 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
         since = labels.since_last_training(con=con)
         latest_drift = drift.latest_per_camera(con=con)
         events = retraining.recent(con=con, limit=20)
+        last_retrain = retraining.last_retrain_at(con=con)
         moves = deployments.recent(con=con, limit=20)
         trainings = training_runs.recent(con=con, limit=10)
 
@@ -56,10 +59,10 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
         | {"drifted": camera_drifted(row["drift_share"], row["min_p_value"])}
         for row in latest_drift
     ]
-    decision = retrain_decision(
+    decision = settings.retrain_decision(
         since,
         [row["camera_id"] for row in drift_rows if row["drifted"]],
-        label_threshold=settings.retrain_label_count,
+        last_retrain_at=last_retrain,
     )
     return _jsonable(
         {
@@ -72,6 +75,10 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
                 "due": decision.due,
                 "trigger": decision.trigger,
                 "reasons": decision.reasons,
+                "drift_min_labels": settings.drift_retrain_min_labels,
+                "drift_cooldown_h": settings.drift_retrain_cooldown_h,
+                "last_retrain_at": last_retrain,
+                "drift_cooldown_until": decision.cooldown_until,
             },
             "drift": drift_rows,
             "models": models,
@@ -204,6 +211,16 @@ def render_status(state: dict[str, Any], console: Console) -> None:
         f"{queue.get('skipped', 0)} skipped · labels since last training: "
         f"{state['labels_since_last_training']} (retrain at {state['retrain_label_count']})"
     )
+    retrain = state["retrain"]
+    held = retrain["drift_cooldown_until"]
+    console.print(
+        f"retrain due: {'yes (' + retrain['trigger'] + ')' if retrain['due'] else 'no'} · a "
+        f"drift retrain needs {retrain['drift_min_labels']} new labels and "
+        f"{retrain['drift_cooldown_h']:g} h since the last retrain"
+        + (f" (none before {held[:19]})" if held else "")
+    )
+    for reason in retrain["reasons"]:
+        console.print(f"  · {reason}")
     drift = Table(title="drift (latest report per camera)")
     for column in ("camera", "drift share", "min p-value", "drifted", "ref/cur frames", "at"):
         drift.add_column(column)

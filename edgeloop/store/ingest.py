@@ -3,7 +3,10 @@ in one transaction, idempotent on ``frame_key`` (``insert_batch``), or several n
 in one transaction (``insert_new_batches``, the API's group commit).
 
 A frame and its detections are written together, once, and never changed after (the
-reads are in ``edgeloop.store.frames``).
+reads are in ``edgeloop.store.frames``). A frame is queued for labeling unless its JPEG is
+byte-identical to one already queued or labeled (``edgeloop.store.queue.insert_items_sql``):
+the frame and its detections are stored either way, and ``BatchCounts.queued`` counts the
+items actually queued.
 """
 
 from __future__ import annotations
@@ -45,18 +48,21 @@ def _insert_all_new_sql(*, queued: bool) -> str:
     bench/ingest.py: no faster end to end on the 2-core machine, within its noise; one
     call is also the simpler code.)
 
+    ``queued=True`` ends with the queue's ``INSERT ... RETURNING frame_key`` (the frames it
+    queued: byte-identical JPEGs are left out) and leaves the transaction open for the
+    caller's ``COMMIT``, a second call made only for batches that queue something.
     ``queued=False``, for a batch that queues nothing (no frame with an uncertain
-    detection and a JPEG), leaves the queue's statement out: its ``INSERT ... ON
-    CONFLICT`` of no rows still cost 2.3-2.5 ms of a 10,000-detection batch's 32-35 ms
-    (three alternating in-process runs of 46 batches each, 2-core machine).
+    detection and a JPEG: every batch of bench/ingest.py), leaves the queue's statement
+    out: its ``INSERT ... ON CONFLICT`` of no rows still cost 2.3-2.5 ms of a
+    10,000-detection batch's 32-35 ms (three alternating in-process runs of 46 batches
+    each, 2-core machine).
     """
     return "; ".join(
         (
             "BEGIN TRANSACTION",
             "INSERT INTO frames BY NAME SELECT * FROM ingest_frames",
             "INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections",
-            *([queue.insert_items_sql("ingest_queue")] if queued else []),
-            "COMMIT",
+            *([queue.insert_items_sql("ingest_queue")] if queued else ["COMMIT"]),
         )
     )
 
@@ -83,27 +89,33 @@ def _rolled_back_on_error(con: Connection, views: Sequence[str] = ()) -> Iterato
 
 def _insert_all_new(
     con: Connection, frames: pa.Table, detections: pa.Table, queue_items: pa.Table
-) -> bool:
-    """Insert the rows in one transaction when none of the frames is stored: True when
-    committed; False, with nothing stored, when a frame_key (or a detection_id) is stored
-    already or repeats, which makes the primary key refuse the insert.
+) -> list[str] | None:
+    """Insert the rows in one transaction when none of the frames is stored: the
+    frame_keys queued once committed; None, with nothing stored, when a frame_key (or a
+    detection_id) is stored already or repeats, which makes the primary key refuse the
+    insert.
 
     Raises:
         duckdb.Error: any other failure; rolled back.
     """
     import duckdb
 
+    queued = queue_items.num_rows > 0
     try:
         with _rolled_back_on_error(con):
             # DuckDB reads the statement's ingest_* tables from these locals (its
             # replacement scan of Arrow objects in the calling frame): 0.35-0.4 ms less
             # per table than registering a view and dropping it (which writes the
             # catalog), measured with 10,000-row tables on the 2-core machine.
-            ingest_frames, ingest_detections, ingest_queue = frames, detections, queue_items  # noqa: F841
-            con.execute(_INSERT_ALL_NEW[queue_items.num_rows > 0])
-        return True
+            ingest_frames, ingest_detections = frames, detections  # noqa: F841
+            ingest_queue = queue.with_content_hash(queue_items)  # noqa: F841
+            result = con.execute(_INSERT_ALL_NEW[queued])
+            keys = [str(row[0]) for row in result.fetchall()] if queued else []
+            if queued:
+                con.execute("COMMIT")
+        return keys
     except duckdb.ConstraintException:
-        return False
+        return None
 
 
 def _insert_skipping_stored(
@@ -136,13 +148,12 @@ def _insert_skipping_stored(
         if detections.num_rows:
             con.register("ingest_detections", detections)
             con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections")
-        if queue_items.num_rows:
-            queue.insert_items(con=con, items=queue_items)
+        queued = queue.insert_items(con=con, items=queue_items) if queue_items.num_rows else []
         con.execute("COMMIT")
     return BatchCounts(
         accepted=len(keys),
         detections=detections.num_rows,
-        queued=queue_items.num_rows,
+        queued=len(queued),
         skipped=tuple(skipped["frame_key"].to_pylist()),
         conflicts=conflicts,
     )
@@ -154,12 +165,13 @@ def insert_batch(
     """Insert a batch in one transaction, one Arrow insert per table; skip stored frames.
 
     Frames whose ``frame_key`` is already stored are skipped with their detections and
-    queue rows; a stored frame is never changed. A skipped key stored under another
-    camera than the one sending it is returned in ``conflicts`` (a frame key is bound to
-    the camera that first sent it). Replays are rare, so the batch is first inserted as
-    all new, in one call (``_insert_all_new``); only when the primary key refuses it is
-    it inserted again with ``ON CONFLICT DO NOTHING RETURNING`` (about 2 ms more per
-    10,000-detection batch, bench/ingest.py).
+    queue rows; a stored frame is never changed. A new frame whose JPEG is byte-identical
+    to one queued or labeled is stored but not queued (see the module docstring). A
+    skipped key stored under another camera than the one sending it is returned in
+    ``conflicts`` (a frame key is bound to the camera that first sent it). Replays are
+    rare, so the batch is first inserted as all new, in one call (``_insert_all_new``);
+    only when the primary key refuses it is it inserted again with ``ON CONFLICT DO
+    NOTHING RETURNING`` (about 2 ms more per 10,000-detection batch, bench/ingest.py).
 
     Args:
         frames / detections: rows with the tables' column names.
@@ -168,9 +180,10 @@ def insert_batch(
     Raises:
         duckdb.Error: the transaction was rolled back; nothing of the batch is stored.
     """
-    if _insert_all_new(con, frames, detections, queue_items):
+    queued = _insert_all_new(con, frames, detections, queue_items)
+    if queued is not None:
         return BatchCounts(
-            accepted=frames.num_rows, detections=detections.num_rows, queued=queue_items.num_rows
+            accepted=frames.num_rows, detections=detections.num_rows, queued=len(queued)
         )
     return _insert_skipping_stored(con, frames, detections, queue_items)
 
@@ -193,17 +206,25 @@ def insert_new_batches(
     """
     import duckdb
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    batches = [(f, d, queue.with_content_hash(q)) for f, d, q in batches]
     try:
         tables = [pa.concat_tables(list(column)) for column in zip(*batches, strict=True)]
     except pa.ArrowInvalid:  # schemas that differ: written one by one
         return None
     try:
-        if not _insert_all_new(con, *tables):
-            return None
+        queued = _insert_all_new(con, *tables)
     except duckdb.Error:
         return None
+    if queued is None:
+        return None
+    keys = pa.array(queued, pa.string())
     return [
-        BatchCounts(accepted=f.num_rows, detections=d.num_rows, queued=q.num_rows)
+        BatchCounts(
+            accepted=f.num_rows,
+            detections=d.num_rows,
+            queued=int(pc.sum(pc.is_in(q["frame_key"], value_set=keys)).as_py() or 0),
+        )
         for f, d, q in batches
     ]

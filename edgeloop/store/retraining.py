@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from edgeloop.store import training_runs
 from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
 
 TRIGGERS = ("label_count", "drift", "manual")
@@ -112,6 +113,18 @@ def label_count_in_flight(*, con: Connection) -> dict[str, Any] | None:
     if rows and rows[0]["run_status"] in (None, "started"):
         return rows[0]
     return None
+
+
+def last_retrain_at(*, con: Connection) -> datetime | None:
+    """When the last retrain started (UTC): the newest ``launched`` event of any trigger, or
+    the newest training run's start (a run started from the Dagster UI records no event),
+    whichever is later; None when there was none. What the drift-retrain cooldown
+    (``edgeloop.rules.retrain_decision``) counts from."""
+    launched = fetch_scalar(
+        con.execute("SELECT max(created_at) FROM retraining_events WHERE decision = 'launched'")
+    )
+    times = [t for t in (launched, training_runs.latest_started_at(con=con)) if t is not None]
+    return max(times) if times else None
 
 
 def link_run(*, con: Connection, run_key: str, dagster_run_id: str) -> None:

@@ -13,7 +13,7 @@ import duckdb
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each migration runs once, in order; every statement is idempotent on its own too.
 MIGRATIONS: dict[int, list[str]] = {
@@ -176,6 +176,16 @@ MIGRATIONS: dict[int, list[str]] = {
             spool_dropped_batches BIGINT NOT NULL
         )
         """,
+    ],
+    # The queue's content hash: the sha256 (32 bytes) of each queued frame's JPEG, so a
+    # byte-identical frame (a replayed video, a fixed camera on an empty scene) is never
+    # queued twice (``edgeloop.store.queue.insert_items_sql``). Items queued before this
+    # version keep a NULL hash and stay as they are: hashing their files here would hold
+    # the file locked for minutes on a large queue. The index keeps the check a lookup,
+    # not a scan of every item ever queued.
+    4: [
+        "ALTER TABLE labeling_queue ADD COLUMN IF NOT EXISTS jpeg_sha256 BLOB",
+        "CREATE INDEX IF NOT EXISTS labeling_queue_jpeg_sha256 ON labeling_queue (jpeg_sha256)",
     ],
 }
 

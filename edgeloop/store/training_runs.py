@@ -54,6 +54,12 @@ def latest_label_cutoff(*, con: Connection) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+def latest_started_at(*, con: Connection) -> datetime | None:
+    """When the newest training run started (UTC), or None when none ran yet."""
+    value = fetch_scalar(con.execute("SELECT max(started_at) FROM training_runs"))
+    return value if isinstance(value, datetime) else None
+
+
 def recent(*, con: Connection, limit: int = 10) -> list[dict[str, Any]]:
     """The newest training runs first: run id, start, label count, dataset and model version."""
     return fetch_dicts(

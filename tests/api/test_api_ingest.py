@@ -108,6 +108,51 @@ def test_a_frame_repeated_within_a_batch_is_stored_once(client: TestClient, stor
     assert ack == {"accepted": 1, "duplicates": 1, "detections": 2, "queued": 1, "conflicts": 0}
 
 
+def test_a_replayed_video_is_stored_but_each_jpeg_queued_once(
+    client: TestClient, store: Store
+) -> None:
+    """A camera replaying its video (or idling on an empty scene) sends byte-identical
+    frames under new keys: all are stored, but a JPEG already queued or labeled is never
+    queued again, so the labeler does not get the same picture back to back."""
+    scene, other = jpeg_bytes(seed=1), jpeg_bytes(seed=2)
+    ack = ingest(
+        client,
+        queued_frame("cam-1:1", 1) | {"jpeg": base64.b64encode(scene).decode()},
+        queued_frame("cam-1:2", 2) | {"jpeg": base64.b64encode(scene).decode()},
+        queued_frame("cam-1:3", 3) | {"jpeg": base64.b64encode(other).decode()},
+    )
+    assert ack == {"accepted": 3, "duplicates": 0, "detections": 6, "queued": 2, "conflicts": 0}
+    # The next loop of the video, one frame per batch.
+    replay = ingest(client, queued_frame("cam-1:4", 4) | {"jpeg": base64.b64encode(scene).decode()})
+    assert (replay["accepted"], replay["queued"]) == (1, 0)
+
+    queue = client.get("/api/labeling-queue", headers=LABELER).json()
+    assert sorted(item["frame_key"] for item in queue["data"]) == ["cam-1:1", "cam-1:3"]
+    first = client.get("/api/labeling-queue/next", headers=LABELER).json()
+    labeled = client.post(
+        f"/api/labeling-queue/{first['item_id']}/label",
+        json={"boxes": [], "no_object": True},
+        headers=LABELER,
+    )
+    assert labeled.status_code == 201, labeled.text
+    # Labeled, its content still counts: the same picture again is stored, not queued.
+    again = ingest(
+        client,
+        queued_frame("cam-1:5", 5) | {"jpeg": base64.b64encode(scene).decode()},
+        queued_frame("cam-1:6", 6) | {"jpeg": base64.b64encode(other).decode()},
+    )
+    assert (again["accepted"], again["queued"]) == (2, 0)
+    with store.connect() as con:
+        stored = con.execute(
+            "SELECT frame_key, jpeg_path IS NOT NULL, detection_count FROM frames ORDER BY 1"
+        ).fetchall()
+        assert con.execute("SELECT count(*) FROM labeling_queue").fetchone() == (2,)
+    assert stored == [(f"cam-1:{i}", True, 2) for i in range(1, 7)]
+    for key in ("cam-1:2", "cam-1:4", "cam-1:5"):
+        served = client.get(f"/api/frames/{key}.jpg", headers=LABELER)
+        assert served.status_code == 200 and served.content == scene
+
+
 def test_uncertain_frame_without_jpeg_is_not_queued(client: TestClient) -> None:
     ack = ingest(client, frame("cam-1:1", detections=[detection(1, 1, 50, 50, 0.5)]))
     assert ack["queued"] == 0

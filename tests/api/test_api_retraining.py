@@ -6,14 +6,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api_support import ADMIN, LABELER
+import pytest
+from api_support import ADMIN, LABELER, TOKENS, NoModelRegistry
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.deps import get_dagster_client
-from edgeloop.rules import RETRAIN_LABEL_COUNT
+from api.deps import get_dagster_client, get_registry
+from api.main import create_app
+from api.settings import ApiSettings
+from edgeloop.rules import DRIFT_RETRAIN_COOLDOWN_H, DRIFT_RETRAIN_MIN_LABELS, RETRAIN_LABEL_COUNT
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store
+from edgeloop.store import Store, retraining
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -122,10 +125,73 @@ def test_drift_without_new_labels_reprioritises_instead(client: TestClient, stor
     assert body["retrain_due"] is False
     assert any("reprioritise" in r for r in body["reasons"])
 
-    _insert_labels(store, 3, T0)
+
+def test_drift_retrains_only_with_enough_new_labels(client: TestClient, store: Store) -> None:
+    """Five labels on a drifted camera launched a full retrain (issue 20): a drift retrain
+    needs EDGELOOP_DRIFT_RETRAIN_MIN_LABELS (20) new labels; the conditions say so."""
+    _insert_drift(store, "cam-3", drift_share=0.2, min_p=0.01, at=T0)
+    _insert_labels(store, 5, T0)
     body = client.get("/api/retraining/conditions", headers=LABELER).json()
+    assert (body["drift_min_labels"], body["drift_cooldown_h"]) == (
+        DRIFT_RETRAIN_MIN_LABELS,
+        DRIFT_RETRAIN_COOLDOWN_H,
+    )
+    assert (body["last_retrain_at"], body["drift_cooldown_until"]) == (None, None)
+    assert body["retrain_due"] is False
+    assert any(
+        f"only 5 new reviewed label(s) since the last training, below the "
+        f"{DRIFT_RETRAIN_MIN_LABELS} a drift retrain needs" in r
+        for r in body["reasons"]
+    )
+
+    _insert_labels(store, DRIFT_RETRAIN_MIN_LABELS, T0 + timedelta(minutes=1))  # 5 relabeled
+    body = client.get("/api/retraining/conditions", headers=LABELER).json()
+    assert body["labels_since_training"] == DRIFT_RETRAIN_MIN_LABELS
     assert body["retrain_due"] is True
-    assert any("drift on camera(s) cam-3 and 3 new label(s)" in r for r in body["reasons"])
+    assert any(
+        f"drift on camera(s) cam-3 and {DRIFT_RETRAIN_MIN_LABELS} new label(s)" in r
+        for r in body["reasons"]
+    )
+
+
+def test_no_drift_retrain_within_the_cooldown_of_the_last_retrain(
+    client: TestClient, store: Store
+) -> None:
+    _insert_drift(store, "cam-3", drift_share=0.5, min_p=0.001, at=T0)
+    _insert_labels(store, 30, T0)
+    launched = datetime.now(UTC) - timedelta(hours=1)
+    with store.connect() as con:
+        retraining.record(
+            con=con,
+            trigger="drift",
+            camera_id="cam-3",
+            decision="launched",
+            reason="camera cam-3 drifted",
+            labels_since_training=30,
+            created_at=launched,
+        )
+    body = client.get("/api/retraining/conditions", headers=LABELER).json()
+    assert body["retrain_due"] is False
+    assert datetime.fromisoformat(body["last_retrain_at"]) == launched
+    until = launched + timedelta(hours=DRIFT_RETRAIN_COOLDOWN_H)
+    assert datetime.fromisoformat(body["drift_cooldown_until"]) == until
+    assert any("cooldown" in r and "reprioritise" in r for r in body["reasons"])
+
+
+def test_the_drift_retrain_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, loop_settings: LoopSettings, store: Store
+) -> None:
+    monkeypatch.setenv("EDGELOOP_DRIFT_RETRAIN_MIN_LABELS", "5")
+    monkeypatch.setenv("EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H", "0")
+    settings = ApiSettings(loop=LoopSettings(data_dir=loop_settings.data_dir), tokens=TOKENS)  # type: ignore[arg-type]
+    app = create_app(settings)
+    app.dependency_overrides[get_registry] = NoModelRegistry
+    _insert_drift(store, "cam-3", drift_share=0.5, min_p=0.001, at=T0)
+    _insert_labels(store, 5, T0)
+    with TestClient(app) as client:
+        body = client.get("/api/retraining/conditions", headers=LABELER).json()
+    assert (body["drift_min_labels"], body["drift_cooldown_h"]) == (5, 0)
+    assert body["retrain_due"] is True
 
 
 def test_trigger_without_dagster_is_503_saying_make_up(client: TestClient, store: Store) -> None:

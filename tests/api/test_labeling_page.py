@@ -8,6 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -388,3 +389,82 @@ def test_a_409_shows_a_notice_and_moves_on(live_server: LiveServer, page: object
         pytest.skip("the API's /next has no `exclude` yet (claim contract): cannot move on")
     expect(page.locator("#info-item")).to_have_text(f"#{second}")
     expect(notice).to_contain_text("was taken by someone else")  # still shown
+
+
+# --- what the page shows between items ------------------------------------------------------
+
+
+def test_the_label_count_shown_is_the_stores_after_every_submit(
+    live_server: LiveServer, page: object, tmp_path: Path
+) -> None:
+    """The next item is prefetched before the submit, with the count of then: the count on
+    screen after each submit is still the store's (also when a training run resets it)."""
+    from playwright.sync_api import Page, expect
+
+    from edgeloop.store import labels, training_runs
+
+    assert isinstance(page, Page)
+    items = queue_items(live_server, 4)
+    store = Store(live_server.data_dir / "edgeloop.duckdb", lock_timeout_s=30)
+    sign_in(page, live_server.base_url)
+    expect(page.locator("#info-item")).to_have_text(f"#{items[0]}")
+    expect(page.locator("#label-count")).to_have_text("0 / 50")
+    for n, item_id in enumerate(items):
+        if n == 2:  # a retrain has just taken the labels so far: the count starts again
+            with store.connect() as con:
+                training_runs.record(
+                    con=con,
+                    mlflow_run_id="run-1",
+                    started_at=datetime.now(UTC),
+                    label_cutoff=datetime.now(UTC),
+                    label_count=2,
+                    dataset_version="v1",
+                    model_version="2",
+                    dagster_run_id=None,
+                )
+        page.keyboard.press("Enter")
+        expect(page.locator("#message")).to_contain_text(f"Item #{item_id} labeled")
+        if n + 1 < len(items):
+            expect(page.locator("#info-item")).to_have_text(f"#{items[n + 1]}")
+        else:
+            expect(page.locator("#empty")).to_be_visible()
+        with store.connect() as con:
+            expected = labels.since_last_training(con=con)
+        assert expected == (n + 1 if n < 2 else n - 1)
+        expect(page.locator("#label-count")).to_have_text(f"{expected} / 50")
+        if n == 2:
+            shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
+            page.screenshot(path=str(shots / "edgeloop-labeling-page-count.png"))
+
+
+def test_tab_tab_enter_on_a_new_item_does_not_skip_it(
+    live_server: LiveServer, page: object, tmp_path: Path
+) -> None:
+    """A labeler clicks Submit (focus lands on it), the next item appears, and their
+    Tab-Tab-Enter starts from the new item's top, not from Submit (whence two Tabs reached
+    Skip): it toggles the first box, and the item is still there to label."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    first, second = queue_items(live_server, 2)
+    posts = label_posts(page)
+    sign_in(page, live_server.base_url)
+    expect(page.locator("#info-item")).to_have_text(f"#{first}")
+    page.click("#submit")
+    expect(page.locator("#info-item")).to_have_text(f"#{second}")
+
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "accept box 1"
+    expect(page.locator("#info-item")).to_have_text(f"#{second}")
+    shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
+    page.screenshot(path=str(shots / "edgeloop-labeling-page-focus.png"))
+
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("Enter")
+    expect(page.locator("#message")).to_contain_text(f"Item #{second} labeled")
+    base = f"{live_server.base_url}/api/labeling-queue"
+    assert posts == [f"{base}/{first}/label", f"{base}/{second}/label"]  # no skip between
+    item = httpx.get(f"{base}/{second}", headers=LABELER, timeout=30).json()
+    assert (item["status"], item["skip_count"]) == ("labeled", 0)

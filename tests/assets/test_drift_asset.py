@@ -148,3 +148,33 @@ def test_drift_report_flags_the_shifted_camera_only(tmp_path):
         cameras["cam-shifted"]["p_values"]["brightness"]
     )
     assert rows[0][4] == str(report) and rows[0][5] == n
+
+
+def test_the_evidently_report_states_the_loops_drift_share_threshold(tmp_path):
+    """The HTML report said "Dataset drift detection threshold is 0.5" (Evidently's default)
+    while the console and the drift sensor use 0.3: a camera with 2 of 6 features drifted
+    was "NOT detected" there and drifted everywhere else. The report now agrees."""
+    from assets.drift import run_drift
+    from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE
+
+    rng = np.random.default_rng(3)
+
+    def features(n: int, **shift: float) -> pd.DataFrame:
+        return pd.DataFrame({f: rng.normal(100, 10, n) + shift.get(f, 0.0) for f in FEATURES})
+
+    snapshot, result = run_drift(features(120), features(120, brightness=-40, sharpness=-40))
+    assert result.drifted_features == ["brightness", "sharpness"]
+    assert DRIFT_SHARE < result.drift_share == 2 / 6 < 0.5
+
+    report = tmp_path / "report.html"
+    snapshot.save_html(str(report))
+    html = report.read_text()
+    assert f"Dataset drift detection threshold is {DRIFT_SHARE:g}" in html
+    assert "Dataset Drift is detected" in html
+    assert "threshold is 0.5" not in html
+    [count] = [
+        m["config"]
+        for m in json.loads(snapshot.json())["metrics"]
+        if m["config"]["type"].endswith(":DriftedColumnsCount")
+    ]
+    assert (count["drift_share"], count["num_threshold"]) == (DRIFT_SHARE, DRIFT_P_VALUE)

@@ -34,6 +34,10 @@ def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None
             "EDGELOOP_DATA_DIR": str(loop_settings.data_dir),
             "DAGSTER_HOME": str(loop_settings.data_dir / "dagster"),
             "EDGELOOP_PIPELINES_DRIFT_REPORT__WINDOW_FRAMES": "35",
+            # The drift retrain's guards, relaxed so that 5 labels right after the first
+            # retrain launch one (by default: 20 labels, 6 h after the last retrain).
+            "EDGELOOP_DRIFT_RETRAIN_MIN_LABELS": "5",
+            "EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H": "0",
             "COLUMNS": "200",
         }
     )

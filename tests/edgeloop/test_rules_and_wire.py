@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from edgeloop.rules import camera_drifted, is_uncertain, uncertainty_score
+from edgeloop.rules import camera_drifted, is_uncertain, retrain_decision, uncertainty_score
 from edgeloop.settings import LoopSettings
 from edgeloop.wire import (
     Detection,
@@ -44,6 +44,36 @@ def test_drift_rule_from_the_seed() -> None:
     assert not camera_drifted(0.30, 0.2)
     assert camera_drifted(0.0, 0.049)
     assert not camera_drifted(0.0, 0.05)
+
+
+def test_a_drift_retrain_needs_enough_labels_and_no_recent_retrain() -> None:
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+    def decide(labels: int, last_h: float | None, *, cooldown_h: float = 6, drifted=("cam",)):
+        last = None if last_h is None else now - timedelta(hours=last_h)
+        return retrain_decision(
+            labels,
+            list(drifted),
+            label_threshold=50,
+            drift_min_labels=20,
+            drift_cooldown_h=cooldown_h,
+            last_retrain_at=last,
+            now=now,
+        )
+
+    assert decide(20, None).trigger == "drift"
+    assert decide(20, 6).trigger == "drift"  # the cooldown is over at exactly 6 h
+    few = decide(19, None)
+    assert (few.due, few.reprioritise, few.cooldown_until) == (False, ["cam"], None)
+    assert "only 19 new reviewed label(s)" in (few.drift_held or "")
+    recent = decide(30, 5.5)
+    assert (recent.due, recent.reprioritise) == (False, ["cam"])
+    assert recent.cooldown_until == now + timedelta(minutes=30)
+    assert decide(30, 5.5, cooldown_h=0).trigger == "drift"  # 0 turns the cooldown off
+    # Neither guard holds the label-count trigger back; it covers the drifted camera.
+    count = decide(50, 1)
+    assert (count.trigger, count.reprioritise, count.drift_held) == ("label_count", [], None)
+    assert decide(50, 1, drifted=()).trigger == "label_count"
 
 
 def test_empty_uncertainty_band_is_refused() -> None:

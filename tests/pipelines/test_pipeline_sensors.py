@@ -9,7 +9,12 @@ import dagster as dg
 import pytest
 from loopdata import T0, make_loop
 
-from edgeloop.rules import RETRAIN_LABEL_COUNT, uncertainty_score
+from edgeloop.rules import (
+    DRIFT_RETRAIN_COOLDOWN_H,
+    DRIFT_RETRAIN_MIN_LABELS,
+    RETRAIN_LABEL_COUNT,
+    uncertainty_score,
+)
 from pipelines.sensors import drift_sensor, label_count_sensor
 
 
@@ -144,9 +149,9 @@ def _priorities(loop, camera: str) -> dict[str, float]:
 
 
 def test_drift_with_new_labels_launches_one_retrain(loop, instance):
-    a = loop.add_frames("cam-a", count=6)
+    a = loop.add_frames("cam-a", count=DRIFT_RETRAIN_MIN_LABELS)
     loop.add_frames("cam-b", count=6, start=T0 + timedelta(minutes=5))
-    _label(loop, a[:2], T0 + timedelta(hours=1))
+    _label(loop, a, T0 + timedelta(hours=1))
     storage_id = _report_drift(instance, {"cam-a": (0.5, 0.2), "cam-b": (0.0, 0.6)})
 
     result = _tick(drift_sensor, loop, instance)
@@ -161,7 +166,7 @@ def test_drift_with_new_labels_launches_one_retrain(loop, instance):
         "drift",
         "cam-a",
         "launched",
-        2,
+        DRIFT_RETRAIN_MIN_LABELS,
         request.run_key,
     )
     assert json.loads(details)["materialization_storage_id"] == storage_id
@@ -194,6 +199,75 @@ def test_drift_without_new_labels_defers_and_boosts_the_queue(loop, instance):
         )
         assert priority == pytest.approx(2.0 * expected)
     assert _priorities(loop, "cam-a") == before_a
+
+
+def test_five_labels_on_a_drifted_camera_boost_its_queue_instead_of_retraining(loop, instance):
+    """Issue 20: five labels on a drifted camera launched a full retrain. Below
+    EDGELOOP_DRIFT_RETRAIN_MIN_LABELS the camera's queue is boosted, so its frames come next."""
+    a = loop.add_frames("cam-a", count=10)
+    loop.queue(a[5:])
+    _label(loop, a[:5], T0 + timedelta(hours=1))
+    storage_id = _report_drift(instance, {"cam-a": (0.5, 0.001)})
+
+    result = _tick(drift_sensor, loop, instance)
+
+    assert result.run_requests == []
+    [(trigger, camera, decision, labels, run_key, details)] = _events(loop)
+    assert (trigger, camera, decision, labels, run_key) == (
+        "drift",
+        "cam-a",
+        "deferred",
+        5,
+        f"drift:cam-a:{storage_id}",
+    )
+    assert json.loads(details)["queue_items_boosted"] == 5
+    assert json.loads(details)["drift_min_labels"] == DRIFT_RETRAIN_MIN_LABELS
+    with loop.store.connect() as con:
+        [(reason,)] = con.execute("SELECT reason FROM retraining_events").fetchall()
+    assert "only 5 new reviewed label(s) since the last training, below the " in reason
+    assert f"the {DRIFT_RETRAIN_MIN_LABELS} a drift retrain needs" in reason
+
+
+def test_a_camera_that_stays_drifted_retrains_once_per_cooldown(loop, instance):
+    """Every drift report of a camera that stays drifted (one per drift_job run) does not
+    relaunch a retrain: none within EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H of the last one."""
+    keys = loop.add_frames("cam-a", count=DRIFT_RETRAIN_MIN_LABELS + 10)
+    _label(loop, keys[:DRIFT_RETRAIN_MIN_LABELS], T0 + timedelta(hours=1))
+    _report_drift(instance, {"cam-a": (0.5, 0.001)})
+    first = _tick(drift_sensor, loop, instance)
+    [launched] = first.run_requests
+
+    # The next drift report, 15 minutes later: still drifted, and more labels came in
+    # (the retrain has not finished, so they all count as new).
+    _label(loop, keys[DRIFT_RETRAIN_MIN_LABELS:], T0 + timedelta(hours=2))
+    second_id = _report_drift(instance, {"cam-a": (0.5, 0.001)})
+    second = _tick(drift_sensor, loop, instance, cursor=first.cursor)
+    assert second.run_requests == []
+    events = _events(loop)
+    assert [e[2] for e in events] == ["launched", "deferred"]
+    assert events[1][4] == f"drift:cam-a:{second_id}"
+    cooldown_until = json.loads(events[1][5])["cooldown_until"]
+    with loop.store.connect() as con:
+        [(launched_at,)] = con.execute(
+            "SELECT created_at FROM retraining_events WHERE decision = 'launched'"
+        ).fetchall()
+        reason = con.execute("SELECT reason FROM retraining_events ORDER BY event_id").fetchall()[
+            1
+        ][0]
+    assert cooldown_until == (launched_at + timedelta(hours=DRIFT_RETRAIN_COOLDOWN_H)).isoformat()
+    assert f"less than {DRIFT_RETRAIN_COOLDOWN_H:g} h ago" in reason
+
+    # Once the cooldown is over, a camera still drifted with new labels retrains again.
+    with loop.store.connect() as con:
+        con.execute(
+            "UPDATE retraining_events SET created_at = created_at - INTERVAL (?) HOUR "
+            "WHERE decision = 'launched'",
+            [int(DRIFT_RETRAIN_COOLDOWN_H) + 1],
+        )
+    third_id = _report_drift(instance, {"cam-a": (0.5, 0.001)})
+    third = _tick(drift_sensor, loop, instance, cursor=second.cursor)
+    [again] = third.run_requests
+    assert again.run_key == f"drift:cam-a:{third_id}" != launched.run_key
 
 
 def test_drift_reports_without_drift_launch_nothing(loop, instance):
