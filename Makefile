@@ -64,6 +64,7 @@ bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line);
 	$(RUN) python bench/crop_embeddings.py
 	$(RUN) python bench/datasets.py
 	$(RUN) python bench/trigger.py
+	$(RUN) python bench/store_backends.py
 
 clean:  ## remove runtime state (keeps fetched media and package cache)
 	rm -rf data/edgeloop.duckdb* data/mlflow data/dagster data/datasets data/dvc-remote \

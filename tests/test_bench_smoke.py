@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from servers import require_server
 from support import REPO_ROOT, SAMPLES_DIR, SEED_PT, require
 
 SMALL = {
@@ -27,7 +28,9 @@ SMALL = {
     "search.py": ["--points", "400", "--dims", "16", "--cameras", "2", "--queries", "20"],
     "datasets.py": ["--frames", "30"],
     "crop_embeddings.py": ["--size", "12", "--boxes", "2", "--batch-size", "4"],
+    "store_backends.py": ["--detections", "8000", "--iterations", "2", "--batches", "2"],
 }
+NEEDS_SERVERS = {"store_backends.py": ("postgres", "s3")}
 
 TARGET_LINE = re.compile(r"^TARGET (met|NOT met): \S")
 
@@ -36,6 +39,8 @@ TARGET_LINE = re.compile(r"^TARGET (met|NOT met): \S")
 def test_benchmark_runs_and_ends_with_its_target_line(script: str) -> None:
     require(SAMPLES_DIR / "vtest.avi")
     require(SEED_PT)
+    for server in NEEDS_SERVERS.get(script, ()):
+        require_server(server)
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "bench" / script), *SMALL[script]],
         cwd=REPO_ROOT,

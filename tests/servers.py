@@ -1,0 +1,215 @@
+"""Real servers from packages, started on loopback for a test or a benchmark, then stopped.
+
+The networked topology (DESIGN.md) keeps its state in engines a site already runs. Here they
+come from packages: PostgreSQL 15 from Debian's ``postgresql`` and an S3-compatible endpoint
+from PyPI's ``moto[server]``. Each server gets a fresh folder and a free port; nothing is
+shared with the machine's own services.
+
+On a machine without a server's package, ``missing_server`` says what to install;
+``require_server`` skips with that message, or fails when ``EDGELOOP_REQUIRE_SERVERS=1``
+(``.ci/run`` sets it, so CI never skips silently).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+"""Where Debian's ``postgresql`` package puts ``initdb`` / ``pg_ctl`` (not on PATH)."""
+START_TIMEOUT_S = 30.0
+"""Longest wait for a server to accept connections, s."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes] | None, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S} s")
+
+
+def _run(command: list[str]) -> None:
+    """Run ``command``; on failure raise with its output (initdb and pg_ctl say why)."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/").glob(POSTGRES_BIN_GLOB.lstrip("/")))
+    return found[-1] if found and (found[-1] / "initdb").exists() else None
+
+
+def _moto_server() -> Path | None:
+    path = Path(sys.executable).with_name("moto_server")
+    return path if path.exists() else None
+
+
+def missing_server(name: str) -> str | None:
+    """What to install for server ``name`` ("postgres", "s3"), or None when it is here."""
+    if name == "postgres" and _postgres_bin() is None:
+        return "PostgreSQL server binaries missing: apt-get install postgresql"
+    if name == "s3" and _moto_server() is None:
+        return "moto_server missing: uv sync --all-extras (dev group: moto[server])"
+    return None
+
+
+def require_server(name: str) -> None:
+    """Skip the calling test (fail under ``EDGELOOP_REQUIRE_SERVERS=1``) when ``name`` is missing."""
+    import pytest
+
+    reason = missing_server(name)
+    if reason is None:
+        return
+    if os.environ.get("EDGELOOP_REQUIRE_SERVERS") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A running PostgreSQL server: ``url`` (libpq URI of database ``postgres``, user
+    ``postgres``, trust authentication on loopback), ``dsn`` (keyword form, as DuckDB's
+    postgres extension takes it), ``port`` and ``data_dir``."""
+
+    port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.url_for("postgres")
+
+    @property
+    def dsn(self) -> str:
+        return self.dsn_for("postgres")
+
+    def url_for(self, database: str) -> str:
+        """The libpq URI of ``database`` on this server."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def dsn_for(self, database: str) -> str:
+        """The keyword DSN of ``database`` on this server."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+
+
+@contextlib.contextmanager
+def postgres_server(root: Path) -> Iterator[Postgres]:
+    """Start PostgreSQL on a free loopback port; stop it (fast shutdown) and remove it after.
+
+    Its data folder is a new temporary folder (``root/pg`` names it).
+    As root the server runs as the ``postgres`` user the Debian package creates (PostgreSQL
+    refuses to run as root). fsync stays on: benchmarks measure durable commits.
+
+    Raises:
+        RuntimeError: the binaries are missing (``missing_server``) or the server did not start.
+    """
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        raise RuntimeError(missing_server("postgres"))
+    root.mkdir(parents=True, exist_ok=True)
+    # Its own folder under the system's temporary directory: as root the server runs as
+    # ``postgres``, which cannot enter a 0700 folder of root's (pytest's tmp_path is one).
+    data_dir = Path(tempfile.mkdtemp(prefix="edgeloop-pg-"))
+    (root / "pg").write_text(f"{data_dir}\n")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(data_dir, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    initdb = [str(bin_dir / "initdb"), "-D", str(data_dir / "db"), "-A", "trust"]
+    _run([*prefix, *initdb, "-U", "postgres", "--no-sync"])
+    options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    pg_ctl = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data_dir / "db")]
+    _run([*pg_ctl, "-o", options, "-l", str(data_dir / "server.log"), "-w", "start"])
+    try:
+        _wait_for_port(port, None, "PostgreSQL")
+        yield Postgres(port=port, data_dir=data_dir)
+    finally:
+        subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], check=False, capture_output=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """A running S3-compatible endpoint: ``url`` (``http://127.0.0.1:PORT``), ``port``, and
+    the credentials and region it accepts (moto accepts any)."""
+
+    port: int
+    access_key: str = "edgeloop-test"
+    secret_key: str = "edgeloop-test-secret"
+    region: str = "us-east-1"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> object:
+        """A boto3 S3 client for this endpoint."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+
+@contextlib.contextmanager
+def s3_server(root: Path) -> Iterator[S3Endpoint]:
+    """Start ``moto_server`` (PyPI ``moto[server]``) on a free loopback port; stop it after.
+
+    Raises:
+        RuntimeError: ``moto_server`` is missing or did not start.
+    """
+    binary = _moto_server()
+    if binary is None:
+        raise RuntimeError(missing_server("s3"))
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = (root / "moto.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_port(port, process, "moto_server")
+        yield S3Endpoint(port=port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder of servers' logs and state, whoever owns its files."""
+    shutil.rmtree(path, ignore_errors=True)
