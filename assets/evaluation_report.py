@@ -16,6 +16,7 @@ from assets._markdown import md_table
 from assets.corrections import Change, CorrectionScore
 from assets.heldout import GroupAP
 from assets.tracking import log_metrics
+from edgeloop.registry import COMPARED_WITH_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -181,7 +182,7 @@ def log_evaluation(client: MlflowClient, model_name: str, evaluation: ModelEvalu
     client.set_tag(candidate.run_id, "heldout_compared_with", f"v{evaluation.production_version}")
     version_tags = {
         **{key: f"{value:.6f}" for key, value in heldout.items()},
-        "heldout_production_version": evaluation.production_version,
+        COMPARED_WITH_TAG: evaluation.production_version,
         "heldout_imgsz": str(evaluation.imgsz),
         "heldout_images": str(evaluation.val_images),
         **{

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,22 @@ EXPERIMENT_NAME = "edgeloop"
 MODEL_ARTIFACT_DIR = "model"
 PRODUCTION = "production"
 STAGING = "staging"
+HELDOUT_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
+"""Gate metrics of a held-out evaluation, each in [0, 1]; ``model_evaluation`` tags the
+candidate version with each as ``heldout_<key>`` (``assets.evaluation_report``)."""
+EVIDENCE_TAGS = (
+    "heldout_images",
+    "heldout_gain_mAP50-95",
+    "heldout_gain_mAP50",
+    "corrections_learned",
+    "regressions",
+    "box_regressions",
+)
+"""The promotion evidence ``model_evaluation`` tags a candidate version with, as text:
+held-out size, candidate-minus-production gain with its 95% paired-bootstrap interval
+(``+0.0170 [-0.0040, +0.0380]``), corrections learned and regressions (``0.30 (3/10)``)."""
+COMPARED_WITH_TAG = "heldout_production_version"
+"""Version tag: the production version the candidate was evaluated against."""
 
 
 class ModelNotFoundError(LookupError):
@@ -123,6 +140,18 @@ def register_model_version(
     return client.create_model_version(
         model_name, source=source, run_id=run_id, description=description, tags=tags or {}
     )
+
+
+def heldout_evidence(tags: Mapping[str, str]) -> tuple[dict[str, float], dict[str, str]]:
+    """A version's own held-out evaluation, read from its MLflow version tags.
+
+    Returns:
+        The metrics (``HELDOUT_KEYS`` -> value in [0, 1]) and the evidence tags present
+        (``EVIDENCE_TAGS`` -> text); both empty for a version never evaluated as a
+        candidate (the seed). They stay on the version whatever alias moves follow.
+    """
+    metrics = {k: float(tags[f"heldout_{k}"]) for k in HELDOUT_KEYS if f"heldout_{k}" in tags}
+    return metrics, {k: tags[k] for k in EVIDENCE_TAGS if k in tags}
 
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:

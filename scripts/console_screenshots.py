@@ -1,12 +1,15 @@
 """Screenshots of every console panel for the README: ``docs/console/<panel>.png``.
 
-Builds the demo-like loop the console's browser tests use (``tests/api/console/console_support.py``:
-three cameras, real vtest.avi frames, labels, drift reports, a retrain event, a real MLflow
-registry with two versions) in a temporary data dir, serves it with real uvicorn, signs in
-as an admin in Debian's headless Chromium and captures each panel once its data and charts
-are drawn.
+By default builds the simulated fleet the console's browser tests use
+(``tests/api/console/console_support.py``: three cameras with synthetic detections on real
+vtest.avi frames, labels, drift reports, a retrain event, a real MLflow registry with two
+stand-in versions) in a temporary data dir; with ``--data-dir`` it serves an existing data
+folder instead (the one ``make demo`` filled: the demo's own cameras, labels and models;
+nothing is added to it). Either is served with real uvicorn; an admin signs in in Debian's
+headless Chromium and each panel is captured once its data and charts are drawn.
 
-Usage: ``uv run --frozen python scripts/console_screenshots.py [--out docs/console]``.
+Usage: ``uv run --frozen python scripts/console_screenshots.py [--out docs/console]
+[--data-dir data]``.
 """
 
 from __future__ import annotations
@@ -40,13 +43,23 @@ WAIT_FOR = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "console")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="serve this data folder (e.g. the one `make demo` filled) instead of the "
+        "simulated fleet",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="edgeloop-screens-") as tmp:
-        settings = LoopSettings(data_dir=Path(tmp) / "data")
-        load_demo(settings, Path(tmp) / "scratch", now=datetime.now(UTC))
+        simulated = args.data_dir is None
+        if simulated:
+            settings = LoopSettings(data_dir=Path(tmp) / "data")
+            load_demo(settings, Path(tmp) / "scratch", now=datetime.now(UTC))
+        else:
+            settings = LoopSettings(data_dir=args.data_dir.resolve())
         service = start_api(
             settings,
             extra_env={
@@ -55,7 +68,8 @@ def main() -> None:
             },
         )
         with service, sync_playwright() as playwright:
-            send_heartbeats(service.url, "agent-token")
+            if simulated:
+                send_heartbeats(service.url, "agent-token")
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
             )

@@ -5,14 +5,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from edgeloop.registry import HELDOUT_KEYS
+
 DASH = "–"
-METRIC_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
-"""Gate metrics shown for a version, when its alias move recorded them."""
+SCIENTIFIC_BELOW = 1e-3
+"""p-values below this read in scientific notation (``1.7e-76``), not as ``0.0000``."""
 
 
 def num(value: float | None, digits: int = 1) -> str:
     """``value`` with ``digits`` decimals; a dash for None."""
     return DASH if value is None else f"{value:.{digits}f}"
+
+
+def pvalue(value: float | None) -> str:
+    """A p-value in [0, 1]: three significant digits (``0.05``, ``0.312``), and below
+    ``SCIENTIFIC_BELOW`` in scientific notation (``1.7e-76``); ``0`` as it is."""
+    if value is None:
+        return DASH
+    if value == 0 or value >= SCIENTIFIC_BELOW:
+        return f"{value:.3g}"
+    return f"{value:.1e}"
 
 
 def pct(value: float | None) -> str:
@@ -22,15 +34,20 @@ def pct(value: float | None) -> str:
 
 def age(seconds: float | None) -> str:
     """An age in s as people read it: ``4 s ago``, ``3 min ago``, ``2.5 h ago``, ``3 d ago``."""
+    return DASH if seconds is None else f"{duration(seconds)} ago"
+
+
+def duration(seconds: float | None) -> str:
+    """A span of time in s as people read it: ``45 s``, ``5 min``, ``2.5 h``, ``3 d``."""
     if seconds is None:
         return DASH
     if seconds < 90:
-        return f"{seconds:.0f} s ago"
+        return f"{seconds:.0f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min ago"
+        return f"{seconds / 60:.0f} min"
     if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86_400:.0f} d ago"
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.0f} d"
 
 
 def when(value: datetime | None) -> str:
@@ -62,33 +79,23 @@ def size(value: int | None) -> str:
     return f"{amount:.1f} GiB"
 
 
-def metrics(values: dict[str, Any]) -> str:
-    """The held-out numbers of an alias move: candidate vs production gate metrics (the
-    ``model_promotion`` asset's record), else any flat numbers recorded."""
-    if not values:
+def evaluation(value: Any) -> str:
+    """A version's held-out evaluation (``schemas.VersionEvaluationPublic``) in one line:
+    its gate metrics with production's beside them, the gain intervals, the image count and
+    the version it was compared with; a dash for a version never evaluated."""
+    if value is None:
         return DASH
-    candidate, production = values.get("candidate"), values.get("production")
-    if isinstance(candidate, dict):
-        parts = []
-        for key in METRIC_KEYS:
-            if key in candidate:
-                was = production.get(key) if isinstance(production, dict) else None
-                parts.append(
-                    f"{key} {candidate[key]:.4f}"
-                    + (f" (prod {was:.4f})" if isinstance(was, int | float) else "")
-                )
-        evidence = values.get("evidence")
-        gain = evidence.get("gain_mAP50-95") if isinstance(evidence, dict) else None
-        if isinstance(gain, dict) and {"point", "low", "high"} <= set(gain):
+    parts = []
+    for key in HELDOUT_KEYS:
+        if key in value.metrics:
+            was = value.production_metrics.get(key)
             parts.append(
-                f"gain mAP50-95 {gain['point']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+                f"{key} {value.metrics[key]:.4f}"
+                + (f" (prod {was:.4f})" if was is not None else "")
             )
-        if values.get("val_images") is not None:
-            parts.append(f"{values['val_images']} held-out images")
-        return "; ".join(parts) or DASH
-    flat = [
-        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-        for k, v in values.items()
-        if isinstance(v, int | float | str)
-    ]
-    return "; ".join(flat) or DASH
+    parts.extend(f"gain {name} {gain}" for name, gain in value.gains.items())
+    if value.heldout_images is not None:
+        parts.append(f"{value.heldout_images} held-out images")
+    if value.compared_with:
+        parts.append(f"vs v{value.compared_with}")
+    return "; ".join(parts) or DASH

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from api.auth import Principal
-from api.console import filters, schemas, views
+from api.console import filters, models_view, schemas, views
 from api.console.settings_view import effective_settings
 from api.deps import (
     AUTH_RESPONSES,
@@ -29,6 +29,8 @@ from api.deps import (
     SettingsDep,
     StoreDep,
 )
+from api.settings import ApiSettings
+from edgeloop.store import Store
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -50,9 +52,11 @@ templates.env.filters.update(
     num=filters.num,
     pct=filters.pct,
     age=filters.age,
+    duration=filters.duration,
     when=filters.when,
     bytes=filters.size,
-    metrics=filters.metrics,
+    evaluation=filters.evaluation,
+    pvalue=filters.pvalue,
     version=filters.version,
 )
 
@@ -78,8 +82,19 @@ CameraQuery = Annotated[
     str | None,
     Query(min_length=1, max_length=128, description="One camera; default every camera."),
 ]
-UncertainQuery = Annotated[
-    bool | None, Query(description="Only detections in (true) or out of (false) the band.")
+BandQuery = Annotated[
+    schemas.InspectionBand | None,
+    Query(
+        description="uncertain: in the uncertainty band; confident: at or above its upper "
+        "bound; low: at or below its lower bound. Default every detection."
+    ),
+]
+NoImageQuery = Annotated[
+    bool,
+    Query(
+        description="Also list detections whose frame has no stored JPEG (agents send a "
+        "frame's JPEG only when it has an uncertain detection)."
+    ),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=200, description="Rows per page.")]
 OffsetQuery = Annotated[int, Query(ge=0, le=10_000_000, description="Rows skipped.")]
@@ -109,7 +124,7 @@ def console_root() -> RedirectResponse:
 
 
 @router.get("/{panel}", response_class=HTMLResponse, summary="A console page (shell)")
-def console_page(request: Request, panel: PanelName) -> HTMLResponse:
+def console_page(request: Request, panel: PanelName, settings: SettingsDep) -> HTMLResponse:
     """The page of one panel: navigation, sign-in, filters and chart slots. Its data comes
     from ``/console/<panel>/fragment`` and ``/console/api/<panel>`` with the token."""
     query = request.url.query
@@ -128,6 +143,7 @@ def console_page(request: Request, panel: PanelName) -> HTMLResponse:
             "ranges": list(views.RANGES),
             "drift_ranges": list(views.DRIFT_RANGES),
             "token_cookie": TOKEN_COOKIE,
+            "band": (settings.loop.uncertainty_low, settings.loop.uncertainty_high),
         },
     )
 
@@ -204,7 +220,7 @@ def models_fragment(
     registry: RegistryDep,
 ) -> HTMLResponse:
     """Versions, alias history and cameras; promote / roll back for admins (HTML)."""
-    data = views.models_panel(store, settings, registry)
+    data = models_view.models_panel(store, settings, registry)
     return _fragment(request, "models", principal, data=data)
 
 
@@ -213,17 +229,37 @@ def inspections_fragment(
     request: Request,
     principal: CurrentPrincipal,
     store: StoreDep,
+    settings: SettingsDep,
     camera_id: CameraQuery = None,
-    uncertain: UncertainQuery = None,
+    band: BandQuery = None,
+    include_no_image: NoImageQuery = False,
     limit: LimitQuery = 24,
     offset: OffsetQuery = 0,
 ) -> HTMLResponse:
     """One page of detections with frame thumbnails and boxes (HTML)."""
-    data = views.inspections_panel(
-        store, camera_id=camera_id, uncertain=uncertain, limit=limit, offset=offset
-    )
-    params = {"camera_id": camera_id, "uncertain": uncertain, "limit": limit}
+    data = _inspections(store, settings, camera_id, band, include_no_image, limit, offset)
+    params = {"camera_id": camera_id, "band": band, "include_no_image": include_no_image}
     return _fragment(request, "inspections", principal, data=data, params=params)
+
+
+def _inspections(
+    store: Store,
+    settings: ApiSettings,
+    camera_id: str | None,
+    band: schemas.InspectionBand | None,
+    include_no_image: bool,
+    limit: int,
+    offset: int,
+) -> schemas.InspectionsPublic:
+    return views.inspections_panel(
+        store,
+        camera_id=camera_id,
+        band=band,
+        uncertainty_band=(settings.loop.uncertainty_low, settings.loop.uncertainty_high),
+        with_jpeg_only=not include_no_image,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @fragments.get("/settings/fragment", response_class=HTMLResponse)
@@ -287,7 +323,8 @@ def read_drift_history(
 
 @data_router.get("/queue", response_model=schemas.QueuePublic)
 def read_queue(_principal: CurrentPrincipal, store: StoreDep) -> schemas.QueuePublic:
-    """Queue size by camera and priority band, the oldest pending item, labeler throughput."""
+    """Queue size by camera and priority band, the oldest pending item, and per labeler the
+    labels of the last 24 h with their rate over the time they span."""
     return views.queue_panel(store)
 
 
@@ -306,22 +343,23 @@ def read_models(
 ) -> schemas.ModelsPublic:
     """Registered versions with their metrics and promotion outcome, the alias history, and
     which camera runs which version."""
-    return views.models_panel(store, settings, registry)
+    return models_view.models_panel(store, settings, registry)
 
 
 @data_router.get("/inspections", response_model=schemas.InspectionsPublic)
 def read_inspections(
     _principal: CurrentPrincipal,
     store: StoreDep,
+    settings: SettingsDep,
     camera_id: CameraQuery = None,
-    uncertain: UncertainQuery = None,
+    band: BandQuery = None,
+    include_no_image: NoImageQuery = False,
     limit: LimitQuery = 24,
     offset: OffsetQuery = 0,
 ) -> schemas.InspectionsPublic:
-    """Detections, newest capture first, one page; ``count`` over all pages."""
-    return views.inspections_panel(
-        store, camera_id=camera_id, uncertain=uncertain, limit=limit, offset=offset
-    )
+    """Detections, newest capture first, one page; ``count`` over all pages. By default only
+    detections whose frame has a stored JPEG."""
+    return _inspections(store, settings, camera_id, band, include_no_image, limit, offset)
 
 
 @data_router.get("/settings", response_model=schemas.SettingsPublic)

@@ -7,7 +7,7 @@ rates are in [0, 1]; inference in ms; boxes xyxy px of the original frame.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -39,7 +39,10 @@ class FleetCameraPublic(BaseModel):
     )
     heartbeat_age_s: float | None = Field(description="Seconds since the API got its heartbeat.")
     source_connected: bool | None
-    frames_per_s: float | None = Field(description="The agent's recent rate (heartbeat).")
+    frames_per_s: float | None = Field(
+        description="The rate in the agent's newest heartbeat: current when state is online, "
+        "else the last value, heartbeat_age_s old."
+    )
     inference_ms_p50: float | None
     inference_ms_p95: float | None
     inference_source: Literal["heartbeat", "frames", "none"] = Field(
@@ -162,7 +165,11 @@ class LabelerPublic(BaseModel):
     boxes: int
     first_at: datetime
     last_at: datetime
-    labels_per_hour: float = Field(description="Labels over the throughput window, per hour.")
+    span_s: float = Field(description="From the labeler's first to last label in the window, s.")
+    labels_per_hour: float | None = Field(
+        description="Labels per hour over span_s (the time the labels actually span, not the "
+        "whole window); None for fewer than 2 labels or a zero span."
+    )
 
 
 class QueuePublic(BaseModel):
@@ -195,6 +202,28 @@ class RetrainingPublic(RetrainingConditionsBase):
     dagster_ui_url: str
 
 
+class VersionEvaluationPublic(BaseModel):
+    """A version's own held-out evaluation as a candidate (it stays with the version)."""
+
+    source: Literal["MLflow version tags", "alias move record"]
+    compared_with: str | None = Field(description="The production version it was compared with.")
+    metrics: dict[str, float] = Field(description="Its held-out mAP50, mAP50-95, ..., [0, 1].")
+    production_metrics: dict[str, float] = Field(
+        description="The compared production version's, on the same held-out frames."
+    )
+    heldout_images: int | None
+    gains: dict[str, str] = Field(
+        description="Metric -> candidate minus production with its 95% paired-bootstrap "
+        "interval, e.g. '+0.0170 [-0.0040, +0.0380]'."
+    )
+    corrections_learned: str | None = Field(
+        description="Share of the reviewers' changes it reproduces, e.g. '0.30 (3/10)'."
+    )
+    regressions: str | None = Field(description="Share of accepted frames it breaks.")
+    box_regressions: str | None
+    verdict: str | None = Field(description="The promotion policy's verdict, when recorded.")
+
+
 class ModelVersionRowPublic(BaseModel):
     version: str
     aliases: list[str]
@@ -203,7 +232,9 @@ class ModelVersionRowPublic(BaseModel):
     description: str | None
     promotion: str | None = Field(description="The promotion outcome tagged on the version.")
     mlflow_url: str
-    metrics: dict[str, Any] = Field(description="Metrics of its newest alias move.")
+    evaluation: VersionEvaluationPublic | None = Field(
+        description="Its own held-out evaluation; None when never evaluated (the seed)."
+    )
     cameras: list[str] = Field(description="Cameras running this version now.")
 
 
@@ -231,7 +262,14 @@ class InspectionRowPublic(InspectionLogPublic):
     )
 
 
+InspectionBand = Literal["uncertain", "confident", "low"]
+"""Detections in the uncertainty band, at or above its upper bound, or at or below its lower."""
+
+
 class InspectionsPublic(BaseModel):
+    band: InspectionBand | None = Field(description="The confidence filter; None: every one.")
+    uncertainty_band: tuple[float, float] = Field(description="(low, high) of the loop's band.")
+    with_jpeg_only: bool = Field(description="Only detections whose frame has a stored JPEG.")
     count: int
     limit: int
     offset: int

@@ -1,6 +1,7 @@
 """What each console panel shows, built from the store's reads (``edgeloop.store``) and
 the registry: one function per panel, used by both the JSON data route and the HTML
-fragment, so the page and the API show the same numbers.
+fragment, so the page and the API show the same numbers (the models panel's is in
+``api.console.models_view``).
 
 Each opens the DuckDB file once, runs its bounded queries, and closes it before any slow
 work (the MLflow registry call of the models panel runs after the connection closed).
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from api import crud
 from api.console import schemas
-from api.models import DeploymentPublic, DriftReportPublic
+from api.models import DriftReportPublic
 from api.settings import ApiSettings
-from edgeloop.registry import PRODUCTION, STAGING
+from edgeloop.registry import PRODUCTION
 from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE
 from edgeloop.store import (
     Store,
@@ -25,6 +26,7 @@ from edgeloop.store import (
     deployments,
     training_runs,
 )
+from edgeloop.store.frames import DetectionFilter
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +42,8 @@ MAX_POINTS = 120
 """Buckets per chart at most: a range is cut into ``max(60 s, range / MAX_POINTS)`` buckets."""
 CONFIDENCE_BINS = 20
 THROUGHPUT_WINDOW_S = 86_400
-"""Labeler throughput covers the last 24 hours."""
-DEPLOYMENTS_SHOWN = 50
-
-
-class RegistryLike(Protocol):
-    """What the models panel needs of ``api.model_registry.ModelRegistry``."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    def client(self) -> Any: ...
+"""Labeler throughput counts the labels of the last 24 hours; the rate divides them by the
+time they span (first to last label), not by the window."""
 
 
 def bucket_seconds(range_s: int) -> int:
@@ -275,7 +268,7 @@ def drift_panel(
 
 def queue_panel(store: Store, *, now: datetime | None = None) -> schemas.QueuePublic:
     """Queue size by camera and priority band, the oldest pending item, and each labeler's
-    throughput over the last ``THROUGHPUT_WINDOW_S``."""
+    labels over the last ``THROUGHPUT_WINDOW_S`` with their rate over the time they span."""
     now = now or datetime.now(UTC)
     with store.connect() as con:
         cameras = analytics.queue_by_camera(con=con)
@@ -288,7 +281,6 @@ def queue_panel(store: Store, *, now: datetime | None = None) -> schemas.QueuePu
         key: sum(int(c[key]) for c in cameras)
         for key in ("pending", "skipped", "labeled", "claimed", "high", "medium", "low")
     }
-    hours = THROUGHPUT_WINDOW_S / 3600
     return schemas.QueuePublic(
         generated_at=now,
         priority_bands={
@@ -304,10 +296,16 @@ def queue_panel(store: Store, *, now: datetime | None = None) -> schemas.QueuePu
             else None
         ),
         throughput_window_s=THROUGHPUT_WINDOW_S,
-        labelers=[
-            schemas.LabelerPublic(**r, labels_per_hour=r["labels"] / hours) for r in labelers
-        ],
+        labelers=[_labeler(r) for r in labelers],
     )
+
+
+def _labeler(row: dict[str, Any]) -> schemas.LabelerPublic:
+    """A labeler's throughput: labels per hour over the time their labels span (110 labels
+    in 5 minutes read 1,320/h, not 110 / 24 h); no rate for one label or a zero span."""
+    span_s = (row["last_at"] - row["first_at"]).total_seconds()
+    rate = row["labels"] * 3600 / span_s if row["labels"] >= 2 and span_s > 0 else None
+    return schemas.LabelerPublic(**row, span_s=span_s, labels_per_hour=rate)
 
 
 # --- retraining -----------------------------------------------------------------------------
@@ -339,115 +337,6 @@ def retraining_panel(store: Store, settings: ApiSettings) -> schemas.RetrainingP
     )
 
 
-# --- models ---------------------------------------------------------------------------------
-
-
-def _mlflow_version_url(settings: ApiSettings, model_name: str, version: str) -> str:
-    return f"{settings.loop.mlflow_ui_url.rstrip('/')}/#/models/{model_name}/versions/{version}"
-
-
-def _registry_versions(registry: RegistryLike) -> tuple[list[Any], dict[str, list[str]]]:
-    """The registered versions of the model, and version -> its aliases.
-
-    Aliases come from the registered model (``search_model_versions`` leaves a version's
-    ``aliases`` empty on the sqlite store); no registered model yet is no version.
-    """
-    from mlflow.exceptions import MlflowException
-
-    client = registry.client()
-    try:
-        model = client.get_registered_model(registry.model_name)
-    except MlflowException:
-        return [], {}
-    aliases: dict[str, list[str]] = {}
-    for alias, version in (model.aliases or {}).items():
-        aliases.setdefault(str(version), []).append(alias)
-    found = client.search_model_versions(f"name='{registry.model_name}'", max_results=200)
-    return list(found), aliases
-
-
-def models_panel(
-    store: Store, settings: ApiSettings, registry: RegistryLike, *, now: datetime | None = None
-) -> schemas.ModelsPublic:
-    """Registered versions (MLflow) with the metrics and decision of their newest alias move,
-    the alias history (who, when, why), and which cameras run which version.
-
-    A registry that cannot be listed is reported in ``registry_error`` (the alias history
-    from DuckDB is still shown)."""
-    now = now or datetime.now(UTC)
-    name = registry.model_name
-    with store.connect() as con:
-        moves = deployments.recent(con=con, model_name=name, limit=DEPLOYMENTS_SHOWN)
-        beats = agents.latest(con=con)
-        latest = analytics.camera_latest(con=con)
-        production = _production_now(con, name, now)
-        staging = deployments.alias_at(con=con, model_name=name, alias=STAGING, at=now)
-        move_metrics = {
-            str(v): deployments.latest_metrics(con=con, model_name=name, version=str(v))
-            for v in {m["version"] for m in moves}
-        }
-    cameras: dict[str, schemas.CameraVersionPublic] = {
-        r["camera_id"]: schemas.CameraVersionPublic(
-            camera_id=r["camera_id"],
-            model_version=r["model_version"],
-            source="frames",
-            last_frame_at=r["captured_at"],
-        )
-        for r in latest
-    }
-    for beat in sorted(beats, key=lambda b: b["received_at"]):
-        if beat["model_version"] is not None:
-            known = cameras.get(beat["camera_id"])
-            cameras[beat["camera_id"]] = schemas.CameraVersionPublic(
-                camera_id=beat["camera_id"],
-                model_version=beat["model_version"],
-                source="heartbeat",
-                last_frame_at=known.last_frame_at if known else None,
-            )
-    error: str | None = None
-    registered: list[Any] = []
-    alias_map: dict[str, list[str]] = {}
-    try:
-        registered, alias_map = _registry_versions(registry)
-    except Exception as exc:  # the panel says what failed; the DuckDB side still shows
-        logger.warning("MLflow registry could not be listed: %s", exc)
-        error = f"MLflow registry at {settings.loop.tracking_uri} could not be listed: {exc}"
-    versions = []
-    for mv in sorted(registered, key=lambda v: int(v.version), reverse=True):
-        version = str(mv.version)
-        aliases = alias_map.get(version, [])
-        # The registry is the truth for aliases when it answers.
-        production = version if PRODUCTION in aliases else production
-        staging = version if STAGING in aliases else staging
-        versions.append(
-            schemas.ModelVersionRowPublic(
-                version=version,
-                aliases=sorted(aliases),
-                created_at=(
-                    datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC)
-                    if mv.creation_timestamp
-                    else None
-                ),
-                run_id=mv.run_id,
-                description=mv.description or None,
-                promotion=(mv.tags or {}).get("promotion"),
-                mlflow_url=_mlflow_version_url(settings, name, version),
-                metrics=move_metrics.get(version, {}),
-                cameras=sorted(c for c, v in cameras.items() if v.model_version == version),
-            )
-        )
-    return schemas.ModelsPublic(
-        model_name=name,
-        production_version=production,
-        staging_version=staging,
-        registry_error=error,
-        versions=versions,
-        deployments=[DeploymentPublic(**m) for m in moves],
-        cameras=sorted(cameras.values(), key=lambda c: c.camera_id),
-        mlflow_ui_url=settings.loop.mlflow_ui_url,
-    )
-
-
 # --- inspections ----------------------------------------------------------------------------
 
 
@@ -455,16 +344,33 @@ def inspections_panel(
     store: Store,
     *,
     camera_id: str | None,
-    uncertain: bool | None,
+    band: schemas.InspectionBand | None,
+    uncertainty_band: tuple[float, float],
+    with_jpeg_only: bool = True,
     limit: int,
     offset: int,
 ) -> schemas.InspectionsPublic:
-    """One page of detections, newest first, with each box in % of its frame (overlays)."""
+    """One page of detections, newest first, with each box in % of its frame (overlays).
+
+    Args:
+        band: ``uncertain`` (the agent flagged it in the band), ``confident`` (confidence at
+            or above the band's upper bound), ``low`` (at or below its lower bound), or None.
+        uncertainty_band: the loop's ``(low, high)`` (``LoopSettings.uncertainty_low`` /
+            ``uncertainty_high``, ``edgeloop.rules``).
+        with_jpeg_only: only detections whose frame has a stored JPEG (agents send a frame's
+            JPEG only when it has an uncertain detection).
+    """
+    low, high = uncertainty_band
+    where = DetectionFilter(
+        camera_id=camera_id,
+        uncertain=True if band == "uncertain" else None,
+        min_confidence=high if band == "confident" else None,
+        max_confidence=low if band == "low" else None,
+        with_jpeg=True if with_jpeg_only else None,
+    )
     with store.connect() as con:
         cameras = analytics.camera_ids(con=con)
-        rows, count = analytics.detection_page(
-            con=con, camera_id=camera_id, uncertain=uncertain, limit=limit, offset=offset
-        )
+        rows, count = analytics.detection_page(con=con, where=where, limit=limit, offset=offset)
     data = []
     for row in rows:
         x1, y1, x2, y2 = row["x1"], row["y1"], row["x2"], row["y2"]
@@ -478,5 +384,12 @@ def inspections_panel(
             )
         )
     return schemas.InspectionsPublic(
-        count=count, limit=limit, offset=offset, cameras=cameras, data=data
+        band=band,
+        uncertainty_band=uncertainty_band,
+        with_jpeg_only=with_jpeg_only,
+        count=count,
+        limit=limit,
+        offset=offset,
+        cameras=cameras,
+        data=data,
     )

@@ -8,7 +8,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgeloop.registry import PRODUCTION, STAGING, alias_version, mlflow_client
+from edgeloop.registry import (
+    COMPARED_WITH_TAG,
+    EVIDENCE_TAGS,
+    HELDOUT_KEYS,
+    PRODUCTION,
+    STAGING,
+    alias_version,
+    heldout_evidence,
+    mlflow_client,
+)
 from edgeloop.rules import camera_drifted
 from edgeloop.settings import LoopSettings
 from edgeloop.store import (
@@ -113,20 +122,6 @@ DEPLOYMENT_KEYS = (
 )
 
 
-HELDOUT_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
-EVIDENCE_TAGS = (
-    "heldout_images",
-    "heldout_gain_mAP50-95",
-    "heldout_gain_mAP50",
-    "corrections_learned",
-    "regressions",
-    "box_regressions",
-)
-"""The promotion evidence ``model_evaluation`` tags a candidate with: held-out size,
-candidate-minus-production gain with its 95% paired-bootstrap interval, corrections learned
-and regressions (each with its n)."""
-
-
 def model_versions(client: Any, model_name: str) -> list[dict[str, Any]]:
     """Every registered version, newest first, with its aliases and held-out metrics.
 
@@ -145,7 +140,7 @@ def model_versions(client: Any, model_name: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for mv in sorted(found, key=lambda v: int(v.version), reverse=True):
         tags = dict(mv.tags)
-        metrics = {k: float(tags[f"heldout_{k}"]) for k in HELDOUT_KEYS if f"heldout_{k}" in tags}
+        metrics, evidence = heldout_evidence(tags)
         rows.append(
             {
                 "version": str(mv.version),
@@ -153,9 +148,9 @@ def model_versions(client: Any, model_name: str) -> list[dict[str, Any]]:
                 "run_id": mv.run_id,
                 "created_at": mv.creation_timestamp,
                 "metrics": metrics,
-                "compared_with": tags.get("heldout_production_version"),
+                "compared_with": tags.get(COMPARED_WITH_TAG),
                 "promotion": tags.get("promotion", tags.get("kind", "")),
-                "evidence": {k: tags[k] for k in EVIDENCE_TAGS if k in tags},
+                "evidence": evidence,
             }
         )
     for alias in (PRODUCTION, STAGING):

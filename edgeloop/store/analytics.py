@@ -289,20 +289,14 @@ def labeler_throughput(*, con: Connection, since: datetime) -> list[dict[str, An
 def detection_page(
     *,
     con: Connection,
-    camera_id: str | None,
-    uncertain: bool | None,
+    where: frames.DetectionFilter,
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of detections, newest capture first (ties by ``detection_id``), each joined
     with its frame; and the count over all pages (``edgeloop.store.frames.list_detections``,
     which cuts the page from ``prediction_logs`` before the join)."""
-    return frames.list_detections(
-        con=con,
-        where=frames.DetectionFilter(camera_id=camera_id, uncertain=uncertain),
-        limit=limit,
-        offset=offset,
-    )
+    return frames.list_detections(con=con, where=where, limit=limit, offset=offset)
 
 
 def camera_ids(*, con: Connection) -> list[str]:

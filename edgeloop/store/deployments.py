@@ -79,6 +79,27 @@ def latest_metrics(*, con: Connection, model_name: str, version: str) -> dict[st
     return (parse_json(rows[0][0]) or {}) if rows else {}
 
 
+def evaluation_records(*, con: Connection, model_name: str) -> dict[str, dict[str, Any]]:
+    """Per version, the held-out evaluation recorded with its newest move that carried one
+    (the ``model_promotion`` asset's record: ``candidate`` and ``production`` metrics,
+    ``evidence``, ``verdict``, ...); versions no such move names are absent. A hand
+    promotion or a rollback records no evaluation, so a version keeps the one it was
+    promoted with. Alias moves are rare (one per promotion), so this reads them all."""
+    rows = con.execute(
+        """
+        SELECT version, metrics FROM model_deployments WHERE model_name = ?
+        ORDER BY created_at DESC, deployment_id DESC
+        """,
+        [model_name],
+    ).fetchall()
+    records: dict[str, dict[str, Any]] = {}
+    for version, raw in rows:
+        metrics = parse_json(raw) or {}
+        if str(version) not in records and isinstance(metrics.get("candidate"), dict):
+            records[str(version)] = dict(metrics)
+    return records
+
+
 def alias_moves(*, con: Connection, model_name: str, alias: str) -> list[tuple[str, str]]:
     """``(version, action)`` of every move of one alias, oldest first."""
     rows = con.execute(

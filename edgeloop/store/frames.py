@@ -232,12 +232,18 @@ class DetectionFilter:
         camera_id: one camera.
         since / until: capture time in ``[since, until)``, timezone-aware.
         uncertain: only detections in (True) or out of (False) the uncertainty band.
+        min_confidence / max_confidence: confidence in ``[min, max]`` (inclusive, [0, 1]):
+            "confident" is ``min_confidence = uncertainty_high``, at or above the band.
+        with_jpeg: only detections whose frame has (True) or lacks (False) a stored JPEG.
     """
 
     camera_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     uncertain: bool | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    with_jpeg: bool | None = None
 
 
 def list_detections(
@@ -252,10 +258,17 @@ def list_detections(
         ("p.captured_at >= ?", where.since),
         ("p.captured_at < ?", where.until),
         ("p.uncertain = ?", where.uncertain),
+        ("p.confidence >= ?", where.min_confidence),
+        ("p.confidence <= ?", where.max_confidence),
     ):
         if value is not None:
             conditions.append(clause)
             params.append(value)
+    if where.with_jpeg is not None:
+        conditions.append(
+            ("" if where.with_jpeg else "NOT ")
+            + "p.frame_key IN (SELECT frame_key FROM frames WHERE jpeg_path IS NOT NULL)"
+        )
     condition = " AND ".join(conditions)
     total = fetch_scalar(
         con.execute(f"SELECT count(*) FROM prediction_logs p WHERE {condition}", params)

@@ -46,7 +46,10 @@ async function api(url, options = {}) {
 }
 
 async function whoami() {
-  if (!token()) return askToken();
+  if (!token()) {
+    $("panel").innerHTML = '<p class="muted">Sign in to see this panel.</p>';
+    return askToken();
+  }
   const response = await api("/console/api/me");
   if (!response.ok) return;
   const me = await response.json();
@@ -64,13 +67,28 @@ $("token-form").addEventListener("submit", async () => {
 });
 $("sign-out").addEventListener("click", signOut);
 
-// Every htmx request carries the token; a 401 asks for one.
+// Every htmx request carries the token; none is sent before there is one (the panel loads
+// when the sign-in saves it), so a fresh sign-in logs no 401. A 401 asks for a token.
 document.addEventListener("htmx:configRequest", (event) => {
   const value = token();
-  if (value) event.detail.headers.Authorization = `Bearer ${value}`;
+  if (!value) {
+    event.preventDefault();
+    return;
+  }
+  event.detail.headers.Authorization = `Bearer ${value}`;
 });
 document.addEventListener("htmx:responseError", (event) => {
   if (event.detail.xhr.status === 401) askToken("Sign in to see this panel.");
+});
+
+// A filter left at "all" is left out of the query (an empty camera_id is not a camera).
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form.filters");
+  if (!form) return;
+  event.preventDefault();
+  const query = new URLSearchParams();
+  for (const [key, value] of new FormData(form)) if (value !== "") query.append(key, value);
+  location.assign(`${location.pathname}?${query}`);
 });
 
 // --- admin actions: forms with data-url post their fields as JSON ------------------------
@@ -124,6 +142,22 @@ function chart(id, options, data) {
   charts[id] = new uPlot(Object.assign({ width, height: 220 }, options), data, el);
 }
 
+// The time axis's range: the points' own span, padded. For a single timestamp uPlot 1.6.32
+// adds 86400 / ms to it, which with Unix seconds is 1000 days (one drift report in 7 days
+// drew 2027 to 2029): so read the span from the data (x sorted), and pad at least half an
+// hour each side, so one point or a few close ones sit in a readable window.
+const MIN_PAD_S = 1800;
+function timeRange(u, min, max) {
+  const xs = (u.data && u.data[0]) || [];
+  if (xs.length) [min, max] = [xs[0], xs[xs.length - 1]];
+  if (min == null || max == null) {
+    const now = Date.now() / 1000;
+    return [now - 2 * MIN_PAD_S, now];
+  }
+  const pad = Math.max((max - min) * 0.05, MIN_PAD_S);
+  return [min - pad, max + pad];
+}
+
 // Align several per-camera series on one sorted x axis (null where a camera has no bucket).
 function align(seriesList, key) {
   const xs = [...new Set(seriesList.flatMap((s) => s.t))].sort((a, b) => a - b);
@@ -146,10 +180,15 @@ function fillCameras(cameras) {
   select.dataset.filled = "1";
 }
 
+// The analytics charts' time axis is the range asked for (since -> until), whatever the data.
+let analyticsWindow = null;
+const analyticsRange = () => analyticsWindow;
+
 function drawAnalytics(data) {
   fillCameras(data.cameras);
+  analyticsWindow = [Date.parse(data.since) / 1000, Date.parse(data.until) / 1000];
   const lines = data.series.map((s, i) => ({ label: s.camera_id, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false }));
-  chart("chart-rate", { series: [{}, ...lines], axes: [{}, { label: "detections/min" }] }, align(data.series, "detections_per_min"));
+  chart("chart-rate", { series: [{}, ...lines], scales: { x: { time: true, range: analyticsRange } }, axes: [{}, { label: "detections/min" }] }, align(data.series, "detections_per_min"));
   const shares = data.series.flatMap((s, i) => [
     { label: `${s.camera_id} defect`, stroke: COLORS[i % COLORS.length], width: 2 },
     { label: `${s.camera_id} uncertain`, stroke: COLORS[i % COLORS.length], dash: [6, 4], width: 1.5 },
@@ -158,7 +197,7 @@ function drawAnalytics(data) {
   const uncertain = align(data.series, "uncertain_share");
   const shareData = [defect[0]];
   for (let i = 0; i < data.series.length; i++) shareData.push(defect[i + 1], uncertain[i + 1]);
-  chart("chart-shares", { series: [{}, ...shares], scales: { y: { range: [0, 1] } }, axes: [{}, { label: "share" }] }, shareData);
+  chart("chart-shares", { series: [{}, ...shares], scales: { x: { time: true, range: analyticsRange }, y: { range: [0, 1] } }, axes: [{}, { label: "share" }] }, shareData);
   const centers = data.confidence_histogram.map((_, i) => (data.confidence_edges[i] + data.confidence_edges[i + 1]) / 2);
   chart(
     "chart-confidence",
@@ -202,7 +241,7 @@ function drawDrift(data) {
       root.insertAdjacentHTML(
         "beforeend",
         `<figure><figcaption>${camera.camera_id}: drift share (threshold ${data.drift_share_threshold})</figcaption><div class="chart" id="${shareId}"></div></figure>` +
-          `<figure><figcaption>${camera.camera_id}: p-value per feature (threshold ${data.p_value_threshold}, log scale)</figcaption><div class="chart" id="${pId}"></div></figure>`,
+          `<figure><figcaption>${camera.camera_id}: p-value per feature (threshold ${data.p_value_threshold}, log scale; below 1e-6 drawn at 1e-6)</figcaption><div class="chart" id="${pId}"></div></figure>`,
       );
     }
     const t = camera.points.map((p) => p.t);
@@ -210,7 +249,7 @@ function drawDrift(data) {
       shareId,
       {
         series: [{}, { label: "drift share", stroke: COLORS[1], width: 2, points: { show: true } }],
-        scales: { y: { range: [0, 1] } },
+        scales: { x: { time: true, range: timeRange }, y: { range: [0, 1] } },
         plugins: [thresholdPlugin(data.drift_share_threshold, "#b42318")],
       },
       [t, camera.points.map((p) => p.drift_share)],
@@ -220,7 +259,7 @@ function drawDrift(data) {
       pId,
       {
         series: [{}, ...data.features.map((f, i) => ({ label: f, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: true } }))],
-        scales: { y: { distr: 3, range: [floor, 1] } },
+        scales: { x: { time: true, range: timeRange }, y: { distr: 3, range: [floor, 1] } },
         axes: [{}, { values: (u, values) => values.map((v) => (v == null ? "" : v >= 0.01 ? String(v) : v.toExponential(0))) }],
         plugins: [thresholdPlugin(data.p_value_threshold, "#b42318")],
       },
@@ -236,6 +275,9 @@ async function refreshCharts() {
   if (response.ok) draw(await response.json());
 }
 
+// The cookie (plain links: thumbnails, reports) ends with the browser session while the
+// saved token stays: set it again, so a returning user's images load without a 401.
+if (token()) saveToken(token());
 whoami();
 refreshCharts();
 if (PANEL === "analytics" || PANEL === "drift") setInterval(refreshCharts, REFRESH_MS);

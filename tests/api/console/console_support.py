@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from edgeloop.annotations import REVIEWED_BOXES
 from edgeloop.store import (
@@ -31,6 +32,12 @@ from edgeloop.store import (
 from edgeloop.wire import AgentHeartbeat
 
 WIDTH, HEIGHT = 768, 576
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+)
 
 
 @dataclass
@@ -177,8 +184,11 @@ def store_heartbeat(store: Store, beat: AgentHeartbeat, *, received_at: datetime
         agents.upsert(con=con, heartbeat=beat, received_at=received_at)
 
 
-def label_pending(store: Store, *, count: int, labeler: str, at: datetime) -> list[str]:
-    """Label the first ``count`` pending items as ``labeler`` at ``at``; their frame keys."""
+def label_pending(
+    store: Store, *, count: int, labeler: str, at: datetime, every: timedelta = timedelta(0)
+) -> list[str]:
+    """Label the first ``count`` pending items as ``labeler``, the first at ``at`` and each
+    next ``every`` later; their frame keys."""
     boxes = REVIEWED_BOXES.validate_python(
         [{"bbox_xyxy": [100.0, 120.0, 190.0, 340.0], "class_id": 0, "class_name": "Normal"}]
     )
@@ -186,7 +196,7 @@ def label_pending(store: Store, *, count: int, labeler: str, at: datetime) -> li
         items = queue.list_items(con=con, status="pending", camera_id=None, limit=count, offset=0)[
             0
         ]
-        for item in items:
+        for i, item in enumerate(items):
             labels.create(
                 con=con,
                 item_id=item["item_id"],
@@ -194,7 +204,7 @@ def label_pending(store: Store, *, count: int, labeler: str, at: datetime) -> li
                 camera_id=item["camera_id"],
                 boxes=boxes,
                 labeler=labeler,
-                labeled_at=at,
+                labeled_at=at + i * every,
             )
     return [item["frame_key"] for item in items]
 
@@ -281,12 +291,24 @@ def demo_jpegs(target: Path, count: int) -> list[str]:
 
 
 @dataclass
+class Console:
+    """A running API on ``load_demo``'s data (the ``console`` fixture)."""
+
+    base_url: str
+    demo: Demo
+    store: Store
+    settings: Any
+
+
+@dataclass
 class Demo:
     """What ``load_demo`` put in the store (to check the console's numbers against)."""
 
     fleet: Fleet
     versions: list[str]
     now: datetime
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    """The held-out evaluation recorded with v2's staging move (``model_promotion``'s shape)."""
 
 
 def load_demo(settings: Any, scratch: Path, *, now: datetime) -> Demo:
@@ -345,8 +367,12 @@ def load_demo(settings: Any, scratch: Path, *, now: datetime) -> Demo:
         ),
         received_at=now - timedelta(hours=1, minutes=58),
     )
-    label_pending(store, count=14, labeler="alice", at=now - timedelta(hours=3))
-    label_pending(store, count=6, labeler="bob", at=now - timedelta(minutes=30))
+    label_pending(
+        store, count=14, labeler="alice", at=now - timedelta(hours=3), every=timedelta(seconds=50)
+    )
+    label_pending(
+        store, count=6, labeler="bob", at=now - timedelta(minutes=30), every=timedelta(minutes=1)
+    )
     report_dir = settings.reports_dir / "drift"
     report_dir.mkdir(parents=True, exist_ok=True)
     for camera in ("entrance", "yard", "loading-dock"):
@@ -398,6 +424,19 @@ def load_demo(settings: Any, scratch: Path, *, now: datetime) -> Demo:
     )
     from edgeloop.registry import STAGING, mlflow_client, move_alias
 
+    evaluation = {
+        "candidate_version": versions[1],
+        "production_version": versions[0],
+        "candidate": {"mAP50": 0.712, "mAP50-95": 0.448, "precision": 0.81, "recall": 0.66},
+        "production": {"mAP50": 0.694, "mAP50-95": 0.431, "precision": 0.8, "recall": 0.64},
+        "evidence": {
+            "gain_mAP50-95": {"point": 0.017, "low": -0.004, "high": 0.038},
+            "corrections_learned": {"count": 3, "n": 10},
+            "regressions": {"count": 1, "n": 20},
+        },
+        "val_images": 40,
+        "verdict": "gain not significant",
+    }
     move_alias(
         mlflow_client(settings),
         store,
@@ -406,15 +445,9 @@ def load_demo(settings: Any, scratch: Path, *, now: datetime) -> Demo:
         version=versions[1],
         actor="dagster",
         reason="beat production on the held-out set",
-        metrics={
-            "candidate": {"mAP50": 0.712, "mAP50-95": 0.448, "precision": 0.81, "recall": 0.66},
-            "production": {"mAP50": 0.694, "mAP50-95": 0.431, "precision": 0.8, "recall": 0.64},
-            "evidence": {"gain_mAP50-95": {"point": 0.017, "low": -0.004, "high": 0.038}},
-            "val_images": 40,
-            "verdict": "gain not significant",
-        },
+        metrics=evaluation,
     )
-    return Demo(fleet=fleet, versions=versions, now=now)
+    return Demo(fleet=fleet, versions=versions, now=now, evaluation=evaluation)
 
 
 LIVE_HEARTBEATS = {

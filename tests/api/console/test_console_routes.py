@@ -221,7 +221,8 @@ def test_queue_sizes_oldest_item_and_throughput(client: TestClient, store: Store
     assert data["oldest_pending"]["camera_id"] == "cam-1"
     assert data["oldest_pending"]["age_s"] > 3600
     assert [(x["labeler"], x["labels"]) for x in data["labelers"]] == [("alice", 2), ("bob", 1)]
-    assert data["labelers"][0]["labels_per_hour"] == pytest.approx(2 / 24)
+    # alice's 2 labels share one timestamp: no span, no rate (not 2 / 24 h).
+    assert (data["labelers"][0]["span_s"], data["labelers"][0]["labels_per_hour"]) == (0, None)
     html = client.get("/console/queue/fragment", headers=LABELER).text
     assert 'data-field="pending">4<' in html
 
@@ -320,22 +321,45 @@ def test_inspections_page_filters_and_boxes(
         fleet,
         "cam-1",
         start=now - timedelta(minutes=10),
-        confidences=[[0.9, 0.5], [0.55]],
+        confidences=[[0.9, 0.5, 0.3], [0.55]],
         jpeg_paths=[str(jpeg), None],
     )
-    add_frames(store, fleet, "cam-2", start=now - timedelta(minutes=5), confidences=[[0.95]])
+    add_frames(
+        store,
+        fleet,
+        "cam-2",
+        start=now - timedelta(minutes=5),
+        confidences=[[0.95]],
+        jpeg_paths=[str(jpeg)],
+    )
+    # By default only frames with a stored JPEG: cam-1's first frame and cam-2's.
     data = client.get("/console/api/inspections?limit=2", headers=LABELER).json()
-    assert data["count"] == 4 and len(data["data"]) == 2
+    assert data["count"] == 4 and len(data["data"]) == 2 and data["with_jpeg_only"] is True
     assert data["data"][0]["camera_id"] == "cam-2"  # newest first
     page2 = client.get("/console/api/inspections?limit=2&offset=2", headers=LABELER).json()
-    assert {d["detection_id"] for d in page2["data"]} | {
-        d["detection_id"] for d in data["data"]
-    } == {d["detection_id"] for d in fleet.detections}
+    assert {d["detection_id"] for d in page2["data"] + data["data"]} == {
+        d["detection_id"] for d in fleet.detections if not d["frame_key"].endswith(":00001")
+    }
+    everything = client.get(
+        "/console/api/inspections?include_no_image=true", headers=LABELER
+    ).json()
+    assert everything["count"] == len(fleet.detections) == 5
     uncertain = client.get(
-        "/console/api/inspections?camera_id=cam-1&uncertain=true", headers=LABELER
+        "/console/api/inspections?camera_id=cam-1&band=uncertain&include_no_image=true",
+        headers=LABELER,
     ).json()
     assert sorted(d["confidence"] for d in uncertain["data"]) == [0.5, 0.55]
-    first = next(d for d in page2["data"] + data["data"] if d["detection_id"].endswith(":00000:0"))
+    # Confident: at or above the band's upper bound (0.7), never the 0.3 below the band.
+    confident = client.get("/console/api/inspections?band=confident", headers=LABELER).json()
+    assert sorted(d["confidence"] for d in confident["data"]) == [0.9, 0.95]
+    assert confident["uncertainty_band"] == [0.4, 0.7]
+    low = client.get("/console/api/inspections?band=low", headers=LABELER).json()
+    assert [d["confidence"] for d in low["data"]] == [0.3]
+    first = next(
+        d
+        for d in page2["data"] + data["data"]
+        if d["camera_id"] == "cam-1" and d["detection_id"].endswith(":00000:0")
+    )
     x1, y1, x2, y2 = first["bbox_xyxy"]
     assert first["box_pct"] == pytest.approx(
         [100 * x1 / 768, 100 * y1 / 576, 100 * (x2 - x1) / 768, 100 * (y2 - y1) / 576]
@@ -343,7 +367,13 @@ def test_inspections_page_filters_and_boxes(
     assert first["frame_url"] is not None
     html = client.get("/console/inspections/fragment?camera_id=cam-1", headers=LABELER).text
     assert html.count('class="thumb"') == 3 and f'src="{first["frame_url"]}"' in html
-    for bad in ("limit=0", "limit=201", "offset=-1", "uncertain=maybe", "camera_id="):
+    assert "no image" not in html.replace("without an image", "")
+    with_missing = client.get(
+        "/console/inspections/fragment?camera_id=cam-1&include_no_image=true", headers=LABELER
+    ).text
+    assert with_missing.count('class="thumb"') == 4
+    assert "no image: its agent sends a frame's JPEG only when it has an uncertain" in with_missing
+    for bad in ("limit=0", "limit=201", "offset=-1", "band=maybe", "camera_id="):
         assert client.get(f"/console/api/inspections?{bad}", headers=LABELER).status_code == 422
 
 
@@ -475,3 +505,64 @@ def test_promote_with_a_real_registry_records_the_move(
     missing = client.post("/api/models/99/promote", json={"reason": "x"}, headers=ADMIN)
     assert missing.status_code == 404
     assert client.get("/console/api/models", headers=LABELER).json()["production_version"] == "2"
+
+
+def test_a_versions_evaluation_is_its_own_not_its_newest_alias_moves(
+    client: TestClient, app, store: Store, api_settings: ApiSettings, tmp_path: Path
+) -> None:
+    from registry_support import register_versions
+
+    from api.deps import get_registry
+    from api.model_registry import ModelRegistry
+    from edgeloop.registry import mlflow_client
+
+    v1, v2 = register_versions(api_settings.loop, tmp_path, count=2)
+    # What model_evaluation tags a candidate with (assets.evaluation_report.log_evaluation).
+    tags = {
+        "heldout_mAP50": "0.712000",
+        "heldout_mAP50-95": "0.448000",
+        "heldout_production_version": v1,
+        "heldout_images": "40",
+        "heldout_gain_mAP50-95": "+0.0170 [-0.0040, +0.0380]",
+        "corrections_learned": "0.30 (3/10)",
+        "regressions": "0.05 (1/20)",
+        "box_regressions": "0.00 (0/30)",
+    }
+    registry = mlflow_client(api_settings.loop)
+    for key, value in tags.items():
+        registry.set_model_version_tag(api_settings.loop.model_name, v2, key, value)
+    app.dependency_overrides.pop(get_registry)
+    app.state.registry = ModelRegistry(api_settings.loop)
+    for move in ("promote", "rollback", "promote"):
+        url = (
+            f"/api/models/{v2}/promote" if move == "promote" else "/api/models/production/rollback"
+        )
+        assert client.post(url, json={"reason": move}, headers=ADMIN).status_code == 200
+    with store.connect() as con:
+        assert deployments.recent(con=con, limit=1)[0]["metrics"] == {"promoted_from": v1}
+    data = client.get("/console/api/models", headers=LABELER).json()
+    by_version = {v["version"]: v for v in data["versions"]}
+    evaluation = by_version[v2]["evaluation"]
+    assert evaluation["source"] == "MLflow version tags"
+    assert evaluation["metrics"] == {"mAP50": 0.712, "mAP50-95": 0.448}
+    assert (evaluation["compared_with"], evaluation["heldout_images"]) == (v1, 40)
+    assert evaluation["gains"] == {"mAP50-95": "+0.0170 [-0.0040, +0.0380]"}
+    assert (evaluation["corrections_learned"], evaluation["regressions"]) == (
+        "0.30 (3/10)",
+        "0.05 (1/20)",
+    )
+    assert by_version[v1]["evaluation"] is None  # the seed was never a candidate
+    html = client.get("/console/models/fragment", headers=LABELER).text
+    assert "mAP50 0.7120; mAP50-95 0.4480; gain mAP50-95 +0.0170" in html
+    assert 'data-field="corrections_learned">0.30 (3/10)' in html
+    assert "promoted_from" not in html
+
+
+def test_p_values_read_in_scientific_notation_when_small(client: TestClient, store: Store) -> None:
+    now = datetime.now(UTC)
+    add_drift(
+        store, "cam-1", at=now - timedelta(hours=1), p_values={"brightness": 1.7e-76, "x": 0.3}
+    )
+    html = client.get("/console/drift/fragment", headers=LABELER).text
+    assert 'data-field="min_p_value">1.7e-76<' in html
+    assert "brightness p=1.7e-76" in html and "x p=0.3<" in html and "0.0000" not in html
