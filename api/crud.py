@@ -192,8 +192,14 @@ def recent_deployments(
     ]
 
 
-def latest_deployment_metrics(*, con: Connection, model_name: str, version: str) -> dict[str, Any]:
-    """Metrics of the newest ``model_deployments`` row of a version ({} when none)."""
+def version_metrics(*, con: Connection, model_name: str, version: str) -> dict[str, Any]:
+    """A version's own evidence: the held-out evaluation recorded with the newest alias move
+    that carried one (``deployments.evaluation_records``), so a rollback or a hand promotion
+    (which record ``promoted_from`` only) never hides it; else the metrics of the version's
+    newest move ({} when it has none)."""
+    evaluated = deployments.evaluation_records(con=con, model_name=model_name).get(version)
+    if evaluated is not None:
+        return evaluated
     return deployments.latest_metrics(con=con, model_name=model_name, version=version)
 
 

@@ -75,7 +75,7 @@ def _version_public(registry: ModelRegistry, store: Store, alias: str) -> ModelV
     if mv is None:
         return None
     with store.connect() as con:
-        metrics = crud.latest_deployment_metrics(
+        metrics = crud.version_metrics(
             con=con, model_name=registry.model_name, version=str(mv.version)
         )
     created = (
@@ -97,8 +97,9 @@ def _version_public(registry: ModelRegistry, store: Store, alias: str) -> ModelV
 def read_model_status(
     _principal: deps.CurrentPrincipal, registry: deps.RegistryDep, store: deps.StoreDep
 ) -> ModelStatusPublic:
-    """Production and staging versions (metrics from their latest ``model_deployments`` row)
-    and the recent alias moves."""
+    """Production and staging versions, each with its own held-out evidence
+    (``crud.version_metrics``: kept through rollbacks and hand promotions), and the recent
+    alias moves."""
     production = _registry_call(registry, lambda: _version_public(registry, store, PRODUCTION))
     staging = _registry_call(registry, lambda: _version_public(registry, store, STAGING))
     with store.connect() as con:

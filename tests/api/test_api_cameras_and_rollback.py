@@ -102,6 +102,42 @@ def test_rollback_route_moves_production_back_and_is_recorded(client, loop) -> N
     assert nan.status_code == 422 and nan.json()["detail"][0]["input"] == "nan"
 
 
+def test_a_versions_evaluation_stays_with_it_through_rollback_and_promotion(client, loop) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20: after a rollback and a hand promotion of v2 again, /api/model-status still
+    shows the held-out evaluation v2 was promoted with, not the hand move's
+    ``promoted_from``."""
+    evaluation = {
+        "candidate": {"mAP50": 0.71, "mAP50-95": 0.42},
+        "production": {"mAP50": 0.62, "mAP50-95": 0.22},
+        "verdict": "promote",
+    }
+    move_alias(
+        mlflow_client(loop.settings),
+        Store(loop.settings.duckdb_path),
+        model_name=loop.settings.model_name,
+        alias=PRODUCTION,
+        version="2",
+        actor="model_promotion",
+        reason="beat production on the held-out set",
+        metrics=evaluation,
+    )
+    body = {"reason": "checking the rollback"}
+    assert (
+        client.post("/api/models/production/rollback", json=body, headers=ADMIN).status_code == 200
+    )
+    promoted = client.post("/api/models/2/promote", json=body, headers=ADMIN)
+    assert promoted.status_code == 200, promoted.text
+
+    status = client.get("/api/model-status", headers=LABELER).json()
+    assert status["production"]["version"] == "2"
+    assert status["production"]["metrics"] == evaluation
+    assert [d["action"] for d in status["recent_deployments"]][:3] == [
+        "promote",
+        "rollback",
+        "promote",
+    ]
+
+
 def test_camera_model_history_answers_which_model_ran_when(client, loop) -> None:  # type: ignore[no-untyped-def]
     loop.add_frames("cam-a", count=3, start=T0, model_version="1")
     loop.add_frames("cam-a", count=2, start=T0 + timedelta(minutes=1), model_version="2")
