@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from api.models import (
@@ -25,6 +24,7 @@ from api.models import (
     RetrainingEventPublic,
 )
 from edgeloop.rules import RetrainDecision, retrain_decision
+from edgeloop.settings import LoopSettings
 from edgeloop.store import Connection, deployments, drift, frames, labels, queue, retraining
 from edgeloop.store.schema import schema_version
 
@@ -209,15 +209,12 @@ class RetrainConditions:
 
 
 def retrain_conditions(
-    *, con: Connection, label_threshold: int, reports_dir: Path
+    *, con: Connection, label_threshold: int, loop: LoopSettings
 ) -> RetrainConditions:
     """The retrain conditions as the sensors see them (``/api/retraining/conditions`` and
     the console's retraining panel read them here)."""
     since = labels.since_last_training(con=con)
-    reports = [
-        DriftReportPublic.from_row(row, reports_dir=reports_dir)
-        for row in latest_drift_reports(con=con)
-    ]
+    reports = [DriftReportPublic.from_row(row, loop=loop) for row in latest_drift_reports(con=con)]
     drifted = [report.camera_id for report in reports if report.drifted]
     return RetrainConditions(
         labels_since_training=since,

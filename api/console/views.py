@@ -239,7 +239,7 @@ def drift_panel(
         rows = analytics.drift_history(con=con, since=since, camera_id=camera_id)
         latest_rows = crud.latest_drift_reports(con=con)
     latest = {
-        r["camera_id"]: DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir)
+        r["camera_id"]: DriftReportPublic.from_row(r, loop=settings.loop)
         for r in latest_rows
         if camera_id is None or r["camera_id"] == camera_id
     }
@@ -326,7 +326,7 @@ def retraining_panel(store: Store, settings: ApiSettings) -> schemas.RetrainingP
         conditions = crud.retrain_conditions(
             con=con,
             label_threshold=settings.loop.retrain_label_count,
-            reports_dir=settings.loop.reports_dir,
+            loop=settings.loop,
         )
         events = crud.recent_retraining_events(con=con, limit=30)
         runs = training_runs.recent(con=con, limit=10)

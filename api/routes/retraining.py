@@ -29,7 +29,7 @@ def read_conditions(
         conditions = crud.retrain_conditions(
             con=con,
             label_threshold=settings.loop.retrain_label_count,
-            reports_dir=settings.loop.reports_dir,
+            loop=settings.loop,
         )
         events = crud.recent_retraining_events(con=con)
     return schemas.RetrainingConditionsPublic(
