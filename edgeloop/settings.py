@@ -121,14 +121,16 @@ class LoopSettings(BaseSettings):
         moved data folder still finds its own files; absolute otherwise (a file the user
         keeps elsewhere). ``data_path`` is the inverse."""
         path = Path(path)
-        # Plain string arithmetic first (ingest names every JPEG this way); symlinks second.
-        for root, full in (
-            (self.data_dir.absolute(), path.absolute()),
-            (self.data_dir.resolve(), path.resolve()),
-        ):
-            if full.is_relative_to(root) and ".." not in full.parts:
-                return full.relative_to(root).as_posix()
-        return str(path.resolve())
+        try:  # plain string arithmetic first: ingest names every JPEG this way
+            relative = path.absolute().relative_to(self.data_dir.absolute())
+            if ".." not in relative.parts:
+                return relative.as_posix()
+        except ValueError:
+            pass
+        try:  # then through symlinks (a data folder reached by a link)
+            return path.resolve().relative_to(self.data_dir.resolve()).as_posix()
+        except ValueError:
+            return str(path.resolve())
 
     def data_path(self, stored: str | Path) -> Path:
         """Where a path a store holds (``stored_path``) lives now: a relative one under the
