@@ -83,34 +83,26 @@ def follow_moved_mlflow_store(db_path: Path, artifact_root: Path, experiment: st
     key = (db_path.resolve(), experiment)
     if key in _checked or not db_path.is_file():
         return 0
-    con = sqlite3.connect(db_path, timeout=30)
+    con = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
-        try:
-            row = con.execute(
-                "SELECT artifact_location FROM experiments WHERE name = ?", [experiment]
-            ).fetchone()
-        except sqlite3.OperationalError:  # an empty file: MLflow creates the tables later
-            return 0
-        old_root = _local_path(row[0]) if row and row[0] else None
-        if old_root is None or old_root == new_root:
-            _checked.add(key)
-            return 0
-        pairs = [(old_root.as_uri(), new_root.as_uri()), (str(old_root), str(new_root))]
-        changed = 0
-        with con:  # one transaction: all URIs move, or none
-            for table, column in MLFLOW_URI_COLUMNS:
-                columns = {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}
-                if column not in columns:
-                    continue
-                for old, new in pairs:
-                    changed += con.execute(
-                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
-                        f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
-                        [new, len(old) + 1, old, len(old) + 1, f"{old}/"],
-                    ).rowcount
+        old_root, changed = _old_root(con, experiment, new_root), 0
+        if old_root is not None:
+            # Checked again inside one write transaction: two processes starting on a moved
+            # folder (the API and Dagster) rewrite it once.
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                old_root = _old_root(con, experiment, new_root)
+                if old_root is not None:
+                    changed = _rewrite_artifact_uris(con, old_root, new_root)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
     finally:
         con.close()
     _checked.add(key)
+    if old_root is None:
+        return 0
     logger.warning(
         "the data folder moved: MLflow store %s pointed at artifacts in %s; %s artifact URIs "
         "(experiment, runs, model versions) now point at %s",
@@ -119,6 +111,36 @@ def follow_moved_mlflow_store(db_path: Path, artifact_root: Path, experiment: st
         changed,
         new_root,
     )
+    return changed
+
+
+def _old_root(con: sqlite3.Connection, experiment: str, new_root: Path) -> Path | None:
+    """The local folder ``experiment``'s artifacts were created in, when it is not
+    ``new_root``; None when the store has no such experiment yet (or no tables), or its
+    location is not a local folder, or it already is ``new_root``."""
+    try:
+        row = con.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", [experiment]
+        ).fetchone()
+    except sqlite3.OperationalError:  # an empty file: MLflow creates the tables later
+        return None
+    old_root = _local_path(row[0]) if row and row[0] else None
+    return None if old_root == new_root else old_root
+
+
+def _rewrite_artifact_uris(con: sqlite3.Connection, old_root: Path, new_root: Path) -> int:
+    """Rewrite every URI under ``old_root`` (``file:`` URI or plain path) in
+    ``MLFLOW_URI_COLUMNS`` to the same place under ``new_root``; returns how many."""
+    changed = 0
+    for table, column in MLFLOW_URI_COLUMNS:
+        if column not in {r[1] for r in con.execute(f"PRAGMA table_info('{table}')")}:
+            continue
+        for old, new in ((old_root.as_uri(), new_root.as_uri()), (str(old_root), str(new_root))):
+            changed += con.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                [new, len(old) + 1, old, len(old) + 1, f"{old}/"],
+            ).rowcount
     return changed
 
 
