@@ -66,7 +66,8 @@ bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line);
 	$(RUN) python bench/trigger.py
 	$(RUN) python bench/store_backends.py
 
-clean:  ## remove runtime state (keeps fetched media and package cache)
-	rm -rf data/edgeloop.duckdb* data/mlflow data/dagster data/datasets data/dvc-remote \
-		data/qdrant data/frames data/models data/reports data/runs data/agent data/logs \
-		data/api-tokens.json
+clean:  ## remove runtime state of EDGELOOP_DATA_DIR (keeps fetched media and package cache)
+	@test -n "$(EDGELOOP_DATA_DIR)" || { echo "EDGELOOP_DATA_DIR is empty: nothing removed"; exit 1; }
+	if [ -d "$(EDGELOOP_DATA_DIR)" ]; then cd "$(EDGELOOP_DATA_DIR)" && rm -rf edgeloop.duckdb* \
+		mlflow dagster datasets dvc-remote qdrant frames models reports runs agent logs \
+		embeddings ultralytics api-tokens.json api-tokens.json.lock pipelines-settings.json; fi

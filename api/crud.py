@@ -240,10 +240,7 @@ def retrain_conditions(*, con: Connection, loop: LoopSettings) -> RetrainConditi
     ``EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H``)."""
     since = labels.since_last_training(con=con)
     last_retrain = retraining.last_retrain_at(con=con)
-    reports = [
-        DriftReportPublic.from_row(row, reports_dir=loop.reports_dir)
-        for row in latest_drift_reports(con=con)
-    ]
+    reports = [DriftReportPublic.from_row(row, loop=loop) for row in latest_drift_reports(con=con)]
     drifted = [report.camera_id for report in reports if report.drifted]
     return RetrainConditions(
         labels_since_training=since,

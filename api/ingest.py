@@ -12,7 +12,7 @@ values repeated per detection with ``take`` — never row by row.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,7 +224,7 @@ def build_tables(
     *,
     agent_id: str,
     received_at: datetime,
-    jpeg_paths: dict[str, Path],
+    jpeg_paths: Mapping[str, str | Path],
     uncertainty_low: float,
     uncertainty_high: float,
 ) -> IngestTables:
@@ -242,7 +242,7 @@ def tables_from_columns(
     columns: BatchColumns,
     *,
     received_at: datetime,
-    jpeg_paths: dict[str, Path],
+    jpeg_paths: Mapping[str, str | Path],
     uncertainty_low: float,
     uncertainty_high: float,
 ) -> IngestTables:
@@ -251,7 +251,8 @@ def tables_from_columns(
     Args:
         columns: the batch, frame_keys unique.
         received_at: when the API received the batch (UTC).
-        jpeg_paths: frame_key -> stored JPEG path, for frames that carry one.
+        jpeg_paths: frame_key -> the JPEG's ``frames.jpeg_path`` (``LoopSettings.stored_path``:
+            relative to the data folder), for frames that carry one.
         uncertainty_low, uncertainty_high: the band of ``edgeloop.rules.uncertainty_scores``.
 
     Returns:

@@ -8,7 +8,6 @@ original frame, origin top-left (xyxy); times are timezone-aware UTC.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +19,7 @@ from edgeloop.rules import (
     RETRAIN_LABEL_COUNT,
     camera_drifted,
 )
+from edgeloop.settings import LoopSettings
 from edgeloop.wire import BBoxXYXY
 
 QueueStatus = Literal["pending", "skipped", "labeled"]
@@ -315,18 +315,18 @@ class DriftReportPublic(_Public):
     report_url: str | None = Field(description="Path of the HTML report on this API, or null.")
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], *, reports_dir: Path) -> DriftReportPublic:
+    def from_row(cls, row: dict[str, Any], *, loop: LoopSettings) -> DriftReportPublic:
         """From a ``drift_reports`` row; ``drifted`` re-evaluated with the seed's rule.
 
-        ``report_url`` is ``/reports/<path>`` when the report lies under ``reports_dir``.
+        ``report_url`` is ``/reports/<path>`` when the report lies under ``loop.reports_dir``
+        (``report_path`` is stored relative to the data folder: ``loop.data_path``).
         """
         report_url = None
         if row.get("report_path"):
-            try:
-                relative = Path(row["report_path"]).resolve().relative_to(reports_dir.resolve())
+            report = loop.data_path(row["report_path"]).resolve()
+            if report.is_relative_to(loop.reports_dir.resolve()):
+                relative = report.relative_to(loop.reports_dir.resolve())
                 report_url = f"/reports/{relative.as_posix()}"
-            except ValueError:
-                report_url = None
         return cls(
             **row
             | {

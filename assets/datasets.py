@@ -28,7 +28,6 @@ from edgeloop.datasets import (
     LabeledFrame,
     UnknownClassError,
     frame_key_of,
-    resolve_frame_path,
     split_for,
 )
 from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
@@ -59,9 +58,7 @@ def _labeled_frames(store: StoreResource) -> list[LabeledFrame]:
         LabeledFrame(
             frame_key=row["frame_key"],
             camera_id=row["camera_id"],
-            jpeg_path=resolve_frame_path(settings, row["jpeg_path"])
-            if row["jpeg_path"]
-            else Path(),
+            jpeg_path=settings.data_path(row["jpeg_path"]) if row["jpeg_path"] else Path(),
             width=int(row["width"] or 0),
             height=int(row["height"] or 0),
             boxes=row["boxes"],

@@ -315,7 +315,8 @@ def drift_report(
                 "min_p_value": [r.min_p_value for r in results.values()],
                 "drifted": [r.drifted for r in results.values()],
                 "p_values": [json.dumps(r.p_values) for r in results.values()],
-                "report_path": [str(reports[c][0]) for c in results],
+                # Relative to the data folder, so a copied or moved folder keeps its links.
+                "report_path": [settings.stored_path(reports[c][0]) for c in results],
             }
         )
         with db.connect() as con:

@@ -28,7 +28,6 @@ from pydantic import Field
 from assets._markdown import md_table
 from assets.detections import detections
 from assets.resources import EmbedderResource, StoreResource, VectorIndexResource
-from edgeloop.datasets import resolve_frame_path
 from edgeloop.embeddings import EmbeddingCache, crop_bgr, crop_key, embedder_name, embedder_slug
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
@@ -64,7 +63,7 @@ def _cut_crops(
     keys: list[str] = []
     crops: list[np.ndarray] = []
     for _, group in todo.groupby("frame_key", sort=False):
-        path = resolve_frame_path(settings, str(group["jpeg_path"].iloc[0]))
+        path = settings.data_path(str(group["jpeg_path"].iloc[0]))
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             stats["missing_frames"] += 1

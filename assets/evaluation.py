@@ -55,7 +55,9 @@ from assets.yolo import (
     validate_per_image,
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
+from edgeloop.dataset_repo import DatasetRepo, materialised
 from edgeloop.datasets import MANIFEST, DatasetVersion, frame_key_of
+from edgeloop.registry import model_files
 from edgeloop.store import frames as frames_store
 
 logger = logging.getLogger(__name__)
@@ -112,15 +114,19 @@ def model_evaluation(
     store: StoreResource,
 ) -> dg.Output[ModelEvaluation]:
     """Candidate vs production on the same held-out frames: mAP with bootstrap intervals, per class/camera, corrections learned."""
-    candidate, dataset = detector_model, training_dataset
-    settings = mlflow.loop.settings()
+    candidate, settings = detector_model, mlflow.loop.settings()
+    # This data folder's copies, whatever folder the stored values name (it may have moved).
+    dataset = materialised(training_dataset, DatasetRepo.from_settings(settings))
     images = held_out_images(dataset)
     yolo = load_yolo(settings)
     client = mlflow.client()
     production = production_files(client, settings)
+    candidate_files = model_files(
+        client, settings, model_name=settings.model_name, version=candidate.version
+    )
     runs = evaluate_on_heldout(
         yolo,
-        {"candidate": candidate.pt_path, "production": production.pt_path},
+        {"candidate": candidate_files.pt_path, "production": production.pt_path},
         dataset,
         images,
         config=config,

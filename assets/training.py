@@ -34,7 +34,7 @@ from assets.yolo import (
     load_yolo,
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
-from edgeloop.dataset_repo import materialised
+from edgeloop.dataset_repo import DatasetRepo, materialised
 from edgeloop.datasets import DatasetVersion
 from edgeloop.registry import ModelFiles, ensure_experiment, model_files
 from edgeloop.store import retraining, training_runs
@@ -126,8 +126,10 @@ def detector_model(
     store: StoreResource,
 ) -> dg.Output[CandidateModel]:
     """YOLO detector fine-tuned from production on the dataset; tracked in MLflow and registered."""
-    dataset = materialised(training_dataset)  # the folder holds this version, not a checkout
     settings = mlflow.loop.settings()
+    # The folder holds this version (not a checkout), in this data folder (not the one a
+    # stored Dagster value names, when the data folder was copied or moved since).
+    dataset = materialised(training_dataset, DatasetRepo.from_settings(settings))
     label_cutoff = _label_cutoff(dataset)
     yolo = load_yolo(settings)
     client = mlflow.client()

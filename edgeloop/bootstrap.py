@@ -133,7 +133,7 @@ def register_seed(
         onnx_sha = sha256_file(model_dir / "best.onnx")
         run_id = client.create_run(experiment_id, run_name="seed-detector").info.run_id
         params = {
-            "source": str(pt_path),
+            "source": settings.stored_path(pt_path),  # relative: the data folder may move
             "pt_sha256": pt_sha,
             "classes": ",".join(class_names),
             "imgsz": AGENT_IMGSZ,
@@ -159,7 +159,7 @@ def register_seed(
         alias=PRODUCTION,
         version=str(version.version),
         actor=actor,
-        reason=f"seed detector registered from {pt_path}",
+        reason=f"seed detector registered from {settings.stored_path(pt_path)}",
         action="register",
     )
     return SeedResult(files=alias_model_files(client, settings, PRODUCTION), created=True)

@@ -301,12 +301,41 @@ def _current_manifest(target: Path, known: Sequence[Manifest]) -> Manifest | Non
     return current
 
 
+def write_data_yaml(folder: Path, class_names: Sequence[str]) -> Path:
+    """Write ``folder/data.yaml``: ``train``/``val`` image folders and class ``names``, and
+    no ``path``: ultralytics then takes the folder the file is in as the dataset root
+    (``ultralytics.data.utils.check_det_dataset``), so a copied or moved folder trains on
+    its own images and writes its label caches beside them, never in the original."""
+    import yaml
+
+    data_yaml = {
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(class_names)),
+    }
+    path = folder / "data.yaml"
+    path.write_text(yaml.safe_dump(data_yaml, sort_keys=False))
+    return path
+
+
+def names_another_folder(data_yaml: Path) -> bool:
+    """Whether ``data_yaml`` (written by an older edgeloop) sets ``path`` to a folder other
+    than its own: the dataset root of a data folder that was copied or moved since."""
+    import yaml
+
+    try:
+        root = yaml.safe_load(data_yaml.read_text()).get("path")
+    except (OSError, AttributeError, yaml.YAMLError):
+        return False
+    return root is not None and Path(root).resolve() != data_yaml.parent.resolve()
+
+
 def materialise(
     manifest: Manifest, objects_root: Path, target: Path, *, known: Sequence[Manifest] = ()
 ) -> int:
     """Write ``target`` as ultralytics reads it: ``images/{split}/<stem>.jpg`` hardlinked
     to the object store (copies across filesystems), ``labels/{split}/<stem>.txt``,
-    ``data.yaml`` (``path`` = ``target``) and ``manifest.json``.
+    ``data.yaml`` (``write_data_yaml``) and ``manifest.json``.
 
     When ``target`` holds another manifest's intact folder (same file counts), only the
     frames that differ are unlinked and relinked, and ``manifest.json`` is removed first
@@ -323,8 +352,6 @@ def materialise(
     Raises:
         FileNotFoundError: an object of the manifest is not in the store (pull its pack).
     """
-    import yaml
-
     target = Path(target)
     current = _current_manifest(target, known) if target.is_dir() else None
     if current is None:
@@ -354,13 +381,7 @@ def materialise(
             linked += 1
         if prior is None or (entry.split, entry.labels) != (prior.split, prior.labels):
             (work / "labels" / entry.split / f"{entry.stem}.txt").write_text(entry.label_text)
-    data_yaml = {
-        "path": str(target.resolve()),
-        "train": "images/train",
-        "val": "images/val",
-        "names": dict(enumerate(manifest.class_names)),
-    }
-    (work / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False))
+    write_data_yaml(work, manifest.class_names)
     (work / MANIFEST).write_text(manifest.to_text())
     if work != target:
         old_dir = target.with_name(f".{target.name}.old")

@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +39,9 @@ from edgeloop.dataset_manifest import (
     build_manifest,
     materialise,
     md5_text,
+    names_another_folder,
     parse_manifest,
+    write_data_yaml,
 )
 from edgeloop.datasets import (
     DATASET_DIR,
@@ -50,6 +52,7 @@ from edgeloop.datasets import (
     DatasetVersion,
     LabeledFrame,
 )
+from edgeloop.relocation import dvc_remote_url, follow_moved_dvc_remote
 
 if TYPE_CHECKING:
     from edgeloop.settings import LoopSettings
@@ -217,10 +220,10 @@ class DatasetRepo:
             if self.remote is None:
                 raise DatasetRepoError(f"{self.root} is no data repo yet and no remote was given")
             self._dvc("init", "-q")
-            remote = self.remote
-            if isinstance(remote, Path) or "://" not in str(remote):
-                remote = Path(remote).resolve()
-                remote.mkdir(parents=True, exist_ok=True)
+            remote = str(self.remote)
+            if isinstance(self.remote, Path) or "://" not in remote:
+                Path(self.remote).resolve().mkdir(parents=True, exist_ok=True)
+                remote = dvc_remote_url(self.root, Path(self.remote))  # moves with the folder
             # Written directly (DVC's documented config file) rather than with more
             # `dvc config` calls, each of which pays DVC's import time. Hardlinks: objects
             # never change, so the cache and the workspace share one copy (read-only).
@@ -234,9 +237,16 @@ class DatasetRepo:
             self._git("add", ".dvc", ".dvcignore", ".gitignore")
             self._git("commit", "-q", "-m", "Initialise the edgeloop data repository")
             logger.info("initialised the DVC data repo %s (remote %s)", self.root, remote)
+        self._follow_moved_remote()
         head = self._git("rev-parse", "--abbrev-ref", "HEAD").strip()
         if head != self.branch:
             self._git("checkout", "-q", "-f", self.branch)
+
+    def _follow_moved_remote(self) -> None:
+        """A data repo an older edgeloop made names its remote by absolute path: point it
+        at this data folder's remote instead (``edgeloop.relocation``)."""
+        if self.remote is not None and (isinstance(self.remote, Path) or "://" not in self.remote):
+            follow_moved_dvc_remote(self.root, Path(self.remote))
 
     def loose_kib(self) -> int:
         """Size of the data repo's loose git objects, KiB (``git count-objects -v``)."""
@@ -464,6 +474,7 @@ class DatasetRepo:
         if version not in tags:
             raise DatasetRepoError(f"no dataset version {version!r} in {self.root}; have {tags}")
         manifest = self.manifest_at(version)
+        self._follow_moved_remote()
         self._ensure_packs(manifest.packs())
         target = self.dataset_dir if target is None else Path(target)
         materialise(manifest, self.objects_dir, target)
@@ -497,22 +508,35 @@ def verify_materialised(manifest: Manifest, root: Path) -> list[str]:
     return bad
 
 
-def materialised(version: DatasetVersion) -> DatasetVersion:
+def materialised(version: DatasetVersion, repo: DatasetRepo | None = None) -> DatasetVersion:
     """``version`` with its folder guaranteed to hold that version: when ``root``'s
     ``manifest.json`` is not the version's (someone checked out another version there),
     it is materialised again from the data repo. A folder no repo versioned
     (``repo_root`` is ``None``) is returned as is.
 
+    Args:
+        repo: the data repo of this data folder (``DatasetRepo.from_settings``). A version
+            that names another repo (a Dagster value stored before the data folder was
+            copied or moved) is taken to be the same version in this one, so nothing is
+            read or written in the old folder.
+
     Raises:
         DatasetRepoError: the version cannot be restored from its repo.
     """
+    if version.repo_root is None:
+        return version
+    repo = repo or DatasetRepo(version.repo_root)
+    old, new = Path(version.repo_root), repo.root
+    if old != new and version.root.is_relative_to(old):
+        root = new / version.root.relative_to(old)
+        version = replace(version, root=root, data_yaml=root / "data.yaml", repo_root=new)
     manifest = version.root / MANIFEST
-    if version.repo_root is None or (
-        manifest.is_file() and md5_text(manifest.read_text()) == version.dvc_md5
-    ):
+    if manifest.is_file() and md5_text(manifest.read_text()) == version.dvc_md5:
+        if names_another_folder(version.data_yaml):  # written by an older edgeloop
+            write_data_yaml(version.root, version.class_names)
         return version
     logger.info("%s does not hold dataset %s; materialising it", version.root, version.version)
-    DatasetRepo(version.repo_root).checkout(version.version, version.root)
+    repo.checkout(version.version, version.root)
     return version
 
 

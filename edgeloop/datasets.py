@@ -23,12 +23,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgeloop.annotations import ReviewedBox
-
-if TYPE_CHECKING:
-    from edgeloop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +88,7 @@ class LabeledFrame:
     """One reviewed frame, ready to become a dataset image.
 
     Attributes:
-        jpeg_path: the stored frame JPEG (absolute, or relative to the working directory).
+        jpeg_path: the frame JPEG on this machine (``LoopSettings.data_path`` of ``frames.jpeg_path``).
         width / height: the original frame's size in px — the coordinate system of ``boxes``.
         boxes: the reviewed boxes (xyxy px of the original frame); empty for a
             ``no_object`` frame.
@@ -168,18 +164,3 @@ def yolo_label_lines(
         bw, bh = (x2 - x1) / width, (y2 - y1) / height
         lines.append(f"{index[box.class_name]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
     return lines
-
-
-def resolve_frame_path(settings: LoopSettings, jpeg_path: str) -> Path:
-    """Where a stored frame JPEG (``frames.jpeg_path``) lives on this machine.
-
-    An absolute path is used as is; a relative one is tried against the working directory,
-    then ``data_dir``, then ``frames_dir`` (the first that exists wins; else the first guess).
-    """
-    path = Path(jpeg_path)
-    if path.is_absolute():
-        return path
-    for candidate in (path, settings.data_dir / path, settings.frames_dir / path):
-        if candidate.exists():
-            return candidate
-    return settings.data_dir / path

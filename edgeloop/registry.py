@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeloop.files import sha256_file
+from edgeloop.relocation import follow_moved_mlflow_store
 from edgeloop.settings import LoopSettings
 from edgeloop.store import deployments
 
@@ -76,11 +77,16 @@ def mlflow_client(settings: LoopSettings) -> MlflowClient:
     ``MLFLOW_TRACKING_URI`` into the environment, which ``LoopSettings`` reads as the
     user's override, so a later client for another data folder would silently reuse
     this store. Use the client API, not mlflow's fluent ``start_run``/``log_*``.
+
+    The first client of a process on a data folder that was copied or moved rewrites the
+    store's artifact URIs to this folder (``edgeloop.relocation.follow_moved_mlflow_store``).
     """
     from mlflow import MlflowClient
 
     if settings.tracking_uri.startswith("sqlite:"):
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    if settings.mlflow_db is not None:  # a copied or moved data folder: URIs follow it
+        follow_moved_mlflow_store(settings.mlflow_db, settings.artifact_root, EXPERIMENT_NAME)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 

@@ -156,6 +156,32 @@ class LoopSettings(BaseSettings):
             now=now,
         )
 
+    # Stored paths: a data folder can be copied or moved, so nothing stored in it names its
+    # absolute location (issue 20).
+    def stored_path(self, path: Path | str) -> str:
+        """How a file is named in a store (a DuckDB column, a manifest, a pointer file):
+        relative to ``data_dir`` (POSIX separators) when it lies inside it, so a copied or
+        moved data folder still finds its own files; absolute otherwise (a file the user
+        keeps elsewhere). ``data_path`` is the inverse."""
+        path = Path(path)
+        try:  # plain string arithmetic first: ingest names every JPEG this way
+            relative = path.absolute().relative_to(self.data_dir.absolute())
+            if ".." not in relative.parts:
+                return relative.as_posix()
+        except ValueError:
+            pass
+        try:  # then through symlinks (a data folder reached by a link)
+            return path.resolve().relative_to(self.data_dir.resolve()).as_posix()
+        except ValueError:
+            return str(path.resolve())
+
+    def data_path(self, stored: str | Path) -> Path:
+        """Where a path a store holds (``stored_path``) lives now: a relative one under the
+        current ``data_dir``, an absolute one as it is (a file outside the data folder, or a
+        row written before paths were stored relative)."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.data_dir / path
+
     # Derived paths: one place that says where each component keeps its files.
     @property
     def duckdb_path(self) -> Path:
@@ -175,12 +201,18 @@ class LoopSettings(BaseSettings):
         return self.data_dir / "mlflow"
 
     @property
+    def mlflow_db(self) -> Path | None:
+        """The data folder's own MLflow store (``<mlflow_dir>/mlflow.db``, SQLite), or None
+        when ``mlflow_tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another store."""
+        if self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+            return None
+        return self.mlflow_dir / "mlflow.db"
+
+    @property
     def tracking_uri(self) -> str:
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return os.environ["MLFLOW_TRACKING_URI"]
-        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+        if self.mlflow_db is not None:  # resolved per call: it follows a moved data folder
+            return f"sqlite:///{self.mlflow_db.resolve()}"
+        return self.mlflow_tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
 
     @property
     def artifact_root(self) -> Path:

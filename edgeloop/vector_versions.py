@@ -74,7 +74,8 @@ class PublishedIndex:
         dims: vector length.
         points: points in the version.
         published_at: ISO 8601 UTC.
-        location: the version's folder (embedded) or the server URL.
+        location: the version's folder (embedded; ``PUBLISHED.json`` stores its name, relative
+            to the index root, and ``read_pointer`` makes it absolute) or the server URL.
         digest: sha256 over the version's (detection_id, content key) pairs, so a writer
             can tell that a new version would hold exactly the same crops ("" when unknown).
         engine: ``qdrant-edge`` for embedded versions, ``qdrant-server`` for collections.
@@ -180,8 +181,11 @@ def read_pointer(root: Path) -> PublishedIndex | None:
 
 def write_pointer(root: Path, info: PublishedIndex) -> None:
     """Publish ``info``: replace ``root/PUBLISHED.json`` atomically and durably (fsync of the
-    file and its folder), so readers see the old pointer or the new one, even after a crash."""
-    atomic_write_text(root / POINTER_FILE, json.dumps(asdict(info), indent=2), durable=True)
+    file and its folder), so readers see the old pointer or the new one, even after a crash.
+    The file names the version's folder by its name under ``root``, never by an absolute
+    path: a copied or moved data folder publishes and reads its own versions."""
+    stored = {**asdict(info), "location": info.version}
+    atomic_write_text(root / POINTER_FILE, json.dumps(stored, indent=2), durable=True)
 
 
 def _is_lock_error(exc: BaseException) -> bool:

@@ -232,7 +232,7 @@ def drift_panel(
         rows = analytics.drift_history(con=con, since=since, camera_id=camera_id)
         latest_rows = crud.latest_drift_reports(con=con)
     latest = {
-        r["camera_id"]: DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir)
+        r["camera_id"]: DriftReportPublic.from_row(r, loop=settings.loop)
         for r in latest_rows
         if camera_id is None or r["camera_id"] == camera_id
     }

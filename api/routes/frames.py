@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import HTTPException, status
 from fastapi.responses import FileResponse
 
 from api import crud
-from api.deps import CurrentPrincipal, StoreDep, secured_router
+from api.deps import CurrentPrincipal, SettingsDep, StoreDep, secured_router
 
 router = secured_router("/api/frames", tag="frames")
 
@@ -18,18 +16,22 @@ router = secured_router("/api/frames", tag="frames")
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No JPEG stored"}},
 )
-def read_frame_jpeg(frame_key: str, _principal: CurrentPrincipal, store: StoreDep) -> FileResponse:
-    """The stored JPEG of a frame (the original frame; boxes are xyxy px of it)."""
+def read_frame_jpeg(
+    frame_key: str, _principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep
+) -> FileResponse:
+    """The stored JPEG of a frame (the original frame; boxes are xyxy px of it), from this
+    data folder (``frames.jpeg_path`` is relative to it)."""
     with store.connect() as con:
         frame = crud.get_frame(con=con, frame_key=frame_key)
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame {frame_key}")
-    if not frame["jpeg_path"] or not Path(frame["jpeg_path"]).is_file():
+    path = settings.loop.data_path(frame["jpeg_path"]) if frame["jpeg_path"] else None
+    if path is None or not path.is_file():
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"frame {frame_key} has no stored JPEG"
         )
     return FileResponse(
-        frame["jpeg_path"],
+        path,
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=3600"},
     )

@@ -96,7 +96,7 @@ def _prepare(
     tables = tables_from_columns(
         columns,
         received_at=datetime.now(UTC),
-        jpeg_paths=paths,
+        jpeg_paths={key: settings.loop.stored_path(path) for key, path in paths.items()},
         uncertainty_low=settings.loop.uncertainty_low,
         uncertainty_high=settings.loop.uncertainty_high,
     )

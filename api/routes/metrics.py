@@ -58,7 +58,7 @@ def read_drift(
     with store.connect() as con:
         rows = crud.latest_drift_reports(con=con)
     return DriftReportsPublic(
-        data=[DriftReportPublic.from_row(r, reports_dir=settings.loop.reports_dir) for r in rows]
+        data=[DriftReportPublic.from_row(r, loop=settings.loop) for r in rows]
     )
 
 

@@ -192,6 +192,7 @@ def up(
         start_mlflow_ui,
     )
     from edgeloop.cli.settings_snapshot import publish_pipeline_settings
+    from edgeloop.relocation import ForeignDataFolderError
 
     settings = _loop_settings()
     api_settings = get_api_settings()
@@ -219,7 +220,7 @@ def up(
         if mlflow_port:
             with console.status("starting the MLflow UI…"):
                 services.append(start_mlflow_ui(settings, port=mlflow_port))
-    except ServiceStartError as exc:
+    except (ServiceStartError, ForeignDataFolderError) as exc:
         for service in services:
             service.stop()
         _fail(str(exc))

@@ -23,6 +23,7 @@ import httpx
 
 from edgeloop.files import atomic_write_bytes
 from edgeloop.offline import OFFLINE_ENV
+from edgeloop.relocation import check_own_location
 from edgeloop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,16 @@ def dagster_home(settings: LoopSettings) -> Path:
 
 
 def service_env(settings: LoopSettings) -> dict[str, str]:
-    """The environment every loop-host process gets: offline flags and shared locations."""
+    """The environment every loop-host process gets: offline flags and shared locations.
+
+    Raises:
+        ForeignDataFolderError: ``DAGSTER_HOME`` or ``YOLO_CONFIG_DIR`` is set to a folder
+            of another data folder (the one this data folder was copied from, say).
+    """
     env = dict(os.environ)
+    for name in ("DAGSTER_HOME", "YOLO_CONFIG_DIR"):
+        if env.get(name):
+            check_own_location(name, env[name], settings.data_dir)
     for key, value in OFFLINE_ENV.items():
         env.setdefault(key, value)
     env["EDGELOOP_DATA_DIR"] = str(settings.data_dir.resolve())

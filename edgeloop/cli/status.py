@@ -65,7 +65,13 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
         )
     drift_rows = [
         {k: row[k] for k in DRIFT_KEYS}
-        | {"drifted": camera_drifted(row["drift_share"], row["min_p_value"])}
+        | {
+            "drifted": camera_drifted(row["drift_share"], row["min_p_value"]),
+            # stored relative to the data folder: shown where the file is
+            "report_path": str(settings.data_path(row["report_path"]))
+            if row["report_path"]
+            else None,
+        }
         for row in latest_drift
     ]
     decision = settings.retrain_decision(

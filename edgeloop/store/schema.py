@@ -13,7 +13,7 @@ import duckdb
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each migration runs once, in order; every statement is idempotent on its own too.
 MIGRATIONS: dict[int, list[str]] = {
@@ -186,6 +186,24 @@ MIGRATIONS: dict[int, list[str]] = {
     4: [
         "ALTER TABLE labeling_queue ADD COLUMN IF NOT EXISTS jpeg_sha256 BLOB",
         "CREATE INDEX IF NOT EXISTS labeling_queue_jpeg_sha256 ON labeling_queue (jpeg_sha256)",
+    ],
+    # Paths relative to the data folder (``LoopSettings.stored_path``), so a copied or moved
+    # folder reads and writes its own files (issue 20). Older rows named the folder's
+    # absolute location: ``<root>/frames/<camera_id>/<file>.jpg`` and
+    # ``<root>/reports/drift/<camera_id>/<stamp>.html`` keep their part from ``frames/`` and
+    # ``reports/`` on.
+    5: [
+        """
+        UPDATE frames
+        SET jpeg_path = 'frames/' || camera_id || '/' || regexp_extract(jpeg_path, '[^/]+$')
+        WHERE starts_with(jpeg_path, '/') AND contains(jpeg_path, '/frames/' || camera_id || '/')
+        """,
+        """
+        UPDATE drift_reports
+        SET report_path = regexp_extract(report_path, '(reports/drift/[^/]+/[^/]+)$', 1)
+        WHERE NOT starts_with(report_path, 'reports/')
+          AND regexp_matches(report_path, '(^|/)reports/drift/[^/]+/[^/]+$')
+        """,
     ],
 }
 

@@ -72,8 +72,10 @@ def test_batch_lands_in_frames_detections_and_queue(
     assert frames["cam-1:000001"][1] == pytest.approx((0.55 + 0.45 + 0.91) / 3)
     assert frames["cam-2:000001"][:2] == (0, None)
     assert frames["cam-1:000002"][2] is None  # no JPEG sent
-    stored_jpeg = Path(frames["cam-1:000001"][2])
-    assert stored_jpeg == jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:000001").resolve()
+    # Stored relative to the data folder, so a copied or moved folder finds its own JPEGs.
+    assert frames["cam-1:000001"][2] == "frames/cam-1/cam-1~000001.jpg"
+    stored_jpeg = loop_settings.data_path(frames["cam-1:000001"][2])
+    assert stored_jpeg == jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:000001")
     assert stored_jpeg.read_bytes() == jpeg
     assert ":" not in stored_jpeg.name
     assert frames["cam-1:000001"][3] == "agent-1"
@@ -348,7 +350,9 @@ def test_parallel_batches_with_one_key_and_two_jpegs_store_one_of_them(
             "SELECT jpeg_path FROM frames WHERE frame_key = 'cam-1:race'"
         ).fetchone() or (None,)
     winner = next(i for i, a in enumerate(acks) if a["accepted"])
-    assert Path(stored_path).read_bytes() == base64.b64decode(bodies[winner]["frames"][0]["jpeg"])
+    assert loop_settings.data_path(stored_path).read_bytes() == base64.b64decode(
+        bodies[winner]["frames"][0]["jpeg"]
+    )
 
 
 def test_an_agent_token_scoped_to_cameras_may_send_only_theirs(

@@ -112,7 +112,8 @@ def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
     assert sorted(v1.train_frames + v1.val_frames) == sorted(f.frame_key for f in frames[:10])
     assert not set(v1.train_frames) & set(v1.val_frames)
     data = yaml.safe_load(v1.data_yaml.read_text())
-    assert data["path"] == str(repo.dataset_dir) and data["names"] == {0: "Normal", 1: "Fall"}
+    # No absolute path: ultralytics reads the folder data.yaml is in (a moved folder works).
+    assert "path" not in data and data["names"] == {0: "Normal", 1: "Fall"}
     assert (data["train"], data["val"]) == ("images/train", "images/val")
     negative = (
         repo.dataset_dir
@@ -133,6 +134,8 @@ def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
         assert key in v2.val_frames
     assert [v.version for v in repo.versions()] == ["v1", "v2"]
     assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push left the remote empty"
+    # The remote is named relative to .dvc/ (DVC's rule), so it moves with the folder.
+    assert "url = ../../dvc-remote\n" in (repo.root / ".dvc" / "config").read_text()
 
     old = repo.checkout("v1")
     assert old == v1
