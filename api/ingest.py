@@ -23,18 +23,18 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from api.jpegs import jpeg_path
+from api.jpegs import jpeg_key
 from edgeloop.rules import uncertainty_scores
 from edgeloop.wire import AnyIngestBatch, ColumnarBatch, FrameRecord, IngestBatch, encode_columnar
 
 _TS = pa.timestamp("us", tz="UTC")
 
 
-def jpeg_paths(columns: BatchColumns, frames_dir: Path) -> dict[str, Path]:
-    """frame_key -> absolute path of its JPEG, for the frames that carry one."""
-    root = frames_dir.resolve()
+def jpeg_keys(columns: BatchColumns) -> dict[str, str]:
+    """frame_key -> the object key of its JPEG (``api.jpegs.jpeg_key``), for the frames
+    that carry one."""
     return {
-        key: jpeg_path(root, camera, key)
+        key: jpeg_key(camera, key)
         for key, camera, jpeg in zip(
             columns.frame_key, columns.camera_id, columns.jpeg, strict=True
         )

@@ -1,5 +1,5 @@
-"""The frames' JPEGs at ingest: a structural check, where each is stored, and durable
-create-exclusive writes (a stored JPEG is never replaced).
+"""The frames' JPEGs at ingest: a structural check, their object keys, and durable
+create-exclusive writes to the object store (a stored JPEG is never replaced).
 
 Everything here runs outside the DuckDB connection (``api.routes.ingest``): the JPEGs are
 durable before the commit that refers to them.
@@ -7,13 +7,10 @@ durable before the commit that refers to them.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from edgeloop.files import fsync_dir
+from edgeloop.objects import ObjectNotFoundError, ObjectStore, ObjectStoreUnavailableError
 
 JPEG_SOI = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
@@ -43,12 +40,14 @@ def check_jpeg(frame_key: str, data: bytes) -> None:
         )
 
 
-def jpeg_path(frames_dir: Path, camera_id: str, frame_key: str) -> Path:
-    """Where a frame's JPEG lives: ``<frames_dir>/<camera_id>/<frame_key, ':' -> '~'>.jpg``.
+def jpeg_key(camera_id: str, frame_key: str) -> str:
+    """The object key of a frame's JPEG (``edgeloop.objects``), also what
+    ``frames.jpeg_path`` stores: ``frames/<camera_id>/<frame_key, ':' -> '~'>.jpg``,
+    relative to the data folder or the object store's prefix.
 
     ``~`` is outside the frame_key alphabet (``[A-Za-z0-9_.:-]``), so names never collide.
     """
-    return frames_dir / camera_id / f"{frame_key.replace(':', '~')}.jpg"
+    return f"frames/{camera_id}/{frame_key.replace(':', '~')}.jpg"
 
 
 @dataclass(frozen=True)
@@ -60,62 +59,45 @@ class JpegWrites:
     conflicts: frozenset[str]
 
 
-def _same_bytes(path: Path, data: bytes) -> bool:
-    try:
-        return path.stat().st_size == len(data) and path.read_bytes() == data
-    except FileNotFoundError:
-        return False
+def write_jpegs(
+    objects: ObjectStore, jpegs: Mapping[str, bytes], keys: Mapping[str, str]
+) -> JpegWrites:
+    """Store each frame's JPEG (``jpegs``: frame_key -> JPEG bytes) durably and
+    create-exclusive under its object key (``keys``: frame_key -> ``jpeg_key``).
 
-
-def write_jpegs(jpegs: Mapping[str, bytes], paths: dict[str, Path]) -> JpegWrites:
-    """Write each frame's JPEG (``jpegs``: frame_key -> JPEG bytes) durably and
-    create-exclusive to ``paths[frame_key]``.
-
-    The bytes go to a temporary file (fsync), which is then hard-linked to the target:
-    ``link`` fails when the target exists, so a stored JPEG is never replaced, not even
-    by two requests racing on one key. A target that already holds the same bytes (a
+    A stored JPEG is never replaced, not even by two requests (or two API replicas) racing
+    on one key (``ObjectStore.put_new``). A key that already holds the same bytes (a
     replayed frame) is left as it is; one that holds different bytes makes the frame a
-    conflict, which the caller must not store. The folders are fsync'ed after.
+    conflict, which the caller must not store.
 
     Raises:
-        OSError: a write failed; files created so far stay (they are removed by
-            ``remove_jpegs`` when the batch is not stored).
+        ObjectStoreUnavailableError: the store failed; its ``created`` names the frames
+            whose JPEG this call created (the caller removes them with ``remove_jpegs``).
     """
-    touched_dirs: set[Path] = set()
-    created: set[str] = set()
-    conflicts: set[str] = set()
-    for key, jpeg in jpegs.items():
-        target = paths[key]
-        if target.exists():
-            if not _same_bytes(target, jpeg):
-                conflicts.add(key)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(jpeg)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, target)
-            created.add(key)
-            touched_dirs.add(target.parent)
-        except FileExistsError:  # another request created it since the check above
-            if not _same_bytes(target, jpeg):
-                conflicts.add(key)
-        finally:
-            tmp.unlink(missing_ok=True)
-    for folder in touched_dirs:
-        fsync_dir(folder)
+    by_key = {keys[frame]: data for frame, data in jpegs.items()}
+    try:
+        created_keys = objects.put_new_many(by_key)
+    except ObjectStoreUnavailableError as exc:
+        exc.created = {frame for frame in jpegs if keys[frame] in exc.created}
+        raise
+    created = {frame for frame in jpegs if keys[frame] in created_keys}
+    conflicts = {
+        frame
+        for frame, data in jpegs.items()
+        if frame not in created and not _holds(objects, keys[frame], data)
+    }
     return JpegWrites(created=frozenset(created), conflicts=frozenset(conflicts))
 
 
-def remove_jpegs(keys: Iterable[str], paths: dict[str, Path]) -> None:
-    """Remove the JPEGs of ``keys`` that this request created but did not store (a
+def _holds(objects: ObjectStore, key: str, data: bytes) -> bool:
+    try:
+        return objects.get(key) == data
+    except ObjectNotFoundError:  # removed since: not the same JPEG
+        return False
+
+
+def remove_jpegs(objects: ObjectStore, frames: Iterable[str], keys: Mapping[str, str]) -> None:
+    """Remove the JPEGs of ``frames`` that this request created but did not store (a
     duplicate or conflicting frame): no file outlives a frame row that refers to it."""
-    for key in keys:
-        paths[key].unlink(missing_ok=True)
+    for frame in frames:
+        objects.delete(keys[frame])

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edgeloop.objects import ObjectNotFoundError, ObjectStore, open_object_store
 from edgeloop.rules import (
     DRIFT_RETRAIN_COOLDOWN_H,
     DRIFT_RETRAIN_MIN_LABELS,
@@ -54,6 +55,16 @@ class LoopSettings(BaseSettings):
         description=(
             "MLflow tracking/registry URI; default MLFLOW_TRACKING_URI, "
             "else sqlite:///<data_dir>/mlflow/mlflow.db."
+        ),
+    )
+    object_store_url: str | None = Field(
+        None,
+        description=(
+            "Where the loop's files live: s3://bucket/prefix for S3-compatible object storage "
+            "(credentials, region and endpoint from boto3's standard AWS_* variables, "
+            "AWS_ENDPOINT_URL included); unset: <data_dir>. Today it holds the frame JPEGs; "
+            "reports, dataset packs, MLflow artifacts and vector index versions still live "
+            "in <data_dir> (issue 16)."
         ),
     )
     model_name: str = Field(MODEL_NAME, description="Registered model name in MLflow.")
@@ -260,6 +271,36 @@ class LoopSettings(BaseSettings):
     @property
     def yolo_config_dir(self) -> Path:
         return self.data_dir / "ultralytics"
+
+    # Files by key (``edgeloop.objects``): the data folder or object storage, chosen here once.
+    def objects(self) -> ObjectStore:
+        """The object store ``object_store_url`` names (one per URL and data folder and
+        process: its S3 client and local cache are shared)."""
+        return _object_store(self.object_store_url or None, self.data_dir.absolute())
+
+    def frame_file(self, stored: str | None) -> Path | None:
+        """A local file holding a frame's JPEG, from its ``frames.jpeg_path``: an object
+        key (relative, the form stored since issue 20) read through ``objects()`` (on
+        object storage, a cached download), or an absolute path of a row written before,
+        as it is. None when nothing is stored.
+
+        Raises:
+            ObjectStoreUnavailableError: the object store could not be reached.
+        """
+        if not stored:
+            return None
+        path = Path(stored)
+        if path.is_absolute():
+            return path if path.is_file() else None
+        try:
+            return self.objects().local_path(stored)
+        except (ObjectNotFoundError, ValueError):
+            return None
+
+
+@lru_cache(maxsize=8)
+def _object_store(url: str | None, data_dir: Path) -> ObjectStore:
+    return open_object_store(url, data_dir=data_dir)
 
 
 @lru_cache

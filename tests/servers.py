@@ -179,8 +179,9 @@ class S3Endpoint:
 
 
 @contextlib.contextmanager
-def s3_server(root: Path) -> Iterator[S3Endpoint]:
-    """Start ``moto_server`` (PyPI ``moto[server]``) on a free loopback port; stop it after.
+def s3_server(root: Path, *, port: int | None = None) -> Iterator[S3Endpoint]:
+    """Start ``moto_server`` (PyPI ``moto[server]``) on loopback, on ``port`` or a free one;
+    stop it after. moto keeps buckets in memory: a restarted endpoint is empty.
 
     Raises:
         RuntimeError: ``moto_server`` is missing or did not start.
@@ -188,7 +189,7 @@ def s3_server(root: Path) -> Iterator[S3Endpoint]:
     binary = _moto_server()
     if binary is None:
         raise RuntimeError(missing_server("s3"))
-    port = free_port()
+    port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
     log = (root / "moto.log").open("wb")
     process = subprocess.Popen(

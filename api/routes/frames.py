@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 
 from api import crud
 from api.deps import CurrentPrincipal, SettingsDep, StoreDep, secured_router
+from edgeloop.objects import ObjectStoreUnavailableError
 
 router = secured_router("/api/frames", tag="frames")
 
@@ -14,19 +15,29 @@ router = secured_router("/api/frames", tag="frames")
 @router.get(
     "/{frame_key}.jpg",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No JPEG stored"}},
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        404: {"description": "No JPEG stored"},
+        503: {"description": "The object store could not be reached"},
+    },
 )
 def read_frame_jpeg(
     frame_key: str, _principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep
 ) -> FileResponse:
-    """The stored JPEG of a frame (the original frame; boxes are xyxy px of it), from this
-    data folder (``frames.jpeg_path`` is relative to it)."""
+    """The stored JPEG of a frame (the original frame; boxes are xyxy px of it), read
+    through the object store (``LoopSettings.frame_file``: the data folder, or a cached
+    download from object storage). 503 when the object store cannot be reached."""
     with store.connect() as con:
         frame = crud.get_frame(con=con, frame_key=frame_key)
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame {frame_key}")
-    path = settings.loop.data_path(frame["jpeg_path"]) if frame["jpeg_path"] else None
-    if path is None or not path.is_file():
+    try:
+        path = settings.loop.frame_file(frame["jpeg_path"])
+    except ObjectStoreUnavailableError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"frame {frame_key}: {exc}"
+        ) from None
+    if path is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"frame {frame_key} has no stored JPEG"
         )

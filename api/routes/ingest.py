@@ -7,7 +7,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request, status
@@ -21,7 +20,7 @@ from api.ingest import (
     BatchColumns,
     IngestTables,
     batch_columns,
-    jpeg_paths,
+    jpeg_keys,
     tables_from_columns,
     without_frames,
 )
@@ -29,6 +28,7 @@ from api.jpegs import BadJpegError, check_jpeg, remove_jpegs, write_jpegs
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import GIL_GATE, IngestWriter
+from edgeloop.objects import ObjectStoreUnavailableError
 from edgeloop.wire import (
     MSGPACK_MEDIA_TYPE,
     MSGPACK_MEDIA_TYPES,
@@ -47,7 +47,7 @@ router = secured_router("/api/ingest", tag="ingest")
 class _Prepared:
     columns: BatchColumns
     jpegs: dict[str, bytes]
-    paths: dict[str, Path]
+    keys: dict[str, str]
     tables: IngestTables
 
 
@@ -92,17 +92,17 @@ def _prepare(
     except BadJpegError as exc:
         metrics.ingest_rejected.labels("bad_jpeg").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
-    paths = jpeg_paths(columns, settings.loop.frames_dir)
+    keys = jpeg_keys(columns)
     tables = tables_from_columns(
         columns,
         received_at=datetime.now(UTC),
-        jpeg_paths={key: settings.loop.stored_path(path) for key, path in paths.items()},
+        jpeg_paths=keys,
         uncertainty_low=settings.loop.uncertainty_low,
         uncertainty_high=settings.loop.uncertainty_high,
     )
     metrics.ingest_stage_seconds.labels("parse").observe(parsed - start)
     metrics.ingest_stage_seconds.labels("arrow").observe(time.perf_counter() - parsed)
-    return _Prepared(columns=columns, jpegs=jpegs, paths=paths, tables=tables)
+    return _Prepared(columns=columns, jpegs=jpegs, keys=keys, tables=tables)
 
 
 def _ingest(
@@ -120,14 +120,28 @@ def _ingest(
         prepared = _prepare(body, media_type, settings, metrics, agent)
     start = time.perf_counter()
     # Durable before the commit refers to them; never replacing a stored JPEG.
-    jpegs = write_jpegs(prepared.jpegs, prepared.paths)
+    objects = settings.loop.objects()
+    try:
+        jpegs = write_jpegs(objects, prepared.jpegs, prepared.keys)
+    except ObjectStoreUnavailableError as exc:
+        with contextlib.suppress(ObjectStoreUnavailableError):
+            remove_jpegs(objects, exc.created, prepared.keys)  # those this call created
+        metrics.ingest_rejected.labels("object_store").inc()
+        logger.warning("ingest refused, frame JPEGs could not be stored: %s", exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"the frame JPEGs could not be stored ({exc}); nothing of this batch "
+            "was stored, send it again later",
+        ) from None
     written = time.perf_counter()
     try:
         result = writer.write(without_frames(prepared.tables, jpegs.conflicts))
     except BaseException:
-        remove_jpegs(jpegs.created, prepared.paths)
+        with contextlib.suppress(ObjectStoreUnavailableError):
+            remove_jpegs(objects, jpegs.created, prepared.keys)
         raise
-    remove_jpegs(jpegs.created.intersection(result.skipped), prepared.paths)
+    with contextlib.suppress(ObjectStoreUnavailableError):  # an orphan JPEG harms nothing
+        remove_jpegs(objects, jpegs.created.intersection(result.skipped), prepared.keys)
     metrics.ingest_stage_seconds.labels("jpeg").observe(written - start)
     metrics.ingest_stage_seconds.labels("db").observe(time.perf_counter() - written)
 

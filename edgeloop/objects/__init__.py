@@ -16,7 +16,7 @@ never test which one they got (STYLE.md rule 12).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 KEY_MAX_BYTES = 1024
@@ -34,7 +34,16 @@ class ObjectNotFoundError(ObjectStoreError, KeyError):
 
 class ObjectStoreUnavailableError(ObjectStoreError):
     """The object store could not be reached or refused the request (network, credentials,
-    a missing bucket): nothing was written; retry later. The API answers 503."""
+    a missing bucket); retry later. The API answers 503.
+
+    Attributes:
+        created: from ``put_new_many``, the keys it created before the failure (the caller
+            removes them when it gives up); empty otherwise.
+    """
+
+    def __init__(self, message: str, *, created: set[str] | None = None) -> None:
+        super().__init__(message)
+        self.created: set[str] = created or set()
 
 
 def check_key(key: str) -> str:
@@ -74,6 +83,22 @@ class ObjectStore(ABC):
         Raises:
             ObjectStoreUnavailableError: nothing was written.
         """
+
+    def put_new_many(self, items: Mapping[str, bytes]) -> set[str]:
+        """``put_new`` of every ``key -> data`` in ``items``; the keys this call created.
+
+        Raises:
+            ObjectStoreUnavailableError: its ``created`` names the keys created before the
+                failure (the caller removes them when it gives up, as the ingest route does).
+        """
+        created: set[str] = set()
+        for key, data in items.items():
+            try:
+                if self.put_new(key, data):
+                    created.add(key)
+            except ObjectStoreUnavailableError as exc:
+                raise ObjectStoreUnavailableError(str(exc), created=created) from exc
+        return created
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from edgeloop.files import atomic_write_bytes, fsync_dir
-from edgeloop.objects import ObjectNotFoundError, ObjectStore, check_key
+from edgeloop.objects import (
+    ObjectNotFoundError,
+    ObjectStore,
+    ObjectStoreUnavailableError,
+    check_key,
+)
 
 
 class LocalObjectStore(ObjectStore):
@@ -26,13 +31,14 @@ class LocalObjectStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put_new(self, key: str, data: bytes) -> bool:
-        """Create-exclusive: the bytes go to a temporary file (fsync), which is then
-        hard-linked to the target; ``link`` fails when the target exists, so two writers
-        racing on one key cannot replace each other's file."""
+    def _create(self, key: str, data: bytes) -> Path | None:
+        """Create-exclusive without the folder's fsync: the bytes go to a temporary file
+        (fsync), which is then hard-linked to the target; ``link`` fails when the target
+        exists, so two writers racing on one key cannot replace each other's file. The
+        target when created, None when it existed."""
         target = self._path(key)
         if target.exists():
-            return False
+            return None
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -46,11 +52,34 @@ class LocalObjectStore(ObjectStore):
         try:
             os.link(tmp, target)
         except FileExistsError:  # another writer created it since the check above
-            return False
+            return None
         finally:
             tmp.unlink(missing_ok=True)
-        fsync_dir(target.parent)
-        return True
+        return target
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        created = self._create(key, data)
+        if created is not None:
+            fsync_dir(created.parent)
+        return created is not None
+
+    def put_new_many(self, items: Mapping[str, bytes]) -> set[str]:
+        """As ``put_new`` for each item, with each touched folder fsync'ed once at the end
+        (a batch of JPEGs of one camera costs one folder fsync, not one per file)."""
+        created: dict[str, Path] = {}
+        try:
+            for key, data in items.items():
+                path = self._create(key, data)
+                if path is not None:
+                    created[key] = path
+        except OSError as exc:  # a full disk, a folder gone read-only
+            raise ObjectStoreUnavailableError(
+                f"writing {key!r} under {self.url} failed: {exc}", created=set(created)
+            ) from exc
+        finally:
+            for folder in {path.parent for path in created.values()}:
+                fsync_dir(folder)
+        return set(created)
 
     def put(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self._path(key), data)

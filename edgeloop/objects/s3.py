@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ READ_TIMEOUT_S = 30.0
 """boto3's read timeout, s."""
 MAX_ATTEMPTS = 3
 """boto3's retry attempts ("standard" mode: back-off with jitter on throttling and 5xx)."""
+PUT_CONCURRENCY = 8
+"""Parallel PUTs of ``put_new_many`` (boto3's default connection pool holds 10)."""
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _EXISTS = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
 
@@ -120,6 +122,24 @@ class S3ObjectStore(ObjectStore):
                     return False
                 raise
         return True
+
+    def put_new_many(self, items: Mapping[str, bytes]) -> set[str]:
+        """``put_new`` of the items over ``PUT_CONCURRENCY`` parallel requests (one PUT is
+        a network round trip; a batch of JPEGs would otherwise wait for each in turn)."""
+        if len(items) <= 1:
+            return super().put_new_many(items)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(PUT_CONCURRENCY, len(items))) as pool:
+            futures = {key: pool.submit(self.put_new, key, data) for key, data in items.items()}
+        created = {
+            key for key, future in futures.items() if future.exception() is None and future.result()
+        }
+        for future in futures.values():
+            error = future.exception()
+            if error is not None:
+                raise ObjectStoreUnavailableError(str(error), created=created) from error
+        return created
 
     def put(self, key: str, data: bytes) -> None:
         with self._errors("write", key):

@@ -24,7 +24,7 @@ from api_support import (
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.jpegs import jpeg_path
+from api.jpegs import jpeg_key
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.rules import uncertainty_score
@@ -75,7 +75,7 @@ def test_batch_lands_in_frames_detections_and_queue(
     # Stored relative to the data folder, so a copied or moved folder finds its own JPEGs.
     assert frames["cam-1:000001"][2] == "frames/cam-1/cam-1~000001.jpg"
     stored_jpeg = loop_settings.data_path(frames["cam-1:000001"][2])
-    assert stored_jpeg == jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:000001")
+    assert stored_jpeg == loop_settings.data_dir / jpeg_key("cam-1", "cam-1:000001")
     assert stored_jpeg.read_bytes() == jpeg
     assert ":" not in stored_jpeg.name
     assert frames["cam-1:000001"][3] == "agent-1"
@@ -276,7 +276,7 @@ def test_a_replayed_key_with_another_jpeg_changes_nothing_stored(
 ) -> None:
     original = queued_frame("cam-1:7", 7)
     assert ingest(client, original)["accepted"] == 1
-    path = jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:7")
+    path = loop_settings.data_dir / jpeg_key("cam-1", "cam-1:7")
     before = path.read_bytes()
     forged = queued_frame("cam-1:7", 7, confidence=0.41)
     forged["jpeg"] = base64.b64encode(jpeg_bytes(seed=99)).decode()
@@ -306,7 +306,7 @@ def test_a_frame_key_is_bound_to_the_camera_that_sent_it(
             "SELECT camera_id FROM frames WHERE frame_key = 'shared:1'"
         ).fetchall() == [("cam-1",)]
     # No orphan JPEG is left under the other camera's folder.
-    assert not jpeg_path(loop_settings.frames_dir, "cam-2", "shared:1").exists()
+    assert not (loop_settings.data_dir / jpeg_key("cam-2", "shared:1")).exists()
 
 
 def test_a_replay_that_adds_a_jpeg_leaves_no_orphan_file(
@@ -322,7 +322,7 @@ def test_a_replay_that_adds_a_jpeg_leaves_no_orphan_file(
         "queued": 0,
         "conflicts": 0,
     }
-    assert not jpeg_path(loop_settings.frames_dir, "cam-1", "cam-1:9").exists()
+    assert not (loop_settings.data_dir / jpeg_key("cam-1", "cam-1:9")).exists()
 
 
 def test_parallel_batches_with_one_key_and_two_jpegs_store_one_of_them(
