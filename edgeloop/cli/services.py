@@ -23,6 +23,7 @@ import httpx
 
 from edgeloop.files import atomic_write_bytes
 from edgeloop.offline import OFFLINE_ENV
+from edgeloop.orchestration import stack_id
 from edgeloop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ def dagster_home(settings: LoopSettings) -> Path:
 
 
 def service_env(settings: LoopSettings) -> dict[str, str]:
-    """The environment every loop-host process gets: offline flags and shared locations."""
+    """The environment every loop-host process gets: offline flags and shared locations.
+
+    Writes the data folder's stack id first when it has none (``edgeloop.orchestration``):
+    the code location reads it when it loads, the API before each launch.
+    """
+    stack_id(settings.data_dir)
     env = dict(os.environ)
     for key, value in OFFLINE_ENV.items():
         env.setdefault(key, value)
