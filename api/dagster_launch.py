@@ -147,11 +147,17 @@ def check_stack(launcher: JobLauncher, settings: ApiSettings, job_name: str = RE
 
     Raises:
         StackMismatchError: the job's metadata names another stack, or none (the message
-            names both stack ids and data folders).
+            names both stack ids and data folders); or this API's own stack id cannot be
+            read or written.
         DagsterRefusedError: Dagster has no such job in that code location.
         OSError: Dagster is unreachable.
     """
-    ours = stack_id(settings.loop.data_dir)
+    try:
+        ours = stack_id(settings.loop.data_dir)
+    except (OSError, ValueError) as exc:  # not Dagster's fault: never reported as unreachable
+        raise StackMismatchError(
+            f"refusing to launch: this API's stack id cannot be read or written: {exc}"
+        ) from None
     metadata = launcher.job_metadata(
         job_name,
         repository_location_name=settings.dagster_location,

@@ -215,3 +215,15 @@ def test_trigger_refuses_a_code_location_that_names_no_stack(
     assert response.status_code == 409, response.text
     assert "does not say which stack" in response.json()["detail"]
     assert launcher.calls == []
+
+
+def test_trigger_with_an_unreadable_stack_id_is_a_clear_409(
+    app: FastAPI, client: TestClient, loop_settings: LoopSettings
+) -> None:
+    launcher = RecordingLauncher(own_stack(app))
+    app.dependency_overrides[get_dagster_client] = lambda: launcher
+    (loop_settings.data_dir / "stack-id").write_text("")  # emptied by hand
+    response = client.post("/api/retraining/trigger", headers=ADMIN)
+    assert response.status_code == 409, response.text
+    assert "stack id cannot be read" in response.json()["detail"]
+    assert launcher.calls == []
