@@ -8,7 +8,9 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --no-sync
 
 # Quiet, offline-safe environment for every entry point (DESIGN.md: without these a run
-# with no network stalls 10–20 s per DNS lookup).
+# with no network stalls 10–20 s per DNS lookup, and onnxruntime reports home). The
+# switches below are also in edgeloop/offline.py's OFFLINE_ENV, which every edgeloop
+# process sets for itself; here they reach the tools make runs directly as well.
 export EDGELOOP_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(EDGELOOP_DATA_DIR)/dagster
 export YOLO_CONFIG_DIR ?= $(EDGELOOP_DATA_DIR)/ultralytics
@@ -18,6 +20,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
+export ORT_DISABLE_TELEMETRY := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
 
 .PHONY: help uv setup data init demo test lint up status bench clean
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, authenticate
+from api.dagster_launch import DagsterLauncher, JobLauncher
 from api.model_registry import ModelRegistry
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
@@ -24,9 +24,6 @@ from edgeloop.store import Store
 from edgeloop.store.frames import ConfidenceHistograms
 from edgeloop.tokens import Role
 from edgeloop.wire import MAX_INT64
-
-if TYPE_CHECKING:
-    from dagster_graphql import DagsterGraphQLClient
 
 logger = logging.getLogger(__name__)
 
@@ -93,31 +90,9 @@ WriterDep = Annotated[IngestWriter, Depends(get_writer)]
 HistogramsDep = Annotated[ConfidenceHistograms, Depends(get_histograms)]
 
 
-class JobLauncher(Protocol):
-    """What the API needs of ``dagster_graphql.DagsterGraphQLClient``: launch a job, get its run id."""
-
-    def submit_job_execution(
-        self,
-        job_name: str,
-        repository_location_name: str | None = None,
-        repository_name: str | None = None,
-        run_config: Any = None,
-        tags: dict[str, Any] | None = None,
-    ) -> str: ...
-
-
-def get_dagster_client(settings: SettingsDep) -> DagsterGraphQLClient:
-    """A Dagster GraphQL client on ``settings.dagster_url`` (no request is made here)."""
-    from dagster_graphql import DagsterGraphQLClient
-
-    url = urlsplit(settings.dagster_url)
-    return DagsterGraphQLClient(
-        url.hostname or "127.0.0.1",
-        port_number=url.port,
-        use_https=url.scheme == "https",
-        timeout=settings.dagster_timeout_s,
-        path_prefix=url.path.rstrip("/"),
-    )
+def get_dagster_client(settings: SettingsDep) -> JobLauncher:
+    """Dagster's webserver at ``settings.dagster_url`` (no request is made here)."""
+    return DagsterLauncher(settings)
 
 
 DagsterDep = Annotated[JobLauncher, Depends(get_dagster_client)]

@@ -12,7 +12,9 @@ run with it as ``dagster/run_key`` (the run then links itself to the event, see
 and records the ``retraining_events`` row with the Dagster run id. The sensor, kept as
 the fallback, then finds the event or the queued run and launches nothing. When Dagster
 is unreachable or refuses, nothing is recorded: a warning is logged and the sensor
-launches the run on its next tick.
+launches the run on its next tick. When the Dagster at ``EDGELOOP_API_DAGSTER_URL``
+serves another stack (``api.dagster_launch.check_stack``), nothing is launched there and
+nothing recorded: a warning names both stacks.
 
 Exactly one run for a burst of labels: within one API process, one thread at a time
 checks "is a label-count retrain launched and not finished?"
@@ -27,20 +29,33 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Depends
 
-from api.dagster_launch import RETRAIN_JOB, is_unreachable, launch_retrain
-from api.deps import JobLauncher, SettingsDep, app_state, get_dagster_client
+from api.dagster_launch import (
+    RETRAIN_JOB,
+    DagsterLauncher,
+    JobLauncher,
+    is_unreachable,
+    launch_retrain,
+)
+from api.deps import SettingsDep, app_state
 from api.settings import ApiSettings
+from edgeloop.orchestration import StackMismatchError
 from edgeloop.rules import retrain_decision
 from edgeloop.store import Store, StoreLockedError, labels, retraining
 
 logger = logging.getLogger(__name__)
 
 PushOutcome = Literal[
-    "below_threshold", "in_flight", "already_recorded", "launched", "unreachable", "refused"
+    "below_threshold",
+    "in_flight",
+    "already_recorded",
+    "launched",
+    "unreachable",
+    "refused",
+    "other_stack",
 ]
 
 
@@ -65,23 +80,9 @@ def push_due(labels_since_training: int, settings: ApiSettings) -> bool:
     return decision.trigger == "label_count"
 
 
-class LazyDagsterClient:
-    """A ``JobLauncher`` that builds ``DagsterGraphQLClient`` on its first submit:
-    ``dagster_graphql`` imports dagster (about 1 s), which a label below the threshold
-    never needs."""
-
-    def __init__(self, settings: ApiSettings) -> None:
-        self._settings = settings
-
-    def submit_job_execution(self, job_name: str, *args: Any, **kwargs: Any) -> str:
-        """``DagsterGraphQLClient.submit_job_execution`` (same arguments); raises what it
-        raises (``DagsterGraphQLClientError``, with the ``requests`` error as its cause)."""
-        return get_dagster_client(self._settings).submit_job_execution(job_name, *args, **kwargs)
-
-
 def get_push_launcher(settings: SettingsDep) -> JobLauncher:
     """The launcher the push uses; tests swap it with ``app.dependency_overrides``."""
-    return LazyDagsterClient(settings)
+    return DagsterLauncher(settings)
 
 
 class RetrainPush:
@@ -170,6 +171,9 @@ class RetrainPush:
                     "edgeloop/labels": str(count),
                 },
             )
+        except StackMismatchError as exc:
+            logger.warning("retrain push of %s not launched: %s", run_key, exc)
+            return PushResult("other_stack", count, run_key=run_key)
         except Exception as exc:
             outcome: PushOutcome = "unreachable" if is_unreachable(exc) else "refused"
             logger.warning(

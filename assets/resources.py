@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr
 
 from edgeloop.dataset_repo import DatasetRepo
 from edgeloop.embeddings import Embedder, build_embedder
+from edgeloop.orchestration import check_run_stack
 from edgeloop.settings import LoopSettings, get_settings
 from edgeloop.store import Store
 from edgeloop.vectors import KEEP_VERSIONS, VectorIndex
@@ -35,9 +36,22 @@ class LoopSettingsResource(dg.ConfigurableResource):
 
 
 class StoreResource(dg.ConfigurableResource):
-    """The edgeloop DuckDB file, opened per use with retry on lock (see ``edgeloop.store``)."""
+    """The edgeloop DuckDB file, opened per use with retry on lock (see ``edgeloop.store``).
+
+    Every asset uses it, so it is where a run launched by another stack's API stops before
+    it touches anything (``edgeloop.orchestration.check_run_stack``).
+    """
 
     loop: LoopSettingsResource
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Fail the step when the run's ``edgeloop/stack`` tag names another stack.
+
+        Raises:
+            edgeloop.orchestration.StackMismatchError: the run belongs to another stack.
+        """
+        if context.dagster_run is not None:
+            check_run_stack(context.dagster_run.tags, self.loop.settings().data_dir)
 
     def store(self) -> Store:
         return Store(self.loop.settings().duckdb_path)

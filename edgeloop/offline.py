@@ -1,9 +1,21 @@
-"""A quiet, offline-safe environment for every loop-host entry point.
+"""A quiet, offline-safe environment for every entry point, the agent's included.
 
 Without these, a process with no network stalls 10–20 s per DNS lookup (ultralytics'
-font and version checks, MLflow and DVC telemetry). Call ``configure_offline_environment``
-before ultralytics, mlflow or dvc is imported; it only sets variables that are unset,
-so a user's own choices win.
+font and version checks, MLflow and DVC telemetry), and with a network it reports home:
+onnxruntime 1.31's Linux wheel sends OneDS telemetry to
+``mobile.events.data.microsoft.com`` about 10 s after it is imported, which only
+``ORT_DISABLE_TELEMETRY=1`` set before the import stops
+(``onnxruntime.disable_telemetry_events()`` does not).
+
+Each deployable package (``edge_agent``, ``api``, ``assets``, ``pipelines``) and the CLI
+(``edgeloop.cli``) calls ``set_offline_variables`` in its ``__init__``, so the variables
+are set before any of their modules imports onnxruntime, ultralytics, mlflow or dvc,
+however the process started (console script, ``python -m``, uvicorn's app factory,
+Dagster's code server and run workers). Only unset variables are set: a user's own
+choices win. ``tests/e2e/test_no_lookups.py`` runs the agent and the loop with no
+reachable resolver and fails on any lookup of a non-local name.
+
+Standard library only at import: the agent imports this module.
 """
 
 from __future__ import annotations
@@ -27,7 +39,10 @@ OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "GIT_PYTHON_REFRESH": "quiet",
+    "ORT_DISABLE_TELEMETRY": "1",
 }
+"""Variable -> value set (when unset) in every edgeloop process; the Makefile, the
+systemd unit and ``edgeloop.cli.services.service_env`` set the same."""
 
 ULTRALYTICS_SETTINGS_OFF = (
     "sync",
@@ -43,6 +58,12 @@ ULTRALYTICS_SETTINGS_OFF = (
 )
 
 
+def set_offline_variables() -> None:
+    """Set each ``OFFLINE_ENV`` variable that is unset in ``os.environ`` (no other work)."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def configure_offline_environment(yolo_config_dir: Path) -> None:
     """Set the offline variables and give ultralytics a local font, so nothing is fetched.
 
@@ -51,8 +72,7 @@ def configure_offline_environment(yolo_config_dir: Path) -> None:
             ``Arial.Unicode.ttf``) inside it are copied from matplotlib's DejaVuSans,
             because ultralytics otherwise downloads Arial to draw plot labels.
     """
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
+    set_offline_variables()
     yolo_config_dir = yolo_config_dir.resolve()
     os.environ.setdefault("YOLO_CONFIG_DIR", str(yolo_config_dir))
     fonts_dir = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"

@@ -1,12 +1,17 @@
-"""The code location's jobs; each gets its default run config from ``PipelineSettings``."""
+"""The code location's jobs; each gets its default run config from ``PipelineSettings``
+and, as metadata, the stack it serves (``edgeloop.orchestration``: the API reads it over
+GraphQL before it launches a run, and refuses another stack's Dagster)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
+from edgeloop.orchestration import DATA_DIR_KEY, RETRAIN_JOB, STACK_TAG, read_stack_id
+from edgeloop.settings import get_settings
 from pipelines.settings import PipelineSettings, get_pipeline_settings
 
-RETRAIN_JOB = "retrain_job"
 DRIFT_JOB = "drift_job"
 LABELING_JOB = "labeling_job"
 
@@ -39,7 +44,16 @@ def labeling_run_config(settings: PipelineSettings) -> dg.RunConfig:
     return run_config(settings, ("labeling_queue",))
 
 
+def stack_metadata(data_dir: Path) -> dict[str, str]:
+    """Job metadata naming the stack this code location serves: its data folder (absolute)
+    and the folder's stack id, when it has one (``edgeloop init`` and ``edgeloop up`` write
+    it; importing the code location writes nothing)."""
+    found = read_stack_id(data_dir)
+    return {DATA_DIR_KEY: str(data_dir.resolve())} | ({STACK_TAG: found} if found else {})
+
+
 _settings = get_pipeline_settings()
+_stack = stack_metadata(get_settings().data_dir)
 
 retrain_job = dg.define_asset_job(
     RETRAIN_JOB,
@@ -49,6 +63,7 @@ retrain_job = dg.define_asset_job(
     config=retrain_run_config(_settings),
     description="Rebuild the dataset, fine-tune from production, evaluate, apply the promotion policy.",
     tags={"edgeloop/job": "retrain"},
+    metadata=_stack,
 )
 
 drift_job = dg.define_asset_job(
@@ -56,6 +71,7 @@ drift_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("detections", "drift_report"),
     config=drift_run_config(_settings),
     description="Per-camera drift of frame-quality features (Evidently); the drift sensor reads it.",
+    metadata=_stack,
 )
 
 labeling_job = dg.define_asset_job(
@@ -63,4 +79,5 @@ labeling_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("labeling_queue", "crop_embeddings"),
     config=labeling_run_config(_settings),
     description="Re-rank the labeling queue and index new crops for similarity search.",
+    metadata=_stack,
 )

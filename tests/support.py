@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,20 @@ DATASET_CHECKS = frozenset(
     {"boxes_inside_images", "known_classes", "no_train_val_leak", "minimum_size"}
 )
 """The blocking asset checks on ``training_dataset`` (``pipelines/checks.py``)."""
+
+
+def run_python(code: str, *, env: dict[str, str] | None = None) -> str:
+    """Run ``python -c code`` in a fresh interpreter from the repository root; its stdout.
+
+    Fails the test (with the tail of stderr) when the interpreter exits non-zero.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

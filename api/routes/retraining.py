@@ -10,13 +10,12 @@ from api import crud, deps
 from api import models as schemas
 from api.dagster_launch import RETRAIN_JOB, is_unreachable, launch_retrain
 from api.deps import secured_router
+from edgeloop.orchestration import StackMismatchError
 from edgeloop.store import labels, retraining
 
 logger = logging.getLogger(__name__)
 
 router = secured_router("/api/retraining", tag="retraining")
-
-"""The repository name Dagster gives the one ``Definitions`` of a code location."""
 
 
 @router.get("/conditions", response_model=schemas.RetrainingConditionsPublic)
@@ -37,6 +36,12 @@ def read_conditions(
     response_model=schemas.RetrainingTriggerPublic,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        409: {
+            "description": (
+                "The Dagster at EDGELOOP_API_DAGSTER_URL serves another stack (another data "
+                "folder): nothing launched"
+            )
+        },
         502: {"description": "Dagster refused the launch (job missing, bad config)"},
         503: {"description": "Dagster unreachable (start it with `make up`)"},
     },
@@ -48,7 +53,8 @@ def trigger_retraining(
     dagster: deps.DagsterDep,
     body: schemas.RetrainingTriggerCreate | None = None,
 ) -> schemas.RetrainingTriggerPublic:
-    """Launch Dagster's ``retrain_job`` now (role ``admin``) and record the event."""
+    """Launch Dagster's ``retrain_job`` now (role ``admin``) and record the event; only on
+    this stack's Dagster (``api.dagster_launch.check_stack``)."""
     reason = (body or schemas.RetrainingTriggerCreate()).reason
     try:
         run_id = launch_retrain(
@@ -56,6 +62,9 @@ def trigger_retraining(
             settings,
             tags={"edgeloop/trigger": "manual", "edgeloop/actor": principal.name},
         )
+    except StackMismatchError as exc:
+        logger.warning("retrain trigger by %s refused: %s", principal.name, exc)
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except Exception as exc:
         if is_unreachable(exc):
             logger.warning("Dagster at %s unreachable: %s", settings.dagster_url, exc)

@@ -6,8 +6,15 @@ entry point, the code location); nothing imports it back. It holds the commands
 packaged ``dagster/dagster.yaml`` and ``dagster/workspace.yaml``), status collection and
 rendering (``status``), sample media fetching (``media``), the simulated reviewer
 (``reviewer``), the demo driver (``demo``) and headless Dagster runs (``headless``).
+
+The offline variables (``edgeloop.offline``) are set first, before any command imports
+what it runs.
 """
 
-from edgeloop.cli.app import app
+from edgeloop.offline import set_offline_variables
+
+set_offline_variables()
+
+from edgeloop.cli.app import app  # noqa: E402  (after the offline variables)
 
 __all__ = ["app"]

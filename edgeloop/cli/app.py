@@ -109,6 +109,7 @@ def init(
     from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
     from edgeloop.cli.services import dagster_home
     from edgeloop.cli.tokens import tokens_file
+    from edgeloop.orchestration import stack_id, stack_id_path
     from edgeloop.store import Store
     from edgeloop.tokens import ensure_tokens_file
 
@@ -134,6 +135,10 @@ def init(
         f"(classes: {', '.join(files.class_names)}; ONNX sha256 {files.onnx_sha256[:12]}…)"
     )
     console.print(f"[green]✓[/] DuckDB {settings.duckdb_path}, DAGSTER_HOME {home}")
+    console.print(
+        f"[green]✓[/] stack id {stack_id(settings.data_dir)} ({stack_id_path(settings.data_dir)}): "
+        "this stack's API launches runs only on a Dagster that serves the same id"
+    )
     names = ", ".join(f"{t.name} ({t.role})" for t in tokens) or "none yet"
     console.print(f"[green]✓[/] API tokens file {tokens_path}: {escape(names)}")
     console.print(
@@ -186,6 +191,7 @@ def up(
     from api.settings import get_settings as get_api_settings
     from edgeloop.cli.services import (
         ServiceStartError,
+        local_url,
         public_url,
         start_api,
         start_dagster,
@@ -212,9 +218,12 @@ def up(
         "EDGELOOP_MLFLOW_UI_URL": public_url(api_host, mlflow_port) if mlflow_port else "",
     }
     links = {key: url for key, url in wanted.items() if url and not os.environ.get(key)}
+    api_env = dict(links)
+    if "dagster_url" not in api_settings.model_fields_set:  # the Dagster started here
+        api_env["EDGELOOP_API_DAGSTER_URL"] = local_url("127.0.0.1", dagster_port)
     try:
         with console.status("starting the API…"):
-            services.append(start_api(settings, host=api_host, port=port, extra_env=links))
+            services.append(start_api(settings, host=api_host, port=port, extra_env=api_env))
         with console.status("starting Dagster (webserver + daemon)…"):
             services.append(start_dagster(settings, port=dagster_port, extra_env=links))
         if mlflow_port:

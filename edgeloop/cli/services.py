@@ -23,6 +23,7 @@ import httpx
 
 from edgeloop.files import atomic_write_bytes
 from edgeloop.offline import OFFLINE_ENV
+from edgeloop.orchestration import stack_id
 from edgeloop.relocation import check_own_location
 from edgeloop.settings import LoopSettings
 
@@ -58,10 +59,14 @@ def dagster_home(settings: LoopSettings) -> Path:
 def service_env(settings: LoopSettings) -> dict[str, str]:
     """The environment every loop-host process gets: offline flags and shared locations.
 
+    Writes the data folder's stack id first when it has none (``edgeloop.orchestration``):
+    the code location reads it when it loads, the API before each launch.
+
     Raises:
         ForeignDataFolderError: ``DAGSTER_HOME`` or ``YOLO_CONFIG_DIR`` is set to a folder
             of another data folder (the one this data folder was copied from, say).
     """
+    stack_id(settings.data_dir)
     env = dict(os.environ)
     for name in ("DAGSTER_HOME", "YOLO_CONFIG_DIR"):
         if env.get(name):

@@ -14,8 +14,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from edgeloop.orchestration import DATA_DIR_KEY, STACK_TAG, stack_id
 from edgeloop.registry import ModelNotFoundError
 
 TOKENS = {"agent-token": "agent", "labeler-token": "labeler", "admin-token": "admin"}
@@ -99,6 +101,13 @@ def batch(*frames: dict[str, Any], agent_id: str = "agent-1") -> dict[str, Any]:
         "sent_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat(),
         "frames": list(frames),
     }
+
+
+def own_stack(app: FastAPI) -> dict[str, str]:
+    """The job metadata this app's own code location shows: its stack id and data folder
+    (``pipelines/jobs.py``), what a stand-in launcher answers to ``job_metadata``."""
+    data_dir = app.state.settings.loop.data_dir
+    return {STACK_TAG: stack_id(data_dir), DATA_DIR_KEY: str(data_dir.resolve())}
 
 
 class NoModelRegistry:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import LABELER, NoModelRegistry, ingest, queued_frame
+from api_support import LABELER, NoModelRegistry, ingest, own_stack, queued_frame
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -31,14 +31,25 @@ def loop_settings(isolated_data_dir: Path) -> LoopSettings:
 
 
 class FakeLauncher:
-    """Stands in for DagsterGraphQLClient: records each submit (thread-safe), slowly enough
-    that unserialised pushes would overlap, and returns run ids run-1, run-2, ..."""
+    """Stands in for Dagster: answers ``metadata`` for the job (the app's own stack unless
+    given), records each submit (thread-safe), slowly enough that unserialised pushes would
+    overlap, and returns run ids run-1, run-2, ..."""
 
-    def __init__(self, delay_s: float = 0.0, error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        error: Exception | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         self.calls: list[dict[str, Any]] = []
         self.delay_s = delay_s
         self.error = error
+        self.metadata = metadata
         self._lock = threading.Lock()
+
+    def job_metadata(self, job_name: str, **selector: str) -> dict[str, str]:
+        assert self.metadata is not None, "use _use(app, launcher)"
+        return self.metadata
 
     def submit_job_execution(self, job_name: str, **kwargs: Any) -> str:
         time.sleep(self.delay_s)
@@ -50,6 +61,8 @@ class FakeLauncher:
 
 
 def _use(app: FastAPI, launcher: FakeLauncher) -> FakeLauncher:
+    if launcher.metadata is None:
+        launcher.metadata = own_stack(app)
     app.dependency_overrides[get_push_launcher] = lambda: launcher
     return launcher
 
@@ -106,6 +119,7 @@ def test_the_threshold_label_launches_retrain_job_once(
                 "edgeloop/trigger": "label_count",
                 "edgeloop/pushed": "api",
                 "edgeloop/labels": str(THRESHOLD),
+                "edgeloop/stack": own_stack(app)["edgeloop/stack"],
             },
         }
     ]
@@ -184,6 +198,22 @@ def test_dagster_refusing_the_launch_records_nothing(
     for item_id in _queue(client, THRESHOLD):
         _label(client, item_id)
     assert _events(store) == []
+
+
+def test_another_stacks_dagster_gets_no_push_and_the_refusal_is_logged(
+    app: FastAPI, client: TestClient, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = {"edgeloop/stack": "0123456789abcdef0123456789abcdef", "edgeloop/data_dir": "/srv/b"}
+    launcher = _use(app, FakeLauncher(metadata=other))
+    items = _queue(client, THRESHOLD)
+    with caplog.at_level(logging.WARNING, logger="api.retrain_push"):
+        answers = [_label(client, item_id) for item_id in items]
+    assert answers[-1]["labels_since_training"] == THRESHOLD  # the label itself is stored
+    assert launcher.calls == []
+    assert _events(store) == []
+    [warning] = [r.getMessage() for r in caplog.records if "not launched" in r.getMessage()]
+    assert other["edgeloop/stack"] in warning and "/srv/b" in warning
+    assert own_stack(app)["edgeloop/stack"] in warning
 
 
 def test_the_push_can_be_turned_off(api_settings: ApiSettings, store: Store) -> None:

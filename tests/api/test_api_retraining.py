@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from api_support import ADMIN, LABELER, TOKENS, NoModelRegistry
+from api_support import ADMIN, LABELER, TOKENS, NoModelRegistry, own_stack
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -203,10 +203,16 @@ def test_trigger_without_dagster_is_503_saying_make_up(client: TestClient, store
 
 
 class RecordingLauncher:
-    """Stands in for DagsterGraphQLClient (unit test): records the launch, returns a run id."""
+    """Stands in for Dagster (unit test): answers ``metadata`` for the job, records the
+    launch, returns a run id."""
 
-    def __init__(self) -> None:
+    def __init__(self, metadata: dict[str, str]) -> None:
+        self.metadata = metadata
         self.calls: list[dict[str, Any]] = []
+
+    def job_metadata(self, job_name: str, **selector: str) -> dict[str, str]:
+        assert (job_name, selector["repository_location_name"]) == ("retrain_job", "pipelines")
+        return self.metadata
 
     def submit_job_execution(self, job_name: str, **kwargs: Any) -> str:
         self.calls.append({"job_name": job_name, **kwargs})
@@ -216,7 +222,7 @@ class RecordingLauncher:
 def test_trigger_launches_retrain_job_and_records_the_event(
     app: FastAPI, client: TestClient, store: Store
 ) -> None:
-    launcher = RecordingLauncher()
+    launcher = RecordingLauncher(own_stack(app))
     app.dependency_overrides[get_dagster_client] = lambda: launcher
     response = client.post("/api/retraining/trigger", json={"reason": "new site"}, headers=ADMIN)
     assert response.status_code == 202, response.text
@@ -226,7 +232,11 @@ def test_trigger_launches_retrain_job_and_records_the_event(
             "job_name": "retrain_job",
             "repository_location_name": "pipelines",
             "repository_name": "__repository__",
-            "tags": {"edgeloop/trigger": "manual", "edgeloop/actor": "admin"},
+            "tags": {
+                "edgeloop/trigger": "manual",
+                "edgeloop/actor": "admin",
+                "edgeloop/stack": own_stack(app)["edgeloop/stack"],
+            },
         }
     ]
     with store.connect() as con:
@@ -236,3 +246,50 @@ def test_trigger_launches_retrain_job_and_records_the_event(
     assert event == ("manual", "launched", "new site (by admin)", "run-abc123")
     events = client.get("/api/retraining/conditions", headers=LABELER).json()["recent_events"]
     assert events[0]["dagster_run_id"] == "run-abc123"
+
+
+def test_trigger_refuses_another_stacks_dagster_and_launches_nothing(
+    app: FastAPI, client: TestClient, store: Store
+) -> None:
+    """The Dagster at the API's address serves another data folder: 409, naming both."""
+    other = {"edgeloop/stack": "0123456789abcdef0123456789abcdef", "edgeloop/data_dir": "/srv/b"}
+    launcher = RecordingLauncher(other)
+    app.dependency_overrides[get_dagster_client] = lambda: launcher
+    response = client.post("/api/retraining/trigger", headers=ADMIN)
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    ours = own_stack(app)
+    for part in (
+        other["edgeloop/stack"],
+        "/srv/b",
+        ours["edgeloop/stack"],
+        ours["edgeloop/data_dir"],
+    ):
+        assert part in detail
+    assert "EDGELOOP_API_DAGSTER_URL" in detail
+    assert launcher.calls == []
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM retraining_events").fetchone() == (0,)
+
+
+def test_trigger_refuses_a_code_location_that_names_no_stack(
+    app: FastAPI, client: TestClient
+) -> None:
+    launcher = RecordingLauncher({})
+    app.dependency_overrides[get_dagster_client] = lambda: launcher
+    response = client.post("/api/retraining/trigger", headers=ADMIN)
+    assert response.status_code == 409, response.text
+    assert "does not say which stack" in response.json()["detail"]
+    assert launcher.calls == []
+
+
+def test_trigger_with_an_unreadable_stack_id_is_a_clear_409(
+    app: FastAPI, client: TestClient, loop_settings: LoopSettings
+) -> None:
+    launcher = RecordingLauncher(own_stack(app))
+    app.dependency_overrides[get_dagster_client] = lambda: launcher
+    (loop_settings.data_dir / "stack-id").write_text("")  # emptied by hand
+    response = client.post("/api/retraining/trigger", headers=ADMIN)
+    assert response.status_code == 409, response.text
+    assert "stack id cannot be read" in response.json()["detail"]
+    assert launcher.calls == []

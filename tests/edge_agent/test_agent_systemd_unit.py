@@ -11,6 +11,7 @@ import pytest
 from support import REPO_ROOT
 
 from edge_agent.settings import AgentSettings
+from edgeloop.offline import OFFLINE_ENV
 
 UNIT_DIR = REPO_ROOT / "deploy" / "systemd"
 
@@ -32,6 +33,9 @@ def test_the_unit_and_its_example_set_valid_agent_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {**_env_file(UNIT_DIR / "camera.env.example"), **_unit_environment("dock-1")}
+    offline = {key: env.pop(key) for key in list(env) if key in OFFLINE_ENV}
+    # onnxruntime reports home unless this is set before it loads (edgeloop/offline.py).
+    assert offline == {"ORT_DISABLE_TELEMETRY": OFFLINE_ENV["ORT_DISABLE_TELEMETRY"]}
     fields = {AgentSettings.env_var(name) for name in AgentSettings.model_fields}
     assert set(env) <= fields, set(env) - fields
     token = tmp_path / "dock-1.token"

@@ -1,0 +1,114 @@
+"""What the API, the CLI and the Dagster code location share about runs: the retrain job's
+name, the stack-identity keys, and the stack id that tells one stack's Dagster from another's.
+
+A *stack* is one data folder and the processes that work on it: the API, the Dagster code
+location (its code server and run workers), the CLI. Two stacks on one machine each run
+a Dagster webserver; Dagster's default address (:3000) is the same for both, so an API
+of one stack can reach the other's Dagster. Before it launches a run the API asks
+Dagster (GraphQL) for the job's metadata, where the code location put its stack id and
+data folder (``pipelines/jobs.py``), and refuses when the id is not its own; it also tags
+the run with its id (``STACK_TAG``), and each asset's store resource fails a run whose
+tag names another stack before it touches anything (``assets/resources.py``).
+
+The id is a random UUID written once to ``<data_dir>/stack-id``, by whichever comes
+first: ``edgeloop init``, the start of a service by ``edgeloop up`` or ``edgeloop demo``
+(``edgeloop.cli.services.service_env``), or the API before its first launch (``O_EXCL``:
+two writers at once end up with the same id). The code location only reads it, when it
+loads; one loaded before the id existed names no stack, and the API refuses it until it
+is restarted. The id moves with the folder (a copy of the folder is the same stack).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+RETRAIN_JOB = "retrain_job"
+"""The Dagster job the API and the sensors launch: dataset -> fine-tune -> evaluate -> promote."""
+
+STACK_TAG = "edgeloop/stack"
+"""Run tag (set by the API on the runs it launches) and job-metadata key (set by the code
+location on its jobs) holding a stack id."""
+
+DATA_DIR_KEY = "edgeloop/data_dir"
+"""Job-metadata key holding the code location's data folder (absolute), for messages."""
+
+STACK_ID_FILE = "stack-id"
+"""Name of the file in the data folder that holds its stack id (one line, 32 hex)."""
+
+
+class StackMismatchError(RuntimeError):
+    """A run was to be launched on, or run by, another stack's Dagster; the message names
+    both stack ids and data folders and what to change."""
+
+
+def stack_id_path(data_dir: Path) -> Path:
+    """``<data_dir>/stack-id``."""
+    return data_dir / STACK_ID_FILE
+
+
+def read_stack_id(data_dir: Path) -> str | None:
+    """The data folder's stack id, or None when it has none yet.
+
+    Raises:
+        ValueError: the file exists but holds no id (it was emptied or damaged).
+    """
+    path = stack_id_path(data_dir)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not text:
+        raise ValueError(f"{path} is empty: delete it, and `edgeloop init` writes a new stack id")
+    return text
+
+
+def stack_id(data_dir: Path) -> str:
+    """The data folder's stack id, written first (a new UUID, hex) when it has none.
+
+    Raises:
+        ValueError: the file exists but holds no id.
+        OSError: the data folder cannot be created or written.
+    """
+    existing = read_stack_id(data_dir)
+    if existing is not None:
+        return existing
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = stack_id_path(data_dir)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another process of the stack wrote it just now
+        found = read_stack_id(data_dir)
+        assert found is not None
+        return found
+    with os.fdopen(fd, "w") as out:
+        out.write(uuid.uuid4().hex + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    found = read_stack_id(data_dir)
+    assert found is not None
+    return found
+
+
+def check_run_stack(run_tags: Mapping[str, str], data_dir: Path) -> None:
+    """Refuse a run that another stack launched into this one.
+
+    A run without ``STACK_TAG`` (launched by this code location's sensors, schedules or the
+    Dagster UI) passes.
+
+    Raises:
+        StackMismatchError: the run's ``STACK_TAG`` is not ``data_dir``'s stack id.
+    """
+    theirs = run_tags.get(STACK_TAG)
+    if theirs is None:
+        return
+    ours = stack_id(data_dir)
+    if theirs != ours:
+        raise StackMismatchError(
+            f"this run was launched by stack {theirs}, but this Dagster code location belongs "
+            f"to stack {ours} (data folder {data_dir.resolve()}): nothing was done. Point that "
+            "stack's API at its own Dagster (EDGELOOP_API_DAGSTER_URL)."
+        )
