@@ -276,8 +276,12 @@ def test_the_agent_waits_for_a_camera_that_comes_up_after_it(
     tmp_path: Path, ingest_api: IngestApi
 ) -> None:
     """A real HTTP camera that is down when the agent starts: the agent keeps running,
-    reports the source disconnected in its heartbeat, and detects once the camera is up."""
-    _short_video(tmp_path / "cam.avi", 12)
+    reports the source disconnected in its heartbeat, and detects once the camera is up.
+
+    The clip lasts 10 s at its 25 frames/s: with 12 frames (0.5 s) a loaded machine let the
+    stream reach its end before the agent had taken 5 frames, and the reopening after that
+    end counted as a reconnect."""
+    _short_video(tmp_path / "cam.avi", 250)
     camera = FlakyHttpServer(tmp_path)
     camera.start()  # take a free port, then go down before the agent starts
     camera.stop()
