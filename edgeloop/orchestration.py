@@ -15,16 +15,20 @@ first: ``edgeloop init``, the start of a service by ``edgeloop up`` or ``edgeloo
 (``edgeloop.cli.services.service_env``), or the API before its first launch (``O_EXCL``:
 two writers at once end up with the same id). The code location only reads it, when it
 loads; one loaded before the id existed names no stack, and the API refuses it until it
-is restarted. The id moves with the folder (a copy of the folder is the same stack).
-Standard library only.
+is restarted. The id moves with a moved folder; a copied folder (the original still in
+place) gets an id of its own on its first read, so a site cloned for testing never
+launches runs on the original's Dagster. Standard library only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 RETRAIN_JOB = "retrain_job"
 """The Dagster job the API and the sensors launch: dataset -> fine-tune -> evaluate -> promote."""
@@ -37,7 +41,8 @@ DATA_DIR_KEY = "edgeloop/data_dir"
 """Job-metadata key holding the code location's data folder (absolute), for messages."""
 
 STACK_ID_FILE = "stack-id"
-"""Name of the file in the data folder that holds its stack id (one line, 32 hex)."""
+"""Name of the file in the data folder that holds its stack id (32 hex) and, on a second
+line, the folder it was written for (absolute)."""
 
 
 class StackMismatchError(RuntimeError):
@@ -50,20 +55,53 @@ def stack_id_path(data_dir: Path) -> Path:
     return data_dir / STACK_ID_FILE
 
 
+def _write_stack_file(path: Path, stack: str, folder: Path) -> None:
+    """Write ``<id>\n<folder>\n`` atomically (a temporary file beside it, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as out:
+        out.write(f"{stack}\n{folder}\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
 def read_stack_id(data_dir: Path) -> str | None:
     """The data folder's stack id, or None when it has none yet.
+
+    The file also names the folder it was written for. Read in another folder, it was
+    copied or moved there: while the folder it names still holds a ``stack-id`` (checked
+    with a stat, the original's files are never opened) this is a **copy**, a stack of its
+    own, and gets a new id, logged; otherwise the folder moved and keeps its id. A file
+    written before the folder was recorded (one line) is taken as written here.
 
     Raises:
         ValueError: the file exists but holds no id (it was emptied or damaged).
     """
     path = stack_id_path(data_dir)
     try:
-        text = path.read_text().strip()
+        lines = path.read_text().split("\n")
     except FileNotFoundError:
         return None
-    if not text:
+    stack = lines[0].strip()
+    if not stack:
         raise ValueError(f"{path} is empty: delete it, and `edgeloop init` writes a new stack id")
-    return text
+    here = data_dir.resolve()
+    recorded = Path(lines[1].strip()) if len(lines) > 1 and lines[1].strip() else here
+    if recorded == here:
+        return stack
+    if stack_id_path(recorded).exists():
+        copied_from = stack
+        stack = uuid.uuid4().hex
+        logger.warning(
+            "data folder %s is a copy of %s: it gets a stack id of its own (%s, was %s), so "
+            "its API never launches runs on the original's Dagster",
+            here,
+            recorded,
+            stack,
+            copied_from,
+        )
+    _write_stack_file(path, stack, here)
+    return stack
 
 
 def stack_id(data_dir: Path) -> str:
@@ -85,7 +123,7 @@ def stack_id(data_dir: Path) -> str:
         assert found is not None
         return found
     with os.fdopen(fd, "w") as out:
-        out.write(uuid.uuid4().hex + "\n")
+        out.write(f"{uuid.uuid4().hex}\n{data_dir.resolve()}\n")
         out.flush()
         os.fsync(out.fileno())
     found = read_stack_id(data_dir)
