@@ -45,15 +45,16 @@ def client(loop) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
         yield test_client
 
 
-def _promote_v2(loop) -> None:  # type: ignore[no-untyped-def]
+def _promote_v2(loop, *, actor: str = "test", metrics: dict | None = None) -> None:  # type: ignore[no-untyped-def]
     move_alias(
         mlflow_client(loop.settings),
         Store(loop.settings.duckdb_path),
         model_name=loop.settings.model_name,
         alias=PRODUCTION,
         version="2",
-        actor="test",
+        actor=actor,
         reason="v2 won",
+        metrics=metrics,
     )
 
 
@@ -111,16 +112,7 @@ def test_a_versions_evaluation_stays_with_it_through_rollback_and_promotion(clie
         "production": {"mAP50": 0.62, "mAP50-95": 0.22},
         "verdict": "promote",
     }
-    move_alias(
-        mlflow_client(loop.settings),
-        Store(loop.settings.duckdb_path),
-        model_name=loop.settings.model_name,
-        alias=PRODUCTION,
-        version="2",
-        actor="model_promotion",
-        reason="beat production on the held-out set",
-        metrics=evaluation,
-    )
+    _promote_v2(loop, actor="model_promotion", metrics=evaluation)
     body = {"reason": "checking the rollback"}
     assert (
         client.post("/api/models/production/rollback", json=body, headers=ADMIN).status_code == 200
