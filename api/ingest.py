@@ -251,8 +251,8 @@ def tables_from_columns(
     Args:
         columns: the batch, frame_keys unique.
         received_at: when the API received the batch (UTC).
-        jpeg_paths: frame_key -> the JPEG's ``frames.jpeg_path`` (``LoopSettings.stored_path``:
-            relative to the data folder), for frames that carry one.
+        jpeg_paths: frame_key -> the JPEG's ``frames.jpeg_path`` (its object key,
+            ``api.jpegs.jpeg_key``), for frames that carry one.
         uncertainty_low, uncertainty_high: the band of ``edgeloop.rules.uncertainty_scores``.
 
     Returns:

@@ -17,7 +17,7 @@ two writers at once end up with the same id). The code location only reads it, w
 loads; one loaded before the id existed names no stack, and the API refuses it until it
 is restarted. The id moves with a moved folder; a copied folder (the original still in
 place) gets an id of its own on its first read, so a site cloned for testing never
-launches runs on the original's Dagster. Standard library only.
+launches runs on the original's Dagster. Standard library (and ``edgeloop.files``) only.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+from edgeloop.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +55,6 @@ class StackMismatchError(RuntimeError):
 def stack_id_path(data_dir: Path) -> Path:
     """``<data_dir>/stack-id``."""
     return data_dir / STACK_ID_FILE
-
-
-def _write_stack_file(path: Path, stack: str, folder: Path) -> None:
-    """Write ``<id>\n<folder>\n`` atomically (a temporary file beside it, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as out:
-        out.write(f"{stack}\n{folder}\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def read_stack_id(data_dir: Path) -> str | None:
@@ -100,7 +92,7 @@ def read_stack_id(data_dir: Path) -> str | None:
             stack,
             copied_from,
         )
-    _write_stack_file(path, stack, here)
+    atomic_write_text(path, f"{stack}\n{here}\n")
     return stack
 
 

@@ -19,7 +19,7 @@ config file's folder, ``dvc.config.Config``). Two stores cannot be told that:
   ``dvc-remote``.
 
 DuckDB rows written by an older edgeloop are made relative by the schema migration
-(``edgeloop.store.schema``, version 4).
+(``edgeloop.store.schema``, version 5).
 """
 
 from __future__ import annotations

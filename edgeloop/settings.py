@@ -175,7 +175,7 @@ class LoopSettings(BaseSettings):
         moved data folder still finds its own files; absolute otherwise (a file the user
         keeps elsewhere). ``data_path`` is the inverse."""
         path = Path(path)
-        try:  # plain string arithmetic first: ingest names every JPEG this way
+        try:  # plain string arithmetic first: no file-system call
             relative = path.absolute().relative_to(self.data_dir.absolute())
             if ".." not in relative.parts:
                 return relative.as_posix()

@@ -6,7 +6,10 @@ Importable as ``api_support`` (pytest puts a test file's folder on sys.path).
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,11 +17,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from edgeloop.cli.services import Service, free_port, start_api
 from edgeloop.orchestration import DATA_DIR_KEY, STACK_TAG, stack_id
 from edgeloop.registry import ModelNotFoundError
+from edgeloop.settings import LoopSettings
 
 TOKENS = {"agent-token": "agent", "labeler-token": "labeler", "admin-token": "admin"}
 AGENT = {"Authorization": "Bearer agent-token"}
@@ -26,6 +32,50 @@ LABELER = {"Authorization": "Bearer labeler-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
 
 WIDTH, HEIGHT = 640, 480
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+"""Debian's Chromium, and the flags that keep it from reaching for the network (without
+them it opens connections this machine refuses, many at a time)."""
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+)
+
+
+@contextlib.contextmanager
+def chromium_page(width: int, height: int) -> Iterator[object]:
+    """A fresh page (no saved token) in headless Chromium, ``width`` x ``height`` px."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def start_test_api(loop_settings: LoopSettings, *, warm_registry: bool) -> Service:
+    """``start_api`` (real uvicorn in its own process group) with the tests' tokens and a
+    Dagster URL where nothing listens; use it as a context manager."""
+    return start_api(
+        loop_settings,
+        extra_env={
+            "EDGELOOP_API_TOKENS": json.dumps(TOKENS),
+            "EDGELOOP_API_WARM_REGISTRY": "true" if warm_registry else "false",
+            "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ DuckDB file, JPEG files, Arrow inserts.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,14 @@ import pytest
 # conftest: make api_support importable here too.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from api_support import TOKENS, LiveServer, NoModelRegistry
+from api_support import TOKENS, LiveServer, NoModelRegistry, start_test_api
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.deps import get_registry
 from api.main import create_app
 from api.settings import ApiSettings
-from edgeloop.cli.services import free_port, start_api
+from edgeloop.cli.services import free_port
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
@@ -64,15 +63,7 @@ def store(loop_settings: LoopSettings) -> Store:
 @pytest.fixture
 def live_server(loop_settings: LoopSettings) -> Iterator[LiveServer]:
     """uvicorn in a subprocess (own process group) on a free port; stopped with SIGTERM."""
-    service = start_api(
-        loop_settings,
-        extra_env={
-            "EDGELOOP_API_TOKENS": json.dumps(TOKENS),
-            "EDGELOOP_API_WARM_REGISTRY": "false",
-            "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
-        },
-    )
-    with service:
+    with start_test_api(loop_settings, warm_registry=False) as service:
         yield LiveServer(
             base_url=service.url, data_dir=loop_settings.data_dir, process=service.process
         )

@@ -14,31 +14,25 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
-from api_support import AGENT, LABELER, LiveServer, batch, detection, frame, jpeg_bytes
+from api_support import (
+    AGENT,
+    LABELER,
+    LiveServer,
+    batch,
+    chromium_page,
+    detection,
+    frame,
+    jpeg_bytes,
+    needs_chromium,
+)
 from support import SAMPLES_DIR, require
 
 from edgeloop.store import Store
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT_ENV = "EDGELOOP_SCREENSHOT_DIR"
 """Where the screenshots go (to look at them); default the test's tmp folder."""
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 def vtest_jpeg(index: int) -> bytes:
@@ -54,21 +48,14 @@ def vtest_jpeg(index: int) -> bytes:
 
 @pytest.fixture
 def page(live_server: LiveServer) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
     # The API opens its (fresh) MLflow store on first use: seconds on a busy machine. Do it
     # here, so the page's first /next is not what waits (a health call with a token asks
     # the registry and claims nothing).
     warm = httpx.get(f"{live_server.base_url}/api/health", headers=LABELER, timeout=120)
     assert warm.status_code == 200, warm.text
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1300, "height": 820})
-            yield context.new_page()
-        finally:
-            browser.close()
+    with chromium_page(1300, 820) as fresh:
+        yield fresh
 
 
 def test_review_and_submit_a_label(live_server: LiveServer, page: object, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ Chromium."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,17 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from api_support import TOKENS
-from console_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Console,
-    Demo,
-    load_demo,
-    send_heartbeats,
-)
+from api_support import chromium_page, start_test_api
+from console_support import Console, Demo, load_demo, send_heartbeats
 
-from edgeloop.cli.services import free_port, start_api
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
@@ -42,15 +33,7 @@ def demo(loop_settings: LoopSettings, tmp_path: Path) -> Demo:
 def console(loop_settings: LoopSettings, demo: Demo) -> Iterator[Console]:
     """The API (real uvicorn, real MLflow registry) on the demo's data, with the online
     agents' heartbeats sent."""
-    service = start_api(
-        loop_settings,
-        extra_env={
-            "EDGELOOP_API_TOKENS": json.dumps(TOKENS),
-            "EDGELOOP_API_WARM_REGISTRY": "true",
-            "EDGELOOP_API_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
-        },
-    )
-    with service:
+    with start_test_api(loop_settings, warm_registry=True) as service:
         send_heartbeats(service.url, "agent-token")
         yield Console(service.url, demo, Store(loop_settings.duckdb_path), loop_settings)
 
@@ -58,12 +41,5 @@ def console(loop_settings: LoopSettings, demo: Demo) -> Iterator[Console]:
 @pytest.fixture
 def page(console: Console) -> Iterator[object]:
     """A fresh page (no token saved) in headless Chromium, 1400 x 900."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            yield context.new_page()
-        finally:
-            browser.close()
+    with chromium_page(1400, 900) as fresh:
+        yield fresh

@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pytest
 
 from edgeloop.annotations import REVIEWED_BOXES
 from edgeloop.store import (
@@ -32,12 +31,6 @@ from edgeloop.store import (
 from edgeloop.wire import AgentHeartbeat
 
 WIDTH, HEIGHT = 768, 576
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-)
 
 
 @dataclass

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from console_support import Console, needs_chromium
+from api_support import needs_chromium
+from console_support import Console
 
 from api.console.routes import PANELS
 from edgeloop.store import deployments

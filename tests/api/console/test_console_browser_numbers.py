@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from api_support import needs_chromium
 from console_support import (
     Console,
     Demo,
@@ -21,7 +22,6 @@ from console_support import (
     demo_jpegs,
     heartbeat,
     label_pending,
-    needs_chromium,
     store_heartbeat,
 )
 
