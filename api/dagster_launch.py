@@ -87,8 +87,7 @@ class DagsterLauncher:
         """The job's text metadata entries, label -> text.
 
         Raises:
-            httpx.TransportError: Dagster is unreachable (an ``OSError`` cause: see
-                ``is_unreachable``).
+            ConnectionError: Dagster is unreachable (an ``OSError``: see ``is_unreachable``).
             DagsterRefusedError: Dagster answered without the job (the message says why).
         """
         selector = {
