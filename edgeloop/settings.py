@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.objects import ObjectNotFoundError, ObjectStore, open_object_store
@@ -145,6 +145,14 @@ class LoopSettings(BaseSettings):
             names=("EDGELOOP_UNCERTAINTY_LOW", "EDGELOOP_UNCERTAINTY_HIGH"),
         )
         return self
+
+    @field_validator("object_store_url")
+    @classmethod
+    def _object_store_url_is_usable(cls, value: str | None) -> str | None:
+        """Refuse an unsupported URL when the settings are read (the process does not
+        start), not at the first ingest (a 500 per batch)."""
+        open_object_store(value or None, data_dir=Path("."))  # raises ValueError; no I/O
+        return value
 
     def retrain_decision(
         self,

@@ -45,6 +45,18 @@ def store(
     return open_object_store(f"s3://edgeloop-objects/{tmp_path.name}", data_dir=tmp_path / "data")
 
 
+def test_an_unusable_object_store_url_stops_the_settings(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from edgeloop.settings import LoopSettings
+
+    with pytest.raises(ValidationError, match="s3://bucket/prefix"):
+        LoopSettings(data_dir=tmp_path, object_store_url="gs://bucket/frames")
+    with pytest.raises(ValidationError, match="names no bucket"):
+        LoopSettings(data_dir=tmp_path, object_store_url="s3://")
+    assert LoopSettings(data_dir=tmp_path, object_store_url="s3://b/p").object_store_url
+
+
 def test_the_setting_chooses_the_backend(tmp_path: Path) -> None:
     assert isinstance(open_object_store(None, data_dir=tmp_path), LocalObjectStore)
     assert isinstance(open_object_store("s3://b/p", data_dir=tmp_path), S3ObjectStore)
