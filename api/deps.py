@@ -20,7 +20,7 @@ from api.model_registry import ModelRegistry
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import IngestWriter
-from edgeloop.store import Store
+from edgeloop.store import AnyStore
 from edgeloop.store.frames import ConfidenceHistograms
 from edgeloop.tokens import Role
 from edgeloop.wire import MAX_INT64
@@ -76,14 +76,21 @@ def app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
 
 
 get_api_settings = app_state("settings", ApiSettings)
-get_store = app_state("store", Store)
+
+
+def get_store(request: Request) -> AnyStore:
+    """``request.app.state.store``: the store of either backend ``api.main.create_app`` set."""
+    store: AnyStore = request.app.state.store
+    return store
+
+
 get_registry = app_state("registry", ModelRegistry)
 get_writer = app_state("writer", IngestWriter)
 get_metrics = app_state("metrics", ApiMetrics)
 get_histograms = app_state("histograms", ConfidenceHistograms)
 
 SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
-StoreDep = Annotated[Store, Depends(get_store)]
+StoreDep = Annotated[AnyStore, Depends(get_store)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 WriterDep = Annotated[IngestWriter, Depends(get_writer)]

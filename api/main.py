@@ -47,7 +47,7 @@ from api.routes import (
 from api.settings import ApiSettings, get_settings
 from api.telemetry import ApiMetrics
 from api.writer import GIL_GATE, IngestWriter
-from edgeloop.store import Store, StoreLockedError
+from edgeloop.store import AnyStore, StoreUnavailableError
 from edgeloop.store.frames import ConfidenceHistograms
 from edgeloop.wire import Detection, FrameQuality, FrameRecord
 
@@ -91,7 +91,7 @@ _WARM_UP_FRAME = FrameRecord(
 pay for initialising Arrow's compute kernels."""
 
 
-def _warm_up(store: Store) -> None:
+def _warm_up(store: AnyStore) -> None:
     """Migrate the schema and initialise Arrow's compute kernels before the first request."""
     with store.connect():
         pass
@@ -152,10 +152,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         ValueError: the tokens file is malformed or no token is configured.
     """
     settings = settings or get_settings()
-    store = Store(
-        settings.loop.duckdb_path,
-        linger_s=settings.store_linger_s,
-        max_hold_s=settings.store_max_hold_s,
+    store = settings.loop.store(
+        linger_s=settings.store_linger_s, max_hold_s=settings.store_max_hold_s
     )
     registry = ModelRegistry(settings.loop)
     api_metrics = ApiMetrics()
@@ -185,8 +183,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 WARM_UP_TIMEOUT_S,
             )
         logger.info(
-            "edgeloop API ready: DuckDB %s, MLflow %s, Dagster %s",
-            store.path,
+            "edgeloop API ready: store %s, MLflow %s, Dagster %s",
+            store.location,
             settings.loop.tracking_uri,
             settings.dagster_url,
         )
@@ -213,7 +211,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.principals = load_principals(settings)
     app.state.retrain_push = RetrainPush(settings, store)
 
-    app.add_exception_handler(StoreLockedError, _store_locked)
+    app.add_exception_handler(StoreUnavailableError, _store_locked)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Instrumented last = outermost: latency includes the 413s of the size limit.

@@ -44,7 +44,7 @@ from api.deps import SettingsDep, app_state
 from api.settings import ApiSettings
 from edgeloop.orchestration import StackMismatchError
 from edgeloop.rules import retrain_decision
-from edgeloop.store import Store, StoreLockedError, labels, retraining
+from edgeloop.store import AnyStore, StoreLockedError, labels, retraining
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class RetrainPush:
         store: the app's DuckDB store.
     """
 
-    def __init__(self, settings: ApiSettings, store: Store) -> None:
+    def __init__(self, settings: ApiSettings, store: AnyStore) -> None:
         self._settings = settings
         self._store = store
         self._guard = threading.Lock()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from api.ingest import IngestTables
-from edgeloop.store import Store
+from edgeloop.store import AnyStore
 from edgeloop.store.ingest import BatchCounts, insert_batch, insert_new_batches
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class IngestWriter:
 
     def __init__(
         self,
-        store: Store,
+        store: AnyStore,
         *,
         max_group: int = 8,
         observe_group: Callable[[int], None] | None = None,

@@ -17,7 +17,7 @@ def detections(context: dg.AssetExecutionContext, store: StoreResource) -> dg.Ma
     if not per_camera:
         raise dg.Failure(
             description=(
-                f"no frames stored yet in {store.store().path}: start an edge agent pointed at the "
+                f"no frames stored yet in {store.store().location}: start an edge agent pointed at the "
                 "API (it ingests frames and detections), then materialize again"
             )
         )

@@ -16,7 +16,7 @@ from edgeloop.dataset_repo import DatasetRepo
 from edgeloop.embeddings import Embedder, build_embedder
 from edgeloop.orchestration import check_run_stack
 from edgeloop.settings import LoopSettings, get_settings
-from edgeloop.store import Store
+from edgeloop.store import AnyStore
 from edgeloop.vectors import KEEP_VERSIONS, VectorIndex
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ class StoreResource(dg.ConfigurableResource):
         if context.dagster_run is not None:
             check_run_stack(context.dagster_run.tags, self.loop.settings().data_dir)
 
-    def store(self) -> Store:
-        return Store(self.loop.settings().duckdb_path)
+    def store(self) -> AnyStore:
+        return self.loop.settings().store()
 
 
 class MlflowResource(dg.ConfigurableResource):

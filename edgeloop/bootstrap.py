@@ -28,7 +28,6 @@ from edgeloop.registry import (
     write_model_dir,
 )
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ def register_seed(
             "detector, or pass --weights PATH to an ultralytics .pt"
         )
     client = mlflow_client(settings)
-    store = Store(settings.duckdb_path)
+    store = settings.store()
     pt_sha = sha256_file(pt_path)
 
     current = alias_version(client, settings.model_name, PRODUCTION)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from edgeloop.store import Store
+    from edgeloop.store import AnyStore
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVer
 
 def move_alias(
     client: MlflowClient,
-    store: Store,
+    store: AnyStore,
     *,
     model_name: str,
     alias: str,
@@ -268,7 +268,7 @@ def alias_model_files(client: MlflowClient, settings: LoopSettings, alias: str) 
     return model_files(client, settings, model_name=settings.model_name, version=str(mv.version))
 
 
-def production_history(store: Store, model_name: str) -> list[str]:
+def production_history(store: AnyStore, model_name: str) -> list[str]:
     """The stack of production versions after replaying ``model_deployments``, oldest first.
 
     A promote (or register) pushes its version; a rollback pops back to the version it
@@ -288,7 +288,7 @@ def production_history(store: Store, model_name: str) -> list[str]:
 
 def rollback(
     client: MlflowClient,
-    store: Store,
+    store: AnyStore,
     *,
     model_name: str,
     to_version: str | None = None,
@@ -349,7 +349,7 @@ def rollback(
 
 def promote(
     client: MlflowClient,
-    store: Store,
+    store: AnyStore,
     *,
     model_name: str,
     version: str,

@@ -71,8 +71,8 @@ def uncertainty_scores(
     """How unsure each detection is, in [0, 1]: 1 at the band's centre, 0 at and outside its edges.
 
     Least-confidence sampling restricted to the uncertainty band; it ranks the labeling
-    queue at ingest (``api/ingest.py``) and when the queue is re-ranked in DuckDB
-    (``edgeloop.store.queue``, which calls this very function as a vectorised UDF).
+    queue at ingest (``api/ingest.py``); the queue is re-ranked in the database with the
+    same arithmetic as SQL (``uncertainty_score_sql``).
 
     Args:
         confidence: detector confidences in [0, 1], any shape; NaN gives NaN.
@@ -86,6 +86,21 @@ def uncertainty_scores(
     conf = np.asarray(confidence, dtype=np.float64)
     result: npt.NDArray[np.float64] = np.maximum(0.0, 1.0 - np.abs(conf - centre) / half)
     return result
+
+
+def uncertainty_score_sql(column: str, low: float, high: float) -> str:
+    """``uncertainty_scores`` as a SQL expression over the confidence column ``column``
+    (DuckDB and PostgreSQL alike), for re-ranking the queue inside the database
+    (``edgeloop.store.queue``); the same arithmetic, so both rank alike (a test compares
+    them). NULL gives NULL.
+
+    Raises:
+        ValueError: an empty band (``low >= high``).
+    """
+    check_uncertainty_band(low, high)
+    centre = (low + high) / 2
+    half = (high - low) / 2
+    return f"greatest(0.0, 1.0 - abs({column} - {centre!r}) / {half!r})"
 
 
 def uncertainty_score(

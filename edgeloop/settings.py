@@ -14,11 +14,16 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.objects import ObjectNotFoundError, ObjectStore, open_object_store
+
+if TYPE_CHECKING:
+    from edgeloop.store import AnyStore
+    from edgeloop.store.postgres import PostgresStore
 from edgeloop.rules import (
     DRIFT_RETRAIN_COOLDOWN_H,
     DRIFT_RETRAIN_MIN_LABELS,
@@ -65,6 +70,14 @@ class LoopSettings(BaseSettings):
             "AWS_ENDPOINT_URL included); unset: <data_dir>. Today it holds the frame JPEGs; "
             "reports, dataset packs, MLflow artifacts and vector index versions still live "
             "in <data_dir> (issue 16)."
+        ),
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "Where the loop's tables live: postgresql://user:password@host:port/database "
+            "for PostgreSQL (several API replicas and Dagster runs on other machines share "
+            "it); unset: the DuckDB file <data_dir>/edgeloop.duckdb (EDGELOOP_DB_PATH)."
         ),
     )
     model_name: str = Field(MODEL_NAME, description="Registered model name in MLflow.")
@@ -152,6 +165,17 @@ class LoopSettings(BaseSettings):
         """Refuse an unsupported URL when the settings are read (the process does not
         start), not at the first ingest (a 500 per batch)."""
         open_object_store(value or None, data_dir=Path("."))  # raises ValueError; no I/O
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: str | None) -> str | None:
+        """Refuse another scheme when the settings are read, not at the first request."""
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "EDGELOOP_DATABASE_URL must be postgresql://user:password@host:port/database, "
+                f"got {value.split('://')[0]}://…"
+            )
         return value
 
     def retrain_decision(
@@ -280,6 +304,17 @@ class LoopSettings(BaseSettings):
     def yolo_config_dir(self) -> Path:
         return self.data_dir / "ultralytics"
 
+    # The tables (``edgeloop.store``): the DuckDB file or PostgreSQL, chosen here once.
+    def store(self, *, linger_s: float = 0.0, max_hold_s: float = 2.0) -> AnyStore:
+        """The store ``database_url`` names: PostgreSQL (one connection pool per URL and
+        process) or, unset, a ``Store`` on the DuckDB file ``duckdb_path`` (``linger_s`` /
+        ``max_hold_s``: see ``edgeloop.store.Store``)."""
+        if self.database_url:
+            return _postgres_store(self.database_url)
+        from edgeloop.store import Store
+
+        return Store(self.duckdb_path, linger_s=linger_s, max_hold_s=max_hold_s)
+
     # Files by key (``edgeloop.objects``): the data folder or object storage, chosen here once.
     def objects(self) -> ObjectStore:
         """The object store ``object_store_url`` names (one per URL and data folder and
@@ -304,6 +339,13 @@ class LoopSettings(BaseSettings):
             return self.objects().local_path(stored)
         except (ObjectNotFoundError, ValueError):
             return None
+
+
+@lru_cache(maxsize=8)
+def _postgres_store(url: str) -> PostgresStore:
+    from edgeloop.store.postgres import PostgresStore
+
+    return PostgresStore(url)
 
 
 @lru_cache(maxsize=8)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import Postgres, postgres_server, require_server
 from support import SAMPLES_DIR, SEED_PT, require
 
 from edgeloop.settings import LoopSettings, get_settings
+from edgeloop.store import AnyStore, Store
+
+BACKENDS = ("duckdb", "postgres")
+"""The store's backends; tests that take ``store`` run once on each (house rule 12)."""
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +24,8 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("EDGELOOP_DATA_DIR", str(data_dir))
     monkeypatch.delenv("EDGELOOP_DB_PATH", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("EDGELOOP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("EDGELOOP_OBJECT_STORE_URL", raising=False)
     # Tokens come from the test's own data dir (or the test's EDGELOOP_API_TOKENS), never
     # from the developer's shell.
     monkeypatch.delenv("EDGELOOP_API_TOKENS", raising=False)
@@ -42,3 +50,43 @@ def samples_dir() -> Path:
 @pytest.fixture
 def seed_pt() -> Path:
     return require(SEED_PT)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One PostgreSQL 15 server for the session (Debian's package), started on first use;
+    each test gets its own database from ``postgres_database``."""
+    require_server("postgres")
+    with postgres_server(tmp_path_factory.mktemp("servers")) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_database(postgres: Postgres) -> Iterator[str]:
+    """The URL of a new, empty database on the session's server, dropped after the test."""
+    import psycopg
+
+    name = f"edgeloop_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    yield postgres.url_for(name)
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+def open_backend(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> AnyStore:
+    """A fresh, empty store on ``backend``: a DuckDB file under ``tmp_path``, or a new
+    PostgreSQL database (``postgres_database``)."""
+    if backend == "duckdb":
+        return Store(tmp_path / "db" / "edgeloop.duckdb")
+    from edgeloop.store.postgres import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    """A fresh, empty store, once per backend (``BACKENDS``)."""
+    opened = open_backend(request.param, request, tmp_path)
+    yield opened
+    opened.close()

@@ -24,7 +24,7 @@ from api.console import schemas
 from api.models import DeploymentPublic
 from api.settings import ApiSettings
 from edgeloop.registry import COMPARED_WITH_TAG, PRODUCTION, STAGING, heldout_evidence
-from edgeloop.store import Store, agents, analytics, deployments
+from edgeloop.store import AnyStore, agents, analytics, deployments
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def version_evaluation(
 
 
 def models_panel(
-    store: Store, settings: ApiSettings, registry: RegistryLike, *, now: datetime | None = None
+    store: AnyStore, settings: ApiSettings, registry: RegistryLike, *, now: datetime | None = None
 ) -> schemas.ModelsPublic:
     """Registered versions (MLflow) with their own held-out evaluation and promotion outcome,
     the alias history (who, when, why), and which cameras run which version.

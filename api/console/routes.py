@@ -30,7 +30,7 @@ from api.deps import (
     StoreDep,
 )
 from api.settings import ApiSettings
-from edgeloop.store import Store
+from edgeloop.store import AnyStore
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -243,7 +243,7 @@ def inspections_fragment(
 
 
 def _inspections(
-    store: Store,
+    store: AnyStore,
     settings: ApiSettings,
     camera_id: str | None,
     band: schemas.InspectionBand | None,

@@ -20,7 +20,7 @@ from api.settings import ApiSettings
 from edgeloop.registry import PRODUCTION
 from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE
 from edgeloop.store import (
-    Store,
+    AnyStore,
     agents,
     analytics,
     deployments,
@@ -58,7 +58,7 @@ def _production_now(con: Any, model_name: str, now: datetime) -> str | None:
 # --- fleet ----------------------------------------------------------------------------------
 
 
-def fleet(store: Store, *, model_name: str, now: datetime | None = None) -> schemas.FleetPublic:
+def fleet(store: AnyStore, *, model_name: str, now: datetime | None = None) -> schemas.FleetPublic:
     """One row per camera: its newest agent heartbeat, the last ``FLEET_WINDOW_S`` of its
     frames, and the version it runs against ``production`` (from the alias history)."""
     now = now or datetime.now(UTC)
@@ -134,7 +134,7 @@ def fleet(store: Store, *, model_name: str, now: datetime | None = None) -> sche
 
 
 def analytics_panel(
-    store: Store,
+    store: AnyStore,
     *,
     range_name: str,
     camera_id: str | None = None,
@@ -214,7 +214,7 @@ def analytics_panel(
 
 
 def drift_panel(
-    store: Store,
+    store: AnyStore,
     settings: ApiSettings,
     *,
     range_name: str,
@@ -266,7 +266,7 @@ def drift_panel(
 # --- labeling queue -------------------------------------------------------------------------
 
 
-def queue_panel(store: Store, *, now: datetime | None = None) -> schemas.QueuePublic:
+def queue_panel(store: AnyStore, *, now: datetime | None = None) -> schemas.QueuePublic:
     """Queue size by camera and priority band, the oldest pending item, and each labeler's
     labels over the last ``THROUGHPUT_WINDOW_S`` with their rate over the time they span."""
     now = now or datetime.now(UTC)
@@ -316,7 +316,7 @@ def dagster_run_url(settings: ApiSettings, run_id: str | None) -> str | None:
     return f"{settings.loop.dagster_ui_url.rstrip('/')}/runs/{run_id}" if run_id else None
 
 
-def retraining_panel(store: Store, settings: ApiSettings) -> schemas.RetrainingPublic:
+def retraining_panel(store: AnyStore, settings: ApiSettings) -> schemas.RetrainingPublic:
     """The retrain conditions as the sensors see them (``edgeloop.rules.retrain_decision``
     on the same reads as ``/api/retraining/conditions``), the events with their Dagster
     runs, and the training runs."""
@@ -341,7 +341,7 @@ def retraining_panel(store: Store, settings: ApiSettings) -> schemas.RetrainingP
 
 
 def inspections_panel(
-    store: Store,
+    store: AnyStore,
     *,
     camera_id: str | None,
     band: schemas.InspectionBand | None,

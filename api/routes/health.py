@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-import duckdb
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,7 +22,8 @@ from api.auth import Principal
 from api.deps import TOKEN_COOKIE, RegistryDep, StoreDep, get_current_principal
 from api.models import HealthPublic
 from edgeloop.registry import PRODUCTION
-from edgeloop.store import StoreLockedError
+from edgeloop.store import StoreUnavailableError
+from edgeloop.store.connection import store_errors
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def read_health(
         with store.connect(retry=False) as con:
             schema = crud.schema_version(con=con)
             counts = crud.health_counts(con=con)
-    except (duckdb.Error, StoreLockedError, OSError) as exc:
-        logger.warning("health: DuckDB %s unreachable: %s", store.path, exc)
-        errors.append(f"duckdb {store.path}: {exc}")
+    except (*store_errors(), StoreUnavailableError, OSError) as exc:  # type: ignore[misc]
+        logger.warning("health: store %s unreachable: %s", store.location, exc)
+        errors.append(f"store {store.location}: {exc}")
     production = None
     try:
         mv = registry.version(PRODUCTION)

@@ -17,7 +17,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import duckdb
 from fastapi import BackgroundTasks, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
@@ -28,7 +27,7 @@ from api.model_registry import ModelRegistry
 from api.retrain_push import PushLauncherDep, RetrainPushDep, push_due
 from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError
-from edgeloop.store import deployments, labels, queue
+from edgeloop.store import Connection, deployments, labels, queue
 from edgeloop.store.queue import ClaimConflictError
 from edgeloop.wire import MAX_INT64
 
@@ -37,7 +36,7 @@ logger = logging.getLogger(__name__)
 router = secured_router("/api/labeling-queue", tag="labeling-queue")
 
 
-def _class_names(con: duckdb.DuckDBPyConnection, registry: ModelRegistry) -> list[str]:
+def _class_names(con: Connection, registry: ModelRegistry) -> list[str]:
     """The production model's class names (cached until an alias moves,
     ``ModelRegistry.class_names``), else those seen in the detections when no model is
     registered or MLflow fails."""
@@ -68,7 +67,7 @@ def _label_public(row: dict[str, Any], labels_since_training: int) -> schemas.La
 
 
 def _detail(
-    con: duckdb.DuckDBPyConnection, item: schemas.QueueItemPublic, class_names: list[str]
+    con: Connection, item: schemas.QueueItemPublic, class_names: list[str]
 ) -> schemas.QueueItemDetailPublic:
     frame = crud.get_frame(con=con, frame_key=item.frame_key)
     if frame is None:

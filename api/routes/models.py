@@ -25,7 +25,7 @@ from edgeloop.registry import (
     promote,
     rollback,
 )
-from edgeloop.store import Store
+from edgeloop.store import AnyStore
 from edgeloop.wire import ProductionModel
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ def _alias_move(registry: ModelRegistry, move: Callable[[], T]) -> T:
     return _registry_call(registry, mapped)
 
 
-def _version_public(registry: ModelRegistry, store: Store, alias: str) -> ModelVersionPublic | None:
+def _version_public(
+    registry: ModelRegistry, store: AnyStore, alias: str
+) -> ModelVersionPublic | None:
     mv = registry.version(alias)
     if mv is None:
         return None

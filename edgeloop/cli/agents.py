@@ -21,7 +21,7 @@ from rich.console import Console
 
 from edgeloop.cli.services import Service, service_env
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store, frames
+from edgeloop.store import frames
 
 
 def agent_command(
@@ -144,7 +144,7 @@ def first_frame_of(
     ``timeout_s`` for it; None when none came."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with Store(settings.duckdb_path).connect() as con:
+        with settings.store().connect() as con:
             runs = frames.model_history(con=con, camera_id=camera_id)
         for run in runs:
             if run["model_version"] == version:

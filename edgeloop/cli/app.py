@@ -110,10 +110,9 @@ def init(
     from edgeloop.cli.services import dagster_home
     from edgeloop.cli.tokens import tokens_file
     from edgeloop.orchestration import stack_id, stack_id_path
-    from edgeloop.store import Store
     from edgeloop.tokens import ensure_tokens_file
 
-    with Store(settings.duckdb_path).connect():
+    with settings.store().connect():
         pass
     home = dagster_home(settings)
     try:
@@ -335,13 +334,12 @@ def rollback(
     """Move `production` back to the previous production version (recorded in model_deployments)."""
     from edgeloop.registry import ModelNotFoundError, mlflow_client
     from edgeloop.registry import rollback as rollback_production
-    from edgeloop.store import Store
 
     settings = _loop_settings()
     try:
         version = rollback_production(
             mlflow_client(settings),
-            Store(settings.duckdb_path),
+            settings.store(),
             model_name=settings.model_name,
             to_version=to_version,
             actor=actor,
@@ -362,10 +360,10 @@ def model_history(
 ) -> None:
     """Which model a camera ran, and when (from the model version stamped on every frame)."""
     from edgeloop.cli.status import render_camera_models
-    from edgeloop.store import Store, frames
+    from edgeloop.store import frames
 
     settings = _loop_settings()
-    with Store(settings.duckdb_path).connect() as con:
+    with settings.store().connect() as con:
         answer = frames.camera_models(
             con=con, camera_id=camera_id, model_name=settings.model_name, at=at
         )

@@ -39,7 +39,7 @@ from edgeloop.cli.settings_snapshot import publish_pipeline_settings
 from edgeloop.cli.status import collect_status, render_camera_models, render_status
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store, frames, labels
+from edgeloop.store import frames, labels
 from edgeloop.tokens import TOKENS_FILE_NAME, create_token
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def run_demo(
         )
 
         # 4. the camera stays live while the label-count sensor launches the retrain run
-        with Store(settings.duckdb_path).connect() as con:
+        with settings.store().connect() as con:
             trigger_label = labels.get(con=con, label_id=labels.newest_label_id(con=con))
         before = _production_version(settings)
         console.print(
@@ -252,7 +252,7 @@ def run_demo(
 
 def _print_camera_models(console: Console, settings: LoopSettings, camera_id: str) -> None:
     """Which model the camera ran, and when (``edgeloop model-history`` shows the same)."""
-    with Store(settings.duckdb_path).connect() as con:
+    with settings.store().connect() as con:
         history = frames.model_history(con=con, camera_id=camera_id)
     render_camera_models(camera_id, history, console)
 

@@ -21,7 +21,6 @@ from edgeloop.registry import (
 from edgeloop.rules import camera_drifted
 from edgeloop.settings import LoopSettings
 from edgeloop.store import (
-    Store,
     deployments,
     drift,
     frames,
@@ -42,7 +41,7 @@ def collect_status(settings: LoopSettings) -> dict[str, Any]:
     retrain's minimum of new labels (``EDGELOOP_DRIFT_RETRAIN_MIN_LABELS``) and cooldown
     in hours (``EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H``).
     """
-    with Store(settings.duckdb_path).connect() as con:
+    with settings.store().connect() as con:
         cameras = frames.camera_summary(con=con)
         queue_counts = queue.status_counts(con=con)
         labels_total = labels.count(con=con)

@@ -1,4 +1,9 @@
-"""The DuckDB store: one module owns each table's SQL (schema, writes and shared reads).
+"""The store: one module owns each table's SQL (schema, writes and shared reads).
+
+Two backends behind one interface, chosen from settings (``LoopSettings.store()``): the
+embedded DuckDB file (``Store``, the default) and PostgreSQL (``EDGELOOP_DATABASE_URL``,
+``edgeloop.store.postgres.PostgresStore``). The modules write their SQL once, in DuckDB's
+dialect; the PostgreSQL connection translates it (see ``edgeloop.store.postgres``).
 
 | table | owner |
 |---|---|
@@ -17,7 +22,23 @@ writes SQL of its own against these tables. Every function takes an open connect
 unless its docstring says it runs one.
 """
 
-from edgeloop.store.connection import Connection, Store, StoreLockedError
+from typing import TYPE_CHECKING, TypeAlias
+
+from edgeloop.store.connection import Connection, Store, StoreLockedError, StoreUnavailableError
 from edgeloop.store.schema import SCHEMA_VERSION, migrate
 
-__all__ = ["SCHEMA_VERSION", "Connection", "Store", "StoreLockedError", "migrate"]
+if TYPE_CHECKING:
+    from edgeloop.store.postgres import PostgresStore
+
+AnyStore: TypeAlias = "Store | PostgresStore"
+"""Either backend's store: ``connect()`` yields a ``Connection``; ``close()``."""
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnyStore",
+    "Connection",
+    "Store",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "migrate",
+]

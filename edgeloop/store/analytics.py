@@ -127,10 +127,10 @@ def detection_series(
                 SELECT camera_id, {bucket} AS t, count(*) AS frames,
                        count(*) FILTER (WHERE detection_count > 0) AS frames_with_detection,
                        sum(detection_count)::BIGINT AS detections
-                FROM frames WHERE {where} GROUP BY ALL
+                FROM frames WHERE {where} GROUP BY camera_id, t
             ), d AS (
                 SELECT camera_id, {bucket} AS t, count(*) FILTER (WHERE uncertain) AS uncertain
-                FROM prediction_logs WHERE {where} GROUP BY ALL
+                FROM prediction_logs WHERE {where} GROUP BY camera_id, t
             )
             SELECT f.camera_id, f.t, f.frames, f.frames_with_detection, f.detections,
                    coalesce(d.uncertain, 0) AS uncertain

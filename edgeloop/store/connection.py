@@ -20,6 +20,7 @@ linger and opens each connection only after a short pause with the file closed
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -27,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import duckdb
 from tenacity import (
@@ -39,10 +40,14 @@ from tenacity import (
 
 from edgeloop.store.schema import migrate
 
+if TYPE_CHECKING:
+    from edgeloop.store.postgres import PostgresConnection
+
 logger = logging.getLogger(__name__)
 
-Connection = duckdb.DuckDBPyConnection
-"""An open DuckDB connection, as ``Store.connect()`` yields it."""
+Connection: TypeAlias = "duckdb.DuckDBPyConnection | PostgresConnection"
+"""An open connection, as ``Store.connect()`` yields it: DuckDB's own, or
+``edgeloop.store.postgres.PostgresConnection`` (the same calls, DuckDB's SQL dialect)."""
 
 
 NO_RETRY_THREAD_WAIT_S = 1.0
@@ -62,7 +67,12 @@ RETRY_MAX_WAIT_S = 0.25
 """Longest back-off between two attempts to open a locked file, s."""
 
 
-class StoreLockedError(RuntimeError):
+class StoreUnavailableError(RuntimeError):
+    """The store could not be opened now: the DuckDB file stayed locked, or the PostgreSQL
+    server did not answer (the API answers 503 and the caller may retry)."""
+
+
+class StoreLockedError(StoreUnavailableError):
     """The DuckDB file stayed locked by another process past the retry deadline."""
 
 
@@ -87,6 +97,7 @@ class Store:
     """
 
     _process_lock = threading.RLock()
+    dialect = "duckdb"
 
     def __init__(
         self,
@@ -108,6 +119,11 @@ class Store:
         self._last_used = 0.0
         self._closer: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def location(self) -> str:
+        """Where the tables live, for logs and messages: the file's path."""
+        return str(self.path)
 
     @property
     def wanted_marker(self) -> Path:
@@ -276,13 +292,22 @@ class Store:
             self._process_lock.release()
 
 
-def fetch_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+class Result(Protocol):
+    """What ``con.execute`` returns on either backend."""
+
+    @property
+    def description(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+def fetch_dicts(cursor: Result) -> list[dict[str, Any]]:
     """Every row of ``cursor``'s last result as a dict keyed by column name."""
     names = [d[0] for d in cursor.description or []]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def fetch_scalar(cursor: duckdb.DuckDBPyConnection) -> Any:
+def fetch_scalar(cursor: Result) -> Any:
     """The first column of the first row of ``cursor``'s last result (None when empty).
 
     Uses ``fetchall``: DuckDB 2 keeps a partly fetched result open, and the next
@@ -290,6 +315,33 @@ def fetch_scalar(cursor: duckdb.DuckDBPyConnection) -> Any:
     """
     rows = cursor.fetchall()
     return rows[0][0] if rows else None
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a store statement raises on either backend (``duckdb.Error``, and
+    ``psycopg.Error`` where psycopg is installed)."""
+    return _errors()[0]
+
+
+def constraint_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a refused primary key or unique constraint raises on either backend."""
+    return _errors()[1]
+
+
+@functools.cache
+def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    try:
+        import psycopg
+    except ImportError:
+        return (duckdb.Error,), (duckdb.ConstraintException,)
+    return (duckdb.Error, psycopg.Error), (duckdb.ConstraintException, psycopg.IntegrityError)
+
+
+def is_postgres(con: Connection) -> bool:
+    """True for a connection to PostgreSQL: for the few statements the store writes per
+    backend (row locks and advisory locks; the queue's two-pass read, which DuckDB needs
+    and PostgreSQL's index makes moot). Callers of the store never ask."""
+    return getattr(con, "dialect", "duckdb") == "postgres"
 
 
 def parse_json(value: Any) -> Any:

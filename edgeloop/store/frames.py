@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, is_postgres
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,15 +73,17 @@ def proposals(*, con: Connection, frame_keys: Sequence[str]) -> dict[str, list[d
         ``bbox_xyxy`` (x1, y1, x2, y2) px of the original frame, origin top-left, and the
         ``model_version`` that produced it.
     """
+    if not frame_keys:
+        return {}
     rows = con.execute(
-        """
+        f"""
         SELECT f.frame_key, p.class_name, p.confidence, p.x1, p.y1, p.x2, p.y2,
                p.model_version
         FROM frames f LEFT JOIN prediction_logs p USING (frame_key)
-        WHERE list_contains(?::VARCHAR[], f.frame_key)
+        WHERE f.frame_key IN ({", ".join("?" * len(frame_keys))})
         ORDER BY f.frame_key, CAST(split_part(p.detection_id, ':', -1) AS INTEGER)
         """,
-        [list(frame_keys)],
+        list(frame_keys),
     ).fetchall()
     found: dict[str, list[dict[str, Any]]] = {}
     for frame_key, class_name, confidence, x1, y1, x2, y2, model_version in rows:
@@ -119,13 +121,13 @@ def camera_ingest(*, con: Connection, window_s: float, now: datetime) -> list[di
             SELECT camera_id,
                    count(*) AS frames,
                    sum(detection_count) AS detections,
-                   count(*) FILTER (WHERE received_at > ?::TIMESTAMPTZ - to_seconds(?)) AS recent,
+                   count(*) FILTER (WHERE received_at > ?) AS recent,
                    avg(inference_ms) AS mean_inference_ms,
                    avg(CASE WHEN detection_count > 0 THEN 1.0 ELSE 0.0 END) AS defect_rate,
                    max(received_at) AS last_received_at
             FROM frames GROUP BY camera_id ORDER BY camera_id
             """,
-            [now, window_s],
+            [now - timedelta(seconds=window_s)],
         )
     )
 
@@ -152,26 +154,38 @@ class ConfidenceHistograms:
     def read(self, *, con: Connection) -> dict[str, list[int]]:
         """Per camera, detections per confidence bin (``CONFIDENCE_BINS`` bins over [0, 1],
         the last bin closed), counting every detection stored so far."""
+        if is_postgres(con):
+            # Replicas commit out of rowid order: a row committed later with a lower
+            # rowid would never be counted, so PostgreSQL counts every detection.
+            return _histograms(con, "")
         with self._lock:
             newest = fetch_scalar(con.execute("SELECT max(rowid) FROM prediction_logs"))
             if newest is None or int(newest) < self._through:  # empty or a new file
                 self._through, self._histograms = -1, {}
             if newest is not None and int(newest) > self._through:
-                for camera_id, bin_index, n in con.execute(
-                    f"""
-                    SELECT camera_id,
-                           least(floor(confidence * {CONFIDENCE_BINS}),
-                                 {CONFIDENCE_BINS - 1})::INTEGER,
-                           count(*)
-                    FROM prediction_logs WHERE rowid > ? AND rowid <= ?
-                    GROUP BY ALL
-                    """,
-                    [self._through, int(newest)],
-                ).fetchall():
+                since = _histograms(con, "WHERE rowid > ? AND rowid <= ?", [self._through, newest])
+                for camera_id, added in since.items():
                     counts = self._histograms.setdefault(camera_id, [0] * CONFIDENCE_BINS)
-                    counts[bin_index] += int(n)
+                    for bin_index, n in enumerate(added):
+                        counts[bin_index] += n
                 self._through = int(newest)
             return {camera: list(counts) for camera, counts in self._histograms.items()}
+
+
+def _histograms(con: Connection, where: str, params: Sequence[Any] = ()) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for camera_id, bin_index, n in con.execute(
+        f"""
+        SELECT camera_id,
+               least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1})::INTEGER,
+               count(*)
+        FROM prediction_logs {where}
+        GROUP BY 1, 2
+        """,
+        list(params),
+    ).fetchall():
+        found.setdefault(camera_id, [0] * CONFIDENCE_BINS)[bin_index] += int(n)
+    return found
 
 
 def camera_summary(*, con: Connection) -> list[dict[str, Any]]:

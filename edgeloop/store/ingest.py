@@ -12,12 +12,13 @@ items actually queued.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgeloop.store import queue
-from edgeloop.store.connection import Connection
+from edgeloop.store.connection import Connection, constraint_errors, is_postgres, store_errors
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,10 +38,20 @@ class BatchCounts:
 
 
 _SKIPPING_VIEWS = ("ingest_frames", "ingest_detections", "ingest_skipped")
-"""The views ``_insert_skipping_stored`` registers (the all-new insert registers none)."""
+"""The views ``_insert_skipping_stored`` registers."""
+_ALL_NEW_VIEWS = ("ingest_frames", "ingest_detections", "ingest_queue")
+"""The tables the all-new insert reads (registered on PostgreSQL only, see below)."""
 
 
-def _insert_all_new_sql(*, queued: bool) -> str:
+def _insert_sql(table: str, source: str, columns: Sequence[str]) -> str:
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) SELECT {names} FROM {source}"
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_all_new_sql(
+    *, queued: bool, frame_columns: tuple[str, ...], detection_columns: tuple[str, ...]
+) -> str:
     """The statements of a batch whose frames are all new (read from the Arrow tables
     ``ingest_frames``, ``ingest_detections`` and ``ingest_queue``), in one transaction and
     one call: DuckDB takes the GIL back each time a call returns to Python, and while another
@@ -60,26 +71,21 @@ def _insert_all_new_sql(*, queued: bool) -> str:
     return "; ".join(
         (
             "BEGIN TRANSACTION",
-            "INSERT INTO frames BY NAME SELECT * FROM ingest_frames",
-            "INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections",
+            _insert_sql("frames", "ingest_frames", frame_columns),
+            _insert_sql("prediction_logs", "ingest_detections", detection_columns),
             *([queue.insert_items_sql("ingest_queue")] if queued else ["COMMIT"]),
         )
     )
-
-
-_INSERT_ALL_NEW = {queued: _insert_all_new_sql(queued=queued) for queued in (True, False)}
 
 
 @contextlib.contextmanager
 def _rolled_back_on_error(con: Connection, views: Sequence[str] = ()) -> Iterator[None]:
     """Roll the open transaction back when the block raises (the block's error is the one
     raised), and drop the ``views`` the block registered either way."""
-    import duckdb
-
     try:
         yield
     except BaseException:
-        with contextlib.suppress(duckdb.Error):  # keep the original error
+        with contextlib.suppress(*store_errors()):  # keep the original error
             con.execute("ROLLBACK")
         raise
     finally:
@@ -96,25 +102,33 @@ def _insert_all_new(
     insert.
 
     Raises:
-        duckdb.Error: any other failure; rolled back.
+        duckdb.Error, psycopg.Error: any other failure; rolled back.
     """
-    import duckdb
-
     queued = queue_items.num_rows > 0
+    sql = _insert_all_new_sql(
+        queued=queued,
+        frame_columns=tuple(frames.column_names),
+        detection_columns=tuple(detections.column_names),
+    )
+    tables = (frames, detections, queue.with_content_hash(queue_items))
+    on_postgres = is_postgres(con)
     try:
-        with _rolled_back_on_error(con):
-            # DuckDB reads the statement's ingest_* tables from these locals (its
-            # replacement scan of Arrow objects in the calling frame): 0.35-0.4 ms less
-            # per table than registering a view and dropping it (which writes the
-            # catalog), measured with 10,000-row tables on the 2-core machine.
-            ingest_frames, ingest_detections = frames, detections  # noqa: F841
-            ingest_queue = queue.with_content_hash(queue_items)  # noqa: F841
-            result = con.execute(_INSERT_ALL_NEW[queued])
+        with _rolled_back_on_error(con, _ALL_NEW_VIEWS if on_postgres else ()):
+            if on_postgres:
+                for name, table in zip(_ALL_NEW_VIEWS, tables, strict=True):
+                    con.register(name, table)
+            else:
+                # DuckDB reads the statement's ingest_* tables from these locals (its
+                # replacement scan of Arrow objects in the calling frame): 0.35-0.4 ms
+                # less per table than registering a view and dropping it (which writes
+                # the catalog), measured with 10,000-row tables on the 2-core machine.
+                ingest_frames, ingest_detections, ingest_queue = tables  # noqa: RUF059
+            result = con.execute(sql)
             keys = [str(row[0]) for row in result.fetchall()] if queued else []
             if queued:
                 con.execute("COMMIT")
         return keys
-    except duckdb.ConstraintException:
+    except constraint_errors():
         return None
 
 
@@ -130,8 +144,8 @@ def _insert_skipping_stored(
     with _rolled_back_on_error(con, _SKIPPING_VIEWS):
         con.register("ingest_frames", frames)
         rows = con.execute(
-            "INSERT INTO frames BY NAME SELECT * FROM ingest_frames "
-            "ON CONFLICT DO NOTHING RETURNING frame_key"
+            _insert_sql("frames", "ingest_frames", frames.column_names)
+            + " ON CONFLICT DO NOTHING RETURNING frame_key"
         ).fetchall()
         keys = pa.array([row[0] for row in rows], pa.string())
         detections = detections.filter(pc.is_in(detections["frame_key"], value_set=keys))
@@ -147,7 +161,9 @@ def _insert_skipping_stored(
         )
         if detections.num_rows:
             con.register("ingest_detections", detections)
-            con.execute("INSERT INTO prediction_logs BY NAME SELECT * FROM ingest_detections")
+            con.execute(
+                _insert_sql("prediction_logs", "ingest_detections", detections.column_names)
+            )
         queued = queue.insert_items(con=con, items=queue_items) if queue_items.num_rows else []
         con.execute("COMMIT")
     return BatchCounts(
@@ -178,7 +194,8 @@ def insert_batch(
         queue_items: see ``edgeloop.store.queue.insert_items``.
 
     Raises:
-        duckdb.Error: the transaction was rolled back; nothing of the batch is stored.
+        duckdb.Error, psycopg.Error: the transaction was rolled back; nothing of the batch
+            is stored.
     """
     queued = _insert_all_new(con, frames, detections, queue_items)
     if queued is not None:
@@ -204,7 +221,6 @@ def insert_new_batches(
         by one with ``insert_batch``, which skips stored frames and keeps a failing
         batch from failing the others.
     """
-    import duckdb
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -215,7 +231,7 @@ def insert_new_batches(
         return None
     try:
         queued = _insert_all_new(con, *tables)
-    except duckdb.Error:
+    except store_errors():
         return None
     if queued is None:
         return None

@@ -41,7 +41,8 @@ def create(
     it is a deliberate correction, which is stored as a new row with
     ``replaces_label_id`` set to the label it supersedes (the newest label of a frame is
     the one used). An item under another labeler's live claim is refused
-    (``edgeloop.store.queue`` claims).
+    (``edgeloop.store.queue`` claims). The item is read under a row lock in the same
+    transaction, so two labels posted at once on one item (on two API replicas) store one.
 
     Args:
         boxes: validated boxes (``edgeloop.annotations.review_boxes``); empty for a frame
@@ -57,10 +58,10 @@ def create(
         LookupError: no such item.
         edgeloop.store.queue.ClaimConflictError: claimed by someone else, or labeled
             already and ``edit`` is False.
-        duckdb.Error: rolled back; nothing is stored.
+        duckdb.Error, psycopg.Error: rolled back; nothing is stored.
     """
-    with queue.CLAIMS:
-        item = queue.get_item(con=con, item_id=item_id)
+    with queue.CLAIMS, queue.transaction(con):
+        item = queue.get_item(con=con, item_id=item_id, lock=True)
         if item is None:
             raise LookupError(f"no labeling-queue item {item_id}")
         queue.check_claim(item=item, labeler=labeler, now=labeled_at)
@@ -76,34 +77,28 @@ def create(
                     claimed_until=None,
                 )
             replaces = previous["label_id"] if previous else None
-        con.execute("BEGIN TRANSACTION")
-        try:
-            label_id = fetch_scalar(
-                con.execute(
-                    """
-                    INSERT INTO reviewed_labels
-                        (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at,
-                         replaces_label_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    RETURNING label_id
-                    """,
-                    [
-                        item_id,
-                        frame_key,
-                        camera_id,
-                        REVIEWED_BOXES.dump_json(list(boxes)).decode(),
-                        len(boxes),
-                        labeler,
-                        labeled_at,
-                        replaces,
-                    ],
-                )
+        label_id = fetch_scalar(
+            con.execute(
+                """
+                INSERT INTO reviewed_labels
+                    (item_id, frame_key, camera_id, boxes, box_count, labeler, labeled_at,
+                     replaces_label_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                RETURNING label_id
+                """,
+                [
+                    item_id,
+                    frame_key,
+                    camera_id,
+                    REVIEWED_BOXES.dump_json(list(boxes)).decode(),
+                    len(boxes),
+                    labeler,
+                    labeled_at,
+                    replaces,
+                ],
             )
-            queue.mark_labeled(con=con, item_id=item_id, now=labeled_at)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        )
+        queue.mark_labeled(con=con, item_id=item_id, now=labeled_at)
     return int(label_id)
 
 

@@ -11,25 +11,26 @@ is not queued again (``insert_items_sql``).
 Claims: ``claim_next`` hands an item to one labeler for a lease (``claimed_by``,
 ``claimed_until``); until it expires no one else gets that item from ``claim_next`` or
 may label or skip it (``ClaimConflictError``). Labeling or skipping releases the claim;
-an expired lease returns the item to the queue as it was. Claims are taken and checked
-under one lock per process (``CLAIMS``): the API is the only process that labels, since
-a DuckDB file is open in one process at a time.
+an expired lease returns the item to the queue as it was. Each claim, skip and label is
+one transaction that reads the item under a row lock: on PostgreSQL ``FOR UPDATE`` (and
+``SKIP LOCKED`` for the next item, so labelers on several API replicas claiming at once
+each get another item); on the DuckDB file, open in one process at a time, one lock per
+process (``CLAIMS``) does it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import duckdb
 import pyarrow as pa
-from duckdb.func import PythonUDFType
 
-from edgeloop.rules import check_uncertainty_band, uncertainty_scores
+from edgeloop.rules import uncertainty_score_sql
 from edgeloop.store import drift
-from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, is_postgres
 
 STATUSES = ("pending", "skipped", "labeled")
 QUEUE_ORDER = "priority DESC, created_at DESC, item_id DESC"
@@ -42,6 +43,26 @@ COLUMNS = (
 
 CLAIMS = threading.Lock()
 """Serialises taking and checking claims in this process (see the module docstring)."""
+
+
+def row_lock(con: Connection, *, skip_locked: bool = False) -> str:
+    """The clause that locks the rows a ``SELECT`` reads until the transaction ends:
+    ``FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; nothing on DuckDB (``CLAIMS``)."""
+    if not is_postgres(con):
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
+
+@contextlib.contextmanager
+def transaction(con: Connection) -> Iterator[None]:
+    """``BEGIN`` … ``COMMIT``, rolled back when the block raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 class ClaimConflictError(Exception):
@@ -75,18 +96,26 @@ def check_claim(*, item: dict[str, Any], labeler: str, now: datetime) -> None:
         )
 
 
-_SCORE_UDF = "edgeloop_uncertainty_score"
-
-
 CONTENT_HASH = "jpeg_sha256"
 """The queue column holding the sha256 digest (32 bytes) of the frame's JPEG, computed once
 at ingest (``api/ingest.py``); NULL for items queued before schema version 4."""
 
 
+INSERT_COLUMNS = (
+    "frame_key",
+    "camera_id",
+    "priority",
+    "uncertain_count",
+    "created_at",
+    "updated_at",
+    CONTENT_HASH,
+)
+"""The columns ``insert_items`` writes (``with_content_hash`` adds the last when absent)."""
+
+
 def insert_items_sql(source: str) -> str:
     """The statement that queues the rows of the registered table or view ``source``
-    (columns as in ``insert_items``, ``jpeg_sha256`` included) and returns the
-    ``frame_key`` of each row it queued.
+    (columns ``INSERT_COLUMNS``) and returns the ``frame_key`` of each row it queued.
 
     The content check is part of the one ``INSERT``: a row whose ``jpeg_sha256`` is
     already held by any item (pending, skipped or labeled) is left out, and of rows of
@@ -95,17 +124,25 @@ def insert_items_sql(source: str) -> str:
     (the index ``labeling_queue_jpeg_sha256``): measured on the 2-core machine, a 50-row
     insert into a 118,000-item queue took 15 ms instead of 7 ms without the check, and
     27 ms instead of 16 ms at 1,000,000 items (61 ms with the same check and no index).
+    On PostgreSQL the digest index is unique, so two replicas queueing the same JPEG at
+    the same moment queue it once (``ON CONFLICT DO NOTHING`` covers every unique index).
     """
     h = CONTENT_HASH
+    columns = ", ".join(INSERT_COLUMNS)
     return f"""
-        INSERT INTO labeling_queue BY NAME
-        SELECT * FROM {source} AS s
-        WHERE s.{h} IS NULL OR s.{h} NOT IN (
-            SELECT q.{h} FROM labeling_queue AS q WHERE q.{h} IN (SELECT {h} FROM {source})
-        )
-        QUALIFY s.{h} IS NULL
-            OR row_number() OVER (PARTITION BY s.{h} ORDER BY s.priority DESC, s.frame_key) = 1
-        ON CONFLICT (frame_key) DO NOTHING
+        INSERT INTO labeling_queue ({columns})
+        SELECT {columns} FROM (
+            SELECT s.*, row_number() OVER (
+                PARTITION BY s.{h} ORDER BY s.priority DESC, s.frame_key
+            ) AS content_rank
+            FROM {source} AS s
+            WHERE s.{h} IS NULL OR s.{h} NOT IN (
+                SELECT q.{h} FROM labeling_queue AS q
+                WHERE q.{h} IN (SELECT {h} FROM {source})
+            )
+        ) AS ranked
+        WHERE {h} IS NULL OR content_rank = 1
+        ON CONFLICT DO NOTHING
         RETURNING frame_key
         """
 
@@ -166,10 +203,13 @@ def list_items(
     return rows, int(total or 0)
 
 
-def get_item(*, con: Connection, item_id: int) -> dict[str, Any] | None:
-    """One item, or None."""
+def get_item(*, con: Connection, item_id: int, lock: bool = False) -> dict[str, Any] | None:
+    """One item, or None; ``lock`` (inside a transaction) locks its row (``row_lock``)."""
     rows = fetch_dicts(
-        con.execute(f"SELECT {COLUMNS} FROM labeling_queue WHERE item_id = ?", [item_id])
+        con.execute(
+            f"SELECT {COLUMNS} FROM labeling_queue WHERE item_id = ?{row_lock(con) if lock else ''}",
+            [item_id],
+        )
     )
     return rows[0] if rows else None
 
@@ -181,13 +221,15 @@ def next_item(
     labeler: str | None = None,
     now: datetime | None = None,
     exclude: Sequence[int] = (),
+    lock: bool = False,
 ) -> dict[str, Any] | None:
     """The item to label next: the first pending item in ``QUEUE_ORDER``; when none is
     pending, the least-skipped, longest-skipped item. None when nothing is left.
 
     With ``labeler`` and ``now``, items under another labeler's live claim are passed
     over; ``exclude`` passes over the given item ids (the page's current item when it
-    prefetches the next).
+    prefetches the next). ``lock`` (inside a transaction) locks the row it returns and
+    passes over rows another transaction holds (``row_lock(skip_locked=True)``).
     """
     where: list[str] = []
     params: list[Any] = []
@@ -201,20 +243,30 @@ def next_item(
         where.append(f"item_id NOT IN ({', '.join('?' * len(exclude))})")
         params += list(exclude)
     eligible = " AND ".join(["status = 'pending'", *where])
-    # QUEUE_ORDER in two cheap passes instead of a sort of every pending item (~118,000
-    # at fleet scale): the top priority, then the newest item among those holding it.
-    rows = fetch_dicts(
-        con.execute(
-            f"""
-            SELECT {COLUMNS} FROM labeling_queue
-            WHERE {eligible}
-              AND priority = (SELECT max(priority) FROM labeling_queue WHERE {eligible})
-            ORDER BY created_at DESC, item_id DESC
-            LIMIT 1
-            """,
-            params + params,
+    locked = row_lock(con, skip_locked=True) if lock else ""
+    if is_postgres(con):  # the index labeling_queue_order reads QUEUE_ORDER's first row
+        rows = fetch_dicts(
+            con.execute(
+                f"SELECT {COLUMNS} FROM labeling_queue WHERE {eligible} "
+                f"ORDER BY {QUEUE_ORDER} LIMIT 1{locked}",
+                params,
+            )
         )
-    )
+    else:
+        # QUEUE_ORDER in two cheap passes instead of a sort of every pending item
+        # (~118,000 at fleet scale): the top priority, then the newest item holding it.
+        rows = fetch_dicts(
+            con.execute(
+                f"""
+                SELECT {COLUMNS} FROM labeling_queue
+                WHERE {eligible}
+                  AND priority = (SELECT max(priority) FROM labeling_queue WHERE {eligible})
+                ORDER BY created_at DESC, item_id DESC
+                LIMIT 1
+                """,
+                params + params,
+            )
+        )
     if rows:
         return rows[0]
     rows = fetch_dicts(
@@ -223,7 +275,7 @@ def next_item(
             SELECT {COLUMNS} FROM labeling_queue
             WHERE {" AND ".join(["status = 'skipped'", *where])}
             ORDER BY skip_count, updated_at, priority DESC, item_id DESC
-            LIMIT 1
+            LIMIT 1{locked}
             """,
             params,
         )
@@ -243,8 +295,10 @@ def claim_next(
     """Claim the next item (``next_item``) for ``labeler`` until ``now + lease``; the
     claimed row, or None when nothing is left for them. The caller's own live claim may
     be handed back again (a reload), unless excluded."""
-    with CLAIMS:
-        item = next_item(con=con, camera_id=camera_id, labeler=labeler, now=now, exclude=exclude)
+    with CLAIMS, transaction(con):
+        item = next_item(
+            con=con, camera_id=camera_id, labeler=labeler, now=now, exclude=exclude, lock=True
+        )
         if item is None:
             return None
         until = now + lease
@@ -252,7 +306,7 @@ def claim_next(
             "UPDATE labeling_queue SET claimed_by = ?, claimed_until = ? WHERE item_id = ?",
             [labeler, until, item["item_id"]],
         )
-        return {**item, "claimed_by": labeler, "claimed_until": until}
+    return {**item, "claimed_by": labeler, "claimed_until": until}
 
 
 def skip_item(*, con: Connection, item_id: int, labeler: str, now: datetime) -> None:
@@ -263,8 +317,8 @@ def skip_item(*, con: Connection, item_id: int, labeler: str, now: datetime) -> 
         LookupError: no such item.
         ClaimConflictError: another labeler holds a live claim on it, or it is labeled.
     """
-    with CLAIMS:
-        item = get_item(con=con, item_id=item_id)
+    with CLAIMS, transaction(con):
+        item = get_item(con=con, item_id=item_id, lock=True)
         if item is None:
             raise LookupError(f"no labeling-queue item {item_id}")
         if item["status"] == "labeled":
@@ -299,25 +353,6 @@ def mark_labeled(*, con: Connection, item_id: int, now: datetime) -> None:
     )
 
 
-def _register_score(con: Connection, low: float, high: float) -> None:
-    """Register ``edgeloop.rules.uncertainty_scores`` (band bound in) as a vectorised UDF,
-    so the SQL ranking and the ingest ranking share one definition of the score."""
-    check_uncertainty_band(low, high)
-
-    def score(confidence: pa.Array) -> pa.Array:
-        values = confidence.to_numpy(zero_copy_only=False)
-        return pa.array(uncertainty_scores(values, low, high), pa.float64(), from_pandas=True)
-
-    con.create_function(
-        _SCORE_UDF,
-        score,
-        [duckdb.sqltype("DOUBLE")],
-        duckdb.sqltype("DOUBLE"),
-        type=PythonUDFType.ARROW,
-        side_effects=False,
-    )
-
-
 def _rescore(
     con: Connection,
     *,
@@ -331,29 +366,25 @@ def _rescore(
 ) -> int:
     if boost <= 0:
         raise ValueError(f"the priority boost must be > 0, got {boost}")
-    _register_score(con, low, high)
-    try:
-        value = fetch_scalar(
-            con.execute(
-                f"""
-                UPDATE labeling_queue AS q SET priority = s.priority
-                FROM (
-                    SELECT q.item_id,
-                           coalesce(max({_SCORE_UDF}(p.confidence)), 0.0) * {boost_sql} AS priority
-                    FROM labeling_queue q
-                    LEFT JOIN prediction_logs p ON p.frame_key = q.frame_key
-                    {drift_join}
-                    WHERE q.status = 'pending' {camera_filter}
-                    GROUP BY q.item_id
-                ) AS s
-                WHERE q.item_id = s.item_id
-                """,
-                {"boost": boost, **params},
-            )
-        )
-    finally:
-        con.remove_function(_SCORE_UDF)
-    return int(value or 0)
+    score = uncertainty_score_sql("p.confidence", low, high)
+    updated = con.execute(
+        f"""
+        UPDATE labeling_queue AS q SET priority = s.priority
+        FROM (
+            SELECT q.item_id,
+                   coalesce(max({score}), 0.0) * {boost_sql} AS priority
+            FROM labeling_queue q
+            LEFT JOIN prediction_logs p ON p.frame_key = q.frame_key
+            {drift_join}
+            WHERE q.status = 'pending' {camera_filter}
+            GROUP BY q.item_id
+        ) AS s
+        WHERE q.item_id = s.item_id
+        RETURNING q.item_id
+        """,
+        {"boost": boost, **params},
+    ).fetchall()
+    return len(updated)
 
 
 def rerank(*, con: Connection, low: float, high: float, drift_boost: float) -> int:
@@ -376,7 +407,7 @@ def rerank(*, con: Connection, low: float, high: float, drift_boost: float) -> i
         low=low,
         high=high,
         boost=drift_boost,
-        boost_sql="CASE WHEN any_value(d.drifted) THEN $boost ELSE 1.0 END",
+        boost_sql="CASE WHEN bool_or(d.drifted) THEN $boost ELSE 1.0 END",
         drift_join=drifted,
         camera_filter="",
         params={},
@@ -413,7 +444,7 @@ def per_camera_summary(*, con: Connection) -> list[tuple[Any, ...]]:
         f"""
         SELECT q.camera_id, count(*) FILTER (WHERE q.status = 'pending') AS pending,
                count(*) FILTER (WHERE q.status <> 'pending') AS done,
-               coalesce(any_value(d.drifted), false) AS drifted,
+               coalesce(bool_or(d.drifted), false) AS drifted,
                max(q.priority) FILTER (WHERE q.status = 'pending') AS top_priority
         FROM labeling_queue q
         LEFT JOIN ({drift.LATEST_PER_CAMERA_SQL}) d ON d.camera_id = q.camera_id

@@ -1,4 +1,6 @@
-"""The DuckDB schema and its migrations (the ``CREATE`` statements of every table).
+"""The schema and its migrations (the ``CREATE`` statements of every table), for both
+backends: the DuckDB file and PostgreSQL (``edgeloop.store.postgres``, which translates
+these DuckDB statements).
 
 Each table's reads and writes live in the module that owns it (see ``edgeloop.store``);
 this module only creates and migrates. Boxes are xyxy pixels of the original frame;
@@ -8,15 +10,25 @@ times are TIMESTAMPTZ (UTC).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, NamedTuple
 
-import duckdb
+if TYPE_CHECKING:
+    from edgeloop.store.connection import Connection
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+
+class Only(NamedTuple):
+    """A migration statement for one backend (``"duckdb"`` or ``"postgres"``)."""
+
+    dialect: str
+    sql: str
+
 
 # Each migration runs once, in order; every statement is idempotent on its own too.
-MIGRATIONS: dict[int, list[str]] = {
+MIGRATIONS: dict[int, list[str | Only]] = {
     1: [
         """
         CREATE TABLE IF NOT EXISTS frames (
@@ -193,23 +205,69 @@ MIGRATIONS: dict[int, list[str]] = {
     # ``<root>/reports/drift/<camera_id>/<stamp>.html`` keep their part from ``frames/`` and
     # ``reports/`` on.
     5: [
-        """
+        Only(
+            "duckdb",
+            """
         UPDATE frames
         SET jpeg_path = 'frames/' || camera_id || '/' || regexp_extract(jpeg_path, '[^/]+$')
         WHERE starts_with(jpeg_path, '/') AND contains(jpeg_path, '/frames/' || camera_id || '/')
         """,
-        """
+        ),
+        Only(
+            "duckdb",
+            """
         UPDATE drift_reports
         SET report_path = regexp_extract(report_path, '(reports/drift/[^/]+/[^/]+)$', 1)
         WHERE NOT starts_with(report_path, 'reports/')
           AND regexp_matches(report_path, '(^|/)reports/drift/[^/]+/[^/]+$')
         """,
+        ),
+    ],
+    # PostgreSQL, the networked store (issue 16). Rows older than version 5 exist only in
+    # DuckDB files, so version 5 converts paths there only. The queue's read order gets
+    # the index that lets
+    # a claim (``ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED``; sqlglot writes DuckDB's
+    # NULLS LAST out, and the index must match it) read one row, not sort
+    # every pending item (DuckDB reads it in two passes instead, ``queue.next_item``);
+    # frames and detections get the capture-time indexes the console's windows filter on;
+    # the JPEG digest index becomes unique, so replicas cannot queue one JPEG twice.
+    6: [
+        Only(
+            "postgres",
+            "CREATE INDEX IF NOT EXISTS labeling_queue_order ON labeling_queue "
+            "(status, priority DESC NULLS LAST, created_at DESC NULLS LAST, "
+            "item_id DESC NULLS LAST)",
+        ),
+        Only(
+            "postgres",
+            "CREATE INDEX IF NOT EXISTS prediction_logs_time ON prediction_logs (captured_at)",
+        ),
+        Only("postgres", "CREATE INDEX IF NOT EXISTS frames_time ON frames (captured_at)"),
+        Only("postgres", "DROP INDEX IF EXISTS labeling_queue_jpeg_sha256"),
+        Only(
+            "postgres",
+            "CREATE UNIQUE INDEX IF NOT EXISTS labeling_queue_jpeg_sha256_unique "
+            "ON labeling_queue (jpeg_sha256) WHERE jpeg_sha256 IS NOT NULL",
+        ),
     ],
 }
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Bring the schema to ``SCHEMA_VERSION``; idempotent. Returns the version reached."""
+def statements(version: int, dialect: str) -> list[str]:
+    """The statements of migration ``version`` that run on ``dialect``."""
+    return [
+        s if isinstance(s, str) else s.sql
+        for s in MIGRATIONS[version]
+        if isinstance(s, str) or s.dialect == dialect
+    ]
+
+
+def migrate(con: Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; idempotent. Returns the version reached.
+
+    Each version runs in one transaction. On PostgreSQL the caller holds an advisory lock
+    (``PostgresStore.connect``), so processes starting together migrate once.
+    """
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     # fetchall, not fetchone: DuckDB 2 keeps a partly fetched result open, and the next
     # con.sql() on this connection then fails with "unfinished result from execute()".
@@ -218,19 +276,19 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     for version in sorted(v for v in MIGRATIONS if v > current):
         con.execute("BEGIN TRANSACTION")
         try:
-            for statement in MIGRATIONS[version]:
+            for statement in statements(version, getattr(con, "dialect", "duckdb")):
                 con.execute(statement)
             con.execute("INSERT INTO schema_version VALUES (?)", [version])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
-        logger.info("DuckDB schema migrated to version %s", version)
+        logger.info("store schema migrated to version %s", version)
         current = version
     return current
 
 
-def schema_version(*, con: duckdb.DuckDBPyConnection) -> int | None:
+def schema_version(*, con: Connection) -> int | None:
     """The schema version the file is at, or None before the first migration."""
     rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
     return int(rows[0][0]) if rows and rows[0][0] is not None else None

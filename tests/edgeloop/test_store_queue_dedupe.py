@@ -98,11 +98,6 @@ def _stored(con: object, table: str) -> int:
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "edgeloop.duckdb")
-
-
 def test_identical_jpegs_in_one_batch_are_queued_once_and_all_stored(store: Store) -> None:
     empty_scene, person = b"\xff\xd8\xff empty scene \xff\xd9", b"\xff\xd8\xff person \xff\xd9"
     with store.connect() as con:
