@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from api.ingest import IngestTables
 from edgeloop.store import AnyStore
+from edgeloop.store.batches import IngestTables
 from edgeloop.store.ingest import BatchCounts, insert_batch, insert_new_batches
 
 logger = logging.getLogger(__name__)

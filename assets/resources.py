@@ -24,19 +24,25 @@ if TYPE_CHECKING:
 
 
 class LoopSettingsResource(dg.ConfigurableResource):
-    """The loop settings, with the data folder overridable per run (tests use a tmp folder)."""
+    """The loop settings, with the data folder (and the database) overridable per run
+    (tests use a tmp folder, and a PostgreSQL database of their own)."""
 
     data_dir: str | None = None
+    database_url: str | None = None
 
     def settings(self) -> LoopSettings:
         base = get_settings()
-        if self.data_dir is None:
-            return base
-        return base.model_copy(update={"data_dir": Path(self.data_dir), "db_path": None})
+        update: dict[str, object] = {}
+        if self.data_dir is not None:
+            update |= {"data_dir": Path(self.data_dir), "db_path": None}
+        if self.database_url is not None:
+            update["database_url"] = self.database_url
+        return base.model_copy(update=update) if update else base
 
 
 class StoreResource(dg.ConfigurableResource):
-    """The edgeloop DuckDB file, opened per use with retry on lock (see ``edgeloop.store``).
+    """The loop's tables: the DuckDB file, opened per use with retry on lock, or PostgreSQL
+    (``EDGELOOP_DATABASE_URL``), as ``LoopSettings.store()`` chooses (see ``edgeloop.store``).
 
     Every asset uses it, so it is where a run launched by another stack's API stops before
     it touches anything (``edgeloop.orchestration.check_run_stack``).

@@ -90,3 +90,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
     opened = open_backend(request.param, request, tmp_path)
     yield opened
     opened.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """None (the embedded DuckDB file) or a fresh PostgreSQL database's URL: a test that
+    builds its loop with ``loopdata.make_loop(tmp_path, database_url=database_url)`` runs
+    once per backend."""
+    if request.param == "duckdb":
+        return None
+    url: str = request.getfixturevalue("postgres_database")
+    return url

@@ -30,7 +30,9 @@ from edgeloop.registry import (
     write_model_dir,
 )
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store, labels
+from edgeloop.store import AnyStore, labels, queue
+from edgeloop.store.batches import tables_from_rows
+from edgeloop.store.ingest import insert_batch
 
 VTEST = SAMPLES_DIR / "vtest.avi"
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -64,7 +66,7 @@ class Loop:
 
     data_dir: Path
     settings: LoopSettings
-    store: Store
+    store: AnyStore
     loop_resource: LoopSettingsResource
     store_resource: StoreResource
     frames: list[dict] = field(default_factory=list)
@@ -151,18 +153,11 @@ class Loop:
                 }
             )
             det_rows.extend(dets)
+        batch = tables_from_rows(frame_rows, det_rows)
         with self.store.connect() as con:
-            frames_df = pd.DataFrame(frame_rows)
-            con.register("new_frames", frames_df)
-            con.execute(
-                f"INSERT INTO frames ({', '.join(frames_df.columns)}) SELECT * FROM new_frames"
+            insert_batch(
+                con=con, frames=batch.frames, detections=batch.detections, queue_items=batch.queue
             )
-            if det_rows:
-                dets_df = pd.DataFrame(det_rows)
-                con.register("new_dets", dets_df)
-                con.execute(
-                    f"INSERT INTO prediction_logs ({', '.join(dets_df.columns)}) SELECT * FROM new_dets"
-                )
         self.frames.extend(frame_rows)
         self.detections.extend(det_rows)
         return keys
@@ -170,22 +165,19 @@ class Loop:
     def queue(self, frame_keys: list[str], *, priority: float = 0.0) -> None:
         """Put frames in the labeling queue as pending (as the API does on ingest)."""
         by_key = {f["frame_key"]: f for f in self.frames}
+        rows = [
+            {
+                "frame_key": key,
+                "camera_id": by_key[key]["camera_id"],
+                "priority": priority,
+                "uncertain_count": 1,
+                "created_at": by_key[key]["received_at"],
+                "updated_at": by_key[key]["received_at"],
+            }
+            for key in frame_keys
+        ]
         with self.store.connect() as con:
-            for key in frame_keys:
-                con.execute(
-                    """
-                    INSERT INTO labeling_queue (frame_key, camera_id, priority, uncertain_count,
-                        created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-                    """,
-                    [
-                        key,
-                        by_key[key]["camera_id"],
-                        priority,
-                        1,
-                        by_key[key]["received_at"],
-                        by_key[key]["received_at"],
-                    ],
-                )
+            queue.insert_items(con=con, items=tables_from_rows([], queue=rows).queue)
 
     def label(
         self,
@@ -199,35 +191,34 @@ class Loop:
         through its queue item (queued first when it is not), as an edit when it is labeled."""
         camera = next(f["camera_id"] for f in self.frames if f["frame_key"] == frame_key)
         with self.store.connect() as con:
-            row = con.execute(
-                "SELECT item_id, status FROM labeling_queue WHERE frame_key = ?", [frame_key]
-            ).fetchall()
-        if not row:
+            item = queue.item_for_frame(con=con, frame_key=frame_key)
+        if item is None:
             self.queue([frame_key])
         with self.store.connect() as con:
-            item_id, status = con.execute(
-                "SELECT item_id, status FROM labeling_queue WHERE frame_key = ?", [frame_key]
-            ).fetchall()[0]
+            item = queue.item_for_frame(con=con, frame_key=frame_key)
+            assert item is not None
             labels.create(
                 con=con,
-                item_id=int(item_id),
+                item_id=int(item["item_id"]),
                 frame_key=frame_key,
                 camera_id=camera,
                 boxes=REVIEWED_BOXES.validate_python(boxes),
                 labeler=labeler,
                 labeled_at=at,
-                edit=status == "labeled",
+                edit=item["status"] == "labeled",
             )
 
 
-def make_loop(tmp_path: Path) -> Loop:
+def make_loop(tmp_path: Path, *, database_url: str | None = None) -> Loop:
+    """A loop on a fresh data folder under ``tmp_path``; its tables in the DuckDB file there,
+    or in the PostgreSQL database ``database_url`` (``conftest.postgres_database``)."""
     data_dir = tmp_path / "data"
-    loop_resource = LoopSettingsResource(data_dir=str(data_dir))
+    loop_resource = LoopSettingsResource(data_dir=str(data_dir), database_url=database_url)
     settings = loop_resource.settings()
     return Loop(
         data_dir=data_dir,
         settings=settings,
-        store=Store(settings.duckdb_path),
+        store=settings.store(),
         loop_resource=loop_resource,
         store_resource=StoreResource(loop=loop_resource),
     )
@@ -266,7 +257,7 @@ def register_model(
     if alias:
         move_alias(
             client,
-            Store(settings.duckdb_path),
+            settings.store(),
             model_name=settings.model_name,
             alias=alias,
             version=str(version.version),

@@ -16,19 +16,18 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import AgentPrincipal, MetricsDep, SettingsDep, WriterDep, secured_router
-from api.ingest import (
-    BatchColumns,
-    IngestTables,
-    batch_columns,
-    jpeg_keys,
-    tables_from_columns,
-    without_frames,
-)
+from api.ingest import batch_columns, jpeg_keys
 from api.jpegs import BadJpegError, check_jpeg, remove_jpegs, write_jpegs
 from api.settings import ApiSettings
 from api.telemetry import ApiMetrics
 from api.writer import GIL_GATE, IngestWriter
 from edgeloop.objects import ObjectStoreUnavailableError
+from edgeloop.store.batches import (
+    BatchColumns,
+    IngestTables,
+    tables_from_columns,
+    without_frames,
+)
 from edgeloop.wire import (
     MSGPACK_MEDIA_TYPE,
     MSGPACK_MEDIA_TYPES,

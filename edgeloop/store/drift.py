@@ -40,9 +40,10 @@ def insert(*, con: Connection, rows: pd.DataFrame) -> int:
         raise ValueError(f"drift rows lack the columns {missing}")
     con.register("new_drift_reports", rows[list(COLUMNS)])
     try:
+        selected = ", ".join("CAST(p_values AS JSON)" if c == "p_values" else c for c in COLUMNS)
         con.execute(
             f"INSERT INTO drift_reports ({', '.join(COLUMNS)}) "
-            f"SELECT {', '.join(COLUMNS)} FROM new_drift_reports"
+            f"SELECT {selected} FROM new_drift_reports"
         )
     finally:
         con.unregister("new_drift_reports")

@@ -214,6 +214,14 @@ def get_item(*, con: Connection, item_id: int, lock: bool = False) -> dict[str, 
     return rows[0] if rows else None
 
 
+def item_for_frame(*, con: Connection, frame_key: str) -> dict[str, Any] | None:
+    """The item of a frame, or None when it was never queued."""
+    rows = fetch_dicts(
+        con.execute(f"SELECT {COLUMNS} FROM labeling_queue WHERE frame_key = ?", [frame_key])
+    )
+    return rows[0] if rows else None
+
+
 def next_item(
     *,
     con: Connection,

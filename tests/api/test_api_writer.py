@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from api_support import batch, detection, frame
 
-from api.ingest import IngestTables, build_tables, unique_frames
+from api.ingest import build_tables, unique_frames
 from api.writer import IngestWriter
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
+from edgeloop.store.batches import IngestTables
 from edgeloop.store.ingest import BatchCounts
 from edgeloop.wire import IngestBatch
 

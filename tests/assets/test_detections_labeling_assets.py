@@ -37,8 +37,8 @@ def _expected(loop, frame_key: str) -> float:
     )
 
 
-def test_detections_summarises_per_camera(tmp_path):
-    loop = make_loop(tmp_path)
+def test_detections_summarises_per_camera(tmp_path, database_url: str | None):
+    loop = make_loop(tmp_path, database_url=database_url)
     loop.add_frames("cam-a", count=4, boxes_per_frame=2)
     loop.add_frames("cam-b", count=3, boxes_per_frame=1, start=T0 + timedelta(hours=1))
 
@@ -57,14 +57,14 @@ def test_detections_summarises_per_camera(tmp_path):
     assert "| cam-a | 4 |" in md["per_camera"].value
 
 
-def test_detections_fails_loudly_on_an_empty_store(tmp_path):
-    loop = make_loop(tmp_path)
+def test_detections_fails_loudly_on_an_empty_store(tmp_path, database_url: str | None):
+    loop = make_loop(tmp_path, database_url=database_url)
     with pytest.raises(dg.Failure, match="no frames stored yet"):
         detections(dg.build_asset_context(), store=loop.store_resource)
 
 
-def test_rerank_uses_uncertainty_and_boosts_drifted_cameras(tmp_path):
-    loop = make_loop(tmp_path)
+def test_rerank_uses_uncertainty_and_boosts_drifted_cameras(tmp_path, database_url: str | None):
+    loop = make_loop(tmp_path, database_url=database_url)
     a = loop.add_frames("cam-a", count=4)
     b = loop.add_frames("cam-b", count=4, start=T0 + timedelta(minutes=5))
     loop.queue(a + b)
@@ -88,8 +88,10 @@ def test_rerank_uses_uncertainty_and_boosts_drifted_cameras(tmp_path):
         assert prio[key] == pytest.approx(_expected(loop, key) * DRIFT_BOOST)
 
 
-def test_boost_camera_queue_is_idempotent_and_leaves_other_cameras(tmp_path):
-    loop = make_loop(tmp_path)
+def test_boost_camera_queue_is_idempotent_and_leaves_other_cameras(
+    tmp_path, database_url: str | None
+):
+    loop = make_loop(tmp_path, database_url=database_url)
     a = loop.add_frames("cam-a", count=3)
     b = loop.add_frames("cam-b", count=3, start=T0 + timedelta(minutes=5))
     loop.queue(a + b, priority=0.123)
@@ -110,8 +112,8 @@ def test_boost_camera_queue_is_idempotent_and_leaves_other_cameras(tmp_path):
         boost_camera_queue(loop.store, "cam-a", 0.0)
 
 
-def test_labeling_queue_asset_reports_pending_and_top_items(tmp_path):
-    loop = make_loop(tmp_path)
+def test_labeling_queue_asset_reports_pending_and_top_items(tmp_path, database_url: str | None):
+    loop = make_loop(tmp_path, database_url=database_url)
     a = loop.add_frames("cam-a", count=5)
     loop.queue(a)
 

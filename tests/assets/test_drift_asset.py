@@ -20,6 +20,7 @@ from assets.drift import (
     parse_drift_metadata,
     select_windows,
 )
+from edgeloop.store import drift
 
 
 def _fake_report(share: float, p_values: dict[str, float]) -> dict:
@@ -93,8 +94,8 @@ def _features(
     )
 
 
-def test_drift_report_flags_the_shifted_camera_only(tmp_path):
-    loop = make_loop(tmp_path)
+def test_drift_report_flags_the_shifted_camera_only(tmp_path, database_url: str | None):
+    loop = make_loop(tmp_path, database_url=database_url)
     rng = np.random.default_rng(7)
     n = 120
     steady = _features(rng, 2 * n, brightness=120, sharpness=300)
@@ -139,16 +140,17 @@ def test_drift_report_flags_the_shifted_camera_only(tmp_path):
     )
 
     with loop.store.connect() as con:
-        rows = con.execute(
-            "SELECT camera_id, drifted, drift_share, p_values, report_path, reference_frames "
-            "FROM drift_reports ORDER BY camera_id"
-        ).fetchall()
-    assert [(r[0], r[1]) for r in rows] == [("cam-shifted", True), ("cam-steady", False)]
-    assert json.loads(rows[0][3])["brightness"] == pytest.approx(
+        rows = drift.latest_per_camera(con=con)
+    assert [(r["camera_id"], r["drifted"]) for r in rows] == [
+        ("cam-shifted", True),
+        ("cam-steady", False),
+    ]
+    assert rows[0]["p_values"]["brightness"] == pytest.approx(
         cameras["cam-shifted"]["p_values"]["brightness"]
     )
     # Relative to the data folder: a copied or moved folder keeps its report links.
-    assert rows[0][4] == report.relative_to(loop.settings.data_dir).as_posix() and rows[0][5] == n
+    assert rows[0]["report_path"] == report.relative_to(loop.settings.data_dir).as_posix()
+    assert rows[0]["reference_frames"] == n
 
 
 def test_the_evidently_report_states_the_loops_drift_share_threshold(tmp_path):

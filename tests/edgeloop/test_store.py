@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeloop.annotations import ReviewedBox
-from edgeloop.store import SCHEMA_VERSION, Store, StoreLockedError, labels, migrate
+from edgeloop.store import SCHEMA_VERSION, AnyStore, Store, StoreLockedError, labels, migrate
 
 SEED_TABLES = {
     "frames",
@@ -97,9 +97,9 @@ def _label(con: object, frame_key: str, at: datetime, boxes: int = 1) -> None:
     )
 
 
-def test_labels_since_last_training_counts_after_the_cutoff(tmp_path: Path) -> None:
+def test_labels_since_last_training_counts_after_the_cutoff(store: AnyStore) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    with Store(tmp_path / "e.duckdb").connect() as con:
+    with store.connect() as con:
         for i in range(5):
             _label(con, f"f{i}", t0 + timedelta(minutes=i))
         assert labels.since_last_training(con=con) == 5

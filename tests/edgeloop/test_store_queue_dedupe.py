@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 
 from edgeloop.annotations import ReviewedBox
 from edgeloop.store import SCHEMA_VERSION, Store, labels, queue

@@ -1,14 +1,13 @@
-"""Reads the API serves at fleet scale, against a real DuckDB file: the incremental
+"""Reads the API serves at fleet scale, on each backend: the incremental
 confidence histograms equal a full scan, and the inspection page equals the plain join."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 
-from edgeloop.store import Store, frames
+from edgeloop.store import AnyStore, frames
 from edgeloop.store.frames import ConfidenceHistograms, DetectionFilter
 
 
@@ -40,10 +39,10 @@ def _full_scan(con: object) -> dict[str, list[int]]:
     return out
 
 
-def test_incremental_histograms_equal_a_full_scan_as_detections_arrive(tmp_path: Path) -> None:
+def test_incremental_histograms_equal_a_full_scan_as_detections_arrive(store: AnyStore) -> None:
     rng = np.random.default_rng(0)
     histograms = ConfidenceHistograms()
-    with Store(tmp_path / "edgeloop.duckdb").connect() as con:
+    with store.connect() as con:
         assert histograms.read(con=con) == {}
         _add_detections(con, 0, 50, rng)
         assert histograms.read(con=con) == _full_scan(con)
@@ -54,9 +53,9 @@ def test_incremental_histograms_equal_a_full_scan_as_detections_arrive(tmp_path:
         assert histograms.read(con=con) == first  # nothing new: unchanged
 
 
-def test_the_inspection_page_equals_the_plain_join(tmp_path: Path) -> None:
+def test_the_inspection_page_equals_the_plain_join(store: AnyStore) -> None:
     rng = np.random.default_rng(1)
-    with Store(tmp_path / "edgeloop.duckdb").connect() as con:
+    with store.connect() as con:
         _add_detections(con, 0, 120, rng)
         for where in (DetectionFilter(), DetectionFilter(camera_id="cam-1")):
             rows, total = frames.list_detections(con=con, where=where, limit=25, offset=10)

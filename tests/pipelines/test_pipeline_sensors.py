@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import dagster as dg
@@ -15,12 +14,13 @@ from edgeloop.rules import (
     RETRAIN_LABEL_COUNT,
     uncertainty_score,
 )
+from edgeloop.store.connection import parse_json
 from pipelines.sensors import drift_sensor, label_count_sensor
 
 
 @pytest.fixture
-def loop(tmp_path):
-    return make_loop(tmp_path)
+def loop(tmp_path, database_url):
+    return make_loop(tmp_path, database_url=database_url)
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_drift_with_new_labels_launches_one_retrain(loop, instance):
         DRIFT_RETRAIN_MIN_LABELS,
         request.run_key,
     )
-    assert json.loads(details)["materialization_storage_id"] == storage_id
+    assert parse_json(details)["materialization_storage_id"] == storage_id
 
     # The next tick has nothing new; a lost cursor does not launch or record twice.
     nothing = _tick(drift_sensor, loop, instance, cursor=result.cursor)
@@ -192,7 +192,7 @@ def test_drift_without_new_labels_defers_and_boosts_the_queue(loop, instance):
     [(trigger, camera, decision, labels, run_key, details)] = _events(loop)
     assert (trigger, camera, decision, labels) == ("drift", "cam-b", "deferred", 0)
     assert run_key == f"drift:cam-b:{storage_id}"
-    assert json.loads(details)["queue_items_boosted"] == 4
+    assert parse_json(details)["queue_items_boosted"] == 4
     for key, priority in _priorities(loop, "cam-b").items():
         expected = max(
             uncertainty_score(d["confidence"]) for d in loop.detections if d["frame_key"] == key
@@ -220,8 +220,8 @@ def test_five_labels_on_a_drifted_camera_boost_its_queue_instead_of_retraining(l
         5,
         f"drift:cam-a:{storage_id}",
     )
-    assert json.loads(details)["queue_items_boosted"] == 5
-    assert json.loads(details)["drift_min_labels"] == DRIFT_RETRAIN_MIN_LABELS
+    assert parse_json(details)["queue_items_boosted"] == 5
+    assert parse_json(details)["drift_min_labels"] == DRIFT_RETRAIN_MIN_LABELS
     with loop.store.connect() as con:
         [(reason,)] = con.execute("SELECT reason FROM retraining_events").fetchall()
     assert "only 5 new reviewed label(s) since the last training, below the " in reason
@@ -246,7 +246,7 @@ def test_a_camera_that_stays_drifted_retrains_once_per_cooldown(loop, instance):
     events = _events(loop)
     assert [e[2] for e in events] == ["launched", "deferred"]
     assert events[1][4] == f"drift:cam-a:{second_id}"
-    cooldown_until = json.loads(events[1][5])["cooldown_until"]
+    cooldown_until = parse_json(events[1][5])["cooldown_until"]
     with loop.store.connect() as con:
         [(launched_at,)] = con.execute(
             "SELECT created_at FROM retraining_events WHERE decision = 'launched'"
@@ -260,9 +260,9 @@ def test_a_camera_that_stays_drifted_retrains_once_per_cooldown(loop, instance):
     # Once the cooldown is over, a camera still drifted with new labels retrains again.
     with loop.store.connect() as con:
         con.execute(
-            "UPDATE retraining_events SET created_at = created_at - INTERVAL (?) HOUR "
+            "UPDATE retraining_events SET created_at = created_at - ? "
             "WHERE decision = 'launched'",
-            [int(DRIFT_RETRAIN_COOLDOWN_H) + 1],
+            [timedelta(hours=DRIFT_RETRAIN_COOLDOWN_H + 1)],
         )
     third_id = _report_drift(instance, {"cam-a": (0.5, 0.001)})
     third = _tick(drift_sensor, loop, instance, cursor=second.cursor)
