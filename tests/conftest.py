@@ -36,10 +36,31 @@ def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backends: run the test once per store backend (BACKENDS); its ``loop_settings`` "
+        "name a fresh PostgreSQL database on the PostgreSQL run",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``backends`` run once per backend, as the parameter ``backend``."""
+    if metafunc.definition.get_closest_marker("backends") is None:
+        return
+    if "backend" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("backend")
+    metafunc.parametrize("backend", BACKENDS)
+
+
 @pytest.fixture
-def loop_settings(isolated_data_dir: Path) -> LoopSettings:
-    """Loop settings on the test's own data folder."""
-    return LoopSettings(data_dir=isolated_data_dir)
+def loop_settings(isolated_data_dir: Path, request: pytest.FixtureRequest) -> LoopSettings:
+    """Loop settings on the test's own data folder; on the ``postgres`` run of a test
+    marked ``backends``, its tables in a fresh PostgreSQL database."""
+    callspec = getattr(request.node, "callspec", None)
+    backend = callspec.params.get("backend") if callspec is not None else None
+    url = request.getfixturevalue("postgres_database") if backend == "postgres" else None
+    return LoopSettings(data_dir=isolated_data_dir, database_url=url)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeloop.annotations import REVIEWED_BOXES, ReviewedBox
 from edgeloop.store import queue, training_runs
-from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, parse_json
 
 LATEST_LABELS_SQL = """
 SELECT * FROM reviewed_labels
@@ -104,7 +104,7 @@ def create(
 
 def _with_boxes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
-        row["boxes"] = REVIEWED_BOXES.validate_json(row["boxes"] or "[]")
+        row["boxes"] = REVIEWED_BOXES.validate_python(parse_json(row["boxes"]) or [])
     return rows
 
 

@@ -292,7 +292,7 @@ class PostgresStore:
         from psycopg_pool import ConnectionPool
 
         with self._lock:
-            if self._pool is None:
+            if self._pool is None or self._pool.closed:
                 self._pool = ConnectionPool(
                     self.url,
                     min_size=1,
@@ -321,16 +321,19 @@ class PostgresStore:
                 server is down or unreachable, or every pooled connection is busy).
         """
         from psycopg import OperationalError
-        from psycopg_pool import PoolTimeout
+        from psycopg_pool import PoolClosed, PoolTimeout
 
         from edgeloop.store.connection import StoreUnavailableError
         from edgeloop.store.schema import migrate
 
-        pool = self._open_pool()
         try:
-            context = pool.connection(timeout=self.timeout_s if retry else 1.0)
-            raw = context.__enter__()
-        except (PoolTimeout, OperationalError) as exc:
+            try:
+                context = self._open_pool().connection(timeout=self.timeout_s if retry else 1.0)
+                raw = context.__enter__()
+            except PoolClosed:  # closed by another user of this store (an app's shutdown)
+                context = self._open_pool().connection(timeout=self.timeout_s if retry else 1.0)
+                raw = context.__enter__()
+        except (PoolTimeout, PoolClosed, OperationalError) as exc:
             raise StoreUnavailableError(
                 f"PostgreSQL at {redact(self.url)} is unavailable: {exc}"
             ) from exc

@@ -27,7 +27,7 @@ from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.cli.services import free_port
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store
+from edgeloop.store import AnyStore
 
 
 @pytest.fixture
@@ -55,9 +55,10 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def store(loop_settings: LoopSettings) -> Store:
-    """The same DuckDB file the app uses (same process: DuckDB shares the open database)."""
-    return Store(loop_settings.duckdb_path)
+def store(loop_settings: LoopSettings) -> AnyStore:
+    """The store the app uses: the same DuckDB file (same process: DuckDB shares the open
+    database), or the same PostgreSQL database."""
+    return loop_settings.store()
 
 
 @pytest.fixture

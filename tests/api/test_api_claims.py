@@ -23,6 +23,8 @@ from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, labels
 
+pytestmark = pytest.mark.backends
+
 LABELERS = [f"labeler-{i:02d}" for i in range(20)]
 
 

@@ -27,6 +27,8 @@ from schemathesis import GenerationMode
 from edgeloop.cli.services import free_port, start_api
 from edgeloop.settings import LoopSettings
 
+pytestmark = pytest.mark.backends
+
 EXAMPLES_PER_MODE = 25
 """Cases per operation and generation mode (positive, negative): about 50 per route."""
 

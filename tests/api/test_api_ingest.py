@@ -31,6 +31,8 @@ from edgeloop.rules import uncertainty_score
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
+pytestmark = pytest.mark.backends
+
 
 def test_batch_lands_in_frames_detections_and_queue(
     client: TestClient, store: Store, loop_settings: LoopSettings

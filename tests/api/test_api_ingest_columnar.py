@@ -50,6 +50,8 @@ from edgeloop.wire import (
     parse_ingest_batch,
 )
 
+pytestmark = pytest.mark.backends
+
 
 def to_columnar(body: dict[str, Any]) -> dict[str, Any]:
     """A version-1 body (JSON-ready dict, possibly invalid) as the version-2 body of the same

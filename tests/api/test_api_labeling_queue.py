@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
+import pytest
 from api_support import AGENT, LABELER, detection, frame, ingest, jpeg_bytes, queued_frame
 from fastapi.testclient import TestClient
 
-from edgeloop.store import Store, labels
+from edgeloop.store import AnyStore, labels, queue
+
+pytestmark = pytest.mark.backends
 
 
 def _fill(client: TestClient) -> None:
@@ -62,7 +63,7 @@ def test_next_is_404_when_the_queue_is_empty(client: TestClient) -> None:
     assert client.get("/api/labeling-queue/999", headers=LABELER).status_code == 404
 
 
-def test_label_is_stored_and_the_item_leaves_the_queue(client: TestClient, store: Store) -> None:
+def test_label_is_stored_and_the_item_leaves_the_queue(client: TestClient, store: AnyStore) -> None:
     _fill(client)
     item = client.get("/api/labeling-queue/next", headers=LABELER).json()
     response = client.post(
@@ -87,20 +88,20 @@ def test_label_is_stored_and_the_item_leaves_the_queue(client: TestClient, store
     }
 
     with store.connect() as con:
-        status = con.execute(
-            "SELECT status FROM labeling_queue WHERE item_id = ?", [item["item_id"]]
-        ).fetchone()
-        stored = con.execute("SELECT boxes, labeler, frame_key FROM reviewed_labels").fetchall()
-    assert status == ("labeled",)
-    assert json.loads(stored[0][0])[1]["bbox_xyxy"] == [10.5, 20, 60, 120]
-    assert stored[0][1:] == ("labeler", "cam-1:2")
+        stored_item = queue.get_item(con=con, item_id=item["item_id"])
+        stored = labels.latest_for_frame(con=con, frame_key="cam-1:2")
+    assert stored_item is not None and stored_item["status"] == "labeled"
+    assert stored is not None and stored["boxes"][1].bbox_xyxy == (10.5, 20, 60, 120)
+    assert (stored["labeler"], stored["frame_key"]) == ("labeler", "cam-1:2")
 
     following = client.get("/api/labeling-queue/next", headers=LABELER).json()
     assert following["item_id"] != item["item_id"]
     assert client.get("/api/labeling-queue", headers=LABELER).json()["count"] == 2
 
 
-def test_relabel_is_a_409_unless_it_is_an_explicit_edit(client: TestClient, store: Store) -> None:
+def test_relabel_is_a_409_unless_it_is_an_explicit_edit(
+    client: TestClient, store: AnyStore
+) -> None:
     _fill(client)
     item_id = client.get("/api/labeling-queue/next", headers=LABELER).json()["item_id"]
     url = f"/api/labeling-queue/{item_id}/label"
@@ -121,7 +122,7 @@ def test_relabel_is_a_409_unless_it_is_an_explicit_edit(client: TestClient, stor
     assert detail["latest_label"]["box_count"] == 0
 
 
-def test_no_object_label(client: TestClient, store: Store) -> None:
+def test_no_object_label(client: TestClient, store: AnyStore) -> None:
     _fill(client)
     item_id = client.get("/api/labeling-queue/next", headers=LABELER).json()["item_id"]
     response = client.post(
@@ -130,10 +131,11 @@ def test_no_object_label(client: TestClient, store: Store) -> None:
     assert response.status_code == 201
     assert response.json()["boxes"] == []
     with store.connect() as con:
-        assert con.execute("SELECT box_count, boxes FROM reviewed_labels").fetchone() == (0, "[]")
+        stored = labels.get(con=con, label_id=response.json()["label_id"])
+    assert stored is not None and (stored["box_count"], stored["boxes"]) == (0, [])
 
 
-def test_label_validation(client: TestClient, store: Store) -> None:
+def test_label_validation(client: TestClient, store: AnyStore) -> None:
     _fill(client)
     url = f"/api/labeling-queue/{client.get('/api/labeling-queue/next', headers=LABELER).json()['item_id']}/label"
 

@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.main import create_app
 from api.settings import ApiSettings
 
+pytestmark = pytest.mark.backends
+
 T0 = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
 
 

@@ -21,6 +21,8 @@ from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, retraining
 
+pytestmark = pytest.mark.backends
+
 THRESHOLD = 3
 
 

@@ -18,6 +18,8 @@ from edgeloop.rules import DRIFT_RETRAIN_COOLDOWN_H, DRIFT_RETRAIN_MIN_LABELS, R
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, retraining
 
+pytestmark = pytest.mark.backends
+
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -183,7 +185,8 @@ def test_the_drift_retrain_settings_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("EDGELOOP_DRIFT_RETRAIN_MIN_LABELS", "5")
     monkeypatch.setenv("EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H", "0")
-    settings = ApiSettings(loop=LoopSettings(data_dir=loop_settings.data_dir), tokens=TOKENS)  # type: ignore[arg-type]
+    loop = LoopSettings(data_dir=loop_settings.data_dir, database_url=loop_settings.database_url)
+    settings = ApiSettings(loop=loop, tokens=TOKENS)  # type: ignore[arg-type]
     app = create_app(settings)
     app.dependency_overrides[get_registry] = NoModelRegistry
     _insert_drift(store, "cam-3", drift_share=0.5, min_p=0.001, at=T0)

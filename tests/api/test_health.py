@@ -16,6 +16,8 @@ from api_support import LABELER, LiveServer
 
 from edgeloop.store import SCHEMA_VERSION
 
+pytestmark = pytest.mark.backends
+
 ANSWER_LIMIT_S = 2.0
 """Generous bound on a health answer while the file is locked (the store's retry deadline,
 which the old health route waited out, is 60 s)."""

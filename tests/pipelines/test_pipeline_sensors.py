@@ -260,8 +260,7 @@ def test_a_camera_that_stays_drifted_retrains_once_per_cooldown(loop, instance):
     # Once the cooldown is over, a camera still drifted with new labels retrains again.
     with loop.store.connect() as con:
         con.execute(
-            "UPDATE retraining_events SET created_at = created_at - ? "
-            "WHERE decision = 'launched'",
+            "UPDATE retraining_events SET created_at = created_at - ? WHERE decision = 'launched'",
             [timedelta(hours=DRIFT_RETRAIN_COOLDOWN_H + 1)],
         )
     third_id = _report_drift(instance, {"cam-a": (0.5, 0.001)})
