@@ -139,6 +139,10 @@ class RetrainPush:
         Raises:
             StoreLockedError: another process held the DuckDB file past its lock timeout.
         """
+        with self._store.exclusive(retraining.LAUNCH_LOCK):
+            return self._push_once(launcher)
+
+    def _push_once(self, launcher: JobLauncher) -> PushResult:
         settings = self._settings
         threshold = settings.loop.retrain_label_count
         with self._store.connect() as con:

@@ -66,23 +66,24 @@ def label_count_sensor(
     if decision.trigger != "label_count":
         return dg.SkipReason(f"{count}/{threshold} reviewed labels since the last training run")
     run_key = retraining.label_count_run_key(newest)
-    with db.connect() as con:
-        handled = retraining.exists(con=con, run_key=run_key)
-    if context.cursor == run_key or handled:
-        return dg.SkipReason(f"already requested {run_key} ({count} labels since training)")
-    running = _retrain_in_progress(context.instance)
-    if running is not None:
-        return dg.SkipReason(f"{count} new labels, but retrain run {running} is in progress")
-    with db.connect() as con:
-        retraining.record(
-            con=con,
-            trigger="label_count",
-            decision="launched",
-            reason=decision.reasons[0],
-            labels_since_training=count,
-            run_key=run_key,
-            details={"newest_label_id": newest, "threshold": threshold},
-        )
+    with db.exclusive(retraining.LAUNCH_LOCK):
+        with db.connect() as con:
+            handled = retraining.exists(con=con, run_key=run_key)
+        if context.cursor == run_key or handled:
+            return dg.SkipReason(f"already requested {run_key} ({count} labels since training)")
+        running = _retrain_in_progress(context.instance)
+        if running is not None:
+            return dg.SkipReason(f"{count} new labels, but retrain run {running} is in progress")
+        with db.connect() as con:
+            retraining.record(
+                con=con,
+                trigger="label_count",
+                decision="launched",
+                reason=decision.reasons[0],
+                labels_since_training=count,
+                run_key=run_key,
+                details={"newest_label_id": newest, "threshold": threshold},
+            )
     context.log.info("launching %s: %s labels since the last training", run_key, count)
     return dg.SensorResult(
         run_requests=[

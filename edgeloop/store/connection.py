@@ -207,6 +207,14 @@ class Store:
             finally:
                 self._process_lock.release()
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` for the block, against every other holder of it: one
+        process at a time opens the file, so a lock of this process (the PostgreSQL store
+        takes an advisory lock every process shares). Holds no connection."""
+        with _named_lock(name):
+            yield
+
     def close(self) -> None:
         """Stop lingering: close the idle connection (checkpoint, release the file)."""
         with self._process_lock:
@@ -290,6 +298,15 @@ class Store:
                 con.close()
         finally:
             self._process_lock.release()
+
+
+_NAMED_LOCKS: dict[str, threading.Lock] = {}
+_NAMED_LOCKS_GUARD = threading.Lock()
+
+
+def _named_lock(name: str) -> threading.Lock:
+    with _NAMED_LOCKS_GUARD:
+        return _NAMED_LOCKS.setdefault(name, threading.Lock())
 
 
 class Result(Protocol):

@@ -350,6 +350,17 @@ class PostgresStore:
         else:
             context.__exit__(None, None, None)
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold PostgreSQL's advisory lock ``name`` for the block (waiting for it), against
+        every process on the database: one pooled connection is held meanwhile.
+
+        Raises:
+            edgeloop.store.StoreUnavailableError: see ``connect``.
+        """
+        with self.connect() as con, advisory_lock(con, name):
+            yield
+
     def close(self) -> None:
         """Close the pool (its connections)."""
         with self._lock:

@@ -84,6 +84,12 @@ def exists(*, con: Connection, run_key: str) -> bool:
     return bool(count)
 
 
+LAUNCH_LOCK = "edgeloop.retrain_launch"
+"""The lock (``store.exclusive``) under which a label-count retrain is checked, launched
+and recorded: the API's push and ``label_count_sensor`` take it, so one burst of labels
+launches one run even with several API replicas and the sensor at the same moment."""
+
+
 def label_count_run_key(newest_label_id: int) -> str:
     """``labels:<newest label id>``: the run key of a label-count retrain, the one
     ``pipelines/sensors.py``' ``label_count_sensor`` and the API's push trigger
