@@ -1,8 +1,8 @@
 """Real servers from packages, started on loopback for a test or a benchmark, then stopped.
 
 The networked topology (DESIGN.md) keeps its state in engines a site already runs. Here they
-come from packages: PostgreSQL 15 from Debian's ``postgresql`` and an S3-compatible endpoint
-from PyPI's ``moto[server]``. Each server gets a fresh folder and a free port; nothing is
+come from packages: PostgreSQL 15 from Debian's ``postgresql``, an S3-compatible endpoint
+from PyPI's ``moto[server]``, and Debian's ``nginx`` as the replicas' load balancer. Each server gets a fresh folder and a free port; nothing is
 shared with the machine's own services.
 
 On a machine without a server's package, ``missing_server`` says what to install;
@@ -66,10 +66,17 @@ def _moto_server() -> Path | None:
     return path if path.exists() else None
 
 
+def _nginx() -> Path | None:
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    return Path(found) if Path(found).exists() else None
+
+
 def missing_server(name: str) -> str | None:
-    """What to install for server ``name`` ("postgres", "s3"), or None when it is here."""
+    """What to install for server ``name`` ("postgres", "s3", "nginx"), or None when it is here."""
     if name == "postgres" and _postgres_bin() is None:
         return "PostgreSQL server binaries missing: apt-get install postgresql"
+    if name == "nginx" and _nginx() is None:
+        return "nginx missing: apt-get install nginx"
     if name == "s3" and _moto_server() is None:
         return "moto_server missing: uv sync --all-extras (dev group: moto[server])"
     return None
@@ -209,6 +216,90 @@ def s3_server(root: Path, *, port: int | None = None) -> Iterator[S3Endpoint]:
             process.kill()
             process.wait()
         log.close()
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    client_max_body_size 64m;
+    upstream api {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_read_timeout 120s;
+        }}
+    }}
+}}
+"""
+"""A round-robin load balancer over the API replicas (nginx's upstream module); a replica
+that refuses connections is passed over (``proxy_next_upstream error``, the default)."""
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    """nginx in front of the replicas: ``url`` is the one address agents and browsers use."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def nginx_server(root: Path, upstream_ports: list[int]) -> Iterator[LoadBalancer]:
+    """Start nginx (Debian's package) on a free loopback port, balancing ``upstream_ports``
+    (127.0.0.1); stop it after.
+
+    Raises:
+        RuntimeError: nginx is missing or did not start.
+    """
+    binary = _nginx()
+    if binary is None:
+        raise RuntimeError(missing_server("nginx"))
+    root = Path(tempfile.mkdtemp(prefix="edgeloop-nginx-", dir=root))
+    os.chmod(root, 0o755)
+    port = free_port()
+    servers = "\n".join(
+        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstream_ports
+    )
+    conf = root / "nginx.conf"
+    text = NGINX_CONF.format(root=root, servers=servers, port=port)
+    if os.geteuid() == 0:  # workers would run as nobody, who cannot enter pytest's tmp folders
+        text = "user root;\n" + text
+    conf.write_text(text)
+    process = subprocess.Popen(
+        [str(binary), "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "stderr.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        _wait_for_port(port, process, "nginx")
+        yield LoadBalancer(port=port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def remove_tree(path: Path) -> None:

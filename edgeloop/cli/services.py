@@ -74,6 +74,10 @@ def service_env(settings: LoopSettings) -> dict[str, str]:
     for key, value in OFFLINE_ENV.items():
         env.setdefault(key, value)
     env["EDGELOOP_DATA_DIR"] = str(settings.data_dir.resolve())
+    if settings.database_url:
+        env["EDGELOOP_DATABASE_URL"] = settings.database_url
+    if settings.object_store_url:
+        env["EDGELOOP_OBJECT_STORE_URL"] = settings.object_store_url
     env.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
     env.setdefault("YOLO_CONFIG_DIR", str(settings.yolo_config_dir.resolve()))
     env.setdefault("PYTHONUNBUFFERED", "1")
