@@ -27,6 +27,7 @@ from rich.table import Table
 from edge_agent.cli import agent as agent_command
 from edgeloop.cli.datasets import app as dataset_app
 from edgeloop.cli.demo_options import DemoOptions
+from edgeloop.cli.store import app as store_app
 from edgeloop.cli.tokens import app as tokens_app
 from edgeloop.rules import DRIFT_RETRAIN_COOLDOWN_H, DRIFT_RETRAIN_MIN_LABELS
 
@@ -155,6 +156,7 @@ app.command(
     "agent", help="Run the edge agent on a video file, image folder, RTSP stream or camera."
 )(agent_command)
 app.add_typer(tokens_app, name="token")
+app.add_typer(store_app, name="store")
 
 
 @app.command()

@@ -20,6 +20,27 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 6
 
 
+TABLES = (
+    "frames",
+    "prediction_logs",
+    "labeling_queue",
+    "reviewed_labels",
+    "retraining_events",
+    "model_deployments",
+    "training_runs",
+    "drift_reports",
+    "agent_heartbeats",
+)
+"""Every loop table (``schema_version`` aside), in an order that keeps references valid."""
+SEQUENCES = (
+    ("labeling_queue_seq", "labeling_queue", "item_id"),
+    ("reviewed_labels_seq", "reviewed_labels", "label_id"),
+    ("retraining_events_seq", "retraining_events", "event_id"),
+    ("model_deployments_seq", "model_deployments", "deployment_id"),
+)
+"""``(sequence, table, id column)``: the ids a sequence hands out."""
+
+
 class Only(NamedTuple):
     """A migration statement for one backend (``"duckdb"`` or ``"postgres"``)."""
 
