@@ -48,6 +48,7 @@ from api.settings import ApiSettings, get_settings
 from api.telemetry import ApiMetrics
 from api.writer import GIL_GATE, IngestWriter
 from edgeloop.store import AnyStore, StoreUnavailableError
+from edgeloop.store.connection import unavailable_errors
 from edgeloop.store.frames import ConfidenceHistograms
 from edgeloop.wire import Detection, FrameQuality, FrameRecord
 
@@ -212,6 +213,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.retrain_push = RetrainPush(settings, store)
 
     app.add_exception_handler(StoreUnavailableError, _store_locked)
+    for error in unavailable_errors():  # a PostgreSQL server that went away mid-request
+        app.add_exception_handler(error, _store_locked)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Instrumented last = outermost: latency includes the 413s of the size limit.

@@ -102,6 +102,7 @@ class Postgres:
 
     port: int
     data_dir: Path
+    bin_dir: Path
 
     @property
     def url(self) -> str:
@@ -118,6 +119,25 @@ class Postgres:
     def dsn_for(self, database: str) -> str:
         """The keyword DSN of ``database`` on this server."""
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+
+    def restart(self, down_s: float) -> None:
+        """Stop the server (fast shutdown: open connections are cut), stay down ``down_s``
+        seconds, start it again on the same port and wait until it accepts connections."""
+        pg_ctl = [*_as_postgres(), str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir / "db")]
+        _run([*pg_ctl, "-m", "fast", "-w", "stop"])
+        time.sleep(down_s)
+        options = _postgres_options(self.port, self.data_dir)
+        _run([*pg_ctl, "-o", options, "-l", str(self.data_dir / "server.log"), "-w", "start"])
+        _wait_for_port(self.port, None, "PostgreSQL")
+
+
+def _as_postgres() -> list[str]:
+    """The command prefix that runs a PostgreSQL binary as ``postgres`` when we are root."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _postgres_options(port: int, data_dir: Path) -> str:
+    return f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
 
 
 @contextlib.contextmanager
@@ -139,20 +159,19 @@ def postgres_server(root: Path) -> Iterator[Postgres]:
     # ``postgres``, which cannot enter a 0700 folder of root's (pytest's tmp_path is one).
     data_dir = Path(tempfile.mkdtemp(prefix="edgeloop-pg-"))
     (root / "pg").write_text(f"{data_dir}\n")
-    prefix: list[str] = []
-    if os.geteuid() == 0:
+    prefix = _as_postgres()
+    if prefix:
         user = pwd.getpwnam("postgres")
         os.chown(data_dir, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     initdb = [str(bin_dir / "initdb"), "-D", str(data_dir / "db"), "-A", "trust"]
     _run([*prefix, *initdb, "-U", "postgres", "--no-sync"])
-    options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    options = _postgres_options(port, data_dir)
     pg_ctl = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data_dir / "db")]
     _run([*pg_ctl, "-o", options, "-l", str(data_dir / "server.log"), "-w", "start"])
     try:
         _wait_for_port(port, None, "PostgreSQL")
-        yield Postgres(port=port, data_dir=data_dir)
+        yield Postgres(port=port, data_dir=data_dir, bin_dir=bin_dir)
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], check=False, capture_output=True)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -334,24 +334,38 @@ def fetch_scalar(cursor: Result) -> Any:
     return rows[0][0] if rows else None
 
 
-def store_errors() -> tuple[type[BaseException], ...]:
+def store_errors() -> tuple[type[Exception], ...]:
     """The exceptions a store statement raises on either backend (``duckdb.Error``, and
     ``psycopg.Error`` where psycopg is installed)."""
     return _errors()[0]
 
 
-def constraint_errors() -> tuple[type[BaseException], ...]:
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """The exceptions of a database server that could not be reached or went away
+    (``psycopg.OperationalError`` where psycopg is installed): answered like
+    ``StoreUnavailableError`` (503, retry)."""
+    return _errors()[2]
+
+
+def constraint_errors() -> tuple[type[Exception], ...]:
     """The exceptions a refused primary key or unique constraint raises on either backend."""
     return _errors()[1]
 
 
+_Errors = tuple[type[Exception], ...]
+
+
 @functools.cache
-def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+def _errors() -> tuple[_Errors, _Errors, _Errors]:
     try:
         import psycopg
     except ImportError:
-        return (duckdb.Error,), (duckdb.ConstraintException,)
-    return (duckdb.Error, psycopg.Error), (duckdb.ConstraintException, psycopg.IntegrityError)
+        return (duckdb.Error,), (duckdb.ConstraintException,), ()
+    return (
+        (duckdb.Error, psycopg.Error),
+        (duckdb.ConstraintException, psycopg.IntegrityError),
+        (psycopg.OperationalError,),
+    )
 
 
 def is_postgres(con: Connection) -> bool:

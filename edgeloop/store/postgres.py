@@ -298,6 +298,9 @@ class PostgresStore:
                     min_size=1,
                     max_size=self._pool_max_size,
                     timeout=self.timeout_s,
+                    # A connection is checked before it is handed out, so one broken by a
+                    # server restart is replaced instead of failing a request.
+                    check=ConnectionPool.check_connection,
                     kwargs={
                         "autocommit": True,
                         "cursor_factory": psycopg.RawCursor,
@@ -318,7 +321,9 @@ class PostgresStore:
 
         Raises:
             edgeloop.store.StoreUnavailableError: no connection within ``timeout_s`` (the
-                server is down or unreachable, or every pooled connection is busy).
+                server is down or unreachable, or every pooled connection is busy), or the
+                server went away inside the block (``psycopg.OperationalError``; the open
+                transaction did not commit).
         """
         from psycopg import OperationalError
         from psycopg_pool import PoolClosed, PoolTimeout
@@ -345,8 +350,13 @@ class PostgresStore:
                 self._migrated = True
             yield con
         except BaseException as exc:
-            if not context.__exit__(type(exc), exc, exc.__traceback__):
-                raise
+            if context.__exit__(type(exc), exc, exc.__traceback__):
+                return
+            if isinstance(exc, OperationalError):  # the server went away mid-request
+                raise StoreUnavailableError(
+                    f"PostgreSQL at {self.location} went away: {exc}"
+                ) from exc
+            raise
         else:
             context.__exit__(None, None, None)
 

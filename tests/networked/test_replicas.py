@@ -133,7 +133,9 @@ def test_twenty_labelers_get_twenty_items_and_every_image_through_either_replica
         assert ack["accepted"] == 10
 
     def claim(name: str) -> dict[str, Any]:
-        response = httpx.get(f"{url}/api/labeling-queue/next", headers=site.headers(name))
+        response = httpx.get(
+            f"{url}/api/labeling-queue/next", headers=site.headers(name), timeout=60
+        )
         assert response.status_code == 200, response.text
         return dict(response.json())
 
@@ -142,7 +144,7 @@ def test_twenty_labelers_get_twenty_items_and_every_image_through_either_replica
     assert len({item["item_id"] for item in items}) == LABELERS
     for item in items:  # round robin: half of these go to the replica that did not store it
         image = httpx.get(
-            f"{url}/api/frames/{item['frame_key']}.jpg", headers=site.headers("admin")
+            f"{url}/api/frames/{item['frame_key']}.jpg", headers=site.headers("admin"), timeout=60
         )
         assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
 
@@ -194,50 +196,66 @@ def test_one_frame_key_sent_to_both_replicas_at_once_is_stored_once(site: Site) 
         ).fetchone() == (1,)
 
 
-def test_a_replica_killed_under_load_loses_and_doubles_nothing(site: Site) -> None:
-    url = site.balancer.url
-    senders, batches_each, per_batch = 4, 12, 5
-    sent = {
-        s: [
-            [
-                queued_frame(
-                    f"cam-load:{s}-{b}-{f}",
-                    index=1000 + (s * 100 + b) * 10 + f,
-                    camera_id="cam-load",
-                )
-                for f in range(per_batch)
-            ]
-            for b in range(batches_each)
-        ]
-        for s in range(senders)
-    }
+def _load(site: Site, camera: str, fault: Any, senders: int = 4, batches_each: int = 12) -> int:
+    """``senders`` agents each send ``batches_each`` batches of 5 new frames through the
+    balancer, retrying as their spool does; ``fault()`` runs once a third is acknowledged.
+    Returns the frames sent; asserts every batch was acknowledged."""
+    per_batch = 5
     acked: list[dict[str, Any]] = []
     progress = threading.Semaphore(0)
 
     def agent(s: int) -> None:
-        for records in sent[s]:
-            acked.append(
-                _post_ingest(url, batch(*records, agent_id=f"agent-{s}"), site.headers("agent"))
-            )
+        for b in range(batches_each):
+            records = [
+                queued_frame(
+                    f"{camera}:{s}-{b}-{f}",
+                    index=hash((camera, s, b, f)) % 10**6,
+                    camera_id=camera,
+                )
+                for f in range(per_batch)
+            ]
+            body = batch(*records, agent_id=f"agent-{s}")
+            acked.append(_post_ingest(site.balancer.url, body, site.headers("agent")))
             progress.release()
 
     with ThreadPoolExecutor(senders) as pool:
         running = [pool.submit(agent, s) for s in range(senders)]
         for _ in range(senders * batches_each // 3):
-            progress.acquire(timeout=60)
-        victim = site.replicas[0].process
-        os.killpg(victim.pid, signal.SIGKILL)  # mid-load, no goodbye
-        victim.wait(10)
+            assert progress.acquire(timeout=60)
+        fault()
         for future in running:
-            future.result(timeout=120)
-
+            future.result(timeout=180)
     total = senders * batches_each * per_batch
     assert len(acked) == senders * batches_each
     assert sum(a["accepted"] + a["duplicates"] for a in acked) == total
-    with site.store().connect() as con:
-        stored = con.execute(
-            "SELECT count(*), count(DISTINCT frame_key) FROM frames WHERE camera_id = 'cam-load'"
+    return total
+
+
+def _stored(site: Site, camera: str) -> tuple[int, int]:
+    store = site.store()
+    with store.connect() as con:
+        row = con.execute(
+            "SELECT count(*), count(DISTINCT frame_key) FROM frames WHERE camera_id = ?", [camera]
         ).fetchone()
-    assert stored == (total, total)  # 0 lost, 0 doubled
-    # The survivor serves alone.
-    assert httpx.get(f"{url}/api/health").status_code == 200
+    store.close()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_postgres_restarted_during_ingest_loses_and_doubles_nothing(
+    site: Site, postgres: Postgres
+) -> None:
+    total = _load(site, "cam-restart", lambda: postgres.restart(down_s=3))
+    assert _stored(site, "cam-restart") == (total, total)  # 0 lost, 0 doubled
+
+
+def test_a_replica_killed_under_load_loses_and_doubles_nothing(site: Site) -> None:
+    victim = site.replicas[0].process
+
+    def kill() -> None:
+        os.killpg(victim.pid, signal.SIGKILL)  # mid-load, no goodbye
+        victim.wait(10)
+
+    total = _load(site, "cam-load", kill)
+    assert _stored(site, "cam-load") == (total, total)  # 0 lost, 0 doubled
+    assert httpx.get(f"{site.balancer.url}/api/health").status_code == 200  # the survivor
