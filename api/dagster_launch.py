@@ -23,8 +23,8 @@ from edgeloop.orchestration import (
     RETRAIN_JOB,
     STACK_TAG,
     StackMismatchError,
-    stack_id,
 )
+from edgeloop.store import StoreUnavailableError
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
@@ -152,8 +152,12 @@ def check_stack(launcher: JobLauncher, settings: ApiSettings, job_name: str = RE
         OSError: Dagster is unreachable.
     """
     try:
-        ours = stack_id(settings.loop.data_dir)
-    except (OSError, ValueError) as exc:  # not Dagster's fault: never reported as unreachable
+        ours = settings.loop.stack_id()
+    except (
+        OSError,
+        ValueError,
+        StoreUnavailableError,
+    ) as exc:  # not Dagster's fault: never reported as unreachable
         raise StackMismatchError(
             f"refusing to launch: this API's stack id cannot be read or written: {exc}"
         ) from None

@@ -57,7 +57,8 @@ class StoreResource(dg.ConfigurableResource):
             edgeloop.orchestration.StackMismatchError: the run belongs to another stack.
         """
         if context.dagster_run is not None:
-            check_run_stack(context.dagster_run.tags, self.loop.settings().data_dir)
+            settings = self.loop.settings()
+            check_run_stack(context.dagster_run.tags, settings.stack_id, settings.data_dir)
 
     def store(self) -> AnyStore:
         return self.loop.settings().store()

@@ -17,7 +17,9 @@ two writers at once end up with the same id). The code location only reads it, w
 loads; one loaded before the id existed names no stack, and the API refuses it until it
 is restarted. The id moves with a moved folder; a copied folder (the original still in
 place) gets an id of its own on its first read, so a site cloned for testing never
-launches runs on the original's Dagster. Standard library (and ``edgeloop.files``) only.
+launches runs on the original's Dagster. A networked site (``EDGELOOP_DATABASE_URL``) keeps
+its id in the database instead, which all its processes share (``edgeloop.store.stack``,
+through ``LoopSettings.stack_id``). Standard library (and ``edgeloop.files``) only.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edgeloop.files import atomic_write_text
@@ -123,22 +125,27 @@ def stack_id(data_dir: Path) -> str:
     return found
 
 
-def check_run_stack(run_tags: Mapping[str, str], data_dir: Path) -> None:
+def check_run_stack(run_tags: Mapping[str, str], ours: Callable[[], str], data_dir: Path) -> None:
     """Refuse a run that another stack launched into this one.
 
     A run without ``STACK_TAG`` (launched by this code location's sensors, schedules or the
     Dagster UI) passes.
 
+    Args:
+        ours: this stack's id (``LoopSettings.stack_id``: the data folder's file, or the
+            networked site's database), called only for a tagged run.
+        data_dir: this stack's data folder, for the message.
+
     Raises:
-        StackMismatchError: the run's ``STACK_TAG`` is not ``data_dir``'s stack id.
+        StackMismatchError: the run's ``STACK_TAG`` is not this stack's id.
     """
     theirs = run_tags.get(STACK_TAG)
     if theirs is None:
         return
-    ours = stack_id(data_dir)
-    if theirs != ours:
+    own = ours()
+    if theirs != own:
         raise StackMismatchError(
             f"this run was launched by stack {theirs}, but this Dagster code location belongs "
-            f"to stack {ours} (data folder {data_dir.resolve()}): nothing was done. Point that "
+            f"to stack {own} (data folder {data_dir.resolve()}): nothing was done. Point that "
             "stack's API at its own Dagster (EDGELOOP_API_DAGSTER_URL)."
         )

@@ -315,6 +315,39 @@ class LoopSettings(BaseSettings):
 
         return Store(self.duckdb_path, linger_s=linger_s, max_hold_s=max_hold_s)
 
+    def stack_id(self) -> str:
+        """This stack's id (``edgeloop.orchestration``), written first when it has none: in
+        the database with ``database_url`` (a networked site's processes share no folder),
+        else in ``<data_dir>/stack-id``.
+
+        Raises:
+            edgeloop.store.StoreUnavailableError: the database could not be reached.
+            OSError, ValueError: the stack-id file cannot be written or read.
+        """
+        if not self.database_url:
+            from edgeloop.orchestration import stack_id
+
+            return stack_id(self.data_dir)
+        from edgeloop.store import stack
+
+        with self.store().connect() as con:
+            return stack.stack_id(con=con)
+
+    def read_stack_id(self) -> str | None:
+        """``stack_id`` without writing one: None when the stack has no id yet.
+
+        Raises:
+            edgeloop.store.StoreUnavailableError: the database could not be reached.
+        """
+        if not self.database_url:
+            from edgeloop.orchestration import read_stack_id
+
+            return read_stack_id(self.data_dir)
+        from edgeloop.store import stack
+
+        with self.store().connect() as con:
+            return stack.read_stack_id(con=con)
+
     # Files by key (``edgeloop.objects``): the data folder or object storage, chosen here once.
     def objects(self) -> ObjectStore:
         """The object store ``object_store_url`` names (one per URL and data folder and

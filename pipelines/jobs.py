@@ -4,13 +4,16 @@ GraphQL before it launches a run, and refuses another stack's Dagster)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import dagster as dg
 
-from edgeloop.orchestration import DATA_DIR_KEY, RETRAIN_JOB, STACK_TAG, read_stack_id
-from edgeloop.settings import get_settings
+from edgeloop.orchestration import DATA_DIR_KEY, RETRAIN_JOB, STACK_TAG
+from edgeloop.settings import LoopSettings, get_settings
+from edgeloop.store import StoreUnavailableError
 from pipelines.settings import PipelineSettings, get_pipeline_settings
+
+logger = logging.getLogger(__name__)
 
 DRIFT_JOB = "drift_job"
 LABELING_JOB = "labeling_job"
@@ -44,16 +47,22 @@ def labeling_run_config(settings: PipelineSettings) -> dg.RunConfig:
     return run_config(settings, ("labeling_queue",))
 
 
-def stack_metadata(data_dir: Path) -> dict[str, str]:
+def stack_metadata(settings: LoopSettings) -> dict[str, str]:
     """Job metadata naming the stack this code location serves: its data folder (absolute)
-    and the folder's stack id, when it has one (``edgeloop init`` and ``edgeloop up`` write
-    it; importing the code location writes nothing)."""
-    found = read_stack_id(data_dir)
-    return {DATA_DIR_KEY: str(data_dir.resolve())} | ({STACK_TAG: found} if found else {})
+    and the stack id, when it has one (``edgeloop init`` and ``edgeloop up`` write it;
+    importing the code location writes nothing). A networked site's database that cannot
+    be reached now leaves the id out (the API refuses to launch until Dagster reloads)."""
+    try:
+        found = settings.read_stack_id()
+    except StoreUnavailableError as exc:
+        logger.warning("stack id unknown, the database is unreachable: %s", exc)
+        found = None
+    data_dir = str(settings.data_dir.resolve())
+    return {DATA_DIR_KEY: data_dir} | ({STACK_TAG: found} if found else {})
 
 
 _settings = get_pipeline_settings()
-_stack = stack_metadata(get_settings().data_dir)
+_stack = stack_metadata(get_settings())
 
 retrain_job = dg.define_asset_job(
     RETRAIN_JOB,

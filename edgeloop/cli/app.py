@@ -110,7 +110,7 @@ def init(
     from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
     from edgeloop.cli.services import dagster_home
     from edgeloop.cli.tokens import tokens_file
-    from edgeloop.orchestration import stack_id, stack_id_path
+    from edgeloop.orchestration import stack_id_path
     from edgeloop.tokens import ensure_tokens_file
 
     with settings.store().connect():
@@ -134,9 +134,11 @@ def init(
         f"[green]✓[/] {files.name} v{files.version} {verb} [bold]production[/] "
         f"(classes: {', '.join(files.class_names)}; ONNX sha256 {files.onnx_sha256[:12]}…)"
     )
-    console.print(f"[green]✓[/] DuckDB {settings.duckdb_path}, DAGSTER_HOME {home}")
+    where = settings.store().location
+    console.print(f"[green]✓[/] store {where}, DAGSTER_HOME {home}")
+    kept = "the database" if settings.database_url else stack_id_path(settings.data_dir)
     console.print(
-        f"[green]✓[/] stack id {stack_id(settings.data_dir)} ({stack_id_path(settings.data_dir)}): "
+        f"[green]✓[/] stack id {settings.stack_id()} ({kept}): "
         "this stack's API launches runs only on a Dagster that serves the same id"
     )
     names = ", ".join(f"{t.name} ({t.role})" for t in tokens) or "none yet"

@@ -23,7 +23,6 @@ import httpx
 
 from edgeloop.files import atomic_write_bytes
 from edgeloop.offline import OFFLINE_ENV
-from edgeloop.orchestration import stack_id
 from edgeloop.relocation import check_own_location
 from edgeloop.settings import LoopSettings
 
@@ -66,7 +65,7 @@ def service_env(settings: LoopSettings) -> dict[str, str]:
         ForeignDataFolderError: ``DAGSTER_HOME`` or ``YOLO_CONFIG_DIR`` is set to a folder
             of another data folder (the one this data folder was copied from, say).
     """
-    stack_id(settings.data_dir)
+    settings.stack_id()
     env = dict(os.environ)
     for name in ("DAGSTER_HOME", "YOLO_CONFIG_DIR"):
         if env.get(name):

@@ -251,7 +251,8 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     # NULLS LAST out, and the index must match it) read one row, not sort
     # every pending item (DuckDB reads it in two passes instead, ``queue.next_item``);
     # frames and detections get the capture-time indexes the console's windows filter on;
-    # the JPEG digest index becomes unique, so replicas cannot queue one JPEG twice.
+    # the JPEG digest index becomes unique, so replicas cannot queue one JPEG twice; the
+    # site's stack id moves into the database (``edgeloop.store.stack``).
     6: [
         Only(
             "postgres",
@@ -269,6 +270,16 @@ MIGRATIONS: dict[int, list[str | Only]] = {
             "postgres",
             "CREATE UNIQUE INDEX IF NOT EXISTS labeling_queue_jpeg_sha256_unique "
             "ON labeling_queue (jpeg_sha256) WHERE jpeg_sha256 IS NOT NULL",
+        ),
+        Only(
+            "postgres",
+            """
+            CREATE TABLE IF NOT EXISTS stack_identity (
+                singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+                stack_id VARCHAR NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL
+            )
+            """,
         ),
     ],
 }

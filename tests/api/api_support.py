@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from edgeloop.cli.services import Service, free_port, start_api
-from edgeloop.orchestration import DATA_DIR_KEY, STACK_TAG, stack_id
+from edgeloop.orchestration import DATA_DIR_KEY, STACK_TAG
 from edgeloop.registry import ModelNotFoundError
 from edgeloop.settings import LoopSettings
 
@@ -156,8 +156,8 @@ def batch(*frames: dict[str, Any], agent_id: str = "agent-1") -> dict[str, Any]:
 def own_stack(app: FastAPI) -> dict[str, str]:
     """The job metadata this app's own code location shows: its stack id and data folder
     (``pipelines/jobs.py``), what a stand-in launcher answers to ``job_metadata``."""
-    data_dir = app.state.settings.loop.data_dir
-    return {STACK_TAG: stack_id(data_dir), DATA_DIR_KEY: str(data_dir.resolve())}
+    loop = app.state.settings.loop
+    return {STACK_TAG: loop.stack_id(), DATA_DIR_KEY: str(loop.data_dir.resolve())}
 
 
 class NoModelRegistry:

@@ -264,3 +264,21 @@ def test_a_database_of_an_older_version_migrates_forward_keeping_its_rows(
         }
     store.close()
     assert {"labeling_queue_order", "labeling_queue_jpeg_sha256_unique"} <= indexes
+
+
+def test_a_networked_site_has_one_stack_id_whatever_the_data_folder(
+    postgres_database: str, tmp_path: Any
+) -> None:
+    """API replicas and Dagster runs of one site each have a data folder of their own;
+    the stack id they compare before a launch comes from the database they share."""
+    from edgeloop.settings import LoopSettings
+
+    replicas = [
+        LoopSettings(data_dir=tmp_path / f"replica-{i}", database_url=postgres_database)
+        for i in range(2)
+    ]
+    assert replicas[0].read_stack_id() is None
+    ids = {settings.stack_id() for settings in replicas}
+    assert len(ids) == 1 and len(ids.pop()) == 32
+    assert replicas[1].read_stack_id() == replicas[0].stack_id()
+    assert not any((tmp_path / f"replica-{i}" / "stack-id").exists() for i in range(2))
