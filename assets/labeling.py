@@ -16,7 +16,7 @@ from assets._markdown import md_table
 from assets.detections import detections
 from assets.drift import drift_report
 from assets.resources import StoreResource
-from edgeloop.store import queue
+from edgeloop.store import analytics, queue
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def labeling_queue(
             high=settings.uncertainty_high,
             drift_boost=config.drift_boost,
         )
-        per_camera = queue.per_camera_summary(con=con)
-        top = queue.top_pending(con=con, limit=config.top_items)
+        per_camera = analytics.per_camera_summary(con=con)
+        top = analytics.top_pending(con=con, limit=config.top_items)
     pending_total = sum(int(r[1]) for r in per_camera)
     metadata: dict[str, dg.RawMetadataValue] = {
         "pending": pending_total,

@@ -49,6 +49,16 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes] | None, what: str
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S} s")
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _run(command: list[str]) -> None:
     """Run ``command``; on failure raise with its output (initdb and pg_ctl say why)."""
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -228,12 +238,7 @@ def s3_server(root: Path, *, port: int | None = None) -> Iterator[S3Endpoint]:
         _wait_for_port(port, process, "moto_server")
         yield S3Endpoint(port=port)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         log.close()
 
 
@@ -313,12 +318,7 @@ def nginx_server(root: Path, upstream_ports: list[int]) -> Iterator[LoadBalancer
         _wait_for_port(port, process, "nginx")
         yield LoadBalancer(port=port)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 def remove_tree(path: Path) -> None:

@@ -5,7 +5,8 @@ nothing, so only the run and the form of the last line are checked; the benchmar
 checks (every detection stored, every crop embedded, ...) still run.
 
 Not here: api_reads.py (needs ``make init``'s registry), console.py (a fleet file) and
-trigger.py (a real ``dagster dev``), which take minutes at any size.
+trigger.py (a real ``dagster dev``), which take minutes at any size. api_reads_postgres.py
+runs without a registry (the API then takes the class names from the detections).
 """
 
 from __future__ import annotations
@@ -29,8 +30,20 @@ SMALL = {
     "datasets.py": ["--frames", "30"],
     "crop_embeddings.py": ["--size", "12", "--boxes", "2", "--batch-size", "4"],
     "store_backends.py": ["--detections", "8000", "--iterations", "2", "--batches", "2"],
+    "api_reads_postgres.py": [
+        *("--detections", "8000", "--frames", "1000"),
+        *("--requests", "3", "--iterations", "1"),
+    ],
+    "ingest_replicas.py": [
+        *("--batches", "2", "--frames", "20", "--detections", "2"),
+        *("--clients", "2", "--rounds", "1"),
+    ],
 }
-NEEDS_SERVERS = {"store_backends.py": ("postgres", "s3")}
+NEEDS_SERVERS = {
+    "store_backends.py": ("postgres", "s3"),
+    "api_reads_postgres.py": ("postgres",),
+    "ingest_replicas.py": ("postgres", "nginx"),
+}
 
 TARGET_LINE = re.compile(r"^TARGET (met|NOT met): \S")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from edgeloop.store import frames
+from edgeloop.store import drift, frames, queue
 from edgeloop.store.connection import Connection, fetch_dicts, parse_json
 
 PRIORITY_BANDS = ((1.0, "high"), (0.5, "medium"), (float("-inf"), "low"))
@@ -310,3 +310,32 @@ def camera_ids(*, con: Connection) -> list[str]:
             """
         ).fetchall()
     ]
+
+
+def per_camera_summary(*, con: Connection) -> list[tuple[Any, ...]]:
+    """``(camera_id, pending, labeled or skipped, drifted, top pending priority)`` by camera."""
+    return con.execute(
+        f"""
+        SELECT q.camera_id, count(*) FILTER (WHERE q.status = 'pending') AS pending,
+               count(*) FILTER (WHERE q.status <> 'pending') AS done,
+               coalesce(bool_or(d.drifted), false) AS drifted,
+               max(q.priority) FILTER (WHERE q.status = 'pending') AS top_priority
+        FROM labeling_queue q
+        LEFT JOIN ({drift.LATEST_PER_CAMERA_SQL}) d ON d.camera_id = q.camera_id
+        GROUP BY q.camera_id ORDER BY q.camera_id
+        """
+    ).fetchall()
+
+
+def top_pending(*, con: Connection, limit: int) -> list[tuple[Any, ...]]:
+    """The first ``limit`` pending items: ``(item_id, camera_id, frame_key, priority,
+    uncertain_count, created_at as ISO 8601 UTC text)``."""
+    return con.execute(
+        f"""
+        SELECT item_id, camera_id, frame_key, priority, uncertain_count,
+               strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')
+        FROM labeling_queue WHERE status = 'pending'
+        ORDER BY {queue.QUEUE_ORDER} LIMIT ?
+        """,
+        [limit],
+    ).fetchall()

@@ -375,6 +375,27 @@ def is_postgres(con: Connection) -> bool:
     return getattr(con, "dialect", "duckdb") == "postgres"
 
 
+def row_lock(con: Connection, *, skip_locked: bool = False) -> str:
+    """The clause that locks the rows a ``SELECT`` reads until the transaction ends:
+    ``FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; nothing on DuckDB, open in one process at a time
+    (``edgeloop.store.queue.CLAIMS`` serialises in-process)."""
+    if not is_postgres(con):
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
+
+@contextlib.contextmanager
+def transaction(con: Connection) -> Iterator[None]:
+    """``BEGIN`` … ``COMMIT``, rolled back when the block raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def parse_json(value: Any) -> Any:
     """A JSON column's value as Python (DuckDB hands JSON back as ``str``)."""
     return json.loads(value) if isinstance(value, str) else value

@@ -14,7 +14,13 @@ from typing import Any
 
 from edgeloop.annotations import REVIEWED_BOXES, ReviewedBox
 from edgeloop.store import queue, training_runs
-from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, parse_json
+from edgeloop.store.connection import (
+    Connection,
+    fetch_dicts,
+    fetch_scalar,
+    parse_json,
+    transaction,
+)
 
 LATEST_LABELS_SQL = """
 SELECT * FROM reviewed_labels
@@ -60,7 +66,7 @@ def create(
             already and ``edit`` is False.
         duckdb.Error, psycopg.Error: rolled back; nothing is stored.
     """
-    with queue.CLAIMS, queue.transaction(con):
+    with queue.CLAIMS, transaction(con):
         item = queue.get_item(con=con, item_id=item_id, lock=True)
         if item is None:
             raise LookupError(f"no labeling-queue item {item_id}")

@@ -20,9 +20,8 @@ process (``CLAIMS``) does it.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +29,14 @@ import pyarrow as pa
 
 from edgeloop.rules import uncertainty_score_sql
 from edgeloop.store import drift
-from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, is_postgres
+from edgeloop.store.connection import (
+    Connection,
+    fetch_dicts,
+    fetch_scalar,
+    is_postgres,
+    row_lock,
+    transaction,
+)
 
 STATUSES = ("pending", "skipped", "labeled")
 QUEUE_ORDER = "priority DESC, created_at DESC, item_id DESC"
@@ -43,26 +49,6 @@ COLUMNS = (
 
 CLAIMS = threading.Lock()
 """Serialises taking and checking claims in this process (see the module docstring)."""
-
-
-def row_lock(con: Connection, *, skip_locked: bool = False) -> str:
-    """The clause that locks the rows a ``SELECT`` reads until the transaction ends:
-    ``FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; nothing on DuckDB (``CLAIMS``)."""
-    if not is_postgres(con):
-        return ""
-    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
-
-
-@contextlib.contextmanager
-def transaction(con: Connection) -> Iterator[None]:
-    """``BEGIN`` … ``COMMIT``, rolled back when the block raises."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 class ClaimConflictError(Exception):
@@ -444,32 +430,3 @@ def boost_camera(*, con: Connection, camera_id: str, factor: float, low: float, 
         camera_filter="AND q.camera_id = $camera",
         params={"camera": camera_id},
     )
-
-
-def per_camera_summary(*, con: Connection) -> list[tuple[Any, ...]]:
-    """``(camera_id, pending, labeled or skipped, drifted, top pending priority)`` by camera."""
-    return con.execute(
-        f"""
-        SELECT q.camera_id, count(*) FILTER (WHERE q.status = 'pending') AS pending,
-               count(*) FILTER (WHERE q.status <> 'pending') AS done,
-               coalesce(bool_or(d.drifted), false) AS drifted,
-               max(q.priority) FILTER (WHERE q.status = 'pending') AS top_priority
-        FROM labeling_queue q
-        LEFT JOIN ({drift.LATEST_PER_CAMERA_SQL}) d ON d.camera_id = q.camera_id
-        GROUP BY q.camera_id ORDER BY q.camera_id
-        """
-    ).fetchall()
-
-
-def top_pending(*, con: Connection, limit: int) -> list[tuple[Any, ...]]:
-    """The first ``limit`` pending items: ``(item_id, camera_id, frame_key, priority,
-    uncertain_count, created_at as ISO 8601 UTC text)``."""
-    return con.execute(
-        f"""
-        SELECT item_id, camera_id, frame_key, priority, uncertain_count,
-               strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')
-        FROM labeling_queue WHERE status = 'pending'
-        ORDER BY {QUEUE_ORDER} LIMIT ?
-        """,
-        [limit],
-    ).fetchall()

@@ -14,14 +14,8 @@ import pytest
 from edgeloop.annotations import ReviewedBox
 from edgeloop.store import SCHEMA_VERSION, AnyStore, Store, StoreLockedError, labels, migrate
 
-SEED_TABLES = {
-    "frames",
-    "prediction_logs",
-    "labeling_queue",
-    "reviewed_labels",
-    "retraining_events",
-    "model_deployments",
-}
+SEED_TABLES = {"frames", "prediction_logs", "labeling_queue", "reviewed_labels"}
+SEED_TABLES |= {"retraining_events", "model_deployments"}
 
 
 def test_schema_has_the_seed_tables_and_migrates_idempotently(tmp_path: Path) -> None:
