@@ -19,7 +19,7 @@ from edgeloop.rules import (
     RETRAIN_LABEL_COUNT,
     camera_drifted,
 )
-from edgeloop.settings import LoopSettings
+from edgeloop.settings import REPORTS_PREFIX, LoopSettings
 from edgeloop.wire import BBoxXYXY
 
 QueueStatus = Literal["pending", "skipped", "labeled"]
@@ -318,12 +318,16 @@ class DriftReportPublic(_Public):
     def from_row(cls, row: dict[str, Any], *, loop: LoopSettings) -> DriftReportPublic:
         """From a ``drift_reports`` row; ``drifted`` re-evaluated with the seed's rule.
 
-        ``report_url`` is ``/reports/<path>`` when the report lies under ``loop.reports_dir``
-        (``report_path`` is stored relative to the data folder: ``loop.data_path``).
+        ``report_url`` is ``/<report_path>`` for a stored object key under ``reports/``
+        (``api.routes.reports``), or ``/reports/<path>`` for an older absolute path under
+        ``loop.reports_dir``.
         """
         report_url = None
-        if row.get("report_path"):
-            report = loop.data_path(row["report_path"]).resolve()
+        stored = row.get("report_path")
+        if stored and stored.startswith(REPORTS_PREFIX):  # an object key: /reports/...
+            report_url = f"/{stored}"
+        elif stored:  # an absolute path of a row written before paths were relative
+            report = loop.data_path(stored).resolve()
             if report.is_relative_to(loop.reports_dir.resolve()):
                 relative = report.relative_to(loop.reports_dir.resolve())
                 report_url = f"/reports/{relative.as_posix()}"

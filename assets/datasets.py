@@ -58,7 +58,7 @@ def _labeled_frames(store: StoreResource) -> list[LabeledFrame]:
         LabeledFrame(
             frame_key=row["frame_key"],
             camera_id=row["camera_id"],
-            jpeg_path=settings.frame_file(row["jpeg_path"]) or Path(),
+            jpeg_path=settings.stored_file(row["jpeg_path"]) or Path(),
             width=int(row["width"] or 0),
             height=int(row["height"] or 0),
             boxes=row["boxes"],

@@ -24,6 +24,7 @@ report states the threshold the console and the drift sensor use, not its defaul
 import json
 import logging
 import math
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from assets._markdown import md_table
 from assets.detections import detections
 from assets.resources import StoreResource
 from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE, camera_drifted
+from edgeloop.settings import REPORTS_PREFIX
 from edgeloop.store import drift as drift_reports
 from edgeloop.store import frames as store_frames
 from edgeloop.store import training_runs
@@ -241,11 +243,12 @@ class DriftReportConfig(dg.Config):
     )
 
 
-def _report_path(reports_dir: Path, camera: str, stamp: str, api_url: str) -> tuple[Path, str]:
-    """Where a camera's HTML report is written, and the API URL that serves it (absolute:
-    the link opens from the Dagster UI, on another port)."""
-    relative = f"drift/{camera}/{stamp}.html"
-    return reports_dir / relative, f"{api_url.rstrip('/')}/reports/{relative}"
+def _report_key(camera: str, stamp: str, api_url: str) -> tuple[str, str]:
+    """The object key of a camera's HTML report (``reports/drift/<camera>/<stamp>.html``, in
+    the data folder or object storage: ``LoopSettings.objects``), and the API URL that
+    serves it (absolute: the link opens from the Dagster UI, on another port)."""
+    key = f"{REPORTS_PREFIX}drift/{camera}/{stamp}.html"
+    return key, f"{api_url.rstrip('/')}/{key}"
 
 
 @dg.asset(group_name="monitoring", deps=[detections], kinds={"evidently", "duckdb"})
@@ -272,7 +275,7 @@ def drift_report(
 
     results: dict[str, CameraDrift] = {}
     windows: dict[str, tuple[int, int, str]] = {}
-    reports: dict[str, tuple[Path, str]] = {}
+    reports: dict[str, tuple[str, str]] = {}
     skipped: dict[str, str] = {}
     for camera, group in frames.groupby("camera_id", sort=True):
         camera = str(camera)
@@ -288,12 +291,14 @@ def drift_report(
         except ValueError as exc:
             skipped[camera] = str(exc)
             continue
-        path, url = _report_path(settings.reports_dir, camera, stamp, settings.api_url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        snapshot.save_html(str(path))
+        key, url = _report_key(camera, stamp, settings.api_url)
+        with tempfile.TemporaryDirectory() as scratch:
+            html = Path(scratch) / "report.html"
+            snapshot.save_html(str(html))
+            settings.objects().put(key, html.read_bytes())
         results[camera] = result
         windows[camera] = (len(reference), len(current), kind)
-        reports[camera] = (path, url)
+        reports[camera] = (key, url)
         context.log.info(
             "%s: drift share %.2f, min p %s, drifted=%s",
             camera,
@@ -315,8 +320,9 @@ def drift_report(
                 "min_p_value": [r.min_p_value for r in results.values()],
                 "drifted": [r.drifted for r in results.values()],
                 "p_values": [json.dumps(r.p_values) for r in results.values()],
-                # Relative to the data folder, so a copied or moved folder keeps its links.
-                "report_path": [settings.stored_path(reports[c][0]) for c in results],
+                # An object key (relative to the data folder, or in object storage), so a
+                # copied or moved folder keeps its links and every replica reads it.
+                "report_path": [reports[c][0] for c in results],
             }
         )
         with db.connect() as con:
@@ -380,6 +386,6 @@ def drift_report(
         metadata[f"{camera}/drifted"] = r.drifted
         for feature, p in r.p_values.items():
             metadata[f"{camera}/p_value/{feature}"] = p
-        metadata[f"{camera}/report"] = dg.MetadataValue.path(str(reports[camera][0]))
+        metadata[f"{camera}/report"] = dg.MetadataValue.text(reports[camera][0])
         metadata[f"{camera}/report_url"] = dg.MetadataValue.url(reports[camera][1])
     return dg.MaterializeResult(metadata=metadata)

@@ -63,7 +63,7 @@ def _cut_crops(
     keys: list[str] = []
     crops: list[np.ndarray] = []
     for _, group in todo.groupby("frame_key", sort=False):
-        path = settings.frame_file(str(group["jpeg_path"].iloc[0]))
+        path = settings.stored_file(str(group["jpeg_path"].iloc[0]))
         image = None if path is None else cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             stats["missing_frames"] += 1

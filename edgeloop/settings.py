@@ -20,10 +20,6 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edgeloop.objects import ObjectNotFoundError, ObjectStore, open_object_store
-
-if TYPE_CHECKING:
-    from edgeloop.store import AnyStore
-    from edgeloop.store.postgres import PostgresStore
 from edgeloop.rules import (
     DRIFT_RETRAIN_COOLDOWN_H,
     DRIFT_RETRAIN_MIN_LABELS,
@@ -34,6 +30,14 @@ from edgeloop.rules import (
     check_uncertainty_band,
     retrain_decision,
 )
+
+if TYPE_CHECKING:
+    from edgeloop.store import AnyStore
+    from edgeloop.store.postgres import PostgresStore
+
+REPORTS_PREFIX = "reports/"
+"""Object keys of the loop's HTML reports (``reports/drift/<camera>/<stamp>.html``), served by
+the API at ``/<key>``."""
 
 MODEL_NAME = "edgeloop-detector"
 """Name of the registered model in MLflow that every alias (production, staging) belongs to."""
@@ -286,7 +290,9 @@ class LoopSettings(BaseSettings):
 
     @property
     def reports_dir(self) -> Path:
-        return self.data_dir / "reports"
+        """HTML reports when the files live in the data folder: the object keys under
+        ``REPORTS_PREFIX`` (``objects()``)."""
+        return self.data_dir / REPORTS_PREFIX.rstrip("/")
 
     @property
     def pipeline_settings_path(self) -> Path:
@@ -354,11 +360,12 @@ class LoopSettings(BaseSettings):
         process: its S3 client and local cache are shared)."""
         return _object_store(self.object_store_url or None, self.data_dir.absolute())
 
-    def frame_file(self, stored: str | None) -> Path | None:
-        """A local file holding a frame's JPEG, from its ``frames.jpeg_path``: an object
+    def stored_file(self, stored: str | None) -> Path | None:
+        """A local file holding a file the loop stored (a frame's JPEG from
+        ``frames.jpeg_path``, a drift report from ``drift_reports.report_path``): an object
         key (relative, the form stored since issue 20) read through ``objects()`` (on
         object storage, a cached download), or an absolute path of a row written before,
-        as it is. None when nothing is stored.
+        as it is. None when nothing is stored (or the key is not a valid key).
 
         Raises:
             ObjectStoreUnavailableError: the object store could not be reached.

@@ -25,14 +25,14 @@ def read_frame_jpeg(
     frame_key: str, _principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep
 ) -> FileResponse:
     """The stored JPEG of a frame (the original frame; boxes are xyxy px of it), read
-    through the object store (``LoopSettings.frame_file``: the data folder, or a cached
+    through the object store (``LoopSettings.stored_file``: the data folder, or a cached
     download from object storage). 503 when the object store cannot be reached."""
     with store.connect() as con:
         frame = crud.get_frame(con=con, frame_key=frame_key)
     if frame is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no frame {frame_key}")
     try:
-        path = settings.loop.frame_file(frame["jpeg_path"])
+        path = settings.loop.stored_file(frame["jpeg_path"])
     except ObjectStoreUnavailableError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"frame {frame_key}: {exc}"

@@ -9,7 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import AGENT, LABELER, TOKENS, NoModelRegistry, batch, detection, frame, jpeg_bytes
+from api_support import (
+    ADMIN,
+    AGENT,
+    LABELER,
+    TOKENS,
+    NoModelRegistry,
+    batch,
+    detection,
+    frame,
+    jpeg_bytes,
+)
 from fastapi.testclient import TestClient
 from servers import free_port, require_server, s3_server
 
@@ -119,3 +129,20 @@ def test_an_object_store_outage_is_a_503_and_recovers_without_a_restart(
             assert again.json()["accepted"] == 1
             assert client.get("/api/frames/cam-1:2.jpg", headers=LABELER).status_code == 200
     assert _stored_keys(loop) == ["cam-1:1", "cam-1:2"]
+
+
+def test_a_drift_report_is_served_from_the_object_store_and_nothing_outside_it(
+    loop: LoopSettings,
+) -> None:
+    """Reports are object keys under ``reports/``: a replica serves one another process
+    wrote; a path that climbs out of ``reports/`` is a 404, never a file of the host."""
+    html = b"<html><body>drift share 0.5</body></html>"
+    loop.objects().put("reports/drift/cam-1/20260301T120000Z.html", html)
+    (loop.data_dir / "api-tokens.json").parent.mkdir(parents=True, exist_ok=True)
+    (loop.data_dir / "api-tokens.json").write_text("{}")
+    with _client(loop) as client:
+        served = client.get("/reports/drift/cam-1/20260301T120000Z.html", headers=ADMIN)
+        assert served.status_code == 200 and served.content == html
+        assert client.get("/reports/drift/cam-1/absent.html", headers=ADMIN).status_code == 404
+        for hostile in ("/reports/../api-tokens.json", "/reports/%2e%2e/api-tokens.json"):
+            assert client.get(hostile, headers=ADMIN).status_code == 404

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -131,8 +130,10 @@ def test_drift_report_flags_the_shifted_camera_only(tmp_path, database_url: str 
     assert "cam-new" in md["skipped"].value and "too few frames" in md["skipped"].value
     assert "| cam-shifted | True |" in md["summary"].value
 
-    report = Path(md["cam-shifted/report"].value)
-    assert report.is_file() and report.stat().st_size > 10_000
+    key = md["cam-shifted/report"].value
+    assert key.startswith("reports/drift/cam-shifted/")
+    report = loop.settings.stored_file(key)
+    assert report is not None and report.stat().st_size > 10_000
     assert report.parent == loop.settings.reports_dir / "drift" / "cam-shifted"
     # Absolute, on the API (the link opens from the Dagster UI, on another port).
     assert md["cam-shifted/report_url"].value == (
