@@ -91,16 +91,15 @@ def mlflow_client(settings: LoopSettings) -> MlflowClient:
 
 
 def ensure_experiment(client: MlflowClient, settings: LoopSettings) -> str:
-    """The ``edgeloop`` experiment's id; created with its artifacts under ``data/mlflow/artifacts``."""
+    """The ``edgeloop`` experiment's id; created with its artifacts at
+    ``settings.artifact_location`` (``data/mlflow/artifacts``, or object storage)."""
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is not None:
         return str(experiment.experiment_id)
-    settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    return str(
-        client.create_experiment(
-            EXPERIMENT_NAME, artifact_location=settings.artifact_root.resolve().as_uri()
-        )
-    )
+    location = settings.artifact_location
+    if location.startswith("file:"):
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(EXPERIMENT_NAME, artifact_location=location))
 
 
 def write_model_dir(

@@ -63,7 +63,9 @@ class LoopSettings(BaseSettings):
         None,
         description=(
             "MLflow tracking/registry URI; default MLFLOW_TRACKING_URI, "
-            "else sqlite:///<data_dir>/mlflow/mlflow.db."
+            "else sqlite:///<data_dir>/mlflow/mlflow.db. A networked site points every "
+            "process at one store: postgresql+psycopg://user:password@host/mlflow, or an "
+            "MLflow server's http:// URL."
         ),
     )
     object_store_url: str | None = Field(
@@ -263,7 +265,19 @@ class LoopSettings(BaseSettings):
 
     @property
     def artifact_root(self) -> Path:
+        """MLflow artifacts in the data folder (the embedded default)."""
         return self.mlflow_dir / "artifacts"
+
+    @property
+    def artifact_location(self) -> str:
+        """Where a new MLflow experiment keeps its artifacts (model files, evaluation
+        reports): ``<object_store_url>/mlflow/artifacts`` when object storage is configured
+        (MLflow's own S3 artifact repository, boto3 and the same ``AWS_*`` variables), so
+        every API replica and Dagster run reads the same files; else ``artifact_root`` as a
+        file URI."""
+        if self.object_store_url and self.object_store_url.startswith("s3://"):
+            return f"{self.object_store_url.rstrip('/')}/mlflow/artifacts"
+        return self.artifact_root.resolve().as_uri()
 
     @property
     def datasets_repo(self) -> Path:

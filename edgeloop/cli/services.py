@@ -245,7 +245,7 @@ def start_mlflow_ui(
     """Start the MLflow UI on the loop's tracking store (runs, registered versions, aliases),
     so the MLflow links in Dagster metadata (``EDGELOOP_MLFLOW_UI_URL``) open; wait for
     ``/health``."""
-    store, artifacts = settings.tracking_uri, str(settings.artifact_root.resolve())
+    store, artifacts = settings.tracking_uri, settings.artifact_location
     cmd = [_script("mlflow"), "server", "--backend-store-uri", store]
     cmd += ["--default-artifact-root", artifacts, "--host", host, "--port", str(port)]
     cmd += ["--workers", "1"]  # one worker is plenty on the loop host
