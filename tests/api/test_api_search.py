@@ -14,8 +14,8 @@ from api.deps import get_registry
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
-from edgeloop.vector_versions import is_held_open
 from edgeloop.vectors import CropPoint, VectorIndex
+from edgeloop.vectors.versions import is_held_open
 
 LABELER = {"Authorization": "Bearer labeler-token"}
 

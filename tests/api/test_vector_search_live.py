@@ -12,8 +12,8 @@ import numpy as np
 from api_support import LABELER, LiveServer
 
 from edgeloop.settings import LoopSettings
-from edgeloop.vector_versions import is_held_open
 from edgeloop.vectors import CropPoint, VectorIndex
+from edgeloop.vectors.versions import is_held_open
 
 
 def _points(n: int, seed: int, dims: int = 32) -> list[CropPoint]:

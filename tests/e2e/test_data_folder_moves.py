@@ -30,7 +30,7 @@ import pytest
 from support import SAMPLES_DIR, SEED_PT, require
 
 from edgeloop.settings import LoopSettings
-from edgeloop.vector_versions import read_pointer
+from edgeloop.vectors.versions import read_pointer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeloop.vector_versions import (
+from edgeloop.vectors import CropPoint, ShardReader, VectorIndex
+from edgeloop.vectors.versions import (
     POINTER_FILE,
     CorruptIndexError,
     IndexLockedError,
     is_held_open,
     read_pointer,
 )
-from edgeloop.vectors import CropPoint, ShardReader, VectorIndex
 
 CAMERAS = ("cam-a", "cam-b", "cam-c")
 

@@ -4,7 +4,7 @@ Embedded (default): one ``qdrant-edge-py`` shard per version under ``<data_dir>/
 and a pointer file naming the published one; server (``EDGELOOP_QDRANT_URL``): one
 collection per version and an alias on the published one (qdrant-client). How versions
 are named, written, published and opened, and ``ShardReader`` (one open version):
-``edgeloop.vector_versions``.
+``edgeloop.vectors.versions``.
 
 Each embedded version is a real vector engine: cosine vectors, keyword payload indexes on
 ``camera_id`` and ``class_name`` (the filters use them), point ids from detection ids, and an
@@ -19,8 +19,10 @@ folder another process holds open is left for the next prune). Each point's payl
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeloop.vector_versions import (
+from edgeloop.vectors.mirror import prune_remote, pull_published, upload_version
+from edgeloop.vectors.server import move_alias, read_alias
+from edgeloop.vectors.versions import (
     ENGINE,
     HNSW_MIN_POINTS,
     KEYWORD_FIELDS,
@@ -56,6 +60,7 @@ from edgeloop.vector_versions import (
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
+    from edgeloop.objects import ObjectStore
     from edgeloop.settings import LoopSettings
 
 __all__ = [
@@ -73,55 +78,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 COLLECTION = "crops"
+MIRROR_CHECK_S = 2.0
+"""With a mirror: how often a reader asks the object store for a newer version, s (each
+ask is one GET of the pointer; a new version is downloaded once)."""
 KEEP_VERSIONS = 2
-
-
-# ------------------------------------------------------------------------ server
-def aliased_collection(client: QdrantClient, alias: str) -> str | None:
-    """The collection ``alias`` points at on the server, or None when there is no such alias."""
-    return next(
-        (a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias),
-        None,
-    )
-
-
-def read_alias(client: QdrantClient, alias: str, location: str) -> PublishedIndex | None:
-    """The version ``alias`` points at, from its collection's metadata, or None before the
-    first publish; ``location`` is reported as the index's location (the server URL)."""
-    target = aliased_collection(client, alias)
-    if target is None:
-        return None
-    info = client.get_collection(target)
-    meta = dict(info.config.metadata or {})
-    return PublishedIndex(
-        version=str(meta.get("version", target.rsplit("_", 1)[-1])),
-        collection=target,
-        embedder=str(meta.get("embedder", "")),
-        dims=int(meta.get("dims", 0)),
-        points=int(info.points_count or 0),
-        published_at=str(meta.get("published_at", "")),
-        location=location,
-        digest=str(meta.get("digest", "")),
-        engine="qdrant-server",
-    )
-
-
-def move_alias(client: QdrantClient, alias: str, collection: str) -> None:
-    """Point ``alias`` at ``collection`` in one atomic ``update_collection_aliases`` call
-    (the old alias, if any, is deleted in the same call)."""
-    from qdrant_client import models
-
-    operations: list[Any] = []
-    if aliased_collection(client, alias) is not None:
-        operations.append(
-            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
-        )
-    operations.append(
-        models.CreateAliasOperation(
-            create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
-        )
-    )
-    client.update_collection_aliases(change_aliases_operations=operations)
 
 
 class VectorIndex:
@@ -151,6 +111,8 @@ class VectorIndex:
         keep_open: bool = False,
         hnsw_min_points: int = HNSW_MIN_POINTS,
         client_factory: Callable[[], QdrantClient] | None = None,
+        mirror: ObjectStore | None = None,
+        mirror_check_s: float = MIRROR_CHECK_S,
     ) -> None:
         if keep_versions < 1:
             raise ValueError(f"keep_versions must be >= 1, got {keep_versions}")
@@ -164,11 +126,18 @@ class VectorIndex:
         self._client_factory = client_factory
         self._reader: ShardReader | None = None
         self._reader_lock = threading.RLock()
+        self.mirror = mirror
+        self.mirror_check_s = mirror_check_s
+        self._mirror_checked = -math.inf
+        self._pull_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: LoopSettings, **kwargs: Any) -> VectorIndex:
-        """The index at ``settings.qdrant_path``, or on ``settings.qdrant_url`` when set."""
-        return cls(settings.qdrant_path, url=settings.qdrant_url, **kwargs)
+        """The index at ``settings.qdrant_path``, or on ``settings.qdrant_url`` when set;
+        with object storage configured, published versions also go through it
+        (``edgeloop.vectors.mirror``), so processes that share no folder share versions."""
+        mirror = settings.objects() if settings.object_store_url else None
+        return cls(settings.qdrant_path, url=settings.qdrant_url, mirror=mirror, **kwargs)
 
     @property
     def server_mode(self) -> bool:
@@ -194,6 +163,14 @@ class VectorIndex:
                 return read_alias(client, self.collection, str(self.url or "server"))
             finally:
                 client.close()
+        if self.mirror is not None:
+            with self._pull_lock:
+                now = time.monotonic()
+                if now - self._mirror_checked >= self.mirror_check_s:
+                    self.root.mkdir(parents=True, exist_ok=True)
+                    info = pull_published(self.mirror, self.root)
+                    self._mirror_checked = now
+                    return info
         return read_pointer(self.root)
 
     def versions(self) -> list[str]:
@@ -371,6 +348,8 @@ class VectorIndex:
             location=str(folder.resolve()),
         )
         write_pointer(self.root, info)
+        if self.mirror is not None:
+            upload_version(self.mirror, self.root, info)
         return info
 
     def _publish_server(
@@ -430,6 +409,8 @@ class VectorIndex:
                 client.close()
         else:
             pruned = [v for v in old if remove_if_unlocked(self.root / v)]
+            if self.mirror is not None:
+                prune_remote(self.mirror, self.keep_versions)
         if pruned:
             logger.info("pruned crop index versions %s", ", ".join(pruned))
         return pruned
