@@ -28,7 +28,7 @@ import numpy.typing as npt
 from fastapi import Depends, Request
 
 from edgeloop.settings import LoopSettings
-from edgeloop.vector_versions import (
+from edgeloop.vectors.versions import (
     CorruptIndexError,
     IndexLockedError,
     IndexNotPublishedError,

@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgeloop.vector_versions import (  # noqa: E402
+from edgeloop.vectors.versions import (  # noqa: E402
     KEYWORD_FIELDS,
     UPSERT_BATCH,
     CropPoint,

@@ -13,7 +13,7 @@ from fastapi import HTTPException, Query, status
 
 from api.deps import CurrentPrincipal, SettingsDep, secured_router
 from api.search_index import SearchIndexDep, TextEmbedderDep
-from edgeloop.vector_versions import CorruptIndexError, IndexLockedError, IndexNotPublishedError
+from edgeloop.vectors.versions import CorruptIndexError, IndexLockedError, IndexNotPublishedError
 
 router = secured_router("/api/search", tag="search")
 
