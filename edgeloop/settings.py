@@ -73,9 +73,10 @@ class LoopSettings(BaseSettings):
         description=(
             "Where the loop's files live: s3://bucket/prefix for S3-compatible object storage "
             "(credentials, region and endpoint from boto3's standard AWS_* variables, "
-            "AWS_ENDPOINT_URL included); unset: <data_dir>. Today it holds the frame JPEGs; "
-            "reports, dataset packs, MLflow artifacts and vector index versions still live "
-            "in <data_dir> (issue 16)."
+            "AWS_ENDPOINT_URL included); unset: <data_dir>. It holds the frame JPEGs, the "
+            "drift reports, new MLflow experiments' artifacts (model files, the ONNX agents "
+            "download) and the published crop-index versions; dataset versions (the DVC data "
+            "repo and its remote) still live in <data_dir>."
         ),
     )
     database_url: str | None = Field(
