@@ -3,6 +3,11 @@
 Real uvicorn API, the real agent process on vtest.avi and bikes.mp4, the real DuckDB file,
 MLflow store, DVC data repo, Qdrant folder and Dagster instance. Kept inside CI's time by
 processing fewer frames and fine-tuning one small epoch.
+
+It runs twice: embedded (everything in the data folder), and on the networked engines:
+the tables in PostgreSQL 15, the MLflow registry in another PostgreSQL database, and the
+frame JPEGs, drift reports, MLflow artifacts (the ONNX the camera downloads) and crop-index
+versions in S3 (moto), all started here from packages.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from servers import Postgres, require_server, s3_server
 from support import SAMPLES_DIR, SEED_PT, require
 
 from edgeloop.cli.status import collect_status
@@ -22,7 +30,49 @@ from edgeloop.settings import LoopSettings
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None:
+@pytest.fixture(params=["embedded", "networked"])
+def topology(
+    request: pytest.FixtureRequest, loop_settings: LoopSettings, tmp_path: Path
+) -> Iterator[tuple[LoopSettings, dict[str, str]]]:
+    """The loop's settings and the environment that names its engines."""
+    if request.param == "embedded":
+        yield loop_settings, {}
+        return
+    import psycopg
+
+    require_server("postgres")
+    require_server("s3")
+    postgres: Postgres = request.getfixturevalue("postgres")
+    tables = request.getfixturevalue("postgres_database")
+    mlflow_db = tables.rsplit("/", 1)[1] + "_mlflow"
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {mlflow_db}".encode())
+    with s3_server(tmp_path / "s3") as s3:
+        s3.client().create_bucket(Bucket="edgeloop-demo")  # type: ignore[attr-defined]
+        env = {
+            "EDGELOOP_DATABASE_URL": tables,
+            "EDGELOOP_OBJECT_STORE_URL": "s3://edgeloop-demo/site",
+            "EDGELOOP_MLFLOW_TRACKING_URI": postgres.url_for(mlflow_db).replace(
+                "postgresql://", "postgresql+psycopg://"
+            ),
+            "AWS_ENDPOINT_URL": s3.url,
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+            "AWS_DEFAULT_REGION": s3.region,
+        }
+        for key, value in env.items():
+            os.environ[key] = value  # collect_status reads settings and boto3 the same way
+        try:
+            yield LoopSettings(data_dir=loop_settings.data_dir), env
+        finally:
+            for key in env:
+                os.environ.pop(key, None)
+    with psycopg.connect(postgres.url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {mlflow_db} WITH (FORCE)".encode())
+
+
+def test_demo_closes_the_loop_on_real_video(topology: tuple[LoopSettings, dict[str, str]]) -> None:
+    loop_settings, engines = topology
     require(SAMPLES_DIR / "vtest.avi")
     require(SEED_PT)
     # The media were fetched by `make data`; link them instead of fetching again.
@@ -40,6 +90,7 @@ def test_demo_closes_the_loop_on_real_video(loop_settings: LoopSettings) -> None
             "EDGELOOP_DRIFT_RETRAIN_COOLDOWN_H": "0",
             "COLUMNS": "200",
         }
+        | engines
     )
     cmd = [sys.executable, "-m", "edgeloop.cli", "demo", "--frames", "70", "--drift-frames", "40"]
     cmd += ["--labels", "55", "--drift-labels", "5", "--epochs", "1", "--imgsz", "320"]
