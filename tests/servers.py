@@ -201,6 +201,15 @@ class S3Endpoint:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def environment(self) -> dict[str, str]:
+        """boto3's standard variables that point a process at this endpoint."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
     def client(self) -> object:
         """A boto3 S3 client for this endpoint."""
         import boto3

@@ -5,8 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from edgeloop.vectors import CropPoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_DIR = REPO_ROOT / "data" / "samples"
@@ -41,3 +45,28 @@ def run_python(code: str, *, env: dict[str, str] | None = None) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+def crop_points(n: int, seed: int, dims: int = 64, camera_every: int = 2) -> list[CropPoint]:
+    """``n`` crop-index points with unit random vectors (seeded), on cameras ``cam-a`` and
+    ``cam-b`` (every ``camera_every``-th point on ``cam-b``); detection ids ``s<seed>-d<i>``."""
+    import numpy as np
+
+    from edgeloop.vectors import CropPoint
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dims)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [
+        CropPoint(
+            detection_id=f"s{seed}-d{i}",
+            frame_key=f"cam:{seed}:{i // 3}",
+            camera_id="cam-a" if i % camera_every else "cam-b",
+            class_name="Normal",
+            confidence=0.55,
+            bbox_xyxy=(1.0, 2.0, 30.0, 40.0),
+            captured_at_iso="2025-06-01T12:00:00Z",
+            vector=vectors[i],
+        )
+        for i in range(n)
+    ]

@@ -55,11 +55,7 @@ def topology(
             "EDGELOOP_MLFLOW_TRACKING_URI": postgres.url_for(mlflow_db).replace(
                 "postgresql://", "postgresql+psycopg://"
             ),
-            "AWS_ENDPOINT_URL": s3.url,
-            "AWS_ACCESS_KEY_ID": s3.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-            "AWS_DEFAULT_REGION": s3.region,
-        }
+        } | s3.environment()
         for key, value in env.items():
             os.environ[key] = value  # collect_status reads settings and boto3 the same way
         try:

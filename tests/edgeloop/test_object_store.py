@@ -37,10 +37,8 @@ def store(
     if request.param == "local":
         return open_object_store(None, data_dir=tmp_path / "data")
     endpoint = request.getfixturevalue("s3_endpoint")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", endpoint.region)
+    for name, value in endpoint.environment().items():
+        monkeypatch.setenv(name, value)
     # A prefix per test: the bucket is shared by the module's tests.
     return open_object_store(f"s3://edgeloop-objects/{tmp_path.name}", data_dir=tmp_path / "data")
 

@@ -7,27 +7,9 @@ import json
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
+from support import crop_points
 
-from edgeloop.vectors import CropPoint, IndexNotPublishedError, VectorIndex
-
-
-def _points(n: int, seed: int, dims: int = 64, camera_every: int = 2) -> list[CropPoint]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(n, dims)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [
-        CropPoint(
-            detection_id=f"s{seed}-d{i}",
-            frame_key=f"cam:{seed}:{i // 3}",
-            camera_id="cam-a" if i % camera_every else "cam-b",
-            class_name="Normal",
-            confidence=0.55,
-            bbox_xyxy=(1.0, 2.0, 30.0, 40.0),
-            captured_at_iso="2025-06-01T12:00:00Z",
-            vector=vectors[i],
-        )
-        for i in range(n)
-    ]
+from edgeloop.vectors import IndexNotPublishedError, VectorIndex
 
 
 def test_publish_flips_the_pointer_and_prunes_old_versions(tmp_path):
@@ -36,7 +18,7 @@ def test_publish_flips_the_pointer_and_prunes_old_versions(tmp_path):
     with pytest.raises(IndexNotPublishedError, match="crop_embeddings"):
         index.search_similar(np.ones(64), 3)
 
-    first = _points(40, seed=1)
+    first = crop_points(40, seed=1)
     v1 = index.publish(first, embedder="test-embedder")
     assert (v1.version, v1.points, v1.dims, v1.embedder) == ("v0001", 40, 64, "test-embedder")
     hits = index.search_similar(first[7].vector, 3)
@@ -49,39 +31,41 @@ def test_publish_flips_the_pointer_and_prunes_old_versions(tmp_path):
     with pytest.raises(ValueError, match="dims"):
         index.search_similar(np.ones(10), 3)
 
-    second = _points(20, seed=2)
+    second = crop_points(20, seed=2)
     v2 = index.publish(second, embedder="test-embedder")
     assert v2.version == "v0002"
     assert json.loads((tmp_path / "qdrant" / "PUBLISHED.json").read_text())["version"] == "v0002"
     assert index.search_similar(second[3].vector, 1)[0]["detection_id"] == second[3].detection_id
     assert index.vector_of(first[7].detection_id) is None  # readers see only the published version
 
-    index.publish(_points(5, seed=3), embedder="test-embedder")
+    index.publish(crop_points(5, seed=3), embedder="test-embedder")
     assert index.versions() == ["v0002", "v0003"]  # keep 2: v0001 pruned
     assert not (tmp_path / "qdrant" / "v0001").exists()
 
 
 def test_a_folder_held_open_by_a_reader_is_not_pruned(tmp_path):
     index = VectorIndex(tmp_path / "qdrant", keep_versions=1)
-    index.publish(_points(5, seed=1), embedder="e")
+    index.publish(crop_points(5, seed=1), embedder="e")
     reader = VectorIndex(tmp_path / "qdrant", keep_open=True)
-    assert reader.search_similar(_points(5, seed=1)[0].vector, 1)  # holds v0001 open
-    index.publish(_points(5, seed=2), embedder="e")
+    assert reader.search_similar(crop_points(5, seed=1)[0].vector, 1)  # holds v0001 open
+    index.publish(crop_points(5, seed=2), embedder="e")
     assert (tmp_path / "qdrant" / "v0001").exists()  # still open in the reader
-    hits = reader.search_similar(_points(5, seed=2)[0].vector, 1)  # follows the pointer to v0002
+    hits = reader.search_similar(
+        crop_points(5, seed=2)[0].vector, 1
+    )  # follows the pointer to v0002
     assert hits[0]["detection_id"] == "s2-d0"
-    index.publish(_points(5, seed=3), embedder="e")
+    index.publish(crop_points(5, seed=3), embedder="e")
     assert index.versions() == ["v0002", "v0003"]  # v0001 released; the reader holds v0002
     reader.close()
-    index.publish(_points(5, seed=4), embedder="e")
+    index.publish(crop_points(5, seed=4), embedder="e")
     assert index.versions() == ["v0004"]
 
 
-def test_refuses_empty_or_mixed_length_points(tmp_path):
+def test_refuses_empty_or_mixed_lengthcrop_points(tmp_path):
     index = VectorIndex(tmp_path / "qdrant")
     with pytest.raises(ValueError, match="empty"):
         index.publish([], embedder="e")
-    mixed = _points(2, seed=1, dims=8) + _points(2, seed=2, dims=16)
+    mixed = crop_points(2, seed=1, dims=8) + crop_points(2, seed=2, dims=16)
     with pytest.raises(ValueError, match="one length"):
         index.publish(mixed, embedder="e")
 
@@ -92,11 +76,11 @@ def test_server_mode_moves_an_alias(tmp_path):
         return QdrantClient(path=str(tmp_path / "server"))
 
     index = VectorIndex(tmp_path / "unused", client_factory=client)
-    first, second = _points(10, seed=1), _points(10, seed=2)
+    first, second = crop_points(10, seed=1), crop_points(10, seed=2)
     assert index.publish(first, embedder="e").collection == "crops_v0001"
     published = index.publish(second, embedder="e")
     assert (published.version, published.collection, published.dims) == ("v0002", "crops_v0002", 64)
     assert index.published() == published
     assert index.search_similar(second[4].vector, 1)[0]["detection_id"] == second[4].detection_id
-    index.publish(_points(3, seed=3), embedder="e")
+    index.publish(crop_points(3, seed=3), embedder="e")
     assert index.versions() == ["v0002", "v0003"]

@@ -8,34 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from servers import require_server, s3_server
+from support import crop_points
 
 from edgeloop.objects import ObjectStore, open_object_store
-from edgeloop.vectors import CropPoint, VectorIndex
+from edgeloop.vectors import VectorIndex
 from edgeloop.vectors.mirror import POINTER_KEY, PREFIX
 
 BUCKET = "edgeloop-vectors"
-
-
-def _points(n: int, seed: int, dims: int = 32) -> list[CropPoint]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(n, dims)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [
-        CropPoint(
-            detection_id=f"s{seed}-d{i}",
-            frame_key=f"cam:{seed}:{i}",
-            camera_id="cam-a",
-            class_name="Normal",
-            confidence=0.55,
-            bbox_xyxy=(1.0, 2.0, 30.0, 40.0),
-            captured_at_iso="2026-03-01T12:00:00Z",
-            vector=vectors[i],
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.fixture(params=["data folder", "s3"])
@@ -48,10 +29,8 @@ def shared(
     require_server("s3")
     with s3_server(tmp_path / "moto") as s3:
         s3.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-        monkeypatch.setenv("AWS_DEFAULT_REGION", s3.region)
+        for name, value in s3.environment().items():
+            monkeypatch.setenv(name, value)
         yield open_object_store(f"s3://{BUCKET}/site", data_dir=tmp_path / "cache")
 
 
@@ -62,7 +41,7 @@ def test_a_version_published_on_one_host_is_searched_on_another(
     reader = VectorIndex(tmp_path / "replica" / "qdrant", mirror=shared, mirror_check_s=0)
     assert reader.published() is None
 
-    first = _points(30, seed=1)
+    first = crop_points(30, seed=1)
     v1 = writer.publish(first, embedder="test")
     assert shared.exists(POINTER_KEY)
     hits = reader.search_similar(first[7].vector, 1)
@@ -70,7 +49,7 @@ def test_a_version_published_on_one_host_is_searched_on_another(
     assert reader.published() is not None and reader.published().version == v1.version  # type: ignore[union-attr]
     assert (tmp_path / "replica" / "qdrant" / v1.version).is_dir()  # its own local copy
 
-    second = _points(20, seed=2)
+    second = crop_points(20, seed=2)
     v2 = writer.publish(second, embedder="test")
     assert v2.version != v1.version
     hits = reader.search_similar(second[3].vector, 1)
@@ -85,8 +64,8 @@ def test_a_reader_catches_up_with_a_writer_that_starts_over_elsewhere(
 ) -> None:
     """A second publisher (a run on another machine) continues the numbering it finds in
     the object store instead of publishing a second v0001."""
-    VectorIndex(tmp_path / "a" / "qdrant", mirror=shared).publish(_points(10, 3), embedder="t")
+    VectorIndex(tmp_path / "a" / "qdrant", mirror=shared).publish(crop_points(10, 3), embedder="t")
     later = VectorIndex(tmp_path / "b" / "qdrant", mirror=shared).publish(
-        _points(10, 4), embedder="t"
+        crop_points(10, 4), embedder="t"
     )
     assert later.version == "v0002"

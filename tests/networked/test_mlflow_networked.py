@@ -46,10 +46,8 @@ def networked(
         admin.execute(f"CREATE DATABASE {mlflow_db}".encode())
     with s3_server(tmp_path / "s3") as s3:
         s3.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-        monkeypatch.setenv("AWS_DEFAULT_REGION", s3.region)
+        for name, value in s3.environment().items():
+            monkeypatch.setenv(name, value)
         common = {
             "database_url": postgres_database,
             "object_store_url": f"s3://{BUCKET}/site",

@@ -77,12 +77,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Iterat
     with contextlib.ExitStack() as stack:
         s3 = stack.enter_context(s3_server(root / "s3"))
         s3.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-        aws = {
-            "AWS_ENDPOINT_URL": s3.url,
-            "AWS_ACCESS_KEY_ID": s3.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-            "AWS_DEFAULT_REGION": s3.region,
-        }
+        aws = s3.environment()
         replicas = []
         for i in range(2):
             settings = LoopSettings(

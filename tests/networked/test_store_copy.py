@@ -27,10 +27,8 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
     require_server("s3")
     with s3_server(tmp_path / "s3") as endpoint:
         endpoint.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
-        monkeypatch.setenv("AWS_DEFAULT_REGION", endpoint.region)
+        for name, value in endpoint.environment().items():
+            monkeypatch.setenv(name, value)
         yield endpoint
 
 
