@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from edgeloop.store import drift, frames, queue
-from edgeloop.store.connection import Connection, fetch_dicts, parse_json
+from edgeloop.store.connection import Connection, fetch_dicts, is_postgres, parse_json
 
 PRIORITY_BANDS = ((1.0, "high"), (0.5, "medium"), (float("-inf"), "low"))
 """Queue priority bands, highest first: ``priority >= bound``. A pending item's priority is
@@ -34,12 +34,40 @@ def _check_range(since: datetime, until: datetime) -> None:
         raise ValueError(f"empty time range: until {until} is not after since {since}")
 
 
+_CAMERA_LATEST_POSTGRES = """
+WITH RECURSIVE cameras AS (
+    (SELECT camera_id FROM frames ORDER BY camera_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.camera_id FROM frames f WHERE f.camera_id > c.camera_id
+            ORDER BY f.camera_id LIMIT 1)
+    FROM cameras c WHERE c.camera_id IS NOT NULL
+)
+SELECT c.camera_id, newest.model_version, newest.agent_id, newest.captured_at,
+       received.received_at
+FROM cameras c CROSS JOIN LATERAL (
+    SELECT model_version, agent_id, captured_at FROM frames f
+    WHERE f.camera_id = c.camera_id ORDER BY f.captured_at DESC LIMIT 1
+) AS newest CROSS JOIN LATERAL (
+    SELECT received_at FROM frames f
+    WHERE f.camera_id = c.camera_id ORDER BY f.received_at DESC LIMIT 1
+) AS received
+WHERE c.camera_id IS NOT NULL
+ORDER BY c.camera_id
+"""
+
+
 def camera_latest(*, con: Connection) -> list[dict[str, Any]]:
     """Per camera, its newest frame: ``camera_id``, ``model_version``, ``agent_id``,
     ``captured_at``, ``received_at``; by camera.
 
-    Reads one row per camera through ``arg_max`` over ``frames`` (no sort).
+    Reads one row per camera through ``arg_max`` over ``frames`` (no sort). PostgreSQL
+    aggregates no faster than it sorts, so there each camera's newest frame is read from
+    the indexes ``frames_camera_time`` and ``frames_camera_received`` (the cameras found
+    by a loose index scan: about 1 ms instead of 130-250 ms at 125,000 frames,
+    bench/README.md).
     """
+    if is_postgres(con):
+        return fetch_dicts(con.execute(_CAMERA_LATEST_POSTGRES))
     return fetch_dicts(
         con.execute(
             """
@@ -216,7 +244,7 @@ def drift_history(
                        report_path
                 FROM drift_reports WHERE {where}
                 ORDER BY computed_at DESC LIMIT ?
-            ) ORDER BY computed_at, camera_id
+            ) AS newest ORDER BY computed_at, camera_id
             """,
             [*params, limit],
         )

@@ -62,6 +62,15 @@ def _to_char(pattern: str) -> str:
     return "".join(_STRFTIME_TO_CHAR.get(p, f'"{p}"' if p else "") for p in pieces)
 
 
+class _StoreDuckDB(DuckDB):
+    """DuckDB's dialect as the store writes it, read with PostgreSQL's order of NULLs (last
+    ascending, first descending) so that sqlglot writes no ``NULLS LAST`` after a ``DESC``:
+    PostgreSQL reads an index backwards, or uses a ``DESC`` index, only for its own null
+    order. Every column the store sorts on is ``NOT NULL``, so the two orders agree."""
+
+    NULL_ORDERING = "nulls_are_large"
+
+
 class _Postgres(Postgres):
     """PostgreSQL as sqlglot writes it, with DuckDB's ``$n`` placeholders kept as they are
     (psycopg's ``RawCursor`` passes them to the server) and two aggregates rewritten."""
@@ -107,7 +116,7 @@ def translate(sql: str) -> tuple[tuple[str, ...], tuple[str | int | None, ...]]:
     numbered: dict[str, int] = {}
     pieces: list[str] = []
     at = 0
-    found = DuckDB().tokenize(sql)
+    found = _StoreDuckDB().tokenize(sql)
     for i, token in enumerate(found):
         if token.token_type == tokens.TokenType.PLACEHOLDER and token.text == "?":
             names.append(None)
@@ -125,7 +134,7 @@ def translate(sql: str) -> tuple[tuple[str, ...], tuple[str | int | None, ...]]:
     pieces.append(sql[at:])
     numbered_sql = "".join(pieces)
     statements: list[str] = []
-    for tree in sqlglot.parse(numbered_sql, read="duckdb"):
+    for tree in sqlglot.parse(numbered_sql, read=_StoreDuckDB):
         if tree is None:
             continue
         statements.append(tree.sql(dialect=_Postgres))

@@ -247,24 +247,39 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     # PostgreSQL, the networked store (issue 16). Rows older than version 5 exist only in
     # DuckDB files, so version 5 converts paths there only. The queue's read order gets
     # the index that lets
-    # a claim (``ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED``; sqlglot writes DuckDB's
-    # NULLS LAST out, and the index must match it) read one row, not sort
+    # a claim (``ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED``) read one row, not sort
     # every pending item (DuckDB reads it in two passes instead, ``queue.next_item``);
-    # frames and detections get the capture-time indexes the console's windows filter on;
+    # frames and detections get the capture-time indexes the console's windows filter on
+    # and the inspection page reads backwards (newest first), the queue panel's oldest
+    # pending item one of its own;
     # the JPEG digest index becomes unique, so replicas cannot queue one JPEG twice; the
     # site's stack id moves into the database (``edgeloop.store.stack``).
     6: [
         Only(
             "postgres",
             "CREATE INDEX IF NOT EXISTS labeling_queue_order ON labeling_queue "
-            "(status, priority DESC NULLS LAST, created_at DESC NULLS LAST, "
-            "item_id DESC NULLS LAST)",
+            "(status, priority DESC, created_at DESC, item_id DESC)",
         ),
         Only(
             "postgres",
-            "CREATE INDEX IF NOT EXISTS prediction_logs_time ON prediction_logs (captured_at)",
+            "CREATE INDEX IF NOT EXISTS prediction_logs_time ON prediction_logs "
+            "(captured_at, detection_id)",
+        ),
+        Only(
+            "postgres",
+            "CREATE INDEX IF NOT EXISTS prediction_logs_camera_time ON prediction_logs "
+            "(camera_id, captured_at, detection_id)",
+        ),
+        Only(
+            "postgres",
+            "CREATE INDEX IF NOT EXISTS labeling_queue_age ON labeling_queue "
+            "(status, created_at, item_id)",
         ),
         Only("postgres", "CREATE INDEX IF NOT EXISTS frames_time ON frames (captured_at)"),
+        Only(
+            "postgres",
+            "CREATE INDEX IF NOT EXISTS frames_camera_received ON frames (camera_id, received_at)",
+        ),
         Only("postgres", "DROP INDEX IF EXISTS labeling_queue_jpeg_sha256"),
         Only(
             "postgres",

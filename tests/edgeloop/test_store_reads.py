@@ -67,3 +67,75 @@ def test_the_inspection_page_equals_the_plain_join(store: AnyStore) -> None:
             assert [r["detection_id"] for r in rows] == [e[0] for e in expected]
             assert total == (240 if where.camera_id is None else 80)
             assert all(r["width"] == 640 and r["frame_index"] >= 0 for r in rows)
+
+
+def test_each_cameras_newest_frame_and_the_drift_history_read_alike_on_both_backends(
+    store: AnyStore,
+) -> None:
+    """The fleet and models panels' newest frame per camera (PostgreSQL reads it from an
+    index, DuckDB with arg_max) and the drift panel's history (failed on PostgreSQL 15
+    until its subquery had an alias)."""
+    import json
+
+    import pandas as pd
+
+    from edgeloop.store import analytics, drift
+    from edgeloop.store.batches import tables_from_rows
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "frame_key": f"{camera}:{i}",
+            "camera_id": camera,
+            "frame_index": i,
+            "captured_at": t0 + timedelta(seconds=i),
+            "received_at": t0 + timedelta(seconds=100 - i),  # the newest arrived first
+            "width": 640,
+            "height": 480,
+            "brightness": 1.0,
+            "contrast": 1.0,
+            "sharpness": 1.0,
+            "saturation": 1.0,
+            "detection_count": 0,
+            "mean_confidence": None,
+            "inference_ms": 20.0,
+            "model_version": str(1 + i // 5),
+            "agent_id": f"agent-{camera}-{i % 2}",
+            "jpeg_path": None,
+        }
+        for camera in ("cam-a", "cam-b", "cam-c")
+        for i in range(12 if camera != "cam-b" else 3)
+    ]
+    batch = tables_from_rows(rows)
+    reports = pd.DataFrame(
+        {
+            "camera_id": ["cam-a", "cam-b", "cam-a"],
+            "computed_at": [t0, t0 + timedelta(minutes=30), t0 + timedelta(hours=1)],
+            "reference_frames": [30, 30, 30],
+            "current_frames": [30, 30, 30],
+            "drift_share": [0.1, 0.5, 0.6],
+            "min_p_value": [0.2, 0.01, 0.001],
+            "drifted": [False, True, True],
+            "p_values": [json.dumps({"brightness": p}) for p in (0.2, 0.01, 0.001)],
+            "report_path": [None, None, "reports/drift/cam-a/x.html"],
+        }
+    )
+    with store.connect() as con:
+        from edgeloop.store.ingest import insert_batch
+
+        insert_batch(
+            con=con, frames=batch.frames, detections=batch.detections, queue_items=batch.queue
+        )
+        drift.insert(con=con, rows=reports)
+        latest = analytics.camera_latest(con=con)
+        history = analytics.drift_history(con=con, since=t0, limit=2)
+    assert [(r["camera_id"], r["model_version"], r["agent_id"]) for r in latest] == [
+        ("cam-a", "3", "agent-cam-a-1"),
+        ("cam-b", "1", "agent-cam-b-0"),
+        ("cam-c", "3", "agent-cam-c-1"),
+    ]
+    assert [r["captured_at"] for r in latest] == [t0 + timedelta(seconds=s) for s in (11, 2, 11)]
+    assert [r["received_at"] for r in latest] == [t0 + timedelta(seconds=100)] * 3
+    # The newest 2, oldest first; p-values parsed on both backends.
+    assert [(r["camera_id"], r["drift_share"]) for r in history] == [("cam-b", 0.5), ("cam-a", 0.6)]
+    assert history[1]["p_values"] == {"brightness": 0.001}
