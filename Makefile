@@ -69,6 +69,8 @@ bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line);
 	$(RUN) python bench/datasets.py
 	$(RUN) python bench/trigger.py
 	$(RUN) python bench/store_backends.py
+	$(RUN) python bench/api_reads_postgres.py
+	$(RUN) python bench/ingest_replicas.py
 
 clean:  ## remove runtime state of EDGELOOP_DATA_DIR (keeps fetched media and package cache)
 	@test -n "$(EDGELOOP_DATA_DIR)" || { echo "EDGELOOP_DATA_DIR is empty: nothing removed"; exit 1; }

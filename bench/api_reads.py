@@ -62,7 +62,8 @@ print(f"{time.perf_counter() - start:.3f}")
 """
 
 
-def _pct(samples: list[float], q: float) -> float:
+def pct(samples: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``samples`` (seconds), in ms."""
     return float(np.percentile(np.asarray(samples) * 1000, q))
 
 
@@ -73,7 +74,9 @@ def _timed(samples: list[float], call: Callable[..., Any], *args: Any, **kwargs:
     return result
 
 
-def _through_api(url: str, requests: int) -> dict[str, list[float]]:
+def through_api(url: str, requests: int) -> dict[str, list[float]]:
+    """One labeler through the API at ``url``, item after item: next, the item's detail,
+    its label, then the inspection page and the metrics; seconds per request, by route."""
     times: dict[str, list[float]] = {k: [] for k in TARGETS_MS}
     headers = {"Authorization": f"Bearer {LABELER}"}
     box = {"bbox_xyxy": [10, 10, 100, 200], "class_name": "Normal"}
@@ -201,7 +204,7 @@ def main() -> None:
 
             sharer = threading.Thread(target=other_process, daemon=True)
             sharer.start()
-            api_times = _through_api(api.url, args.requests)
+            api_times = through_api(api.url, args.requests)
             stop.set()
             sharer.join(60)
         base_times = _in_process(baseline_db, args.requests)
@@ -210,8 +213,8 @@ def main() -> None:
     print(f"{'route':<12}{'api p50':>9}{'api p95':>9}{'base p50':>10}{'base p95':>10}{'ratio':>8}")
     failed = []
     for name, target in TARGETS_MS.items():
-        p50, p95 = _pct(api_times[name], 50), _pct(api_times[name], 95)
-        b50, b95 = _pct(base_times[name], 50), _pct(base_times[name], 95)
+        p50, p95 = pct(api_times[name], 50), pct(api_times[name], 95)
+        b50, b95 = pct(base_times[name], 50), pct(base_times[name], 95)
         print(f"{name:<12}{p50:>9.1f}{p95:>9.1f}{b50:>10.1f}{b95:>10.1f}{p95 / b95:>7.1f}x")
         if p95 > target:
             failed.append(f"{name} p95 {p95:.1f} ms > {target:.0f} ms")

@@ -31,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edgeloop.vectors import VectorIndex  # noqa: E402
 from edgeloop.vectors.versions import (  # noqa: E402
     KEYWORD_FIELDS,
     UPSERT_BATCH,
@@ -38,7 +39,6 @@ from edgeloop.vectors.versions import (  # noqa: E402
     edge_config,
     point_uuid,
 )
-from edgeloop.vectors import VectorIndex  # noqa: E402
 
 TARGET_POINTS_PER_S = 5_000
 
