@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 import duckdb  # noqa: E402
 
 from edgeloop.store.extensions import load_extension  # noqa: E402
+from edgeloop.store.frames import rebuild_bins  # noqa: E402
 from edgeloop.store.postgres import PostgresStore  # noqa: E402
 
 SEQUENCES = {
@@ -63,6 +64,10 @@ def copy_fleet(fleet: Path, pg: Any, database: str) -> dict[str, int]:
                     f"INSERT INTO pg.{table} BY NAME SELECT * FROM fleet.{table} ORDER BY rowid"
                 )
                 copied[table] = int(rows)
+    store = PostgresStore(pg.url_for(database), pool_max_size=1)
+    with store.connect() as con:  # the histogram ingest would have kept
+        rebuild_bins(con=con)
+    store.close()
     with psycopg.connect(pg.url_for(database), autocommit=True) as db:
         for table, (sequence, column) in SEQUENCES.items():
             if table in copied:

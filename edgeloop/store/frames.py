@@ -137,6 +137,31 @@ def confidence_histograms(*, con: Connection) -> dict[str, list[int]]:
     return ConfidenceHistograms().read(con=con)
 
 
+BIN_SQL = f"least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1})::INTEGER"
+"""A detection's confidence bin (0 .. ``CONFIDENCE_BINS`` - 1, confidence 1.0 in the last)."""
+
+
+def add_to_bins_sql(source: str) -> str:
+    """PostgreSQL: the statement that adds the detections of the table ``source`` to
+    ``confidence_bins``, the per-camera histogram kept at ingest (one row per camera and
+    bin; ``edgeloop.store.ingest`` runs it in the batch's transaction). Rows are locked in
+    key order, so two replicas ingesting one camera wait for each other, never deadlock."""
+    return f"""
+        INSERT INTO confidence_bins (camera_id, bin, detections)
+        SELECT camera_id, {BIN_SQL} AS bin, count(*) FROM {source}
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (camera_id, bin)
+        DO UPDATE SET detections = confidence_bins.detections + excluded.detections
+        """
+
+
+def rebuild_bins(*, con: Connection) -> None:
+    """PostgreSQL: recount ``confidence_bins`` from every detection (after rows were
+    written other than by ingest: ``edgeloop store copy``, a bulk load)."""
+    con.execute("DELETE FROM confidence_bins")
+    con.execute(add_to_bins_sql("prediction_logs"))
+
+
 class ConfidenceHistograms:
     """Per-camera confidence histograms kept up to date incrementally: each ``read`` adds
     only the detections stored since the previous one (by ``rowid``; ``prediction_logs``
@@ -155,9 +180,14 @@ class ConfidenceHistograms:
         """Per camera, detections per confidence bin (``CONFIDENCE_BINS`` bins over [0, 1],
         the last bin closed), counting every detection stored so far."""
         if is_postgres(con):
-            # Replicas commit out of rowid order: a row committed later with a lower
-            # rowid would never be counted, so PostgreSQL counts every detection.
-            return _histograms(con, "")
+            # Replicas commit out of rowid order, so a rowid watermark would miss rows:
+            # ingest keeps the counts in confidence_bins instead (add_to_bins_sql).
+            found: dict[str, list[int]] = {}
+            for camera_id, bin_index, n in con.execute(
+                "SELECT camera_id, bin, detections FROM confidence_bins"
+            ).fetchall():
+                found.setdefault(camera_id, [0] * CONFIDENCE_BINS)[bin_index] = int(n)
+            return found
         with self._lock:
             newest = fetch_scalar(con.execute("SELECT max(rowid) FROM prediction_logs"))
             if newest is None or int(newest) < self._through:  # empty or a new file
@@ -176,9 +206,7 @@ def _histograms(con: Connection, where: str, params: Sequence[Any] = ()) -> dict
     found: dict[str, list[int]] = {}
     for camera_id, bin_index, n in con.execute(
         f"""
-        SELECT camera_id,
-               least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1})::INTEGER,
-               count(*)
+        SELECT camera_id, {BIN_SQL}, count(*)
         FROM prediction_logs {where}
         GROUP BY 1, 2
         """,

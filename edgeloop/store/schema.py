@@ -252,7 +252,8 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     # frames and detections get the capture-time indexes the console's windows filter on
     # and the inspection page reads backwards (newest first), the queue panel's oldest
     # pending item one of its own;
-    # the JPEG digest index becomes unique, so replicas cannot queue one JPEG twice; the
+    # the JPEG digest index becomes unique, so replicas cannot queue one JPEG twice;
+    # ingest keeps each camera's confidence histogram (``frames.add_to_bins_sql``); the
     # site's stack id moves into the database (``edgeloop.store.stack``).
     6: [
         Only(
@@ -285,6 +286,17 @@ MIGRATIONS: dict[int, list[str | Only]] = {
             "postgres",
             "CREATE UNIQUE INDEX IF NOT EXISTS labeling_queue_jpeg_sha256_unique "
             "ON labeling_queue (jpeg_sha256) WHERE jpeg_sha256 IS NOT NULL",
+        ),
+        Only(
+            "postgres",
+            """
+            CREATE TABLE IF NOT EXISTS confidence_bins (
+                camera_id VARCHAR NOT NULL,
+                bin INTEGER NOT NULL,
+                detections BIGINT NOT NULL,
+                PRIMARY KEY (camera_id, bin)
+            )
+            """,
         ),
         Only(
             "postgres",

@@ -8,25 +8,65 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from edgeloop.store import AnyStore, frames
+from edgeloop.store.batches import tables_from_rows
 from edgeloop.store.frames import ConfidenceHistograms, DetectionFilter
+from edgeloop.store.ingest import insert_batch
 
 
 def _add_detections(con: object, start: int, n: int, rng: np.random.Generator) -> None:
+    """``n`` frames with 2 detections each, through the store's ingest writer."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    frame_rows, detection_rows = [], []
     for i in range(start, start + n):
         camera = f"cam-{i % 3}"
         key = f"{camera}:{i}"
-        con.execute(  # type: ignore[attr-defined]
-            "INSERT INTO frames VALUES (?, ?, ?, ?, ?, 640, 480, 1, 1, 1, 1, 2, 0.5, 20, '1', "
-            "'a', NULL)",
-            [key, camera, i, t0 + timedelta(seconds=i), t0 + timedelta(seconds=i)],
+        at = t0 + timedelta(seconds=i)
+        frame_rows.append(
+            {
+                "frame_key": key,
+                "camera_id": camera,
+                "frame_index": i,
+                "captured_at": at,
+                "received_at": at,
+                "width": 640,
+                "height": 480,
+                "brightness": 1.0,
+                "contrast": 1.0,
+                "sharpness": 1.0,
+                "saturation": 1.0,
+                "detection_count": 2,
+                "mean_confidence": 0.5,
+                "inference_ms": 20.0,
+                "model_version": "1",
+                "agent_id": "a",
+                "jpeg_path": None,
+            }
         )
         for j, confidence in enumerate(rng.uniform(0, 1, 2)):
-            con.execute(  # type: ignore[attr-defined]
-                "INSERT INTO prediction_logs VALUES (?, ?, ?, ?, 0, 'Normal', ?, 1, 1, 9, 9, "
-                "false, '1')",
-                [f"{key}:{j}", key, camera, t0 + timedelta(seconds=i), float(confidence)],
+            detection_rows.append(
+                {
+                    "detection_id": f"{key}:{j}",
+                    "frame_key": key,
+                    "camera_id": camera,
+                    "captured_at": at,
+                    "class_id": 0,
+                    "class_name": "Normal",
+                    "confidence": float(confidence),
+                    "x1": 1.0,
+                    "y1": 1.0,
+                    "x2": 9.0,
+                    "y2": 9.0,
+                    "uncertain": False,
+                    "model_version": "1",
+                }
             )
+    batch = tables_from_rows(frame_rows, detection_rows)
+    insert_batch(
+        con=con,  # type: ignore[arg-type]
+        frames=batch.frames,
+        detections=batch.detections,
+        queue_items=batch.queue,
+    )
 
 
 def _full_scan(con: object) -> dict[str, list[int]]:

@@ -227,13 +227,22 @@ def _load(site: Site, camera: str, fault: Any, senders: int = 4, batches_each: i
 
 
 def _stored(site: Site, camera: str) -> tuple[int, int]:
+    """``(frames, distinct frame keys)`` of ``camera``; checks on the way that the confidence
+    histogram both replicas kept at ingest counts every stored detection once."""
     store = site.store()
     with store.connect() as con:
         row = con.execute(
             "SELECT count(*), count(DISTINCT frame_key) FROM frames WHERE camera_id = ?", [camera]
         ).fetchone()
+        detections = con.execute(
+            "SELECT count(*) FROM prediction_logs WHERE camera_id = ?", [camera]
+        ).fetchone()
+        binned = con.execute(
+            "SELECT sum(detections) FROM confidence_bins WHERE camera_id = ?", [camera]
+        ).fetchone()
     store.close()
-    assert row is not None
+    assert row is not None and detections is not None and binned is not None
+    assert int(binned[0]) == int(detections[0]) > 0
     return int(row[0]), int(row[1])
 
 
