@@ -28,6 +28,7 @@ import numpy.typing as npt
 from fastapi import Depends, Request
 
 from edgeloop.settings import LoopSettings
+from edgeloop.vectors import ShardReader, VectorIndex
 from edgeloop.vectors.versions import (
     CorruptIndexError,
     IndexLockedError,
@@ -36,7 +37,6 @@ from edgeloop.vectors.versions import (
     pointer_stamp,
     read_pointer,
 )
-from edgeloop.vectors import ShardReader, VectorIndex
 
 if TYPE_CHECKING:
     from edgeloop.embeddings import Embedder

@@ -31,8 +31,8 @@ from assets.resources import EmbedderResource, StoreResource, VectorIndexResourc
 from edgeloop.embeddings import EmbeddingCache, crop_bgr, crop_key, embedder_name, embedder_slug
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
-from edgeloop.vectors.versions import CorruptIndexError
 from edgeloop.vectors import CropPoint
+from edgeloop.vectors.versions import CorruptIndexError
 
 if TYPE_CHECKING:  # pandas is imported where used: the code location loads in every run
     import pandas as pd
