@@ -70,3 +70,28 @@ def crop_points(n: int, seed: int, dims: int = 64, camera_every: int = 2) -> lis
         )
         for i in range(n)
     ]
+
+
+def frame_row(key: str, camera_id: str, captured_at: object, **fields: object) -> dict[str, object]:
+    """One ``frames`` row (``edgeloop.store.batches.FRAME_SCHEMA``) for
+    ``tables_from_rows``: a 640x480 frame of agent ``a``, model ``1``, no detections and no
+    JPEG, received when captured; ``fields`` override any column."""
+    return {
+        "frame_key": key,
+        "camera_id": camera_id,
+        "frame_index": 0,
+        "captured_at": captured_at,
+        "received_at": captured_at,
+        "width": 640,
+        "height": 480,
+        "brightness": 1.0,
+        "contrast": 1.0,
+        "sharpness": 1.0,
+        "saturation": 1.0,
+        "detection_count": 0,
+        "mean_confidence": None,
+        "inference_ms": 20.0,
+        "model_version": "1",
+        "agent_id": "a",
+        "jpeg_path": None,
+    } | fields

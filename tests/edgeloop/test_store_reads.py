@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from support import frame_row
 
 from edgeloop.store import AnyStore, frames
 from edgeloop.store.batches import tables_from_rows
@@ -22,25 +23,7 @@ def _add_detections(con: object, start: int, n: int, rng: np.random.Generator) -
         key = f"{camera}:{i}"
         at = t0 + timedelta(seconds=i)
         frame_rows.append(
-            {
-                "frame_key": key,
-                "camera_id": camera,
-                "frame_index": i,
-                "captured_at": at,
-                "received_at": at,
-                "width": 640,
-                "height": 480,
-                "brightness": 1.0,
-                "contrast": 1.0,
-                "sharpness": 1.0,
-                "saturation": 1.0,
-                "detection_count": 2,
-                "mean_confidence": 0.5,
-                "inference_ms": 20.0,
-                "model_version": "1",
-                "agent_id": "a",
-                "jpeg_path": None,
-            }
+            frame_row(key, camera, at, frame_index=i, detection_count=2, mean_confidence=0.5)
         )
         for j, confidence in enumerate(rng.uniform(0, 1, 2)):
             detection_rows.append(
@@ -124,25 +107,15 @@ def test_each_cameras_newest_frame_and_the_drift_history_read_alike_on_both_back
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [
-        {
-            "frame_key": f"{camera}:{i}",
-            "camera_id": camera,
-            "frame_index": i,
-            "captured_at": t0 + timedelta(seconds=i),
-            "received_at": t0 + timedelta(seconds=100 - i),  # the newest arrived first
-            "width": 640,
-            "height": 480,
-            "brightness": 1.0,
-            "contrast": 1.0,
-            "sharpness": 1.0,
-            "saturation": 1.0,
-            "detection_count": 0,
-            "mean_confidence": None,
-            "inference_ms": 20.0,
-            "model_version": str(1 + i // 5),
-            "agent_id": f"agent-{camera}-{i % 2}",
-            "jpeg_path": None,
-        }
+        frame_row(
+            f"{camera}:{i}",
+            camera,
+            t0 + timedelta(seconds=i),
+            frame_index=i,
+            received_at=t0 + timedelta(seconds=100 - i),  # the newest arrived first
+            model_version=str(1 + i // 5),
+            agent_id=f"agent-{camera}-{i % 2}",
+        )
         for camera in ("cam-a", "cam-b", "cam-c")
         for i in range(12 if camera != "cam-b" else 3)
     ]
