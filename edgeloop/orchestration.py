@@ -24,6 +24,7 @@ through ``LoopSettings.stack_id``). Standard library (and ``edgeloop.files``) on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -110,16 +111,19 @@ def stack_id(data_dir: Path) -> str:
         return existing
     data_dir.mkdir(parents=True, exist_ok=True)
     path = stack_id_path(data_dir)
+    # Written whole under a private name, then linked into place: link(2) fails when the
+    # name exists, so of processes asking at once exactly one id wins, and no reader ever
+    # sees the file created but not yet written (O_EXCL on the final name allowed that).
+    draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:  # another process of the stack wrote it just now
-        found = read_stack_id(data_dir)
-        assert found is not None
-        return found
-    with os.fdopen(fd, "w") as out:
-        out.write(f"{uuid.uuid4().hex}\n{data_dir.resolve()}\n")
-        out.flush()
-        os.fsync(out.fileno())
+        with draft.open("w") as out:
+            out.write(f"{uuid.uuid4().hex}\n{data_dir.resolve()}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process wrote it just now
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
     found = read_stack_id(data_dir)
     assert found is not None
     return found
