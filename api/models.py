@@ -46,14 +46,26 @@ class HealthPublic(_Public):
     status: Literal["ok", "degraded"]
     scope: Literal["liveness", "full"] = Field(
         description=(
-            "liveness: no token was sent, only the process was checked (no DuckDB, no "
-            "MLflow; the other fields are null); full: a valid token was sent and DuckDB "
+            "liveness: no token was sent, only the process was checked (no store, no "
+            "MLflow; the other fields are null); full: a valid token was sent and the store "
             "(one attempt, no retry) and the registry were asked."
         )
     )
     version: str = Field(description="The API's package version.")
+    store: bool | None = Field(
+        None,
+        description=(
+            "True when the store (the DuckDB file, or PostgreSQL with EDGELOOP_DATABASE_URL) "
+            "answered; null for liveness."
+        ),
+    )
+    store_backend: Literal["duckdb", "postgres"] | None = Field(
+        None, description="Which store this API uses; null for liveness."
+    )
     duckdb: bool | None = Field(
-        None, description="True when the DuckDB file opened and answered; null for liveness."
+        None,
+        deprecated="use `store` (the same value on either backend); kept for older probes",
+        description="The same value as `store` (its name from before the PostgreSQL backend).",
     )
     schema_version: int | None = None
     production_model_version: str | None = None

@@ -1,11 +1,11 @@
 """``/api/health``: liveness for anyone; the store, schema, production model and counts
 for a caller with a token.
 
-Without a token the answer touches neither DuckDB nor MLflow: it comes in milliseconds
-even while another process holds the DuckDB file (a liveness probe must never wait on
-the store's lock back-off), and it tells an anonymous caller nothing about the data. With
-a valid token DuckDB is tried once, without retry: a locked file answers 503
-``degraded`` with the reason at once.
+Without a token the answer touches neither the store nor MLflow: it comes in milliseconds
+even while another process holds the DuckDB file or PostgreSQL is down (a liveness probe
+must never wait on the store's back-off), and it tells an anonymous caller nothing about
+the data. With a valid token the store is tried once, without retry: a locked file or an
+unreachable server answers 503 ``degraded`` with the reason at once.
 """
 
 from __future__ import annotations
@@ -55,7 +55,10 @@ def optional_principal(
     response_model=HealthPublic,
     responses={
         401: {"description": "A token was sent but is unknown (send none for liveness only)"},
-        503: {"model": HealthPublic, "description": "With a token: DuckDB locked or unreachable"},
+        503: {
+            "model": HealthPublic,
+            "description": "With a token: the store locked or unreachable",
+        },
     },
 )
 def read_health(
@@ -65,7 +68,7 @@ def read_health(
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> HealthPublic | JSONResponse:
     """Liveness without a token (200, nothing else checked); with any valid token, 200 when
-    DuckDB answers at once, 503 (same body, ``errors`` says why) when it does not.
+    the store answers at once, 503 (same body, ``errors`` says why) when it does not.
 
     An unreachable MLflow store is reported in ``errors`` with a null production version,
     not as a failure: ingest and labeling work without it.
@@ -93,6 +96,8 @@ def read_health(
         status="ok" if counts is not None else "degraded",
         scope="full",
         version=request.app.version,
+        store=counts is not None,
+        store_backend=store.dialect,
         duckdb=counts is not None,
         schema_version=schema,
         production_model_version=production,

@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import duckdb
 from tenacity import (
@@ -97,7 +97,7 @@ class Store:
     """
 
     _process_lock = threading.RLock()
-    dialect = "duckdb"
+    dialect: Literal["duckdb"] = "duckdb"
 
     def __init__(
         self,

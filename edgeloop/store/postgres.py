@@ -27,7 +27,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import sqlglot
 from sqlglot import exp, tokens
@@ -210,7 +210,7 @@ class PostgresConnection:
     ``psycopg.errors.IntegrityError`` where DuckDB raises ``ConstraintException``.
     """
 
-    dialect = "postgres"
+    dialect: Literal["postgres"] = "postgres"
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self._connection = connection
@@ -272,7 +272,7 @@ class PostgresStore:
     under an advisory lock so that two processes starting together migrate once).
     """
 
-    dialect = "postgres"
+    dialect: Literal["postgres"] = "postgres"
 
     def __init__(
         self,

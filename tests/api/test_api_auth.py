@@ -14,7 +14,7 @@ from api.auth import Principal, authenticate, load_principals
 from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
-from edgeloop.store import SCHEMA_VERSION
+from edgeloop.store import SCHEMA_VERSION, AnyStore
 from edgeloop.tokens import create_token, ensure_tokens_file, revoke_token
 
 
@@ -25,15 +25,17 @@ def test_health_without_a_token_is_liveness_only(client: TestClient) -> None:
     assert body["status"] == "ok"
     assert body["scope"] == "liveness"
     assert body["counts"] is None  # nothing about the data to an anonymous caller
-    assert body["duckdb"] is None
+    assert body["store"] is None and body["store_backend"] is None and body["duckdb"] is None
     assert body["schema_version"] is None
 
 
-def test_health_with_a_token_shows_the_store(client: TestClient) -> None:
+@pytest.mark.backends
+def test_health_with_a_token_shows_the_store(client: TestClient, store: AnyStore) -> None:
     body = client.get("/api/health", headers=LABELER).json()
     assert body["status"] == "ok"
     assert body["scope"] == "full"
-    assert body["duckdb"] is True
+    assert body["store"] is True and body["duckdb"] is True  # `duckdb`: the old name
+    assert body["store_backend"] == store.dialect
     assert body["schema_version"] == SCHEMA_VERSION
     assert body["production_model_version"] is None
     assert body["counts"]["frames"] == 0

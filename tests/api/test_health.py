@@ -92,7 +92,7 @@ def test_health_answers_at_once_while_another_process_holds_duckdb(
     assert liveness_s < ANSWER_LIMIT_S
     assert full.status_code == 503
     body = full.json()
-    assert (body["status"], body["scope"], body["duckdb"]) == ("degraded", "full", False)
+    assert (body["status"], body["scope"], body["store"]) == ("degraded", "full", False)
     assert "locked by another process" in body["errors"][0]
     assert full_s < ANSWER_LIMIT_S
 
