@@ -4,7 +4,7 @@ The dataset is built from the latest reviewed label of each frame
 (``edgeloop.store.labels.latest_with_frames``), with the production model's classes, split
 train/val by a hash of the frame key (a frame never changes split, so val stays a
 held-out set across versions), and versioned in the data repo ``data/datasets``
-(``edgeloop.dataset_repo.DatasetRepo``): a manifest in git over a content-addressed frame
+(``edgeloop.datasets.DatasetRepo``): a manifest in git over a content-addressed frame
 store in DVC, so a version only hashes and stores the frames it adds. The check functions below are pure: each takes a
 ``DatasetVersion`` and returns ``(passed, details)``; ``pipelines/checks.py`` wraps them
 as ``@dg.asset_check``s.

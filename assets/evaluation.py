@@ -55,8 +55,7 @@ from assets.yolo import (
     validate_per_image,
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
-from edgeloop.dataset_repo import DatasetRepo, materialised
-from edgeloop.datasets import MANIFEST, DatasetVersion, frame_key_of
+from edgeloop.datasets import MANIFEST, DatasetRepo, DatasetVersion, frame_key_of, materialised
 from edgeloop.registry import model_files
 from edgeloop.store import frames as frames_store
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from edgeloop.dataset_repo import DatasetRepo
+from edgeloop.datasets import DatasetRepo
 from edgeloop.embeddings import Embedder, build_embedder
 from edgeloop.orchestration import check_run_stack
 from edgeloop.settings import LoopSettings, get_settings

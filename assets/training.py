@@ -34,8 +34,7 @@ from assets.yolo import (
     load_yolo,
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
-from edgeloop.dataset_repo import DatasetRepo, materialised
-from edgeloop.datasets import DatasetVersion
+from edgeloop.datasets import DatasetRepo, DatasetVersion, materialised
 from edgeloop.registry import ModelFiles, ensure_experiment, model_files
 from edgeloop.store import retraining, training_runs
 

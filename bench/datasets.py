@@ -33,8 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgeloop.annotations import ReviewedBox  # noqa: E402
-from edgeloop.dataset_repo import DatasetRepo  # noqa: E402
-from edgeloop.datasets import LabeledFrame  # noqa: E402
+from edgeloop.datasets import DatasetRepo, LabeledFrame  # noqa: E402
 
 NAMES = ["Normal", "Fall"]
 WIDTH, HEIGHT = 768, 576

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from edgeloop.dataset_repo import DatasetRepo
+    from edgeloop.datasets import DatasetRepo
 
 app = typer.Typer(
     help="Dataset versions (DVC data repo): list them, check one out.",
@@ -29,7 +29,7 @@ console = Console()
 
 def _repo() -> DatasetRepo:
     """The data repo of the loop settings (``EDGELOOP_DATA_DIR``)."""
-    from edgeloop.dataset_repo import DatasetRepo
+    from edgeloop.datasets import DatasetRepo
     from edgeloop.settings import get_settings
 
     return DatasetRepo.from_settings(get_settings())
@@ -77,7 +77,7 @@ def checkout(
     ] = False,
 ) -> None:
     """Materialise an old (or the latest) dataset version into a folder ultralytics reads."""
-    from edgeloop.dataset_repo import CHECKOUTS_DIR, DatasetRepoError
+    from edgeloop.datasets import CHECKOUTS_DIR, DatasetRepoError
 
     repo = _repo()
     target = to if to is not None else repo.root / CHECKOUTS_DIR / version

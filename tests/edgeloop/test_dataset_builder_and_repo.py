@@ -14,9 +14,10 @@ import yaml
 from support import SAMPLES_DIR, require
 
 from edgeloop.annotations import ReviewedBox
-from edgeloop.dataset_repo import DatasetRepo, DatasetRepoError
 from edgeloop.datasets import (
     MANIFEST,
+    DatasetRepo,
+    DatasetRepoError,
     LabeledFrame,
     UnknownClassError,
     frame_key_of,

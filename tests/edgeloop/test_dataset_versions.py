@@ -17,9 +17,17 @@ from typer.testing import CliRunner
 
 from edgeloop.annotations import ReviewedBox
 from edgeloop.cli.app import app
-from edgeloop.dataset_manifest import build_manifest, md5_text, parse_manifest
-from edgeloop.dataset_repo import DatasetRepo, DatasetRepoError, materialised, verify_materialised
-from edgeloop.datasets import MANIFEST, LabeledFrame
+from edgeloop.datasets import (
+    MANIFEST,
+    DatasetRepo,
+    DatasetRepoError,
+    LabeledFrame,
+    build_manifest,
+    materialised,
+    md5_text,
+    parse_manifest,
+    verify_materialised,
+)
 from edgeloop.settings import LoopSettings
 
 NAMES = ["Normal", "Fall"]
@@ -214,7 +222,7 @@ def test_cli_checkout_without_a_repo_says_so(tmp_path, loop_settings: LoopSettin
 
 
 def test_versions_are_packed_once_loose_objects_pass_the_limit(tmp_path, monkeypatch):
-    import edgeloop.dataset_repo as dataset_repo
+    import edgeloop.datasets.repo as dataset_repo
 
     frames = _frames(tmp_path / "src", 8)
     repo = DatasetRepo(tmp_path / "datasets", tmp_path / "remote")
@@ -230,7 +238,7 @@ def test_versions_are_packed_once_loose_objects_pass_the_limit(tmp_path, monkeyp
 
 
 def test_a_failed_repack_does_not_fail_the_committed_version(tmp_path, monkeypatch, caplog):
-    import edgeloop.dataset_repo as dataset_repo
+    import edgeloop.datasets.repo as dataset_repo
 
     frames = _frames(tmp_path / "src", 4)
     repo = DatasetRepo(tmp_path / "datasets", tmp_path / "remote")

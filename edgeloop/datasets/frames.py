@@ -1,19 +1,8 @@
-"""Labeled datasets in YOLO format, as manifests over a content-addressed frame store.
-
-A dataset version is a **manifest** (``manifest.json``): for every frame its key, camera,
-split, the sha256 of its JPEG and where that JPEG lives in the object store, and its
-YOLO label lines. The JPEGs are stored once, by sha256, in append-only packs under
-``objects/`` of the data repo (``edgeloop.dataset_repo.DatasetRepo`` versions the packs
-with DVC and the manifest with git). A new version hashes and stores only the frames it
-has not seen, so adding 1 % new frames costs about 1 % of the first build.
-
-- ``DatasetVersion``: one versioned dataset, what ``training_dataset`` hands to training.
-- ``LabeledFrame``, ``split_for`` (a stable train/val split by a hash of the frame key),
-  ``yolo_label_lines`` (reviewed boxes, xyxy px -> YOLO ``class cx cy w h`` in [0, 1]).
-- ``edgeloop.dataset_manifest``: ``build_manifest`` (labeled frames -> a ``Manifest``,
-  reusing the previous version's hashes and objects) and ``materialise`` (a manifest ->
-  the folder ultralytics reads: ``images/{train,val}`` as hardlinks into the object
-  store, ``labels/{train,val}``, ``data.yaml``, ``manifest.json``).
+"""A dataset's frames and the rules that place them: ``DatasetVersion`` (one versioned
+dataset, what ``training_dataset`` hands to training), ``LabeledFrame``, ``split_for`` (a
+stable train/val split by a hash of the frame key), ``image_stem`` / ``frame_key_of``,
+``yolo_label_lines`` (reviewed boxes, xyxy px -> YOLO ``class cx cy w h`` in [0, 1]), and
+the names of the data repo's files (``edgeloop.datasets.repo``).
 """
 
 from __future__ import annotations
@@ -61,7 +50,7 @@ class DatasetVersion:
         new_frames: frames this version added over the previous one.
         bytes_added: bytes of JPEG this version added to the object store (new objects only).
         repo_root: the data repo it came from (``None`` for a folder no repo versioned), so
-            ``edgeloop.dataset_repo.materialised`` can rebuild ``root`` when it has changed.
+            ``edgeloop.datasets.materialised`` can rebuild ``root`` when it has changed.
     """
 
     version: str

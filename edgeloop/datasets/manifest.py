@@ -1,11 +1,12 @@
-"""A dataset version's manifest and its working copy: ``build_manifest`` turns reviewed
-labels into a ``Manifest`` over the content-addressed object store, ``materialise`` turns a
-manifest into the folder ultralytics reads.
+"""A dataset version's manifest: ``build_manifest`` turns reviewed labels into a
+``Manifest`` over the content-addressed object store (``materialise`` in
+``edgeloop.datasets.working_copy`` turns it into the folder ultralytics reads).
 
 The manifest (``manifest.json``) lists, for every frame, its key, camera, split, the
 sha256 of its JPEG and where that JPEG lives in the object store, and its YOLO label
 lines (``class cx cy w h`` normalised to [0, 1]). The frames, splits and label rules are
-in ``edgeloop.datasets``; versioning (git + DVC) is ``edgeloop.dataset_repo``.
+in ``edgeloop.datasets.frames``; the folder written from a manifest is
+``edgeloop.datasets.working_copy``; versioning (git + DVC) is ``edgeloop.datasets.repo``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from edgeloop.datasets import (
-    MANIFEST,
+from edgeloop.datasets.frames import (
     MANIFEST_FORMAT,
     VAL_FRACTION,
     LabeledFrame,
@@ -266,128 +264,3 @@ def build_manifest(
         hashed=hashed,
         hash_cache=cache,
     )
-
-
-# ---------------------------------------------------------------------------------------
-# Materialising a manifest into the folder ultralytics reads
-# ---------------------------------------------------------------------------------------
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hardlink ``target`` to ``source``; a copy where links are impossible (another
-    filesystem, a link limit). An existing ``target`` is unlinked first, never written
-    through: it may be a hardlink into the object store."""
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
-def _current_manifest(target: Path, known: Sequence[Manifest]) -> Manifest | None:
-    """The manifest a folder was materialised from (one of ``known`` when its text matches,
-    which saves parsing it), if the folder's file counts still match it."""
-    try:
-        text = (target / MANIFEST).read_text()
-        current = next((m for m in known if m.to_text() == text), None) or parse_manifest(text)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    for split in ("train", "val"):
-        expected = sum(e.split == split for e in current.entries)
-        for kind in ("images", "labels"):
-            folder = target / kind / split
-            if not folder.is_dir() or sum(1 for _ in os.scandir(folder)) != expected:
-                return None
-    return current
-
-
-def write_data_yaml(folder: Path, class_names: Sequence[str]) -> Path:
-    """Write ``folder/data.yaml``: ``train``/``val`` image folders and class ``names``, and
-    no ``path``: ultralytics then takes the folder the file is in as the dataset root
-    (``ultralytics.data.utils.check_det_dataset``), so a copied or moved folder trains on
-    its own images and writes its label caches beside them, never in the original."""
-    import yaml
-
-    data_yaml = {
-        "train": "images/train",
-        "val": "images/val",
-        "names": dict(enumerate(class_names)),
-    }
-    path = folder / "data.yaml"
-    path.write_text(yaml.safe_dump(data_yaml, sort_keys=False))
-    return path
-
-
-def names_another_folder(data_yaml: Path) -> bool:
-    """Whether ``data_yaml`` (written by an older edgeloop) sets ``path`` to a folder other
-    than its own: the dataset root of a data folder that was copied or moved since."""
-    import yaml
-
-    try:
-        root = yaml.safe_load(data_yaml.read_text()).get("path")
-    except (OSError, AttributeError, yaml.YAMLError):
-        return False
-    return root is not None and Path(root).resolve() != data_yaml.parent.resolve()
-
-
-def materialise(
-    manifest: Manifest, objects_root: Path, target: Path, *, known: Sequence[Manifest] = ()
-) -> int:
-    """Write ``target`` as ultralytics reads it: ``images/{split}/<stem>.jpg`` hardlinked
-    to the object store (copies across filesystems), ``labels/{split}/<stem>.txt``,
-    ``data.yaml`` (``write_data_yaml``) and ``manifest.json``.
-
-    When ``target`` holds another manifest's intact folder (same file counts), only the
-    frames that differ are unlinked and relinked, and ``manifest.json`` is removed first
-    and written last, so an interrupted update is never mistaken for a finished one.
-    Otherwise the folder is built beside ``target`` and swapped in.
-
-    Args:
-        known: manifests the caller holds (e.g. the previous version's), matched by text
-            against the folder's instead of parsing it again.
-
-    Returns:
-        the image files linked (or copied).
-
-    Raises:
-        FileNotFoundError: an object of the manifest is not in the store (pull its pack).
-    """
-    target = Path(target)
-    current = _current_manifest(target, known) if target.is_dir() else None
-    if current is None:
-        work = target.with_name(f".{target.name}.partial")
-        shutil.rmtree(work, ignore_errors=True)
-        old: dict[str, ManifestEntry] = {}
-    else:
-        work = target
-        (target / MANIFEST).unlink()
-        old = {e.frame_key: e for e in current.entries}
-    for kind in ("images", "labels"):
-        for split in ("train", "val"):
-            (work / kind / split).mkdir(parents=True, exist_ok=True)
-    new = {e.frame_key: e for e in manifest.entries}
-    for key, was in old.items():
-        now = new.get(key)
-        if now is None or (now.split, now.sha256) != (was.split, was.sha256):
-            (work / "images" / was.split / f"{was.stem}.jpg").unlink(missing_ok=True)
-        if now is None or (now.split, now.labels) != (was.split, was.labels):
-            (work / "labels" / was.split / f"{was.stem}.txt").unlink(missing_ok=True)
-    linked = 0
-    for key, entry in new.items():
-        prior = old.get(key)
-        if prior is None or (entry.split, entry.sha256) != (prior.split, prior.sha256):
-            image = work / "images" / entry.split / f"{entry.stem}.jpg"
-            _link_or_copy(objects_root / entry.object, image)
-            linked += 1
-        if prior is None or (entry.split, entry.labels) != (prior.split, prior.labels):
-            (work / "labels" / entry.split / f"{entry.stem}.txt").write_text(entry.label_text)
-    write_data_yaml(work, manifest.class_names)
-    (work / MANIFEST).write_text(manifest.to_text())
-    if work != target:
-        old_dir = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old_dir, ignore_errors=True)
-        if target.exists():
-            target.rename(old_dir)
-        work.rename(target)
-        shutil.rmtree(old_dir, ignore_errors=True)
-    return linked

@@ -25,25 +25,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeloop.dataset_manifest import (
-    Manifest,
-    build_manifest,
-    materialise,
-    md5_text,
-    names_another_folder,
-    parse_manifest,
-    write_data_yaml,
-)
-from edgeloop.datasets import (
+from edgeloop.datasets import commands
+from edgeloop.datasets.build import DatasetBuild, version_from_summary
+from edgeloop.datasets.commands import DatasetRepoError, tag_number
+from edgeloop.datasets.frames import (
     DATASET_DIR,
     MANIFEST,
     OBJECTS_DIR,
@@ -51,6 +42,13 @@ from edgeloop.datasets import (
     VERSION_FILE,
     DatasetVersion,
     LabeledFrame,
+)
+from edgeloop.datasets.manifest import Manifest, build_manifest, md5_text, parse_manifest
+from edgeloop.datasets.working_copy import (
+    materialise,
+    names_another_folder,
+    verify_materialised,
+    write_data_yaml,
 )
 from edgeloop.relocation import dvc_remote_url, follow_moved_dvc_remote
 
@@ -76,58 +74,6 @@ let that grow by one compressed manifest per version. Packed, a version that add
 frames is a delta of a few KB against the previous one. Measured with eight synthetic
 100,000-frame manifests, each 1 % larger: 6 MB loose per version, 0.07 MB per version
 once packed, a repack taking 0.4-1.0 s."""
-
-
-_ADD_AND_PUSH = """
-import sys
-from dvc.repo import Repo
-with Repo(".") as repo:
-    repo.add([sys.argv[2]])
-    repo.push(targets=[sys.argv[2] + ".dvc"])
-"""
-
-
-class DatasetRepoError(RuntimeError):
-    """A git or dvc command in the data repo failed, or a version is unknown or unreadable;
-    the message carries the command's output."""
-
-
-@dataclass(frozen=True)
-class DatasetBuild:
-    """What ``DatasetRepo.stage`` wrote: the manifest (at the repo root), the working copy
-    ``root`` materialised from it, and what the build cost.
-
-    Attributes:
-        pack: the object-store pack holding this build's new JPEGs (``None``: no new JPEG).
-        new_frames / new_objects / bytes_added / hashed: see ``edgeloop.dataset_manifest.ManifestBuild``.
-        linked: images linked into ``root`` (only the changed ones when ``root`` held the
-            previous version).
-    """
-
-    root: Path
-    data_yaml: Path
-    manifest: Manifest
-    manifest_md5: str
-    version: str
-    pack: str | None
-    missing_images: list[str] = field(default_factory=list)
-    new_frames: int = 0
-    new_objects: int = 0
-    bytes_added: int = 0
-    hashed: int = 0
-    linked: int = 0
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.manifest.class_names
-
-    @property
-    def label_count(self) -> int:
-        return len(self.manifest.entries)
-
-    @property
-    def label_cutoff_iso(self) -> str:
-        return self.manifest.label_cutoff
 
 
 class DatasetRepo:
@@ -163,42 +109,12 @@ class DatasetRepo:
     def objects_dir(self) -> Path:
         return self.root / OBJECTS_DIR
 
-    # -------------------------------------------------------------- subprocess helpers
-    def _run(self, *args: str) -> str:
-        env = {
-            **os.environ,
-            "DVC_NO_ANALYTICS": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_CONFIG_NOSYSTEM": "1",
-        }
-        logger.debug("data repo: %s", " ".join(args))
-        proc = subprocess.run(
-            list(args), cwd=self.root, env=env, capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            if args[0] != sys.executable:
-                command = " ".join(args)
-            elif args[1] == "-m":
-                command = f"dvc {' '.join(args[3:])}"
-            else:
-                command = f"dvc add + push {' '.join(args[3:])}"
-            raise DatasetRepoError(
-                f"`{command}` failed in {self.root} (exit {proc.returncode}): "
-                f"{(proc.stderr or proc.stdout).strip()}"
-            )
-        return proc.stdout
-
+    # -------------------------------------------------------------- subprocesses
     def _git(self, *args: str) -> str:
-        return self._run("git", *args)
+        return commands.git(self.root, *args)
 
     def _dvc(self, *args: str) -> str:
-        return self._run(sys.executable, "-m", "dvc", *args)
-
-    def _dvc_add_and_push(self, path: str) -> None:
-        """``dvc add path`` then ``dvc push path.dvc`` in one DVC process (DVC's Python
-        ``Repo`` API, what its CLI runs): one start-up instead of two, about 1.7 s less
-        per version."""
-        self._run(sys.executable, "-c", _ADD_AND_PUSH, "--", path)
+        return commands.dvc(self.root, *args)
 
     # -------------------------------------------------------------- lifecycle
     def init(self) -> None:
@@ -266,11 +182,11 @@ class DatasetRepo:
             logger.warning("could not repack the data repo %s: %s", self.root, exc)
 
     def _next_version(self) -> str:
-        return f"v{max((_tag_number(t) for t in self._tags()), default=0) + 1}"
+        return f"v{max((tag_number(t) for t in self._tags()), default=0) + 1}"
 
     def _tags(self) -> list[str]:
         tags = self._git("tag", "--list", "v*").split()
-        return sorted((t for t in tags if _tag_number(t) > 0), key=_tag_number)
+        return sorted((t for t in tags if tag_number(t) > 0), key=tag_number)
 
     def manifest_at(self, version: str) -> Manifest:
         """The manifest of ``version`` (read from git, no files touched).
@@ -386,28 +302,14 @@ class DatasetRepo:
             )
         paths = [MANIFEST, VERSION_FILE, ".gitignore"]
         if build.pack:  # data on the remote before the version that points at it
-            self._dvc_add_and_push(f"{OBJECTS_DIR}/{build.pack}")
+            commands.dvc_add_and_push(self.root, f"{OBJECTS_DIR}/{build.pack}")
             paths += [f"{OBJECTS_DIR}/{build.pack}.dvc", f"{OBJECTS_DIR}/.gitignore"]
         ignore = self.root / ".gitignore"
         lines = ignore.read_text().splitlines() if ignore.is_file() else []
         ignore.write_text(
             "".join(f"{p}\n" for p in [*lines, *(i for i in IGNORED if i not in lines)])
         )
-        manifest = build.manifest
-        summary = {
-            "class_names": manifest.class_names,
-            "label_cutoff": manifest.label_cutoff,
-            "label_count": len(manifest.entries),
-            "boxes_per_class": manifest.boxes_per_class(),
-            "train_frames": manifest.frames("train"),
-            "val_frames": manifest.frames("val"),
-            "manifest_md5": build.manifest_md5,
-            "packs": manifest.packs(),
-            "new_frames": build.new_frames,
-            "new_objects": build.new_objects,
-            "bytes_added": build.bytes_added,
-        }
-        (self.root / VERSION_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
+        (self.root / VERSION_FILE).write_text(build.summary_text())
         self._git("rm", "-q", "--cached", "--ignore-unmatch", f"{DATASET_DIR}.dvc")  # old layout
         (self.root / f"{DATASET_DIR}.dvc").unlink(missing_ok=True)
         self._git("add", *paths)
@@ -417,7 +319,7 @@ class DatasetRepo:
         logger.info(
             "dataset %s committed: %s frames, %s new, %s bytes added",
             build.version,
-            len(manifest.entries),
+            build.label_count,
             build.new_frames,
             build.bytes_added,
         )
@@ -434,19 +336,12 @@ class DatasetRepo:
             md5 = str(
                 yaml.safe_load(self._git("show", f"{tag}:{DATASET_DIR}.dvc"))["outs"][0]["md5"]
             )
-        return DatasetVersion(
-            version=tag,
-            data_yaml=root / "data.yaml",
+        return version_from_summary(
+            tag,
+            summary,
             root=root,
             dvc_md5=md5,
             git_commit=self._git("rev-list", "-n", "1", tag).strip(),
-            class_names=list(summary["class_names"]),
-            train_frames=list(summary["train_frames"]),
-            val_frames=list(summary["val_frames"]),
-            label_cutoff_iso=str(summary["label_cutoff"]),
-            label_count=int(summary["label_count"]),
-            new_frames=int(summary.get("new_frames", 0)),
-            bytes_added=int(summary.get("bytes_added", 0)),
             repo_root=self.root,
         )
 
@@ -487,27 +382,6 @@ class DatasetRepo:
         return self._version_at(version, target)
 
 
-def verify_materialised(manifest: Manifest, root: Path) -> list[str]:
-    """Files under ``root`` whose sha256 differs from ``manifest`` (images and labels),
-    as ``split/name`` paths; empty when the folder is exactly the version."""
-    import hashlib
-
-    bad: list[str] = []
-    for entry in manifest.entries:
-        for kind, ext, expected in (
-            ("images", "jpg", entry.sha256),
-            ("labels", "txt", entry.label_sha256),
-        ):
-            path = root / kind / entry.split / f"{entry.stem}.{ext}"
-            try:
-                actual = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
-                actual = ""
-            if actual != expected:
-                bad.append(f"{kind}/{entry.split}/{path.name}")
-    return bad
-
-
 def materialised(version: DatasetVersion, repo: DatasetRepo | None = None) -> DatasetVersion:
     """``version`` with its folder guaranteed to hold that version: when ``root``'s
     ``manifest.json`` is not the version's (someone checked out another version there),
@@ -538,7 +412,3 @@ def materialised(version: DatasetVersion, repo: DatasetRepo | None = None) -> Da
     logger.info("%s does not hold dataset %s; materialising it", version.root, version.version)
     repo.checkout(version.version, version.root)
     return version
-
-
-def _tag_number(tag: str) -> int:
-    return int(tag[1:]) if tag.startswith("v") and tag[1:].isdigit() else 0
