@@ -24,7 +24,8 @@ unless its docstring says it runs one.
 
 from typing import TYPE_CHECKING, TypeAlias
 
-from edgeloop.store.connection import Connection, Store, StoreLockedError, StoreUnavailableError
+from edgeloop.store.connection import Connection, Store
+from edgeloop.store.errors import StoreLockedError, StoreUnavailableError
 from edgeloop.store.schema import SCHEMA_VERSION, migrate
 
 if TYPE_CHECKING:

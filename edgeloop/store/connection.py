@@ -38,6 +38,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from edgeloop.store.errors import StoreLockedError
 from edgeloop.store.schema import migrate
 
 if TYPE_CHECKING:
@@ -65,15 +66,6 @@ YIELD_WINDOW_S = 0.05
 with the file closed, so the waiting process finds it free, s."""
 RETRY_MAX_WAIT_S = 0.25
 """Longest back-off between two attempts to open a locked file, s."""
-
-
-class StoreUnavailableError(RuntimeError):
-    """The store could not be opened now: the DuckDB file stayed locked, or the PostgreSQL
-    server did not answer (the API answers 503 and the caller may retry)."""
-
-
-class StoreLockedError(StoreUnavailableError):
-    """The DuckDB file stayed locked by another process past the retry deadline."""
 
 
 def _is_lock_error(exc: BaseException) -> bool:

@@ -34,6 +34,9 @@ from sqlglot import exp, tokens
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.dialects.postgres import Postgres
 
+from edgeloop.store.errors import StoreUnavailableError
+from edgeloop.store.schema import migrate
+
 if TYPE_CHECKING:
     import pandas as pd
     import psycopg
@@ -337,19 +340,17 @@ class PostgresStore:
         from psycopg import OperationalError
         from psycopg_pool import PoolClosed, PoolTimeout
 
-        from edgeloop.store.connection import StoreUnavailableError
-        from edgeloop.store.schema import migrate
-
+        timeout = self.timeout_s if retry else 1.0
         try:
+            pool = self._open_pool()
             try:
-                context = self._open_pool().connection(timeout=self.timeout_s if retry else 1.0)
-                raw = context.__enter__()
+                raw = pool.getconn(timeout=timeout)
             except PoolClosed:  # closed by another user of this store (an app's shutdown)
-                context = self._open_pool().connection(timeout=self.timeout_s if retry else 1.0)
-                raw = context.__enter__()
+                pool = self._open_pool()
+                raw = pool.getconn(timeout=timeout)
         except (PoolTimeout, PoolClosed, OperationalError) as exc:
             raise StoreUnavailableError(
-                f"PostgreSQL at {redact(self.url)} is unavailable: {exc}"
+                f"PostgreSQL at {self.location} is unavailable: {exc}"
             ) from exc
         try:
             con = PostgresConnection(raw)
@@ -358,16 +359,12 @@ class PostgresStore:
                     migrate(con)
                 self._migrated = True
             yield con
-        except BaseException as exc:
-            if context.__exit__(type(exc), exc, exc.__traceback__):
-                return
-            if isinstance(exc, OperationalError):  # the server went away mid-request
-                raise StoreUnavailableError(
-                    f"PostgreSQL at {self.location} went away: {exc}"
-                ) from exc
-            raise
-        else:
-            context.__exit__(None, None, None)
+        except OperationalError as exc:  # the server went away mid-request
+            raise StoreUnavailableError(f"PostgreSQL at {self.location} went away: {exc}") from exc
+        finally:
+            # Back to the pool, which rolls back a transaction left open and checks the
+            # connection before it hands it out again (``check_connection``).
+            pool.putconn(raw)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:

@@ -50,12 +50,10 @@ class Site:
     replicas: list[Service]
     tokens: dict[str, str]
     database_url: str
+    store: PostgresStore  # the test's own view of the database
 
     def headers(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[name]}"}
-
-    def store(self) -> PostgresStore:
-        return PostgresStore(self.database_url, pool_max_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +97,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres) -> Iterat
             )
         ports = [int(r.url.rsplit(":", 1)[1]) for r in replicas]
         balancer = stack.enter_context(nginx_server(root, ports))
-        yield Site(balancer, replicas, tokens, postgres.url_for(database))
+        store = PostgresStore(postgres.url_for(database), pool_max_size=2)
+        stack.callback(store.close)
+        yield Site(balancer, replicas, tokens, postgres.url_for(database), store)
 
 
 def _post_ingest(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def test_twenty_label_posts_on_one_item_give_one_201_and_nineteen_409(site: Site
         batch(queued_frame("cam-2:contested", index=500, camera_id="cam-2")),
         site.headers("agent"),
     )
-    with site.store().connect() as con:
+    with site.store.connect() as con:
         item = queue.item_for_frame(con=con, frame_key="cam-2:contested")
     assert item is not None
     body = {"boxes": [{"bbox_xyxy": [100, 50, 180, 230], "class_name": "Normal"}]}
@@ -184,7 +184,7 @@ def test_one_frame_key_sent_to_both_replicas_at_once_is_stored_once(site: Site) 
     assert sorted(a["accepted"] for a in acks) == [0, 1]
     # The loser sent the key with another JPEG: counted as a conflict, not a duplicate.
     assert sum(a["conflicts"] for a in acks) == 1
-    with site.store().connect() as con:
+    with site.store.connect() as con:
         assert frames.get_frame(con=con, frame_key="cam-3:twice") is not None
         assert con.execute(
             "SELECT count(*) FROM frames WHERE frame_key = 'cam-3:twice'"
@@ -229,8 +229,7 @@ def _load(site: Site, camera: str, fault: Any, senders: int = 4, batches_each: i
 def _stored(site: Site, camera: str) -> tuple[int, int]:
     """``(frames, distinct frame keys)`` of ``camera``; checks on the way that the confidence
     histogram both replicas kept at ingest counts every stored detection once."""
-    store = site.store()
-    with store.connect() as con:
+    with site.store.connect() as con:
         row = con.execute(
             "SELECT count(*), count(DISTINCT frame_key) FROM frames WHERE camera_id = ?", [camera]
         ).fetchone()
@@ -240,7 +239,6 @@ def _stored(site: Site, camera: str) -> tuple[int, int]:
         binned = con.execute(
             "SELECT sum(detections) FROM confidence_bins WHERE camera_id = ?", [camera]
         ).fetchone()
-    store.close()
     assert row is not None and detections is not None and binned is not None
     assert int(binned[0]) == int(detections[0]) > 0
     return int(row[0]), int(row[1])
