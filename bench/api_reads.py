@@ -37,18 +37,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+from fleetdata import load_fleet
+
+from edgeloop.annotations import ReviewedBox
+from edgeloop.cli.services import start_api
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store, frames, labels, queue
+from edgeloop.store.frames import DetectionFilter
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from fleetdata import load_fleet  # noqa: E402
-
-from edgeloop.annotations import ReviewedBox  # noqa: E402
-from edgeloop.cli.services import start_api  # noqa: E402
-from edgeloop.settings import LoopSettings  # noqa: E402
-from edgeloop.store import Store, frames, labels, queue  # noqa: E402
-from edgeloop.store.frames import DetectionFilter  # noqa: E402
 
 LABELER = "bench-labeler-token"
 TARGETS_MS = {"next": 20.0, "detail": 20.0, "label": 20.0, "inspection": 50.0, "metrics": 50.0}
@@ -148,22 +145,50 @@ def _in_process(path: Path, requests: int) -> dict[str, list[float]]:
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def reads_parser(doc: str) -> argparse.ArgumentParser:
+    """The options both read benchmarks take: the SIMULATED fleet's size, the items labeled
+    (per API run) and the data dir whose MLflow registry holds the production model."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--detections", type=int, default=1_000_000)
     parser.add_argument("--frames", type=int, default=125_000)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument(
-        "--share-every",
-        type=float,
-        default=5.0,
-        help="seconds between two opens of the file by another process (a Dagster asset)",
-    )
+    parser.add_argument("--requests", type=int, default=200, help="items labeled per API run")
     parser.add_argument(
         "--registry-dir",
         type=Path,
         default=REPO / "data",
         help="a data dir whose MLflow registry holds the production model (make init)",
+    )
+    return parser
+
+
+def simulated_fleet(path: Path, args: argparse.Namespace) -> dict[str, int]:
+    """Write the SIMULATED fleet of ``args.detections`` over ``args.frames`` into the DuckDB
+    file ``path`` (``fleetdata.load_fleet``), saying how long it took; its row counts."""
+    started = time.perf_counter()
+    counts = load_fleet(path, detections=args.detections, frames_n=args.frames)
+    print(
+        f"SIMULATED fleet in {time.perf_counter() - started:.0f} s: "
+        + ", ".join(f"{v:,} {k}" for k, v in counts.items())
+    )
+    return counts
+
+
+def verdict(summary: str, failed: list[str]) -> None:
+    """Print the benchmark's last line (bench/README.md): ``TARGET met: <summary>``, or
+    ``TARGET NOT met: <summary>: <each miss>``."""
+    if failed:
+        print(f"TARGET NOT met: {summary}: " + "; ".join(failed))
+    else:
+        print(f"TARGET met: {summary}")
+
+
+def main() -> None:
+    parser = reads_parser(__doc__)
+    parser.add_argument(
+        "--share-every",
+        type=float,
+        default=5.0,
+        help="seconds between two opens of the file by another process (a Dagster asset)",
     )
     args = parser.parse_args()
 
@@ -171,12 +196,7 @@ def main() -> None:
         data = Path(tmp) / "data"
         data.mkdir()
         db = data / "edgeloop.duckdb"
-        started = time.perf_counter()
-        counts = load_fleet(db, detections=args.detections, frames_n=args.frames)
-        print(
-            f"SIMULATED fleet in {time.perf_counter() - started:.0f} s: "
-            + ", ".join(f"{v:,} {k}" for k, v in counts.items())
-        )
+        simulated_fleet(db, args)
         baseline_db = data / "baseline.duckdb"
         baseline_db.write_bytes(db.read_bytes())
 
@@ -226,10 +246,7 @@ def main() -> None:
     if not waited or worst_wait > 2.0:
         failed.append(f"another process waited {worst_wait:.2f} s (> 2 s)")
     summary = "next/detail/label p95 <= 20 ms, inspection/metrics p95 <= 50 ms, file shared <= 2 s"
-    if failed:
-        print(f"TARGET NOT met: {summary}: " + "; ".join(failed))
-    else:
-        print(f"TARGET met: {summary}")
+    verdict(summary, failed)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,10 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from api_reads import LABELER, pct, through_api  # noqa: E402
+from api_reads import LABELER, pct, reads_parser, simulated_fleet, through_api, verdict  # noqa: E402
 from console import time_panels  # noqa: E402
-from fleetdata import load_fleet  # noqa: E402
 from pgfleet import copy_fleet  # noqa: E402
 from servers import postgres_server, remove_tree  # noqa: E402
 
@@ -95,17 +92,8 @@ def _measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--detections", type=int, default=1_000_000)
-    parser.add_argument("--frames", type=int, default=125_000)
-    parser.add_argument("--requests", type=int, default=200, help="items labeled per backend")
+    parser = reads_parser(__doc__)
     parser.add_argument("--iterations", type=int, default=20, help="loads of each panel")
-    parser.add_argument(
-        "--registry-dir",
-        type=Path,
-        default=REPO / "data",
-        help="a data dir whose MLflow registry holds the production model (make init)",
-    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="edgeloop-bench-reads-pg-"))
@@ -113,12 +101,7 @@ def main() -> None:
         embedded = root / "embedded"
         embedded.mkdir()
         fleet = embedded / "edgeloop.duckdb"
-        started = time.perf_counter()
-        counts = load_fleet(fleet, detections=args.detections, frames_n=args.frames)
-        print(
-            f"SIMULATED fleet in {time.perf_counter() - started:.0f} s: "
-            + ", ".join(f"{v:,} {k}" for k, v in counts.items())
-        )
+        counts = simulated_fleet(fleet, args)
         env = {
             "EDGELOOP_API_TOKENS": json.dumps({LABELER: "labeler", ADMIN: "admin"}),
             "EDGELOOP_API_PUSH_RETRAIN": "false",
@@ -183,10 +166,7 @@ def main() -> None:
         f"{worst['labeling'][1]:.1f} ms), console panels p95 <= {PANEL_TARGET_MS:.0f} ms "
         f"(slowest {worst['panels'][0]} {worst['panels'][1]:.1f} ms)"
     )
-    if failed:
-        print(f"TARGET NOT met: {summary}: " + "; ".join(failed))
-    else:
-        print(f"TARGET met: {summary}")
+    verdict(summary, failed)
 
 
 if __name__ == "__main__":

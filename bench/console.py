@@ -32,37 +32,34 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fleetdata import load_fleet
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from fleetdata import load_fleet  # noqa: E402
-
-from api.console import models_view, views  # noqa: E402
-from api.console.settings_view import effective_settings  # noqa: E402
-from api.model_registry import ModelRegistry  # noqa: E402
-from api.settings import ApiSettings  # noqa: E402
-from edgeloop.cli.services import start_api  # noqa: E402
-from edgeloop.settings import LoopSettings  # noqa: E402
-from edgeloop.store import Store  # noqa: E402
+from api.console import models_view, routes, views
+from api.console.settings_view import effective_settings
+from api.model_registry import ModelRegistry
+from api.settings import ApiSettings
+from edgeloop.cli.services import start_api
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store
 
 TOKEN = "bench-admin-token"
 TARGET_MS = 300.0
-PANELS: dict[str, str] = {
-    "fleet": "",
+QUERIES = {
     "analytics": "range=1h",
     "analytics-24h": "range=24h",
     "drift": "range=7d",
-    "queue": "",
-    "retraining": "",
-    "models": "",
     "inspections": "limit=24",
-    "settings": "",
 }
-"""Panel -> the query it is benchmarked with: each page as it opens (analytics: its default
-range, 1 h), and the analytics page over the whole simulated day (``analytics-24h``: every
-one of the 1,000,000 detections in range)."""
+"""Panel -> the query it is benchmarked with (none where it is left out): each page as it
+opens (analytics: its default range, 1 h), and the analytics page over the whole simulated
+day (``analytics-24h``: every one of the 1,000,000 detections in range)."""
+PANELS: dict[str, str] = {
+    name: QUERIES.get(name, "")
+    for panel in routes.PANELS  # every panel of the console, in its navigation's order
+    for name in (panel, f"{panel}-24h")
+    if name == panel or name in QUERIES
+}
+"""Panel -> its query, for each load :func:`time_panels` times."""
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -23,7 +23,6 @@ Targets: asset >= 0.9x the bare embedder's crops/s; re-run <= 5 % of the first r
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -34,19 +33,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from assets.embeddings import CropEmbeddingsConfig, crop_embeddings  # noqa: E402
-from assets.resources import (  # noqa: E402
+from assets.embeddings import CropEmbeddingsConfig, crop_embeddings
+from assets.resources import (
     EmbedderResource,
     LoopSettingsResource,
     StoreResource,
     VectorIndexResource,
 )
-from edgeloop.embeddings import crop_bgr  # noqa: E402
-from edgeloop.settings import LoopSettings  # noqa: E402
-from edgeloop.store import Store  # noqa: E402
+from edgeloop.embeddings import crop_bgr
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
 
 VTEST = REPO / "data" / "samples" / "vtest.avi"
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -38,14 +38,13 @@ import cv2
 import httpx
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edge_agent.capture import Frame, open_source
+from edge_agent.detectors import OnnxDetector
+from edge_agent.runner import AgentRunner
+from edge_agent.settings import AgentSettings
+from edgeloop.wire import IngestBatch, parse_ingest_batch
 
-from edge_agent.capture import Frame, open_source  # noqa: E402
-from edge_agent.detectors import OnnxDetector  # noqa: E402
-from edge_agent.runner import AgentRunner  # noqa: E402
-from edge_agent.settings import AgentSettings  # noqa: E402
-from edgeloop.wire import IngestBatch, parse_ingest_batch  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_VIDEO = REPO / "data" / "samples" / "vtest.avi"
 DEFAULT_MODEL = REPO / "data" / "seed" / "best.onnx"

@@ -26,12 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edgeloop.annotations import REVIEWED_BOXES  # noqa: E402
-from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, uncertainty_scores  # noqa: E402
-from edgeloop.store import (  # noqa: E402
+from edgeloop.annotations import REVIEWED_BOXES
+from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, uncertainty_scores
+from edgeloop.store import (
     Store,
     agents,
     deployments,
@@ -41,7 +38,7 @@ from edgeloop.store import (  # noqa: E402
     labels,
     queue,
 )
-from edgeloop.wire import AgentHeartbeat  # noqa: E402
+from edgeloop.wire import AgentHeartbeat
 
 CLASSES = ("Normal", "Fall")
 WIDTH, HEIGHT = 768, 576

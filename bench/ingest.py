@@ -41,7 +41,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -55,13 +54,10 @@ import httpx
 import numpy as np
 import pyarrow as pa
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edgeloop.cli.services import start_api  # noqa: E402
-from edgeloop.settings import LoopSettings  # noqa: E402
-from edgeloop.store import Store  # noqa: E402
-from edgeloop.wire import (  # noqa: E402
+from edgeloop.cli.services import start_api
+from edgeloop.settings import LoopSettings
+from edgeloop.store import Store
+from edgeloop.wire import (
     IngestBatch,
     encode_binary,
     encode_columnar,

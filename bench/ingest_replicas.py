@@ -37,12 +37,11 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from ingest import (  # noqa: E402
     TOKEN,
+    Run,
     body_detections,
     columnar_body,
     cpu_seconds,
@@ -61,16 +60,11 @@ WARM_UP_PER_API = 2
 
 
 @dataclass(frozen=True)
-class Run:
-    name: str
-    seconds: float
-    detections: int
-    api_cpu_ms: float
-    pg_cpu_ms: float | None = None
+class ReplicaRun(Run):
+    """A run of ``bench/ingest.py``'s kind (``cpu_ms_per_batch``: the API processes'), with
+    the PostgreSQL server's CPU time per batch (none on the embedded store)."""
 
-    @property
-    def rate(self) -> float:
-        return self.detections / self.seconds
+    pg_cpu_ms: float | None = None
 
 
 def _tree_cpu_seconds(pid: int) -> float:
@@ -99,7 +93,7 @@ def _timed_run(
     bodies: list[bytes],
     clients: int,
     postmaster: int | None = None,
-) -> Run:
+) -> ReplicaRun:
     """Warm ``apis`` up through ``url`` (the balancer or the one API) with the first
     ``WARM_UP_PER_API * REPLICAS`` bodies, then post the others with ``clients`` clients;
     checks that every detection is stored once."""
@@ -118,7 +112,7 @@ def _timed_run(
     stored = _stored(url)
     if stored != expected:
         raise SystemExit(f"{name}: the store holds {stored} detections, expected {expected}")
-    return Run(name, seconds, detections, api_cpu, pg_cpu)
+    return ReplicaRun(name, seconds, detections, api_cpu, pg_cpu)
 
 
 def _postmaster(data_dir: Path) -> int:
@@ -147,8 +141,8 @@ def main() -> None:
     print(f"  MB per batch: {sum(len(b) for b in bodies) / len(bodies) / 1e6:.2f}")
     env = {"EDGELOOP_API_TOKENS": json.dumps({TOKEN: "agent"})}
     replica_env = env | {"EDGELOOP_API_WARM_REGISTRY": "false"}
-    embedded_runs: list[Run] = []
-    networked_runs: list[Run] = []
+    embedded_runs: list[ReplicaRun] = []
+    networked_runs: list[ReplicaRun] = []
     root = Path(tempfile.mkdtemp(prefix="edgeloop-bench-replicas-"))
     try:
         with postgres_server(root / "servers") as pg:
@@ -209,7 +203,7 @@ def main() -> None:
         pg_cpu = "" if run.pg_cpu_ms is None else f", PostgreSQL cpu {run.pg_cpu_ms:.0f} ms/batch"
         print(
             f"{run.name:<28} {run.rate:>10,.0f} detections/s  ({run.seconds:5.2f} s for "
-            f"{run.detections:,}); API cpu {run.api_cpu_ms:.0f} ms/batch{pg_cpu}"
+            f"{run.detections:,}); API cpu {run.cpu_ms_per_batch:.0f} ms/batch{pg_cpu}"
         )
     print(
         "rounds, detections/s: embedded "

@@ -11,18 +11,14 @@ ANALYZE`` (as autovacuum would do soon after such a load on a real server).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import duckdb
 
-import duckdb  # noqa: E402
-
-from edgeloop.store.extensions import load_extension  # noqa: E402
-from edgeloop.store.frames import rebuild_bins  # noqa: E402
-from edgeloop.store.postgres import PostgresStore  # noqa: E402
+from edgeloop.store.extensions import load_extension
+from edgeloop.store.frames import rebuild_bins
+from edgeloop.store.postgres import PostgresStore
 
 SEQUENCES = {
     "labeling_queue": ("labeling_queue_seq", "item_id"),

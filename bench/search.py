@@ -23,23 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from vector_publish import synthetic_points
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from vector_publish import synthetic_points  # noqa: E402
-
-from edgeloop.cli.services import free_port, start_api  # noqa: E402
-from edgeloop.settings import LoopSettings  # noqa: E402
-from edgeloop.vectors import ShardReader, VectorIndex  # noqa: E402
+from edgeloop.cli.services import free_port, start_api
+from edgeloop.settings import LoopSettings
+from edgeloop.vectors import ShardReader, VectorIndex
 
 TARGET_P99_MS = 25.0
 TARGET_RECALL = 0.95

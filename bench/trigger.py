@@ -29,11 +29,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from edgeloop.cli.services import free_port, service_env, start_api, start_dagster
+from edgeloop.settings import LoopSettings
 
-from edgeloop.cli.services import free_port, service_env, start_api, start_dagster  # noqa: E402
-from edgeloop.settings import LoopSettings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 ADMIN = "bench-admin-token"
 TARGET_P95_S = 5.0

@@ -21,18 +21,14 @@ points/s through qdrant-client's local mode, one SQLite commit per point).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edgeloop.vectors import VectorIndex  # noqa: E402
-from edgeloop.vectors.versions import (  # noqa: E402
+from edgeloop.vectors import VectorIndex
+from edgeloop.vectors.versions import (
     KEYWORD_FIELDS,
     UPSERT_BATCH,
     CropPoint,
