@@ -308,8 +308,6 @@ def rollback(
             ``to_version`` is not a registered version of ``model_name``.
         ValueError: ``to_version`` already is production.
     """
-    from mlflow.exceptions import MlflowException
-
     current = alias_version(client, model_name, PRODUCTION)
     if current is None:
         raise ModelNotFoundError(f"no version of {model_name!r} has the alias {PRODUCTION!r}")
@@ -326,18 +324,13 @@ def rollback(
         target = history[-1]
     else:
         target = str(to_version)
-        try:
-            client.get_model_version(model_name, target)
-        except MlflowException as exc:
-            raise ModelNotFoundError(f"{model_name!r} has no version {target}") from exc
-    if target == current_version:
-        raise ValueError(f"v{target} already is production of {model_name!r}")
-    move_alias(
+        _require_version(client, model_name, target)
+    _move_production(
         client,
         store,
         model_name=model_name,
-        alias=PRODUCTION,
         version=target,
+        current=current_version,
         actor=actor,
         reason=reason,
         action="rollback",
@@ -365,15 +358,48 @@ def promote(
         ModelNotFoundError: ``version`` is not a registered version of ``model_name``.
         ValueError: ``version`` already is production.
     """
+    _require_version(client, model_name, version)
+    current = alias_version(client, model_name, PRODUCTION)
+    previous = str(current.version) if current is not None else None
+    _move_production(
+        client,
+        store,
+        model_name=model_name,
+        version=version,
+        current=previous,
+        actor=actor,
+        reason=reason,
+        action="promote",
+        metrics={"promoted_from": previous},
+    )
+    return previous
+
+
+def _require_version(client: MlflowClient, model_name: str, version: str) -> None:
+    """Raise ``ModelNotFoundError`` unless ``version`` is a registered version of ``model_name``."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_model_version(model_name, version)
     except MlflowException as exc:
         raise ModelNotFoundError(f"{model_name!r} has no version {version}") from exc
-    current = alias_version(client, model_name, PRODUCTION)
-    previous = str(current.version) if current is not None else None
-    if previous == version:
+
+
+def _move_production(
+    client: MlflowClient,
+    store: AnyStore,
+    *,
+    model_name: str,
+    version: str,
+    current: str | None,
+    actor: str,
+    reason: str,
+    action: str,
+    metrics: dict[str, Any],
+) -> None:
+    """A move of ``production`` by hand (``promote``, ``rollback``) from ``current`` to
+    ``version``, recorded by ``move_alias``. Raises ``ValueError`` when they are the same."""
+    if version == current:
         raise ValueError(f"v{version} already is production of {model_name!r}")
     move_alias(
         client,
@@ -383,7 +409,6 @@ def promote(
         version=version,
         actor=actor,
         reason=reason,
-        action="promote",
-        metrics={"promoted_from": previous},
+        action=action,
+        metrics=metrics,
     )
-    return previous

@@ -64,29 +64,46 @@ def stack_metadata(settings: LoopSettings) -> dict[str, str]:
 _settings = get_pipeline_settings()
 _stack = stack_metadata(get_settings())
 
-retrain_job = dg.define_asset_job(
+
+def _job(
+    name: str,
+    selection: dg.AssetSelection,
+    config: dg.RunConfig,
+    description: str,
+    tags: dict[str, str] | None = None,
+) -> dg.UnresolvedAssetJobDefinition:
+    """An asset job that names, as metadata, the stack it serves (``stack_metadata``): the
+    API reads it before a launch and refuses another stack's Dagster."""
+    return dg.define_asset_job(
+        name,
+        selection=selection,
+        config=config,
+        description=description,
+        tags=tags,
+        metadata=_stack,
+    )
+
+
+retrain_job = _job(
     RETRAIN_JOB,
     # detections and training_dataset first, so the run trains on what is stored now;
     # the blocking checks on training_dataset run in the same job.
-    selection=dg.AssetSelection.assets("model_promotion").upstream(),
-    config=retrain_run_config(_settings),
-    description="Rebuild the dataset, fine-tune from production, evaluate, apply the promotion policy.",
+    dg.AssetSelection.assets("model_promotion").upstream(),
+    retrain_run_config(_settings),
+    "Rebuild the dataset, fine-tune from production, evaluate, apply the promotion policy.",
     tags={"edgeloop/job": "retrain"},
-    metadata=_stack,
 )
 
-drift_job = dg.define_asset_job(
+drift_job = _job(
     DRIFT_JOB,
-    selection=dg.AssetSelection.assets("detections", "drift_report"),
-    config=drift_run_config(_settings),
-    description="Per-camera drift of frame-quality features (Evidently); the drift sensor reads it.",
-    metadata=_stack,
+    dg.AssetSelection.assets("detections", "drift_report"),
+    drift_run_config(_settings),
+    "Per-camera drift of frame-quality features (Evidently); the drift sensor reads it.",
 )
 
-labeling_job = dg.define_asset_job(
+labeling_job = _job(
     LABELING_JOB,
-    selection=dg.AssetSelection.assets("labeling_queue", "crop_embeddings"),
-    config=labeling_run_config(_settings),
-    description="Re-rank the labeling queue and index new crops for similarity search.",
-    metadata=_stack,
+    dg.AssetSelection.assets("labeling_queue", "crop_embeddings"),
+    labeling_run_config(_settings),
+    "Re-rank the labeling queue and index new crops for similarity search.",
 )

@@ -143,30 +143,26 @@ def check_lengths(
         pydantic.ValidationError: titled ``model``; each array of a wrong length named.
     """
     n_frames = frame_lengths["frame_key"]
-    errors = [
-        violation(
-            "frame_array_length",
-            f"{name} has {length} items, frame_key has {n_frames}: "
-            "every per-frame array has one item per frame",
-            (name,),
-            length,
-        )
-        for name, length in frame_lengths.items()
-        if length != n_frames
-    ]
-    if errors:
-        raise ValidationError.from_exception_data(model, errors)
+    _check_axis(model, "frame", frame_lengths, n_frames, f"frame_key has {n_frames}")
     n_dets = int(sum(detection_count))
+    _check_axis(model, "detection", detection_lengths, n_dets, f"detection_count sums to {n_dets}")
+
+
+def _check_axis(
+    model: str, axis: str, lengths: Mapping[str, int], expected: int, because: str
+) -> None:
+    """Raise a ``ValidationError`` titled ``model`` naming each array of ``lengths`` that
+    has not ``expected`` items (one per ``axis``: frame or detection); ``because`` says
+    where ``expected`` comes from."""
     errors = [
         violation(
-            "detection_array_length",
-            f"{name} has {length} items, detection_count sums to "
-            f"{n_dets}: every per-detection array has one item per detection",
+            f"{axis}_array_length",
+            f"{name} has {length} items, {because}: every per-{axis} array has one item per {axis}",
             (name,),
             length,
         )
-        for name, length in detection_lengths.items()
-        if length != n_dets
+        for name, length in lengths.items()
+        if length != expected
     ]
     if errors:
         raise ValidationError.from_exception_data(model, errors)
