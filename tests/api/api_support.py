@@ -21,6 +21,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.deps import get_registry
+from api.main import create_app
+from api.settings import ApiSettings
 from edgeloop.cli.services import Service, free_port, start_api
 from edgeloop.orchestration import DATA_DIR_KEY, STACK_TAG
 from edgeloop.registry import ModelNotFoundError
@@ -175,6 +178,33 @@ class NoModelRegistry:
 
     def class_names(self, alias: str, *, marker: object) -> list[str]:
         return list(self.files(alias).class_names)
+
+
+def api_settings_for(loop: LoopSettings, **fields: Any) -> ApiSettings:
+    """The API's settings for a test on ``loop``: the tokens of ``TOKENS``, no registry
+    warm-up and a Dagster URL where nothing listens (5 s timeout); ``fields`` override any."""
+    values: dict[str, Any] = {
+        "loop": loop,
+        "tokens": TOKENS,
+        "warm_registry": False,
+        "dagster_url": f"http://127.0.0.1:{free_port()}",
+        "dagster_timeout_s": 5,
+    }
+    return ApiSettings(**(values | fields))
+
+
+def app_without_registry(settings: ApiSettings) -> FastAPI:
+    """``create_app(settings)`` with the MLflow registry swapped for ``NoModelRegistry``
+    (a fresh MLflow store takes seconds to create; most tests need no model)."""
+    app = create_app(settings)
+    app.dependency_overrides[get_registry] = NoModelRegistry
+    return app
+
+
+def client_on(loop: LoopSettings) -> TestClient:
+    """A ``TestClient`` (enter it to run the app's lifespan) of the app on ``loop``, with
+    ``api_settings_for``'s settings and no registry."""
+    return TestClient(app_without_registry(api_settings_for(loop)))
 
 
 def ingest(client: TestClient, *frames: dict[str, Any]) -> dict[str, Any]:

@@ -18,34 +18,36 @@ import pytest
 # conftest: make api_support importable here too.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from api_support import TOKENS, LiveServer, NoModelRegistry, start_test_api
+from api_support import LiveServer, api_settings_for, app_without_registry, start_test_api
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.deps import get_registry
-from api.main import create_app
 from api.settings import ApiSettings
-from edgeloop.cli.services import free_port
 from edgeloop.settings import LoopSettings
 from edgeloop.store import AnyStore
 
 
 @pytest.fixture
 def api_settings(loop_settings: LoopSettings) -> ApiSettings:
-    return ApiSettings(
-        loop=loop_settings,
-        tokens=TOKENS,  # type: ignore[arg-type]
-        warm_registry=False,
-        dagster_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
-        dagster_timeout_s=5,
-    )
+    return api_settings_for(loop_settings)
 
 
 @pytest.fixture
 def app(api_settings: ApiSettings) -> FastAPI:
-    application = create_app(api_settings)
-    application.dependency_overrides[get_registry] = NoModelRegistry
-    return application
+    return app_without_registry(api_settings)
+
+
+@pytest.fixture
+def gate_agent(loop_settings: LoopSettings, tmp_path: Path) -> Iterator[tuple[TestClient, dict]]:
+    """A client of an app whose tokens file holds one token, an agent's limited to camera
+    ``cam-1``, and that token's headers."""
+    from edgeloop.tokens import create_token
+
+    tokens_file = tmp_path / "api-tokens.json"
+    token = create_token(tokens_file, name="gate-agent", role="agent", cameras=["cam-1"])
+    settings = ApiSettings(loop=loop_settings, tokens_file=tokens_file, warm_registry=False)
+    with TestClient(app_without_registry(settings)) as scoped:
+        yield scoped, {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

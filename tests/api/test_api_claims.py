@@ -7,18 +7,14 @@ and DuckDB file; concurrency through threads on one app, as uvicorn's thread poo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from api_support import AGENT, NoModelRegistry, batch, queued_frame
-from fastapi import FastAPI
+from api_support import AGENT, batch, queued_frame
 from fastapi.testclient import TestClient
 
-from api.deps import get_registry
-from api.main import create_app
 from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store, labels
@@ -33,24 +29,22 @@ def _bearer(name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def app(loop_settings: LoopSettings, tmp_path: Path) -> FastAPI:
+def api_settings(loop_settings: LoopSettings, tmp_path: Path) -> ApiSettings:
+    """A tokens file with a named token per labeler, and the agent's."""
     tokens_file = tmp_path / "api-tokens.json"
     entries = {f"{n}-secret-token": {"role": "labeler", "name": n} for n in LABELERS}
     entries["agent-token"] = {"role": "agent", "name": "agent"}
     tokens_file.write_text(json.dumps(entries))
-    settings = ApiSettings(loop=loop_settings, tokens_file=tokens_file, warm_registry=False)
-    application = create_app(settings)
-    application.dependency_overrides[get_registry] = NoModelRegistry
-    return application
+    return ApiSettings(loop=loop_settings, tokens_file=tokens_file, warm_registry=False)
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        frames = [queued_frame(f"cam-1:{i}", i, confidence=0.4 + i / 100) for i in range(25)]
-        response = test_client.post("/api/ingest", json=batch(*frames), headers=AGENT)
-        assert response.status_code == 200, response.text
-        yield test_client
+def client(client: TestClient) -> TestClient:
+    """The app (``tests/api/conftest.py``) with 25 frames of ``cam-1`` queued."""
+    frames = [queued_frame(f"cam-1:{i}", i, confidence=0.4 + i / 100) for i in range(25)]
+    response = client.post("/api/ingest", json=batch(*frames), headers=AGENT)
+    assert response.status_code == 200, response.text
+    return client
 
 
 def _box() -> dict[str, object]:

@@ -13,37 +13,19 @@ from api_support import (
     ADMIN,
     AGENT,
     LABELER,
-    TOKENS,
-    NoModelRegistry,
     batch,
+    client_on,
     detection,
     frame,
     jpeg_bytes,
 )
-from fastapi.testclient import TestClient
 from servers import free_port, require_server, s3_server
 
-from api.deps import get_registry
 from api.jpegs import jpeg_key
-from api.main import create_app
-from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 
 BUCKET = "edgeloop-frames"
-
-
-def _client(loop: LoopSettings) -> TestClient:
-    settings = ApiSettings(
-        loop=loop,
-        tokens=TOKENS,  # type: ignore[arg-type]
-        warm_registry=False,
-        dagster_url=f"http://127.0.0.1:{free_port()}",
-        dagster_timeout_s=5,
-    )
-    app = create_app(settings)
-    app.dependency_overrides[get_registry] = NoModelRegistry
-    return TestClient(app)
 
 
 def _use_endpoint(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
@@ -87,7 +69,7 @@ def _stored_keys(loop: LoopSettings) -> list[str]:
 
 def test_a_jpeg_is_stored_once_and_served_back(loop: LoopSettings) -> None:
     jpeg = jpeg_bytes(seed=1)
-    with _client(loop) as client:
+    with client_on(loop) as client:
         ack = client.post("/api/ingest", json=batch(_frame("cam-1:1", 1, seed=1)), headers=AGENT)
         assert ack.status_code == 200, ack.text
         assert ack.json()["accepted"] == 1
@@ -108,7 +90,7 @@ def test_an_object_store_outage_is_a_503_and_recovers_without_a_restart(
     port = free_port()
     _use_endpoint(monkeypatch, port)
     loop = LoopSettings(data_dir=isolated_data_dir, object_store_url=f"s3://{BUCKET}/site-b")
-    with _client(loop) as client:
+    with client_on(loop) as client:
         with s3_server(tmp_path / "moto-1", port=port) as endpoint:
             endpoint.client().create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
             first = client.post("/api/ingest", json=batch(_frame("cam-1:1", 1)), headers=AGENT)
@@ -140,7 +122,7 @@ def test_a_drift_report_is_served_from_the_object_store_and_nothing_outside_it(
     loop.objects().put("reports/drift/cam-1/20260301T120000Z.html", html)
     (loop.data_dir / "api-tokens.json").parent.mkdir(parents=True, exist_ok=True)
     (loop.data_dir / "api-tokens.json").write_text("{}")
-    with _client(loop) as client:
+    with client_on(loop) as client:
         served = client.get("/reports/drift/cam-1/20260301T120000Z.html", headers=ADMIN)
         assert served.status_code == 200 and served.content == html
         assert client.get("/reports/drift/cam-1/absent.html", headers=ADMIN).status_code == 404

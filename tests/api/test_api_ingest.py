@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -358,23 +357,13 @@ def test_parallel_batches_with_one_key_and_two_jpegs_store_one_of_them(
 
 
 def test_an_agent_token_scoped_to_cameras_may_send_only_theirs(
-    loop_settings: LoopSettings, store: Store, tmp_path: Path
+    gate_agent: tuple[TestClient, dict[str, str]], store: Store
 ) -> None:
-    from api_support import NoModelRegistry
-
-    from api.deps import get_registry
-    from edgeloop.tokens import create_token
-
-    tokens_file = tmp_path / "api-tokens.json"
-    token = create_token(tokens_file, name="gate-agent", role="agent", cameras=["cam-1"])
-    app = create_app(ApiSettings(loop=loop_settings, tokens_file=tokens_file, warm_registry=False))
-    app.dependency_overrides[get_registry] = NoModelRegistry
-    headers = {"Authorization": f"Bearer {token}"}
-    with TestClient(app) as scoped:
-        ok = scoped.post("/api/ingest", json=batch(queued_frame("cam-1:1", 1)), headers=headers)
-        assert ok.status_code == 200 and ok.json()["accepted"] == 1
-        mixed = batch(queued_frame("cam-1:2", 2), queued_frame("cam-9:1", 1, camera_id="cam-9"))
-        refused = scoped.post("/api/ingest", json=mixed, headers=headers)
+    scoped, headers = gate_agent
+    ok = scoped.post("/api/ingest", json=batch(queued_frame("cam-1:1", 1)), headers=headers)
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    mixed = batch(queued_frame("cam-1:2", 2), queued_frame("cam-9:1", 1, camera_id="cam-9"))
+    refused = scoped.post("/api/ingest", json=mixed, headers=headers)
     assert refused.status_code == 403 and "cam-9" in refused.json()["detail"]
     with store.connect() as con:  # nothing of the refused batch is stored
         assert con.execute("SELECT frame_key FROM frames").fetchall() == [("cam-1:1",)]

@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 from api_support import (
     AGENT,
-    TOKENS,
-    NoModelRegistry,
     batch,
+    client_on,
     detection,
     frame,
     jpeg_bytes,
@@ -35,9 +34,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.deps import get_registry
-from api.main import create_app
-from api.settings import ApiSettings
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Store
 from edgeloop.wire import (
@@ -49,8 +45,18 @@ from edgeloop.wire import (
     encode_columnar,
     parse_ingest_batch,
 )
+from edgeloop.wire.arrays import FRAME_FIELDS
 
 pytestmark = pytest.mark.backends
+
+
+def _frame_value(row: dict[str, Any], field: str) -> Any:
+    """The value of version 2's per-frame column ``field`` in the version-1 frame ``row``."""
+    if field in ("brightness", "contrast", "sharpness", "saturation"):
+        return row["quality"][field]
+    if field == "detection_count":
+        return len(row["detections"])
+    return row[field]
 
 
 def to_columnar(body: dict[str, Any]) -> dict[str, Any]:
@@ -64,24 +70,7 @@ def to_columnar(body: dict[str, Any]) -> dict[str, Any]:
         "wire_version": "2",
         "agent_id": body["agent_id"],
         "sent_at": body["sent_at"],
-        **{
-            field: [f[field] for f in frames]
-            for field in (
-                "frame_key",
-                "camera_id",
-                "frame_index",
-                "captured_at",
-                "width",
-                "height",
-                "inference_ms",
-                "model_version",
-            )
-        },
-        **{
-            field: [f["quality"][field] for f in frames]
-            for field in ("brightness", "contrast", "sharpness", "saturation")
-        },
-        "detection_count": [len(f["detections"]) for f in frames],
+        **{field: [_frame_value(f, field) for f in frames] for field in FRAME_FIELDS},
         "jpeg": jpegs if any(j is not None for j in jpegs) else None,
         **{
             name: [d["bbox_xyxy"][i] for d in dets]
@@ -107,16 +96,7 @@ def post(client: TestClient, body: dict[str, Any]) -> Any:
 @contextmanager
 def app_on(data_dir: Path) -> Iterator[tuple[TestClient, Store, LoopSettings]]:
     loop = LoopSettings(data_dir=data_dir)
-    settings = ApiSettings(
-        loop=loop,
-        tokens=TOKENS,  # type: ignore[arg-type]
-        warm_registry=False,
-        dagster_url="http://127.0.0.1:9",  # nothing listens there
-        dagster_timeout_s=5,
-    )
-    application = create_app(settings)
-    application.dependency_overrides[get_registry] = NoModelRegistry
-    with TestClient(application) as client:
+    with client_on(loop) as client:
         yield client, Store(loop.duckdb_path), loop
 
 
@@ -372,21 +352,13 @@ def test_v2_corrupt_jpeg_is_422_naming_the_frame(client: TestClient, store: Stor
 
 
 def test_v2_camera_scope_is_checked(
-    loop_settings: LoopSettings, store: Store, tmp_path: Path
+    gate_agent: tuple[TestClient, dict[str, str]], store: Store
 ) -> None:
-    from edgeloop.tokens import create_token
-
-    tokens_file = tmp_path / "api-tokens.json"
-    token = create_token(tokens_file, name="gate-agent", role="agent", cameras=["cam-1"])
-    app = create_app(ApiSettings(loop=loop_settings, tokens_file=tokens_file, warm_registry=False))
-    app.dependency_overrides[get_registry] = NoModelRegistry
+    scoped, headers = gate_agent
     mixed = to_columnar(
         batch(queued_frame("cam-1:2", 2), queued_frame("cam-9:1", 1, camera_id="cam-9"))
     )
-    with TestClient(app) as scoped:
-        refused = scoped.post(
-            "/api/ingest", json=mixed, headers={"Authorization": f"Bearer {token}"}
-        )
+    refused = scoped.post("/api/ingest", json=mixed, headers=headers)
     assert refused.status_code == 403 and "cam-9" in refused.json()["detail"]
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM frames").fetchone() == (0,)

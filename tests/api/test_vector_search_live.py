@@ -8,31 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 from api_support import LABELER, LiveServer
+from support import crop_points
 
 from edgeloop.settings import LoopSettings
-from edgeloop.vectors import CropPoint, VectorIndex
+from edgeloop.vectors import VectorIndex
 from edgeloop.vectors.versions import is_held_open
-
-
-def _points(n: int, seed: int, dims: int = 32) -> list[CropPoint]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(n, dims)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [
-        CropPoint(
-            detection_id=f"s{seed}-d{i}",
-            frame_key=f"cam-{i % 2}:f{i}",
-            camera_id=f"cam-{i % 2}",
-            class_name="Normal",
-            confidence=0.5,
-            bbox_xyxy=(1.0, 2.0, 3.0, 4.0),
-            captured_at_iso="2025-06-01T12:00:00Z",
-            vector=vectors[i],
-        )
-        for i in range(n)
-    ]
 
 
 def test_live_api_serves_through_a_publish_and_reopens_the_new_version(
@@ -40,14 +21,14 @@ def test_live_api_serves_through_a_publish_and_reopens_the_new_version(
 ) -> None:
     index = VectorIndex.from_settings(loop_settings, keep_versions=1)
     # Both versions hold s1-d4, so every request can be answered by either.
-    v1 = index.publish(_points(200, seed=1), embedder="e")
-    params = {"detection_id": "s1-d4", "camera_id": "cam-0", "limit": 10}
+    v1 = index.publish(crop_points(200, seed=1), embedder="e")
+    params = {"detection_id": "s1-d4", "camera_id": "cam-b", "limit": 10}  # even ids: cam-b
     with httpx.Client(base_url=live_server.base_url, headers=LABELER, timeout=30) as http:
         first = http.get("/api/search/similar", params=params)
         assert first.status_code == 200, first.text
         body = first.json()
         assert body["index_version"] == "v0001" and body["hits"][0]["detection_id"] == "s1-d4"
-        assert {h["camera_id"] for h in body["hits"]} == {"cam-0"}
+        assert {h["camera_id"] for h in body["hits"]} == {"cam-b"}
         assert is_held_open(Path(v1.location))  # the API process holds it
 
         seen: list[tuple[int, str]] = []
@@ -62,7 +43,7 @@ def test_live_api_serves_through_a_publish_and_reopens_the_new_version(
         workers = [threading.Thread(target=hammer) for _ in range(3)]
         for w in workers:
             w.start()
-        index.publish(_points(200, seed=1) + _points(100, seed=2), embedder="e")
+        index.publish(crop_points(200, seed=1) + crop_points(100, seed=2), embedder="e")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not any(v == "v0002" for _, v in seen):
             time.sleep(0.1)
@@ -75,5 +56,5 @@ def test_live_api_serves_through_a_publish_and_reopens_the_new_version(
         after = http.get("/api/search/similar", params={"detection_id": "s2-d3"}).json()
         assert after["index_version"] == "v0002" and after["hits"][0]["detection_id"] == "s2-d3"
     assert not is_held_open(Path(v1.location))  # released on the swap
-    index.publish(_points(10, seed=3), embedder="e")
+    index.publish(crop_points(10, seed=3), embedder="e")
     assert not Path(v1.location).exists()  # so the next publish pruned it
