@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +23,8 @@ from support import SEED_PT, require
 # With --import-mode=importlib this folder is not on sys.path: make the test modules'
 # shared fakes (fake_detector) importable, as tests/api/conftest.py does for api_support.
 sys.path.insert(0, str(Path(__file__).parent))
+
+from loopback import JsonHandler, LoopbackServer
 
 from edgeloop.wire import FrameQuality, FrameRecord, IngestBatch, parse_ingest_batch
 
@@ -195,7 +196,7 @@ def model_api() -> type[ModelApi]:
     return ModelApi
 
 
-class RecordingApi:
+class RecordingApi(LoopbackServer):
     """A tiny real HTTP server standing in for the edgeloop API.
 
     Records every ``POST /api/ingest`` body, answers an ``IngestAck`` (deduplicating by
@@ -212,12 +213,46 @@ class RecordingApi:
         self.model_bytes: bytes = b""
         self.model_downloads = 0
         self.lock = threading.Lock()
-        self.port = 0
-        self._server: ThreadingHTTPServer | None = None
+        api = self
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        class Handler(JsonHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if api.model is None:
+                    self.send_json(404, {"detail": "no production model"})
+                elif self.path == "/api/models/production":
+                    self.send_json(200, api.model)
+                elif self.path == api.model["onnx_url"]:
+                    api.model_downloads += 1
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(api.model_bytes)))
+                    self.end_headers()
+                    self.wfile.write(api.model_bytes)
+                else:
+                    self.send_json(404, {"detail": "not found"})
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path != "/api/ingest":
+                    self.send_json(404, {"detail": "not found"})
+                    return
+                batch = as_v1(body)
+                with api.lock:
+                    api.batches.append(batch)
+                    api.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    keys = [f["frame_key"] for f in batch["frames"]]
+                    new = [k for k in keys if k not in api.stored]
+                    api.stored.update(keys)
+                self.send_json(
+                    200,
+                    {
+                        "accepted": len(new),
+                        "duplicates": len(keys) - len(new),
+                        "detections": 0,
+                        "queued": 0,
+                    },
+                )
+
+        super().__init__(Handler)
 
     def set_model(
         self, path: Path, version: str = "7", band: tuple[float, float] | None = None
@@ -239,67 +274,6 @@ class RecordingApi:
     def frames(self) -> list[dict[str, Any]]:
         with self.lock:
             return [f for b in self.batches for f in b["frames"]]
-
-    def start(self) -> None:
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _json(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if api.model is None:
-                    self._json(404, {"detail": "no production model"})
-                elif self.path == "/api/models/production":
-                    self._json(200, api.model)
-                elif self.path == api.model["onnx_url"]:
-                    api.model_downloads += 1
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(api.model_bytes)))
-                    self.end_headers()
-                    self.wfile.write(api.model_bytes)
-                else:
-                    self._json(404, {"detail": "not found"})
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path != "/api/ingest":
-                    self._json(404, {"detail": "not found"})
-                    return
-                batch = as_v1(body)
-                with api.lock:
-                    api.batches.append(batch)
-                    api.headers.append({k.lower(): v for k, v in self.headers.items()})
-                    keys = [f["frame_key"] for f in batch["frames"]]
-                    new = [k for k in keys if k not in api.stored]
-                    api.stored.update(keys)
-                self._json(
-                    200,
-                    {
-                        "accepted": len(new),
-                        "duplicates": len(keys) - len(new),
-                        "detections": 0,
-                        "queued": 0,
-                    },
-                )
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 @pytest.fixture

@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from fake_detector import FakeDetector
+from loopback import JsonHandler, LoopbackServer
 from pydantic import ValidationError
 
 from edge_agent.capture import Frame
@@ -41,28 +39,17 @@ class HeartbeatApi:
         self.lock = threading.Lock()
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _answer(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path == "/api/ingest":
                     frames = parse_ingest_batch(body).frame_count
-                    self._answer(
+                    self.send_json(
                         200, {"accepted": frames, "duplicates": 0, "detections": 0, "queued": 0}
                     )
                     return
                 if self.path != HEARTBEAT_PATH or api.status != 200:
-                    self._answer(
+                    self.send_json(
                         404 if self.path != HEARTBEAT_PATH else api.status, {"detail": "no"}
                     )
                     return
@@ -71,20 +58,19 @@ class HeartbeatApi:
                 except ValidationError as exc:
                     with api.lock:
                         api.invalid.append(str(exc))
-                    self._answer(422, {"detail": str(exc)})
+                    self.send_json(422, {"detail": str(exc)})
                     return
                 with api.lock:
                     api.beats.append(beat)
                     api.auth.append(self.headers.get("Authorization"))
-                self._answer(200, {"ok": True})
+                self.send_json(200, {"ok": True})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = LoopbackServer(Handler)
+        self.server.start()
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

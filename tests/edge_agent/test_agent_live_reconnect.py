@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from fake_detector import FakeDetector
+from loopback import LoopbackServer
 
 from edge_agent.capture import LiveSource, ReconnectPolicy, SourceError, open_source
 from edge_agent.runner import AgentRunner
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
     from conftest import IngestApi
 
 FAST = ReconnectPolicy(initial_s=0.01, max_s=0.04, jitter=0.5, timeout_s=2.0)
+
+
+def _settings(state_dir: Path, source: str, **fields: Any) -> AgentSettings:
+    """Camera ``cam`` on ``source``, no heartbeats unless ``fields`` ask for them."""
+    fields.setdefault("heartbeat_interval_s", 0)
+    return AgentSettings(camera_id="cam", source=source, state_dir=state_dir, **fields)
 
 
 def test_backoff_doubles_is_capped_and_jittered() -> None:
@@ -111,13 +118,7 @@ def test_the_runner_survives_a_broken_stream_and_reports_reconnects(
     camera = FlakyCamera(first=2, refusals=3)
     source = LiveSource("rtsp://flaky/cam", reconnect=FAST, opener=camera.open)
     camera.source = source
-    settings = AgentSettings(
-        camera_id="cam",
-        source="rtsp://flaky/cam",
-        state_dir=tmp_path,
-        max_frames=8,
-        heartbeat_interval_s=0,
-    )
+    settings = _settings(tmp_path, "rtsp://flaky/cam", max_frames=8)
     runner = AgentRunner(
         settings, detector=FakeDetector(), transport=httpx.MockTransport(ingest_api)
     )
@@ -134,26 +135,13 @@ def _short_video(path: Path, frames: int) -> Path:
     return path
 
 
-class FlakyHttpServer:
+class FlakyHttpServer(LoopbackServer):
     """A real HTTP server for a folder that can go away and come back on the same port."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = 0
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(self.folder))
+        handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
         handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().__init__(handler)
 
 
 @pytest.fixture
@@ -285,10 +273,9 @@ def test_the_agent_waits_for_a_camera_that_comes_up_after_it(
     camera = FlakyHttpServer(tmp_path)
     camera.start()  # take a free port, then go down before the agent starts
     camera.stop()
-    settings = AgentSettings(
-        camera_id="cam",
-        source=f"http://127.0.0.1:{camera.port}/cam.avi",
-        state_dir=tmp_path / "state",
+    settings = _settings(
+        tmp_path / "state",
+        f"http://127.0.0.1:{camera.port}/cam.avi",
         max_frames=5,
         heartbeat_interval_s=0.1,
         reconnect_initial_s=0.05,
@@ -316,13 +303,7 @@ def test_the_agent_waits_for_a_camera_that_comes_up_after_it(
 
 
 def test_the_agent_can_still_end_at_once_on_a_stream_it_cannot_open(tmp_path: Path) -> None:
-    settings = AgentSettings(
-        camera_id="cam",
-        source="rtsp://127.0.0.1:9/cam",
-        state_dir=tmp_path,
-        stream_wait_at_start=False,
-        heartbeat_interval_s=0,
-    )
+    settings = _settings(tmp_path, "rtsp://127.0.0.1:9/cam", stream_wait_at_start=False)
     with pytest.raises(SourceError, match=r"rtsp://127\.0\.0\.1:9/cam"):
         AgentRunner(settings, detector=FakeDetector()).run()
 
