@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import httpx
@@ -29,6 +30,9 @@ from support import SAMPLES_DIR, require
 
 from edgeloop.store import Store
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 SCREENSHOT_ENV = "EDGELOOP_SCREENSHOT_DIR"
 """Where the screenshots go (to look at them); default the test's tmp folder."""
 
@@ -47,7 +51,7 @@ def vtest_jpeg(index: int) -> bytes:
 
 
 @pytest.fixture
-def page(live_server: LiveServer) -> Iterator[object]:
+def page(live_server: LiveServer) -> Iterator[Page]:
     # The API opens its (fresh) MLflow store on first use: seconds on a busy machine. Do it
     # here, so the page's first /next is not what waits (a health call with a token asks
     # the registry and claims nothing).
@@ -58,10 +62,9 @@ def page(live_server: LiveServer) -> Iterator[object]:
         yield fresh
 
 
-def test_review_and_submit_a_label(live_server: LiveServer, page: object, tmp_path: Path) -> None:
-    from playwright.sync_api import Page, expect
+def test_review_and_submit_a_label(live_server: LiveServer, page: Page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
     # vtest.avi frame 60 (768x576): boxes 1 and 3 around people, box 2 on empty grass.
     payload = batch(
@@ -143,10 +146,9 @@ def test_review_and_submit_a_label(live_server: LiveServer, page: object, tmp_pa
     assert (x2, y2) == pytest.approx((518, 338), abs=2)
 
 
-def test_a_bad_token_is_reported(live_server: LiveServer, page: object) -> None:
-    from playwright.sync_api import Page, expect
+def test_a_bad_token_is_reported(live_server: LiveServer, page: Page) -> None:
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     page.goto(f"{live_server.base_url}/#token=wrong")
     expect(page.locator("#message")).to_contain_text("invalid bearer token")
     expect(page.locator("#token-dialog")).to_be_visible()
@@ -184,11 +186,10 @@ def queue_items(live_server: LiveServer, count: int) -> list[int]:
     return [item["item_id"] for item in queue["data"]]
 
 
-def label_posts(page: object) -> list[str]:
+def label_posts(page: Page) -> list[str]:
     """URLs of the label and skip POSTs the page sends from now on (appended as they go)."""
-    from playwright.sync_api import Page, Request
+    from playwright.sync_api import Request
 
-    assert isinstance(page, Page)
     posts: list[str] = []
 
     def record(request: Request) -> None:
@@ -199,19 +200,35 @@ def label_posts(page: object) -> list[str]:
     return posts
 
 
-def sign_in(page: object, base_url: str) -> None:
-    from playwright.sync_api import Page
+def next_requests(page: Page) -> list[str]:
+    """URLs of the ``/api/labeling-queue/next`` requests the page sends from now on."""
+    nexts: list[str] = []
+    page.on(
+        "request",
+        lambda r: nexts.append(r.url) if "/api/labeling-queue/next" in r.url else None,
+    )
+    return nexts
 
-    assert isinstance(page, Page)
+
+def expect_sent(
+    page: Page, posts: list[str], live_server: LiveServer, path: str, message: str
+) -> None:
+    """The page says ``message`` and sent one POST only, to ``/api/labeling-queue/<path>``."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#message")).to_contain_text(message)
+    assert posts == [f"{live_server.base_url}/api/labeling-queue/{path}"]
+
+
+def sign_in(page: Page, base_url: str) -> None:
     page.goto(f"{base_url}/#token={LABELER['Authorization'].removeprefix('Bearer ')}")
 
 
 def test_a_frame_that_does_not_load_can_only_be_skipped(
-    live_server: LiveServer, page: object, tmp_path: Path
+    live_server: LiveServer, page: Page, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     [item_id] = queue_items(live_server, 1)
     [jpeg] = list(live_server.data_dir.rglob("*.jpg"))
     jpeg.write_bytes(b"\xff\xd8\xff truncated on a full disk")  # not decodable
@@ -232,16 +249,14 @@ def test_a_frame_that_does_not_load_can_only_be_skipped(
     page.wait_for_timeout(300)
     assert posts == []
     page.locator("#frame-error-skip").click()
-    expect(page.locator("#message")).to_contain_text(f"Item #{item_id} skipped.")
-    assert posts == [f"{live_server.base_url}/api/labeling-queue/{item_id}/skip"]
+    expect_sent(page, posts, live_server, f"{item_id}/skip", f"Item #{item_id} skipped.")
 
 
 def test_enter_on_a_focused_box_button_presses_that_button_only(
-    live_server: LiveServer, page: object
+    live_server: LiveServer, page: Page
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     [item_id] = queue_items(live_server, 1)
     posts = label_posts(page)
     sign_in(page, live_server.base_url)
@@ -262,16 +277,16 @@ def test_enter_on_a_focused_box_button_presses_that_button_only(
     # Away from the controls, Enter submits (box 1 only: box 2 was rejected).
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("Enter")
-    expect(page.locator("#message")).to_contain_text(f"Item #{item_id} labeled with 1 box.")
-    assert posts == [f"{live_server.base_url}/api/labeling-queue/{item_id}/label"]
+    expect_sent(
+        page, posts, live_server, f"{item_id}/label", f"Item #{item_id} labeled with 1 box."
+    )
 
 
 def test_a_refused_token_banner_clears_once_a_token_works(
-    live_server: LiveServer, page: object
+    live_server: LiveServer, page: Page
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     [item_id] = queue_items(live_server, 1)
     page.goto(f"{live_server.base_url}/#token=wrong")
     expect(page.locator("#message")).to_contain_text("The token was refused")
@@ -282,11 +297,10 @@ def test_a_refused_token_banner_clears_once_a_token_works(
 
 
 def test_escape_on_the_token_dialog_leaves_a_way_to_sign_in(
-    live_server: LiveServer, page: object
+    live_server: LiveServer, page: Page
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     [item_id] = queue_items(live_server, 1)
     page.goto(live_server.base_url)
     expect(page.locator("#token-dialog")).to_be_visible()
@@ -305,10 +319,9 @@ def test_escape_on_the_token_dialog_leaves_a_way_to_sign_in(
     expect(page.locator("#signin")).to_be_hidden()
 
 
-def test_an_agent_token_reopens_sign_in(live_server: LiveServer, page: object) -> None:
-    from playwright.sync_api import Page, expect
+def test_an_agent_token_reopens_sign_in(live_server: LiveServer, page: Page) -> None:
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     queue_items(live_server, 1)
     page.goto(f"{live_server.base_url}/#token={AGENT['Authorization'].removeprefix('Bearer ')}")
     expect(page.locator("#info-item")).to_be_visible()  # an agent may read the queue...
@@ -318,17 +331,12 @@ def test_an_agent_token_reopens_sign_in(live_server: LiveServer, page: object) -
 
 
 def test_the_next_item_is_prefetched_without_the_current_one(
-    live_server: LiveServer, page: object
+    live_server: LiveServer, page: Page
 ) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     first, second = queue_items(live_server, 2)
-    nexts: list[str] = []
-    page.on(
-        "request",
-        lambda r: nexts.append(r.url) if "/api/labeling-queue/next" in r.url else None,
-    )
+    nexts = next_requests(page)
     sign_in(page, live_server.base_url)
     expect(page.locator("#info-item")).to_have_text(f"#{first}")
     page.wait_for_timeout(300)
@@ -339,13 +347,12 @@ def test_the_next_item_is_prefetched_without_the_current_one(
     expect(page.locator("#info-item")).to_have_text(f"#{second}")
 
 
-def test_a_409_shows_a_notice_and_moves_on(live_server: LiveServer, page: object) -> None:
+def test_a_409_shows_a_notice_and_moves_on(live_server: LiveServer, page: Page) -> None:
     """The label POST answers 409 (another labeler holds the item's claim). The 409 is
     stubbed in the browser (``page.route``): a real one needs two labelers and a lapsed
     claim lease; the queue and the next item come from the real API."""
-    from playwright.sync_api import Page, Route, expect
+    from playwright.sync_api import Route, expect
 
-    assert isinstance(page, Page)
     first, second = queue_items(live_server, 2)
     detail = f"item {first} is claimed by bob until 2026-01-01T00:05:00Z"
 
@@ -353,11 +360,7 @@ def test_a_409_shows_a_notice_and_moves_on(live_server: LiveServer, page: object
         route.fulfill(status=409, json={"detail": detail})
 
     page.route(f"**/api/labeling-queue/{first}/label", conflict)
-    nexts: list[str] = []
-    page.on(
-        "request",
-        lambda r: nexts.append(r.url) if "/api/labeling-queue/next" in r.url else None,
-    )
+    nexts = next_requests(page)
     sign_in(page, live_server.base_url)
     expect(page.locator("#info-item")).to_have_text(f"#{first}")
     page.evaluate("document.activeElement.blur()")
@@ -382,15 +385,14 @@ def test_a_409_shows_a_notice_and_moves_on(live_server: LiveServer, page: object
 
 
 def test_the_label_count_shown_is_the_stores_after_every_submit(
-    live_server: LiveServer, page: object, tmp_path: Path
+    live_server: LiveServer, page: Page, tmp_path: Path
 ) -> None:
     """The next item is prefetched before the submit, with the count of then: the count on
     screen after each submit is still the store's (also when a training run resets it)."""
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
     from edgeloop.store import labels, training_runs
 
-    assert isinstance(page, Page)
     items = queue_items(live_server, 4)
     store = Store(live_server.data_dir / "edgeloop.duckdb", lock_timeout_s=30)
     sign_in(page, live_server.base_url)
@@ -425,14 +427,13 @@ def test_the_label_count_shown_is_the_stores_after_every_submit(
 
 
 def test_tab_tab_enter_on_a_new_item_does_not_skip_it(
-    live_server: LiveServer, page: object, tmp_path: Path
+    live_server: LiveServer, page: Page, tmp_path: Path
 ) -> None:
     """A labeler clicks Submit (focus lands on it), the next item appears, and their
     Tab-Tab-Enter starts from the new item's top, not from Submit (whence two Tabs reached
     Skip): it toggles the first box, and the item is still there to label."""
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import expect
 
-    assert isinstance(page, Page)
     first, second = queue_items(live_server, 2)
     posts = label_posts(page)
     sign_in(page, live_server.base_url)
