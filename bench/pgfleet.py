@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from edgeloop.store.extensions import load_extension
-from edgeloop.store.frames import rebuild_bins
+from edgeloop.store.ingest import rebuild_summaries
 from edgeloop.store.postgres import PostgresStore
 
 SEQUENCES = {
@@ -62,7 +62,7 @@ def copy_fleet(fleet: Path, pg: Any, database: str) -> dict[str, int]:
                 copied[table] = int(rows)
     store = PostgresStore(pg.url_for(database), pool_max_size=1)
     with store.connect() as con:  # the histogram ingest would have kept
-        rebuild_bins(con=con)
+        rebuild_summaries(con=con)
     store.close()
     with psycopg.connect(pg.url_for(database), autocommit=True) as db:
         for table, (sequence, column) in SEQUENCES.items():

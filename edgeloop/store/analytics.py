@@ -7,7 +7,8 @@ console's charts do not grow those modules, and every one is bounded: a time ran
 (``since``/``until``, timezone-aware UTC) or a row limit, so a refresh never scans more
 than the range asked for. Frames are appended in capture order, so DuckDB's per-row-group
 min/max (zonemaps) skip the row groups outside a time range (``bench/console.py``
-measures them at 1,000,000 detections).
+measures them at 1,000,000 detections). On PostgreSQL the windows' counts read the
+per-minute rollups ingest keeps (``edgeloop.store.rollups``), exact all the same.
 
 Times come back as TIMESTAMPTZ (``datetime``, UTC) or, for chart series, as Unix seconds
 (what uPlot plots); confidences in [0, 1]; inference in ms.
@@ -18,8 +19,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from edgeloop.store import drift, frames, queue
+from edgeloop.store import drift, frames, queue, rollups
 from edgeloop.store.connection import Connection, fetch_dicts, is_postgres, parse_json
+from edgeloop.store.schema import ROLLUP_BINS
 
 PRIORITY_BANDS = ((1.0, "high"), (0.5, "medium"), (float("-inf"), "low"))
 """Queue priority bands, highest first: ``priority >= bound``. A pending item's priority is
@@ -91,37 +93,50 @@ def camera_window(
     ``defect_rate`` (share of frames with a detection, [0, 1]) and ``uncertain_share``
     (uncertain / detections, [0, 1]; None without detections); by camera.
 
+    Counts come from ``rollups`` (exact); the inference percentiles from the frames.
+
     Raises:
         ValueError: naive or empty range.
     """
     _check_range(since, until)
+    frames_sql, frames_params = rollups.frames_source(
+        con, since=since, until=until, camera_id=camera_id
+    )
+    detections_sql, detections_params = rollups.detections_source(
+        con, since=since, until=until, camera_id=camera_id
+    )
     where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
     params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
     rows = fetch_dicts(
         con.execute(
             f"""
             WITH f AS (
-                SELECT camera_id, count(*) AS frames,
-                       count(*) FILTER (WHERE detection_count > 0) AS frames_with_detection,
-                       sum(detection_count) AS detections,
-                       quantile_cont(inference_ms, 0.5) AS inference_ms_p50,
+                SELECT camera_id, sum(frames) AS frames,
+                       sum(frames_with_detection) AS frames_with_detection,
+                       sum(detections) AS detections
+                FROM ({frames_sql}) AS f GROUP BY camera_id
+            ), p AS (
+                SELECT camera_id, quantile_cont(inference_ms, 0.5) AS inference_ms_p50,
                        quantile_cont(inference_ms, 0.95) AS inference_ms_p95
                 FROM frames WHERE {where} GROUP BY camera_id
             ), d AS (
-                SELECT camera_id, count(*) FILTER (WHERE uncertain) AS uncertain,
-                       count(*) AS logged
-                FROM prediction_logs WHERE {where} GROUP BY camera_id
+                SELECT camera_id, sum(uncertain) AS uncertain, sum(detections) AS logged
+                FROM ({detections_sql}) AS d GROUP BY camera_id
             )
-            SELECT f.*, coalesce(d.uncertain, 0) AS uncertain, coalesce(d.logged, 0) AS logged
-            FROM f LEFT JOIN d USING (camera_id) ORDER BY camera_id
+            SELECT f.camera_id, f.frames, f.frames_with_detection, f.detections,
+                   p.inference_ms_p50, p.inference_ms_p95,
+                   coalesce(d.uncertain, 0) AS uncertain, coalesce(d.logged, 0) AS logged
+            FROM f LEFT JOIN p USING (camera_id) LEFT JOIN d USING (camera_id)
+            ORDER BY f.camera_id
             """,
-            params + params,
+            frames_params + params + detections_params,
         )
     )
     for row in rows:
-        row["detections"] = int(row["detections"] or 0)
+        for count in ("frames", "frames_with_detection", "detections", "uncertain"):
+            row[count] = int(row[count] or 0)
         row["defect_rate"] = row["frames_with_detection"] / row["frames"]
-        logged = row.pop("logged")
+        logged = int(row.pop("logged"))
         row["uncertain_share"] = row["uncertain"] / logged if logged else None
     return rows
 
@@ -140,33 +155,42 @@ def detection_series(
     without frames are absent.
 
     Raises:
-        ValueError: naive or empty range, or ``bucket_s`` < 1.
+        ValueError: naive or empty range, or ``bucket_s`` not a whole number of minutes
+            (the rollups count per minute).
     """
     _check_range(since, until)
-    if bucket_s < 1:
-        raise ValueError(f"bucket_s must be >= 1, got {bucket_s}")
-    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
-    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
+    if bucket_s < 60 or bucket_s % 60:
+        raise ValueError(f"bucket_s must be a whole number of minutes (s), got {bucket_s}")
+    frames_sql, frames_params = rollups.frames_source(
+        con, since=since, until=until, camera_id=camera_id
+    )
+    detections_sql, detections_params = rollups.detections_source(
+        con, since=since, until=until, camera_id=camera_id
+    )
     bucket = f"(floor(epoch(captured_at) / {int(bucket_s)}) * {int(bucket_s)})::BIGINT"
-    return fetch_dicts(
+    rows = fetch_dicts(
         con.execute(
             f"""
             WITH f AS (
-                SELECT camera_id, {bucket} AS t, count(*) AS frames,
-                       count(*) FILTER (WHERE detection_count > 0) AS frames_with_detection,
-                       sum(detection_count)::BIGINT AS detections
-                FROM frames WHERE {where} GROUP BY camera_id, t
+                SELECT camera_id, {bucket} AS t, sum(frames) AS frames,
+                       sum(frames_with_detection) AS frames_with_detection,
+                       sum(detections) AS detections
+                FROM ({frames_sql}) AS f GROUP BY camera_id, t
             ), d AS (
-                SELECT camera_id, {bucket} AS t, count(*) FILTER (WHERE uncertain) AS uncertain
-                FROM prediction_logs WHERE {where} GROUP BY camera_id, t
+                SELECT camera_id, {bucket} AS t, sum(uncertain) AS uncertain
+                FROM ({detections_sql}) AS d GROUP BY camera_id, t
             )
             SELECT f.camera_id, f.t, f.frames, f.frames_with_detection, f.detections,
                    coalesce(d.uncertain, 0) AS uncertain
             FROM f LEFT JOIN d USING (camera_id, t) ORDER BY f.camera_id, f.t
             """,
-            params + params,
+            frames_params + detections_params,
         )
     )
+    for row in rows:
+        for count in ("t", "frames", "frames_with_detection", "detections", "uncertain"):
+            row[count] = int(row[count] or 0)
+    return rows
 
 
 def confidence_histogram(
@@ -178,25 +202,21 @@ def confidence_histogram(
     camera_id: str | None = None,
 ) -> list[int]:
     """Detections captured in ``[since, until)`` per confidence bin: ``bins`` equal bins over
-    [0, 1] (confidence 1.0 falls in the last).
+    [0, 1] (confidence 1.0 falls in the last), folded from the ``schema.ROLLUP_BINS`` bins
+    the rollups keep.
 
     Raises:
-        ValueError: naive or empty range, or ``bins`` < 1.
+        ValueError: naive or empty range, or ``bins`` does not divide ``ROLLUP_BINS``.
     """
     _check_range(since, until)
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
-    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
+    if bins < 1 or ROLLUP_BINS % bins:
+        raise ValueError(f"bins must divide {ROLLUP_BINS} (the rollups' bins), got {bins}")
+    source, params = rollups.detections_source(con, since=since, until=until, camera_id=camera_id)
     counts = [0] * bins
     for index, n in con.execute(
-        f"""
-        SELECT least(floor(confidence * {int(bins)}), {int(bins) - 1})::INTEGER, count(*)
-        FROM prediction_logs WHERE {where} GROUP BY 1
-        """,
-        params,
+        f"SELECT bin, sum(detections) FROM ({source}) AS d GROUP BY bin", params
     ).fetchall():
-        counts[max(int(index), 0)] += int(n)
+        counts[max(int(index), 0) * bins // ROLLUP_BINS] += int(n)
     return counts
 
 
@@ -206,20 +226,21 @@ def class_mix(
     """Detections captured in ``[since, until)`` per class: ``class_name``, ``detections``,
     ``uncertain``, ``mean_confidence``; most frequent first."""
     _check_range(since, until)
-    where = "captured_at >= ? AND captured_at < ?" + (" AND camera_id = ?" if camera_id else "")
-    params: list[Any] = [since, until, *([camera_id] if camera_id else [])]
-    return fetch_dicts(
+    source, params = rollups.detections_source(con, since=since, until=until, camera_id=camera_id)
+    rows = fetch_dicts(
         con.execute(
             f"""
-            SELECT class_name, count(*) AS detections,
-                   count(*) FILTER (WHERE uncertain) AS uncertain,
-                   avg(confidence) AS mean_confidence
-            FROM prediction_logs WHERE {where}
+            SELECT class_name, sum(detections) AS detections, sum(uncertain) AS uncertain,
+                   sum(confidence_sum) / sum(detections) AS mean_confidence
+            FROM ({source}) AS d
             GROUP BY class_name ORDER BY detections DESC, class_name
             """,
             params,
         )
     )
+    for row in rows:
+        row["detections"], row["uncertain"] = int(row["detections"]), int(row["uncertain"])
+    return rows
 
 
 def drift_history(

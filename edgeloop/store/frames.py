@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, is_postgres
+from edgeloop.store.schema import bin_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,7 +138,7 @@ def confidence_histograms(*, con: Connection) -> dict[str, list[int]]:
     return ConfidenceHistograms().read(con=con)
 
 
-BIN_SQL = f"least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1})::INTEGER"
+BIN_SQL = bin_sql(CONFIDENCE_BINS)
 """A detection's confidence bin (0 .. ``CONFIDENCE_BINS`` - 1, confidence 1.0 in the last)."""
 
 
@@ -153,13 +154,6 @@ def add_to_bins_sql(source: str) -> str:
         ON CONFLICT (camera_id, bin)
         DO UPDATE SET detections = confidence_bins.detections + excluded.detections
         """
-
-
-def rebuild_bins(*, con: Connection) -> None:
-    """PostgreSQL: recount ``confidence_bins`` from every detection (after rows were
-    written other than by ingest: ``edgeloop store copy``, a bulk load)."""
-    con.execute("DELETE FROM confidence_bins")
-    con.execute(add_to_bins_sql("prediction_logs"))
 
 
 class ConfidenceHistograms:

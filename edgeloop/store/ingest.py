@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgeloop.store import frames as frames_store
-from edgeloop.store import queue
+from edgeloop.store import queue, rollups
 from edgeloop.store.connection import Connection, constraint_errors, is_postgres, store_errors
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class BatchCounts:
     conflicts: tuple[str, ...] = ()
 
 
-_SKIPPING_VIEWS = ("ingest_frames", "ingest_detections", "ingest_skipped")
+_SKIPPING_VIEWS = ("ingest_frames", "ingest_detections", "ingest_skipped", "ingest_new_frames")
 """The views ``_insert_skipping_stored`` registers."""
 _ALL_NEW_VIEWS = ("ingest_frames", "ingest_detections", "ingest_queue")
 """The tables the all-new insert reads (registered on PostgreSQL only, see below)."""
@@ -55,7 +55,7 @@ def _insert_all_new_sql(
     queued: bool,
     frame_columns: tuple[str, ...],
     detection_columns: tuple[str, ...],
-    binned: bool = False,
+    summarised: bool = False,
 ) -> str:
     """The statements of a batch whose frames are all new (read from the Arrow tables
     ``ingest_frames``, ``ingest_detections`` and ``ingest_queue``), in one transaction and
@@ -73,18 +73,36 @@ def _insert_all_new_sql(
     10,000-detection batch's 32-35 ms (three alternating in-process runs of 46 batches
     each, 2-core machine).
 
-    ``binned`` (PostgreSQL) adds the detections to ``confidence_bins`` in the same
-    transaction (``edgeloop.store.frames.add_to_bins_sql``).
+    ``summarised`` (PostgreSQL) adds the batch to the summaries kept at ingest in the same
+    transaction (``_summaries_sql``).
     """
     return "; ".join(
         (
             "BEGIN TRANSACTION",
             _insert_sql("frames", "ingest_frames", frame_columns),
             _insert_sql("prediction_logs", "ingest_detections", detection_columns),
-            *([frames_store.add_to_bins_sql("ingest_detections")] if binned else []),
+            *(_summaries_sql("ingest_frames", "ingest_detections") if summarised else []),
             *([queue.insert_items_sql("ingest_queue")] if queued else ["COMMIT"]),
         )
     )
+
+
+def _summaries_sql(frames: str, detections: str) -> list[str]:
+    """PostgreSQL: the statements that add the new rows in the tables ``frames`` and
+    ``detections`` to what ingest keeps summed, in the batch's transaction: each camera's
+    confidence histogram (``frames.add_to_bins_sql``) and the per-minute rollups the
+    console reads (``edgeloop.store.rollups``). (DuckDB scans its columns fast enough.)"""
+    return [frames_store.add_to_bins_sql(detections), *rollups.add_sql(frames, detections)]
+
+
+def rebuild_summaries(*, con: Connection) -> None:
+    """PostgreSQL: recount what ingest keeps summed (``_summaries_sql``) from every stored
+    frame and detection, after rows were written other than by ingest (``edgeloop store
+    copy``, a bulk load)."""
+    for table in ("confidence_bins", *rollups.ROLLUP_TABLES):
+        con.execute(f"DELETE FROM {table}")
+    for statement in _summaries_sql("frames", "prediction_logs"):
+        con.execute(statement)
 
 
 @contextlib.contextmanager
@@ -119,7 +137,7 @@ def _insert_all_new(
         queued=queued,
         frame_columns=tuple(frames.column_names),
         detection_columns=tuple(detections.column_names),
-        binned=on_postgres,
+        summarised=on_postgres,
     )
     tables = (frames, detections, queue.with_content_hash(queue_items))
     try:
@@ -174,8 +192,14 @@ def _insert_skipping_stored(
             con.execute(
                 _insert_sql("prediction_logs", "ingest_detections", detections.column_names)
             )
-            if is_postgres(con):
-                con.execute(frames_store.add_to_bins_sql("ingest_detections"))
+        if is_postgres(con) and len(keys):
+            con.register(
+                "ingest_new_frames", frames.filter(pc.is_in(frames["frame_key"], value_set=keys))
+            )
+            if not detections.num_rows:
+                con.register("ingest_detections", detections)
+            for statement in _summaries_sql("ingest_new_frames", "ingest_detections"):
+                con.execute(statement)
         queued = queue.insert_items(con=con, items=queue_items) if queue_items.num_rows else []
         con.execute("COMMIT")
     return BatchCounts(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 TABLES = (
@@ -39,6 +39,50 @@ SEQUENCES = (
     ("model_deployments_seq", "model_deployments", "deployment_id"),
 )
 """``(sequence, table, id column)``: the ids a sequence hands out."""
+
+
+ROLLUP_BINS = 20
+"""Confidence bins of the per-minute rollups over [0, 1] (width 0.05): the console's
+histogram has 20 bins, ``/api/metrics``' 10, and any count of bins dividing 20 folds from
+them exactly (``edgeloop.store.rollups``)."""
+
+
+def bin_sql(bins: int) -> str:
+    """A detection's confidence bin among ``bins`` equal bins over [0, 1] (0 .. bins - 1,
+    confidence 1.0 in the last), as SQL."""
+    return f"least(floor(confidence * {int(bins)}), {int(bins) - 1})::INTEGER"
+
+
+def rollup_sql(frames: str, detections: str) -> list[str]:
+    """PostgreSQL: the statements that add the rows of the tables ``frames`` and
+    ``detections`` (the columns of ``frames`` / ``prediction_logs``) to the per-minute
+    rollups (``edgeloop.store.rollups``). Rows are locked in key order, so two replicas
+    ingesting the same minutes wait for each other, never deadlock."""
+    return [
+        f"""
+        INSERT INTO frame_minutes (minute, camera_id, frames, frames_with_detection, detections)
+        SELECT date_trunc('minute', captured_at) AS minute, camera_id, count(*),
+               count(*) FILTER (WHERE detection_count > 0), sum(detection_count)
+        FROM {frames} GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (minute, camera_id) DO UPDATE SET
+            frames = frame_minutes.frames + excluded.frames,
+            frames_with_detection =
+                frame_minutes.frames_with_detection + excluded.frames_with_detection,
+            detections = frame_minutes.detections + excluded.detections
+        """,
+        f"""
+        INSERT INTO detection_minutes
+            (minute, camera_id, class_name, bin, detections, uncertain, confidence_sum)
+        SELECT date_trunc('minute', captured_at) AS minute, camera_id, class_name,
+               {bin_sql(ROLLUP_BINS)} AS bin, count(*), count(*) FILTER (WHERE uncertain),
+               sum(confidence)
+        FROM {detections} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (minute, camera_id, class_name, bin) DO UPDATE SET
+            detections = detection_minutes.detections + excluded.detections,
+            uncertain = detection_minutes.uncertain + excluded.uncertain,
+            confidence_sum = detection_minutes.confidence_sum + excluded.confidence_sum
+        """,
+    ]
 
 
 class Only(NamedTuple):
@@ -308,6 +352,40 @@ MIGRATIONS: dict[int, list[str | Only]] = {
             )
             """,
         ),
+    ],
+    # PostgreSQL: per-minute rollups of frames and detections, kept at ingest, so the
+    # console's windows over hours read them instead of every row (``edgeloop.store.rollups``;
+    # 24 h at 1,000,000 detections took 2.5 s a panel). Filled from the rows stored so far.
+    7: [
+        Only(
+            "postgres",
+            """
+            CREATE TABLE IF NOT EXISTS frame_minutes (
+                minute TIMESTAMPTZ NOT NULL,
+                camera_id VARCHAR NOT NULL,
+                frames BIGINT NOT NULL,
+                frames_with_detection BIGINT NOT NULL,
+                detections BIGINT NOT NULL,
+                PRIMARY KEY (minute, camera_id)
+            )
+            """,
+        ),
+        Only(
+            "postgres",
+            """
+            CREATE TABLE IF NOT EXISTS detection_minutes (
+                minute TIMESTAMPTZ NOT NULL,
+                camera_id VARCHAR NOT NULL,
+                class_name VARCHAR NOT NULL,
+                bin INTEGER NOT NULL,
+                detections BIGINT NOT NULL,
+                uncertain BIGINT NOT NULL,
+                confidence_sum DOUBLE NOT NULL,
+                PRIMARY KEY (minute, camera_id, class_name, bin)
+            )
+            """,
+        ),
+        *(Only("postgres", sql) for sql in rollup_sql("frames", "prediction_logs")),
     ],
 }
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgeloop.store.connection import Store, fetch_scalar
-from edgeloop.store.frames import rebuild_bins
+from edgeloop.store.ingest import rebuild_summaries
 from edgeloop.store.postgres import PostgresConnection, PostgresStore
 from edgeloop.store.schema import SEQUENCES, TABLES
 
@@ -82,7 +82,7 @@ def copy_tables(
         with source.connect() as src:
             for table in TABLES:
                 copied.append(_copy_table(src, dst, table, batch_rows, progress))
-        rebuild_bins(con=dst)
+        rebuild_summaries(con=dst)
         for sequence, table, column in SEQUENCES:
             newest = fetch_scalar(dst.execute(f"SELECT max({column}) FROM {table}"))
             if newest is not None:

@@ -227,21 +227,31 @@ def _load(site: Site, camera: str, fault: Any, senders: int = 4, batches_each: i
 
 
 def _stored(site: Site, camera: str) -> tuple[int, int]:
-    """``(frames, distinct frame keys)`` of ``camera``; checks on the way that the confidence
-    histogram both replicas kept at ingest counts every stored detection once."""
+    """``(frames, distinct frame keys)`` of ``camera``; checks on the way that what both
+    replicas kept summed at ingest (the confidence histogram, the per-minute rollups)
+    counts every stored frame and detection once."""
     with site.store.connect() as con:
-        row = con.execute(
-            "SELECT count(*), count(DISTINCT frame_key) FROM frames WHERE camera_id = ?", [camera]
-        ).fetchone()
-        detections = con.execute(
-            "SELECT count(*) FROM prediction_logs WHERE camera_id = ?", [camera]
-        ).fetchone()
-        binned = con.execute(
-            "SELECT sum(detections) FROM confidence_bins WHERE camera_id = ?", [camera]
-        ).fetchone()
-    assert row is not None and detections is not None and binned is not None
-    assert int(binned[0]) == int(detections[0]) > 0
-    return int(row[0]), int(row[1])
+
+        def count(sql: str) -> int:
+            row = con.execute(sql, [camera]).fetchone()
+            assert row is not None
+            return int(row[0] or 0)
+
+        frames_n = count("SELECT count(*) FROM frames WHERE camera_id = ?")
+        keys = count("SELECT count(DISTINCT frame_key) FROM frames WHERE camera_id = ?")
+        detections = count("SELECT count(*) FROM prediction_logs WHERE camera_id = ?")
+        summed = {
+            "confidence_bins": count(
+                "SELECT sum(detections) FROM confidence_bins WHERE camera_id = ?"
+            ),
+            "detection_minutes": count(
+                "SELECT sum(detections) FROM detection_minutes WHERE camera_id = ?"
+            ),
+        }
+        minutes = count("SELECT sum(frames) FROM frame_minutes WHERE camera_id = ?")
+    assert detections > 0 and summed == dict.fromkeys(summed, detections)
+    assert minutes == frames_n
+    return frames_n, keys
 
 
 def test_postgres_restarted_during_ingest_loses_and_doubles_nothing(

@@ -3,12 +3,15 @@ aggregates of ``edgeloop.store.analytics``, checked against the rows inserted.""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from console_support import Fleet, add_drift, add_frames, heartbeat, label_pending
 
 from edgeloop.store import Store, agents, analytics
+
+pytestmark = pytest.mark.backends
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -75,6 +78,62 @@ def test_window_series_histogram_and_class_mix_match_the_rows(store: Store) -> N
     assert [(m["class_name"], m["detections"]) for m in mix] == [("Normal", 5), ("Fall", 2)]
     # The window's lower bound is inclusive, by capture time: frames at 90 and 120 s remain.
     assert next(r for r in later if r["camera_id"] == "cam-1")["frames"] == 2
+
+
+def test_windows_at_any_second_count_exactly_what_lies_inside(store: Store) -> None:
+    """On PostgreSQL whole minutes come from the per-minute rollups kept at ingest and the
+    partial edge minutes from the rows (``edgeloop.store.rollups``); on the DuckDB file
+    from the rows. Either way every figure equals a count of the rows inside the window,
+    whatever second the window starts and ends at."""
+    rng = random.Random(7)
+    fleet = Fleet()
+    confidences = [[rng.random() for _ in range(rng.randint(0, 3))] for _ in range(90)]
+    names = [[rng.choice(["Normal", "Fall"]) for _ in c] for c in confidences]
+    every = timedelta(seconds=7)
+    add_frames(
+        store, fleet, "cam-1", start=T0, confidences=confidences, every=every, class_names=names
+    )
+    add_frames(store, fleet, "cam-2", start=T0, confidences=[[0.99]] * 40, every=every)
+    for since_s, until_s in [(0, 630), (13, 500), (59, 61), (61, 601), (125, 127), (1, 599)]:
+        since, until = T0 + timedelta(seconds=since_s), T0 + timedelta(seconds=until_s)
+        inside = [
+            (confs, names[i])
+            for i, confs in enumerate(confidences)
+            if since <= T0 + i * every < until
+        ]
+        dets = [
+            (c, n) for confs, frame_names in inside for c, n in zip(confs, frame_names, strict=True)
+        ]
+        with store.connect() as con:
+            window = analytics.camera_window(con=con, since=since, until=until, camera_id="cam-1")
+            series = analytics.detection_series(
+                con=con, since=since, until=until, bucket_s=120, camera_id="cam-1"
+            )
+            histogram = analytics.confidence_histogram(
+                con=con, since=since, until=until, bins=10, camera_id="cam-1"
+            )
+            mix = analytics.class_mix(con=con, since=since, until=until, camera_id="cam-1")
+        case = f"window [{since_s} s, {until_s} s)"
+        if not inside:
+            assert window == [] and series == [] and histogram == [0] * 10, case
+            continue
+        (row,) = window
+        assert (row["frames"], row["detections"]) == (len(inside), len(dets)), case
+        assert row["frames_with_detection"] == sum(1 for confs, _ in inside if confs), case
+        assert row["uncertain"] == sum(1 for c, _ in dets if 0.4 < c < 0.7), case
+        assert sum(s["frames"] for s in series) == len(inside), case
+        assert sum(s["detections"] for s in series) == len(dets), case
+        assert histogram == [
+            sum(1 for c, _ in dets if min(int(c * 10), 9) == b) for b in range(10)
+        ], case
+        expected_mix = {n: [c for c, name in dets if name == n] for n in {n for _, n in dets}}
+        assert {m["class_name"]: m["detections"] for m in mix} == {
+            n: len(cs) for n, cs in expected_mix.items()
+        }, case
+        for m in mix:
+            assert m["mean_confidence"] == pytest.approx(
+                sum(expected_mix[m["class_name"]]) / m["detections"]
+            ), case
 
 
 def test_ranges_must_be_aware_and_non_empty(store: Store) -> None:
