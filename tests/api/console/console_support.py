@@ -242,6 +242,32 @@ def add_event(store: Store, **fields: Any) -> int:
     return event_id
 
 
+def add_retrain_run(
+    store: Store,
+    *,
+    labels: int,
+    dagster_run_id: str,
+    candidate_version: str,
+    outcome: str,
+    **fields: Any,
+) -> int:
+    """A retrain the label count launched at ``labels`` labels, whose Dagster run
+    ``dagster_run_id`` succeeded with ``candidate_version`` and ``outcome``; its event id."""
+    return add_event(
+        store,
+        trigger="label_count",
+        decision="launched",
+        reason=f"{labels} labels reached the threshold",
+        labels_since_training=labels,
+        run_key=f"labels:{labels}",
+        dagster_run_id=dagster_run_id,
+        run_status="succeeded",
+        candidate_version=candidate_version,
+        outcome=outcome,
+        **fields,
+    )
+
+
 def add_move(store: Store, *, version: str, alias: str = "production", **fields: Any) -> None:
     with store.connect() as con:
         deployments.record(
@@ -316,29 +342,22 @@ def load_demo(settings: Any, scratch: Path, *, now: datetime) -> Demo:
     fleet = Fleet()
     jpegs = demo_jpegs(settings.frames_dir / "demo", 24)
     pattern = [[0.91, 0.55], [0.82], [], [0.62, 0.88, 0.47], [0.93], [0.66, 0.71]]
+    spans = [  # (how long ago, frames, every, inference ms, JPEGs)
+        (timedelta(hours=6), 118, timedelta(minutes=3), 28.0, None),  # history
+        (timedelta(minutes=4), 24, timedelta(seconds=10), 30.0, jpegs),  # then densely
+    ]
     for camera, offset in (("entrance", 0), ("yard", 3)):
-        # History: one frame every 3 minutes over 6 hours; then the last 4 minutes densely.
-        history = [pattern[(i + offset) % len(pattern)] for i in range(118)]
-        add_frames(
-            store,
-            fleet,
-            camera,
-            start=now - timedelta(hours=6),
-            confidences=history,
-            every=timedelta(minutes=3),
-            inference_ms=28.0 + offset,
-        )
-        recent = [pattern[(i + offset) % len(pattern)] for i in range(24)]
-        add_frames(
-            store,
-            fleet,
-            camera,
-            start=now - timedelta(minutes=4),
-            confidences=recent,
-            every=timedelta(seconds=10),
-            jpeg_paths=jpegs,
-            inference_ms=30.0 + offset,
-        )
+        for ago, count, every, inference_ms, jpeg_paths in spans:
+            add_frames(
+                store,
+                fleet,
+                camera,
+                start=now - ago,
+                confidences=[pattern[(i + offset) % len(pattern)] for i in range(count)],
+                every=every,
+                jpeg_paths=jpeg_paths,
+                inference_ms=inference_ms + offset,
+            )
     add_frames(
         store,
         fleet,
@@ -393,15 +412,10 @@ def load_demo(settings: Any, scratch: Path, *, now: datetime) -> Demo:
                 p_values=p,
                 report_path=path,
             )
-    add_event(
+    add_retrain_run(
         store,
-        trigger="label_count",
-        decision="launched",
-        reason="20 labels reached the threshold",
-        labels_since_training=20,
-        run_key="labels:20",
+        labels=20,
         dagster_run_id="8c3e2f1a-demo-run",
-        run_status="succeeded",
         candidate_version=versions[1],
         outcome=f"v{versions[1]} is staging; kept production v{versions[0]}: gain not significant",
         created_at=now - timedelta(hours=2, minutes=50),

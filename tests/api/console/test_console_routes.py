@@ -12,9 +12,9 @@ from api_support import ADMIN, AGENT, LABELER
 from console_support import (
     Fleet,
     add_drift,
-    add_event,
     add_frames,
     add_move,
+    add_retrain_run,
     heartbeat,
     label_pending,
     store_heartbeat,
@@ -234,15 +234,10 @@ def test_retraining_panel_events_links_and_trigger_control(
     fleet = Fleet()
     add_frames(store, fleet, "cam-1", start=now - timedelta(hours=1), confidences=[[0.5]] * 3)
     label_pending(store, count=3, labeler="alice", at=now - timedelta(minutes=1))
-    add_event(
+    add_retrain_run(
         store,
-        trigger="label_count",
-        decision="launched",
-        reason="50 labels",
-        labels_since_training=50,
-        run_key="labels:3",
+        labels=50,
         dagster_run_id="run-abc123456",
-        run_status="succeeded",
         candidate_version="2",
         outcome="promoted v2 to production (was v1)",
     )
