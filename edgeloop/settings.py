@@ -286,7 +286,12 @@ class LoopSettings(BaseSettings):
         return self.data_dir / "datasets"
 
     @property
-    def dvc_remote(self) -> Path:
+    def dvc_remote(self) -> Path | str:
+        """The DVC remote of the data repo's JPEG packs: ``<object_store_url>/dvc`` when
+        object storage is configured (DVC's S3 support, ``dvc-s3``, with the same
+        ``AWS_*`` variables), else the folder ``<data_dir>/dvc-remote``."""
+        if self.object_store_url:
+            return f"{self.object_store_url.rstrip('/')}/dvc"
         return self.data_dir / "dvc-remote"
 
     @property

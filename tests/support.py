@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from edgeloop.datasets import LabeledFrame
     from edgeloop.vectors import CropPoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +23,39 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} missing: run `make data`")
     return path
+
+
+def labeled_frames(tmp_path: Path, count: int) -> list[LabeledFrame]:
+    """``count`` labeled frames of the sample video (``cam-a:<i>``, JPEGs written under
+    ``tmp_path/frames``): every fourth a negative (no box), the others one ``Normal`` box."""
+    import cv2
+
+    from edgeloop.annotations import ReviewedBox
+    from edgeloop.datasets import LabeledFrame
+
+    cap = cv2.VideoCapture(str(require(SAMPLES_DIR / "vtest.avi")))
+    frames = []
+    for i in range(count):
+        ok, image = cap.read()
+        assert ok
+        path = tmp_path / "frames" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), image)
+        box = ReviewedBox(bbox_xyxy=[100, 100, 200, 400], class_id=0, class_name="Normal")
+        frames.append(
+            LabeledFrame(
+                frame_key=f"cam-a:{i}",
+                camera_id="cam-a",
+                jpeg_path=path,
+                width=768,
+                height=576,
+                boxes=[] if i % 4 == 0 else [box],
+                labeled_at_iso=f"2025-06-01T12:00:{i:02d}.000000Z",
+                label_id=i + 1,
+            )
+        )
+    cap.release()
+    return frames
 
 
 DATASET_CHECKS = frozenset(

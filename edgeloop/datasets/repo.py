@@ -44,6 +44,7 @@ from edgeloop.datasets.frames import (
     LabeledFrame,
 )
 from edgeloop.datasets.manifest import Manifest, build_manifest, md5_text, parse_manifest
+from edgeloop.datasets.mirror import RepoMirror
 from edgeloop.datasets.working_copy import (
     materialise,
     names_another_folder,
@@ -86,19 +87,30 @@ class DatasetRepo:
         remote: the default DVC remote, a folder or any DVC remote URL (needed by ``init``
             only; an existing repo keeps the one in its ``.dvc/config``).
         branch: the branch versions are committed on.
+        mirror: where the history is shared with the site's other hosts (a networked
+            site, ``edgeloop.datasets.mirror``): pulled before reading or building, each
+            version published once committed. None: this folder is the only copy.
     """
 
     def __init__(
-        self, root: Path, remote: Path | str | None = None, *, branch: str = "main"
+        self,
+        root: Path,
+        remote: Path | str | None = None,
+        *,
+        branch: str = "main",
+        mirror: RepoMirror | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.remote = remote
         self.branch = branch
+        self.mirror = mirror
 
     @classmethod
     def from_settings(cls, settings: LoopSettings) -> DatasetRepo:
-        """The repo at ``settings.datasets_repo`` with the remote ``settings.dvc_remote``."""
-        return cls(settings.datasets_repo, settings.dvc_remote)
+        """The repo at ``settings.datasets_repo`` with the remote ``settings.dvc_remote``,
+        mirrored in the object store when ``object_store_url`` is set."""
+        mirror = RepoMirror(settings.objects()) if settings.object_store_url else None
+        return cls(settings.datasets_repo, settings.dvc_remote, mirror=mirror)
 
     @property
     def dataset_dir(self) -> Path:
@@ -132,6 +144,8 @@ class DatasetRepo:
             self._git("config", "user.email", "edgeloop@localhost")
             self._git("config", "commit.gpgsign", "false")
             self._git("config", "tag.gpgsign", "false")
+        if self.mirror is not None:
+            self.mirror.pull(self.root, self.branch)
         if not (self.root / ".dvc").exists():
             if self.remote is None:
                 raise DatasetRepoError(f"{self.root} is no data repo yet and no remote was given")
@@ -315,6 +329,8 @@ class DatasetRepo:
         self._git("add", *paths)
         self._git("commit", "-q", "-m", f"Dataset {build.version}: {message}")
         self._git("tag", "-a", build.version, "-m", message)
+        if self.mirror is not None:
+            self._publish(build.version)
         self._repack_if_loose()
         logger.info(
             "dataset %s committed: %s frames, %s new, %s bytes added",
@@ -324,6 +340,22 @@ class DatasetRepo:
             build.bytes_added,
         )
         return self._version_at(build.version)
+
+    def _publish(self, version: str) -> None:
+        """Publish the just committed ``version`` to the mirror; when that fails (another
+        host published it first, the object store is down) the commit, the tag and the
+        pack built for it are taken back, so a version exists once published and never
+        forks (the pack's JPEGs stay in DVC's cache and on the remote, content-addressed).
+        """
+        assert self.mirror is not None
+        try:
+            self.mirror.publish(self.root, version)
+        except Exception:
+            self._git("tag", "-d", version)
+            self._git("reset", "-q", "--hard", "HEAD~1")
+            shutil.rmtree(self.objects_dir / version, ignore_errors=True)
+            (self.objects_dir / f"{version}.dvc").unlink(missing_ok=True)
+            raise
 
     def _version_at(self, tag: str, root: Path | None = None) -> DatasetVersion:
         summary = json.loads(self._git("show", f"{tag}:{VERSION_FILE}"))
@@ -346,7 +378,13 @@ class DatasetRepo:
         )
 
     def versions(self) -> list[DatasetVersion]:
-        """Every version, oldest first (empty before the first ``commit_version``)."""
+        """Every version, oldest first (empty before the first ``commit_version``).
+
+        Raises:
+            DatasetRepoError, ObjectStoreUnavailableError: the mirror could not be pulled.
+        """
+        if self.mirror is not None:
+            self.init()
         if not (self.root / ".git").exists():
             return []
         return [self._version_at(t) for t in self._tags()]
@@ -365,6 +403,8 @@ class DatasetRepo:
             DatasetRepoError: no such version, its packs cannot be restored, or ``verify``
                 found a file that differs from the manifest.
         """
+        if self.mirror is not None:
+            self.init()
         tags = self._tags() if (self.root / ".git").exists() else []
         if version not in tags:
             raise DatasetRepoError(f"no dataset version {version!r} in {self.root}; have {tags}")

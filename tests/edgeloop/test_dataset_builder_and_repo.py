@@ -6,19 +6,16 @@ The manifest, the object store and checkouts of old versions are tested in
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-import cv2
 import pytest
 import yaml
-from support import SAMPLES_DIR, require
+from support import labeled_frames
 
 from edgeloop.annotations import ReviewedBox
 from edgeloop.datasets import (
     MANIFEST,
     DatasetRepo,
     DatasetRepoError,
-    LabeledFrame,
     UnknownClassError,
     frame_key_of,
     image_stem,
@@ -74,34 +71,8 @@ def test_image_stem_round_trips_frame_keys():
         assert ":" not in image_stem(key)
 
 
-def _labeled(tmp_path: Path, count: int) -> list[LabeledFrame]:
-    cap = cv2.VideoCapture(str(require(SAMPLES_DIR / "vtest.avi")))
-    frames = []
-    for i in range(count):
-        ok, image = cap.read()
-        assert ok
-        path = tmp_path / "frames" / f"{i}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), image)
-        boxes = [] if i % 4 == 0 else [_box([100, 100, 200, 400], "Normal")]
-        frames.append(
-            LabeledFrame(
-                frame_key=f"cam-a:{i}",
-                camera_id="cam-a",
-                jpeg_path=path,
-                width=768,
-                height=576,
-                boxes=boxes,
-                labeled_at_iso=f"2025-06-01T12:00:{i:02d}.000000Z",
-                label_id=i + 1,
-            )
-        )
-    cap.release()
-    return frames
-
-
 def test_dvc_repo_versions_datasets_and_checks_out_old_ones(tmp_path):
-    frames = _labeled(tmp_path, 14)
+    frames = labeled_frames(tmp_path, 14)
     repo = DatasetRepo(tmp_path / "datasets", tmp_path / "dvc-remote")
     repo.init()
     repo.init()  # idempotent
