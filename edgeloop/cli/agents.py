@@ -19,13 +19,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edgeloop.cli.services import Service, service_env
+from edgeloop.cli.services import service_env
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
 
 
 def agent_command(
-    settings: LoopSettings, api: Service, *, video: Path, camera_id: str, options: list[str]
+    settings: LoopSettings, api_url: str, *, video: Path, camera_id: str, options: list[str]
 ) -> list[str]:
     """The real edge agent in its own process (it never imports torch); the token goes in
     the environment, not on the command line."""
@@ -38,7 +38,7 @@ def agent_command(
         "--camera-id",
         camera_id,
         "--api",
-        api.url,
+        api_url,
         "--state-dir",
         str((settings.data_dir / "agent" / camera_id).resolve()),
         *options,
@@ -57,7 +57,7 @@ def agent_env(settings: LoopSettings, token: str) -> dict[str, str]:
 
 def run_agent(
     settings: LoopSettings,
-    api: Service,
+    api_url: str,
     token: str,
     *,
     video: Path,
@@ -68,7 +68,7 @@ def run_agent(
     """The agent on ``max_frames`` frames of ``video``, as fast as it goes; waits for it."""
     cmd = agent_command(
         settings,
-        api,
+        api_url,
         video=video,
         camera_id=camera_id,
         options=["--max-frames", str(max_frames), "--model-check-interval", "0"],
@@ -90,7 +90,7 @@ def run_agent(
 @contextmanager
 def live_agent(
     settings: LoopSettings,
-    api: Service,
+    api_url: str,
     token: str,
     *,
     video: Path,
@@ -106,7 +106,7 @@ def live_agent(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = agent_command(
         settings,
-        api,
+        api_url,
         video=video,
         camera_id=camera_id,
         options=[

@@ -316,12 +316,22 @@ def demo(
             help="Fine-tuning image size, px (default: EDGELOOP_PIPELINES_DETECTOR_MODEL__IMGSZ)."
         ),
     ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            help="An API already running (a networked site's replicas behind their balancer) "
+            "instead of one the demo starts; it must read the tokens file the demo writes "
+            "(EDGELOOP_API_TOKENS_FILE)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop headless on real video and print a summary (see README)."""
     settings = _loop_settings()
     from edgeloop.cli.demo import run_demo
 
-    options = DemoOptions(frames, drift_frames, labels, drift_labels, epochs, imgsz)
+    options = DemoOptions(
+        frames, drift_frames, labels, drift_labels, epochs, imgsz, api_url=api_url
+    )
     summary = run_demo(settings, options, console=console)
     if not summary.ok:
         raise typer.Exit(code=1)

@@ -37,10 +37,11 @@ from edgeloop.cli.reviewer import SimulatedReviewer, TtaReference
 from edgeloop.cli.services import dagster_home, start_api
 from edgeloop.cli.settings_snapshot import publish_pipeline_settings
 from edgeloop.cli.status import collect_status, render_camera_models, render_status
+from edgeloop.cli.tokens import tokens_file
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames, labels
-from edgeloop.tokens import TOKENS_FILE_NAME, create_token
+from edgeloop.tokens import create_token
 
 logger = logging.getLogger(__name__)
 
@@ -101,20 +102,21 @@ def run_demo(
     summary.add("seed detector", f"{seed.files.name} v{seed.files.version} is production")
     # The demo's own named tokens, made afresh each run (replacing its earlier ones); the
     # secrets stay in this process, the tokens file keeps their sha256 only.
-    tokens_path = settings.data_dir / TOKENS_FILE_NAME
+    tokens_path = tokens_file()  # where the API reads them (EDGELOOP_API_TOKENS_FILE)
     agent_token = create_token(tokens_path, name=DEMO_AGENT_TOKEN, role="agent", replace=True)
     labeler_token = create_token(
         tokens_path, name=DEMO_REVIEWER_TOKEN, role="labeler", replace=True
     )
     instance = DagsterInstance.get()
 
-    api = start_api(settings)
+    api = None if options.api_url else start_api(settings)
+    api_url = api.url if api is not None else str(options.api_url)
 
     def stream(video: str, max_frames: int, note: str) -> None:
         console.print(f"• edge agent: {video} as {options.camera_id} ({note})")
         run_agent(
             settings,
-            api,
+            api_url,
             agent_token,
             video=settings.samples_dir / video,
             camera_id=options.camera_id,
@@ -123,7 +125,7 @@ def run_demo(
         )
 
     try:
-        console.print(f"• API up at {api.url}")
+        console.print(f"• API {'up' if api is not None else 'running'} at {api_url}")
         # 1. the agent on the campus video
         stream(options.video, options.frames, f"{options.frames} frames")
         state = collect_status(settings)
@@ -146,7 +148,7 @@ def run_demo(
             f"the labeling API; its truth: {reference.name}"
         )
         truth = reference.detector()
-        with SimulatedReviewer(api.url, labeler_token, truth) as reviewer:
+        with SimulatedReviewer(api_url, labeler_token, truth) as reviewer:
             tally = reviewer.review(options.labels)
         summary.add(
             "simulated reviewer (truth: " + reference.name + ")",
@@ -165,7 +167,7 @@ def run_demo(
         )
         with live_agent(
             settings,
-            api,
+            api_url,
             agent_token,
             video=settings.samples_dir / options.video,
             camera_id=options.camera_id,
@@ -207,7 +209,7 @@ def run_demo(
         # 5. the scene changes: a second video through the same camera
         stream(options.drift_video, options.drift_frames, "the scene changes")
         if options.drift_labels:
-            with SimulatedReviewer(api.url, labeler_token, truth) as reviewer:
+            with SimulatedReviewer(api_url, labeler_token, truth) as reviewer:
                 tally = reviewer.review(options.drift_labels)
             summary.add("simulated reviewer (new scene)", f"{tally.items} frames labelled")
         run = materialize(
@@ -242,7 +244,8 @@ def run_demo(
         logger.exception("demo step failed")
         summary.add("demo", f"failed: {exc}", ok=False)
     finally:
-        api.stop()
+        if api is not None:
+            api.stop()
 
     state = collect_status(settings)
     _print_summary(console, summary, state, time.monotonic() - t0)

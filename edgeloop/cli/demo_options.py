@@ -23,3 +23,7 @@ class DemoOptions:
     camera_id: str = CAMERA_ID
     video: str = "vtest.avi"
     drift_video: str = "bikes.mp4"
+    api_url: str | None = None
+    """An API already running (a networked site's replicas behind their balancer) for the
+    agent and the reviewer, instead of one the demo starts; it must read the tokens file
+    the demo writes (``EDGELOOP_API_TOKENS_FILE``)."""

@@ -62,7 +62,7 @@ def test_a_running_agent_follows_promotion_and_rollback(
     with start_api(loop_settings, extra_env=env) as api:
         live = ["--replay", "loop", "--fps", "2", "--model-check-interval", "1"]
         agent = subprocess.Popen(
-            agent_command(loop_settings, api, video=video, camera_id="cam-live", options=live),
+            agent_command(loop_settings, api.url, video=video, camera_id="cam-live", options=live),
             env={**service_env(loop_settings), "EDGELOOP_AGENT_TOKEN": "agent-token"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -4,50 +4,69 @@ Real uvicorn API, the real agent process on vtest.avi and bikes.mp4, the real Du
 MLflow store, DVC data repo, Qdrant folder and Dagster instance. Kept inside CI's time by
 processing fewer frames and fine-tuning one small epoch.
 
-It runs twice: embedded (everything in the data folder), and on the networked engines:
-the tables in PostgreSQL 15, the MLflow registry in another PostgreSQL database, and the
-frame JPEGs, drift reports, MLflow artifacts (the ONNX the camera downloads) and crop-index
-versions in S3 (moto), all started here from packages.
+It runs twice: embedded (everything in the data folder), and scaled out on the networked
+engines: the tables in PostgreSQL 15, the MLflow registry in another PostgreSQL database,
+the frame JPEGs, drift reports, MLflow artifacts (the ONNX the camera downloads),
+crop-index versions and dataset versions (DVC remote and git bundles) in S3 (moto), and two
+API replicas behind nginx, each in an empty folder of its own, apart from the folder the
+demo's Dagster runs, agent and reviewer work in; all started here from packages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import Postgres, require_server, s3_server
+from servers import Postgres, nginx_server, require_server, s3_server
 from support import SAMPLES_DIR, SEED_PT, require
 
+from edgeloop.cli.services import start_api
 from edgeloop.cli.status import collect_status
 from edgeloop.settings import LoopSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
+@dataclass
+class Topology:
+    """The loop's settings (the Dagster host's, where the demo runs), the environment that
+    names its engines, and the API the agent and the reviewer use (None: the demo's own)."""
+
+    settings: LoopSettings
+    engines: dict[str, str]
+    api_url: str | None = None
+
+
 @pytest.fixture(params=["embedded", "networked"])
 def topology(
     request: pytest.FixtureRequest, loop_settings: LoopSettings, tmp_path: Path
-) -> Iterator[tuple[LoopSettings, dict[str, str]]]:
-    """The loop's settings and the environment that names its engines."""
+) -> Iterator[Topology]:
+    """Embedded: the demo starts its API on the data folder. Networked: two API replicas,
+    each with an empty data folder of its own, behind nginx; the demo (the Dagster runs, the
+    agent and the reviewer) works in a third folder; what they share is in PostgreSQL and
+    S3, and the API tokens file, which a site mounts into each replica as a secret."""
     if request.param == "embedded":
-        yield loop_settings, {}
+        yield Topology(loop_settings, {})
         return
     import psycopg
 
-    require_server("postgres")
-    require_server("s3")
+    for server in ("postgres", "s3", "nginx"):
+        require_server(server)
     postgres: Postgres = request.getfixturevalue("postgres")
     tables = request.getfixturevalue("postgres_database")
     mlflow_db = tables.rsplit("/", 1)[1] + "_mlflow"
     with psycopg.connect(postgres.url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {mlflow_db}".encode())
-    with s3_server(tmp_path / "s3") as s3:
+    with contextlib.ExitStack() as stack:
+        s3 = stack.enter_context(s3_server(tmp_path / "s3"))
         s3.client().create_bucket(Bucket="edgeloop-demo")  # type: ignore[attr-defined]
         env = {
             "EDGELOOP_DATABASE_URL": tables,
@@ -55,20 +74,32 @@ def topology(
             "EDGELOOP_MLFLOW_TRACKING_URI": postgres.url_for(mlflow_db).replace(
                 "postgresql://", "postgresql+psycopg://"
             ),
+            "EDGELOOP_API_TOKENS_FILE": str(tmp_path / "secrets" / "api-tokens.json"),
         } | s3.environment()
         for key, value in env.items():
             os.environ[key] = value  # collect_status reads settings and boto3 the same way
-        try:
-            yield LoopSettings(data_dir=loop_settings.data_dir), env
-        finally:
-            for key in env:
-                os.environ.pop(key, None)
+        stack.callback(lambda: [os.environ.pop(key, None) for key in env])
+        replicas = [
+            stack.enter_context(
+                start_api(
+                    LoopSettings(
+                        data_dir=tmp_path / f"replica-{i}",
+                        database_url=tables,
+                        object_store_url=env["EDGELOOP_OBJECT_STORE_URL"],
+                    )
+                )
+            )
+            for i in range(2)
+        ]
+        ports = [int(r.url.rsplit(":", 1)[1]) for r in replicas]
+        balancer = stack.enter_context(nginx_server(tmp_path, ports))
+        yield Topology(LoopSettings(data_dir=loop_settings.data_dir), env, balancer.url)
     with psycopg.connect(postgres.url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {mlflow_db} WITH (FORCE)".encode())
 
 
-def test_demo_closes_the_loop_on_real_video(topology: tuple[LoopSettings, dict[str, str]]) -> None:
-    loop_settings, engines = topology
+def test_demo_closes_the_loop_on_real_video(topology: Topology) -> None:
+    loop_settings, engines = topology.settings, topology.engines
     require(SAMPLES_DIR / "vtest.avi")
     require(SEED_PT)
     # The media were fetched by `make data`; link them instead of fetching again.
@@ -90,6 +121,8 @@ def test_demo_closes_the_loop_on_real_video(topology: tuple[LoopSettings, dict[s
     )
     cmd = [sys.executable, "-m", "edgeloop.cli", "demo", "--frames", "70", "--drift-frames", "40"]
     cmd += ["--labels", "55", "--drift-labels", "5", "--epochs", "1", "--imgsz", "320"]
+    if topology.api_url:
+        cmd += ["--api-url", topology.api_url]
     # From outside the checkout: the CLI finds its Dagster files in the package.
     workdir = loop_settings.data_dir.parent
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1500)

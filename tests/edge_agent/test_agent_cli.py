@@ -186,13 +186,13 @@ def test_the_demo_launches_agents_with_the_token_in_the_environment_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edgeloop.cli.agents import agent_command, agent_env
-    from edgeloop.cli.services import Service
     from edgeloop.settings import LoopSettings
 
     monkeypatch.setenv("EDGELOOP_AGENT_TOKEN_FILE", "/somewhere/else")
     settings = LoopSettings(data_dir=tmp_path)
-    api = Service("api", None, "http://127.0.0.1:8000", tmp_path / "api.log")  # type: ignore[arg-type]
-    argv = agent_command(settings, api, video=tmp_path / "v.avi", camera_id="c", options=[])
+    argv = agent_command(
+        settings, "http://127.0.0.1:8000", video=tmp_path / "v.avi", camera_id="c", options=[]
+    )
     env = agent_env(settings, "s3cret-demo")
     assert not any("s3cret" in arg for arg in argv) and "--token" not in argv
     assert env["EDGELOOP_AGENT_TOKEN"] == "s3cret-demo"
