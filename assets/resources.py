@@ -110,3 +110,16 @@ class DatasetRepoResource(dg.ConfigurableResource):
 
     def repo(self) -> DatasetRepo:
         return DatasetRepo.from_settings(self.loop.settings())
+
+
+class AssetValuesIOManager(dg.ConfigurableIOManagerFactory):
+    """Asset values pickled where every run of the site reads them
+    (``LoopSettings.asset_values_location``): under the Dagster instance's storage folder,
+    or in object storage, through Dagster's own ``FilesystemIOManager`` (universal-pathlib
+    over s3fs, with boto's ``AWS_*`` variables)."""
+
+    loop: LoopSettingsResource
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> dg.IOManager:
+        location = self.loop.settings().asset_values_location
+        return dg.FilesystemIOManager(base_dir=location).create_io_manager(context)

@@ -281,6 +281,16 @@ class LoopSettings(BaseSettings):
         return self.artifact_root.resolve().as_uri()
 
     @property
+    def asset_values_location(self) -> str | None:
+        """Where Dagster pickles asset values between runs (``DatasetVersion``,
+        ``CandidateModel``, ...): ``<object_store_url>/dagster/storage`` when object storage
+        is configured, so a run on another host, in a folder of its own, reads what the
+        previous run wrote; None: the Dagster instance's storage folder."""
+        if self.object_store_url and self.object_store_url.startswith("s3://"):
+            return f"{self.object_store_url.rstrip('/')}/dagster/storage"
+        return None
+
+    @property
     def datasets_repo(self) -> Path:
         """The DVC data repository (its own git) holding dataset versions."""
         return self.data_dir / "datasets"

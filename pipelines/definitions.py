@@ -18,6 +18,7 @@ from assets.evaluation import model_evaluation
 from assets.labeling import labeling_queue
 from assets.registry import model_promotion
 from assets.resources import (
+    AssetValuesIOManager,
     DatasetRepoResource,
     EmbedderResource,
     LoopSettingsResource,
@@ -55,7 +56,8 @@ defs = dg.Definitions(
         "vectors": VectorIndexResource(loop=loop),
         "embedder": EmbedderResource(loop=loop),
         # Asset values (DatasetVersion, CandidateModel, ...) pickled under the instance's
-        # storage folder, also for runs executed in process by edgeloop.cli.headless.
-        "io_manager": dg.FilesystemIOManager(),
+        # storage folder (also for runs executed in process by edgeloop.cli.headless), or in
+        # object storage on a networked site, where runs share no folder.
+        "io_manager": AssetValuesIOManager(loop=loop),
     },
 )

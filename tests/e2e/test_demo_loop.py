@@ -133,6 +133,11 @@ def test_demo_closes_the_loop_on_real_video(topology: Topology) -> None:
     assert "Traceback" not in output
     assert "nanobind: leaked" not in output  # a DuckDB connection kept alive past close
 
+    if topology.api_url:  # scaled out: what one run hands the next is in object storage
+        objects = loop_settings.objects()
+        assert "dagster/storage/training_dataset" in set(objects.keys("dagster/storage/"))
+        assert "datasets/git/v1.bundle" in set(objects.keys("datasets/git/"))
+
     state = collect_status(loop_settings)
     cam = next(c for c in state["cameras"] if c["camera_id"] == "cam-campus")
     # 70 + 40 frames from the two passes, and more from the live camera during the retrain.
