@@ -56,6 +56,7 @@ from assets.yolo import (
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
 from edgeloop.datasets import MANIFEST, DatasetRepo, DatasetVersion, frame_key_of, materialised
+from edgeloop.devices import torch_device
 from edgeloop.registry import model_files
 from edgeloop.store import frames as frames_store
 
@@ -118,6 +119,7 @@ def model_evaluation(
     dataset = materialised(training_dataset, DatasetRepo.from_settings(settings))
     images = held_out_images(dataset)
     yolo = load_yolo(settings)
+    device = torch_device(settings.device)
     client = mlflow.client()
     production = production_files(client, settings)
     candidate_files = model_files(
@@ -130,6 +132,7 @@ def model_evaluation(
         images,
         config=config,
         work=settings.runs_dir.resolve() / f"eval-{context.run_id}",
+        device=device,
     )
     cand, prod = runs["candidate"], runs["production"]
     t0 = time.perf_counter()
@@ -179,6 +182,7 @@ def model_evaluation(
     )
     metadata = evaluation_metadata(evaluation)
     metadata["bootstrap_s"] = round(bootstrap_s, 2)
+    metadata["device"] = device
     return dg.Output(evaluation, metadata=metadata)
 
 
@@ -205,6 +209,7 @@ def evaluate_on_heldout(
     *,
     config: EvaluationConfig,
     work: Path,
+    device: str = "cpu",
 ) -> dict[str, HeldoutRun]:
     """Score each of ``weights`` (role -> ``.pt``) on the dataset's val split: ultralytics'
     validation at ``config.imgsz`` px, per image, and deployed detections on ``images``
@@ -225,6 +230,7 @@ def evaluate_on_heldout(
                     imgsz=config.imgsz,
                     batch=config.batch,
                     save_dir=work / role,
+                    device=device,
                 )
                 if sorted(m.name for m in matches) != sorted(p.name for p in images):
                     raise dg.Failure(
@@ -238,6 +244,7 @@ def evaluate_on_heldout(
                     imgsz=config.imgsz,
                     conf=config.deployment_conf,
                     iou=config.deployment_iou,
+                    device=device,
                 )
                 runs[role] = HeldoutRun(metrics, matches, deployed)
     finally:

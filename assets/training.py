@@ -35,6 +35,7 @@ from assets.yolo import (
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
 from edgeloop.datasets import DatasetRepo, DatasetVersion, materialised
+from edgeloop.devices import torch_device
 from edgeloop.registry import ModelFiles, ensure_experiment, model_files
 from edgeloop.store import retraining, training_runs
 
@@ -146,7 +147,8 @@ def detector_model(
     ):
         save_dir = settings.runs_dir.resolve() / run.run_id
         _log_start(context, dataset, production, run)
-        run.log_params(_run_params(config, dataset, production))
+        device = torch_device(settings.device)
+        run.log_params({**_run_params(config, dataset, production), "device": device})
         trained = fine_tune(
             yolo,
             production.pt_path,
@@ -154,6 +156,7 @@ def detector_model(
             config.hyperparameters(),
             save_dir=save_dir,
             on_epoch=run.log_metrics,
+            device=device,
         )
         run.log_metrics(_final_metrics(trained))
         model_dir = export_model_dir(trained.best_pt, save_dir)
@@ -192,7 +195,7 @@ def detector_model(
         trained.train_s,
     )
     metadata = _training_metadata(candidate, files, trained, run.url(settings.mlflow_ui_url))
-    return dg.Output(candidate, metadata=metadata)
+    return dg.Output(candidate, metadata={**metadata, "device": device})
 
 
 # --- the steps --------------------------------------------------------------------------

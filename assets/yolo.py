@@ -2,7 +2,8 @@
 
 Nothing here knows about Dagster or MLflow: per-epoch metrics leave ``fine_tune`` through
 a callback (``assets.tracking.TrackedRun.log_metrics`` in ``detector_model``), and
-everything runs on CPU with ``workers=0`` (the demo's 2 shared cores).
+everything runs on the device the caller names (``edgeloop.devices.torch_device``, CPU by
+default) with ``workers=0`` (the demo's 2 shared cores).
 ultralytics' own MLflow callback stays off (``edgeloop.offline.quiet_ultralytics``).
 """
 
@@ -160,11 +161,14 @@ def fine_tune(
     *,
     save_dir: Path,
     on_epoch: EpochSink | None = None,
+    device: str = "cpu",
 ) -> FineTuneResult:
-    """Fine-tune ``base_pt`` on ``data_yaml``'s train split on CPU; ultralytics writes into
-    ``save_dir`` (weights, ``results.csv``, ``args.yaml``).
+    """Fine-tune ``base_pt`` on ``data_yaml``'s train split on ``device`` (a torch device,
+    ``edgeloop.devices.torch_device``); ultralytics writes into ``save_dir`` (weights,
+    ``results.csv``, ``args.yaml``).
 
-    Mixed precision and plots are off; ``freeze=0`` trains every layer.
+    Mixed precision and plots are off (ultralytics' AMP check downloads a model, which an
+    offline site cannot do); ``freeze=0`` trains every layer.
 
     Raises:
         FileNotFoundError: training finished without writing ``best.pt``.
@@ -185,7 +189,7 @@ def fine_tune(
         lr0=hp.lr0,
         warmup_epochs=hp.warmup_epochs,
         mosaic=hp.mosaic,
-        device="cpu",
+        device=device,
         workers=0,
         amp=False,
         plots=False,
@@ -300,9 +304,16 @@ class PerImageRecorder:
 
 
 def validate_per_image(
-    yolo: Any, pt_path: Path, data_yaml: Path, *, imgsz: int, batch: int, save_dir: Path
+    yolo: Any,
+    pt_path: Path,
+    data_yaml: Path,
+    *,
+    imgsz: int,
+    batch: int,
+    save_dir: Path,
+    device: str = "cpu",
 ) -> tuple[HeldoutMetrics, list[ImageMatches]]:
-    """Validate ``pt_path`` on the ``val`` split of ``data_yaml`` on CPU (no plots, no JSON),
+    """Validate ``pt_path`` on the ``val`` split of ``data_yaml`` on ``device`` (no plots, no JSON),
     at conf ``VAL_CONF`` and NMS IoU ``VAL_IOU``, keeping each image's matches.
 
     Returns:
@@ -319,7 +330,7 @@ def validate_per_image(
         batch=batch,
         conf=VAL_CONF,
         iou=VAL_IOU,
-        device="cpu",
+        device=device,
         workers=0,
         plots=False,
         save_json=False,
@@ -352,17 +363,24 @@ class FrameDetections:
 
 
 def predict_deployed(
-    yolo: Any, pt_path: Path, images: Sequence[Path], *, imgsz: int, conf: float, iou: float
+    yolo: Any,
+    pt_path: Path,
+    images: Sequence[Path],
+    *,
+    imgsz: int,
+    conf: float,
+    iou: float,
+    device: str = "cpu",
 ) -> list[FrameDetections]:
     """Detect on each image as an agent does: a square ``imgsz`` letterbox (the agents' ONNX
-    input is a static 1x3x640x640), confidence at least ``conf``, NMS at ``iou``, on CPU.
+    input is a static 1x3x640x640), confidence at least ``conf``, NMS at ``iou``, on ``device``.
 
     Images are streamed one at a time (ultralytics' ``stream=True``), so results do not
     pile up in memory.
     """
     model = yolo(str(pt_path))
     detections: list[FrameDetections] = []
-    square = {"imgsz": imgsz, "rect": False, "conf": conf, "iou": iou, "device": "cpu"}
+    square = {"imgsz": imgsz, "rect": False, "conf": conf, "iou": iou, "device": device}
     for result in model.predict([str(p) for p in images], stream=True, verbose=False, **square):
         height, width = (int(v) for v in result.orig_shape)
         boxes = result.boxes

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeloop.devices import torch_device
 from edgeloop.files import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -289,12 +290,18 @@ def crop_key(jpeg_path: str, bbox_xyxy: Sequence[float], *, pad: float) -> str:
 
 
 def build_embedder(settings: LoopSettings, *, batch_size: int = 32) -> Embedder:
-    """The embedder the settings ask for: OpenCLIP when ``clip_model`` is set, else MobileNetV2."""
+    """The embedder the settings ask for: OpenCLIP when ``clip_model`` is set, else
+    MobileNetV2; on the settings' device (``edgeloop.devices.torch_device``).
+
+    Raises:
+        ValueError: the settings name a device this machine does not have.
+    """
+    device = torch_device(settings.device)
     if settings.clip_model:
         return OpenClipEmbedder(
-            settings.clip_model, settings.clip_pretrained, batch_size=batch_size
+            settings.clip_model, settings.clip_pretrained, batch_size=batch_size, device=device
         )
-    return MobileNetV2Embedder(batch_size=batch_size)
+    return MobileNetV2Embedder(batch_size=batch_size, device=device)
 
 
 def crop_bgr(

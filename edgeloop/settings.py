@@ -88,6 +88,14 @@ class LoopSettings(BaseSettings):
         ),
     )
     model_name: str = Field(MODEL_NAME, description="Registered model name in MLflow.")
+    device: str = Field(
+        "auto",
+        description=(
+            "Where fine-tuning, evaluation, the reference reviewer and the crop embedder run: "
+            "auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda, cuda:N or "
+            "mps (edgeloop.devices.torch_device)."
+        ),
+    )
     uncertainty_low: float = Field(
         UNCERTAINTY_LOW,
         ge=0,

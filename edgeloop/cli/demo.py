@@ -38,6 +38,7 @@ from edgeloop.cli.services import dagster_home, start_api
 from edgeloop.cli.settings_snapshot import publish_pipeline_settings
 from edgeloop.cli.status import collect_status, render_camera_models, render_status
 from edgeloop.cli.tokens import tokens_file
+from edgeloop.devices import torch_device
 from edgeloop.registry import PRODUCTION, alias_version, mlflow_client
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames, labels
@@ -142,7 +143,9 @@ def run_demo(
         summary.add("labeling_queue + crop_embeddings", f"run {result[:8]}")
 
         # 3. the simulated reviewer, with a source of truth that knows more than production
-        reference = TtaReference(settings.seed_dir / "best.pt")
+        reference = TtaReference(
+            settings.seed_dir / "best.pt", device=torch_device(settings.device)
+        )
         console.print(
             f"• [bold]simulated reviewer[/] (a simulation) labels {options.labels} items through "
             f"the labeling API; its truth: {reference.name}"

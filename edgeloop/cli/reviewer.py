@@ -175,25 +175,32 @@ class TtaReference:
         weights: an ultralytics ``.pt`` (the demo: the seed ``data/seed/best.pt``).
         imgsz: inference size, px (1280: twice the agents' 640).
         conf: the lowest confidence kept as truth (0.5).
+        device: the torch device (``edgeloop.devices.torch_device``).
     """
 
     weights: Path
     imgsz: int = 1280
     conf: float = 0.5
+    device: str = "cpu"
 
     @property
     def name(self) -> str:
         return f"{self.weights.name} at {self.imgsz} px with test-time augmentation, conf >= {self.conf}"
 
     def detector(self) -> ReferenceBoxes:
-        """Load the weights once; returns the per-frame function (CPU)."""
+        """Load the weights once; returns the per-frame function (on ``device``)."""
         from ultralytics import YOLO
 
         model: Any = YOLO(str(self.weights))  # ultralytics' own types are loose
 
         def boxes(image: np.ndarray) -> list[tuple[BBox, str]]:
             result: Any = model.predict(
-                image, imgsz=self.imgsz, augment=True, conf=self.conf, device="cpu", verbose=False
+                image,
+                imgsz=self.imgsz,
+                augment=True,
+                conf=self.conf,
+                device=self.device,
+                verbose=False,
             )[0]
             return [
                 ((float(x1), float(y1), float(x2), float(y2)), str(result.names[int(c)]))

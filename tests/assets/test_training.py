@@ -35,6 +35,7 @@ from assets.yolo import HeldoutMetrics
 from edgeloop.bootstrap import export_onnx
 from edgeloop.cli.status import EVIDENCE_TAGS
 from edgeloop.datasets import DatasetVersion
+from edgeloop.devices import torch_device
 from edgeloop.offline import configure_offline_environment
 from edgeloop.registry import (
     MODEL_ARTIFACT_DIR,
@@ -499,6 +500,8 @@ def test_retrain_registers_evaluates_and_promotes(seed_onnx, tiny_dataset, loop)
     )
     assert run.data.params["epochs"] == "2" and run.data.params["dataset_version"] == "v1"
     assert run.data.params["label_count"] == "12" and run.data.params["base_version"] == v1
+    # Trained where EDGELOOP_DEVICE (auto) says, and both MLflow and Dagster say where.
+    assert run.data.params["device"] == trained_md["device"].value == torch_device("auto")
     assert run.data.tags["dataset_version"] == "v1"
     assert run.data.tags["dagster_run_id"] == result.run_id
     for key in ("mAP50-95", "mAP50", "precision", "recall", "train/box_loss"):
