@@ -82,6 +82,7 @@ def agent(
     model_check_interval_s: Annotated[
         float | None, _override("model_check_interval_s", "--model-check-interval")
     ] = None,
+    execution_providers: Annotated[str | None, _override("execution_providers")] = None,
 ) -> None:
     """Detect on a camera's frames and ship them to the loop; uncertain frames go with their JPEG."""
     from pydantic import ValidationError
@@ -123,6 +124,7 @@ def summary_table(report: AgentReport, camera_id: str) -> Table:
     table.add_column("value", justify="right")
     rows = [
         ("frames", f"{report.frames}"),
+        ("execution provider", report.execution_provider or "–"),
         ("frames/s", f"{report.frames_per_s:.2f}"),
         (
             "inference ms (mean / p50 / p95)",

@@ -16,17 +16,24 @@ import ast
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from edge_agent.preprocess import Letterbox, preprocess
+from edge_agent.providers import CPU, choose_providers
 from edgeloop.files import sha256_file
 from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW, is_uncertain
 from edgeloop.wire import Detection
+
+if TYPE_CHECKING:
+    from edge_agent.model_sync import ModelFile
+    from edge_agent.settings import AgentSettings
+    from edge_agent.uncertainty import UncertaintyBand
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +80,12 @@ class Detector(ABC):
         t0 = time.perf_counter()
         detections = self.detect(image)
         return detections, StageTimes(0.0, (time.perf_counter() - t0) * 1e3, 0.0)
+
+    @property
+    def execution_provider(self) -> str | None:
+        """The accelerator inference runs on (an ONNX Runtime execution provider), or None
+        when the backend has no such notion."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release the backend's resources."""
@@ -221,6 +234,8 @@ class OnnxDetector(Detector):
         max_detections: keep at most this many detections per frame.
         uncertainty_low, uncertainty_high: the uncertainty band (exclusive bounds).
         intra_op_threads: onnxruntime intra-op threads; 0 = one per physical core.
+        providers: ONNX Runtime execution providers, best first
+            (``edge_agent.providers.choose_providers``); the CPU alone by default.
 
     Raises:
         ModelError: the file is missing or not a loadable ONNX model, it is not a
@@ -240,6 +255,7 @@ class OnnxDetector(Detector):
         uncertainty_low: float = UNCERTAINTY_LOW,
         uncertainty_high: float = UNCERTAINTY_HIGH,
         intra_op_threads: int = 0,
+        providers: Sequence[str] = (CPU,),
     ) -> None:
         import onnxruntime as ort
 
@@ -254,7 +270,7 @@ class OnnxDetector(Detector):
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path), sess_options=options, providers=list(providers)
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelError(
@@ -262,6 +278,7 @@ class OnnxDetector(Detector):
                 "Re-export it (yolo export format=onnx) or delete it to re-download."
             ) from exc
         self.path = path
+        self._provider = str(self.session.get_providers()[0])
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelError(f"{path}: expected one (1, 3, H, W) image input, got {inputs}")
@@ -308,6 +325,12 @@ class OnnxDetector(Detector):
     @property
     def version(self) -> str:
         return self._version
+
+    @property
+    def execution_provider(self) -> str:
+        """The provider the session took first of those asked for (e.g.
+        ``CUDAExecutionProvider``, ``CPUExecutionProvider``)."""
+        return self._provider
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """(H, W, 3) uint8 BGR → (1, 3, imgsz, imgsz) float32 RGB [0, 1] and its ``Letterbox``."""
@@ -362,3 +385,31 @@ class OnnxDetector(Detector):
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         return self.detect_timed(image)[0]
+
+
+def load_detector(model: ModelFile, settings: AgentSettings, band: UncertaintyBand) -> OnnxDetector:
+    """An ``OnnxDetector`` for ``model`` with the thresholds from ``settings`` and ``band``.
+
+    Raises:
+        edge_agent.detectors.ModelError: the file is not a usable YOLO ONNX export, or
+            ``settings.execution_providers`` names a provider this onnxruntime build lacks.
+    """
+    import onnxruntime as ort
+
+    try:
+        providers = choose_providers(settings.execution_providers, ort.get_available_providers())
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc
+    return OnnxDetector(
+        model.path,
+        class_names=model.class_names,
+        version=model.version,
+        imgsz=model.imgsz or settings.imgsz,
+        conf_threshold=settings.conf_threshold,
+        iou_threshold=settings.iou_threshold,
+        max_detections=settings.max_detections,
+        uncertainty_low=band.low,
+        uncertainty_high=band.high,
+        intra_op_threads=settings.intra_op_threads,
+        providers=providers,
+    )

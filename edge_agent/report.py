@@ -81,6 +81,8 @@ class AgentReport:
         batches_sent, batches_spooled, batches_replayed, batches_rejected: see ``ShipStats``.
         spool_pending: batches still in the spool at the end (sent on the next start).
         model_version: version of the model that processed the last frame.
+        execution_provider: the ONNX Runtime execution provider it ran on (None: a
+            backend without one).
         uncertainty_low, uncertainty_high: the uncertainty band that model flagged
             detections with, [0, 1]; None when the detector was given (it flags them itself).
         uncertainty_source: where that band came from (``UncertaintyBand.source``).
@@ -113,6 +115,7 @@ class AgentReport:
     spool_dropped_frames: int = 0
     spool_dropped_bytes: int = 0
     model_version: str = ""
+    execution_provider: str | None = None
     uncertainty_low: float | None = None
     uncertainty_high: float | None = None
     uncertainty_source: str = ""
@@ -129,10 +132,14 @@ class AgentReport:
         self.uncertain_detections += uncertain
         self.uncertain_frames += bool(uncertain)
 
-    def set_model(self, version: str, band: UncertaintyBand | None) -> None:
-        """Record the model now processing frames and its band; a None band (a given
-        detector, which flags detections itself) leaves the band fields as they are."""
+    def set_model(
+        self, version: str, band: UncertaintyBand | None, execution_provider: str | None = None
+    ) -> None:
+        """Record the model now processing frames, its band and the accelerator it runs on
+        (an ONNX Runtime execution provider); a None band (a given detector, which flags
+        detections itself) leaves the band fields as they are."""
         self.model_version = version
+        self.execution_provider = execution_provider
         if band is not None:
             self.uncertainty_low = band.low
             self.uncertainty_high = band.high

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 import httpx
 
 from edge_agent.capture import Frame, FrameSource, ReconnectPolicy, open_source
-from edge_agent.detectors import Detector, OnnxDetector
+from edge_agent.detectors import Detector, OnnxDetector, load_detector
 from edge_agent.heartbeat import HeartbeatSender, RecentFrames, agent_version
 from edge_agent.jpeg import encode_jpeg, fit_jpeg
 from edge_agent.model_sync import ModelFile, ModelSync, resolve_model
@@ -70,26 +70,6 @@ PIPELINE_ERROR = "pipeline error: {}"
 def frame_key(camera_id: str, source_id: str, frame_index: int) -> str:
     """The frame's idempotency key: ``{camera_id}:{source_id}:{frame_index}`` (see the module docstring)."""
     return f"{camera_id}:{source_id}:{frame_index}"
-
-
-def load_detector(model: ModelFile, settings: AgentSettings, band: UncertaintyBand) -> OnnxDetector:
-    """An ``OnnxDetector`` for ``model`` with the thresholds from ``settings`` and ``band``.
-
-    Raises:
-        edge_agent.detectors.ModelError: the file is not a usable YOLO ONNX export.
-    """
-    return OnnxDetector(
-        model.path,
-        class_names=model.class_names,
-        version=model.version,
-        imgsz=model.imgsz or settings.imgsz,
-        conf_threshold=settings.conf_threshold,
-        iou_threshold=settings.iou_threshold,
-        max_detections=settings.max_detections,
-        uncertainty_low=band.low,
-        uncertainty_high=band.high,
-        intra_op_threads=settings.intra_op_threads,
-    )
 
 
 class AgentRunner:
@@ -161,6 +141,7 @@ class AgentRunner:
             frames_per_s=fps,
             inference_ms_p50=p50,
             inference_ms_p95=p95,
+            execution_provider=self.report.execution_provider,
             spool_batches=batches,
             spool_bytes=nbytes,
             spool_dropped_batches=spool.dropped_batches if spool is not None else 0,
@@ -299,7 +280,7 @@ class AgentRunner:
             )
             watcher.start()
         report = self.report
-        report.set_model(detector.version, band)
+        report.set_model(detector.version, band, detector.execution_provider)
         stats = LatencyStats()
         batch: list[FrameRecord] = []
         batch_started = 0.0
@@ -311,7 +292,9 @@ class AgentRunner:
                     if self._next_detector is not None:
                         detector.close()
                         detector, self._next_detector = self._next_detector, None
-                        report.set_model(detector.version, self._next_band)
+                        report.set_model(
+                            detector.version, self._next_band, detector.execution_provider
+                        )
                 record = self._process_guarded(frame, detector, stats)
                 if record is not None:
                     if not batch:

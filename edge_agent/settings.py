@@ -204,6 +204,15 @@ class AgentSettings(BaseSettings):
         ge=0,
         description="onnxruntime intra-op threads; 0 lets onnxruntime use one per physical core.",
     )
+    execution_providers: str = Field(
+        "auto",
+        min_length=1,
+        description=(
+            "ONNX Runtime execution providers: auto (TensorRT, CUDA, OpenVINO or CoreML when "
+            "the installed onnxruntime build offers them, then the CPU) or a comma-separated "
+            "list, best first (edge_agent.providers)."
+        ),
+    )
     uncertainty_low: UnitInterval | None = Field(
         None,
         description=(

@@ -55,6 +55,9 @@ class FleetCameraPublic(BaseModel):
     spool_bytes: int | None
     spool_dropped_batches: int | None
     model_version: str | None = Field(description="Heartbeat's version, else the newest frame's.")
+    execution_provider: str | None = Field(
+        description="The ONNX Runtime execution provider from the heartbeat (CUDA, CPU, ...)."
+    )
     is_production: bool
     last_frame_at: datetime | None
 

@@ -37,6 +37,9 @@ class AgentPublic(BaseModel):
     frames_per_s: float = Field(description="Recent processing rate, frames/s.")
     inference_ms_p50: float | None = Field(description="Recent median inference time, ms.")
     inference_ms_p95: float | None = Field(description="Recent 95th-percentile inference, ms.")
+    execution_provider: str | None = Field(
+        None, description="The ONNX Runtime execution provider inference runs on."
+    )
     spool_batches: int
     spool_bytes: int
     spool_dropped_batches: int

@@ -34,8 +34,10 @@ COLUMNS = (
     "spool_batches",
     "spool_bytes",
     "spool_dropped_batches",
+    "execution_provider",
 )
-"""The table's columns, in the order of its ``CREATE`` (``edgeloop.store.schema``, v3)."""
+"""The table's columns: those of its ``CREATE`` (``edgeloop.store.schema``, v3) and
+``execution_provider`` (v8)."""
 
 _UPSERT_SQL = f"""
 INSERT INTO agent_heartbeats ({", ".join(COLUMNS)})

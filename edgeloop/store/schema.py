@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 TABLES = (
@@ -386,6 +386,10 @@ MIGRATIONS: dict[int, list[str | Only]] = {
             """,
         ),
         *(Only("postgres", sql) for sql in rollup_sql("frames", "prediction_logs")),
+    ],
+    # The accelerator each agent runs on, from its heartbeat (issue 17).
+    8: [
+        "ALTER TABLE agent_heartbeats ADD COLUMN IF NOT EXISTS execution_provider VARCHAR",
     ],
 }
 

@@ -208,6 +208,14 @@ class AgentHeartbeat(_Strict):
     frames_per_s: float = Field(ge=0, le=1e6, description="Recent processing rate, frames/s.")
     inference_ms_p50: float | None = Field(None, ge=0, le=MAX_INFERENCE_MS)
     inference_ms_p95: float | None = Field(None, ge=0, le=MAX_INFERENCE_MS)
+    execution_provider: str | None = Field(
+        None,
+        max_length=64,
+        description=(
+            "The ONNX Runtime execution provider inference runs on (CUDAExecutionProvider, "
+            "CPUExecutionProvider, ...); null from older agents and non-ONNX backends."
+        ),
+    )
     spool_batches: int = Field(ge=0, le=MAX_INT64, description="Batches waiting in the spool.")
     spool_bytes: int = Field(ge=0, le=MAX_INT64, description="Bytes the spool holds on disk.")
     spool_dropped_batches: int = Field(

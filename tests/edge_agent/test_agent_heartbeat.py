@@ -131,6 +131,7 @@ def test_the_agent_sends_valid_heartbeats_from_a_background_thread(
     ]
     assert all(b.inference_ms_p50 is not None and b.inference_ms_p50 >= 19 for b in middle)
     assert last.spool_batches == 0 and last.spool_dropped_batches == 0
+    assert last.execution_provider is None  # a stand-in detector: no ONNX Runtime session
     assert elapsed < 5  # the heartbeat never held the detection thread up
 
 

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import pytest
 from support import SAMPLES_DIR, require
 
 from edge_agent.capture import Frame, file_source_id, open_source
+from edge_agent.providers import choose_providers
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
 
@@ -61,6 +63,8 @@ def test_ships_vtest_with_jpegs_only_on_uncertain_frames(
     assert {b["agent_id"] for b in recording_api.batches} == {"test-agent"}
     assert recording_api.model_downloads == 1
     assert {f["model_version"] for f in frames} == {"7"}
+    # On the accelerator `auto` chose from this onnxruntime build (the CPU on a CPU build).
+    assert report.execution_provider == choose_providers("auto", ort.get_available_providers())[0]
 
     with_jpeg = 0
     for f in frames:

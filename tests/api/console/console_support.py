@@ -165,6 +165,7 @@ def heartbeat(
         "frames_per_s": 9.5,
         "inference_ms_p50": 31.5,
         "inference_ms_p95": 48.25,
+        "execution_provider": "CPUExecutionProvider",
         "spool_batches": 2,
         "spool_bytes": 65_536,
         "spool_dropped_batches": 0,

@@ -109,7 +109,12 @@ def test_fleet_rows_match_heartbeats_and_frames(client: TestClient, store: Store
     assert (cam1["model_version"], cam1["is_production"]) == ("1", True)
     assert (cam2["model_version"], cam2["is_production"]) == ("2", False)
     assert (cam1["host"], cam1["agent_version"]) == ("host-cam-1", "0.1.0")
+    assert (cam1["execution_provider"], cam2["execution_provider"]) == (
+        "CPUExecutionProvider",
+        None,
+    )
     html = client.get("/console/fleet/fragment", headers=LABELER).text
+    assert 'data-field="execution_provider" title="CPUExecutionProvider">on CPU<' in html
     assert 'data-camera="cam-3"' in html and "stale" in html
     assert "31.5 / 48.2" in html or "31.5 / 48.3" in html
 
@@ -430,12 +435,19 @@ def test_heartbeat_post_and_list(client: TestClient, store: Store) -> None:
         ).status_code
         == 422
     )
+    # An agent from before the field sends no execution_provider: accepted, listed as null.
+    older = {k: v for k, v in heartbeat("cam-2").model_dump(mode="json").items()}
+    del older["execution_provider"]
+    assert client.post("/api/agents/heartbeat", json=older, headers=ADMIN).status_code == 204
     listed = client.get("/api/agents", headers=LABELER).json()["data"]
-    assert [(a["agent_id"], a["frames_per_s"]) for a in listed] == [("agent-cam-1", 9.5)]
+    assert [(a["agent_id"], a["frames_per_s"], a["execution_provider"]) for a in listed] == [
+        ("agent-cam-1", 9.5, "CPUExecutionProvider"),
+        ("agent-cam-2", 9.5, None),
+    ]
     received = datetime.fromisoformat(listed[0]["received_at"])
     assert abs((datetime.now(UTC) - received).total_seconds()) < 30  # the API's clock
     with store.connect() as con:
-        assert len(agents.latest(con=con)) == 1
+        assert len(agents.latest(con=con)) == 2
 
 
 def test_heartbeat_refused_for_a_camera_the_token_may_not_send(

@@ -32,6 +32,7 @@ def test_heartbeat_upsert_keeps_the_latest_per_agent(store: Store) -> None:
     ]
     assert rows[0]["frames_per_s"] == 7.5
     assert rows[0]["model_version"] == "2"
+    assert rows[0]["execution_provider"] == "CPUExecutionProvider"
     assert rows[0]["received_at"] == T0 + timedelta(seconds=10)
 
 
