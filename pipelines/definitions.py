@@ -1,6 +1,7 @@
 """The one ``Definitions`` of the edgeloop code location.
 
-``edgeloop/cli/dagster/workspace.yaml`` (shipped in the package) loads ``defs``.
+``workspace.yaml`` in the repository root (a copy ships in the wheel) and pyproject.toml's
+``[tool.dagster]`` load ``defs``.
 
 Resources are built from the loop settings (``EDGELOOP_DATA_DIR`` and friends) and open
 nothing at import: DuckDB, MLflow, Qdrant and the embedder are opened per use.

@@ -28,7 +28,17 @@ from edgeloop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
 
-DAGSTER_FILES = Path(__file__).resolve().parent / "dagster"
+
+def dagster_files() -> Path:
+    """The folder holding ``dagster.yaml`` and ``workspace.yaml``: the copies an installed
+    wheel carries (``edgeloop/cli/dagster``), else the repository root of a checkout."""
+    packaged = Path(__file__).resolve().parent / "dagster"
+    if (packaged / "dagster.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2]
+
+
+DAGSTER_FILES = dagster_files()
 """``dagster.yaml`` (the instance) and ``workspace.yaml`` (the code location), shipped in
 the package so an installed wheel runs the stack without a checkout."""
 

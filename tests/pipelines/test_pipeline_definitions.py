@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from support import REPO_ROOT
 
 from edgeloop.cli.services import DAGSTER_FILES, dagster_home
 from edgeloop.settings import LoopSettings
@@ -142,4 +143,28 @@ def test_packaged_workspace_yaml_loads_the_code_location(tmp_path):
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
+    assert "Validation successful for code location pipelines" in output
+
+
+@pytest.mark.integration
+def test_dagster_in_the_repository_root_finds_the_code_location_and_instance(tmp_path):
+    """A Dagster user's first command, with no arguments and no DAGSTER_HOME: pyproject.toml's
+    [tool.dagster] names the code location, and the root dagster.yaml configures the
+    temporary instance Dagster makes in the working directory (it needs no DAGSTER_HOME)."""
+    venv_bin = Path(sys.executable).parent
+    env = {
+        "PATH": f"{venv_bin}:/usr/bin:/bin",
+        "EDGELOOP_DATA_DIR": str(tmp_path / "data"),
+        "HOME": str(tmp_path),
+    }
+    validate = subprocess.run(
+        [str(venv_bin / "dagster"), "definitions", "validate"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    output = validate.stdout + validate.stderr
+    assert validate.returncode == 0, output[-3000:]
     assert "Validation successful for code location pipelines" in output
