@@ -42,7 +42,7 @@ from api.dagster_launch import (
 )
 from api.deps import SettingsDep, app_state
 from api.settings import ApiSettings
-from edgeloop.orchestration import StackMismatchError
+from edgeloop.orchestration import LABELS_TAG, PUSHED_TAG, TRIGGER_TAG, StackMismatchError
 from edgeloop.rules import retrain_decision
 from edgeloop.store import AnyStore, StoreLockedError, labels, retraining
 
@@ -170,9 +170,9 @@ class RetrainPush:
                 settings,
                 tags={
                     "dagster/run_key": run_key,
-                    "edgeloop/trigger": "label_count",
-                    "edgeloop/pushed": "api",
-                    "edgeloop/labels": str(count),
+                    TRIGGER_TAG: "label_count",
+                    PUSHED_TAG: "api",
+                    LABELS_TAG: str(count),
                 },
             )
         except StackMismatchError as exc:

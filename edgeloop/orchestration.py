@@ -37,6 +37,29 @@ logger = logging.getLogger(__name__)
 
 RETRAIN_JOB = "retrain_job"
 """The Dagster job the API and the sensors launch: dataset -> fine-tune -> evaluate -> promote."""
+DRIFT_JOB = "drift_job"
+"""The Dagster job that computes each camera's drift report (``drift_schedule``)."""
+LABELING_JOB = "labeling_job"
+"""The Dagster job that refreshes the labeling queue and crop embeddings (``labeling_schedule``)."""
+
+PIPELINES_ENV_PREFIX = "EDGELOOP_PIPELINES_"
+"""Env prefix of the code location's settings (``pipelines/settings.py``), which the API's
+console and ``edgeloop up`` read back without importing the code location."""
+
+# Run tags: who launched a run and why (the API, the sensors, the console read them back).
+JOB_TAG = "edgeloop/job"
+"""Tag on a job's runs naming its kind (``retrain``): the key ``dagster.yaml``'s
+``tag_concurrency_limits`` counts, so that one retrain runs at a time."""
+TRIGGER_TAG = "edgeloop/trigger"
+"""What launched a retrain: ``label_count``, ``drift`` or ``manual``."""
+LABELS_TAG = "edgeloop/labels"
+"""Reviewed labels since the last training run, when a label-count retrain was launched."""
+CAMERAS_TAG = "edgeloop/cameras"
+"""The drifted cameras (comma-separated) a drift retrain was launched for."""
+PUSHED_TAG = "edgeloop/pushed"
+"""Set (to ``api``) when the API's label push launched the run, not the sensor."""
+ACTOR_TAG = "edgeloop/actor"
+"""The token name that asked for a manual retrain."""
 
 STACK_TAG = "edgeloop/stack"
 """Run tag (set by the API on the runs it launches) and job-metadata key (set by the code

@@ -8,15 +8,20 @@ import logging
 
 import dagster as dg
 
-from edgeloop.orchestration import DATA_DIR_KEY, RETRAIN_JOB, STACK_TAG
+from edgeloop.orchestration import (
+    DATA_DIR_KEY,
+    DRIFT_JOB,
+    JOB_TAG,
+    LABELING_JOB,
+    RETRAIN_JOB,
+    STACK_TAG,
+)
 from edgeloop.settings import LoopSettings, get_settings
 from edgeloop.store import StoreUnavailableError
 from pipelines.settings import PipelineSettings, get_pipeline_settings
 
 logger = logging.getLogger(__name__)
 
-DRIFT_JOB = "drift_job"
-LABELING_JOB = "labeling_job"
 
 RETRAIN_ASSETS = (
     "training_dataset",
@@ -91,7 +96,7 @@ retrain_job = _job(
     dg.AssetSelection.assets("model_promotion").upstream(),
     retrain_run_config(_settings),
     "Rebuild the dataset, fine-tune from production, evaluate, apply the promotion policy.",
-    tags={"edgeloop/job": "retrain"},
+    tags={JOB_TAG: "retrain"},
 )
 
 drift_job = _job(

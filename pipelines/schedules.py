@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.jobs import DRIFT_JOB, LABELING_JOB
+from edgeloop.orchestration import DRIFT_JOB, LABELING_JOB
 from pipelines.settings import get_pipeline_settings
 
 

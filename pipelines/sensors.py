@@ -22,6 +22,7 @@ import dagster as dg
 
 from assets.drift import parse_drift_metadata
 from assets.resources import StoreResource
+from edgeloop.orchestration import CAMERAS_TAG, LABELS_TAG, TRIGGER_TAG
 from edgeloop.rules import camera_drifted, retrain_decision
 from edgeloop.store import labels, queue, retraining
 from pipelines.jobs import RETRAIN_JOB, retrain_job
@@ -89,7 +90,7 @@ def label_count_sensor(
         run_requests=[
             dg.RunRequest(
                 run_key=run_key,
-                tags={"edgeloop/trigger": "label_count", "edgeloop/labels": str(count)},
+                tags={TRIGGER_TAG: "label_count", LABELS_TAG: str(count)},
             )
         ],
         cursor=run_key,
@@ -207,7 +208,7 @@ def drift_sensor(
             run_requests.append(
                 dg.RunRequest(
                     run_key=run_key,
-                    tags={"edgeloop/trigger": "drift", "edgeloop/cameras": ",".join(cameras)},
+                    tags={TRIGGER_TAG: "drift", CAMERAS_TAG: ",".join(cameras)},
                 )
             )
             requested = run_key

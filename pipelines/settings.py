@@ -26,13 +26,14 @@ from assets.evaluation import EvaluationConfig
 from assets.labeling import LabelingQueueConfig
 from assets.registry import PromotionConfig
 from assets.training import TrainingConfig
+from edgeloop.orchestration import PIPELINES_ENV_PREFIX
 
 
 class PipelineSettings(BaseSettings):
     """The code location's knobs, read from ``EDGELOOP_PIPELINES_*`` (and ``.env``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="EDGELOOP_PIPELINES_",
+        env_prefix=PIPELINES_ENV_PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",

@@ -24,11 +24,12 @@ from pydantic_settings import BaseSettings
 
 from api.console.schemas import SettingPublic, SettingsPublic
 from api.settings import ApiSettings
+from edgeloop.orchestration import PIPELINES_ENV_PREFIX
 
 logger = logging.getLogger(__name__)
 
 SECRET_WORDS = ("token", "secret", "password", "key")
-PIPELINES_PREFIX = "EDGELOOP_PIPELINES_"
+PIPELINES_PREFIX = PIPELINES_ENV_PREFIX
 
 
 def _dotenv(path: Path) -> dict[str, str]:

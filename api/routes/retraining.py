@@ -10,7 +10,7 @@ from api import crud, deps
 from api import models as schemas
 from api.dagster_launch import RETRAIN_JOB, is_unreachable, launch_retrain
 from api.deps import secured_router
-from edgeloop.orchestration import StackMismatchError
+from edgeloop.orchestration import ACTOR_TAG, TRIGGER_TAG, StackMismatchError
 from edgeloop.store import labels, retraining
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def trigger_retraining(
         run_id = launch_retrain(
             dagster,
             settings,
-            tags={"edgeloop/trigger": "manual", "edgeloop/actor": principal.name},
+            tags={TRIGGER_TAG: "manual", ACTOR_TAG: principal.name},
         )
     except StackMismatchError as exc:
         logger.warning("retrain trigger by %s refused: %s", principal.name, exc)

@@ -20,9 +20,10 @@ from dotenv import dotenv_values
 from pydantic import BaseModel
 
 from edgeloop.files import atomic_write_text
+from edgeloop.orchestration import PIPELINES_ENV_PREFIX
 from edgeloop.settings import LoopSettings
 
-PREFIX = "EDGELOOP_PIPELINES_"
+PREFIX = PIPELINES_ENV_PREFIX
 
 
 def _source(env_var: str, dotenv: dict[str, str]) -> str:

@@ -11,6 +11,7 @@ import pytest
 from support import REPO_ROOT
 
 from edgeloop.cli.services import DAGSTER_FILES, dagster_home
+from edgeloop.orchestration import JOB_TAG, RETRAIN_JOB
 from edgeloop.settings import LoopSettings
 from pipelines.definitions import defs
 from pipelines.jobs import retrain_run_config
@@ -110,6 +111,17 @@ def test_sensors_and_schedules_start_running():
     assert (drift.job_name, drift.cron_schedule) == ("drift_job", "*/15 * * * *")
     labeling = defs.resolve_schedule_def("labeling_schedule")
     assert (labeling.job_name, labeling.cron_schedule) == ("labeling_job", "0 * * * *")
+
+
+def test_one_retrain_at_a_time_counts_the_tag_the_retrain_job_sets():
+    """The instance's concurrency limit and the job share one run-tag name (house rule 11:
+    ``edgeloop.orchestration`` owns it; dagster.yaml, which cannot import it, is checked)."""
+    import yaml
+
+    limits = yaml.safe_load((DAGSTER_FILES / "dagster.yaml").read_text())["concurrency"]["runs"]
+    (limit,) = limits["tag_concurrency_limits"]
+    job = defs.resolve_job_def(RETRAIN_JOB)
+    assert (limit["key"], limit["value"], limit["limit"]) == (JOB_TAG, job.tags[JOB_TAG], 1)
 
 
 def test_dagster_yaml_keeps_the_instance_in_dagster_home(tmp_path, monkeypatch):
