@@ -179,7 +179,8 @@ def up(
         str | None,
         typer.Option(
             help=(
-                "Interface the API listens on: 0.0.0.0 lets cameras on other hosts reach it "
+                "Interface the API, Dagster and the MLflow UI listen on: 0.0.0.0 lets cameras "
+                "and people on other hosts reach them, where the console's links point "
                 "(default EDGELOOP_API_HOST, else 127.0.0.1: this machine only)."
             )
         ),
@@ -228,10 +229,12 @@ def up(
         with console.status("starting the API…"):
             services.append(start_api(settings, host=api_host, port=port, extra_env=api_env))
         with console.status("starting Dagster (webserver + daemon)…"):
-            services.append(start_dagster(settings, port=dagster_port, extra_env=links))
+            services.append(
+                start_dagster(settings, host=api_host, port=dagster_port, extra_env=links)
+            )
         if mlflow_port:
             with console.status("starting the MLflow UI…"):
-                services.append(start_mlflow_ui(settings, port=mlflow_port))
+                services.append(start_mlflow_ui(settings, host=api_host, port=mlflow_port))
     except (ServiceStartError, ForeignDataFolderError) as exc:
         for service in services:
             service.stop()
@@ -245,9 +248,10 @@ def up(
         )
     console.print(f"[green]✓[/] console        {api}/console  (fleet, drift, models, …)")
     console.print(f"[green]✓[/] API            {api}/docs  (agents: --api {api})")
-    console.print(f"[green]✓[/] Dagster UI     {services[1].url}  (sensors and schedules run)")
+    dagster_ui = public_url(api_host, dagster_port)
+    console.print(f"[green]✓[/] Dagster UI     {dagster_ui}  (sensors and schedules run)")
     if mlflow_port:
-        console.print(f"[green]✓[/] MLflow UI      {services[2].url}")
+        console.print(f"[green]✓[/] MLflow UI      {public_url(api_host, mlflow_port)}")
     console.print("Ctrl-C stops them all.")
 
     def _stop(*_: object) -> None:

@@ -259,5 +259,13 @@ def start_mlflow_ui(
     cmd = [_script("mlflow"), "server", "--backend-store-uri", store]
     cmd += ["--default-artifact-root", artifacts, "--host", host, "--port", str(port)]
     cmd += ["--workers", "1"]  # one worker is plenty on the loop host
+    if host in WILDCARD_HOSTS:
+        # MLflow answers only Host headers it allows (DNS-rebinding protection; by default
+        # localhost and private addresses): add the name the console's links use.
+        from mlflow.server.security_utils import get_default_allowed_hosts
+
+        name = socket.gethostname()
+        allowed = [*get_default_allowed_hosts(), name, f"{name}:*"]
+        cmd += ["--allowed-hosts", ",".join(allowed)]
     env = service_env(settings)
     return _start("mlflow", cmd, settings, env, local_url(host, port), "/health", timeout_s)
