@@ -23,7 +23,7 @@ export HF_HUB_OFFLINE := 1
 export ORT_DISABLE_TELEMETRY := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: help uv setup data init demo test lint up status bench clean
+.PHONY: help uv setup data init demo test lint up status bench dist clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line);
 	$(RUN) python bench/store_backends.py
 	$(RUN) python bench/api_reads_postgres.py
 	$(RUN) python bench/ingest_replicas.py
+
+dist: uv  ## build the wheel and sdist into dist/ (camera hosts: pip install 'dist/edgeloop-*.whl[edge]')
+	$(UV) build --out-dir dist
 
 clean:  ## remove runtime state of EDGELOOP_DATA_DIR (keeps fetched media and package cache)
 	@test -n "$(EDGELOOP_DATA_DIR)" || { echo "EDGELOOP_DATA_DIR is empty: nothing removed"; exit 1; }
