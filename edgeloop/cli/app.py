@@ -248,10 +248,10 @@ def up(
         )
     console.print(f"[green]✓[/] console        {api}/console  (fleet, drift, models, …)")
     console.print(f"[green]✓[/] API            {api}/docs  (agents: --api {api})")
-    dagster_ui = public_url(api_host, dagster_port)
+    dagster_ui, mlflow_ui = wanted["EDGELOOP_DAGSTER_UI_URL"], wanted["EDGELOOP_MLFLOW_UI_URL"]
     console.print(f"[green]✓[/] Dagster UI     {dagster_ui}  (sensors and schedules run)")
-    if mlflow_port:
-        console.print(f"[green]✓[/] MLflow UI      {public_url(api_host, mlflow_port)}")
+    if mlflow_ui:
+        console.print(f"[green]✓[/] MLflow UI      {mlflow_ui}")
     console.print("Ctrl-C stops them all.")
 
     def _stop(*_: object) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgeloop.datasets import commands
@@ -61,22 +62,19 @@ class RepoMirror:
         numbered = [v for v in versions if tag_number(v) > 0]
         return max(numbered, key=tag_number, default=None)
 
-    def pull(self, root: Path, branch: str) -> str | None:
+    def pull(self, root: Path, branch: str, have: Sequence[str]) -> str | None:
         """Bring the git repo ``root`` (initialised) up to the newest published version when
-        its own newest version is older: the bundle's branch and tags are fetched and the
-        working tree reset to ``branch`` (git-ignored files, the JPEG packs and the
-        working copy, stay). Returns the version pulled, or None when nothing was.
+        its own newest version (of the tags ``have``) is older: the bundle's branch and tags
+        are fetched and the working tree reset to ``branch`` (git-ignored files, the JPEG
+        packs and the working copy, stay). Returns the version pulled, or None when nothing
+        was.
 
         Raises:
             DatasetRepoError: git failed on the bundle.
             ObjectStoreUnavailableError: the object store could not be read.
         """
         newest = self.newest()
-        local = max(
-            (tag_number(t) for t in commands.git(root, "tag", "--list", "v*").split()),
-            default=0,
-        )
-        if newest is None or tag_number(newest) <= local:
+        if newest is None or tag_number(newest) <= max(map(tag_number, have), default=0):
             return None
         with tempfile.TemporaryDirectory(prefix="edgeloop-bundle-") as tmp:
             bundle = Path(tmp) / f"{newest}.bundle"

@@ -145,7 +145,7 @@ class DatasetRepo:
             self._git("config", "commit.gpgsign", "false")
             self._git("config", "tag.gpgsign", "false")
         if self.mirror is not None:
-            self.mirror.pull(self.root, self.branch)
+            self.mirror.pull(self.root, self.branch, have=self._tags())
         if not (self.root / ".dvc").exists():
             if self.remote is None:
                 raise DatasetRepoError(f"{self.root} is no data repo yet and no remote was given")

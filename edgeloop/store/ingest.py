@@ -178,7 +178,8 @@ def _insert_skipping_stored(
         keys = pa.array([row[0] for row in rows], pa.string())
         detections = detections.filter(pc.is_in(detections["frame_key"], value_set=keys))
         queue_items = queue_items.filter(pc.is_in(queue_items["frame_key"], value_set=keys))
-        skipped = frames.filter(pc.invert(pc.is_in(frames["frame_key"], value_set=keys)))
+        inserted = pc.is_in(frames["frame_key"], value_set=keys)
+        skipped = frames.filter(pc.invert(inserted))
         con.register("ingest_skipped", skipped.select(["frame_key", "camera_id"]))
         conflicts = tuple(
             row[0]
@@ -193,9 +194,7 @@ def _insert_skipping_stored(
                 _insert_sql("prediction_logs", "ingest_detections", detections.column_names)
             )
         if is_postgres(con) and len(keys):
-            con.register(
-                "ingest_new_frames", frames.filter(pc.is_in(frames["frame_key"], value_set=keys))
-            )
+            con.register("ingest_new_frames", frames.filter(inserted))
             if not detections.num_rows:
                 con.register("ingest_detections", detections)
             for statement in _summaries_sql("ingest_new_frames", "ingest_detections"):

@@ -76,7 +76,7 @@ def test_a_version_another_host_published_first_is_taken_back_not_forked(
 
     # d does not see c's v1 before publishing (the race: both pulled before either pushed).
     with monkeypatch.context() as patched:
-        patched.setattr(d.mirror, "pull", lambda root, branch: None)
+        patched.setattr(d.mirror, "pull", lambda root, branch, have: None)
         with pytest.raises(DatasetRepoError, match="published by another host"):
             d.commit_version(staged, message="d's v1")
 
