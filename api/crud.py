@@ -203,6 +203,17 @@ def version_metrics(*, con: Connection, model_name: str, version: str) -> dict[s
     return deployments.latest_metrics(con=con, model_name=model_name, version=version)
 
 
+_PUBLIC_CONDITION_FIELDS = (
+    "labels_since_training",
+    "label_threshold",
+    "drift_min_labels",
+    "drift_cooldown_h",
+    "last_retrain_at",
+    "drift",
+)
+"""The fields ``RetrainConditions`` shares, by name, with ``RetrainingConditionsBase``."""
+
+
 @dataclass(frozen=True)
 class RetrainConditions:
     """What the sensors decide on: labeled frames since the last training run against the
@@ -218,15 +229,12 @@ class RetrainConditions:
     decision: RetrainDecision
 
     def public_fields(self) -> dict[str, Any]:
-        """The fields of ``RetrainingConditionsBase`` (the API's and the console's view)."""
+        """The fields of ``RetrainingConditionsBase`` (the API's and the console's view):
+        this object's own fields under their names, the decision's under the public ones."""
+        own = {name: getattr(self, name) for name in _PUBLIC_CONDITION_FIELDS}
         return {
-            "labels_since_training": self.labels_since_training,
-            "label_threshold": self.label_threshold,
-            "drift_min_labels": self.drift_min_labels,
-            "drift_cooldown_h": self.drift_cooldown_h,
-            "last_retrain_at": self.last_retrain_at,
+            **own,
             "drift_cooldown_until": self.decision.cooldown_until,
-            "drift": self.drift,
             "drifted_cameras": self.decision.drifted_cameras,
             "retrain_due": self.decision.due,
             "reasons": self.decision.reasons,

@@ -295,11 +295,9 @@ class CropPoint:
 
     def payload(self) -> dict[str, Any]:
         """What a search hit returns (JSON types; ``bbox`` a 4-list, xyxy px)."""
+        as_is = ("detection_id", "frame_key", *KEYWORD_FIELDS)  # str fields, stored unchanged
         return {
-            "detection_id": self.detection_id,
-            "frame_key": self.frame_key,
-            "camera_id": self.camera_id,
-            "class_name": self.class_name,
+            **{name: getattr(self, name) for name in as_is},
             "confidence": float(self.confidence),
             "bbox": [float(v) for v in self.bbox_xyxy],
             "captured_at": self.captured_at_iso,
