@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 """Where Debian's ``postgresql`` package puts ``initdb`` / ``pg_ctl`` (not on PATH)."""
@@ -59,6 +60,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+@contextlib.contextmanager
+def _listening(
+    command: list[str], port: int, what: str, *, stdout: int | IO[bytes], stderr: int | IO[bytes]
+) -> Iterator[None]:
+    """Run ``command`` in its own session until it listens on 127.0.0.1:``port``; stop it
+    (``_stop``) when the block ends.
+
+    Raises:
+        RuntimeError: it exited or did not listen within ``START_TIMEOUT_S``.
+    """
+    process = subprocess.Popen(command, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        _wait_for_port(port, process, what)
+        yield
+    finally:
+        _stop(process)
+
+
 def _run(command: list[str]) -> None:
     """Run ``command``; on failure raise with its output (initdb and pg_ctl say why)."""
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -82,11 +101,13 @@ def _nginx() -> Path | None:
 
 
 def missing_server(name: str) -> str | None:
-    """What to install for server ``name`` ("postgres", "s3", "nginx"), or None when it is here."""
+    """What to install for server ``name`` ("postgres", "s3", "nginx", "redis"), or None when it is here."""
     if name == "postgres" and _postgres_bin() is None:
         return "PostgreSQL server binaries missing: apt-get install postgresql"
     if name == "nginx" and _nginx() is None:
         return "nginx missing: apt-get install nginx"
+    if name == "redis" and _redis() is None:
+        return "redis-server missing: apt-get install redis-server"
     if name == "s3" and _moto_server() is None:
         return "moto_server missing: uv sync --all-extras (dev group: moto[server])"
     return None
@@ -236,19 +257,12 @@ def s3_server(root: Path, *, port: int | None = None) -> Iterator[S3Endpoint]:
         raise RuntimeError(missing_server("s3"))
     port = port or free_port()
     root.mkdir(parents=True, exist_ok=True)
-    log = (root / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        _wait_for_port(port, process, "moto_server")
+    command = [str(binary), "-H", "127.0.0.1", "-p", str(port)]
+    with (
+        (root / "moto.log").open("wb") as log,
+        _listening(command, port, "moto_server", stdout=log, stderr=subprocess.STDOUT),
+    ):
         yield S3Endpoint(port=port)
-    finally:
-        _stop(process)
-        log.close()
 
 
 NGINX_CONF = """
@@ -317,19 +331,67 @@ def nginx_server(root: Path, upstream_ports: list[int]) -> Iterator[LoadBalancer
     if os.geteuid() == 0:  # workers would run as nobody, who cannot enter pytest's tmp folders
         text = "user root;\n" + text
     conf.write_text(text)
-    process = subprocess.Popen(
-        [str(binary), "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "stderr.log").open("wb"),
-        start_new_session=True,
-    )
-    try:
-        _wait_for_port(port, process, "nginx")
+    command = [str(binary), "-p", str(root), "-c", str(conf), "-g", "daemon off;"]
+    with (
+        (root / "stderr.log").open("wb") as log,
+        _listening(command, port, "nginx", stdout=subprocess.DEVNULL, stderr=log),
+    ):
         yield LoadBalancer(port=port)
-    finally:
-        _stop(process)
 
 
 def remove_tree(path: Path) -> None:
     """Remove a folder of servers' logs and state, whoever owns its files."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _redis() -> Path | None:
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return Path(found) if Path(found).exists() else None
+
+
+@dataclass
+class Redis:
+    """A running Redis server (the Celery broker of the scaled-out orchestration):
+    ``url`` (``redis://127.0.0.1:PORT/0``) and ``restart``."""
+
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _start(self) -> None:
+        command = [str(_redis()), "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.data_dir), "--save", "", "--appendonly", "no"]
+        log = (self.data_dir / "redis.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self.process, "redis-server")
+
+    def restart(self, down_s: float) -> None:
+        """Stop the server (queued messages are lost, as on a broker host's crash without
+        persistence), stay down ``down_s`` seconds, start it again on the same port."""
+        _stop(self.process)
+        time.sleep(down_s)
+        self._start()
+
+
+@contextlib.contextmanager
+def redis_server(root: Path) -> Iterator[Redis]:
+    """Start Debian's ``redis-server`` on a free loopback port (no persistence), in
+    ``root/redis``; stop it after.
+
+    Raises:
+        RuntimeError: the binary is missing (``missing_server``) or it did not start.
+    """
+    if _redis() is None:
+        raise RuntimeError(missing_server("redis"))
+    data_dir = root / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = Redis(port=free_port(), data_dir=data_dir, process=None)  # type: ignore[arg-type]
+    server._start()
+    try:
+        yield server
+    finally:
+        _stop(server.process)
