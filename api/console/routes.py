@@ -11,12 +11,15 @@ routes they call check the role again.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 
 from api.auth import Principal
 from api.console import filters, models_view, schemas, views
@@ -29,8 +32,6 @@ from api.deps import (
     SettingsDep,
     StoreDep,
 )
-from api.settings import ApiSettings
-from edgeloop.store import AnyStore
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -148,128 +149,6 @@ def console_page(request: Request, panel: PanelName, settings: SettingsDep) -> H
     )
 
 
-# --- fragments --------------------------------------------------------------------------------
-
-
-def _fragment(request: Request, name: str, principal: Principal, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        f"fragments/{name}.html",
-        {"is_admin": _is_admin(principal), "principal": principal, **context},
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-@fragments.get("/fleet/fragment", response_class=HTMLResponse)
-def fleet_fragment(
-    request: Request, principal: CurrentPrincipal, store: StoreDep, registry: RegistryDep
-) -> HTMLResponse:
-    """The fleet table (HTML)."""
-    return _fragment(
-        request, "fleet", principal, data=views.fleet(store, model_name=registry.model_name)
-    )
-
-
-@fragments.get("/analytics/fragment", response_class=HTMLResponse)
-def analytics_fragment(
-    request: Request,
-    principal: CurrentPrincipal,
-    store: StoreDep,
-    range_name: RangeQuery = "1h",
-    camera_id: CameraQuery = None,
-) -> HTMLResponse:
-    """Per-camera summary and class mix over the range (HTML)."""
-    data = views.analytics_panel(store, range_name=range_name, camera_id=camera_id, charts=False)
-    return _fragment(request, "analytics", principal, data=data)
-
-
-@fragments.get("/drift/fragment", response_class=HTMLResponse)
-def drift_fragment(
-    request: Request,
-    principal: CurrentPrincipal,
-    store: StoreDep,
-    settings: SettingsDep,
-    range_name: DriftRangeQuery = "7d",
-    camera_id: CameraQuery = None,
-) -> HTMLResponse:
-    """The newest drift report per camera with its p-values and report link (HTML)."""
-    data = views.drift_panel(store, settings, range_name=range_name, camera_id=camera_id)
-    return _fragment(request, "drift", principal, data=data)
-
-
-@fragments.get("/queue/fragment", response_class=HTMLResponse)
-def queue_fragment(request: Request, principal: CurrentPrincipal, store: StoreDep) -> HTMLResponse:
-    """Queue sizes, the oldest item and labeler throughput (HTML)."""
-    return _fragment(request, "queue", principal, data=views.queue_panel(store))
-
-
-@fragments.get("/retraining/fragment", response_class=HTMLResponse)
-def retraining_fragment(
-    request: Request, principal: CurrentPrincipal, store: StoreDep, settings: SettingsDep
-) -> HTMLResponse:
-    """Retrain conditions, events and training runs; the trigger for admins (HTML)."""
-    return _fragment(request, "retraining", principal, data=views.retraining_panel(store, settings))
-
-
-@fragments.get("/models/fragment", response_class=HTMLResponse)
-def models_fragment(
-    request: Request,
-    principal: CurrentPrincipal,
-    store: StoreDep,
-    settings: SettingsDep,
-    registry: RegistryDep,
-) -> HTMLResponse:
-    """Versions, alias history and cameras; promote / roll back for admins (HTML)."""
-    data = models_view.models_panel(store, settings, registry)
-    return _fragment(request, "models", principal, data=data)
-
-
-@fragments.get("/inspections/fragment", response_class=HTMLResponse)
-def inspections_fragment(
-    request: Request,
-    principal: CurrentPrincipal,
-    store: StoreDep,
-    settings: SettingsDep,
-    camera_id: CameraQuery = None,
-    band: BandQuery = None,
-    include_no_image: NoImageQuery = False,
-    limit: LimitQuery = 24,
-    offset: OffsetQuery = 0,
-) -> HTMLResponse:
-    """One page of detections with frame thumbnails and boxes (HTML)."""
-    data = _inspections(store, settings, camera_id, band, include_no_image, limit, offset)
-    params = {"camera_id": camera_id, "band": band, "include_no_image": include_no_image}
-    return _fragment(request, "inspections", principal, data=data, params=params)
-
-
-def _inspections(
-    store: AnyStore,
-    settings: ApiSettings,
-    camera_id: str | None,
-    band: schemas.InspectionBand | None,
-    include_no_image: bool,
-    limit: int,
-    offset: int,
-) -> schemas.InspectionsPublic:
-    return views.inspections_panel(
-        store,
-        camera_id=camera_id,
-        band=band,
-        uncertainty_band=(settings.loop.uncertainty_low, settings.loop.uncertainty_high),
-        with_jpeg_only=not include_no_image,
-        limit=limit,
-        offset=offset,
-    )
-
-
-@fragments.get("/settings/fragment", response_class=HTMLResponse)
-def settings_fragment(
-    request: Request, principal: CurrentPrincipal, settings: SettingsDep
-) -> HTMLResponse:
-    """The effective configuration with each value's source (HTML)."""
-    return _fragment(request, "settings", principal, data=effective_settings(settings))
-
-
 # --- JSON data --------------------------------------------------------------------------------
 
 
@@ -289,12 +168,23 @@ def read_fleet(
     return views.fleet(store, model_name=registry.model_name)
 
 
+def _analytics(
+    store: StoreDep, range_name: RangeQuery = "1h", camera_id: CameraQuery = None
+) -> Callable[..., schemas.AnalyticsPublic]:
+    """``views.analytics_panel`` over the asked range and camera, to call with the parts it
+    may leave out (``tables``, ``charts``): the JSON route and the fragment want different ones."""
+    return functools.partial(
+        views.analytics_panel, store, range_name=range_name, camera_id=camera_id
+    )
+
+
+AnalyticsDep = Annotated[Callable[..., schemas.AnalyticsPublic], Depends(_analytics)]
+
+
 @data_router.get("/analytics", response_model=schemas.AnalyticsPublic)
 def read_analytics(
     _principal: CurrentPrincipal,
-    store: StoreDep,
-    range_name: RangeQuery = "1h",
-    camera_id: CameraQuery = None,
+    analytics: AnalyticsDep,
     part: Annotated[
         Literal["all", "charts"],
         Query(description="charts: only the series and histogram (summary, class mix empty)."),
@@ -303,9 +193,7 @@ def read_analytics(
     """Over the range ending now: per camera detections per minute, defect rate (share of
     frames with a detection) and uncertain share per bucket; confidence histogram (20 bins
     over [0, 1]) and class mix."""
-    return views.analytics_panel(
-        store, range_name=range_name, camera_id=camera_id, tables=part == "all"
-    )
+    return analytics(tables=part == "all")
 
 
 @data_router.get("/drift", response_model=schemas.DriftPublic)
@@ -359,7 +247,15 @@ def read_inspections(
 ) -> schemas.InspectionsPublic:
     """Detections, newest capture first, one page; ``count`` over all pages. By default only
     detections whose frame has a stored JPEG."""
-    return _inspections(store, settings, camera_id, band, include_no_image, limit, offset)
+    return views.inspections_panel(
+        store,
+        camera_id=camera_id,
+        band=band,
+        uncertainty_band=(settings.loop.uncertainty_low, settings.loop.uncertainty_high),
+        with_jpeg_only=not include_no_image,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @data_router.get("/settings", response_model=schemas.SettingsPublic)
@@ -368,3 +264,86 @@ def read_console_settings(
 ) -> schemas.SettingsPublic:
     """Every loop and API setting with its effective value and source; no secrets."""
     return effective_settings(settings)
+
+
+# --- fragments --------------------------------------------------------------------------------
+# A panel's fragment renders what its JSON route returns (the route is the fragment's
+# dependency, so both take the same query parameters), except the analytics fragment,
+# which leaves the chart series to the JSON route.
+
+
+def _fragment(request: Request, name: str, principal: Principal, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        f"fragments/{name}.html",
+        {"is_admin": _is_admin(principal), "principal": principal, **context},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _add_fragment(panel: str, read: Callable[..., BaseModel], description: str) -> None:
+    """Route ``/console/<panel>/fragment``: ``read``'s answer rendered as HTML."""
+
+    # A default, not an ``Annotated`` dependency: annotations are strings here, and FastAPI
+    # resolves them in the module, where ``read`` is not.
+    read_data = Depends(read)
+
+    def fragment(
+        request: Request, principal: CurrentPrincipal, data: BaseModel = read_data
+    ) -> HTMLResponse:
+        return _fragment(request, panel, principal, data=data)
+
+    fragments.add_api_route(
+        f"/{panel}/fragment",
+        fragment,
+        response_class=HTMLResponse,
+        name=f"{panel}_fragment",
+        description=description,
+    )
+
+
+_add_fragment("fleet", read_fleet, "The fleet table (HTML).")
+_add_fragment(
+    "drift",
+    read_drift_history,
+    "The newest drift report per camera with its p-values and report link (HTML).",
+)
+_add_fragment("queue", read_queue, "Queue sizes, the oldest item and labeler throughput (HTML).")
+_add_fragment(
+    "retraining",
+    read_retraining,
+    "Retrain conditions, events and training runs; the trigger for admins (HTML).",
+)
+_add_fragment(
+    "models",
+    read_models,
+    "Versions, alias history and cameras; promote / roll back for admins (HTML).",
+)
+_add_fragment(
+    "settings",
+    read_console_settings,
+    "The effective configuration with each value's source (HTML).",
+)
+
+
+@fragments.get("/analytics/fragment", response_class=HTMLResponse)
+def analytics_fragment(
+    request: Request, principal: CurrentPrincipal, analytics: AnalyticsDep
+) -> HTMLResponse:
+    """Per-camera summary and class mix over the range (HTML)."""
+    return _fragment(request, "analytics", principal, data=analytics(charts=False))
+
+
+@fragments.get("/inspections/fragment", response_class=HTMLResponse)
+def inspections_fragment(
+    request: Request,
+    principal: CurrentPrincipal,
+    data: Annotated[schemas.InspectionsPublic, Depends(read_inspections)],
+) -> HTMLResponse:
+    """One page of detections with frame thumbnails and boxes (HTML)."""
+    params = {
+        "camera_id": request.query_params.get("camera_id"),
+        "band": data.band,
+        "include_no_image": not data.with_jpeg_only,
+    }
+    return _fragment(request, "inspections", principal, data=data, params=params)
