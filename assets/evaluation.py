@@ -10,7 +10,11 @@ otherwise), three ways:
 2. a paired bootstrap over the held-out images: a confidence interval for the
    candidate-minus-production difference of each gate metric (``assets.heldout``);
 3. corrections learned and regressions against the reviewers' changes to production's
-   proposals, at the deployment confidence (``assets.corrections``).
+   proposals, at the deployment confidence (``assets.corrections``);
+4. with ``EvaluationConfig.int8`` on: the candidate's int8 edge model (statically
+   quantised, calibrated on training frames) against the candidate's fp32 ONNX, on the
+   same held-out images with the same paired bootstrap; registered as a version of its
+   own (``assets.quantize``), shipped only when ``model_promotion``'s bound allows.
 
 The numbers go on the candidate's MLflow run (``heldout_<metric>``, production's as
 ``production_heldout_<metric>``, the rest as metrics and ``evaluation/heldout.json``) and
@@ -42,6 +46,7 @@ from assets.heldout import (
     group_ap,
     paired_bootstrap,
 )
+from assets.quantize import DEFAULT_CALIBRATION_FRAMES, int8_candidate
 from assets.resources import MlflowResource, StoreResource
 from assets.tracking import production_files
 from assets.training import CandidateModel
@@ -92,6 +97,18 @@ class EvaluationConfig(dg.Config):
     )
     deployment_iou: float = Field(
         DEPLOYMENT_IOU, ge=0, le=1, description="NMS IoU of deployed detections."
+    )
+    int8: bool = Field(
+        False,
+        description="Also quantise the candidate to an int8 edge model and judge it against "
+        "its fp32 ONNX (off by default: ~10 s of calibration and two more held-out "
+        "validations per retrain on 2 CPU cores; a shipped int8 model is a version of its "
+        "own).",
+    )
+    int8_calibration_frames: int = Field(
+        DEFAULT_CALIBRATION_FRAMES,
+        ge=1,
+        description="Training frames the int8 model's activation ranges are calibrated on.",
     )
 
 
@@ -167,6 +184,20 @@ def model_evaluation(
         ),
         candidate_corrections=score_corrections(reviewed, deployed_boxes(cand.deployed)),
         production_corrections=score_corrections(reviewed, deployed_boxes(prod.deployed)),
+        int8=int8_candidate(
+            yolo,
+            candidate_files,
+            dataset,
+            client=client,
+            run_id=candidate.run_id,
+            calibration_frames=config.int8_calibration_frames,
+            work=settings.runs_dir.resolve() / f"int8-{context.run_id}",
+            resamples=config.bootstrap_resamples,
+            seed=config.bootstrap_seed,
+            confidence=config.confidence,
+        )
+        if config.int8
+        else None,
     )
     log_evaluation(client, settings.model_name, evaluation)
     primary = evaluation.gain("mAP50-95")

@@ -117,6 +117,59 @@ def evaluation_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
         metadata[f"gain/{name}"] = gain.label()
         metadata[f"gain/{name}/low"] = gain.low
         metadata[f"gain/{name}/high"] = gain.high
+    if evaluation.int8 is not None:
+        metadata |= int8_metadata(evaluation)
+    return metadata
+
+
+def int8_md(evaluation: ModelEvaluation) -> str:
+    """The int8 edge model against the fp32 ONNX it came from, with intervals and n."""
+    if evaluation.int8 is None:
+        return ""
+    int8, judged = evaluation.int8, evaluation.int8.judgement
+    fp32, q = judged.fp32_metrics.as_dict(), judged.int8_metrics.as_dict()
+    confidence = next(iter(judged.gains.values())).confidence if judged.gains else 0.95
+    return md_table(
+        [
+            "metric",
+            f"fp32 ONNX v{int8.parent_version}",
+            f"int8 v{int8.version}",
+            f"Δ [{confidence:.0%} interval]",
+            "n",
+        ],
+        [
+            (
+                name,
+                fp32[name],
+                q[name],
+                judged.gains[name].label()
+                if name in judged.gains
+                else f"{q[name] - fp32[name]:+.3f}",
+                f"{judged.val_images} images",
+            )
+            for name in fp32
+        ],
+    )
+
+
+def int8_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
+    """``int8/...`` metadata: the version, the table, each gain with its bounds, timings."""
+    if evaluation.int8 is None:
+        return {}
+    judged = evaluation.int8.judgement
+    metadata: dict[str, Any] = {
+        "int8": dg.MetadataValue.md(int8_md(evaluation)),
+        "int8/version": evaluation.int8.version,
+        "int8/calibration_frames": judged.quantized.calibration_frames,
+        "int8/quantize_s": round(judged.quantized.quantize_s, 1),
+        "int8/eval_s": round(judged.eval_s, 1),
+    }
+    for name, gain in judged.gains.items():
+        metadata |= {
+            f"int8/gain/{name}": gain.label(),
+            f"int8/gain/{name}/low": gain.low,
+            f"int8/gain/{name}/high": gain.high,
+        }
     return metadata
 
 
@@ -148,6 +201,16 @@ def evaluation_record(evaluation: ModelEvaluation) -> dict[str, Any]:
         "per_camera": [asdict(row) for row in evaluation.camera_ap],
         "candidate_corrections": evaluation.candidate_corrections.as_dict(),
         "production_corrections": evaluation.production_corrections.as_dict(),
+        "int8": None
+        if evaluation.int8 is None
+        else {
+            "version": evaluation.int8.version,
+            "quantized_from": evaluation.int8.parent_version,
+            "fp32_onnx": evaluation.int8.judgement.fp32_metrics.as_dict(),
+            "int8": evaluation.int8.judgement.int8_metrics.as_dict(),
+            "gains": {n: g.as_dict() for n, g in evaluation.int8.judgement.gains.items()},
+            "calibration_frames": evaluation.int8.judgement.quantized.calibration_frames,
+        },
     }
 
 
@@ -193,5 +256,7 @@ def log_evaluation(client: MlflowClient, model_name: str, evaluation: ModelEvalu
         "regressions": evaluation.candidate_corrections.regressions.label(),
         "box_regressions": evaluation.candidate_corrections.box_regressions.label(),
     }
+    if evaluation.int8 is not None:
+        version_tags["int8_version"] = evaluation.int8.version
     for key, value in version_tags.items():
         client.set_model_version_tag(model_name, candidate.version, key, value)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from assets.corrections import CorrectionScore
     from assets.heldout import GainInterval, GroupAP
+    from assets.quantize import Int8Candidate
     from assets.training import CandidateModel
     from assets.yolo import HeldoutMetrics
 
@@ -32,6 +33,8 @@ class ModelEvaluation:
         candidate_corrections / production_corrections: corrections learned and
             regressions at the deployment confidence (production's: its re-run, the
             reference; its own logged proposals score 0 by construction).
+        int8: the candidate's int8 edge model and its judgement against the candidate's
+            fp32 ONNX (``assets.quantize``), or None when ``EvaluationConfig.int8`` is off.
     """
 
     candidate: CandidateModel
@@ -46,6 +49,7 @@ class ModelEvaluation:
     camera_ap: Sequence[GroupAP]
     candidate_corrections: CorrectionScore
     production_corrections: CorrectionScore
+    int8: Int8Candidate | None = None
 
     def gain(self, metric: str) -> GainInterval:
         """The interval of ``metric`` (``mAP50-95`` or ``mAP50``).

@@ -20,7 +20,17 @@ regression share on the frames reviewers accepted unchanged.
    candidate that localises better (mAP50-95) but plausibly misses or confuses more
    objects (mAP50) is staged, not sent to the cameras.
 
-Otherwise no alias moves and production is kept. Bounds are compared with a margin of
+Otherwise no alias moves and production is kept.
+
+4. **int8 on the cameras** (``int8_decision``; only when ``model_evaluation`` made an int8
+   edge model, ``EvaluationConfig.int8``): when the candidate is auto-promoted,
+   ``production`` goes to its int8 version instead (``staging`` to the fp32 candidate)
+   if n >= ``min_heldout_images`` and the lower bound of the int8-minus-fp32 mAP50-95
+   interval is at least ``-int8_max_map_loss`` (default 0.02: two points of mAP50-95,
+   the same size as the mAP50 guard; a one-sided bound at the interval's confidence on
+   what quantisation may cost). Otherwise the fp32 candidate ships and the reason says why.
+
+Bounds are compared with a margin of
 ``TIE_EPS``. Sources: the percentile interval (Efron & Tibshirani 1993, "An Introduction
 to the Bootstrap", ch. 13); paired bootstrap resampling to compare two systems on one
 test set (Koehn 2004, "Statistical significance tests for machine translation
@@ -46,6 +56,7 @@ from assets.corrections import Share
 from assets.evaluation_report import comparison_md
 from assets.evaluation_result import ModelEvaluation
 from assets.heldout import GainInterval
+from assets.quantize import Int8Candidate
 from assets.resources import MlflowResource, StoreResource
 from edgeloop.registry import PRODUCTION, STAGING, alias_version, move_alias
 from edgeloop.store import retraining
@@ -59,6 +70,9 @@ DEFAULT_MAX_REGRESSION_SHARE = 0.10
 """staging refuses a candidate that breaks more than this share of accepted-unchanged frames."""
 DEFAULT_MAX_MAP50_DROP = 0.02
 """Auto-promotion refuses a candidate whose mAP50 gain interval reaches below -0.02."""
+DEFAULT_INT8_MAX_MAP_LOSS = 0.02
+"""The int8 model ships only when its mAP50-95 loss against its fp32 parent is bounded by
+0.02 at the interval's confidence (edgeloop's choice, as ``DEFAULT_MAX_MAP50_DROP``)."""
 ACTOR = "dagster:model_promotion"
 TIE_EPS = 1e-4
 """Bounds within this of a threshold are ties: below the 4 decimals metrics are shown
@@ -202,6 +216,42 @@ def promotion_decision(
     )
 
 
+@dataclass(frozen=True)
+class Int8Decision:
+    """Whether the int8 edge model goes to the cameras instead of its fp32 parent."""
+
+    ship: bool
+    reason: str
+
+
+def int8_decision(
+    int8: Int8Candidate | None,
+    *,
+    min_heldout_images: int = DEFAULT_MIN_HELDOUT_IMAGES,
+    max_map_loss: float = DEFAULT_INT8_MAX_MAP_LOSS,
+) -> Int8Decision:
+    """Rule 4 of the module docstring: ship int8 only when the lower bound of its
+    int8-minus-fp32 mAP50-95 interval (paired bootstrap on n held-out images) is at least
+    ``-max_map_loss`` (a tie within ``TIE_EPS`` passes) and n >= ``min_heldout_images``.
+
+    Args:
+        int8: the int8 version and its judgement, or None (no int8 model was made).
+        max_map_loss: the largest mAP50-95 loss, in [0, 1], quantisation may cost.
+    """
+    if int8 is None:
+        return Int8Decision(False, "no int8 model (model_evaluation's int8 is off)")
+    judged = int8.judgement
+    gain, n = judged.gains["mAP50-95"], judged.val_images
+    what = f"int8 v{int8.version} vs fp32 v{int8.parent_version}: mAP50-95 {gain.label()}"
+    if n < min_heldout_images:
+        return Int8Decision(False, f"{what}; n={n} < {min_heldout_images}: fp32 ships")
+    if not (math.isfinite(gain.low) and gain.low >= -max_map_loss - TIE_EPS):
+        return Int8Decision(
+            False, f"{what}; lower bound {gain.low:+.4f} < -{max_map_loss:.4f}: fp32 ships"
+        )
+    return Int8Decision(True, f"{what}; lower bound {gain.low:+.4f} >= -{max_map_loss:.4f}")
+
+
 class PromotionConfig(dg.Config):
     """The promotion policy's knobs (``EDGELOOP_PIPELINES_MODEL_PROMOTION__*`` set retrain_job's)."""
 
@@ -230,9 +280,26 @@ class PromotionConfig(dg.Config):
         description="Auto-promotion refuses a mAP50 gain interval reaching below minus this.",
     )
 
+    int8_max_map_loss: float = Field(
+        DEFAULT_INT8_MAX_MAP_LOSS,
+        ge=0,
+        le=1,
+        description="An int8 edge model replaces its fp32 parent on the cameras only when "
+        "its int8-minus-fp32 mAP50-95 interval's lower bound is at least minus this.",
+    )
+
     def decide(self, evaluation: ModelEvaluation) -> PromotionDecision:
         """``promotion_decision`` on ``evaluation``'s evidence with these knobs."""
-        return promotion_decision(PromotionEvidence.of(evaluation), **self.model_dump())
+        knobs = self.model_dump(exclude={"int8_max_map_loss"})
+        return promotion_decision(PromotionEvidence.of(evaluation), **knobs)
+
+    def decide_int8(self, evaluation: ModelEvaluation) -> Int8Decision:
+        """``int8_decision`` on ``evaluation``'s int8 model with these knobs."""
+        return int8_decision(
+            evaluation.int8,
+            min_heldout_images=self.min_heldout_images,
+            max_map_loss=self.int8_max_map_loss,
+        )
 
 
 @dg.asset(group_name="registry", kinds={"mlflow"})
@@ -251,7 +318,9 @@ def model_promotion(
     candidate = evaluation.candidate
     current = alias_version(client, name, PRODUCTION)
     current_version = str(current.version) if current is not None else None
-    if current_version not in (evaluation.production_version, candidate.version):
+    int8 = config.decide_int8(evaluation)
+    int8_version = evaluation.int8.version if evaluation.int8 is not None else None
+    if current_version not in (evaluation.production_version, candidate.version, int8_version):
         raise dg.Failure(
             description=(
                 f"production moved to v{current_version} after the evaluation compared "
@@ -261,6 +330,8 @@ def model_promotion(
         )
     evidence = PromotionEvidence.of(evaluation)
     decision = config.decide(evaluation)
+    # What production moves to: the int8 model when it is within its bound (rule 4).
+    shipped = int8_version if int8.ship and int8_version is not None else candidate.version
     metrics = {
         "candidate_version": candidate.version,
         "production_version": evaluation.production_version,
@@ -272,12 +343,17 @@ def model_promotion(
         "evidence": evidence.as_dict(),
         "verdict": decision.verdict,
         "policy": config.model_dump(),
+        "int8": int8.reason,
     }
     moved: list[str] = []
-    if current_version == candidate.version:
-        outcome = f"v{candidate.version} already is production; nothing moved"
+    if current_version in (candidate.version, int8_version):
+        outcome = f"v{current_version} already is production; nothing moved"
     else:
-        for alias, wanted in ((STAGING, decision.staging), (PRODUCTION, decision.production)):
+        targets = [
+            (STAGING, decision.staging, candidate.version),
+            (PRODUCTION, decision.production, shipped),
+        ]
+        for alias, wanted, version in targets:
             if not wanted:
                 continue
             move_alias(
@@ -285,14 +361,20 @@ def model_promotion(
                 store.store(),
                 model_name=name,
                 alias=alias,
-                version=candidate.version,
+                version=version,
                 actor=ACTOR,
-                reason=decision.reason,
+                reason=decision.reason
+                + (f"; {int8.reason}" if alias == PRODUCTION and evaluation.int8 else ""),
                 action="promote",
                 metrics=metrics,
             )
             moved.append(alias)
-        if PRODUCTION in moved:
+        if PRODUCTION in moved and shipped != candidate.version:
+            outcome = (
+                f"promoted v{candidate.version} to production as its int8 edge model "
+                f"v{shipped} (was v{current_version})"
+            )
+        elif PRODUCTION in moved:
             outcome = f"promoted v{candidate.version} to production (was v{current_version})"
         elif STAGING in moved:
             outcome = (
@@ -329,5 +411,7 @@ def model_promotion(
         "evidence": dg.MetadataValue.json(evidence.as_dict()),
         "policy": dg.MetadataValue.json(config.model_dump()),
         "comparison": dg.MetadataValue.md(comparison_md(evaluation)),
+        "int8": int8.reason,
+        "int8_shipped": PRODUCTION in moved and shipped != candidate.version,
     }
     return dg.MaterializeResult(metadata=metadata)

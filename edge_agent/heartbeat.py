@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 import httpx
 
-from edgeloop.wire import AgentHeartbeat
+from edge_agent.detectors import Detector, OnnxDetector
+from edgeloop.wire import AgentHeartbeat, records
 
 logger = logging.getLogger(__name__)
 
@@ -185,3 +186,14 @@ class HeartbeatSender(threading.Thread):
                 time.monotonic() - self._failing_since,
             )
             self._failing_since = None
+
+
+def detector_precision(detector: Detector) -> records.ModelPrecision | None:
+    """The numeric precision of the ONNX model ``detector`` runs (``fp32``, ``fp16``,
+    ``int8``: ``edgeloop.wire.records.model_precision``), or None for other backends."""
+    if not isinstance(detector, OnnxDetector):
+        return None
+    session = detector.session
+    return records.model_precision(
+        session.get_modelmeta().custom_metadata_map, session.get_inputs()[0].type
+    )

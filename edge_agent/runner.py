@@ -48,7 +48,7 @@ import httpx
 
 from edge_agent.capture import Frame, FrameSource, ReconnectPolicy, open_source
 from edge_agent.detectors import Detector, OnnxDetector, load_detector
-from edge_agent.heartbeat import HeartbeatSender, RecentFrames, agent_version
+from edge_agent.heartbeat import HeartbeatSender, RecentFrames, agent_version, detector_precision
 from edge_agent.jpeg import encode_jpeg, fit_jpeg
 from edge_agent.model_sync import ModelFile, ModelSync, resolve_model
 from edge_agent.quality import frame_quality
@@ -57,7 +57,7 @@ from edge_agent.settings import AgentSettings
 from edge_agent.shipper import Shipper, ShipWorker, make_client
 from edge_agent.spool import Spool
 from edge_agent.uncertainty import BAND_LOCAL_OVERRIDE, UncertaintyBand, uncertainty_band
-from edgeloop.wire import AgentHeartbeat, AnyIngestBatch, FrameRecord, encode_columnar
+from edgeloop.wire import AgentHeartbeat, AnyIngestBatch, FrameRecord, encode_columnar, records
 
 __all__ = ["AgentRunner", "encode_jpeg", "frame_key", "load_detector", "run_agent"]
 
@@ -103,6 +103,8 @@ class AgentRunner:
         self._swap_lock = threading.Lock()
         self._stop = threading.Event()
         self.report = AgentReport()
+        self.model_precision: records.ModelPrecision | None = None
+        """Precision of the model processing frames (its heartbeat's ``model_precision``)."""
         self.shipper: Shipper | None = None
         self.source: FrameSource | None = None
         self.spool: Spool | None = None
@@ -142,6 +144,7 @@ class AgentRunner:
             inference_ms_p50=p50,
             inference_ms_p95=p95,
             execution_provider=self.report.execution_provider,
+            model_precision=self.model_precision,
             spool_batches=batches,
             spool_bytes=nbytes,
             spool_dropped_batches=spool.dropped_batches if spool is not None else 0,
@@ -281,6 +284,7 @@ class AgentRunner:
             watcher.start()
         report = self.report
         report.set_model(detector.version, band, detector.execution_provider)
+        self.model_precision = detector_precision(detector)
         stats = LatencyStats()
         batch: list[FrameRecord] = []
         batch_started = 0.0
@@ -295,6 +299,7 @@ class AgentRunner:
                         report.set_model(
                             detector.version, self._next_band, detector.execution_provider
                         )
+                        self.model_precision = detector_precision(detector)
                 record = self._process_guarded(frame, detector, stats)
                 if record is not None:
                     if not batch:

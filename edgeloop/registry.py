@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "edgeloop"
 MODEL_ARTIFACT_DIR = "model"
+INT8_ARTIFACT_DIR = "model-int8"
+"""The candidate run's folder holding its int8 edge model (``assets.quantize``): the same
+``best.pt``, an int8 ``best.onnx``, ``model.json`` with ``"precision": "int8"``."""
+PRECISION_TAG = "precision"
+"""Version tag: the numeric precision of the version's ONNX (``fp32``, ``int8``); a
+version without it is fp32 (an ultralytics export)."""
+QUANTIZED_FROM_TAG = "quantized_from"
+"""Version tag of an int8 version: the fp32 version it was quantised from."""
 PRODUCTION = "production"
 STAGING = "staging"
 HELDOUT_KEYS = ("mAP50", "mAP50-95", "precision", "recall")
@@ -68,6 +76,7 @@ class ModelFiles:
     class_names: list[str]
     imgsz: int
     onnx_sha256: str
+    precision: str = "fp32"
 
 
 def mlflow_client(settings: LoopSettings) -> MlflowClient:
@@ -103,9 +112,16 @@ def ensure_experiment(client: MlflowClient, settings: LoopSettings) -> str:
 
 
 def write_model_dir(
-    target: Path, *, pt_path: Path, onnx_path: Path, class_names: list[str], imgsz: int
+    target: Path,
+    *,
+    pt_path: Path,
+    onnx_path: Path,
+    class_names: list[str],
+    imgsz: int,
+    precision: str = "fp32",
 ) -> Path:
-    """Lay out a model folder (``best.pt``, ``best.onnx``, ``model.json``) ready to log."""
+    """Lay out a model folder (``best.pt``, ``best.onnx``, ``model.json``) ready to log;
+    ``precision`` is the ONNX's (``fp32``, or ``int8`` for ``assets.quantize``'s)."""
     target.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(pt_path, target / "best.pt")
     shutil.copyfile(onnx_path, target / "best.onnx")
@@ -114,6 +130,7 @@ def write_model_dir(
         "imgsz": imgsz,
         "onnx_sha256": sha256_file(target / "best.onnx"),
         "pt_sha256": sha256_file(target / "best.pt"),
+        "precision": precision,
     }
     (target / "model.json").write_text(json.dumps(meta, indent=2))
     return target
@@ -126,8 +143,10 @@ def register_model_version(
     run_id: str,
     description: str,
     tags: dict[str, str] | None = None,
+    artifact_dir: str = MODEL_ARTIFACT_DIR,
 ) -> ModelVersion:
-    """Register the ``model/`` artifact folder of ``run_id`` as a new version of ``model_name``.
+    """Register the ``artifact_dir`` folder of ``run_id`` (``model/``; ``model-int8/`` for
+    an int8 edge model) as a new version of ``model_name``.
 
     ``mlflow.register_model`` refuses a plain artifact folder (it wants an MLflow Model),
     so this uses ``create_model_version`` with the folder as source (see DESIGN.md).
@@ -141,7 +160,7 @@ def register_model_version(
             model_name, description="edgeloop detector: ultralytics YOLO weights + ONNX for agents"
         )
     run = client.get_run(run_id)
-    source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}"
+    source = f"{run.info.artifact_uri}/{artifact_dir}"
     return client.create_model_version(
         model_name, source=source, run_id=run_id, description=description, tags=tags or {}
     )
@@ -249,6 +268,7 @@ def model_files(
         class_names=list(meta["class_names"]),
         imgsz=int(meta["imgsz"]),
         onnx_sha256=str(meta["onnx_sha256"]),
+        precision=str(meta.get("precision", "fp32")),
     )
 
 

@@ -58,6 +58,9 @@ class FleetCameraPublic(BaseModel):
     execution_provider: str | None = Field(
         description="The ONNX Runtime execution provider from the heartbeat (CUDA, CPU, ...)."
     )
+    model_precision: str | None = Field(
+        None, description="Precision of the model it runs, from the heartbeat (fp32, int8)."
+    )
     is_production: bool
     last_frame_at: datetime | None
 

@@ -118,6 +118,7 @@ def fleet(store: AnyStore, *, model_name: str, now: datetime | None = None) -> s
                 spool_dropped_batches=beat["spool_dropped_batches"] if beat else None,
                 model_version=version,
                 execution_provider=beat["execution_provider"] if beat else None,
+                model_precision=beat["model_precision"] if beat else None,
                 is_production=version is not None and version == production,
                 last_frame_at=last["captured_at"] if last else None,
             )

@@ -35,9 +35,10 @@ COLUMNS = (
     "spool_bytes",
     "spool_dropped_batches",
     "execution_provider",
+    "model_precision",
 )
-"""The table's columns: those of its ``CREATE`` (``edgeloop.store.schema``, v3) and
-``execution_provider`` (v8)."""
+"""The table's columns: those of its ``CREATE`` (``edgeloop.store.schema``, v3),
+``execution_provider`` (v8) and ``model_precision`` (v9)."""
 
 _UPSERT_SQL = f"""
 INSERT INTO agent_heartbeats ({", ".join(COLUMNS)})

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 TABLES = (
@@ -390,6 +390,10 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     # The accelerator each agent runs on, from its heartbeat (issue 17).
     8: [
         "ALTER TABLE agent_heartbeats ADD COLUMN IF NOT EXISTS execution_provider VARCHAR",
+    ],
+    # The numeric precision of the model each agent runs (fp32, int8), from its heartbeat.
+    9: [
+        "ALTER TABLE agent_heartbeats ADD COLUMN IF NOT EXISTS model_precision VARCHAR",
     ],
 }
 

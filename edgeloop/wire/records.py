@@ -42,6 +42,32 @@ MAX_QUALITY_STAT = 1e12
 Laplacian variance of an 8-bit image is below (8 * 255)^2 ≈ 4.2e6, so 1e12 only refuses
 garbage."""
 
+MODEL_PRECISION_KEY = "edgeloop_precision"
+"""ONNX metadata key (``metadata_props``) naming a quantised model's numeric precision:
+``assets.quantize`` writes ``"int8"``; an ultralytics export has no such key."""
+ModelPrecision = Literal["fp32", "fp16", "int8"]
+"""The numeric precision of the model an agent runs (``AgentHeartbeat.model_precision``)."""
+_PRECISIONS: dict[str, ModelPrecision] = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
+_INPUT_PRECISION: dict[str, ModelPrecision] = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}
+
+
+def model_precision(metadata: dict[str, str], input_type: str) -> ModelPrecision | None:
+    """The precision of an ONNX model from its metadata and its input's type.
+
+    Args:
+        metadata: the model's ``metadata_props`` (ONNX Runtime:
+            ``session.get_modelmeta().custom_metadata_map``).
+        input_type: its image input's type as ONNX Runtime names it (``tensor(float)``).
+
+    Returns:
+        ``MODEL_PRECISION_KEY``'s value when it names a known precision, else ``fp32`` /
+        ``fp16`` from the input type (an int8 QDQ model takes float input, so only its
+        metadata tells), else None.
+    """
+    named = _PRECISIONS.get(metadata.get(MODEL_PRECISION_KEY, ""))
+    return named or _INPUT_PRECISION.get(input_type)
+
+
 CameraId = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ]
@@ -214,6 +240,13 @@ class AgentHeartbeat(_Strict):
         description=(
             "The ONNX Runtime execution provider inference runs on (CUDAExecutionProvider, "
             "CPUExecutionProvider, ...); null from older agents and non-ONNX backends."
+        ),
+    )
+    model_precision: ModelPrecision | None = Field(
+        None,
+        description=(
+            "Numeric precision of the model it runs (fp32, fp16, int8: an int8 model is "
+            "quantised for the CPU); null from older agents and non-ONNX backends."
         ),
     )
     spool_batches: int = Field(ge=0, le=MAX_INT64, description="Batches waiting in the spool.")
