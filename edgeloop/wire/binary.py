@@ -160,6 +160,18 @@ class _Body(_Strict):
     uncertain: _DetectionArray
 
 
+_AS_VERSION_2 = (
+    "agent_id",
+    "sent_at",
+    "frame_key",
+    "camera_id",
+    "model_version",
+    "jpeg",
+    "class_names",
+)
+"""The fields version 3 holds as version 2 does: all but the numbers, which it types."""
+
+
 @dataclass(frozen=True)
 class IngestBatchBinary:
     """A checked version-3 batch: version 2's content, its numbers as numpy arrays.
@@ -194,13 +206,7 @@ class IngestBatchBinary:
         return IngestBatchColumnar.model_validate(
             {
                 "wire_version": "2",
-                "agent_id": self.agent_id,
-                "sent_at": self.sent_at,
-                "frame_key": self.frame_key,
-                "camera_id": self.camera_id,
-                "model_version": self.model_version,
-                "jpeg": self.jpeg,
-                "class_names": self.class_names,
+                **{name: getattr(self, name) for name in _AS_VERSION_2},
                 "captured_at": [EPOCH + us * MICROSECOND for us in times],
                 **{name: values.tolist() for name, values in named.items()},
             }
@@ -395,12 +401,5 @@ def decode_binary(body: bytes) -> IngestBatchBinary:
     numbers = _from_named(frame_arrays | detection_arrays)
     check_across_arrays(model, checked.frame_key, checked.class_names, numbers)
     return IngestBatchBinary(
-        agent_id=checked.agent_id,
-        sent_at=checked.sent_at,
-        frame_key=checked.frame_key,
-        camera_id=checked.camera_id,
-        model_version=checked.model_version,
-        jpeg=checked.jpeg,
-        class_names=checked.class_names,
-        numbers=numbers,
+        **{name: getattr(checked, name) for name in _AS_VERSION_2}, numbers=numbers
     )
