@@ -27,7 +27,7 @@ import json
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -202,6 +202,12 @@ class DatasetRepo:
         tags = self._git("tag", "--list", "v*").split()
         return sorted((t for t in tags if tag_number(t) > 0), key=tag_number)
 
+    def _pulled_tags(self) -> list[str]:
+        """``_tags`` after pulling the mirror's history (none before the repo exists)."""
+        if self.mirror is not None:
+            self.init()
+        return self._tags() if (self.root / ".git").exists() else []
+
     def manifest_at(self, version: str) -> Manifest:
         """The manifest of ``version`` (read from git, no files touched).
 
@@ -274,19 +280,16 @@ class DatasetRepo:
         known = [previous] if previous else []
         linked = materialise(built.manifest, self.objects_dir, self.dataset_dir, known=known)
         cache_file.write_text(json.dumps(built.hash_cache, separators=(",", ":")))
+        carried = {f.name for f in fields(DatasetBuild)}  # from ManifestBuild: manifest, costs
+        outcome = {f.name: getattr(built, f.name) for f in fields(built) if f.name in carried}
         return DatasetBuild(
             root=self.dataset_dir,
             data_yaml=self.dataset_dir / "data.yaml",
-            manifest=built.manifest,
             manifest_md5=md5_text(text),
             version=version,
             pack=version if built.new_objects else None,
-            missing_images=built.missing_images,
-            new_frames=built.new_frames,
-            new_objects=built.new_objects,
-            bytes_added=built.bytes_added,
-            hashed=built.hashed,
             linked=linked,
+            **outcome,
         )
 
     def commit_version(self, build: DatasetBuild, *, message: str) -> DatasetVersion:
@@ -365,9 +368,8 @@ class DatasetRepo:
         else:  # the copied-folder layout: the md5 DVC recorded for yolo/
             import yaml
 
-            md5 = str(
-                yaml.safe_load(self._git("show", f"{tag}:{DATASET_DIR}.dvc"))["outs"][0]["md5"]
-            )
+            dvc_file = yaml.safe_load(self._git("show", f"{tag}:{DATASET_DIR}.dvc"))
+            md5 = str(dvc_file["outs"][0]["md5"])
         return version_from_summary(
             tag,
             summary,
@@ -383,11 +385,7 @@ class DatasetRepo:
         Raises:
             DatasetRepoError, ObjectStoreUnavailableError: the mirror could not be pulled.
         """
-        if self.mirror is not None:
-            self.init()
-        if not (self.root / ".git").exists():
-            return []
-        return [self._version_at(t) for t in self._tags()]
+        return [self._version_at(t) for t in self._pulled_tags()]
 
     def checkout(
         self, version: str, target: Path | None = None, *, verify: bool = False
@@ -403,9 +401,7 @@ class DatasetRepo:
             DatasetRepoError: no such version, its packs cannot be restored, or ``verify``
                 found a file that differs from the manifest.
         """
-        if self.mirror is not None:
-            self.init()
-        tags = self._tags() if (self.root / ".git").exists() else []
+        tags = self._pulled_tags()
         if version not in tags:
             raise DatasetRepoError(f"no dataset version {version!r} in {self.root}; have {tags}")
         manifest = self.manifest_at(version)
@@ -413,12 +409,10 @@ class DatasetRepo:
         self._ensure_packs(manifest.packs())
         target = self.dataset_dir if target is None else Path(target)
         materialise(manifest, self.objects_dir, target)
-        if verify:
-            bad = verify_materialised(manifest, target)
-            if bad:
-                raise DatasetRepoError(
-                    f"{len(bad)} files of {version} in {target} differ from its manifest: {bad[:5]}"
-                )
+        if verify and (bad := verify_materialised(manifest, target)):
+            raise DatasetRepoError(
+                f"{len(bad)} files of {version} in {target} differ from its manifest: {bad[:5]}"
+            )
         return self._version_at(version, target)
 
 
