@@ -19,6 +19,12 @@ frames, and the medians over ``--repeats`` rounds and their ratio are printed (t
 per-run setup — spool folder, HTTP client, ship thread — is paid once per chunk and
 counted). Target: agent / bare >= 0.85.
 
+With ``--int8`` the run compares precisions instead: the same model statically quantised
+to int8 (``assets.quantize.quantize_int8``, calibrated on ``--calibration-frames`` frames of
+the video taken after the timed ones) against its fp32 self, both through the agent's
+full path, alternating as above. Target: int8 >= 1.0x fp32 frames/s on this CPU (int8 is
+only worth shipping if it is faster; the verdict says so either way).
+
 Needs only data/ and the seed model: when the ONNX file is missing it is exported from
 data/seed/best.pt with ultralytics (here only; the agent itself never imports it).
 """
@@ -51,6 +57,8 @@ DEFAULT_MODEL = REPO / "data" / "seed" / "best.onnx"
 SEED_PT = REPO / "data" / "seed" / "best.pt"
 TARGET_RATIO = 0.85
 """The agent's full per-frame path at >= 0.85x a bare ONNX Runtime loop over the same frames."""
+INT8_TARGET_RATIO = 1.0
+"""``--int8``: the int8 model at >= 1.0x its fp32 parent's frames/s, agent path, same run."""
 
 
 def ensure_model(path: Path) -> Path:
@@ -152,6 +160,57 @@ def per_frame_extras(frames: list[Frame], quality: int = 90) -> dict[str, float]
     return {"quality_ms": (t1 - t0) / n * 1e3, "jpeg_ms": (t2 - t1) / n * 1e3}
 
 
+def int8_comparison(model: Path, frames: list[Frame], args: argparse.Namespace) -> None:
+    """``--int8``: quantise ``model``, then fp32 vs int8 through the agent, alternating."""
+    from assets.quantize import quantize_int8
+    from edgeloop.offline import configure_offline_environment
+
+    configure_offline_environment(REPO / "data" / "ultralytics")
+    with tempfile.TemporaryDirectory() as tmp:
+        calibration = []
+        with open_source(args.video) as source:
+            for i, frame in enumerate(source):
+                if i >= args.frames and (i - args.frames) % 5 == 0:
+                    calibration.append(Path(tmp) / f"{i:05d}.jpg")
+                    cv2.imwrite(str(calibration[-1]), frame.image)
+                if len(calibration) >= args.calibration_frames:
+                    break
+        quantized = quantize_int8(model, Path(tmp) / "int8" / "best.onnx", calibration)
+        print(
+            f"int8: quantised in {quantized.quantize_s:.1f} s on {len(calibration)} frames of "
+            f"{args.video.name} ({quantized.fp32_nodes} decode nodes kept fp32)"
+        )
+        detectors = {"fp32": OnnxDetector(model), "int8": OnnxDetector(quantized.path)}
+        for detector in detectors.values():
+            for f in frames[:3]:
+                detector.detect(f.image)
+        fps: dict[str, list[float]] = {"fp32": [], "int8": []}
+        for r in range(args.repeats):
+            seconds = dict.fromkeys(fps, 0.0)
+            for c, start in enumerate(range(0, len(frames), args.chunk)):
+                chunk = frames[start : start + args.chunk]
+                for side in ("fp32", "int8") if (r + c) % 2 == 0 else ("int8", "fp32"):
+                    state = Path(tmp) / f"{side}-r{r}c{c}"
+                    side_fps, _ = agent_loop(detectors[side], chunk, state, args.batch_frames)
+                    seconds[side] += len(chunk) / side_fps
+            for side in fps:
+                fps[side].append(len(frames) / seconds[side])
+            print(
+                f"  round {r + 1}: fp32 {fps['fp32'][-1]:.2f} frames/s, int8 "
+                f"{fps['int8'][-1]:.2f} frames/s, ratio {fps['int8'][-1] / fps['fp32'][-1]:.3f}"
+            )
+    fp32_fps, int8_fps = statistics.median(fps["fp32"]), statistics.median(fps["int8"])
+    ratio = int8_fps / fp32_fps
+    print(f"edge agent, fp32 model: {fp32_fps:.2f} frames/s (median of {len(fps['fp32'])})")
+    print(f"edge agent, int8 model: {int8_fps:.2f} frames/s (median of {len(fps['int8'])})")
+    print(f"ratio int8 / fp32:      {ratio:.3f}")
+    print(
+        f"TARGET {'met' if ratio >= INT8_TARGET_RATIO else 'NOT met'}: int8 edge model "
+        f"{int8_fps:.2f} frames/s = {ratio:.2f}x its fp32 parent in the same run "
+        f"({fp32_fps:.2f} frames/s) on this CPU; target >= {INT8_TARGET_RATIO}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100, help="frames to decode and process")
@@ -162,6 +221,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds over all the frames")
     parser.add_argument("--chunk", type=int, default=25, help="frames per turn of each side")
     parser.add_argument("--batch-frames", type=int, default=32, help="agent frames per batch")
+    parser.add_argument("--int8", action="store_true", help="int8 vs fp32 instead (docstring)")
+    parser.add_argument(
+        "--calibration-frames", type=int, default=32, help="--int8: frames to calibrate on"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -169,6 +232,9 @@ def main() -> None:
 
     model = ensure_model(args.model)
     frames = decode_frames(args.video, args.frames)
+    if args.int8:
+        int8_comparison(model, frames, args)
+        return
     images = [f.image for f in frames]
     options = ort.SessionOptions()
     options.log_severity_level = 3
