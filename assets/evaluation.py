@@ -101,7 +101,7 @@ class EvaluationConfig(dg.Config):
     int8: bool = Field(
         False,
         description="Also quantise the candidate to an int8 edge model and judge it against "
-        "its fp32 ONNX (off by default: ~10 s of calibration and two more held-out "
+        "its fp32 ONNX (off by default: 8-45 s of calibration and two more held-out "
         "validations per retrain on 2 CPU cores; a shipped int8 model is a version of its "
         "own).",
     )
