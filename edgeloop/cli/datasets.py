@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from edgeloop.cli.common import console, fail
 
 if TYPE_CHECKING:
     from edgeloop.datasets import DatasetRepo
@@ -24,7 +25,6 @@ app = typer.Typer(
     help="Dataset versions (DVC data repo): list them, check one out.",
     no_args_is_help=True,
 )
-console = Console()
 
 
 def _repo() -> DatasetRepo:
@@ -35,18 +35,13 @@ def _repo() -> DatasetRepo:
     return DatasetRepo.from_settings(get_settings())
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code=1)
-
-
 @app.command("list")
 def list_versions() -> None:
     """Every dataset version, oldest first: frames, splits, new frames, bytes added."""
     repo = _repo()
     versions = repo.versions()
     if not versions:
-        _fail(f"no dataset versions in {repo.root} yet: materialize training_dataset first")
+        fail(f"no dataset versions in {repo.root} yet: materialize training_dataset first")
     table = Table(title=f"dataset versions in {repo.root}")
     for column in ("version", "frames", "train", "val", "new frames", "MB added", "label cutoff"):
         table.add_column(
@@ -84,7 +79,7 @@ def checkout(
     try:
         restored = repo.checkout(version, target, verify=verify)
     except DatasetRepoError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     console.print(
         f"[green]{escape(restored.version)}[/] in {escape(str(restored.root))}: "
