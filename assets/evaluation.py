@@ -62,6 +62,7 @@ from assets.yolo import (
 from edgeloop.bootstrap import AGENT_IMGSZ
 from edgeloop.datasets import MANIFEST, DatasetRepo, DatasetVersion, frame_key_of, materialised
 from edgeloop.devices import torch_device
+from edgeloop.orchestration import TRAINING_OP_TAGS
 from edgeloop.registry import model_files
 from edgeloop.store import frames as frames_store
 
@@ -121,7 +122,7 @@ class HeldoutRun:
     deployed: list[FrameDetections]
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "mlflow"})
+@dg.asset(group_name="training", kinds={"pytorch", "mlflow"}, op_tags=TRAINING_OP_TAGS)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,

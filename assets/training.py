@@ -35,7 +35,8 @@ from assets.yolo import (
 )
 from edgeloop.bootstrap import AGENT_IMGSZ
 from edgeloop.datasets import DatasetRepo, DatasetVersion, materialised
-from edgeloop.devices import torch_device
+from edgeloop.devices import executed_on, torch_device
+from edgeloop.orchestration import TRAINING_OP_TAGS
 from edgeloop.registry import ModelFiles, ensure_experiment, model_files
 from edgeloop.store import retraining, training_runs
 
@@ -117,7 +118,7 @@ class TrainingConfig(dg.Config):
         )
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "mlflow"})
+@dg.asset(group_name="training", kinds={"pytorch", "mlflow"}, op_tags=TRAINING_OP_TAGS)
 def detector_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
@@ -148,7 +149,9 @@ def detector_model(
         save_dir = settings.runs_dir.resolve() / run.run_id
         _log_start(context, dataset, production, run)
         device = torch_device(settings.device)
-        run.log_params({**_run_params(config, dataset, production), "device": device})
+        where = executed_on()
+        params = _run_params(config, dataset, production)
+        run.log_params({**params, "device": device, "executed_on": where})
         trained = fine_tune(
             yolo,
             production.pt_path,
@@ -195,7 +198,7 @@ def detector_model(
         trained.train_s,
     )
     metadata = _training_metadata(candidate, files, trained, run.url(settings.mlflow_ui_url))
-    return dg.Output(candidate, metadata={**metadata, "device": device})
+    return dg.Output(candidate, metadata={**metadata, "device": device, "executed_on": where})
 
 
 # --- the steps --------------------------------------------------------------------------

@@ -46,3 +46,23 @@ def torch_device(setting: str = AUTO) -> str:
             )
         return "mps"
     raise ValueError(f"unknown device {setting!r}: auto, cpu, cuda, cuda:N or mps")
+
+
+def executed_on() -> str:
+    """Where the calling step runs, for run metadata and MLflow params: ``host (pid N)``,
+    and, inside a Celery worker (``edgeloop worker``, dagster-celery), ``via worker NODE,
+    queue Q`` with the worker's node name (``name@host``) and the queue the task came from."""
+    import os
+    import socket
+
+    where = f"{socket.gethostname()} (pid {os.getpid()})"
+    try:
+        from celery import current_task
+    except ImportError:  # celery comes with the networked extra only
+        return where
+    request = getattr(current_task, "request", None) if current_task else None
+    node = getattr(request, "hostname", None) if request is not None else None
+    if not node:
+        return where
+    queue = (getattr(request, "delivery_info", None) or {}).get("routing_key", "")
+    return f"{where} via worker {node}, queue {queue.partition('.')[0] or '?'}"

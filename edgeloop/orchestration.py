@@ -42,6 +42,21 @@ DRIFT_JOB = "drift_job"
 LABELING_JOB = "labeling_job"
 """The Dagster job that refreshes the labeling queue and crop embeddings (``labeling_schedule``)."""
 
+DEFAULT_QUEUE = "dagster"
+"""Celery queue of the steps that need no accelerator (dagster-celery's own default queue,
+``dagster_celery.defaults.task_default_queue``): dataset builds, drift, the labeling queue."""
+TRAINING_QUEUE = "gpu"
+"""Celery queue of the fine-tune and held-out evaluation steps, so that a worker on a GPU
+node (``edgeloop worker --queue gpu``) takes them when ``EDGELOOP_CELERY_BROKER_URL`` is set."""
+CELERY_QUEUE_TAG = "dagster-celery/queue"
+"""Op tag naming a step's Celery queue (``dagster_celery.tags.DAGSTER_CELERY_QUEUE_TAG``,
+repeated here so that the assets need not import dagster-celery, a networked-only extra)."""
+CELERY_EXECUTOR = "celery"
+"""Name of the code location's executor when steps go to Celery workers
+(``pipelines.executors.loop_executor``); ``edgeloop.cli.headless`` tells it by this name."""
+TRAINING_OP_TAGS = {CELERY_QUEUE_TAG: TRAINING_QUEUE}
+"""Op tags of the steps that want the accelerator; ignored by Dagster's own executors."""
+
 PIPELINES_ENV_PREFIX = "EDGELOOP_PIPELINES_"
 """Env prefix of the code location's settings (``pipelines/settings.py``), which the API's
 console and ``edgeloop up`` read back without importing the code location."""

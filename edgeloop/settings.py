@@ -87,6 +87,24 @@ class LoopSettings(BaseSettings):
             "it); unset: the DuckDB file <data_dir>/edgeloop.duckdb (EDGELOOP_DB_PATH)."
         ),
     )
+    dagster_database_url: str | None = Field(
+        None,
+        description=(
+            "Where the Dagster instance keeps runs, event logs and schedule/sensor ticks: "
+            "postgresql://user:password@host:port/database (dagster-postgres; the webserver, "
+            "the daemon and every worker on every host share it); unset: SQLite files in "
+            "DAGSTER_HOME, one host only. `edgeloop dagster-home` writes the instance file."
+        ),
+    )
+    celery_broker_url: str | None = Field(
+        None,
+        description=(
+            "Celery broker (redis://host:6379/0) through which the code location's jobs hand "
+            "their steps to `edgeloop worker` processes on any host (dagster-celery); training "
+            "and evaluation go to the queue edgeloop.orchestration.TRAINING_QUEUE, the rest "
+            "to DEFAULT_QUEUE. Unset: steps run as subprocesses of the run on the daemon's host."
+        ),
+    )
     model_name: str = Field(MODEL_NAME, description="Registered model name in MLflow.")
     device: str = Field(
         "auto",

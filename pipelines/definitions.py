@@ -28,7 +28,9 @@ from assets.resources import (
     VectorIndexResource,
 )
 from assets.training import detector_model
+from edgeloop.settings import get_settings
 from pipelines.checks import training_dataset_checks
+from pipelines.executors import loop_executor
 from pipelines.jobs import drift_job, labeling_job, retrain_job
 from pipelines.schedules import drift_schedule, labeling_schedule
 from pipelines.sensors import drift_sensor, label_count_sensor, retrain_failure_sensor
@@ -50,6 +52,8 @@ defs = dg.Definitions(
     jobs=[retrain_job, drift_job, labeling_job],
     sensors=[label_count_sensor, drift_sensor, retrain_failure_sensor],
     schedules=[drift_schedule, labeling_schedule],
+    # Celery workers on any host when a broker is configured (pipelines.executors).
+    executor=loop_executor(get_settings()),
     resources={
         "store": StoreResource(loop=loop),
         "mlflow": MlflowResource(loop=loop),

@@ -74,4 +74,5 @@ def test_pipelines_holds_only_the_code_location() -> None:
         "schedules.py",
         "checks.py",
         "settings.py",
+        "executors.py",
     }

@@ -7,19 +7,17 @@ token goes in the environment (``EDGELOOP_AGENT_TOKEN``), not on the command lin
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 
-from edgeloop.cli.services import service_env
+from edgeloop.cli.services import Service, service_env
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
 
@@ -127,14 +125,8 @@ def live_agent(
         )
     try:
         yield log_path
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+    finally:  # SIGTERM to its process group, SIGKILL after 30 s
+        Service("agent", process, url=api_url, log_path=log_path).stop(timeout_s=30)
 
 
 def first_frame_of(

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from edgeloop.files import atomic_write_text
+from edgeloop.orchestration import CELERY_EXECUTOR
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,27 @@ def _run_exists(instance: dg.DagsterInstance, run_key: str) -> bool:
     return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
 
 
+def _execute(
+    defs: dg.Definitions,
+    job_name: str,
+    instance: dg.DagsterInstance,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+    """Run ``job_name`` in this process, or, when the code location's executor hands steps
+    to Celery workers (``pipelines.executors``), orchestrate it here with its steps on the
+    workers (``dagster.execute_job`` on a reconstructable pointer, which the workers load)."""
+    job = defs.resolve_job_def(job_name)
+    if job.executor_def.name != CELERY_EXECUTOR:
+        return job.execute_in_process(
+            instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+        )
+    pointer = dg.build_reconstructable_job(
+        "pipelines.executors", "code_location_job", reconstructable_args=(job_name,)
+    )
+    return dg.execute_job(pointer, instance, run_config=run_config, tags=tags)
+
+
 def tick_sensor(
     defs: dg.Definitions,
     sensor_name: str,
@@ -101,7 +123,8 @@ def tick_sensor(
     run_config: dg.RunConfig | dict[str, Any] | None = None,
     raise_on_error: bool = True,
 ) -> list[str]:
-    """Evaluate one sensor once, then execute each new run it requests, in process.
+    """Evaluate one sensor once, then execute each new run it requests, in process (its
+    steps on Celery workers when the code location has a broker configured).
 
     The sensor sees the cursor it left at its previous headless tick. A request whose
     run key already has a run on the instance is skipped, as the daemon would.
@@ -151,17 +174,12 @@ def tick_sensor(
         job_name = request.job_name or sensor_def.job_name
         if job_name is None:
             raise ValueError(f"{sensor_name} requested a run without naming a job")
-        job = defs.resolve_job_def(job_name)
         tags = {**request.tags, SENSOR_NAME_TAG: sensor_name}
         if request.run_key:
             tags[RUN_KEY_TAG] = request.run_key
         logger.info("%s: running %s (run key %s)", sensor_name, job_name, request.run_key)
-        outcome = job.execute_in_process(
-            instance=instance,
-            run_config=_console_level(request.run_config or run_config),
-            tags=tags,
-            raise_on_error=False,
-        )
+        config = _console_level(request.run_config or run_config)
+        outcome = _execute(defs, job_name, instance, config, tags)
         run_ids.append(outcome.run_id)
         if not outcome.success:
             failures.append(f"{job_name} run {outcome.run_id} (key {request.run_key}) failed")

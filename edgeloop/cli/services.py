@@ -54,15 +54,44 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def dagster_home(settings: LoopSettings) -> Path:
-    """``DAGSTER_HOME`` for this data folder (``<data_dir>/dagster``), with ``dagster.yaml`` in it."""
-    home = (settings.data_dir / "dagster").resolve()
+POSTGRES_STORAGE = """
+# Written by edgeloop because EDGELOOP_DAGSTER_DATABASE_URL is set: runs, event logs and
+# schedule/sensor ticks in PostgreSQL (dagster-postgres), shared by the webserver, the
+# daemon and the workers on every host. The URL is read from the environment when the
+# instance loads; it is never written here.
+storage:
+  postgres:
+    postgres_url:
+      env: EDGELOOP_DAGSTER_DATABASE_URL
+"""
+"""What ``instance_yaml`` appends to ``dagster.yaml`` for a networked site's instance."""
+
+
+def instance_yaml(settings: LoopSettings) -> bytes:
+    """The Dagster instance file for ``settings``: the repository's ``dagster.yaml`` (queued
+    runs, one retrain at a time), plus ``POSTGRES_STORAGE`` when
+    ``settings.dagster_database_url`` is set."""
+    text = (DAGSTER_FILES / "dagster.yaml").read_bytes()
+    if settings.dagster_database_url:
+        text += POSTGRES_STORAGE.encode()
+    return text
+
+
+def write_instance(home: Path, settings: LoopSettings) -> Path:
+    """Write ``instance_yaml(settings)`` to ``home/dagster.yaml`` (only when it changed);
+    returns ``home``."""
     home.mkdir(parents=True, exist_ok=True)
-    source = DAGSTER_FILES / "dagster.yaml"
+    wanted = instance_yaml(settings)
     target = home / "dagster.yaml"
-    if not target.exists() or target.read_bytes() != source.read_bytes():
-        atomic_write_bytes(target, source.read_bytes(), durable=False)
+    if not target.exists() or target.read_bytes() != wanted:
+        atomic_write_bytes(target, wanted, durable=False)
     return home
+
+
+def dagster_home(settings: LoopSettings) -> Path:
+    """``DAGSTER_HOME`` for this data folder (``<data_dir>/dagster``), with the instance file
+    (``instance_yaml``) in it."""
+    return write_instance((settings.data_dir / "dagster").resolve(), settings)
 
 
 def service_env(settings: LoopSettings) -> dict[str, str]:
@@ -83,10 +112,9 @@ def service_env(settings: LoopSettings) -> dict[str, str]:
     for key, value in OFFLINE_ENV.items():
         env.setdefault(key, value)
     env["EDGELOOP_DATA_DIR"] = str(settings.data_dir.resolve())
-    if settings.database_url:
-        env["EDGELOOP_DATABASE_URL"] = settings.database_url
-    if settings.object_store_url:
-        env["EDGELOOP_OBJECT_STORE_URL"] = settings.object_store_url
+    for name in ("database_url", "object_store_url", "dagster_database_url", "celery_broker_url"):
+        if value := getattr(settings, name):
+            env[f"EDGELOOP_{name.upper()}"] = value
     env.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
     env.setdefault("YOLO_CONFIG_DIR", str(settings.yolo_config_dir.resolve()))
     env.setdefault("PYTHONUNBUFFERED", "1")

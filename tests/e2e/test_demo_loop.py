@@ -5,11 +5,14 @@ MLflow store, DVC data repo, Qdrant folder and Dagster instance. Kept inside CI'
 processing fewer frames and fine-tuning one small epoch.
 
 It runs twice: embedded (everything in the data folder), and scaled out on the networked
-engines: the tables in PostgreSQL 15, the MLflow registry in another PostgreSQL database,
-the frame JPEGs, drift reports, MLflow artifacts (the ONNX the camera downloads),
-crop-index versions and dataset versions (DVC remote and git bundles) in S3 (moto), and two
-API replicas behind nginx, each in an empty folder of its own, apart from the folder the
-demo's Dagster runs, agent and reviewer work in; all started here from packages.
+engines: the tables in PostgreSQL 15; an MLflow tracking server on another PostgreSQL
+database; the Dagster instance (runs, event logs, ticks) on a third; the frame JPEGs, drift
+reports, MLflow artifacts (the ONNX the camera downloads), crop-index versions, dataset
+versions (DVC remote and git bundles) and Dagster's asset values in S3 (moto); two API
+replicas behind nginx; and the retrains' steps executed by two Celery workers (Redis as the
+broker), one on the default queue and one on the training queue, each in an empty folder
+of its own, apart from the folder the demo's runs, agent and reviewer work in; all started
+here from packages.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import Postgres, nginx_server, require_server, s3_server
+from servers import Postgres, nginx_server, redis_server, require_server, s3_server
 from support import SAMPLES_DIR, SEED_PT, require
+from workers import celery_worker, celery_workers_by_step
 
-from edgeloop.cli.services import start_api
+from edgeloop.cli.services import free_port, start_api, start_mlflow_ui
 from edgeloop.cli.status import collect_status
+from edgeloop.orchestration import DEFAULT_QUEUE, TRAINING_QUEUE
 from edgeloop.settings import LoopSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -58,27 +64,44 @@ def topology(
         return
     import psycopg
 
-    for server in ("postgres", "s3", "nginx"):
+    for server in ("postgres", "s3", "nginx", "redis"):
         require_server(server)
     postgres: Postgres = request.getfixturevalue("postgres")
     tables = request.getfixturevalue("postgres_database")
-    mlflow_db = tables.rsplit("/", 1)[1] + "_mlflow"
+    mlflow_db, dagster_db = (tables.rsplit("/", 1)[1] + suffix for suffix in ("_mlflow", "_dg"))
     with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {mlflow_db}".encode())
+        for database in (mlflow_db, dagster_db):
+            admin.execute(f"CREATE DATABASE {database}".encode())
     with contextlib.ExitStack() as stack:
         s3 = stack.enter_context(s3_server(tmp_path / "s3"))
         s3.client().create_bucket(Bucket="edgeloop-demo")  # type: ignore[attr-defined]
-        env = {
+        broker = stack.enter_context(redis_server(tmp_path))
+        site = {"EDGELOOP_OBJECT_STORE_URL": "s3://edgeloop-demo/site"} | s3.environment()
+        os.environ.update(site)  # the MLflow server's settings and boto3 read them
+        stack.callback(lambda: [os.environ.pop(key, None) for key in site])
+        tracking = stack.enter_context(
+            start_mlflow_ui(
+                LoopSettings(
+                    data_dir=tmp_path / "mlflow-host",
+                    mlflow_tracking_uri=postgres.url_for(mlflow_db).replace(
+                        "postgresql://", "postgresql+psycopg://"
+                    ),
+                ),
+                port=free_port(),
+            )
+        )
+        env = site | {
             "EDGELOOP_DATABASE_URL": tables,
-            "EDGELOOP_OBJECT_STORE_URL": "s3://edgeloop-demo/site",
-            "EDGELOOP_MLFLOW_TRACKING_URI": postgres.url_for(mlflow_db).replace(
-                "postgresql://", "postgresql+psycopg://"
-            ),
+            "EDGELOOP_MLFLOW_TRACKING_URI": tracking.url,
+            "EDGELOOP_DAGSTER_DATABASE_URL": postgres.url_for(dagster_db),
+            "EDGELOOP_CELERY_BROKER_URL": broker.url,
             "EDGELOOP_API_TOKENS_FILE": str(tmp_path / "secrets" / "api-tokens.json"),
-        } | s3.environment()
+        }
         for key, value in env.items():
             os.environ[key] = value  # collect_status reads settings and boto3 the same way
         stack.callback(lambda: [os.environ.pop(key, None) for key in env])
+        for queue in (DEFAULT_QUEUE, TRAINING_QUEUE):
+            stack.enter_context(celery_worker(tmp_path / f"worker-{queue}", queue))
         replicas = [
             stack.enter_context(
                 start_api(
@@ -95,7 +118,8 @@ def topology(
         balancer = stack.enter_context(nginx_server(tmp_path, ports))
         yield Topology(LoopSettings(data_dir=loop_settings.data_dir), env, balancer.url)
     with psycopg.connect(postgres.url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {mlflow_db} WITH (FORCE)".encode())
+        for database in (mlflow_db, dagster_db):
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)".encode())
 
 
 def test_demo_closes_the_loop_on_real_video(topology: Topology) -> None:
@@ -137,6 +161,13 @@ def test_demo_closes_the_loop_on_real_video(topology: Topology) -> None:
         objects = loop_settings.objects()
         assert "dagster/storage/training_dataset" in set(objects.keys("dagster/storage/"))
         assert "datasets/git/v1.bundle" in set(objects.keys("datasets/git/"))
+        # The retrains' steps ran on the Celery workers: the fine-tune on the training
+        # queue's worker, the dataset build on the default queue's (Dagster's own engine
+        # events name the worker; the instance is the PostgreSQL database).
+        workers = celery_workers_by_step(engines["EDGELOOP_DAGSTER_DATABASE_URL"])
+        assert workers["detector_model"] == {f"{TRAINING_QUEUE}@{socket.gethostname()}"}
+        assert workers["model_evaluation"] == workers["detector_model"]
+        assert workers["training_dataset"] == {f"{DEFAULT_QUEUE}@{socket.gethostname()}"}
 
     state = collect_status(loop_settings)
     cam = next(c for c in state["cameras"] if c["camera_id"] == "cam-campus")
