@@ -23,7 +23,7 @@ from collections.abc import Callable
 import httpx
 
 from edge_agent.detectors import Detector, OnnxDetector
-from edgeloop.wire import AgentHeartbeat, records
+from edgeloop.wire import AgentHeartbeat, ModelPrecision, model_precision
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +188,12 @@ class HeartbeatSender(threading.Thread):
             self._failing_since = None
 
 
-def detector_precision(detector: Detector) -> records.ModelPrecision | None:
+def detector_precision(detector: Detector) -> ModelPrecision | None:
     """The numeric precision of the ONNX model ``detector`` runs (``fp32``, ``fp16``,
-    ``int8``: ``edgeloop.wire.records.model_precision``), or None for other backends."""
+    ``int8``: ``edgeloop.wire.model_precision``), or None for other backends."""
     if not isinstance(detector, OnnxDetector):
         return None
     session = detector.session
-    return records.model_precision(
+    return model_precision(
         session.get_modelmeta().custom_metadata_map, session.get_inputs()[0].type
     )

@@ -40,6 +40,9 @@ class AgentPublic(BaseModel):
     execution_provider: str | None = Field(
         None, description="The ONNX Runtime execution provider inference runs on."
     )
+    model_precision: str | None = Field(
+        None, description="Numeric precision of the model the agent runs: fp32, fp16 or int8."
+    )
     spool_batches: int
     spool_bytes: int
     spool_dropped_batches: int

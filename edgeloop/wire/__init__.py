@@ -66,6 +66,7 @@ from edgeloop.wire.records import (
     MAX_JPEG_BYTES,
     MAX_JPEG_SIDE,
     MAX_QUALITY_STAT,
+    MODEL_PRECISION_KEY,
     WIRE_VERSION,
     AgentHeartbeat,
     BBoxXYXY,
@@ -76,7 +77,9 @@ from edgeloop.wire.records import (
     FrameRecord,
     IngestAck,
     IngestBatch,
+    ModelPrecision,
     ProductionModel,
+    model_precision,
 )
 
 __all__ = [
@@ -95,6 +98,7 @@ __all__ = [
     "MAX_JPEG_SIDE",
     "MAX_QUALITY_STAT",
     "MAX_VIOLATIONS_REPORTED",
+    "MODEL_PRECISION_KEY",
     "MSGPACK_MEDIA_TYPE",
     "MSGPACK_MEDIA_TYPES",
     "WIRE_VERSION",
@@ -112,12 +116,14 @@ __all__ = [
     "IngestBatch",
     "IngestBatchBinary",
     "IngestBatchColumnar",
+    "ModelPrecision",
     "ProductionModel",
     "decode_binary",
     "encode_binary",
     "encode_columnar",
     "ingest_body",
     "ingest_media_type",
+    "model_precision",
     "parse_ingest_batch",
 ]
 

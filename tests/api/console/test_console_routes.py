@@ -85,7 +85,9 @@ def test_fleet_rows_match_heartbeats_and_frames(client: TestClient, store: Store
     add_move(store, version="1", action="register")
     store_heartbeat(store, heartbeat("cam-1"), received_at=now - timedelta(seconds=3))
     store_heartbeat(
-        store, heartbeat("cam-3", model_version="2"), received_at=now - timedelta(minutes=5)
+        store,
+        heartbeat("cam-3", model_version="2", model_precision="int8"),
+        received_at=now - timedelta(minutes=5),
     )
     data = client.get("/console/api/fleet", headers=LABELER).json()
     rows = {r["camera_id"]: r for r in data["cameras"]}
@@ -113,8 +115,11 @@ def test_fleet_rows_match_heartbeats_and_frames(client: TestClient, store: Store
         "CPUExecutionProvider",
         None,
     )
+    assert (cam1["model_precision"], cam3["model_precision"]) == (None, "int8")
     html = client.get("/console/fleet/fragment", headers=LABELER).text
     assert 'data-field="execution_provider" title="CPUExecutionProvider">on CPU<' in html
+    assert html.count('data-field="model_precision"') == 1  # cam-3 runs the int8 model
+    assert 'data-field="model_precision" title="an int8' in html
     assert 'data-camera="cam-3"' in html and "stale" in html
     assert "31.5 / 48.2" in html or "31.5 / 48.3" in html
 
@@ -425,7 +430,7 @@ def test_settings_panel_shows_every_pipelines_setting_that_edgeloop_up_published
 
 
 def test_heartbeat_post_and_list(client: TestClient, store: Store) -> None:
-    beat = heartbeat("cam-1").model_dump(mode="json")
+    beat = heartbeat("cam-1", model_precision="int8").model_dump(mode="json")
     assert client.post("/api/agents/heartbeat", json=beat, headers=AGENT).status_code == 204
     assert client.post("/api/agents/heartbeat", json=beat, headers=ADMIN).status_code == 204
     assert client.post("/api/agents/heartbeat", json=beat, headers=LABELER).status_code == 403
@@ -435,14 +440,24 @@ def test_heartbeat_post_and_list(client: TestClient, store: Store) -> None:
         ).status_code
         == 422
     )
-    # An agent from before the field sends no execution_provider: accepted, listed as null.
+    assert (
+        client.post(
+            "/api/agents/heartbeat", json=beat | {"model_precision": "int4"}, headers=AGENT
+        ).status_code
+        == 422
+    )
+    # An agent from before the fields sends no execution_provider or model_precision:
+    # accepted, listed as null.
     older = {k: v for k, v in heartbeat("cam-2").model_dump(mode="json").items()}
-    del older["execution_provider"]
+    del older["execution_provider"], older["model_precision"]
     assert client.post("/api/agents/heartbeat", json=older, headers=ADMIN).status_code == 204
     listed = client.get("/api/agents", headers=LABELER).json()["data"]
-    assert [(a["agent_id"], a["frames_per_s"], a["execution_provider"]) for a in listed] == [
-        ("agent-cam-1", 9.5, "CPUExecutionProvider"),
-        ("agent-cam-2", 9.5, None),
+    assert [
+        (a["agent_id"], a["frames_per_s"], a["execution_provider"], a["model_precision"])
+        for a in listed
+    ] == [
+        ("agent-cam-1", 9.5, "CPUExecutionProvider", "int8"),
+        ("agent-cam-2", 9.5, None, None),
     ]
     received = datetime.fromisoformat(listed[0]["received_at"])
     assert abs((datetime.now(UTC) - received).total_seconds()) < 30  # the API's clock
