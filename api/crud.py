@@ -26,7 +26,7 @@ from api.models import (
 from edgeloop.rules import RetrainDecision
 from edgeloop.settings import LoopSettings
 from edgeloop.store import Connection, deployments, drift, frames, labels, queue, retraining
-from edgeloop.store.schema import schema_version
+from edgeloop.store.migrations import schema_version
 
 __all__ = ["schema_version"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from edgeloop.store.connection import Connection, Store
 from edgeloop.store.errors import StoreLockedError, StoreUnavailableError
-from edgeloop.store.schema import SCHEMA_VERSION, migrate
+from edgeloop.store.migrations import SCHEMA_VERSION, migrate
 
 if TYPE_CHECKING:
     from edgeloop.store.postgres import PostgresStore

@@ -39,7 +39,7 @@ from tenacity import (
 )
 
 from edgeloop.store.errors import StoreLockedError
-from edgeloop.store.schema import migrate
+from edgeloop.store.migrations import migrate
 
 if TYPE_CHECKING:
     from edgeloop.store.postgres import PostgresConnection

@@ -35,7 +35,7 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.dialects.postgres import Postgres
 
 from edgeloop.store.errors import StoreUnavailableError
-from edgeloop.store.schema import migrate
+from edgeloop.store.migrations import migrate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,7 +271,7 @@ class PostgresStore:
             parameter such as ``sslmode`` may follow ``?``).
         pool_max_size / timeout_s: see ``POOL_MAX_SIZE`` and ``POOL_TIMEOUT_S``.
 
-    ``connect`` migrates the schema once per process (``edgeloop.store.schema.migrate``,
+    ``connect`` migrates the schema once per process (``edgeloop.store.migrations.migrate``,
     under an advisory lock so that two processes starting together migrate once).
     """
 

@@ -118,7 +118,7 @@ def test_a_version_1_file_migrates_and_events_record_their_runs(tmp_path: Path) 
     import duckdb
 
     from edgeloop.store import retraining
-    from edgeloop.store.schema import MIGRATIONS
+    from edgeloop.store.migrations import MIGRATIONS
 
     path = tmp_path / "v1.duckdb"
     with duckdb.connect(str(path)) as con:

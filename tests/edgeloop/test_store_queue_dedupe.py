@@ -163,7 +163,7 @@ def test_a_version_3_file_migrates_its_queue_rows_and_keeps_them(tmp_path: Path)
     frames are deduplicated among themselves from then on."""
     import duckdb
 
-    from edgeloop.store.schema import MIGRATIONS
+    from edgeloop.store.migrations import MIGRATIONS
 
     path = tmp_path / "v3.duckdb"
     with duckdb.connect(str(path)) as con:

@@ -19,9 +19,9 @@ from edgeloop.annotations import REVIEWED_BOXES
 from edgeloop.store import SCHEMA_VERSION, migrate, queue, retraining
 from edgeloop.store.batches import tables_from_rows
 from edgeloop.store.ingest import insert_batch
+from edgeloop.store.migrations import schema_version, statements
 from edgeloop.store.postgres import PostgresStore
 from edgeloop.store.queue import ClaimConflictError
-from edgeloop.store.schema import schema_version, statements
 
 pytestmark = pytest.mark.integration
 
