@@ -33,6 +33,7 @@ from api.retrain_push import RetrainPush
 from api.routes import (
     agents,
     cameras,
+    classes,
     frames,
     health,
     ingest,
@@ -235,6 +236,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         search.router,
         cameras.router,
         agents.router,
+        classes.router,
         console.router,
         console.fragments,
         console.data_router,

@@ -25,9 +25,9 @@ from api import models as schemas
 from api.deps import secured_router
 from api.model_registry import ModelRegistry
 from api.retrain_push import PushLauncherDep, RetrainPushDep, push_due
+from api.routes.classes import site_class_names
 from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
-from edgeloop.registry import PRODUCTION, ModelNotFoundError
-from edgeloop.store import Connection, deployments, labels, queue
+from edgeloop.store import Connection, labels, queue
 from edgeloop.store.queue import ClaimConflictError
 from edgeloop.wire import MAX_INT64
 
@@ -37,16 +37,9 @@ router = secured_router("/api/labeling-queue", tag="labeling-queue")
 
 
 def _class_names(con: Connection, registry: ModelRegistry) -> list[str]:
-    """The production model's class names (cached until an alias moves,
-    ``ModelRegistry.class_names``), else those seen in the detections when no model is
-    registered or MLflow fails."""
-    try:
-        return registry.class_names(PRODUCTION, marker=deployments.latest_move_id(con=con))
-    except ModelNotFoundError:
-        pass
-    except Exception:
-        logger.exception("could not read the production model's class names from MLflow")
-    return crud.detection_class_names(con=con)
+    """The site's active classes (``api.routes.classes.site_class_names``: seeded from the
+    production model's names on first use); a label naming any other class is a 422."""
+    return site_class_names(con, registry)
 
 
 def _not_found(item_id: int) -> HTTPException:

@@ -327,8 +327,45 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     9: [
         "ALTER TABLE agent_heartbeats ADD COLUMN IF NOT EXISTS model_precision VARCHAR",
     ],
-    # The site's classes: added, renamed, merged, retired (issue 18).
-    10: [],
+    # The site's classes: added, renamed, merged, retired (issue 18;
+    # ``edgeloop.store.classes``). ``site_classes`` holds one row per class (its stable id,
+    # current name, status and the class a merge sent it into); ``class_aliases`` every name a
+    # class has ever had, pointing at the class that answers to it now (what maps a stored
+    # label's name to today's); ``class_changes`` is the append-only log of who changed
+    # what and why.
+    10: [
+        "CREATE SEQUENCE IF NOT EXISTS site_classes_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS site_classes (
+            class_id BIGINT PRIMARY KEY DEFAULT nextval('site_classes_seq'),
+            name VARCHAR NOT NULL UNIQUE,
+            status VARCHAR NOT NULL DEFAULT 'active',
+            merged_into BIGINT,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS class_aliases (
+            name VARCHAR PRIMARY KEY,
+            class_id BIGINT NOT NULL
+        )
+        """,
+        "CREATE SEQUENCE IF NOT EXISTS class_changes_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS class_changes (
+            change_id BIGINT PRIMARY KEY DEFAULT nextval('class_changes_seq'),
+            changed_at TIMESTAMPTZ NOT NULL,
+            action VARCHAR NOT NULL,
+            class_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,
+            previous_name VARCHAR,
+            into_class_id BIGINT,
+            actor VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL
+        )
+        """,
+    ],
     # Drift alerts, raised once and acknowledged (issue 19).
     11: [],
 }
