@@ -43,6 +43,7 @@ from api.routes import (
     models,
     reports,
     retraining,
+    review,
     search,
 )
 from api.settings import ApiSettings, get_settings
@@ -230,6 +231,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         models.status_router,
         inspection_logs.router,
         labeling_queue.router,
+        review.router,
         retraining.router,
         frames.router,
         reports.router,

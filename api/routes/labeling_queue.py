@@ -139,6 +139,43 @@ def read_next_item(
         return _detail(con, item, _class_names(con, registry))
 
 
+_NOTHING_LABELED_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The caller has labeled nothing (before `before`)"}
+}
+
+
+@router.get(
+    "/mine/previous", response_model=schemas.QueueItemDetailPublic, responses=_NOTHING_LABELED_404
+)
+def read_my_previous_item(
+    principal: deps.LabelerPrincipal,
+    registry: deps.RegistryDep,
+    store: deps.StoreDep,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_INT64,
+            description="A label id from an earlier answer: the item labeled before that one.",
+        ),
+    ] = None,
+) -> schemas.QueueItemDetailPublic:
+    """The item the caller (role ``labeler``) labeled most recently, or the one before
+    ``before``, with its current label (``latest_label``): the page re-opens it and sends
+    the correction with ``"edit": true``. ``latest_label.label_id`` is the cursor for the
+    item before it."""
+    with store.connect() as con:
+        mine = labels.previous_of_labeler(con=con, labeler=principal.name, before_label_id=before)
+        item = crud.get_queue_item(con=con, item_id=mine["item_id"]) if mine else None
+        if item is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"{principal.name} has labeled no item"
+                + (f" before label {before}" if before else ""),
+            )
+        return _detail(con, item, _class_names(con, registry))
+
+
 @router.get("/{item_id}", response_model=schemas.QueueItemDetailPublic)
 def read_item(
     item_id: deps.ItemId,
@@ -152,6 +189,33 @@ def read_item(
         if item is None:
             raise _not_found(item_id)
         return _detail(con, item, _class_names(con, registry))
+
+
+@router.get(
+    "/{item_id}/previous-label",
+    response_model=schemas.LabelPublic,
+    responses={404: {"description": "No such item, or no earlier frame of its camera is labeled"}},
+)
+def read_previous_frame_label(
+    item_id: deps.ItemId, _principal: deps.CurrentPrincipal, store: deps.StoreDep
+) -> schemas.LabelPublic:
+    """The current label of the latest frame of the item's camera captured before the
+    item's frame, by anyone: on a fixed camera, what this frame most likely holds (the
+    page's "copy the previous frame's boxes", xyxy px of that frame)."""
+    with store.connect() as con:
+        item = crud.get_queue_item(con=con, item_id=item_id)
+        frame = crud.get_frame(con=con, frame_key=item.frame_key) if item else None
+        if item is None or frame is None:
+            raise _not_found(item_id)
+        label = labels.previous_on_camera(
+            con=con, camera_id=item.camera_id, captured_before=frame["captured_at"]
+        )
+        if label is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"no frame of camera {item.camera_id} before this one is labeled",
+            )
+        return _label_public(label, labels.since_last_training(con=con))
 
 
 def _review(

@@ -178,3 +178,104 @@ def latest_with_frames(*, con: Connection) -> list[dict[str, Any]]:
         )
     )
     return _with_boxes(rows)
+
+
+def previous_of_labeler(
+    *, con: Connection, labeler: str, before_label_id: int | None = None
+) -> dict[str, Any] | None:
+    """The frame ``labeler`` labeled most recently (by their newest label on each frame),
+    or the one before the frame whose newest label by them is ``before_label_id``.
+
+    Returns:
+        ``{"item_id", "frame_key", "label_id"}`` (``label_id``: their newest label on that
+        frame, the cursor for the one before), or None when there is none.
+    """
+    cursor = "" if before_label_id is None else "WHERE last_id < ?"
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            WITH mine AS (
+                SELECT frame_key, max(label_id) AS last_id FROM reviewed_labels
+                WHERE labeler = ? GROUP BY frame_key
+            )
+            SELECT r.item_id, r.frame_key, r.label_id
+            FROM mine JOIN reviewed_labels r ON r.label_id = mine.last_id
+            {cursor}
+            ORDER BY mine.last_id DESC LIMIT 1
+            """,
+            [labeler] + ([] if before_label_id is None else [before_label_id]),
+        )
+    )
+    return rows[0] if rows else None
+
+
+def previous_on_camera(
+    *, con: Connection, camera_id: str, captured_before: datetime
+) -> dict[str, Any] | None:
+    """The label of the camera's latest labeled frame captured before ``captured_before``
+    (UTC): what a fixed camera's next frame most likely holds. ``boxes`` as
+    ``list[ReviewedBox]``; None when no earlier frame of the camera is labeled."""
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            WITH latest AS ({LATEST_LABELS_SQL})
+            SELECT l.* FROM latest l JOIN frames f USING (frame_key)
+            WHERE l.camera_id = ? AND f.camera_id = ? AND f.captured_at < ?
+            ORDER BY f.captured_at DESC, l.label_id DESC LIMIT 1
+            """,
+            [camera_id, camera_id, captured_before],
+        )
+    )
+    return _with_boxes(rows)[0] if rows else None
+
+
+def review_candidates(
+    *,
+    con: Connection,
+    class_name: str | None,
+    camera_id: str | None,
+    min_confidence: float,
+    labeler: str,
+    now: datetime,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Detections for the grid review: of frames no one has labeled, with a stored JPEG
+    and not under another labeler's live claim (``edgeloop.store.queue``), least
+    confident first.
+
+    Args:
+        class_name / camera_id: only this class / camera (None: any).
+        min_confidence: in [0, 1]; only detections at least this confident.
+        labeler: who reviews (their own claims do not hide a frame).
+        now: UTC, for the claims.
+        limit: at most this many detections.
+
+    Returns:
+        Dicts with ``detection_id``, ``frame_key``, ``camera_id``, ``class_name``,
+        ``confidence``, ``x1``..``y2`` (px of the original frame), ``width``, ``height``.
+    """
+    where = ["f.jpeg_path IS NOT NULL", "p.confidence >= ?"]
+    params: list[Any] = [min_confidence]
+    if class_name is not None:
+        where.append("p.class_name = ?")
+        params.append(class_name)
+    if camera_id is not None:
+        where.append("p.camera_id = ?")
+        params.append(camera_id)
+    return fetch_dicts(
+        con.execute(
+            f"""
+            SELECT p.detection_id, p.frame_key, p.camera_id, p.class_name, p.confidence,
+                   p.x1, p.y1, p.x2, p.y2, f.width, f.height
+            FROM prediction_logs p JOIN frames f ON f.frame_key = p.frame_key
+            LEFT JOIN labeling_queue q ON q.frame_key = p.frame_key
+            WHERE {" AND ".join(where)}
+              AND coalesce(q.status, 'pending') <> 'labeled'
+              AND (q.claimed_by IS NULL OR q.claimed_by = ? OR q.claimed_until <= ?)
+              AND NOT EXISTS (SELECT 1 FROM reviewed_labels r WHERE r.frame_key = p.frame_key)
+            ORDER BY p.confidence, p.detection_id
+            LIMIT ?
+            """,
+            [*params, labeler, now, limit],
+        )
+    )

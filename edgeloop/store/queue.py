@@ -430,3 +430,22 @@ def boost_camera(*, con: Connection, camera_id: str, factor: float, low: float, 
         camera_filter="AND q.camera_id = $camera",
         params={"camera": camera_id},
     )
+
+
+def ensure_item(*, con: Connection, frame_key: str, camera_id: str, now: datetime) -> int:
+    """The item id of ``frame_key``, queued now (priority 0, no uncertain detection) when
+    the frame was never queued: a label needs an item (``edgeloop.store.labels.create``),
+    and the grid review labels frames the uncertainty band never queued. Idempotent."""
+    con.execute(
+        """
+        INSERT INTO labeling_queue
+            (frame_key, camera_id, priority, uncertain_count, created_at, updated_at)
+        VALUES (?, ?, 0.0, 0, ?, ?)
+        ON CONFLICT DO NOTHING
+        """,
+        [frame_key, camera_id, now, now],
+    )
+    item_id = fetch_scalar(
+        con.execute("SELECT item_id FROM labeling_queue WHERE frame_key = ?", [frame_key])
+    )
+    return int(item_id)
