@@ -42,9 +42,9 @@ from api.dagster_launch import (
 )
 from api.deps import SettingsDep, app_state
 from api.settings import ApiSettings
-from edgeloop.orchestration import LABELS_TAG, PUSHED_TAG, TRIGGER_TAG, StackMismatchError
+from edgeloop.orchestration import StackMismatchError
 from edgeloop.rules import retrain_decision
-from edgeloop.store import AnyStore, StoreLockedError, labels, retraining
+from edgeloop.store import AnyStore, StoreLockedError, label_count, retraining
 
 logger = logging.getLogger(__name__)
 
@@ -144,14 +144,11 @@ class RetrainPush:
 
     def _push_once(self, launcher: JobLauncher) -> PushResult:
         settings = self._settings
-        threshold = settings.loop.retrain_label_count
         with self._store.connect() as con:
-            count = labels.since_last_training(con=con)
-            run_key = retraining.label_count_run_key(labels.newest_label_id(con=con))
+            due = label_count.label_count_due(con=con, threshold=settings.loop.retrain_label_count)
             in_flight = retraining.label_count_in_flight(con=con)
-            recorded = retraining.exists(con=con, run_key=run_key)
-        decision = retrain_decision(count, [], label_threshold=threshold)
-        if decision.trigger != "label_count":
+        count, run_key = due.count, due.run_key
+        if run_key is None:
             return PushResult("below_threshold", count)
         if in_flight is not None:
             logger.info(
@@ -162,19 +159,11 @@ class RetrainPush:
                 in_flight["dagster_run_id"] or "not linked yet",
             )
             return PushResult("in_flight", count, run_key=in_flight["run_key"])
-        if recorded:
+        if due.recorded:
             return PushResult("already_recorded", count, run_key=run_key)
+        tags = {"dagster/run_key": run_key} | label_count.label_count_tags(due, pushed_by="api")
         try:
-            run_id = launch_retrain(
-                launcher,
-                settings,
-                tags={
-                    "dagster/run_key": run_key,
-                    TRIGGER_TAG: "label_count",
-                    PUSHED_TAG: "api",
-                    LABELS_TAG: str(count),
-                },
-            )
+            run_id = launch_retrain(launcher, settings, tags=tags)
         except StackMismatchError as exc:
             logger.warning("retrain push of %s not launched: %s", run_key, exc)
             return PushResult("other_stack", count, run_key=run_key)
@@ -189,15 +178,12 @@ class RetrainPush:
             )
             return PushResult(outcome, count, run_key=run_key)
         with self._store.connect() as con:
-            retraining.record(
+            label_count.record_label_count_launch(
                 con=con,
-                trigger="label_count",
-                decision="launched",
-                reason=f"{decision.reasons[0]}; pushed by the API",
-                labels_since_training=count,
-                run_key=run_key,
+                due=due,
                 dagster_run_id=run_id,
-                details={"threshold": threshold, "pushed": "api", "job": RETRAIN_JOB},
+                pushed_by="api",
+                details={"job": RETRAIN_JOB},
             )
         logger.info("retrain push: %s launched as Dagster run %s", run_key, run_id)
         return PushResult("launched", count, run_key=run_key, dagster_run_id=run_id)

@@ -22,9 +22,9 @@ import dagster as dg
 
 from assets.drift import parse_drift_metadata
 from assets.resources import StoreResource
-from edgeloop.orchestration import CAMERAS_TAG, LABELS_TAG, TRIGGER_TAG
-from edgeloop.rules import camera_drifted, retrain_decision
-from edgeloop.store import labels, queue, retraining
+from edgeloop.orchestration import CAMERAS_TAG, TRIGGER_TAG
+from edgeloop.rules import camera_drifted
+from edgeloop.store import label_count, labels, queue, retraining
 from pipelines.jobs import RETRAIN_JOB, retrain_job
 from pipelines.settings import get_pipeline_settings
 
@@ -61,39 +61,27 @@ def label_count_sensor(
     threshold = store.loop.settings().retrain_label_count
     db = store.store()
     with db.connect() as con:
-        count = labels.since_last_training(con=con)
-        newest = labels.newest_label_id(con=con)
-    decision = retrain_decision(count, [], label_threshold=threshold)
-    if decision.trigger != "label_count":
-        return dg.SkipReason(f"{count}/{threshold} reviewed labels since the last training run")
-    run_key = retraining.label_count_run_key(newest)
+        due = label_count.label_count_due(con=con, threshold=threshold)
+    if due.run_key is None:
+        return dg.SkipReason(due.reason)
     with db.exclusive(retraining.LAUNCH_LOCK):
         with db.connect() as con:
-            handled = retraining.exists(con=con, run_key=run_key)
-        if context.cursor == run_key or handled:
-            return dg.SkipReason(f"already requested {run_key} ({count} labels since training)")
+            handled = retraining.exists(con=con, run_key=due.run_key)
+        if context.cursor == due.run_key or handled:
+            return dg.SkipReason(
+                f"already requested {due.run_key} ({due.count} labels since training)"
+            )
         running = _retrain_in_progress(context.instance)
         if running is not None:
-            return dg.SkipReason(f"{count} new labels, but retrain run {running} is in progress")
+            return dg.SkipReason(
+                f"{due.count} new labels, but retrain run {running} is in progress"
+            )
         with db.connect() as con:
-            retraining.record(
-                con=con,
-                trigger="label_count",
-                decision="launched",
-                reason=decision.reasons[0],
-                labels_since_training=count,
-                run_key=run_key,
-                details={"newest_label_id": newest, "threshold": threshold},
-            )
-    context.log.info("launching %s: %s labels since the last training", run_key, count)
+            label_count.record_label_count_launch(con=con, due=due)
+    context.log.info("launching %s: %s labels since the last training", due.run_key, due.count)
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=run_key,
-                tags={TRIGGER_TAG: "label_count", LABELS_TAG: str(count)},
-            )
-        ],
-        cursor=run_key,
+        run_requests=[dg.RunRequest(run_key=due.run_key, tags=label_count.label_count_tags(due))],
+        cursor=due.run_key,
     )
 
 
