@@ -1,7 +1,10 @@
 """The ``training_dataset`` asset (a DVC-versioned YOLO dataset) and its checks' logic.
 
 The dataset is built from the latest reviewed label of each frame
-(``edgeloop.store.labels.latest_with_frames``), with the production model's classes, split
+(``edgeloop.store.labels.latest_with_frames``), with the site's active classes
+(``edgeloop.store.classes``: seeded from the production model's names on first use; each
+label's class name mapped to its class's current name, so a rename or merge shows in the
+next version and a retired class's boxes are left out), split
 train/val by a hash of the frame key (a frame never changes split, so val stays a
 held-out set across versions), and versioned in the data repo ``data/datasets``
 (``edgeloop.datasets.DatasetRepo``): a manifest in git over a content-addressed frame
@@ -30,8 +33,9 @@ from edgeloop.datasets import (
     frame_key_of,
     split_for,
 )
+from edgeloop.datasets.manifest import current_classes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
-from edgeloop.store import labels
+from edgeloop.store import classes, labels
 
 BOX_EPS = 1e-4
 """Tolerance on normalised coordinates (labels are written with 6 decimals)."""
@@ -69,6 +73,32 @@ def _labeled_frames(store: StoreResource) -> list[LabeledFrame]:
     ]
 
 
+def site_classes(
+    store: StoreResource, mlflow: MlflowResource
+) -> tuple[list[str], dict[str, str | None]]:
+    """The site's active class names (the dataset's ``names``, by class id) and the map
+    from every name a class has had to its current one (None: retired); the list is seeded
+    from the production model's class names when it is empty.
+
+    Raises:
+        dagster.Failure: no class yet and no production model to seed them from.
+    """
+    with store.store().connect() as con:
+        names = classes.active_names(con=con)
+    if not names:  # read the model with no connection held (the DuckDB file is shared)
+        try:
+            seed = alias_model_files(mlflow.client(), store.loop.settings(), PRODUCTION).class_names
+        except ModelNotFoundError as exc:
+            raise dg.Failure(
+                description=f"{exc}. The site's classes start from the production model's "
+                "(or add classes with `edgeloop class add`)."
+            ) from exc
+        with store.store().connect() as con:
+            classes.seed(con=con, names=list(seed))
+    with store.store().connect() as con:
+        return classes.active_names(con=con), classes.name_map(con=con)
+
+
 @dg.asset(group_name="datasets", deps=[detections], kinds={"dvc", "yolo"})
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -78,18 +108,13 @@ def training_dataset(
     dataset_repo: DatasetRepoResource,
 ) -> dg.Output[DatasetVersion]:
     """YOLO dataset of the reviewed labels (stable train/val split): a manifest versioned with DVC."""
-    settings = store.loop.settings()
     frames = _labeled_frames(store)
     if not frames:
         raise dg.Failure(
             description="no reviewed labels yet: label frames in the labeling UI, then materialize again"
         )
-    try:
-        class_names = alias_model_files(mlflow.client(), settings, PRODUCTION).class_names
-    except ModelNotFoundError as exc:
-        raise dg.Failure(
-            description=f"{exc}. The dataset takes its class names from the production model."
-        ) from exc
+    class_names, class_map = site_classes(store, mlflow)
+    frames, retired_boxes = current_classes(frames, class_map)
 
     available = [f for f in frames if f.jpeg_path.is_file() and f.width > 0 and f.height > 0]
     splits = Counter(split_for(f.frame_key, config.val_fraction) for f in available)
@@ -109,7 +134,7 @@ def training_dataset(
         build = repo.stage(available, class_names, val_fraction=config.val_fraction)
     except UnknownClassError as exc:
         raise dg.Failure(
-            description=f"{exc}; fix the label or register a model with that class"
+            description=f"{exc}; fix the label, or add the class with `edgeloop class add`"
         ) from exc
     version = repo.commit_version(
         build,
@@ -135,6 +160,7 @@ def training_dataset(
         "label_count": version.label_count,
         "label_cutoff": version.label_cutoff_iso,
         "classes": ", ".join(version.class_names),
+        "retired_boxes_left_out": retired_boxes,
         "missing_images": len(frames) - len(available),
         "data_yaml": dg.MetadataValue.path(str(version.data_yaml)),
         "data_repo": dg.MetadataValue.path(str(repo.root)),

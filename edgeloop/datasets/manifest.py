@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,35 @@ def parse_manifest(text: str) -> Manifest:
 def md5_text(text: str) -> str:
     """Hex md5 of ``text`` as UTF-8 (DVC's hash of a file with these bytes)."""
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def current_classes(
+    frames: Sequence[LabeledFrame], class_map: Mapping[str, str | None]
+) -> tuple[list[LabeledFrame], int]:
+    """The frames with each box's class name mapped to the class's current name
+    (``edgeloop.store.classes.name_map``: a renamed or merged class's labels take today's
+    name; a retired class's boxes are left out). Stored labels are not touched: this is
+    applied each time a dataset version is built, so a version built after a rename shows
+    the new name and older versions stay as they were. A name not in ``class_map`` is kept
+    (``yolo_label_lines`` refuses it when it is not a dataset class).
+
+    Returns:
+        The mapped frames (same order) and how many boxes were left out (retired classes).
+    """
+    mapped: list[LabeledFrame] = []
+    dropped = 0
+    for frame in frames:
+        boxes = []
+        for box in frame.boxes:
+            name = class_map.get(box.class_name, box.class_name)
+            if name is None:
+                dropped += 1
+            else:
+                boxes.append(
+                    box if name == box.class_name else box.model_copy(update={"class_name": name})
+                )
+        mapped.append(frame if boxes == list(frame.boxes) else replace(frame, boxes=boxes))
+    return mapped, dropped
 
 
 # ---------------------------------------------------------------------------------------
