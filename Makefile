@@ -32,8 +32,8 @@ uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
 		{ echo "uv not found: installing it with pip"; $(PYTHON) -m pip install --quiet uv; }
 
-setup: uv  ## create .venv from the committed uv.lock (loop host: all extras + dev tools)
-	$(UV) sync --frozen --all-extras
+setup: uv  ## create .venv from the committed uv.lock (loop host: the networked extra, which holds every other, + dev tools)
+	$(UV) sync --frozen --extra networked  # every extra but edge-gpu, which excludes the CPU onnxruntime
 
 data: setup  ## fetch the real sample videos/photos and the seed detector into data/
 	$(RUN) edgeloop data

@@ -109,7 +109,7 @@ def missing_server(name: str) -> str | None:
     if name == "redis" and _redis() is None:
         return "redis-server missing: apt-get install redis-server"
     if name == "s3" and _moto_server() is None:
-        return "moto_server missing: uv sync --all-extras (dev group: moto[server])"
+        return "moto_server missing: uv sync --extra networked (dev group: moto[server])"
     return None
 
 

@@ -47,7 +47,7 @@ def extension_path(name: str) -> Path:
     if spec is None or spec.origin is None:
         raise ExtensionUnavailableError(
             f"DuckDB extension {name!r} is not installed: pip install "
-            f"'{package}=={duckdb.__version__}' (or uv sync --all-extras)"
+            f"'{package}=={duckdb.__version__}' (or uv sync --extra networked)"
         )
     path = Path(spec.origin).parent / "extensions" / wanted / f"{name}.duckdb_extension"
     if not path.exists():

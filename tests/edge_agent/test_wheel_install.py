@@ -37,6 +37,23 @@ def _uv(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def _requires_by_extra(wheel: Path) -> dict[str, list[str]]:
+    """Extra -> its ``Requires-Dist`` requirements (markers dropped), from the wheel's
+    METADATA."""
+    import zipfile
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(archive.read(name).decode())
+    found: dict[str, list[str]] = {}
+    for requirement in metadata.get_all("Requires-Dist") or []:
+        spec, _, marker = requirement.partition(";")
+        extra = marker.split("extra ==")[-1].strip().strip("'\"") if "extra ==" in marker else ""
+        found.setdefault(extra, []).append(spec.strip())
+    return found
+
+
 def test_the_edge_wheel_alone_runs_the_agent_against_a_real_api(
     seed_onnx: Path, tmp_path: Path
 ) -> None:
@@ -44,6 +61,14 @@ def test_the_edge_wheel_alone_runs_the_agent_against_a_real_api(
     built = _uv("build", "--wheel", "--out-dir", str(tmp_path / "dist"))
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("edgeloop-*.whl")
+    # A GPU camera host's extra brings ONNX Runtime's GPU build, not the CPU one (the two
+    # write the same module; uv.lock declares them in conflict).
+    requires = _requires_by_extra(wheel)
+    assert {r.split(">")[0] for r in requires["edge-gpu"]} == {
+        "opencv-python-headless",
+        "onnxruntime-gpu",
+    }
+    assert "onnxruntime" in {r.split(">")[0] for r in requires["edge"]}
     venv = tmp_path / "camera-host"
     made = _uv("venv", "--python", sys.executable, str(venv))
     assert made.returncode == 0, made.stderr[-3000:]
