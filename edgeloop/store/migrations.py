@@ -368,6 +368,8 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     ],
     # Drift alerts, raised once and acknowledged (issue 19).
     11: [],
+    # Tags on frames and detections, thumbnails, prediction batches (issue 19).
+    12: [],
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
