@@ -570,3 +570,64 @@ def test_detector_model_fails_loudly_without_production(tiny_dataset, loop):
             training_dataset=replace(tiny_dataset),
             **resources,
         )
+
+
+@pytest.mark.integration
+def test_an_int8_model_within_the_bound_ships_to_the_cameras(seed_onnx, tiny_dataset, loop):
+    """The int8 path through the assets: model_evaluation quantises the candidate, judges
+    it on the held-out set and registers it as a version of its own; model_promotion then
+    moves production to it in its fp32 parent's place (staging keeps the parent).
+
+    A 1-epoch candidate on 4 held-out images cannot earn a promotion, so model_promotion
+    gets the real evaluation's int8 judgement with a stated fp32 evidence that passes
+    (``evidence(0.01)``) and a policy that accepts 4 held-out images and any int8 loss
+    (``int8_max_map_loss=1``): this checks the mechanism, not a model's quality
+    (tests/assets/test_quantize.py judges a real int8 model against the real bound)."""
+    from assets.quantize import INT8
+    from edgeloop.registry import PRECISION_TAG, model_files
+    from edgeloop.wire import model_precision
+
+    settings, resources = loop
+    v1 = register_version(settings, seed_onnx, alias=PRODUCTION)
+    result = dg.materialize(
+        [_dataset_asset(tiny_dataset), detector_model, model_evaluation],
+        resources=resources,
+        run_config=dg.RunConfig(
+            ops={
+                "detector_model": TrainingConfig(epochs=1, imgsz=160, batch=4),
+                "model_evaluation": EvaluationConfig(batch=4, int8=True, int8_calibration_frames=4),
+            }
+        ),
+    )
+    assert result.success
+    candidate = result.output_for_node("detector_model")
+    int8 = result.output_for_node("model_evaluation").int8
+    assert int8 is not None and int8.judgement.val_images == 4
+    assert (int8.parent_version, int8.version) == (
+        candidate.version,
+        str(int(candidate.version) + 1),
+    )
+    client = mlflow_client(settings)
+    tags = client.get_model_version(settings.model_name, int8.version).tags
+    assert tags[PRECISION_TAG] == INT8 and "int8_gain_mAP50-95" in tags
+
+    evaluation = replace(_evaluation(candidate.version, v1, evidence(0.01)), int8=int8)
+    config = PromotionConfig(min_heldout_images=4, int8_max_map_loss=1.0)
+    outcome = model_promotion(
+        dg.build_asset_context(), config=config, model_evaluation=evaluation, **resources
+    )
+    assert str(alias_version(client, settings.model_name, PRODUCTION).version) == int8.version
+    assert str(alias_version(client, settings.model_name, STAGING).version) == candidate.version
+    assert f"v{int8.version}" in str(outcome.metadata["outcome"])
+    # What a camera downloads: the int8 ONNX, its metadata naming the precision, and its
+    # parent's class names.
+    files = model_files(client, settings, model_name=settings.model_name, version=int8.version)
+    parent = model_files(
+        client, settings, model_name=settings.model_name, version=candidate.version
+    )
+    assert files.precision == INT8 and files.class_names == parent.class_names
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(files.onnx_path), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert model_precision(metadata, session.get_inputs()[0].type) == INT8
