@@ -15,8 +15,8 @@ from edgeloop.cli.services import Service
 
 
 @contextlib.contextmanager
-def celery_worker(data_dir: Path, queue: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``edgeloop worker --queue QUEUE --name QUEUE`` in an empty data folder of its own (a
+def celery_worker(data_dir: Path, *queues: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``edgeloop worker --queue Q… --name Q-…`` in an empty data folder of its own (a
     host of its own: it shares nothing on disk with the demo), logging to
     ``data_dir/worker.log``; yields its process (Celery's main process, which forks the
     processes that execute steps); stopped (its process group) after."""
@@ -24,7 +24,8 @@ def celery_worker(data_dir: Path, queue: str) -> Iterator[subprocess.Popen[bytes
     log_path = data_dir / "worker.log"
     env = dict(os.environ) | {"EDGELOOP_DATA_DIR": str(data_dir)}
     env.pop("DAGSTER_HOME", None)  # the worker writes its own instance file
-    cmd = [sys.executable, "-m", "edgeloop.cli", "worker", "--queue", queue, "--name", queue]
+    cmd = [sys.executable, "-m", "edgeloop.cli", "worker", "--name", "-".join(queues)]
+    cmd += [arg for queue in queues for arg in ("--queue", queue)]
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -296,4 +296,7 @@ def start_mlflow_ui(
         allowed = [*get_default_allowed_hosts(), name, f"{name}:*"]
         cmd += ["--allowed-hosts", ",".join(allowed)]
     env = service_env(settings)
+    # MLflow 3's server starts seven job-runner processes (huey) for its GenAI jobs, which the
+    # loop never submits: off unless the site turns them on.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return _start("mlflow", cmd, settings, env, local_url(host, port), "/health", timeout_s)
