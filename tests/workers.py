@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgeloop.cli.services import Service
+from edgeloop.cli.services import spawn
 
 
 @contextlib.contextmanager
@@ -26,14 +26,11 @@ def celery_worker(data_dir: Path, *queues: str) -> Iterator[subprocess.Popen[byt
     env.pop("DAGSTER_HOME", None)  # the worker writes its own instance file
     cmd = [sys.executable, "-m", "edgeloop.cli", "worker", "--name", "-".join(queues)]
     cmd += [arg for queue in queues for arg in ("--queue", queue)]
-    with log_path.open("ab") as log:
-        worker = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    worker = spawn("worker", cmd, env, log_path)
     try:
-        yield worker
+        yield worker.process
     finally:  # SIGTERM to its process group, SIGKILL after 30 s
-        Service("worker", worker, url="", log_path=log_path).stop(timeout_s=30)
+        worker.stop(timeout_s=30)
 
 
 def celery_workers_by_step(dagster_database_url: str) -> dict[str, set[str]]:

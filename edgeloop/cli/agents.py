@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edgeloop.cli.services import Service, service_env
+from edgeloop.cli.services import service_env, spawn
 from edgeloop.settings import LoopSettings
 from edgeloop.store import frames
 
@@ -101,7 +101,6 @@ def live_agent(
     (``--replay loop``, ``fps`` frames/s) and following production every
     ``check_interval_s``; stopped with SIGTERM on exit. Yields its log file."""
     log_path = settings.data_dir / "logs" / f"agent-{camera_id}-live.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = agent_command(
         settings,
         api_url,
@@ -118,15 +117,11 @@ def live_agent(
             f"{check_interval_s:g}",
         ],
     )
-    env = agent_env(settings, token)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    agent = spawn("agent", cmd, agent_env(settings, token), log_path, url=api_url)
     try:
         yield log_path
     finally:  # SIGTERM to its process group, SIGKILL after 30 s
-        Service("agent", process, url=api_url, log_path=log_path).stop(timeout_s=30)
+        agent.stop(timeout_s=30)
 
 
 def first_frame_of(

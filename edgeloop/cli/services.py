@@ -174,15 +174,20 @@ def _start(
 ) -> Service:
     """Start ``cmd`` in its own process group, logging to ``<data_dir>/logs/<name>.log``,
     and wait until ``url + health_path`` answers 200 (``wait_healthy``)."""
-    log_path = settings.data_dir / "logs" / f"{name}.log"
+    service = spawn(name, cmd, env, settings.data_dir / "logs" / f"{name}.log", url=url)
+    wait_healthy(service, health_path, timeout_s)
+    return service
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str], log_path: Path, url: str = "") -> Service:
+    """Start ``cmd`` in a process group of its own (``Service.stop`` ends the group),
+    stdout and stderr appended to ``log_path``; returns at once."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    service = Service(name=name, process=process, url=url, log_path=log_path)
-    wait_healthy(service, health_path, timeout_s)
-    return service
+    return Service(name=name, process=process, url=url, log_path=log_path)
 
 
 def wait_healthy(service: Service, path: str, timeout_s: float) -> None:
