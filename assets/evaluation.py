@@ -16,6 +16,12 @@ otherwise), three ways:
    same held-out images with the same paired bootstrap; registered as a version of its
    own (``assets.quantize``), shipped only when ``model_promotion``'s bound allows.
 
+Production is scored over the candidate's classes (the site's active classes when the
+dataset was built): through a copy of its weights whose head lists them, by current name
+(``assets.class_head.production_in_classes``), so a renamed class is scored under its new
+name and a class production never had (``ModelEvaluation.new_classes``) scores 0 on the
+same labels the candidate is scored on.
+
 The numbers go on the candidate's MLflow run (``heldout_<metric>``, production's as
 ``production_heldout_<metric>``, the rest as metrics and ``evaluation/heldout.json``) and
 on its registered version (``heldout_<metric>``, ``heldout_images``, ``heldout_gain_*``,
@@ -35,6 +41,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from assets.class_head import new_classes, production_in_classes
 from assets.corrections import Box, ReviewedFrame, label_boxes, score_corrections
 from assets.evaluation_report import evaluation_metadata, log_evaluation
 from assets.evaluation_result import ModelEvaluation
@@ -64,6 +71,7 @@ from edgeloop.datasets import MANIFEST, DatasetRepo, DatasetVersion, frame_key_o
 from edgeloop.devices import torch_device
 from edgeloop.orchestration import TRAINING_OP_TAGS
 from edgeloop.registry import model_files
+from edgeloop.store import classes
 from edgeloop.store import frames as frames_store
 
 logger = logging.getLogger(__name__)
@@ -143,13 +151,19 @@ def model_evaluation(
     candidate_files = model_files(
         client, settings, model_name=settings.model_name, version=candidate.version
     )
+    with store.store().connect() as con:
+        class_map = classes.name_map(con=con)
+    work = settings.runs_dir.resolve() / f"eval-{context.run_id}"
+    production_pt = production_in_classes(
+        yolo, production.pt_path, dataset.class_names, class_map, out=work / "production.pt"
+    )
     runs = evaluate_on_heldout(
         yolo,
-        {"candidate": candidate_files.pt_path, "production": production.pt_path},
+        {"candidate": candidate_files.pt_path, "production": production_pt},
         dataset,
         images,
         config=config,
-        work=settings.runs_dir.resolve() / f"eval-{context.run_id}",
+        work=work,
         device=device,
     )
     cand, prod = runs["candidate"], runs["production"]
@@ -178,6 +192,7 @@ def model_evaluation(
         production_metrics=prod.metrics,
         gains=gains,
         class_ap=class_ap(cand.matches, prod.matches, dataset.class_names),
+        new_classes=new_classes(production.class_names, dataset.class_names, class_map),
         camera_ap=group_ap(
             cand.matches,
             prod.matches,

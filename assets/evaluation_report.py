@@ -7,7 +7,7 @@ learned and regressions their counts.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -82,6 +82,14 @@ def corrections_md(evaluation: ModelEvaluation) -> str:
     )
 
 
+def _marked_new(evaluation: ModelEvaluation) -> list[GroupAP]:
+    """The per-class rows, a class production does not have marked "(new)"."""
+    new = set(evaluation.new_classes)
+    return [
+        replace(r, group=f"{r.group} (new)") if r.group in new else r for r in evaluation.class_ap
+    ]
+
+
 def evaluation_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
     """``model_evaluation``'s Dagster metadata: the tables (comparison, per class, per
     camera, corrections), both versions, ``candidate/<metric>``, ``production/<metric>``,
@@ -91,8 +99,9 @@ def evaluation_metadata(evaluation: ModelEvaluation) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "comparison": dg.MetadataValue.md(comparison_md(evaluation)),
         "per_class": dg.MetadataValue.md(
-            _group_md("class", list(evaluation.class_ap), evaluation, "boxes")
+            _group_md("class", _marked_new(evaluation), evaluation, "boxes")
         ),
+        "new_classes": ", ".join(evaluation.new_classes) or "none",
         "per_camera": dg.MetadataValue.md(
             _group_md("camera", list(evaluation.camera_ap), evaluation, "images")
         ),
@@ -198,6 +207,7 @@ def evaluation_record(evaluation: ModelEvaluation) -> dict[str, Any]:
         "production": evaluation.production_metrics.as_dict(),
         "gains": {name: gain.as_dict() for name, gain in evaluation.gains.items()},
         "per_class": [asdict(row) for row in evaluation.class_ap],
+        "new_classes": list(evaluation.new_classes),
         "per_camera": [asdict(row) for row in evaluation.camera_ap],
         "candidate_corrections": evaluation.candidate_corrections.as_dict(),
         "production_corrections": evaluation.production_corrections.as_dict(),

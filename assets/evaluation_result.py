@@ -33,6 +33,8 @@ class ModelEvaluation:
         candidate_corrections / production_corrections: corrections learned and
             regressions at the deployment confidence (production's: its re-run, the
             reference; its own logged proposals score 0 by construction).
+        new_classes: the candidate's classes production does not have under any name
+            (``assets.class_head.new_classes``): production scores 0 on them.
         int8: the candidate's int8 edge model and its judgement against the candidate's
             fp32 ONNX (``assets.quantize``), or None when ``EvaluationConfig.int8`` is off.
     """
@@ -49,6 +51,7 @@ class ModelEvaluation:
     camera_ap: Sequence[GroupAP]
     candidate_corrections: CorrectionScore
     production_corrections: CorrectionScore
+    new_classes: Sequence[str] = ()
     int8: Int8Candidate | None = None
 
     def gain(self, metric: str) -> GainInterval:

@@ -38,7 +38,7 @@ from edgeloop.datasets import DatasetRepo, DatasetVersion, materialised
 from edgeloop.devices import executed_on, torch_device
 from edgeloop.orchestration import TRAINING_OP_TAGS
 from edgeloop.registry import ModelFiles, ensure_experiment, model_files
-from edgeloop.store import retraining, training_runs
+from edgeloop.store import classes, retraining, training_runs
 
 DEFAULT_EPOCHS = 3
 """Demo fine-tuning epochs (see the module docstring for the measured time)."""
@@ -160,6 +160,7 @@ def detector_model(
             save_dir=save_dir,
             on_epoch=run.log_metrics,
             device=device,
+            class_map=_class_map(store),
         )
         run.log_metrics(_final_metrics(trained))
         model_dir = export_model_dir(trained.best_pt, save_dir)
@@ -202,6 +203,13 @@ def detector_model(
 
 
 # --- the steps --------------------------------------------------------------------------
+
+
+def _class_map(store: StoreResource) -> dict[str, str | None]:
+    """Every name a site class has had -> its current name (``edgeloop.store.classes``):
+    production's head rows follow renames and merges into the candidate's new head."""
+    with store.store().connect() as con:
+        return classes.name_map(con=con)
 
 
 def _label_cutoff(dataset: DatasetVersion) -> datetime:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from assets.class_head import current_names
 from edgeloop.bootstrap import AGENT_IMGSZ, export_onnx
 from edgeloop.datasets import DatasetVersion
 from edgeloop.offline import configure_offline_environment, quiet_ultralytics
@@ -162,19 +163,26 @@ def fine_tune(
     save_dir: Path,
     on_epoch: EpochSink | None = None,
     device: str = "cpu",
+    class_map: Mapping[str, str | None] | None = None,
 ) -> FineTuneResult:
     """Fine-tune ``base_pt`` on ``data_yaml``'s train split on ``device`` (a torch device,
     ``edgeloop.devices.torch_device``); ultralytics writes into ``save_dir`` (weights,
     ``results.csv``, ``args.yaml``).
 
     Mixed precision and plots are off (ultralytics' AMP check downloads a model, which an
-    offline site cannot do); ``freeze=0`` trains every layer.
+    offline site cannot do); ``freeze=0`` trains every layer. When ``data_yaml``'s classes
+    differ from the base model's, ultralytics builds the new head and copies the base's
+    class rows by name (``assets.class_head``); ``class_map`` (old name -> current,
+    ``edgeloop.store.classes.name_map``) renames the base's classes first, so a renamed or
+    merged class keeps what it learnt.
 
     Raises:
         FileNotFoundError: training finished without writing ``best.pt``.
     """
     hp = hyperparameters
     model = yolo(str(base_pt))
+    if class_map:
+        model.model.names = current_names(model.model.names, class_map)
     epochs = EpochMetricsLogger(on_epoch)
     epochs.attach(model)
     t0 = time.perf_counter()
