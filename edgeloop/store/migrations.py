@@ -369,7 +369,79 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     # Drift alerts, raised once and acknowledged (issue 19).
     11: [],
     # Tags on frames and detections, thumbnails, prediction batches (issue 19).
-    12: [],
+    # ``tags`` (``edgeloop.store.tags``): one row per tag on a frame or a detection, set by a
+    # person or suggested by the loop (``source``); ``frame_key`` is the frame's either way,
+    # so a page of frames reads its tags with one lookup. ``thumbnails``
+    # (``edgeloop.store.thumbnails``): which content-addressed object holds the thumbnail or
+    # crop ``spec`` of a stored JPEG, so a view never re-reads the JPEG to name it.
+    # ``prediction_batches`` and their images and detections: uploads run through a model.
+    12: [
+        """
+        CREATE TABLE IF NOT EXISTS tags (
+            target_kind VARCHAR NOT NULL,
+            target_id VARCHAR NOT NULL,
+            frame_key VARCHAR NOT NULL,
+            tag VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            score DOUBLE,
+            created_by VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (target_kind, target_id, tag)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS tags_tag ON tags (tag)",
+        "CREATE INDEX IF NOT EXISTS tags_frame ON tags (frame_key)",
+        """
+        CREATE TABLE IF NOT EXISTS thumbnails (
+            source_key VARCHAR NOT NULL,
+            spec VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            object_key VARCHAR NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (source_key, spec)
+        )
+        """,
+        "CREATE SEQUENCE IF NOT EXISTS prediction_batches_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batches (
+            batch_id BIGINT PRIMARY KEY DEFAULT nextval('prediction_batches_seq'),
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            model_name VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL,
+            images INTEGER NOT NULL,
+            detections INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batch_images (
+            batch_id BIGINT NOT NULL,
+            image_index INTEGER NOT NULL,
+            file_name VARCHAR NOT NULL,
+            object_key VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            PRIMARY KEY (batch_id, image_index)
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batch_detections (
+            batch_id BIGINT NOT NULL,
+            image_index INTEGER NOT NULL,
+            detection_index INTEGER NOT NULL,
+            class_id INTEGER NOT NULL,
+            class_name VARCHAR NOT NULL,
+            confidence DOUBLE NOT NULL,
+            x1 DOUBLE NOT NULL,
+            y1 DOUBLE NOT NULL,
+            x2 DOUBLE NOT NULL,
+            y2 DOUBLE NOT NULL,
+            PRIMARY KEY (batch_id, image_index, detection_index)
+        )
+        """,
+    ],
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
