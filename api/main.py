@@ -32,6 +32,7 @@ from api.model_registry import ModelRegistry
 from api.retrain_push import RetrainPush
 from api.routes import (
     agents,
+    browse,
     cameras,
     classes,
     frames,
@@ -45,6 +46,8 @@ from api.routes import (
     retraining,
     review,
     search,
+    tags,
+    thumbnails,
 )
 from api.settings import ApiSettings, get_settings
 from api.telemetry import ApiMetrics
@@ -239,6 +242,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         cameras.router,
         agents.router,
         classes.router,
+        browse.router,
+        tags.router,
+        thumbnails.router,
         console.router,
         console.fragments,
         console.data_router,

@@ -19,6 +19,15 @@ switches to distances at >= 1000 rows. Verdict: ``edgeloop.rules.camera_drifted`
 (any p < 0.05 or drift share > 0.30, the seed's rule). Evidently is given the loop's own
 thresholds (``DRIFT_P_VALUE`` per feature, ``DRIFT_SHARE`` for the dataset), so its HTML
 report states the threshold the console and the drift sensor use, not its default 0.5.
+
+Per model version (issue 19): each frame carries the model version that produced its
+detections, so each report records the version behind most frames of each window
+(``model_version``, ``reference_model_version``: different when a promotion happened
+between them) and, when the current window holds frames of more than one version, the drift
+of each version's frames against the same reference (``model_versions``). And per camera, the
+class-mix shift (total variation distance, ``edgeloop.alerts.class_mix_shift``) between the
+week before and the week after the newest production promotion: what ``drift_sensor``
+raises ``class_mix`` alerts on.
 """
 
 import json
@@ -37,7 +46,9 @@ from pydantic import Field
 
 from assets._markdown import md_table
 from assets.detections import detections
+from assets.drift_versions import VersionSplit, split_by_version
 from assets.resources import StoreResource
+from edgeloop.alerts import promotion_class_mix
 from edgeloop.rules import DRIFT_P_VALUE, DRIFT_SHARE, camera_drifted
 from edgeloop.settings import REPORTS_PREFIX
 from edgeloop.store import drift as drift_reports
@@ -203,12 +214,14 @@ def parse_drift_metadata(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any
     """Per-camera drift results from a ``drift_report`` materialization's metadata.
 
     Reads the flat keys ``<camera>/drift_share``, ``<camera>/min_p_value``,
-    ``<camera>/drifted`` and ``<camera>/p_value/<feature>``; values may be Dagster
-    ``MetadataValue``s (their ``.value`` is used) or plain numbers.
+    ``<camera>/drifted`` and ``<camera>/p_value/<feature>``, and where present
+    ``<camera>/model_version``, ``<camera>/class_mix_shift`` and
+    ``<camera>/promoted_version``; values may be Dagster ``MetadataValue``s (their
+    ``.value`` is used) or plain numbers.
 
     Returns:
         camera -> ``{"drift_share": float, "min_p_value": float | None, "drifted": bool,
-        "p_values": {feature: float}}``.
+        "p_values": {feature: float}}`` (and the optional keys, as read).
     """
     cameras: dict[str, dict[str, Any]] = {}
     for key, raw in metadata.items():
@@ -219,6 +232,9 @@ def parse_drift_metadata(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any
         if rest in ("drift_share", "min_p_value", "drifted"):
             entry = cameras.setdefault(camera, {"p_values": {}, "min_p_value": None})
             entry[rest] = bool(value) if rest == "drifted" else float(value)
+        elif rest in ("model_version", "promoted_version", "class_mix_shift"):
+            entry = cameras.setdefault(camera, {"p_values": {}, "min_p_value": None})
+            entry[rest] = float(value) if rest == "class_mix_shift" else str(value)
         elif rest.startswith("p_value/"):
             entry = cameras.setdefault(camera, {"p_values": {}, "min_p_value": None})
             entry["p_values"][rest.removeprefix("p_value/")] = float(value)
@@ -259,7 +275,7 @@ def drift_report(
     settings = store.loop.settings()
     db = store.store()
     with db.connect() as con:
-        frames = store_frames.quality_features(con=con, features=FEATURES)
+        frames = store_frames.quality_features(con=con, features=FEATURES, model_version=True)
         last_cutoff = training_runs.latest_label_cutoff(con=con)
     if frames.empty:
         raise dg.Failure(description="no frames stored yet: nothing to compute drift on")
@@ -276,6 +292,8 @@ def drift_report(
     results: dict[str, CameraDrift] = {}
     windows: dict[str, tuple[int, int, str]] = {}
     reports: dict[str, tuple[str, str]] = {}
+    splits: dict[str, VersionSplit] = {}
+    mixes: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for camera, group in frames.groupby("camera_id", sort=True):
         camera = str(camera)
@@ -297,6 +315,12 @@ def drift_report(
             snapshot.save_html(str(html))
             settings.objects().put(key, html.read_bytes())
         results[camera] = result
+        splits[camera] = split_by_version(
+            reference,
+            current,
+            min_frames=config.min_window_frames,
+            drift_share=lambda ref, cur: run_drift(ref, cur)[1].drift_share,
+        )
         windows[camera] = (len(reference), len(current), kind)
         reports[camera] = (key, url)
         context.log.info(
@@ -306,6 +330,12 @@ def drift_report(
             result.min_p_value,
             result.drifted,
         )
+
+    with db.connect() as con:
+        for camera in results:
+            mix = promotion_class_mix(con=con, camera_id=camera, now=computed_at)
+            if mix is not None:
+                mixes[camera] = mix
 
     if results:
         import pandas as pd
@@ -323,6 +353,9 @@ def drift_report(
                 # An object key (relative to the data folder, or in object storage), so a
                 # copied or moved folder keeps its links and every replica reads it.
                 "report_path": [reports[c][0] for c in results],
+                "model_version": [splits[c].model_version for c in results],
+                "reference_model_version": [splits[c].reference_model_version for c in results],
+                "model_versions": [json.dumps(splits[c].versions) for c in results],
             }
         )
         with db.connect() as con:
@@ -370,6 +403,10 @@ def drift_report(
                     "untested": r.untested,
                     "report_path": str(reports[camera][0]),
                     "report_url": reports[camera][1],
+                    "model_version": splits[camera].model_version,
+                    "reference_model_version": splits[camera].reference_model_version,
+                    "model_versions": splits[camera].versions,
+                    "class_mix": mixes.get(camera),
                 }
                 for camera, r in results.items()
             }
@@ -386,6 +423,14 @@ def drift_report(
         metadata[f"{camera}/drifted"] = r.drifted
         for feature, p in r.p_values.items():
             metadata[f"{camera}/p_value/{feature}"] = p
+        if splits[camera].model_version is not None:
+            metadata[f"{camera}/model_version"] = dg.MetadataValue.text(
+                str(splits[camera].model_version)
+            )
+        mix = mixes.get(camera)
+        if mix is not None and mix["class_mix_shift"] is not None:
+            metadata[f"{camera}/class_mix_shift"] = mix["class_mix_shift"]
+            metadata[f"{camera}/promoted_version"] = dg.MetadataValue.text(mix["promoted_version"])
         metadata[f"{camera}/report"] = dg.MetadataValue.text(reports[camera][0])
         metadata[f"{camera}/report_url"] = dg.MetadataValue.url(reports[camera][1])
     return dg.MaterializeResult(metadata=metadata)

@@ -22,6 +22,7 @@ import dagster as dg
 
 from assets.drift import parse_drift_metadata
 from assets.resources import StoreResource
+from edgeloop import alerts
 from edgeloop.orchestration import CAMERAS_TAG, TRIGGER_TAG
 from edgeloop.rules import camera_drifted
 from edgeloop.store import label_count, labels, queue, retraining
@@ -93,8 +94,7 @@ def _drift_reason(camera: str, result: dict[str, Any]) -> str:
     )
 
 
-def _drifted_cameras(metadata: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    cameras = parse_drift_metadata(metadata)
+def _drifted_cameras(cameras: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     drifted = [
         (camera, result)
         for camera, result in cameras.items()
@@ -112,7 +112,7 @@ def drift_run_key(cameras: Sequence[str], storage_id: int) -> str:
 def drift_sensor(
     context: dg.SensorEvaluationContext, store: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """On each new drift_report: retrain for drifted cameras given enough new labels and no recent retrain, else boost their queue."""
+    """On each new drift_report: raise drift alerts (once) and send them to the webhook; retrain for drifted cameras given enough new labels and no recent retrain, else boost their queue."""
     settings = get_pipeline_settings()
     after = int(context.cursor) if context.cursor else None
     records = context.instance.fetch_materializations(
@@ -132,7 +132,12 @@ def drift_sensor(
         materialization = record.asset_materialization
         if materialization is None:
             continue
-        drifted = _drifted_cameras(dict(materialization.metadata))
+        cameras_drift = parse_drift_metadata(dict(materialization.metadata))
+        with db.connect() as con:
+            raised = alerts.evaluate(con=con, loop=loop, cameras=cameras_drift)
+        if raised:
+            notes.append(f"#{record.storage_id}: raised alerts {raised}")
+        drifted = _drifted_cameras(cameras_drift)
         if not drifted:
             notes.append(f"#{record.storage_id}: no camera drifted")
             continue
@@ -200,6 +205,11 @@ def drift_sensor(
                 )
             )
             requested = run_key
+    delivery = alerts.deliver_pending(store=db, loop=loop)  # never raises on a bad receiver
+    if delivery is not None:
+        notes.append(
+            f"alert webhook: {'sent' if delivery.delivered else 'failed: ' + str(delivery.error)}"
+        )
     context.log.info("; ".join(notes))
     return dg.SensorResult(
         run_requests=run_requests,

@@ -30,19 +30,27 @@ COLUMNS = (
     "p_values",
     "report_path",
 )
+VERSION_COLUMNS = ("model_version", "reference_model_version", "model_versions")
+"""Optional columns (schema 11): the model version behind most frames of the current and
+of the reference window, and the current window's frames and drift per model version
+(JSON, ``assets/drift.py``); NULL in reports written before them."""
 
 
 def insert(*, con: Connection, rows: pd.DataFrame) -> int:
-    """Insert drift results, one row per camera (columns ``COLUMNS``, ``p_values`` as JSON
-    text); returns the rows inserted."""
+    """Insert drift results, one row per camera (columns ``COLUMNS``, and any of
+    ``VERSION_COLUMNS``; ``p_values`` and ``model_versions`` as JSON text); returns the rows
+    inserted."""
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"drift rows lack the columns {missing}")
-    con.register("new_drift_reports", rows[list(COLUMNS)])
+    columns = [*COLUMNS, *(c for c in VERSION_COLUMNS if c in rows.columns)]
+    con.register("new_drift_reports", rows[columns])
     try:
-        selected = ", ".join("CAST(p_values AS JSON)" if c == "p_values" else c for c in COLUMNS)
+        selected = ", ".join(
+            f"CAST({c} AS JSON)" if c in ("p_values", "model_versions") else c for c in columns
+        )
         con.execute(
-            f"INSERT INTO drift_reports ({', '.join(COLUMNS)}) "
+            f"INSERT INTO drift_reports ({', '.join(columns)}) "
             f"SELECT {selected} FROM new_drift_reports"
         )
     finally:
@@ -55,4 +63,5 @@ def latest_per_camera(*, con: Connection) -> list[dict[str, Any]]:
     rows = fetch_dicts(con.execute(f"{LATEST_PER_CAMERA_SQL} ORDER BY camera_id"))
     for row in rows:
         row["p_values"] = parse_json(row["p_values"]) or {}
+        row["model_versions"] = parse_json(row.get("model_versions")) or {}
     return rows

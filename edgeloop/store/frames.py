@@ -337,16 +337,18 @@ def list_detections(
 
 
 def quality_features(
-    *, con: Connection, features: Sequence[str] = QUALITY_FEATURES
+    *, con: Connection, features: Sequence[str] = QUALITY_FEATURES, model_version: bool = False
 ) -> pd.DataFrame:
-    """Every frame's ``camera_id``, ``captured_at`` and the named feature columns, by camera
-    and capture time (a pandas DataFrame, for the drift report)."""
+    """Every frame's ``camera_id``, ``captured_at`` and the named feature columns (and the
+    ``model_version`` that produced its detections, when asked), by camera and capture time
+    (a pandas DataFrame, for the drift report)."""
     unknown = sorted(set(features) - set(QUALITY_FEATURES))
     if unknown:
         raise ValueError(f"not frame feature columns: {unknown}; known: {QUALITY_FEATURES}")
+    columns = [*features, *(["model_version"] if model_version else [])]
     return con.sql(
         f"""
-        SELECT camera_id, captured_at, {", ".join(features)}
+        SELECT camera_id, captured_at, {", ".join(columns)}
         FROM frames ORDER BY camera_id, captured_at
         """
     ).df()

@@ -366,8 +366,42 @@ MIGRATIONS: dict[int, list[str | Only]] = {
         )
         """,
     ],
-    # Drift alerts, raised once and acknowledged (issue 19).
-    11: [],
+    # Drift alerts, raised once and acknowledged (issue 19; ``edgeloop.store.alerts``): one
+    # row per alert, with its webhook delivery (status, attempts, last error). A camera and
+    # kind has at most one live alert: open, or acknowledged while its condition holds.
+    # Drift reports gain the model versions of their windows (``assets/drift.py``), so a
+    # change can be told apart from a promotion.
+    11: [
+        "CREATE SEQUENCE IF NOT EXISTS drift_alerts_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS drift_alerts (
+            alert_id BIGINT PRIMARY KEY DEFAULT nextval('drift_alerts_seq'),
+            camera_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            severity VARCHAR NOT NULL,
+            status VARCHAR NOT NULL DEFAULT 'open',
+            raised_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            summary VARCHAR NOT NULL,
+            description VARCHAR NOT NULL,
+            value DOUBLE,
+            threshold DOUBLE,
+            model_version VARCHAR,
+            details JSON,
+            cleared_at TIMESTAMPTZ,
+            acknowledged_by VARCHAR,
+            acknowledged_at TIMESTAMPTZ,
+            delivery_status VARCHAR NOT NULL DEFAULT 'pending',
+            delivery_attempts INTEGER NOT NULL DEFAULT 0,
+            delivery_error VARCHAR,
+            delivered_at TIMESTAMPTZ
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS drift_alerts_camera_kind ON drift_alerts (camera_id, kind)",
+        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS model_version VARCHAR",
+        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS reference_model_version VARCHAR",
+        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS model_versions JSON",
+    ],
     # Tags on frames and detections, thumbnails, prediction batches (issue 19).
     # ``tags`` (``edgeloop.store.tags``): one row per tag on a frame or a detection, set by a
     # person or suggested by the loop (``source``); ``frame_key`` is the frame's either way,

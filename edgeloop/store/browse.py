@@ -1,0 +1,319 @@
+"""Reads of the dataset browser: detections filtered on every axis at once, and frames or
+detections fetched by id with everything known about them.
+
+Reads only: ``frames`` and ``prediction_logs`` (``edgeloop.store.frames``),
+``labeling_queue`` (``edgeloop.store.queue``: a frame's state), ``tags``
+(``edgeloop.store.tags``) and ``reviewed_labels`` (the held-out split). Boxes are xyxy px
+of the original frame; times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from edgeloop.store import tags
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+
+State = Literal["labeled", "queued", "unlabeled"]
+Split = Literal["train", "val"]
+STATE_OF_STATUS = {"labeled": "labeled", "pending": "queued", "skipped": "queued"}
+"""A frame's browser state from its queue item's status; a frame never queued is
+``unlabeled``."""
+
+
+@dataclass(frozen=True)
+class BrowseFilter:
+    """Which detections to show; None leaves a criterion out; all given ones combine (AND).
+
+    Attributes:
+        camera_id: one camera.
+        since / until: capture time in ``[since, until)``, timezone-aware.
+        class_name: the detector's class.
+        tag: a tag (``edgeloop.store.tags.normalise``d) on the detection or on its frame.
+        model_version: the model version that produced the detection.
+        min_confidence / max_confidence: confidence in ``[min, max]`` ([0, 1], inclusive).
+        uncertain: in (True) or out of (False) the uncertainty band the agent applied.
+        state: the frame is ``labeled``, ``queued`` (pending or skipped in the labeling
+            queue) or ``unlabeled`` (never queued).
+        split: the frame is labeled and in the ``train`` or held-out ``val`` split
+            (``edgeloop.datasets.frames.split_for``).
+        with_jpeg: only detections whose frame has a stored JPEG.
+        detection_ids: only these detections (a similarity search's hits).
+    """
+
+    camera_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    class_name: str | None = None
+    tag: str | None = None
+    model_version: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    uncertain: bool | None = None
+    state: State | None = None
+    split: Split | None = None
+    with_jpeg: bool | None = None
+    detection_ids: tuple[str, ...] | None = None
+
+
+def _split_keys(con: Connection, split: Split) -> list[str]:
+    """Labeled frames in ``split`` (the split is a hash of the key, computed here)."""
+    from edgeloop.datasets.frames import split_for
+
+    keys = [
+        str(r[0]) for r in con.execute("SELECT DISTINCT frame_key FROM reviewed_labels").fetchall()
+    ]
+    return [k for k in keys if split_for(k) == split] or [""]
+
+
+def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
+    """The SQL condition (on ``prediction_logs p``) and its parameters for ``where``."""
+    conditions = ["TRUE"]
+    params: list[Any] = []
+    for clause, value in (
+        ("p.camera_id = ?", where.camera_id),
+        ("p.captured_at >= ?", where.since),
+        ("p.captured_at < ?", where.until),
+        ("p.class_name = ?", where.class_name),
+        ("p.model_version = ?", where.model_version),
+        ("p.confidence >= ?", where.min_confidence),
+        ("p.confidence <= ?", where.max_confidence),
+        ("p.uncertain = ?", where.uncertain),
+    ):
+        if value is not None:
+            conditions.append(clause)
+            params.append(value)
+    if where.tag is not None:
+        conditions.append(
+            "(p.detection_id IN (SELECT target_id FROM tags WHERE target_kind = 'detection' "
+            "AND tag = ?) OR p.frame_key IN (SELECT target_id FROM tags "
+            "WHERE target_kind = 'frame' AND tag = ?))"
+        )
+        params += [where.tag, where.tag]
+    if where.state == "labeled":
+        conditions.append(
+            "p.frame_key IN (SELECT frame_key FROM labeling_queue WHERE status = 'labeled')"
+        )
+    elif where.state == "queued":
+        conditions.append(
+            "p.frame_key IN (SELECT frame_key FROM labeling_queue WHERE status <> 'labeled')"
+        )
+    elif where.state == "unlabeled":
+        conditions.append("p.frame_key NOT IN (SELECT frame_key FROM labeling_queue)")
+    if where.split is not None:
+        keys = _split_keys(con, where.split)
+        conditions.append(f"p.frame_key IN ({', '.join('?' * len(keys))})")
+        params += keys
+    if where.detection_ids is not None:
+        ids = list(where.detection_ids) or [""]
+        conditions.append(f"p.detection_id IN ({', '.join('?' * len(ids))})")
+        params += ids
+    if where.with_jpeg:
+        conditions.append(
+            "p.frame_key IN (SELECT frame_key FROM frames WHERE jpeg_path IS NOT NULL)"
+        )
+    return " AND ".join(conditions), params
+
+
+DETECTION_COLUMNS = (
+    "p.detection_id, p.frame_key, p.class_id, p.class_name, p.confidence, p.uncertain, "
+    "p.x1, p.y1, p.x2, p.y2, p.model_version"
+)
+
+
+def page(
+    *, con: Connection, where: BrowseFilter, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of matching detections, newest capture first (then detection id), each
+    with its frame (``camera_id``, ``captured_at``, ``width``, ``height``, ``has_jpeg``),
+    its frame's ``state`` and ``tags`` (the detection's and its frame's); and the count
+    of matches over all pages."""
+    condition, params = where_sql(con, where)
+    total = fetch_scalar(
+        con.execute(f"SELECT count(*) FROM prediction_logs p WHERE {condition}", params)
+    )
+    rows = fetch_dicts(
+        con.execute(
+            f"""
+            WITH hits AS (
+                SELECT {DETECTION_COLUMNS}, p.captured_at FROM prediction_logs p
+                WHERE {condition}
+                ORDER BY p.captured_at DESC, p.detection_id LIMIT ? OFFSET ?
+            )
+            SELECT hits.*, f.camera_id, f.width, f.height, f.jpeg_path IS NOT NULL AS has_jpeg,
+                   q.status AS queue_status
+            FROM hits JOIN frames f USING (frame_key)
+            LEFT JOIN labeling_queue q USING (frame_key)
+            ORDER BY hits.captured_at DESC, hits.detection_id
+            """,
+            [*params, limit, offset],
+        )
+    )
+    _with_state_and_tags(con, rows)
+    return rows, int(total or 0)
+
+
+def _with_state_and_tags(con: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add ``state`` and ``tags`` (detection's then frame's) to detection rows, in place."""
+    found = tags.of_frames(con=con, frame_keys=sorted({r["frame_key"] for r in rows}))
+    for row in rows:
+        row["state"] = STATE_OF_STATUS.get(row.pop("queue_status") or "", "unlabeled")
+        row["tags"] = found.get(("detection", row["detection_id"]), []) + found.get(
+            ("frame", row["frame_key"]), []
+        )
+
+
+def fetch(*, con: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Frames and detections by id: each id is a ``frame_key`` or a ``detection_id``.
+
+    Returns:
+        ``id -> item`` for the ids stored (others are absent). An item: ``kind``
+        (``frame`` / ``detection``), the frame's ``frame_key``, ``camera_id``,
+        ``captured_at``, ``model_version``, ``width``, ``height``, ``has_jpeg``, ``state``,
+        the frame's ``tags``, and ``detections`` (each with ``detection_id``, class,
+        ``confidence``, ``uncertain``, box ``x1..y2``, ``model_version`` and its ``tags``):
+        every detection of a frame, or the one a detection id names.
+    """
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    wanted = list(ids)
+    named = dict(
+        con.execute(
+            f"SELECT detection_id, frame_key FROM prediction_logs WHERE detection_id IN ({marks})",
+            wanted,
+        ).fetchall()
+    )
+    keys = sorted({*named.values(), *wanted})
+    key_marks = ", ".join("?" * len(keys))
+    frames = {
+        r["frame_key"]: r
+        for r in fetch_dicts(
+            con.execute(
+                f"""
+                SELECT f.frame_key, f.camera_id, f.captured_at, f.model_version, f.width,
+                       f.height, f.jpeg_path IS NOT NULL AS has_jpeg, q.status AS queue_status
+                FROM frames f LEFT JOIN labeling_queue q USING (frame_key)
+                WHERE f.frame_key IN ({key_marks})
+                """,
+                keys,
+            )
+        )
+    }
+    detections: dict[str, list[dict[str, Any]]] = {}
+    if frames:
+        for row in fetch_dicts(
+            con.execute(
+                f"""
+                SELECT {DETECTION_COLUMNS} FROM prediction_logs p
+                WHERE p.frame_key IN ({", ".join("?" * len(frames))})
+                ORDER BY p.frame_key, CAST(split_part(p.detection_id, ':', -1) AS INTEGER)
+                """,
+                list(frames),
+            )
+        ):
+            detections.setdefault(row["frame_key"], []).append(row)
+    found_tags = tags.of_frames(con=con, frame_keys=list(frames))
+    items: dict[str, dict[str, Any]] = {}
+    for id_ in wanted:
+        frame_key = named.get(id_, id_)
+        frame = frames.get(frame_key)
+        if frame is None:
+            continue
+        of_frame = detections.get(frame_key, [])
+        chosen = [d for d in of_frame if d["detection_id"] == id_] if id_ in named else of_frame
+        items[id_] = {
+            **{k: v for k, v in frame.items() if k != "queue_status"},
+            "kind": "detection" if id_ in named else "frame",
+            "state": STATE_OF_STATUS.get(frame["queue_status"] or "", "unlabeled"),
+            "tags": found_tags.get(("frame", frame_key), []),
+            "detections": [
+                {**d, "tags": found_tags.get(("detection", d["detection_id"]), [])} for d in chosen
+            ],
+        }
+    return items
+
+
+def thumbnail_source(
+    *, con: Connection, frame_key: str | None = None, detection_id: str | None = None
+) -> dict[str, Any] | None:
+    """What a thumbnail is cut from: the frame's ``jpeg_path`` (None when no JPEG is
+    stored), ``width``, ``height`` and, for a detection, its box ``x1..y2``; None when
+    the frame or detection is not stored."""
+    if detection_id is not None:
+        rows = fetch_dicts(
+            con.execute(
+                """
+                SELECT f.jpeg_path, f.width, f.height, p.x1, p.y1, p.x2, p.y2
+                FROM prediction_logs p JOIN frames f USING (frame_key)
+                WHERE p.detection_id = ?
+                """,
+                [detection_id],
+            )
+        )
+    else:
+        rows = fetch_dicts(
+            con.execute(
+                "SELECT jpeg_path, width, height FROM frames WHERE frame_key = ?", [frame_key]
+            )
+        )
+    return rows[0] if rows else None
+
+
+def facets(*, con: Connection) -> dict[str, list[str]]:
+    """The values the browser's filters offer: the ``cameras``, ``classes`` and
+    ``model_versions`` seen in the stored frames and detections, sorted."""
+    return {
+        "cameras": [
+            str(r[0])
+            for r in con.execute("SELECT DISTINCT camera_id FROM frames ORDER BY 1").fetchall()
+        ],
+        "classes": [
+            str(r[0])
+            for r in con.execute(
+                "SELECT DISTINCT class_name FROM prediction_logs ORDER BY 1"
+            ).fetchall()
+        ],
+        "model_versions": [
+            str(r[0])
+            for r in con.execute("SELECT DISTINCT model_version FROM frames ORDER BY 1").fetchall()
+        ],
+    }
+
+
+def with_frames(
+    *, con: Connection, frame_keys: Sequence[str], detection_ids: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The stored frames of ``frame_keys`` and of the detections ``detection_ids``, and
+    every detection of those frames: ``(frame_keys, detection_ids)``, each sorted."""
+    keys = set(frame_keys)
+    if detection_ids:
+        keys.update(
+            str(r[0])
+            for r in con.execute(
+                f"""
+                SELECT DISTINCT frame_key FROM prediction_logs
+                WHERE detection_id IN ({", ".join("?" * len(detection_ids))})
+                """,
+                list(detection_ids),
+            ).fetchall()
+        )
+    if not keys:
+        return [], []
+    marks = ", ".join("?" * len(keys))
+    stored = sorted(
+        str(r[0])
+        for r in con.execute(
+            f"SELECT frame_key FROM frames WHERE frame_key IN ({marks})", sorted(keys)
+        ).fetchall()
+    )
+    detections = sorted(
+        str(r[0])
+        for r in con.execute(
+            f"SELECT detection_id FROM prediction_logs WHERE frame_key IN ({marks})", sorted(keys)
+        ).fetchall()
+    )
+    return stored, detections
