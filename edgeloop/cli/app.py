@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.cli import agent as agent_command
+from edgeloop.cli.classes import app as classes_app
 from edgeloop.cli.common import console, fail, loop_settings
 from edgeloop.cli.datasets import app as dataset_app
 from edgeloop.cli.demo_options import DemoOptions
@@ -38,6 +39,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(classes_app, name="class")
 
 
 @app.callback()
