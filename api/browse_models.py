@@ -60,18 +60,25 @@ class DetectionPublic(BaseModel):
     crop_url: str | None = Field(description="The crop's thumbnail; null without a JPEG.")
 
 
-class ItemPublic(BaseModel):
+class FramePublic(BaseModel):
+    """What the browser shows of a frame."""
+
+    frame_key: str
+    camera_id: str
+    captured_at: datetime
+    width: int = Field(description="px")
+    height: int = Field(description="px")
+    state: Literal["labeled", "queued", "unlabeled"] = Field(
+        description="labeled; queued (pending or skipped in the labeling queue); unlabeled."
+    )
+
+
+class ItemPublic(FramePublic):
     """A frame, or a detection with its frame, as the batch fetch answers it."""
 
     id: str
     kind: Literal["frame", "detection"]
-    frame_key: str
-    camera_id: str
-    captured_at: datetime
     model_version: str
-    width: int
-    height: int
-    state: Literal["labeled", "queued", "unlabeled"]
     tags: list[TagPublic] = Field(description="The frame's tags.")
     thumbnail_url: str | None = Field(description="The frame's thumbnail; null without a JPEG.")
     frame_url: str | None = Field(description="The full JPEG; null without one.")
@@ -89,16 +96,10 @@ class ItemsRequest(BaseModel):
     ids: list[ItemId] = Field(min_length=1, max_length=MAX_IDS)
 
 
-class BrowseRowPublic(BaseModel):
+class BrowseRowPublic(FramePublic):
     """One detection of a browser page, with its frame."""
 
     detection: DetectionPublic
-    frame_key: str
-    camera_id: str
-    captured_at: datetime
-    width: int
-    height: int
-    state: Literal["labeled", "queued", "unlabeled"]
     tags: list[TagPublic] = Field(description="The detection's tags, then its frame's.")
     thumbnail_url: str | None
     score: float | None = Field(None, description="Similarity to the query, when searched.")

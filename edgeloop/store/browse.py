@@ -69,20 +69,25 @@ def _split_keys(con: Connection, split: Split) -> list[str]:
     return [k for k in keys if split_for(k) == split] or [""]
 
 
+_COMPARISONS = (
+    ("camera_id", "p.camera_id = ?"),
+    ("since", "p.captured_at >= ?"),
+    ("until", "p.captured_at < ?"),
+    ("class_name", "p.class_name = ?"),
+    ("model_version", "p.model_version = ?"),
+    ("min_confidence", "p.confidence >= ?"),
+    ("max_confidence", "p.confidence <= ?"),
+    ("uncertain", "p.uncertain = ?"),
+)
+"""``BrowseFilter`` field -> its condition on ``prediction_logs p`` (one parameter)."""
+
+
 def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
     """The SQL condition (on ``prediction_logs p``) and its parameters for ``where``."""
     conditions = ["TRUE"]
     params: list[Any] = []
-    for clause, value in (
-        ("p.camera_id = ?", where.camera_id),
-        ("p.captured_at >= ?", where.since),
-        ("p.captured_at < ?", where.until),
-        ("p.class_name = ?", where.class_name),
-        ("p.model_version = ?", where.model_version),
-        ("p.confidence >= ?", where.min_confidence),
-        ("p.confidence <= ?", where.max_confidence),
-        ("p.uncertain = ?", where.uncertain),
-    ):
+    for field, clause in _COMPARISONS:
+        value = getattr(where, field)
         if value is not None:
             conditions.append(clause)
             params.append(value)

@@ -137,19 +137,13 @@ def counts(*, con: Connection, prefix: str | None = None, limit: int = 100) -> l
     condition, params = (
         ("WHERE tag LIKE ?", [prefix.replace("%", "").lower() + "%"]) if prefix else ("", [])
     )
-    return fetch_dicts(
-        con.execute(
-            f"""
-            SELECT tag,
-                   count(*) FILTER (WHERE target_kind = 'frame') AS frames,
-                   count(*) FILTER (WHERE target_kind = 'detection') AS detections,
-                   count(*) FILTER (WHERE source = 'suggested') AS suggested
-            FROM tags {condition}
-            GROUP BY tag ORDER BY count(*) DESC, tag LIMIT ?
-            """,
-            [*params, limit],
-        )
+    sql = (
+        "SELECT tag, count(*) FILTER (WHERE target_kind = 'frame') AS frames, "
+        "count(*) FILTER (WHERE target_kind = 'detection') AS detections, "
+        "count(*) FILTER (WHERE source = 'suggested') AS suggested "
+        f"FROM tags {condition} GROUP BY tag ORDER BY count(*) DESC, tag LIMIT ?"
     )
+    return fetch_dicts(con.execute(sql, [*params, limit]))
 
 
 def suggest_from_detections(
