@@ -32,6 +32,7 @@ from api.model_registry import ModelRegistry
 from api.retrain_push import RetrainPush
 from api.routes import (
     agents,
+    alerts,
     browse,
     cameras,
     classes,
@@ -245,6 +246,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         browse.router,
         tags.router,
         thumbnails.router,
+        alerts.router,
         console.router,
         console.fragments,
         console.data_router,

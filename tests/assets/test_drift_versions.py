@@ -4,6 +4,7 @@ promotion's class-mix shift, on a real store and a real Evidently run."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -49,7 +50,7 @@ def test_split_by_version_runs_each_versions_drift_only_when_the_window_mixes_th
 
 
 def test_the_report_records_the_version_behind_each_window_and_the_promotion(
-    tmp_path, database_url: str | None
+    tmp_path: Path, database_url: str | None
 ) -> None:
     loop = make_loop(tmp_path, database_url=database_url)
     rng = np.random.default_rng(3)
