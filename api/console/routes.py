@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from api.auth import Principal
 from api.console import filters, models_view, schemas, views
+from api.console.classes_view import classes_panel
 from api.console.settings_view import effective_settings
 from api.deps import (
     AUTH_RESPONSES,
@@ -44,6 +45,7 @@ PANELS: dict[str, str] = {
     "retraining": "Retraining",
     "models": "Models",
     "inspections": "Inspections",
+    "classes": "Classes",
     "settings": "Settings",
 }
 """Panel slug -> title, in the navigation's order."""
@@ -69,7 +71,15 @@ data_router = APIRouter(prefix="/console/api", tags=["console"], responses=AUTH_
 """The panels' JSON data (token needed)."""
 
 PanelName = Literal[
-    "fleet", "analytics", "drift", "queue", "retraining", "models", "inspections", "settings"
+    "fleet",
+    "analytics",
+    "drift",
+    "queue",
+    "retraining",
+    "models",
+    "inspections",
+    "classes",
+    "settings",
 ]
 RangeName = Literal["15m", "1h", "6h", "24h", "7d"]
 DriftRangeName = Literal["1d", "7d", "30d", "90d"]
@@ -318,6 +328,10 @@ _add_fragment(
     "models",
     read_models,
     "Versions, alias history and cameras; promote / roll back for admins (HTML).",
+)
+data_router.add_api_route("/classes", classes_panel, methods=["GET"], name="read_classes_panel")
+_add_fragment(
+    "classes", classes_panel, "The site's classes and their changes; edits for admins (HTML)."
 )
 _add_fragment(
     "settings",
