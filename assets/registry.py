@@ -30,6 +30,19 @@ Otherwise no alias moves and production is kept.
    the same size as the mAP50 guard; a one-sided bound at the interval's confidence on
    what quantisation may cost). Otherwise the fp32 candidate ships and the reason says why.
 
+**New classes** (issue 18: the site's classes are data, ``edgeloop.store.classes``): the
+gate metrics are over every class of the candidate's dataset, and production is scored
+on them through a head over the same classes (``assets.class_head``), so it counts 0 on
+a class it never had (``ModelEvaluation.new_classes``, listed in the metadata). A
+candidate that learnt a new class therefore gains that class's AP over its share of
+the classes; a candidate that learnt it at the cost of the old classes has to win it
+back there, and the regression bound (what reviewers accepted unchanged, nearly all on
+old classes) and the mAP50 guard still apply unchanged. Why not gate on the shared
+classes alone plus a minimum AP on new ones: on a site's held-out set a new class has
+few boxes, a fixed AP floor on them would be noise, and mAP over the site's current
+classes is what the site asked for (a model blind to a class the site needs is worse by
+exactly that class's AP).
+
 Bounds are compared with a margin of
 ``TIE_EPS``. Sources: the percentile interval (Efron & Tibshirani 1993, "An Introduction
 to the Bootstrap", ch. 13); paired bootstrap resampling to compare two systems on one
@@ -404,6 +417,7 @@ def model_promotion(
         "production_version": str(production_now.version) if production_now else "",
         "staging_version": str(staging_now.version) if staging_now else "",
         "heldout_images": evaluation.val_images,
+        "new_classes": ", ".join(evaluation.new_classes) or "none",
         "gain/mAP50-95": evidence.map50_95.label(),
         "gain/mAP50": evidence.map50.label(),
         "regressions": evidence.regressions.label(),

@@ -9,7 +9,7 @@ What it proves, plainly: the class list, the labels, the dataset's ``names``, th
 at 0 on the new class, and the names in the ONNX model an agent loads. The new class
 ("walker") is labeled on the seed's own confident person boxes of vtest.avi, a pragmatic
 stand-in for a new object: an object the backbone already sees, so a few CPU epochs learn
-its head row. It does not show that a truly novel object is learnt from 24 frames.
+its head row. It does not show that a truly novel object is learnt from 36 frames.
 """
 
 from __future__ import annotations
