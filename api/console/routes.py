@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from api.auth import Principal
 from api.console import filters, models_view, schemas, views
+from api.console.browse_view import browse_panel
 from api.console.classes_view import classes_panel
 from api.console.settings_view import effective_settings
 from api.deps import (
@@ -45,6 +46,7 @@ PANELS: dict[str, str] = {
     "retraining": "Retraining",
     "models": "Models",
     "inspections": "Inspections",
+    "browse": "Dataset browser",
     "classes": "Classes",
     "settings": "Settings",
 }
@@ -78,6 +80,7 @@ PanelName = Literal[
     "retraining",
     "models",
     "inspections",
+    "browse",
     "classes",
     "settings",
 ]
@@ -333,6 +336,7 @@ data_router.add_api_route("/classes", classes_panel, methods=["GET"], name="read
 _add_fragment(
     "classes", classes_panel, "The site's classes and their changes; edits for admins (HTML)."
 )
+_add_fragment("browse", browse_panel, "The dataset browser's grid under its filters (HTML).")
 _add_fragment(
     "settings",
     read_console_settings,
