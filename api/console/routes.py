@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from api.auth import Principal
-from api.console import filters, models_view, schemas, views
+from api.console import alerts_view, filters, live, models_view, schemas, views
 from api.console.browse_view import browse_panel
 from api.console.classes_view import classes_panel
 from api.console.settings_view import effective_settings
@@ -42,6 +42,7 @@ PANELS: dict[str, str] = {
     "fleet": "Fleet",
     "analytics": "Analytics",
     "drift": "Drift",
+    "alerts": "Alerts",
     "queue": "Labeling queue",
     "retraining": "Retraining",
     "models": "Models",
@@ -67,6 +68,7 @@ templates.env.filters.update(
 
 router = APIRouter(prefix="/console", tags=["console"])
 """Pages (public shells) and static files."""
+router.include_router(live.router)  # /console/events, before the /console/{panel} pages
 fragments = APIRouter(prefix="/console", tags=["console"], responses=AUTH_RESPONSES)
 """The panels' HTML fragments (token needed)."""
 data_router = APIRouter(prefix="/console/api", tags=["console"], responses=AUTH_RESPONSES)
@@ -76,6 +78,7 @@ PanelName = Literal[
     "fleet",
     "analytics",
     "drift",
+    "alerts",
     "queue",
     "retraining",
     "models",
@@ -320,6 +323,18 @@ _add_fragment(
     "drift",
     read_drift_history,
     "The newest drift report per camera with its p-values and report link (HTML).",
+)
+data_router.add_api_route(
+    "/alerts",
+    alerts_view.alerts_panel,
+    methods=["GET"],
+    response_model=alerts_view.AlertsPublic,
+    name="read_alerts_panel",
+)
+_add_fragment(
+    "alerts",
+    alerts_view.alerts_panel,
+    "Open drift alerts with acknowledge buttons, then the acknowledged ones (HTML).",
 )
 _add_fragment("queue", read_queue, "Queue sizes, the oldest item and labeler throughput (HTML).")
 _add_fragment(

@@ -125,6 +125,22 @@ class DriftPointPublic(BaseModel):
     min_p_value: float | None
     p_values: dict[str, float]
     drifted: bool
+    model_version: str | None = Field(
+        None, description="The model version behind most frames of the current window."
+    )
+    reference_model_version: str | None = Field(
+        None, description="The same for the reference window: differs after a promotion."
+    )
+
+
+class PromotionPublic(BaseModel):
+    """A move of the production alias (a promotion or a rollback) in the drift range."""
+
+    t: int = Field(description="created_at, Unix s.")
+    created_at: datetime
+    version: str
+    previous_version: str | None
+    action: str
 
 
 class DriftCameraPublic(BaseModel):
@@ -140,6 +156,10 @@ class DriftPublic(BaseModel):
     p_value_threshold: float
     features: list[str]
     cameras: list[DriftCameraPublic]
+    promotions: list[PromotionPublic] = Field(
+        default_factory=list,
+        description="Production alias moves in the range, oldest first (drawn on the charts).",
+    )
 
 
 class QueueCameraPublic(BaseModel):

@@ -233,6 +233,7 @@ def drift_panel(
     with store.connect() as con:
         rows = analytics.drift_history(con=con, since=since, camera_id=camera_id)
         latest_rows = crud.latest_drift_reports(con=con)
+        moves = deployments.recent(con=con, limit=500)
     latest = {
         r["camera_id"]: DriftReportPublic.from_row(r, loop=settings.loop)
         for r in latest_rows
@@ -250,8 +251,21 @@ def drift_panel(
                 min_p_value=row["min_p_value"],
                 p_values=row["p_values"],
                 drifted=row["drifted"],
+                model_version=row.get("model_version"),
+                reference_model_version=row.get("reference_model_version"),
             )
         )
+    promotions = [
+        schemas.PromotionPublic(
+            t=int(m["created_at"].timestamp()),
+            created_at=m["created_at"],
+            version=str(m["version"]),
+            previous_version=m["previous_version"],
+            action=str(m["action"]),
+        )
+        for m in reversed(moves)
+        if m["alias"] == PRODUCTION and m["created_at"] >= since
+    ]
     return schemas.DriftPublic(
         since=since,
         range=range_name,
@@ -262,6 +276,7 @@ def drift_panel(
             schemas.DriftCameraPublic(camera_id=c, points=points.get(c, []), latest=latest.get(c))
             for c in sorted(set(points) | set(latest))
         ],
+        promotions=promotions,
     )
 
 

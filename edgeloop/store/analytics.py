@@ -249,7 +249,8 @@ def drift_history(
     """Drift reports computed at or after ``since`` (newest ``limit``), oldest first:
     ``camera_id``, ``computed_at``, ``drift_share`` ([0, 1]), ``min_p_value``, ``p_values``
     (feature -> KS/chi-square p-value, parsed from JSON), ``drifted`` (as stored),
-    ``report_path``.
+    ``report_path``, ``model_version`` and ``reference_model_version`` (the version behind
+    most frames of the current and the reference window; None in reports before schema 11).
 
     A view over ``drift_reports`` (owned by ``edgeloop.store.drift``).
     """
@@ -262,7 +263,7 @@ def drift_history(
             f"""
             SELECT * FROM (
                 SELECT camera_id, computed_at, drift_share, min_p_value, p_values, drifted,
-                       report_path
+                       report_path, model_version, reference_model_version
                 FROM drift_reports WHERE {where}
                 ORDER BY computed_at DESC LIMIT ?
             ) AS newest ORDER BY computed_at, camera_id

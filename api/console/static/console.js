@@ -64,6 +64,8 @@ $("token-form").addEventListener("submit", async () => {
   await whoami();
   htmx.trigger("#panel", "refresh");
   refreshCharts();
+  startLive();
+  refreshBanner();
 });
 $("sign-out").addEventListener("click", signOut);
 
@@ -119,6 +121,7 @@ document.addEventListener("submit", async (event) => {
 });
 
 function describe(answer) {
+  if (answer.alert_id) return `alert ${answer.alert_id} ${answer.status} by ${answer.acknowledged_by}`;
   if (answer.production_version) return `production is now v${answer.production_version}`;
   if (answer.dagster_run_id) return `Dagster run ${answer.dagster_run_id} launched`;
   return JSON.stringify(answer);
@@ -231,6 +234,32 @@ function thresholdPlugin(value, color) {
   };
 }
 
+// Vertical dashed lines at the production alias's moves (promotions, rollbacks), labelled
+// with the version: a drift change that lines up with one came with the new model.
+function promotionsPlugin(promotions) {
+  return {
+    hooks: {
+      draw: (u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = ctx.fillStyle = "#6941c6";
+        ctx.setLineDash([4, 3]);
+        ctx.font = `${11 * devicePixelRatio}px system-ui`;
+        for (const move of promotions) {
+          const x = u.valToPos(move.t, "x", true);
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.fillText(`v${move.version}`, x + 3, u.bbox.top + 12 * devicePixelRatio);
+        }
+        ctx.restore();
+      },
+    },
+  };
+}
+
 function drawDrift(data) {
   fillCameras(data.cameras.map((c) => c.camera_id));
   const root = $("drift-charts");
@@ -250,7 +279,7 @@ function drawDrift(data) {
       {
         series: [{}, { label: "drift share", stroke: COLORS[1], width: 2, points: { show: true } }],
         scales: { x: { time: true, range: timeRange }, y: { range: [0, 1] } },
-        plugins: [thresholdPlugin(data.drift_share_threshold, "#b42318")],
+        plugins: [thresholdPlugin(data.drift_share_threshold, "#b42318"), promotionsPlugin(data.promotions || [])],
       },
       [t, camera.points.map((p) => p.drift_share)],
     );
@@ -280,4 +309,57 @@ async function refreshCharts() {
 if (token()) saveToken(token());
 whoami();
 refreshCharts();
-if (PANEL === "analytics" || PANEL === "drift") setInterval(refreshCharts, REFRESH_MS);
+// --- live updates: server-sent events (api/console/live.py) ------------------------------
+// While the stream is open, a "change" event that names this panel refreshes it (and its
+// charts) at once, and the 5 s poll pauses (the panel's hx-trigger: [!window.edgeloopLive]);
+// when the stream fails the poll takes over again until EventSource reconnects.
+window.edgeloopLive = false;
+let liveSource = null;
+let liveEvents = 0;
+
+function setLive(on) {
+  window.edgeloopLive = on;
+  const status = $("live-status");
+  if (!status) return;
+  status.textContent = on ? "live" : "polling";
+  status.classList.toggle("on", on);
+}
+
+function startLive() {
+  if (liveSource || !token() || typeof EventSource === "undefined") return;
+  liveSource = new EventSource("/console/events"); // the token cookie signs it in
+  liveSource.addEventListener("open", () => setLive(true));
+  liveSource.addEventListener("error", () => {
+    setLive(false);
+    if (liveSource.readyState === EventSource.CLOSED) liveSource = null; // refused: poll
+  });
+  liveSource.addEventListener("change", (event) => {
+    const change = JSON.parse(event.data);
+    body.dataset.liveEvents = String(++liveEvents);
+    body.dataset.livePanels = change.panels.join(",");
+    if (change.panels.includes(PANEL)) {
+      htmx.trigger("#panel", "refresh");
+      refreshCharts();
+    }
+    if (change.panels.includes("alerts")) refreshBanner();
+  });
+}
+
+// The banner over every panel: how many alerts are open (hidden when none).
+async function refreshBanner() {
+  const banner = $("alerts-banner");
+  if (!banner || !token()) return;
+  const response = await api("/api/alerts?status=open&limit=1");
+  if (!response.ok) return;
+  const count = (await response.json()).open_count;
+  banner.hidden = count === 0;
+  banner.textContent = `${count} open drift alert${count === 1 ? "" : "s"}: acknowledge on the alerts panel`;
+}
+
+startLive();
+refreshBanner();
+setInterval(() => {
+  if (window.edgeloopLive) return;
+  refreshBanner();
+  if (PANEL === "analytics" || PANEL === "drift") refreshCharts();
+}, REFRESH_MS);
