@@ -15,6 +15,10 @@ names it was trained with. Two places must line the two up:
   weights whose head lists the dataset's classes (rows copied by current name; a class it
   never had gets a row that never fires): it predicts exactly what production predicts on
   the shared classes, and scores 0 on new classes over the same labels as the candidate.
+
+Two production classes merged into one have one row in a head over the current classes:
+ultralytics' name lookup keeps the later of the two, so production is scored (and the
+candidate starts) with that class's row; the other's predictions are not counted.
 """
 
 from __future__ import annotations

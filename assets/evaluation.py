@@ -181,7 +181,7 @@ def model_evaluation(
         proposals = frames_store.proposals(
             con=con, frame_keys=[frame_key_of(p.stem) for p in images]
         )
-    reviewed = reviewed_frames(dataset, cand.deployed, proposals)
+    reviewed = reviewed_frames(dataset, cand.deployed, proposals, class_map)
     evaluation = ModelEvaluation(
         candidate=candidate,
         production_version=production.version,
@@ -314,10 +314,14 @@ def reviewed_frames(
     dataset: DatasetVersion,
     detections: Sequence[FrameDetections],
     proposals: Mapping[str, Sequence[Mapping[str, Any]]],
+    class_map: Mapping[str, str | None] | None = None,
 ) -> list[ReviewedFrame]:
     """Held-out frames with a stored proposal, paired with their reviewed label (the
     dataset's label file, in px of the image sizes in ``detections``); frames the store
-    does not hold are left out (no proposal to compare with)."""
+    does not hold are left out (no proposal to compare with). A proposal's class is named
+    by its current name (``class_map``, ``edgeloop.store.classes.name_map``), as the labels
+    are: a rename is not a reviewer's change."""
+    class_map = class_map or {}
     frames: list[ReviewedFrame] = []
     for image in detections:
         stem = Path(image.name).stem
@@ -330,7 +334,10 @@ def reviewed_frames(
             height=image.height,
             class_names=dataset.class_names,
         )
-        proposal = tuple(Box(p["bbox_xyxy"], p["class_name"]) for p in proposals[key])
+        proposal = tuple(
+            Box(p["bbox_xyxy"], class_map.get(p["class_name"]) or p["class_name"])
+            for p in proposals[key]
+        )
         frames.append(ReviewedFrame(key, proposal, tuple(truth)))
     return frames
 

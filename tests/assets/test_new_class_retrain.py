@@ -31,7 +31,7 @@ from assets.training import TrainingConfig, detector_model
 from assets.yolo import load_yolo
 from edge_agent.detectors import OnnxDetector
 from edgeloop.offline import configure_offline_environment
-from edgeloop.registry import PRODUCTION
+from edgeloop.registry import PRODUCTION, mlflow_client, model_files
 
 ADMIN = {"Authorization": "Bearer admin-token"}
 LABELER = {"Authorization": "Bearer labeler-token"}
@@ -133,6 +133,16 @@ def test_a_new_class_is_labeled_trained_evaluated_and_shipped(seed_pt: Path, tmp
     found = sum(r.names[int(c)] == NEW for r in predictions for c in r.boxes.cls.tolist())
     assert found > 0, "the candidate never predicts the new class on held-out frames"
 
-    # Agents receive the new names with the model: the ONNX metadata an agent reads.
+    print(f"{NEW} predicted {found} times on {len(held_out)} held-out frames at conf >= {CONF}")
+
+    # Agents receive the new names with the model: model.json (what the API hands agents
+    # as the production model's class names) and the ONNX metadata the agent reads.
+    files = model_files(
+        mlflow_client(loop.settings),
+        loop.settings,
+        model_name=loop.settings.model_name,
+        version=candidate.version,
+    )
+    assert files.class_names == ["Normal", "Fall", NEW]
     detector = OnnxDetector(candidate.onnx_path)
     assert detector.class_names == ["Normal", "Fall", NEW]
