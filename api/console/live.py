@@ -36,7 +36,7 @@ from edgeloop.store.connection import store_errors
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 1.0
+POLL_S = 0.5
 """How often the store's change markers are read (seconds), per API process."""
 PING_S = 15.0
 STREAM_S = 300.0
