@@ -9,7 +9,8 @@ of the original frame; times are timezone-aware UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -171,8 +172,30 @@ def _with_state_and_tags(con: Connection, rows: list[dict[str, Any]]) -> None:
         )
 
 
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+"""The alphabet of frame keys (the wire's ``FrameKey``) and so of detection ids."""
+
+
+def literal_list(values: Iterable[str]) -> str:
+    """``values`` as an SQL list of string literals, for ``IN (...)``: on DuckDB a list of
+    literals is answered from the table's index or zonemaps, where the same list as
+    parameters is a join over every row (``bench/batch_fetch.py``: 3-5x slower at 1M
+    detections). Only values of ``KEY_PATTERN`` are kept (nothing else can be stored, and
+    they need no escaping); ``NULL`` when none is left, which matches nothing."""
+    kept = sorted({v for v in values if KEY_PATTERN.match(v)})
+    return ", ".join(f"'{v}'" for v in kept) or "NULL"
+
+
+def _frame_of(id_: str) -> str | None:
+    """The frame key a detection id names (``<frame_key>:<index>``), or None."""
+    frame_key, _, index = id_.rpartition(":")
+    return frame_key if frame_key and index.isdigit() else None
+
+
 def fetch(*, con: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Frames and detections by id: each id is a ``frame_key`` or a ``detection_id``.
+    """Frames and detections by id: each id is a ``frame_key`` or a ``detection_id``
+    (``<frame_key>:<index>``; an id that is both a stored frame's key and a detection's id
+    is the frame).
 
     Returns:
         ``id -> item`` for the ids stored (others are absent). An item: ``kind``
@@ -182,58 +205,54 @@ def fetch(*, con: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         ``confidence``, ``uncertain``, box ``x1..y2``, ``model_version`` and its ``tags``):
         every detection of a frame, or the one a detection id names.
     """
-    if not ids:
-        return {}
-    marks = ", ".join("?" * len(ids))
-    wanted = list(ids)
-    named = dict(
-        con.execute(
-            f"SELECT detection_id, frame_key FROM prediction_logs WHERE detection_id IN ({marks})",
-            wanted,
-        ).fetchall()
-    )
-    keys = sorted({*named.values(), *wanted})
-    key_marks = ", ".join("?" * len(keys))
+    candidates = {*ids, *filter(None, map(_frame_of, ids))}
     frames = {
         r["frame_key"]: r
         for r in fetch_dicts(
             con.execute(
                 f"""
-                SELECT f.frame_key, f.camera_id, f.captured_at, f.model_version, f.width,
-                       f.height, f.jpeg_path IS NOT NULL AS has_jpeg, q.status AS queue_status
-                FROM frames f LEFT JOIN labeling_queue q USING (frame_key)
-                WHERE f.frame_key IN ({key_marks})
-                """,
-                keys,
+                SELECT frame_key, camera_id, captured_at, model_version, width, height,
+                       jpeg_path IS NOT NULL AS has_jpeg
+                FROM frames WHERE frame_key IN ({literal_list(candidates)})
+                """
             )
         )
     }
-    detections: dict[str, list[dict[str, Any]]] = {}
-    if frames:
+    if not frames:
+        return {}
+    asked = {i: (i if i in frames else _frame_of(i) or "") for i in ids}
+    involved = {k for k in asked.values() if k in frames}
+    status: dict[str, str] = dict(
+        con.execute(
+            "SELECT frame_key, status FROM labeling_queue "
+            f"WHERE frame_key IN ({literal_list(involved)})"
+        ).fetchall()
+    )
+    detections: dict[str, dict[str, Any]] = {
+        row["detection_id"]: row
         for row in fetch_dicts(
             con.execute(
-                f"""
-                SELECT {DETECTION_COLUMNS} FROM prediction_logs p
-                WHERE p.frame_key IN ({", ".join("?" * len(frames))})
-                ORDER BY p.frame_key, CAST(split_part(p.detection_id, ':', -1) AS INTEGER)
-                """,
-                list(frames),
+                f"SELECT {DETECTION_COLUMNS} FROM prediction_logs p "
+                f"WHERE p.frame_key IN ({literal_list(involved)})"
             )
-        ):
-            detections.setdefault(row["frame_key"], []).append(row)
-    found_tags = tags.of_frames(con=con, frame_keys=list(frames))
+        )
+    }
+    of_frame: dict[str, list[dict[str, Any]]] = {}
+    for detection_id in sorted(detections, key=lambda d: int(d.rpartition(":")[2] or 0)):
+        of_frame.setdefault(detections[detection_id]["frame_key"], []).append(
+            detections[detection_id]
+        )
+    found_tags = tags.of_frames(con=con, frame_keys=sorted(involved))
     items: dict[str, dict[str, Any]] = {}
-    for id_ in wanted:
-        frame_key = named.get(id_, id_)
-        frame = frames.get(frame_key)
-        if frame is None:
+    for id_, frame_key in asked.items():
+        is_frame = id_ in frames
+        if frame_key not in frames or not (is_frame or id_ in detections):
             continue
-        of_frame = detections.get(frame_key, [])
-        chosen = [d for d in of_frame if d["detection_id"] == id_] if id_ in named else of_frame
+        chosen = of_frame.get(frame_key, []) if is_frame else [detections[id_]]
         items[id_] = {
-            **{k: v for k, v in frame.items() if k != "queue_status"},
-            "kind": "detection" if id_ in named else "frame",
-            "state": STATE_OF_STATUS.get(frame["queue_status"] or "", "unlabeled"),
+            **frames[frame_key],
+            "kind": "frame" if is_frame else "detection",
+            "state": STATE_OF_STATUS.get(status.get(frame_key) or "", "unlabeled"),
             "tags": found_tags.get(("frame", frame_key), []),
             "detections": [
                 {**d, "tags": found_tags.get(("detection", d["detection_id"]), [])} for d in chosen
