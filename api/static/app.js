@@ -1,40 +1,36 @@
-// edgeloop labeling page: plain JS, no build step.
-// Boxes are kept as xyxy pixels of the original frame (what the API stores); the canvas
-// shows the frame scaled to fit, and `scale` converts between the two.
+// edgeloop labeling page: plain JS modules, no build step. This module signs in, loads items
+// (the next ones prefetched), sends labels and dispatches the keys; the box editor lives in
+// labeling/editor.js, the keys in labeling/keys.js, the grid review in labeling/grid.js.
 "use strict";
+
+import { $, ApiError, api, fetchBitmap, session, showMessage } from "./labeling/http.js";
+import * as editor from "./labeling/editor.js";
+import { editorKey, renderHelp, toggleHelp } from "./labeling/keys.js";
+import * as grid from "./labeling/grid.js";
 
 const TOKEN_KEY = "edgeloop.labelerToken";
 const TOKEN_COOKIE = "edgeloop_token";
-const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
-const MIN_BOX_PX = 4; // smallest box drawn by dragging, in canvas px
-
-const $ = (id) => document.getElementById(id);
-const canvas = $("frame");
-const ctx = canvas.getContext("2d");
+// Items fetched (and claimed) ahead of the one on screen, so the next image is drawn as soon
+// as a submit is answered. `?prefetch=0` turns it off (bench/labeling_page.py's baseline).
+const PREFETCH = Number(new URLSearchParams(location.search).get("prefetch") ?? 2);
 
 const state = {
-  token: null,
   item: null, // the queue item detail from the API
-  image: null, // ImageBitmap of the frame
-  scale: 1, // canvas px per frame px
-  boxes: [], // {bbox: [x1, y1, x2, y2] frame px, className, confidence|null, accepted, drawn}
-  hover: -1,
-  drag: null, // {x0, y0, x1, y1} canvas px while drawing a box
   imageError: null, // why the frame image did not load (the item cannot be labeled then)
-  prefetch: null, // {forId, promise}: the item after `forId`, fetched ahead (see prefetchNext)
+  editing: false, // the item is one I labeled before (B): a submit replaces my label
+  ahead: [], // [{promise}] resolving to {item, stamp, image, imageError} or null, in order
+  posting: null, // the label POST in flight (a promise that never rejects), or null
   busy: false,
-  lastClass: null,
   labelThreshold: null, // reviewed labels that make a retrain due (from the API)
   // "Labels since last training" arrives with several answers (a label POST, each item,
   // the conditions) that may come back out of order: each request that carries it gets a
   // stamp when it is sent, and the count on screen is the one of the latest request sent
   // (see setCounter), so a prefetched item, fetched before the last submit, never shows
   // its older count over the submit's.
-  countRequests: 0, // stamps handed out so far
-  countShown: 0, // stamp of the count on screen
+  countRequests: 0,
+  countShown: 0,
 };
 
-// A stamp for a request that will carry the label count (call it just before sending).
 function countStamp() {
   state.countRequests += 1;
   return state.countRequests;
@@ -52,7 +48,7 @@ function readToken() {
 }
 
 function saveToken(token) {
-  state.token = token;
+  session.token = token;
   localStorage.setItem(TOKEN_KEY, token);
   // Lets plain links (drift reports under /reports) open in this browser; GET only.
   document.cookie = `${TOKEN_COOKIE}=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
@@ -71,12 +67,8 @@ function askToken(needed = true) {
   if (!$("token-dialog").open) $("token-dialog").showModal();
 }
 
-function showSignIn() {
-  state.item = null;
-  state.prefetch = null;
-  $("workspace").hidden = true;
-  $("empty").hidden = true;
-  $("signin").hidden = false;
+function showOnly(id) {
+  for (const section of ["workspace", "empty", "signin", "grid"]) $(section).hidden = section !== id;
 }
 
 $("token-form").addEventListener("submit", () => {
@@ -85,85 +77,33 @@ $("token-form").addEventListener("submit", () => {
   tokenSaved = true;
   signInNeeded = false;
   saveToken(token);
-  state.prefetch = null; // claimed under the previous token
+  state.ahead = []; // claimed under the previous token
   refreshCounter();
   loadNext();
 });
 $("token-dialog").addEventListener("close", () => {
-  if (!tokenSaved && (signInNeeded || !state.token)) showSignIn();
+  if (tokenSaved || (!signInNeeded && session.token)) return;
+  state.item = null;
+  state.ahead = [];
+  showOnly("signin");
 });
 $("token-cancel").addEventListener("click", () => $("token-dialog").close());
 $("signin-open").addEventListener("click", () => askToken());
 $("change-token").addEventListener("click", () => askToken(false));
 
-// --- API -----------------------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-function describeDetail(detail) {
-  if (Array.isArray(detail)) {
-    // FastAPI's 422 body: [{loc: [...], msg: "..."}]
-    return detail.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`).join("\n");
-  }
-  return typeof detail === "string" ? detail : JSON.stringify(detail);
-}
-
-// Calls the API with the token. A success clears an error banner left by an earlier call
-// (unless `background`: prefetches and the counter never touch what the user sees).
-async function api(path, options = {}) {
-  const { json, background, ...init } = options;
-  const headers = { Authorization: `Bearer ${state.token}`, ...(init.headers || {}) };
-  if (json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(json);
-  }
-  const response = await fetch(path, { ...init, headers });
-  if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try {
-      const body = await response.json();
-      if (body.detail !== undefined) message = describeDetail(body.detail);
-    } catch (_) {
-      /* not JSON */
-    }
-    throw new ApiError(response.status, message);
-  }
-  if (!background && $("message").classList.contains("error")) showMessage("");
-  return response;
-}
-
-// --- messages ------------------------------------------------------------------------------
-
-// kind: "info" (green), "notice" (amber: something to know, nothing failed), "error" (red;
-// cleared by the next call that succeeds).
-function showMessage(text, kind = "info") {
-  const box = $("message");
-  box.textContent = text;
-  box.classList.toggle("error", kind === "error" || kind === true);
-  box.classList.toggle("notice", kind === "notice");
-  box.hidden = !text;
-}
-
 function handleError(err) {
   if (err instanceof ApiError && err.status === 401) {
     showMessage(`The token was refused: ${err.message}`, "error");
     askToken();
-    return;
-  }
-  if (err instanceof ApiError && err.status === 403) {
+  } else if (err instanceof ApiError && err.status === 403) {
     showMessage(`This token may not label: ${err.message}. Sign in with a labeler token.`, "error");
     askToken();
-    return;
+  } else {
+    showMessage(err.message || String(err), "error");
   }
-  showMessage(err.message || String(err), "error");
 }
 
-// --- loading an item ------------------------------------------------------------------------
+// --- loading items ------------------------------------------------------------------------
 
 function nextPath(exclude) {
   const query = exclude.map((id) => `exclude=${encodeURIComponent(id)}`).join("&");
@@ -174,8 +114,7 @@ function nextPath(exclude) {
 async function loadImage(item, background = false) {
   if (!item.frame_url) return { image: null, imageError: "this frame has no stored JPEG" };
   try {
-    const blob = await (await api(item.frame_url, { background })).blob();
-    return { image: await createImageBitmap(blob), imageError: null };
+    return { image: await fetchBitmap(item.frame_url, background), imageError: null };
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) throw err;
     const reason = err instanceof ApiError ? err.message : "the image could not be decoded";
@@ -183,50 +122,49 @@ async function loadImage(item, background = false) {
   }
 }
 
-// Fetch (and claim) the item after the one on screen while the user works on it: the
-// API returns the caller's own claimed item again unless it is excluded.
-function prefetchNext(currentId) {
-  const promise = (async () => {
-    try {
+// Keep PREFETCH items (and their images) fetched and claimed behind the one on screen. Each
+// fetch excludes the item on screen and those ahead of it: the API hands the caller's own
+// claimed item back unless it is excluded.
+function topUp() {
+  while (state.item && state.ahead.length < PREFETCH) {
+    const before = state.ahead.slice();
+    const held = [state.item.item_id];
+    const promise = (async () => {
+      for (const entry of before) {
+        const ready = await entry.promise;
+        if (!ready) return null; // the queue ran dry, or a failure: the next load asks again
+        held.push(ready.item.item_id);
+      }
+      await state.posting; // a label in flight: the count this item brings must include it
       const stamp = countStamp();
-      const response = await api(nextPath([currentId]), { background: true });
-      const item = await response.json();
-      if (item.item_id === currentId) return null;
+      const item = await (await api(nextPath(held), { background: true })).json();
+      if (held.includes(item.item_id)) return null;
       return { item, stamp, ...(await loadImage(item, true)) };
-    } catch (_) {
-      return null; // nothing queued, or any failure: the next load asks again
-    }
-  })();
-  state.prefetch = { forId: currentId, promise };
+    })().catch(() => null);
+    state.ahead.push({ promise });
+  }
 }
 
 // Show the next item. `exclude`: item ids not to show again now (the one just labeled,
 // skipped or taken by someone else).
 async function loadNext(exclude = []) {
-  if (!state.token) return askToken();
+  if (!session.token) return askToken();
   state.busy = true;
   try {
-    const prefetched = state.prefetch;
-    state.prefetch = null;
-    if (prefetched && (state.item === null || prefetched.forId === state.item.item_id)) {
-      const ready = await prefetched.promise;
-      if (ready && !exclude.includes(ready.item.item_id)) {
-        showItem(ready.item, ready);
-        return;
-      }
+    while (state.ahead.length) {
+      const ready = await state.ahead.shift().promise;
+      if (!ready) state.ahead = [];
+      else if (!exclude.includes(ready.item.item_id)) return showItem(ready.item, ready);
     }
     const stamp = countStamp();
-    const response = await api(nextPath(exclude));
-    const item = await response.json();
+    const item = await (await api(nextPath(exclude))).json();
     showItem(item, { stamp, ...(await loadImage(item)) });
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       // The queue answered (it is empty): an error banner of an earlier call is stale.
       if ($("message").classList.contains("error")) showMessage("");
       state.item = null;
-      $("workspace").hidden = true;
-      $("signin").hidden = true;
-      $("empty").hidden = false;
+      showOnly("empty");
       refreshCounter();
     } else {
       handleError(err);
@@ -247,9 +185,8 @@ async function refreshCounter() {
   }
 }
 
-// Show `n` labels since the last training, as answered to the request stamped `stamp`
-// (countStamp), unless the count of a request sent later is on screen already. (The
-// count may go down, after a training run, so the newest request wins, not the largest.)
+// Show `n` labels since the last training, as answered to the request stamped `stamp`,
+// unless the count of a request sent later is on screen already (newest request wins).
 function setCounter(n, stamp) {
   if (stamp < state.countShown) return;
   state.countShown = stamp;
@@ -258,316 +195,183 @@ function setCounter(n, stamp) {
 
 // A new item starts the keyboard afresh at the top of the item: focus never carries over
 // from the buttons of the item before, where Tab-Tab-Enter would press a button (Skip) on
-// an item the labeler has not looked at yet. (Blurring alone is not enough: the browser
-// goes on tabbing from the element that last had focus.)
+// an item the labeler has not looked at yet.
 function resetFocus() {
   if ($("token-dialog").open) return; // the sign-in keeps its field
   $("workspace").focus({ preventScroll: true });
 }
 
-function showItem(item, { image, imageError, stamp }) {
+function boxesOf(item, editing) {
+  if (editing) {
+    const boxes = item.latest_label ? item.latest_label.boxes : [];
+    return boxes.map((b) => ({ bbox: b.bbox_xyxy.slice(), className: b.class_name, confidence: null, accepted: true, drawn: false }));
+  }
+  return item.proposed_boxes.map((b) => ({ bbox: b.bbox_xyxy.slice(), className: b.class_name, confidence: b.confidence, accepted: true, drawn: false }));
+}
+
+function showItem(item, { image, imageError, stamp }, editing = false) {
   state.item = item;
-  state.boxes = item.proposed_boxes.map((b) => ({
-    bbox: b.bbox_xyxy.slice(),
-    className: b.class_name,
-    confidence: b.confidence,
-    accepted: true,
-    drawn: false,
-  }));
-  state.image = image;
   state.imageError = imageError;
-  $("empty").hidden = true;
-  $("signin").hidden = true;
-  $("workspace").hidden = false;
+  state.editing = editing;
+  showOnly("workspace");
   $("info-item").textContent = `#${item.item_id}`;
   $("info-camera").textContent = item.camera_id;
   $("info-frame").textContent = `${item.frame_index} (${item.width}×${item.height})`;
   $("info-priority").textContent = item.priority.toFixed(2);
-  $("info-status").textContent =
-    item.status + (item.skip_count ? ` (skipped ${item.skip_count}×)` : "");
+  $("info-status").textContent = editing
+    ? `labeled by ${item.latest_label ? item.latest_label.labeler : "?"}: editing (submit replaces it)`
+    : item.status + (item.skip_count ? ` (skipped ${item.skip_count}×)` : "");
+  $("workspace").classList.toggle("editing", editing);
   setCounter(item.labels_since_training, stamp);
   // No image: nothing the labeler decides can be right, so only Skip is offered.
   $("frame-error").hidden = !imageError;
   $("frame-error-reason").textContent = imageError || "";
   $("submit").disabled = Boolean(imageError);
   $("no-object").disabled = Boolean(imageError);
-  layoutCanvas();
-  renderBoxList();
-  draw();
+  editor.load(item, boxesOf(item, editing), image, !imageError);
   resetFocus();
-  prefetchNext(item.item_id);
+  requestAnimationFrame(() => performance.mark("edgeloop:item-drawn", { detail: { item_id: item.item_id } }));
+  topUp();
 }
 
-// --- drawing -------------------------------------------------------------------------------
+// --- actions -------------------------------------------------------------------------------
 
-function classColor(className) {
-  const i = state.item ? state.item.class_names.indexOf(className) : -1;
-  return COLORS[(i < 0 ? COLORS.length - 1 : i) % COLORS.length];
-}
+const round1 = (v) => Math.round(v * 10) / 10;
 
-function layoutCanvas() {
-  // One scale for both axes (boxes stay true to the frame); the frame fits the stage's
-  // width and three quarters of the window's height, and a strip of any aspect ratio
-  // (a 100000x1 panorama) still gets a canvas of at least 1 px each way.
-  const item = state.item;
-  const availableWidth = $("stage").clientWidth || 960;
-  const availableHeight = Math.max(200, Math.round(window.innerHeight * 0.75));
-  state.scale = Math.min(1.5, availableWidth / item.width, availableHeight / item.height);
-  canvas.width = Math.max(1, Math.round(item.width * state.scale));
-  canvas.height = Math.max(1, Math.round(item.height * state.scale));
-}
-
-function draw() {
-  const s = state.scale;
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (state.image) ctx.drawImage(state.image, 0, 0, canvas.width, canvas.height);
-  ctx.font = "13px system-ui, sans-serif";
-  ctx.textBaseline = "bottom";
-  state.boxes.forEach((box, i) => {
-    const [x1, y1, x2, y2] = box.bbox.map((v) => v * s);
-    const color = box.accepted ? classColor(box.className) : "#9aa0a6";
-    ctx.lineWidth = i === state.hover ? 4 : 2;
-    ctx.strokeStyle = color;
-    ctx.setLineDash(box.accepted ? [] : [6, 4]);
-    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    ctx.setLineDash([]);
-    const text = `${i + 1} ${box.className}${box.confidence == null ? "" : " " + box.confidence.toFixed(2)}`;
-    const w = ctx.measureText(text).width + 6;
-    const ty = y1 > 18 ? y1 : y1 + 18;
-    ctx.fillStyle = color;
-    ctx.fillRect(x1, ty - 17, w, 17);
-    ctx.fillStyle = "white";
-    ctx.fillText(text, x1 + 3, ty - 2);
-  });
-  if (state.drag) {
-    const { x0, y0, x1, y1 } = state.drag;
-    ctx.strokeStyle = "#ffd60a";
-    ctx.lineWidth = 2;
-    ctx.setLineDash([4, 3]);
-    ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
-    ctx.setLineDash([]);
-  }
-}
-
-function renderBoxList() {
-  const list = $("boxes");
-  list.replaceChildren();
-  if (state.boxes.length === 0) {
-    const li = document.createElement("li");
-    li.textContent = "No boxes. Drag on the image to add one, or press N for no object.";
-    li.style.display = "block";
-    list.append(li);
-    return;
-  }
-  state.boxes.forEach((box, i) => {
-    const li = document.createElement("li");
-    li.className = box.accepted ? "" : "rejected";
-    li.dataset.index = String(i);
-
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = classColor(box.className);
-
-    const number = document.createElement("span");
-    number.textContent = `${i + 1}`;
-
-    const select = document.createElement("select");
-    select.setAttribute("aria-label", `class of box ${i + 1}`);
-    for (const name of state.item.class_names) {
-      const option = document.createElement("option");
-      option.value = name;
-      option.textContent = name;
-      option.selected = name === box.className;
-      select.append(option);
-    }
-    if (!state.item.class_names.includes(box.className)) {
-      const option = document.createElement("option");
-      option.value = box.className;
-      option.textContent = `${box.className} (unknown)`;
-      option.selected = true;
-      select.append(option);
-    }
-    select.addEventListener("change", () => {
-      box.className = select.value;
-      box.accepted = true;
-      state.lastClass = select.value;
-      select.blur(); // give the keyboard shortcuts back
-      renderBoxList();
-      draw();
-    });
-
-    const conf = document.createElement("span");
-    conf.className = "conf";
-    conf.textContent = box.confidence == null ? "new" : box.confidence.toFixed(2);
-
-    const toggle = document.createElement("span");
-    toggle.className = "toggle";
-    const choice = (accepted, mark, title) => {
-      const button = document.createElement("button");
-      button.type = "button";
-      const name = accepted ? "accept" : "reject";
-      button.className = name + (box.accepted === accepted ? " on" : "");
-      button.textContent = mark;
-      button.title = title;
-      button.setAttribute("aria-label", `${name} box ${i + 1}`);
-      button.addEventListener("click", () => setAccepted(i, accepted));
-      return button;
-    };
-    toggle.append(
-      choice(true, "✓", "accept this box"),
-      choice(false, "✗", "reject this box (not an object)"),
-    );
-
-    li.append(swatch, number, select, conf, toggle);
-    li.addEventListener("mouseenter", () => setHover(i));
-    li.addEventListener("mouseleave", () => setHover(-1));
-    list.append(li);
-  });
-}
-
-function setAccepted(i, accepted) {
-  const box = state.boxes[i];
-  const focused = document.activeElement && document.activeElement.getAttribute("aria-label");
-  if (box.drawn && !accepted) {
-    state.boxes.splice(i, 1); // a box drawn by hand is simply removed
-  } else {
-    box.accepted = accepted;
-  }
-  renderBoxList();
-  draw();
-  // Keyboard users stay on the button they pressed (the list was rebuilt under them).
-  const again = focused && $("boxes").querySelector(`[aria-label="${focused}"]`);
-  if (again) again.focus();
-}
-
-function setHover(i) {
-  state.hover = i;
-  for (const li of $("boxes").children) li.classList.toggle("hover", li.dataset.index === String(i));
-  draw();
-}
-
-// --- drawing a new box by dragging ---------------------------------------------------------
-
-function canvasPoint(event) {
-  const rect = canvas.getBoundingClientRect();
-  return {
-    x: ((event.clientX - rect.left) * canvas.width) / rect.width,
-    y: ((event.clientY - rect.top) * canvas.height) / rect.height,
-  };
-}
-
-canvas.addEventListener("mousedown", (event) => {
-  if (!state.item || state.imageError) return;
-  const p = canvasPoint(event);
-  state.drag = { x0: p.x, y0: p.y, x1: p.x, y1: p.y };
-});
-canvas.addEventListener("mousemove", (event) => {
-  if (!state.drag) return;
-  const p = canvasPoint(event);
-  state.drag.x1 = p.x;
-  state.drag.y1 = p.y;
-  draw();
-});
-window.addEventListener("mouseup", () => {
-  const drag = state.drag;
-  state.drag = null;
-  if (!drag || !state.item) return;
-  if (Math.abs(drag.x1 - drag.x0) < MIN_BOX_PX || Math.abs(drag.y1 - drag.y0) < MIN_BOX_PX) {
-    draw();
-    return;
-  }
-  const s = state.scale;
-  const clampX = (v) => Math.max(0, Math.min(state.item.width, v / s));
-  const clampY = (v) => Math.max(0, Math.min(state.item.height, v / s));
-  state.boxes.push({
-    bbox: [
-      clampX(Math.min(drag.x0, drag.x1)),
-      clampY(Math.min(drag.y0, drag.y1)),
-      clampX(Math.max(drag.x0, drag.x1)),
-      clampY(Math.max(drag.y0, drag.y1)),
-    ],
-    className: state.lastClass || state.item.class_names[0],
-    confidence: null,
-    accepted: true,
-    drawn: true,
-  });
-  renderBoxList();
-  draw();
-});
-
-// --- actions ---------------------------------------------------------------------------------
-
-function round1(v) {
-  return Math.round(v * 10) / 10;
-}
-
-// POST for the item on screen, then show the next one. A 409 (someone else holds the
-// item's claim, or it is labeled already) is a notice, not a failure: the page moves on.
-// `done(body, stamp)` says what happened; `stamp` is the request's countStamp.
-async function send(path, json, done) {
+// POST for the item on screen and show the next one. A 409 (someone else holds the item's
+// claim, or it is labeled already) is a notice, not a failure: the page moves on. With
+// `moveOn` and an item fetched ahead, the next item is drawn at once, while the POST is in
+// flight; should the POST fail (not a 409), the item comes back as it was left.
+async function send(path, json, done, moveOn = false) {
   if (!state.item || state.busy) return;
   const itemId = state.item.item_id;
+  const left = { item: state.item, image: editor.ed.image, imageError: state.imageError, editing: state.editing, boxes: editor.ed.boxes };
   state.busy = true;
+  const stamp = countStamp();
+  const posting = api(path, { method: "POST", json }).then((response) => response.json());
+  state.posting = posting.catch(() => null); // what prefetches wait for (see topUp)
+  const next = moveOn && state.ahead.length ? loadNext([itemId]) : null;
   try {
-    const stamp = countStamp();
-    const response = await api(path, { method: "POST", json });
-    const body = await response.json();
-    showMessage(done(body, stamp));
+    showMessage(done(await posting, stamp));
   } catch (err) {
-    state.busy = false;
-    if (!(err instanceof ApiError && err.status === 409)) return handleError(err);
-    const why = /already labeled/i.test(err.message)
-      ? "was already labeled"
-      : "was taken by someone else";
+    if (!(err instanceof ApiError && err.status === 409)) {
+      if (next) await reopen(next, left);
+      state.busy = false;
+      return handleError(err);
+    }
+    const why = /already labeled/i.test(err.message) ? "was already labeled" : "was taken by someone else";
     showMessage(`Item #${itemId} ${why}; here is the next one. (${err.message})`, "notice");
   } finally {
-    state.busy = false;
+    if (!next) state.busy = false;
   }
-  await loadNext([itemId]);
+  if (!next) await loadNext([itemId]);
 }
 
-// True when the item on screen may be labeled (its image showed).
-function labelable() {
-  return Boolean(state.item) && !state.imageError;
+// Back to an item whose label was not stored, with its boxes as they were; the item shown
+// meanwhile waits in front of the prefetched ones.
+async function reopen(next, left) {
+  await next;
+  if (state.item && state.item.item_id !== left.item.item_id && !state.editing) {
+    const current = { item: state.item, image: editor.ed.image, imageError: state.imageError, stamp: 0 };
+    state.ahead.unshift({ promise: Promise.resolve(current) });
+  }
+  showItem(left.item, { image: left.image, imageError: left.imageError, stamp: 0 }, left.editing);
+  editor.ed.boxes = left.boxes;
+  editor.refresh();
+}
+
+const labelable = () => Boolean(state.item) && !state.imageError;
+
+function sendLabel(boxes) {
+  const itemId = state.item.item_id;
+  const edit = state.editing;
+  performance.mark("edgeloop:submit", { detail: { item_id: itemId } });
+  const body = boxes.length ? { boxes, edit } : { boxes: [], no_object: true, edit };
+  const done = (label, stamp) => {
+    setCounter(label.labels_since_training, stamp);
+    const what = label.box_count ? `labeled with ${label.box_count} box${label.box_count === 1 ? "" : "es"}` : "labeled: no object";
+    return `Item #${itemId} ${what}${edit ? " (your earlier label replaced)" : ""}.`;
+  };
+  send(`/api/labeling-queue/${itemId}/label`, body, done, true);
 }
 
 function submit() {
   if (!labelable()) return;
-  const accepted = state.boxes.filter((b) => b.accepted);
+  const accepted = editor.ed.boxes.filter((b) => b.accepted);
   if (accepted.length === 0) {
     showMessage("No box is accepted. Press N (No object) if the frame holds nothing.", "error");
     return;
   }
   const { width, height } = state.item;
-  const boxes = accepted.map((b) => ({
-    bbox_xyxy: [
-      round1(Math.max(0, b.bbox[0])),
-      round1(Math.max(0, b.bbox[1])),
-      round1(Math.min(width, b.bbox[2])),
-      round1(Math.min(height, b.bbox[3])),
-    ],
-    class_name: b.className,
-  }));
-  const itemId = state.item.item_id;
-  send(`/api/labeling-queue/${itemId}/label`, { boxes, no_object: false }, (label, stamp) => {
-    setCounter(label.labels_since_training, stamp);
-    return `Item #${itemId} labeled with ${label.box_count} box${label.box_count === 1 ? "" : "es"}.`;
-  });
+  const [x1, y1, x2, y2] = [0, 1, 2, 3];
+  sendLabel(
+    accepted.map((b) => ({
+      bbox_xyxy: [round1(Math.max(0, b.bbox[x1])), round1(Math.max(0, b.bbox[y1])), round1(Math.min(width, b.bbox[x2])), round1(Math.min(height, b.bbox[y2]))],
+      class_name: b.className,
+    })),
+  );
 }
 
 function noObject() {
-  if (!labelable()) return;
-  const itemId = state.item.item_id;
-  send(`/api/labeling-queue/${itemId}/label`, { boxes: [], no_object: true }, (label, stamp) => {
-    setCounter(label.labels_since_training, stamp);
-    return `Item #${itemId} labeled: no object.`;
-  });
+  if (labelable()) sendLabel([]);
 }
 
 function skip() {
-  if (!state.item) return;
+  if (!state.item || state.busy) return;
   const itemId = state.item.item_id;
+  if (state.editing) {
+    showMessage(`Item #${itemId} left as it was labeled.`); // nothing to release: S leaves the edit
+    return loadNext([itemId]);
+  }
   send(`/api/labeling-queue/${itemId}/skip`, undefined, () => `Item #${itemId} skipped.`);
+}
+
+// B: re-open the item I labeled last (again: the one before), as an edit. The item on
+// screen, unless it is such an edit itself, waits in front of the prefetched ones.
+async function back() {
+  if (state.busy || !session.token) return;
+  const before = state.editing && state.item.latest_label ? `?before=${state.item.latest_label.label_id}` : "";
+  state.busy = true;
+  try {
+    const item = await (await api(`/api/labeling-queue/mine/previous${before}`)).json();
+    const shown = await loadImage(item);
+    if (state.item && !state.editing) {
+      const current = { item: state.item, image: editor.ed.image, imageError: state.imageError, stamp: 0 };
+      state.ahead.unshift({ promise: Promise.resolve(current) });
+    }
+    showItem(item, { ...shown, stamp: 0 }, true);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) showMessage("No earlier label of yours to re-open.", "notice");
+    else handleError(err);
+  } finally {
+    state.busy = false;
+  }
+}
+
+// P: the boxes of the camera's previous labeled frame, replacing these (Ctrl+Z undoes it).
+async function copyPrevious() {
+  if (!labelable()) return;
+  const itemId = state.item.item_id;
+  try {
+    const label = await (await api(`/api/labeling-queue/${itemId}/previous-label`)).json();
+    if (!state.item || state.item.item_id !== itemId) return;
+    editor.replaceBoxes(label.boxes);
+    showMessage(`Copied ${label.box_count} box${label.box_count === 1 ? "" : "es"} from frame ${label.frame_key} (labeled by ${label.labeler}). Ctrl+Z undoes it.`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) showMessage(err.message, "notice");
+    else handleError(err);
+  }
+}
+
+function openGrid() {
+  showOnly("grid");
+  grid.open(state.item ? state.item.class_names : null);
+}
+
+function closeGrid() {
+  if (state.item) showOnly("workspace");
+  else loadNext();
+  resetFocus();
 }
 
 $("submit").addEventListener("click", submit);
@@ -575,35 +379,53 @@ $("no-object").addEventListener("click", noObject);
 $("skip").addEventListener("click", skip);
 $("frame-error-skip").addEventListener("click", skip);
 $("refresh").addEventListener("click", () => loadNext());
+$("open-grid").addEventListener("click", openGrid);
+$("open-help").addEventListener("click", () => toggleHelp());
+$("help-close").addEventListener("click", () => toggleHelp(false));
+grid.onClose(closeGrid);
 
-// Controls own their keys: Enter on a focused button presses that button, in a field it
-// belongs to the field; only elsewhere does Enter submit the item.
-const CONTROLS = "button, input, select, textarea, a[href], [contenteditable], #boxes";
+// Controls own Enter, Space and Tab: Enter on a focused button presses that button; only
+// elsewhere does Enter submit the item. Fields own every key.
+const CONTROLS = "button, input, select, textarea, a[href], [contenteditable]";
+const ITEM_KEYS = { enter: submit, n: noObject, s: skip, b: back, p: copyPrevious };
 
 document.addEventListener("keydown", (event) => {
   if ($("token-dialog").open) return;
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
   const target = event.target instanceof Element ? event.target : null;
   if (target && ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName)) return;
-  if (event.key === "Enter") {
-    if (target && target.closest(CONTROLS)) return;
+  if (event.key === "?") return toggleHelp();
+  if (!$("help").hidden) {
+    if (event.key === "Escape") toggleHelp(false);
+    return;
+  }
+  if (!$("grid").hidden) return grid.onKey(event);
+  if (event.key.toLowerCase() === "g" && !event.ctrlKey && !event.metaKey && !event.altKey && session.token) {
     event.preventDefault();
-    submit();
-  } else if (event.key === "n" || event.key === "N") {
-    noObject();
-  } else if (event.key === "s" || event.key === "S") {
-    skip();
+    return openGrid(); // also from the empty queue: the grid needs no item
+  }
+  if ($("workspace").hidden || !state.item) return;
+  const onControl = target && target.closest(CONTROLS);
+  if (onControl && ["Enter", " ", "Tab"].includes(event.key)) return;
+  if (editor.ed.enabled && editorKey(event)) {
+    event.preventDefault();
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const action = ITEM_KEYS[event.key.toLowerCase()];
+  if (action) {
+    event.preventDefault();
+    action();
   }
 });
 
 window.addEventListener("resize", () => {
-  if (!state.item) return;
-  layoutCanvas();
-  draw();
+  editor.layout();
+  editor.draw();
 });
 
 // --- start -------------------------------------------------------------------------------------
 
+renderHelp();
 const initial = readToken();
 if (initial) {
   saveToken(initial);

@@ -50,6 +50,27 @@ def vtest_jpeg(index: int) -> bytes:
     return buffer.tobytes()
 
 
+VTEST_60_BOXES = ((380, 212, 445, 308), (70, 230, 140, 420), (630, 274, 667, 388))
+"""vtest.avi frame 60 (768x576): boxes 1 and 3 around people, box 2 on empty grass."""
+
+
+def vtest_frame_60(*proposals: tuple[float, str]) -> dict[str, object]:
+    """Frame 60 of vtest.avi with its JPEG and the boxes ``VTEST_60_BOXES`` detected with
+    the ``(confidence, class_name)`` of ``proposals``, in order."""
+    return frame(
+        "vtest:000060",
+        camera_id="vtest",
+        index=60,
+        width=768,
+        height=576,
+        detections=[
+            detection(*bbox, confidence, class_name)
+            for bbox, (confidence, class_name) in zip(VTEST_60_BOXES, proposals, strict=True)
+        ],
+        jpeg=vtest_jpeg(60),
+    )
+
+
 @pytest.fixture
 def page(live_server: LiveServer) -> Iterator[Page]:
     # The API opens its (fresh) MLflow store on first use: seconds on a busy machine. Do it
@@ -66,22 +87,7 @@ def test_review_and_submit_a_label(live_server: LiveServer, page: Page, tmp_path
     from playwright.sync_api import expect
 
     shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
-    # vtest.avi frame 60 (768x576): boxes 1 and 3 around people, box 2 on empty grass.
-    payload = batch(
-        frame(
-            "vtest:000060",
-            camera_id="vtest",
-            index=60,
-            width=768,
-            height=576,
-            detections=[
-                detection(380, 212, 445, 308, 0.55),
-                detection(70, 230, 140, 420, 0.47),
-                detection(630, 274, 667, 388, 0.88, "Fall"),
-            ],
-            jpeg=vtest_jpeg(60),
-        )
-    )
+    payload = batch(vtest_frame_60((0.55, "Normal"), (0.47, "Normal"), (0.88, "Fall")))
     ack = httpx.post(f"{live_server.base_url}/api/ingest", json=payload, headers=AGENT, timeout=30)
     assert ack.status_code == 200, ack.text
 
@@ -115,6 +121,16 @@ def test_review_and_submit_a_label(live_server: LiveServer, page: Page, tmp_path
     box = page.locator("#frame").bounding_box()
     assert box is not None
     scale = box["width"] / 768
+
+    def drag(x0: float, y0: float, x1: float, y1: float) -> None:  # frame px
+        page.mouse.move(box["x"] + x0 * scale, box["y"] + y0 * scale)
+        page.mouse.down()
+        page.mouse.move(box["x"] + x1 * scale, box["y"] + y1 * scale, steps=4)
+        page.mouse.up()
+
+    # Box 3 (630, 274, 667, 388): its bottom edge dragged 20 px down, then the box 10 px left.
+    drag(648, 388, 648, 408)
+    drag(648, 330, 638, 330)
     page.mouse.move(box["x"] + 478 * scale, box["y"] + 246 * scale)
     page.mouse.down()
     page.mouse.move(box["x"] + 500 * scale, box["y"] + 300 * scale, steps=5)
@@ -140,7 +156,7 @@ def test_review_and_submit_a_label(live_server: LiveServer, page: Page, tmp_path
     assert row[1:] == ("labeler", "vtest:000060")
     assert [b["class_name"] for b in boxes] == ["Fall", "Fall", "Fall"]
     assert boxes[0]["bbox_xyxy"] == [380, 212, 445, 308]
-    assert boxes[1]["bbox_xyxy"] == [630, 274, 667, 388]
+    assert boxes[1]["bbox_xyxy"] == pytest.approx([620, 274, 657, 408], abs=1.5)
     x1, y1, x2, y2 = boxes[2]["bbox_xyxy"]
     assert (x1, y1) == pytest.approx((478, 246), abs=2)
     assert (x2, y2) == pytest.approx((518, 338), abs=2)
@@ -431,7 +447,7 @@ def test_tab_tab_enter_on_a_new_item_does_not_skip_it(
 ) -> None:
     """A labeler clicks Submit (focus lands on it), the next item appears, and their
     Tab-Tab-Enter starts from the new item's top, not from Submit (whence two Tabs reached
-    Skip): it toggles the first box, and the item is still there to label."""
+    Skip): the Tabs select its boxes 1 and 2, and Enter labels it; nothing is skipped."""
     from playwright.sync_api import expect
 
     first, second = queue_items(live_server, 2)
@@ -443,16 +459,142 @@ def test_tab_tab_enter_on_a_new_item_does_not_skip_it(
 
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
-    page.keyboard.press("Enter")
-    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "accept box 1"
-    expect(page.locator("#info-item")).to_have_text(f"#{second}")
+    expect(page.locator("#boxes li.selected")).to_have_attribute("data-index", "1")
+    assert page.evaluate("document.activeElement.id") == "workspace"  # no button has focus
     shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
     page.screenshot(path=str(shots / "edgeloop-labeling-page-focus.png"))
-
-    page.evaluate("document.activeElement.blur()")
     page.keyboard.press("Enter")
-    expect(page.locator("#message")).to_contain_text(f"Item #{second} labeled")
+    expect(page.locator("#message")).to_contain_text(f"Item #{second} labeled with 2 boxes")
     base = f"{live_server.base_url}/api/labeling-queue"
     assert posts == [f"{base}/{first}/label", f"{base}/{second}/label"]  # no skip between
     item = httpx.get(f"{base}/{second}", headers=LABELER, timeout=30).json()
     assert (item["status"], item["skip_count"]) == ("labeled", 0)
+
+
+# --- the keyboard workbench (issue 18): every action by key, the stored label exact ---------
+
+
+def stored_boxes(live_server: LiveServer, item_id: int) -> list[tuple[list[float], str]]:
+    """The item's current label as (bbox_xyxy, class_name) pairs, read back from the API."""
+    url = f"{live_server.base_url}/api/labeling-queue/{item_id}"
+    label = httpx.get(url, headers=LABELER, timeout=30).json()["latest_label"]
+    assert label is not None, f"item {item_id} has no label"
+    return [(b["bbox_xyxy"], b["class_name"]) for b in label["boxes"]]
+
+
+def press(page: Page, *keys: str) -> None:
+    for key in keys:
+        page.keyboard.press(key)
+
+
+def test_move_resize_reclass_reject_undo_and_submit_by_keyboard(
+    live_server: LiveServer, page: Page, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    [item_id] = queue_items(live_server, 1)
+    sign_in(page, live_server.base_url)
+    expect(page.locator("#boxes li")).to_have_count(2)
+
+    press(page, "?")
+    expect(page.locator("#help")).to_be_visible()
+    expect(page.locator("#help-keys")).to_contain_text("Ctrl+Shift+Z")
+    shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
+    page.screenshot(path=str(shots / "edgeloop-labeling-keys.png"))
+    press(page, "Escape")
+    expect(page.locator("#help")).to_be_hidden()
+
+    # Box 1 (100, 50, 180, 230): right 3 px, down 10, right edge +1, then 1 px bigger all
+    # round, and the next class; an arrow pressed by mistake is undone.
+    press(page, "1", "ArrowRight", "ArrowRight", "ArrowRight", "Shift+ArrowDown")
+    press(page, "Alt+ArrowRight", "BracketRight", "c", "ArrowLeft", "Control+z")
+    # Box 2: rejected (two keys), undone, redone.
+    press(page, "2", "x")
+    expect(page.locator("#boxes li").nth(1)).to_have_class(re.compile(r"\brejected\b"))
+    press(page, "Control+z")
+    expect(page.locator("#boxes li").nth(1)).not_to_have_class(re.compile(r"\brejected\b"))
+    press(page, "Control+Shift+z")
+    expect(page.locator("#boxes li").nth(1)).to_have_class(re.compile(r"\brejected\b"))
+    press(page, "1")
+    page.screenshot(path=str(shots / "edgeloop-labeling-page-keyboard.png"))
+    press(page, "Enter")
+    expect(page.locator("#message")).to_contain_text(f"Item #{item_id} labeled with 1 box")
+    assert stored_boxes(live_server, item_id) == [([102, 59, 185, 241], "Fall")]
+
+
+def test_copy_the_previous_frame_and_go_back_to_correct_my_label(
+    live_server: LiveServer, page: Page
+) -> None:
+    from playwright.sync_api import expect
+
+    first, second, third = queue_items(live_server, 3)  # frames 0, 1, 2 of camera cam-1
+    sign_in(page, live_server.base_url)
+    expect(page.locator("#info-item")).to_have_text(f"#{first}")
+    press(page, "1", "Shift+ArrowRight", "2", "Delete", "Enter")  # label: (110, 50, 190, 230)
+    expect(page.locator("#info-item")).to_have_text(f"#{second}")
+    press(page, "p")  # frame 1 gets frame 0's label instead of its two proposals
+    expect(page.locator("#boxes li")).to_have_count(1)
+    press(page, "Enter")
+    expect(page.locator("#info-item")).to_have_text(f"#{third}")
+
+    press(page, "b")  # back to the second item, as an edit of my label
+    expect(page.locator("#info-item")).to_have_text(f"#{second}")
+    expect(page.locator("#info-status")).to_contain_text("editing")
+    press(page, "1", "c", "Enter")
+    expect(page.locator("#message")).to_contain_text("your earlier label replaced")
+    expect(page.locator("#info-item")).to_have_text(f"#{third}")  # where I was
+
+    assert stored_boxes(live_server, first) == [([110, 50, 190, 230], "Normal")]
+    assert stored_boxes(live_server, second) == [([110, 50, 190, 230], "Fall")]
+    detail = httpx.get(
+        f"{live_server.base_url}/api/labeling-queue/{second}", headers=LABELER, timeout=30
+    ).json()
+    assert detail["latest_label"]["replaces_label_id"] is not None
+    third_item = httpx.get(
+        f"{live_server.base_url}/api/labeling-queue/{third}", headers=LABELER, timeout=30
+    ).json()
+    assert third_item["status"] == "pending"
+
+
+def test_grid_review_by_keyboard(live_server: LiveServer, page: Page, tmp_path: Path) -> None:
+    """Three confident detections of a frame never queued (vtest.avi frame 60: two people
+    and a patch of grass) on the grid, least confident first: the first kept, the grass
+    flipped to wrong, the third to wrong class; one Enter stores the frame's label."""
+    from playwright.sync_api import expect
+
+    payload = batch(
+        vtest_frame_60((0.8, "Normal"), (0.9, "Normal"), (0.95, "Normal")),
+        # No production model here: the classes are those the detections name.
+        frame(
+            "vtest:000001",
+            camera_id="vtest",
+            index=1,
+            detections=[detection(1, 1, 9, 9, 0.9, "Fall")],
+        ),
+    )
+    ack = httpx.post(f"{live_server.base_url}/api/ingest", json=payload, headers=AGENT, timeout=30)
+    assert ack.status_code == 200, ack.text
+    sign_in(page, live_server.base_url)
+    expect(page.locator("#empty")).to_be_visible()
+    press(page, "g")
+    tiles = page.locator("#grid-tiles .tile")
+    expect(tiles).to_have_count(3)
+    expect(tiles.nth(0)).to_contain_text("Normal 0.80")
+    press(page, "ArrowRight", "x", "ArrowRight", "c")
+    expect(tiles.nth(1)).to_have_class(re.compile(r"\bwrong\b"))
+    expect(tiles.nth(2)).to_contain_text("→ Fall")
+    shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path)
+    page.screenshot(path=str(shots / "edgeloop-grid-review.png"))
+    press(page, "Enter")
+    expect(page.locator("#message")).to_contain_text("3 crops reviewed, 2 flipped; 1 frame labeled")
+    expect(page.locator("#grid-empty")).to_be_visible()
+
+    queue = httpx.get(
+        f"{live_server.base_url}/api/labeling-queue?status=labeled", headers=LABELER, timeout=30
+    ).json()
+    [item] = queue["data"]
+    assert item["frame_key"] == "vtest:000060"
+    assert stored_boxes(live_server, item["item_id"]) == [
+        ([380, 212, 445, 308], "Normal"),
+        ([630, 274, 667, 388], "Fall"),
+    ]
