@@ -44,6 +44,9 @@ class ManifestEntry:
             negative (``no_object``) frame.
         label_sha256: hex sha256 of the label file's text (``label_text``).
         labeled_at: when the label was given, ISO 8601 UTC.
+        tags: the tags on the frame and its detections (``edgeloop.store.tags``: people's
+            and the loop's suggestions), sorted; left out of the text when there are none,
+            so a version without tags reads as before.
     """
 
     frame_key: str
@@ -56,6 +59,7 @@ class ManifestEntry:
     label_sha256: str
     label_id: int
     labeled_at: str
+    tags: tuple[str, ...] = ()
 
     @property
     def label_text(self) -> str:
@@ -112,7 +116,12 @@ class Manifest:
         head = json.dumps(header, sort_keys=True, separators=(",", ":"))
         lines = [
             json.dumps(
-                {**e.__dict__, "labels": list(e.labels), "boxes": len(e.labels)},
+                {
+                    **{k: v for k, v in e.__dict__.items() if k != "tags" or v},
+                    **({"tags": list(e.tags)} if e.tags else {}),
+                    "labels": list(e.labels),
+                    "boxes": len(e.labels),
+                },
                 sort_keys=True,
                 separators=(",", ":"),
             )
@@ -142,6 +151,7 @@ def parse_manifest(text: str) -> Manifest:
             label_sha256=str(e["label_sha256"]),
             label_id=int(e["label_id"]),
             labeled_at=str(e["labeled_at"]),
+            tags=tuple(str(tag) for tag in e.get("tags", ())),
         )
         for e in data["frames"]
     ]
@@ -222,6 +232,7 @@ def build_manifest(
     previous: Manifest | None = None,
     hash_cache: Mapping[str, list[Any]] | None = None,
     val_fraction: float = VAL_FRACTION,
+    tags: Mapping[str, Sequence[str]] | None = None,
 ) -> ManifestBuild:
     """A manifest of ``frames``; JPEGs not yet in the store are copied to
     ``objects_root/<pack>/<sha[:2]>/<sha256>.jpg``.
@@ -229,7 +240,8 @@ def build_manifest(
     A frame whose source JPEG has the size and mtime recorded in ``hash_cache`` and whose
     hash is in ``previous`` is not read again; any other frame is read and hashed once,
     and stored only if its content is new. Frames whose JPEG is missing are left out
-    (``missing_images``).
+    (``missing_images``). ``tags``: frame key -> its tags, exported with the version
+    (``edgeloop.store.tags.of_dataset``).
 
     Raises:
         UnknownClassError: a label names a class the model does not have.
@@ -276,6 +288,7 @@ def build_manifest(
                 label_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
                 label_id=frame.label_id,
                 labeled_at=frame.labeled_at_iso,
+                tags=tuple(sorted(set((tags or {}).get(frame.frame_key, ())))),
             )
         )
     if missing:

@@ -200,3 +200,17 @@ def _tags_of(rows: Iterable[tuple[Any, ...]], prefix: str = "") -> list[tuple[st
         except ValueError:
             continue
     return found
+
+
+def of_dataset(*, con: Connection, frame_keys: Sequence[str]) -> dict[str, list[str]]:
+    """For a dataset version's manifest: each frame's tags and its detections' (people's
+    and suggestions), as sorted distinct texts; frames without a tag are absent."""
+    if not frame_keys:
+        return {}
+    found: dict[str, set[str]] = {}
+    for frame_key, tag in con.execute(
+        "SELECT frame_key, tag FROM tags WHERE frame_key IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+        [list(frame_keys)],
+    ).fetchall():
+        found.setdefault(str(frame_key), set()).add(str(tag))
+    return {key: sorted(values) for key, values in found.items()}

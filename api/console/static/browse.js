@@ -146,12 +146,13 @@
     }
   });
 
-  // After an action the grid is reloaded; the selection is kept by detection id.
+  // The grid is reloaded after an action (and by the console's live updates); the
+  // selection is kept by detection id across the swap.
   let keep = new Set();
-  function refresh() {
+  const refresh = () => htmx.trigger("#panel", "refresh");
+  document.addEventListener("htmx:beforeSwap", () => {
     keep = new Set(selected().map((i) => i.dataset.detection));
-    htmx.trigger("#panel", "refresh");
-  }
+  });
   document.addEventListener("htmx:afterSwap", () => {
     for (const item of document.querySelectorAll("#browse-grid .browse-item")) {
       const box = item.querySelector(".pick");
