@@ -27,7 +27,7 @@ from api.model_registry import ModelRegistry
 from api.retrain_push import PushLauncherDep, RetrainPushDep, push_due
 from api.routes.classes import site_class_names
 from edgeloop.annotations import InvalidBoxesError, ReviewedBox, review_boxes
-from edgeloop.store import Connection, labels, queue
+from edgeloop.store import Connection, classes, labels, queue
 from edgeloop.store.queue import ClaimConflictError
 from edgeloop.wire import MAX_INT64
 
@@ -59,6 +59,22 @@ def _label_public(row: dict[str, Any], labels_since_training: int) -> schemas.La
     return schemas.LabelPublic(**row, labels_since_training=labels_since_training)
 
 
+def _current_names(
+    con: Connection, boxes: list[schemas.ProposedBoxPublic], class_names: list[str]
+) -> list[schemas.ProposedBoxPublic]:
+    """Pre-labels under the site's current class names: the model that drew them may use a
+    name since renamed or merged (``edgeloop.store.classes.name_map``), which the labeler
+    could not send back unchanged. A box of a retired class keeps its name: the label route
+    refuses it until the labeler changes or rejects it."""
+    current = classes.name_map(con=con)
+    renamed = []
+    for box in boxes:
+        name = current.get(box.class_name) or box.class_name
+        class_id = class_names.index(name) if name in class_names else box.class_id
+        renamed.append(box.model_copy(update={"class_name": name, "class_id": class_id}))
+    return renamed
+
+
 def _detail(
     con: Connection, item: schemas.QueueItemPublic, class_names: list[str]
 ) -> schemas.QueueItemDetailPublic:
@@ -77,7 +93,9 @@ def _detail(
         width=frame["width"],
         height=frame["height"],
         frame_url=crud.frame_url(item.frame_key) if frame["jpeg_path"] else None,
-        proposed_boxes=crud.frame_detections(con=con, frame_key=item.frame_key),
+        proposed_boxes=_current_names(
+            con, crud.frame_detections(con=con, frame_key=item.frame_key), class_names
+        ),
         class_names=class_names,
         latest_label=_label_public(label, since) if label else None,
         labels_since_training=since,

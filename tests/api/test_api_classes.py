@@ -105,3 +105,26 @@ def test_labels_use_any_active_class_and_no_other(admin_client: TestClient) -> N
     )
     assert ok.status_code == 201, ok.text
     assert ok.json()["boxes"][0]["class_name"] == "forklift"
+
+
+def test_pre_labels_show_a_renamed_class_under_its_new_name(admin_client: TestClient) -> None:
+    """The model that drew the boxes still says the old name; the labeler sees, and can send
+    back unchanged, the current one."""
+    ingest(admin_client, queued_frame("cam-1:1", 1))
+    item = admin_client.get("/api/labeling-queue/next", headers=LABELER).json()
+    assert [box["class_name"] for box in item["proposed_boxes"]] == ["Normal", "Fall"]
+    renamed = _post(admin_client, "/1/rename", {"new_name": "person", "reason": "clearer"})
+    assert renamed.status_code == 200, renamed.text
+
+    item = admin_client.get(f"/api/labeling-queue/{item['item_id']}", headers=LABELER).json()
+    assert item["class_names"] == ["person", "Fall"]
+    boxes = item["proposed_boxes"]
+    assert [(box["class_name"], box["class_id"]) for box in boxes] == [("person", 0), ("Fall", 1)]
+    unchanged = [
+        {"bbox_xyxy": box["bbox_xyxy"], "class_name": box["class_name"]}
+        for box in item["proposed_boxes"]
+    ]
+    sent = admin_client.post(
+        f"/api/labeling-queue/{item['item_id']}/label", json={"boxes": unchanged}, headers=LABELER
+    )
+    assert sent.status_code == 201, sent.text
