@@ -10,9 +10,13 @@ keeps polling as its fallback whenever the stream is not open (``console.js``).
 
 Event format (https://html.spec.whatwg.org/multipage/server-sent-events.html)::
 
-    retry: 1000
+    retry: 250
+    event: hello
+    data: {"version": "3f2a…"}
+
     event: change
-    data: {"subjects": ["detections"], "panels": ["analytics", "fleet", "inspections"]}
+    data: {"subjects": ["detections"], "panels": ["analytics", "fleet", "inspections"],
+           "version": "9c01…"}
 
 and a ``: ping`` comment every ``PING_S`` seconds, so proxies keep the connection open.
 """
@@ -20,6 +24,7 @@ and a ``: ping`` comment every ``PING_S`` seconds, so proxies keep the connectio
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -39,9 +44,12 @@ logger = logging.getLogger(__name__)
 POLL_S = 0.5
 """How often the store's change markers are read (seconds), per API process."""
 PING_S = 15.0
-STREAM_S = 300.0
-"""A stream ends after this long and the browser reconnects (``retry``): no connection is
-held for ever through restarts and proxies."""
+STREAM_S = 8.0
+"""A stream ends after this long and the browser reconnects after ``RETRY_MS``: uvicorn
+waits for open responses when it stops, so no stream may outlast its stop timeout
+(``edgeloop.cli.services.Service.stop``: 15 s, then SIGKILL). A page that reconnects
+refreshes its panel when the ``hello`` event's version differs from the last it saw."""
+RETRY_MS = 250
 
 PANELS_OF: dict[str, tuple[str, ...]] = {
     "detections": ("fleet", "analytics", "inspections"),
@@ -69,17 +77,28 @@ class ChangeFeed:
         self._poll_s = poll_s
         self._listeners: set[asyncio.Queue[set[str]]] = set()
         self._task: asyncio.Task[None] | None = None
+        # Kept while nobody listens: the first poll after a pause reports what changed in it.
+        self._last: dict[str, str] | None = None
+
+    @property
+    def version(self) -> str | None:
+        """A digest of the markers last read (None before the first read): a page that
+        reconnects compares it with the last one it saw, to catch changes in between."""
+        if self._last is None:
+            return None
+        text = json.dumps(self._last, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     async def _poll(self) -> None:
-        last: dict[str, str] | None = None
         while self._listeners:
             try:
                 now = await run_in_threadpool(self._read)
             except store_errors() as exc:  # a locked or unreachable store: try again
                 logger.warning("console live updates: store unreadable: %s", exc)
             else:
+                last = self._last
                 changed = {k for k, v in now.items() if last is not None and last.get(k) != v}
-                last = now
+                self._last = now
                 if changed:
                     for queue in self._listeners:
                         queue.put_nowait(changed)
@@ -111,16 +130,17 @@ def feed(request: Request, store: AnyStore) -> ChangeFeed:
     return existing
 
 
-def event(subjects: set[str]) -> str:
+def event(subjects: set[str], version: str | None = None) -> str:
     """One ``change`` event (module docstring) for the subjects that changed."""
     panels = sorted({p for s in subjects for p in PANELS_OF.get(s, ())})
-    data = json.dumps({"subjects": sorted(subjects), "panels": panels})
+    data = json.dumps({"subjects": sorted(subjects), "panels": panels, "version": version})
     return f"event: change\ndata: {data}\n\n"
 
 
 async def _stream(changes: ChangeFeed, queue: asyncio.Queue[set[str]]) -> AsyncIterator[str]:
     try:
-        yield "retry: 1000\n: connected\n\n"
+        hello = json.dumps({"version": changes.version})
+        yield f"retry: {RETRY_MS}\nevent: hello\ndata: {hello}\n\n"
         ends = time.monotonic() + STREAM_S
         while (left := ends - time.monotonic()) > 0:
             try:
@@ -130,7 +150,7 @@ async def _stream(changes: ChangeFeed, queue: asyncio.Queue[set[str]]) -> AsyncI
                 continue
             while not queue.empty():  # several polls' changes in one event
                 subjects |= queue.get_nowait()
-            yield event(subjects)
+            yield event(subjects, changes.version)
     finally:
         changes.close(queue)
 

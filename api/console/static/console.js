@@ -316,6 +316,13 @@ refreshCharts();
 window.edgeloopLive = false;
 let liveSource = null;
 let liveEvents = 0;
+let liveVersion = null; // the server's marker digest last seen: a reconnect compares it
+
+function refreshAll() {
+  htmx.trigger("#panel", "refresh");
+  refreshCharts();
+  refreshBanner();
+}
 
 function setLive(on) {
   window.edgeloopLive = on;
@@ -333,8 +340,16 @@ function startLive() {
     setLive(false);
     if (liveSource.readyState === EventSource.CLOSED) liveSource = null; // refused: poll
   });
+  // Each stream lasts seconds (the server ends it so it never delays a shutdown); what
+  // changed while the page reconnected shows as a new version in the next "hello".
+  liveSource.addEventListener("hello", (event) => {
+    const version = JSON.parse(event.data).version;
+    if (liveVersion && version && version !== liveVersion) refreshAll();
+    if (version) liveVersion = version;
+  });
   liveSource.addEventListener("change", (event) => {
     const change = JSON.parse(event.data);
+    if (change.version) liveVersion = change.version;
     body.dataset.liveEvents = String(++liveEvents);
     body.dataset.livePanels = change.panels.join(",");
     if (change.panels.includes(PANEL)) {
