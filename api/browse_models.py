@@ -107,6 +107,9 @@ class BrowseRowPublic(FramePublic):
 
 class BrowsePagePublic(BaseModel):
     count: int = Field(description="Matches over all pages (of the hits, when searched).")
+    count_capped: bool = Field(
+        False, description="True when more match: counting stopped 10,000 past this page."
+    )
     limit: int
     offset: int
     data: list[BrowseRowPublic]

@@ -92,9 +92,13 @@ def browse_panel(
             panel.error = str(exc.detail)
         return panel
     with store.connect() as con:
-        rows, count = browse.page(con=con, where=where, limit=limit, offset=offset)
+        rows, count, capped = browse.page(con=con, where=where, limit=limit, offset=offset)
     panel.page = BrowsePagePublic(
-        count=count, limit=limit, offset=offset, data=[row_public(r) for r in rows]
+        count=count,
+        count_capped=capped,
+        limit=limit,
+        offset=offset,
+        data=[row_public(r) for r in rows],
     )
     if offset > 0:
         panel.prev_url = _url(request, offset=max(offset - limit, 0))

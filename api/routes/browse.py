@@ -115,9 +115,13 @@ def read_detections(
     """Detections matching every filter given, newest capture first, one page; ``count``
     over all pages."""
     with store.connect() as con:
-        rows, count = browse.page(con=con, where=where, limit=limit, offset=offset)
+        rows, count, capped = browse.page(con=con, where=where, limit=limit, offset=offset)
     return BrowsePagePublic(
-        count=count, limit=limit, offset=offset, data=[row_public(r) for r in rows]
+        count=count,
+        count_capped=capped,
+        limit=limit,
+        offset=offset,
+        data=[row_public(r) for r in rows],
     )
 
 
@@ -151,7 +155,7 @@ def similar_page(
     )
     scores = {h["detection_id"]: float(h["score"]) for h in found["hits"]}
     with store.connect() as con:
-        rows, _ = browse.page(
+        rows, _, _ = browse.page(
             con=con,
             where=dataclasses.replace(where, detection_ids=tuple(scores)),
             limit=SEARCH_HITS,

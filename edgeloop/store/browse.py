@@ -130,16 +130,31 @@ DETECTION_COLUMNS = (
 )
 
 
+COUNT_CAP = 10_000
+"""Matches a page counts at most past its own end: a count over a million rows costs a
+full scan (0.3 s on PostgreSQL, ``bench/batch_fetch.py``); past the cap a page says
+"more than"."""
+
+
 def page(
     *, con: Connection, where: BrowseFilter, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], int, bool]:
     """One page of matching detections, newest capture first (then detection id), each
     with its frame (``camera_id``, ``captured_at``, ``width``, ``height``, ``has_jpeg``),
-    its frame's ``state`` and ``tags`` (the detection's and its frame's); and the count
-    of matches over all pages."""
+    its frame's ``state`` and ``tags`` (the detection's and its frame's); the count of
+    matches over all pages, and whether that count is capped (more match: counting stops
+    ``COUNT_CAP`` matches past the page)."""
     condition, params = where_sql(con, where)
-    total = fetch_scalar(
-        con.execute(f"SELECT count(*) FROM prediction_logs p WHERE {condition}", params)
+    cap = offset + limit + COUNT_CAP
+    total = int(
+        fetch_scalar(
+            con.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM prediction_logs p WHERE {condition} "
+                f"LIMIT {cap + 1}) AS matches",
+                params,
+            )
+        )
+        or 0
     )
     rows = fetch_dicts(
         con.execute(
@@ -159,7 +174,7 @@ def page(
         )
     )
     _with_state_and_tags(con, rows)
-    return rows, int(total or 0)
+    return rows, min(total, cap), total > cap
 
 
 def _with_state_and_tags(con: Connection, rows: list[dict[str, Any]]) -> None:

@@ -315,3 +315,14 @@ def test_more_like_this_keeps_the_filters(client: TestClient, loop_settings: Loo
         "/api/browse/similar", params={"text": "a person carrying a box"}, headers=LABELER
     )
     assert text.status_code == 400 and "EDGELOOP_CLIP_MODEL" in text.json()["detail"]
+
+
+def test_counts_stop_past_the_cap(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.store import browse
+
+    _fleet(client)
+    monkeypatch.setattr(browse, "COUNT_CAP", 2)
+    first = _page(client, limit=3)
+    assert (first["count"], first["count_capped"], len(first["data"])) == (5, True, 3)
+    last = _page(client, limit=3, offset=3)
+    assert (last["count"], last["count_capped"]) == (8, False)
