@@ -351,6 +351,7 @@ data_router.add_api_route("/classes", classes_panel, methods=["GET"], name="read
 _add_fragment(
     "classes", classes_panel, "The site's classes and their changes; edits for admins (HTML)."
 )
+data_router.add_api_route("/browse", browse_panel, methods=["GET"], name="read_browse_panel")
 _add_fragment("browse", browse_panel, "The dataset browser's grid under its filters (HTML).")
 _add_fragment(
     "settings",
