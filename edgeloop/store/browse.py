@@ -93,12 +93,13 @@ def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
             conditions.append(clause)
             params.append(value)
     if where.tag is not None:
+        # One semi-join on the frame (tags carry their frame's key): an OR of two IN
+        # subqueries is a per-row test over every detection on PostgreSQL.
         conditions.append(
-            "(p.detection_id IN (SELECT target_id FROM tags WHERE target_kind = 'detection' "
-            "AND tag = ?) OR p.frame_key IN (SELECT target_id FROM tags "
-            "WHERE target_kind = 'frame' AND tag = ?))"
+            "EXISTS (SELECT 1 FROM tags t WHERE t.frame_key = p.frame_key AND t.tag = ? "
+            "AND (t.target_kind = 'frame' OR t.target_id = p.detection_id))"
         )
-        params += [where.tag, where.tag]
+        params.append(where.tag)
     if where.state == "labeled":
         conditions.append(
             "p.frame_key IN (SELECT frame_key FROM labeling_queue WHERE status = 'labeled')"
@@ -108,7 +109,9 @@ def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
             "p.frame_key IN (SELECT frame_key FROM labeling_queue WHERE status <> 'labeled')"
         )
     elif where.state == "unlabeled":
-        conditions.append("p.frame_key NOT IN (SELECT frame_key FROM labeling_queue)")
+        conditions.append(
+            "NOT EXISTS (SELECT 1 FROM labeling_queue q WHERE q.frame_key = p.frame_key)"
+        )
     if where.split is not None:
         keys = _split_keys(con, where.split)
         conditions.append(f"p.frame_key IN ({', '.join('?' * len(keys))})")
