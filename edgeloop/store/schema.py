@@ -17,13 +17,28 @@ TABLES = (
     "training_runs",
     "drift_reports",
     "agent_heartbeats",
+    "site_classes",
+    "class_aliases",
+    "class_changes",
+    "drift_alerts",
+    "tags",
+    "prediction_batches",
+    "prediction_batch_images",
+    "prediction_batch_detections",
 )
-"""Every loop table (``schema_version`` aside), in an order that keeps references valid."""
+"""Every loop table that holds a site's records (``edgeloop store copy`` copies them), in an
+order that keeps references valid. Not here: ``schema_version``, the rollups and
+``confidence_bins`` (rebuilt from the rows), ``stack_identity`` (a site's own), and
+``thumbnails`` (a cache of objects made again on demand)."""
 SEQUENCES = (
     ("labeling_queue_seq", "labeling_queue", "item_id"),
     ("reviewed_labels_seq", "reviewed_labels", "label_id"),
     ("retraining_events_seq", "retraining_events", "event_id"),
     ("model_deployments_seq", "model_deployments", "deployment_id"),
+    ("site_classes_seq", "site_classes", "class_id"),
+    ("class_changes_seq", "class_changes", "change_id"),
+    ("drift_alerts_seq", "drift_alerts", "alert_id"),
+    ("prediction_batches_seq", "prediction_batches", "batch_id"),
 )
 """``(sequence, table, id column)``: the ids a sequence hands out."""
 

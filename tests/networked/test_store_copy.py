@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from edgeloop.cli.app import app
 from edgeloop.objects import open_object_store
-from edgeloop.store import deployments, labels, queue, retraining
+from edgeloop.store import alerts, classes, deployments, labels, queue, retraining, tags
 from edgeloop.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.integration
@@ -58,6 +58,14 @@ def test_an_embedded_site_copies_to_postgres_and_object_storage(
             reason="seed",
             metrics={"map50_95": 0.5},
         )
+        # The site's classes, tags and alerts travel too.
+        classes.seed(con=con, names=["Normal", "Fall"])
+        classes.add(con=con, name="forklift", actor="test", reason="new dock")
+        tags.add(con=con, frame_keys=keys[:2], tag="night", source="person", created_by="t", now=T0)
+    with loop.store.connect() as con:  # raise_alert runs its own transaction
+        alert_id = alerts.raise_alert(
+            con=con, camera_id="cam-1", kind="drift", summary="drift", description="share 0.6"
+        )
         embedded = labels.latest_with_frames(con=con)
         embedded_queue = queue.list_items(
             con=con, status="pending", camera_id=None, limit=10, offset=0
@@ -82,6 +90,18 @@ def test_an_embedded_site_copies_to_postgres_and_object_storage(
         assert labels.count(con=con) == 2
         [event] = retraining.recent(con=con)
         assert event["reason"] == "test"
+        assert classes.active_names(con=con) == ["Normal", "Fall", "forklift"]
+        newest = classes.changes(con=con)[0]
+        assert (newest["action"], newest["name"], newest["reason"]) == (
+            "add",
+            "forklift",
+            "new dock",
+        )
+        assert set(tags.of_dataset(con=con, frame_keys=keys)) == set(keys[:2])
+        [alert] = alerts.list_alerts(con=con)
+        assert (alert["alert_id"], alert["camera_id"]) == (alert_id, "cam-1")
+        # Ids continue after the copied ones, for the classes too.
+        assert classes.add(con=con, name="helmet", actor="t", reason="r").class_id == 4
         # Ids continue after the copied ones.
         new_label = labels.create(
             con=con,
