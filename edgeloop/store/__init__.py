@@ -14,7 +14,13 @@ dialect; the PostgreSQL connection translates it (see ``edgeloop.store.postgres`
 | ``model_deployments`` | ``edgeloop.store.deployments`` |
 | ``training_runs`` | ``edgeloop.store.training_runs`` |
 | ``drift_reports`` | ``edgeloop.store.drift`` |
-| ``schema_version`` and every ``CREATE`` | ``edgeloop.store.schema`` |
+| ``agent_heartbeats`` | ``edgeloop.store.agents`` |
+| ``frame_minutes``, ``detection_minutes`` (rollups) | ``edgeloop.store.rollups`` |
+| ``site_classes``, ``class_aliases``, ``class_changes`` | ``edgeloop.store.classes`` |
+| ``drift_alerts`` | ``edgeloop.store.alerts`` |
+| ``tags`` | ``edgeloop.store.tags`` |
+| ``thumbnails`` | ``edgeloop.store.thumbnails`` |
+| ``schema_version`` and every ``CREATE`` | ``edgeloop.store.migrations`` |
 
 The API, the sensors, the assets and ``edgeloop status`` call these functions; none
 writes SQL of its own against these tables. Every function takes an open connection
