@@ -93,13 +93,17 @@ def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
             conditions.append(clause)
             params.append(value)
     if where.tag is not None:
-        # One semi-join on the frame (tags carry their frame's key): an OR of two IN
-        # subqueries is a per-row test over every detection on PostgreSQL.
+        # First a semi-join on the frames the tag touches (tags carry their frame's key),
+        # then which of their detections it is on: without the first, PostgreSQL tests the
+        # OR of two subqueries on every detection (260 ms a page at 1M detections), and a
+        # correlated EXISTS costs DuckDB 290 ms (bench/batch_fetch.py).
         conditions.append(
-            "EXISTS (SELECT 1 FROM tags t WHERE t.frame_key = p.frame_key AND t.tag = ? "
-            "AND (t.target_kind = 'frame' OR t.target_id = p.detection_id))"
+            "p.frame_key IN (SELECT frame_key FROM tags WHERE tag = ?) "
+            "AND (p.frame_key IN (SELECT target_id FROM tags WHERE target_kind = 'frame' "
+            "AND tag = ?) OR p.detection_id IN (SELECT target_id FROM tags "
+            "WHERE target_kind = 'detection' AND tag = ?))"
         )
-        params.append(where.tag)
+        params += [where.tag] * 3
     if where.state == "labeled":
         conditions.append(
             "p.frame_key IN (SELECT frame_key FROM labeling_queue WHERE status = 'labeled')"
@@ -109,8 +113,10 @@ def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
             "p.frame_key IN (SELECT frame_key FROM labeling_queue WHERE status <> 'labeled')"
         )
     elif where.state == "unlabeled":
+        # The frames never queued first (125k rows against the queue, not 1M detections).
         conditions.append(
-            "NOT EXISTS (SELECT 1 FROM labeling_queue q WHERE q.frame_key = p.frame_key)"
+            "p.frame_key IN (SELECT f.frame_key FROM frames f "
+            "WHERE f.frame_key NOT IN (SELECT frame_key FROM labeling_queue))"
         )
     if where.split is not None:
         keys = _split_keys(con, where.split)
