@@ -14,9 +14,8 @@ from fastapi import Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from api.browse_models import ID_MAX_CHARS, BrowsePagePublic, browse_filter, row_public
-from api.deps import MAX_OFFSET, CurrentPrincipal, SettingsDep, StoreDep
-from api.routes.browse import similar_page
-from api.search_index import SearchIndexDep, TextEmbedderDep
+from api.deps import MAX_OFFSET, SettingsDep, StoreDep
+from api.routes.browse import SimilarDep
 from edgeloop.store import browse
 from edgeloop.store.browse import BrowseFilter
 
@@ -52,11 +51,9 @@ def _url(request: Request, **changes: object) -> str:
 
 def browse_panel(
     request: Request,
-    principal: CurrentPrincipal,
     store: StoreDep,
     settings: SettingsDep,
-    search_index: SearchIndexDep,
-    text_embedder: TextEmbedderDep,
+    similar: SimilarDep,
     where: Annotated[BrowseFilter, Depends(browse_filter)],
     similar_to: Annotated[
         str | None, Query(max_length=ID_MAX_CHARS, description="More like this detection.")
@@ -77,13 +74,7 @@ def browse_panel(
     )
     if panel.similar_to or text:
         try:
-            panel.page = similar_page(
-                principal=principal,
-                settings=settings,
-                search_index=search_index,
-                text_embedder=text_embedder,
-                store=store,
-                where=where,
+            panel.page = similar.page(
                 detection_id=panel.similar_to,
                 text=None if panel.similar_to else text,
                 limit=limit,

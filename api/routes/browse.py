@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field, ValidationError
@@ -125,51 +125,59 @@ def read_detections(
     )
 
 
-def similar_page(
-    *,
-    principal: Any,
-    settings: Any,
-    search_index: Any,
-    text_embedder: Any,
-    store: AnyStore,
-    where: BrowseFilter,
-    detection_id: str | None,
-    text: str | None,
-    limit: int,
-) -> BrowsePagePublic:
-    """The crops most like a detection's crop or a text (``GET /api/search/similar``'s
-    search and errors), kept when they match ``where``, best first, at most ``limit``.
+class SimilarSearch:
+    """A FastAPI dependency: the similarity search (``GET /api/search/similar``'s search
+    and errors) under the browser's filters, for the JSON route and the console panel."""
 
-    Raises:
-        HTTPException: the search route's 400 / 404 / 503.
-    """
-    found = similar_crops(
-        principal,
-        settings,
-        search_index,
-        text_embedder,
-        detection_id=detection_id,
-        text=text,
-        camera_id=where.camera_id,
-        limit=SEARCH_HITS,
-    )
-    scores = {h["detection_id"]: float(h["score"]) for h in found["hits"]}
-    with store.connect() as con:
-        rows, _, _ = browse.page(
-            con=con,
-            where=dataclasses.replace(where, detection_ids=tuple(scores)),
+    def __init__(
+        self,
+        principal: CurrentPrincipal,
+        settings: SettingsDep,
+        search_index: SearchIndexDep,
+        text_embedder: TextEmbedderDep,
+        store: StoreDep,
+        where: FilterDep,
+    ) -> None:
+        self.principal, self.settings, self.store, self.where = principal, settings, store, where
+        self.search_index, self.text_embedder = search_index, text_embedder
+
+    def page(self, *, detection_id: str | None, text: str | None, limit: int) -> BrowsePagePublic:
+        """The crops most like a detection's crop or a text among the ``SEARCH_HITS``
+        nearest, kept when they match the filters, best first, at most ``limit``.
+
+        Raises:
+            HTTPException: the search route's 400 / 404 / 503.
+        """
+        found = similar_crops(
+            self.principal,
+            self.settings,
+            self.search_index,
+            self.text_embedder,
+            detection_id=detection_id,
+            text=text,
+            camera_id=self.where.camera_id,
             limit=SEARCH_HITS,
-            offset=0,
         )
-    rows.sort(key=lambda r: -scores[r["detection_id"]])
-    return BrowsePagePublic(
-        count=len(rows),
-        limit=limit,
-        offset=0,
-        data=[row_public(r, scores[r["detection_id"]]) for r in rows[:limit]],
-        query=f"like {detection_id}" if detection_id else f"text: {text}",
-        index_version=found["index_version"],
-    )
+        scores = {h["detection_id"]: float(h["score"]) for h in found["hits"]}
+        with self.store.connect() as con:
+            rows, _, _ = browse.page(
+                con=con,
+                where=dataclasses.replace(self.where, detection_ids=tuple(scores)),
+                limit=SEARCH_HITS,
+                offset=0,
+            )
+        rows.sort(key=lambda r: -scores[r["detection_id"]])
+        return BrowsePagePublic(
+            count=len(rows),
+            limit=limit,
+            offset=0,
+            data=[row_public(r, scores[r["detection_id"]]) for r in rows[:limit]],
+            query=f"like {detection_id}" if detection_id else f"text: {text}",
+            index_version=found["index_version"],
+        )
+
+
+SimilarDep = Annotated[SimilarSearch, Depends()]
 
 
 @router.get(
@@ -182,12 +190,7 @@ def similar_page(
     },
 )
 def read_similar(
-    principal: CurrentPrincipal,
-    settings: SettingsDep,
-    search_index: SearchIndexDep,
-    text_embedder: TextEmbedderDep,
-    store: StoreDep,
-    where: FilterDep,
+    similar: SimilarDep,
     detection_id: Annotated[str | None, Query(max_length=ID_MAX_CHARS)] = None,
     text: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=SEARCH_HITS)] = 24,
@@ -195,17 +198,7 @@ def read_similar(
     """ "More like this": crops most similar to a detection's crop (or to a text, with an
     OpenCLIP embedder) among the ``SEARCH_HITS`` nearest, kept when they match every
     filter given, best first."""
-    return similar_page(
-        principal=principal,
-        settings=settings,
-        search_index=search_index,
-        text_embedder=text_embedder,
-        store=store,
-        where=where,
-        detection_id=detection_id,
-        text=text,
-        limit=limit,
-    )
+    return similar.page(detection_id=detection_id, text=text, limit=limit)
 
 
 @router.get("/facets")
