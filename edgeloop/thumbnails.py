@@ -81,7 +81,10 @@ def render(jpeg: bytes, spec: ThumbnailSpec) -> bytes:
     """
     import cv2
 
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. more pixels than OpenCV's CV_IO_MAX_IMAGE_PIXELS
+        raise UnreadableImageError(f"OpenCV refused the stored JPEG: {exc.msg}") from exc
     if image is None:
         raise UnreadableImageError("the stored JPEG cannot be decoded (corrupt or not a JPEG)")
     if spec.box is not None:

@@ -240,6 +240,13 @@ def test_thumbnails_are_made_once_content_addressed_and_cached(
     objects.put(jpeg_key("cam-1", "cam-1:2"), b"\xff\xd8 not really a jpeg")
     broken = client.get("/api/thumbnails/frames/cam-1:2.jpg", headers=LABELER)
     assert broken.status_code == 422 and "cannot be decoded" in broken.json()["detail"]
+    # A JPEG whose header claims 60000 x 60000 px (a decompression bomb): refused, no 500.
+    bomb = bytearray(jpeg_bytes(seed=3))
+    at = bomb.find(b"\xff\xc0") + 5
+    bomb[at : at + 4] = (60000).to_bytes(2, "big") * 2
+    objects.put(jpeg_key("cam-1", "cam-1:3"), bytes(bomb))
+    refused = client.get("/api/thumbnails/detections/cam-1:3:0.jpg", headers=LABELER)
+    assert refused.status_code == 422 and "OpenCV refused" in refused.json()["detail"]
     assert len(list(objects.keys("thumbnails/"))) == 2
 
 
