@@ -17,21 +17,10 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_of_dataset_gives_each_frames_and_its_detections_tags(store: AnyStore) -> None:
-    detection = {
-        "detection_id": "cam-a:1:0",
-        "frame_key": "cam-a:1",
-        "camera_id": "cam-a",
-        "captured_at": NOW,
-        "class_id": 0,
-        "class_name": "Normal",
-        "confidence": 0.9,
-        "x1": 1.0,
-        "y1": 1.0,
-        "x2": 9.0,
-        "y2": 9.0,
-        "uncertain": False,
-        "model_version": "1",
-    }
+    columns = "detection_id frame_key camera_id captured_at class_id class_name confidence"
+    values = ("cam-a:1:0", "cam-a:1", "cam-a", NOW, 0, "Normal", 0.9)
+    box = {"x1": 1.0, "y1": 1.0, "x2": 9.0, "y2": 9.0, "uncertain": False, "model_version": "1"}
+    detection = {**dict(zip(columns.split(), values, strict=True)), **box}
     batch = tables_from_rows(
         [frame_row("cam-a:1", "cam-a", NOW, detection_count=1), frame_row("cam-a:2", "cam-a", NOW)],
         [detection],
