@@ -58,19 +58,13 @@ up: init  ## the long-running stack: API + labeling page on :8000, Dagster UI + 
 status: setup  ## counts, queue, drift, models, retraining events
 	$(RUN) edgeloop status
 
+# Every benchmark under bench/, in the order make bench runs them.
+BENCHES = edge_fps ingest api_reads console search vector_publish crop_embeddings datasets \
+	trigger store_backends api_reads_postgres ingest_replicas labeling_page batch_fetch console_live
+
 bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line); see bench/README.md
-	$(RUN) python bench/edge_fps.py
-	$(RUN) python bench/ingest.py
-	$(RUN) python bench/api_reads.py
-	$(RUN) python bench/console.py
-	$(RUN) python bench/search.py
-	$(RUN) python bench/vector_publish.py
-	$(RUN) python bench/crop_embeddings.py
-	$(RUN) python bench/datasets.py
-	$(RUN) python bench/trigger.py
-	$(RUN) python bench/store_backends.py
-	$(RUN) python bench/api_reads_postgres.py
-	$(RUN) python bench/ingest_replicas.py
+	set -e; for name in $(BENCHES); do $(RUN) python bench/$$name.py; done
+	$(RUN) python bench/edge_fps.py --int8
 
 dist: uv  ## build the wheel and sdist into dist/ (camera hosts: pip install 'dist/edgeloop-*.whl[edge]')
 	$(UV) build --out-dir dist

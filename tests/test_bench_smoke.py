@@ -38,6 +38,11 @@ SMALL = {
         *("--batches", "2", "--frames", "20", "--detections", "2"),
         *("--clients", "2", "--rounds", "1"),
     ],
+    "batch_fetch.py": [
+        *("--detections", "8000", "--frames", "1000", "--requests", "5"),
+        *("--baseline-batches", "1", "--page-rounds", "1"),
+    ],
+    "console_live.py": ["--n", "2", "--baseline-n", "1"],
 }
 NEEDS_SERVERS = {
     "store_backends.py": ("postgres", "s3"),

@@ -1,5 +1,5 @@
 """The schema's migrations (the ``CREATE`` and ``ALTER`` statements of every table) and
-their runner, for both backends: the DuckDB file and PostgreSQL (``edgeloop.store.postgres``,
+their runner (migrations 10 on, the site's own records, in ``edgeloop.store.migrations_site``), for both backends: the DuckDB file and PostgreSQL (``edgeloop.store.postgres``,
 which translates these DuckDB statements). Shared names (tables, sequences, the rollups'
 binning) are in ``edgeloop.store.schema``.
 """
@@ -7,21 +7,15 @@ binning) are in ``edgeloop.store.schema``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from edgeloop.store.schema import rollup_sql
+from edgeloop.store.migrations_site import SITE_MIGRATIONS
+from edgeloop.store.schema import Only, rollup_sql
 
 if TYPE_CHECKING:
     from edgeloop.store.connection import Connection
 
 logger = logging.getLogger(__name__)
-
-
-class Only(NamedTuple):
-    """A migration statement for one backend (``"duckdb"`` or ``"postgres"``)."""
-
-    dialect: str
-    sql: str
 
 
 # Each migration runs once, in order; every statement is idempotent on its own too.
@@ -327,156 +321,9 @@ MIGRATIONS: dict[int, list[str | Only]] = {
     9: [
         "ALTER TABLE agent_heartbeats ADD COLUMN IF NOT EXISTS model_precision VARCHAR",
     ],
-    # The site's classes: added, renamed, merged, retired (issue 18;
-    # ``edgeloop.store.classes``). ``site_classes`` holds one row per class (its stable id,
-    # current name, status and the class a merge sent it into); ``class_aliases`` every name a
-    # class has ever had, pointing at the class that answers to it now (what maps a stored
-    # label's name to today's); ``class_changes`` is the append-only log of who changed
-    # what and why.
-    10: [
-        "CREATE SEQUENCE IF NOT EXISTS site_classes_seq START 1",
-        """
-        CREATE TABLE IF NOT EXISTS site_classes (
-            class_id BIGINT PRIMARY KEY DEFAULT nextval('site_classes_seq'),
-            name VARCHAR NOT NULL UNIQUE,
-            status VARCHAR NOT NULL DEFAULT 'active',
-            merged_into BIGINT,
-            created_at TIMESTAMPTZ NOT NULL,
-            updated_at TIMESTAMPTZ NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS class_aliases (
-            name VARCHAR PRIMARY KEY,
-            class_id BIGINT NOT NULL
-        )
-        """,
-        "CREATE SEQUENCE IF NOT EXISTS class_changes_seq START 1",
-        """
-        CREATE TABLE IF NOT EXISTS class_changes (
-            change_id BIGINT PRIMARY KEY DEFAULT nextval('class_changes_seq'),
-            changed_at TIMESTAMPTZ NOT NULL,
-            action VARCHAR NOT NULL,
-            class_id BIGINT NOT NULL,
-            name VARCHAR NOT NULL,
-            previous_name VARCHAR,
-            into_class_id BIGINT,
-            actor VARCHAR NOT NULL,
-            reason VARCHAR NOT NULL
-        )
-        """,
-    ],
-    # Drift alerts, raised once and acknowledged (issue 19; ``edgeloop.store.alerts``): one
-    # row per alert, with its webhook delivery (status, attempts, last error). A camera and
-    # kind has at most one live alert: open, or acknowledged while its condition holds.
-    # Drift reports gain the model versions of their windows (``assets/drift.py``), so a
-    # change can be told apart from a promotion.
-    11: [
-        "CREATE SEQUENCE IF NOT EXISTS drift_alerts_seq START 1",
-        """
-        CREATE TABLE IF NOT EXISTS drift_alerts (
-            alert_id BIGINT PRIMARY KEY DEFAULT nextval('drift_alerts_seq'),
-            camera_id VARCHAR NOT NULL,
-            kind VARCHAR NOT NULL,
-            severity VARCHAR NOT NULL,
-            status VARCHAR NOT NULL DEFAULT 'open',
-            raised_at TIMESTAMPTZ NOT NULL,
-            updated_at TIMESTAMPTZ NOT NULL,
-            summary VARCHAR NOT NULL,
-            description VARCHAR NOT NULL,
-            value DOUBLE,
-            threshold DOUBLE,
-            model_version VARCHAR,
-            details JSON,
-            cleared_at TIMESTAMPTZ,
-            acknowledged_by VARCHAR,
-            acknowledged_at TIMESTAMPTZ,
-            delivery_status VARCHAR NOT NULL DEFAULT 'pending',
-            delivery_attempts INTEGER NOT NULL DEFAULT 0,
-            delivery_error VARCHAR,
-            delivered_at TIMESTAMPTZ
-        )
-        """,
-        "CREATE INDEX IF NOT EXISTS drift_alerts_camera_kind ON drift_alerts (camera_id, kind)",
-        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS model_version VARCHAR",
-        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS reference_model_version VARCHAR",
-        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS model_versions JSON",
-    ],
-    # Tags on frames and detections, thumbnails, prediction batches (issue 19).
-    # ``tags`` (``edgeloop.store.tags``): one row per tag on a frame or a detection, set by a
-    # person or suggested by the loop (``source``); ``frame_key`` is the frame's either way,
-    # so a page of frames reads its tags with one lookup. ``thumbnails``
-    # (``edgeloop.store.thumbnails``): which content-addressed object holds the thumbnail or
-    # crop ``spec`` of a stored JPEG, so a view never re-reads the JPEG to name it.
-    # ``prediction_batches`` and their images and detections: uploads run through a model.
-    12: [
-        """
-        CREATE TABLE IF NOT EXISTS tags (
-            target_kind VARCHAR NOT NULL,
-            target_id VARCHAR NOT NULL,
-            frame_key VARCHAR NOT NULL,
-            tag VARCHAR NOT NULL,
-            source VARCHAR NOT NULL,
-            score DOUBLE,
-            created_by VARCHAR NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL,
-            PRIMARY KEY (target_kind, target_id, tag)
-        )
-        """,
-        "CREATE INDEX IF NOT EXISTS tags_tag ON tags (tag)",
-        "CREATE INDEX IF NOT EXISTS tags_frame ON tags (frame_key)",
-        """
-        CREATE TABLE IF NOT EXISTS thumbnails (
-            source_key VARCHAR NOT NULL,
-            spec VARCHAR NOT NULL,
-            sha256 VARCHAR NOT NULL,
-            object_key VARCHAR NOT NULL,
-            bytes INTEGER NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL,
-            PRIMARY KEY (source_key, spec)
-        )
-        """,
-        "CREATE SEQUENCE IF NOT EXISTS prediction_batches_seq START 1",
-        """
-        CREATE TABLE IF NOT EXISTS prediction_batches (
-            batch_id BIGINT PRIMARY KEY DEFAULT nextval('prediction_batches_seq'),
-            created_at TIMESTAMPTZ NOT NULL,
-            created_by VARCHAR NOT NULL,
-            model_name VARCHAR NOT NULL,
-            model_version VARCHAR NOT NULL,
-            images INTEGER NOT NULL,
-            detections INTEGER NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS prediction_batch_images (
-            batch_id BIGINT NOT NULL,
-            image_index INTEGER NOT NULL,
-            file_name VARCHAR NOT NULL,
-            object_key VARCHAR NOT NULL,
-            sha256 VARCHAR NOT NULL,
-            width INTEGER NOT NULL,
-            height INTEGER NOT NULL,
-            PRIMARY KEY (batch_id, image_index)
-        )
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS prediction_batch_detections (
-            batch_id BIGINT NOT NULL,
-            image_index INTEGER NOT NULL,
-            detection_index INTEGER NOT NULL,
-            class_id INTEGER NOT NULL,
-            class_name VARCHAR NOT NULL,
-            confidence DOUBLE NOT NULL,
-            x1 DOUBLE NOT NULL,
-            y1 DOUBLE NOT NULL,
-            x2 DOUBLE NOT NULL,
-            y2 DOUBLE NOT NULL,
-            PRIMARY KEY (batch_id, image_index, detection_index)
-        )
-        """,
-    ],
 }
+
+MIGRATIONS |= SITE_MIGRATIONS
 
 SCHEMA_VERSION = max(MIGRATIONS)
 """The version a store is migrated to."""

@@ -7,6 +7,8 @@ Boxes are xyxy pixels of the original frame; times are TIMESTAMPTZ (UTC).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 TABLES = (
     "frames",
     "prediction_logs",
@@ -22,9 +24,6 @@ TABLES = (
     "class_changes",
     "drift_alerts",
     "tags",
-    "prediction_batches",
-    "prediction_batch_images",
-    "prediction_batch_detections",
 )
 """Every loop table that holds a site's records (``edgeloop store copy`` copies them), in an
 order that keeps references valid. Not here: ``schema_version``, the rollups and
@@ -38,7 +37,6 @@ SEQUENCES = (
     ("site_classes_seq", "site_classes", "class_id"),
     ("class_changes_seq", "class_changes", "change_id"),
     ("drift_alerts_seq", "drift_alerts", "alert_id"),
-    ("prediction_batches_seq", "prediction_batches", "batch_id"),
 )
 """``(sequence, table, id column)``: the ids a sequence hands out."""
 
@@ -85,3 +83,10 @@ def rollup_sql(frames: str, detections: str) -> list[str]:
             confidence_sum = detection_minutes.confidence_sum + excluded.confidence_sum
         """,
     ]
+
+
+class Only(NamedTuple):
+    """A migration statement for one backend (``"duckdb"`` or ``"postgres"``)."""
+
+    dialect: str
+    sql: str

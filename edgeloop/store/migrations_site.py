@@ -1,0 +1,120 @@
+"""Migrations 10 and on: the site's own records beside the loop's (issue 18: its classes;
+issue 19: drift alerts, tags, thumbnails). Kept apart from ``edgeloop.store.migrations``,
+which holds the loop's tables (1–9) and the runner, to keep each module readable.
+"""
+
+from __future__ import annotations
+
+from edgeloop.store.schema import Only
+
+SITE_MIGRATIONS: dict[int, list[str | Only]] = {
+    # The site's classes: added, renamed, merged, retired (issue 18;
+    # ``edgeloop.store.classes``). ``site_classes`` holds one row per class (its stable id,
+    # current name, status and the class a merge sent it into); ``class_aliases`` every name a
+    # class has ever had, pointing at the class that answers to it now (what maps a stored
+    # label's name to today's); ``class_changes`` is the append-only log of who changed
+    # what and why.
+    10: [
+        "CREATE SEQUENCE IF NOT EXISTS site_classes_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS site_classes (
+            class_id BIGINT PRIMARY KEY DEFAULT nextval('site_classes_seq'),
+            name VARCHAR NOT NULL UNIQUE,
+            status VARCHAR NOT NULL DEFAULT 'active',
+            merged_into BIGINT,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS class_aliases (
+            name VARCHAR PRIMARY KEY,
+            class_id BIGINT NOT NULL
+        )
+        """,
+        "CREATE SEQUENCE IF NOT EXISTS class_changes_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS class_changes (
+            change_id BIGINT PRIMARY KEY DEFAULT nextval('class_changes_seq'),
+            changed_at TIMESTAMPTZ NOT NULL,
+            action VARCHAR NOT NULL,
+            class_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,
+            previous_name VARCHAR,
+            into_class_id BIGINT,
+            actor VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL
+        )
+        """,
+    ],
+    # Drift alerts, raised once and acknowledged (issue 19; ``edgeloop.store.alerts``): one
+    # row per alert, with its webhook delivery (status, attempts, last error). A camera and
+    # kind has at most one live alert: open, or acknowledged while its condition holds.
+    # Drift reports gain the model versions of their windows (``assets/drift.py``), so a
+    # change can be told apart from a promotion.
+    11: [
+        "CREATE SEQUENCE IF NOT EXISTS drift_alerts_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS drift_alerts (
+            alert_id BIGINT PRIMARY KEY DEFAULT nextval('drift_alerts_seq'),
+            camera_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            severity VARCHAR NOT NULL,
+            status VARCHAR NOT NULL DEFAULT 'open',
+            raised_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            summary VARCHAR NOT NULL,
+            description VARCHAR NOT NULL,
+            value DOUBLE,
+            threshold DOUBLE,
+            model_version VARCHAR,
+            details JSON,
+            cleared_at TIMESTAMPTZ,
+            acknowledged_by VARCHAR,
+            acknowledged_at TIMESTAMPTZ,
+            delivery_status VARCHAR NOT NULL DEFAULT 'pending',
+            delivery_attempts INTEGER NOT NULL DEFAULT 0,
+            delivery_error VARCHAR,
+            delivered_at TIMESTAMPTZ
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS drift_alerts_camera_kind ON drift_alerts (camera_id, kind)",
+        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS model_version VARCHAR",
+        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS reference_model_version VARCHAR",
+        "ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS model_versions JSON",
+    ],
+    # Tags on frames and detections, and thumbnails (issue 19).
+    # ``tags`` (``edgeloop.store.tags``): one row per tag on a frame or a detection, set by a
+    # person or suggested by the loop (``source``); ``frame_key`` is the frame's either way,
+    # so a page of frames reads its tags with one lookup. ``thumbnails``
+    # (``edgeloop.store.thumbnails``): which content-addressed object holds the thumbnail or
+    # crop ``spec`` of a stored JPEG, so a view never re-reads the JPEG to name it.
+    12: [
+        """
+        CREATE TABLE IF NOT EXISTS tags (
+            target_kind VARCHAR NOT NULL,
+            target_id VARCHAR NOT NULL,
+            frame_key VARCHAR NOT NULL,
+            tag VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            score DOUBLE,
+            created_by VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (target_kind, target_id, tag)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS tags_tag ON tags (tag)",
+        "CREATE INDEX IF NOT EXISTS tags_frame ON tags (frame_key)",
+        """
+        CREATE TABLE IF NOT EXISTS thumbnails (
+            source_key VARCHAR NOT NULL,
+            spec VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            object_key VARCHAR NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (source_key, spec)
+        )
+        """,
+    ],
+}
