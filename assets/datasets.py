@@ -35,7 +35,7 @@ from edgeloop.datasets import (
 )
 from edgeloop.datasets.manifest import current_classes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
-from edgeloop.store import classes, labels
+from edgeloop.store import classes, labels, tags
 
 BOX_EPS = 1e-4
 """Tolerance on normalised coordinates (labels are written with 6 decimals)."""
@@ -131,7 +131,11 @@ def training_dataset(
     repo = dataset_repo.repo()
     started = time.perf_counter()
     try:
-        build = repo.stage(available, class_names, val_fraction=config.val_fraction)
+        with store.store().connect() as con:  # people's and the loop's tags, as metadata
+            frame_tags = tags.of_dataset(con=con, frame_keys=[f.frame_key for f in available])
+        build = repo.stage(
+            available, class_names, val_fraction=config.val_fraction, frame_tags=frame_tags
+        )
     except UnknownClassError as exc:
         raise dg.Failure(
             description=f"{exc}; fix the label, or add the class with `edgeloop class add`"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -241,10 +241,11 @@ class DatasetRepo:
         class_names: Sequence[str],
         *,
         val_fraction: float = VAL_FRACTION,
+        frame_tags: Mapping[str, Sequence[str]] | None = None,
     ) -> DatasetBuild:
-        """Build the next version's manifest from ``frames`` and materialise it into
-        ``dataset_dir``; only JPEGs not in the store are read, hashed and stored (in the
-        pack ``objects/v<N>``). Nothing is committed: ``commit_version`` does that.
+        """Build the next version's manifest from ``frames`` (with ``frame_tags``: frame key ->
+        its tags) and materialise it into ``dataset_dir``; only JPEGs not in the store are
+        read, hashed and stored (pack ``objects/v<N>``). ``commit_version`` commits it.
 
         Raises:
             edgeloop.datasets.UnknownClassError: a label names a class the model lacks.
@@ -274,6 +275,7 @@ class DatasetRepo:
             previous=previous,
             hash_cache=cache,
             val_fraction=val_fraction,
+            tags=frame_tags,
         )
         text = built.manifest.to_text()
         (self.root / MANIFEST).write_text(text)

@@ -30,6 +30,7 @@ from edgeloop.registry import (
     register_model_version,
     write_model_dir,
 )
+from edgeloop.store import tags
 
 CLASSES = ["Normal", "Fall"]
 
@@ -147,7 +148,13 @@ def test_training_dataset_versions_reviewed_labels(tmp_path):
     more = loop.add_frames("cam-b", images[16:20], start=T0 + timedelta(minutes=2))
     _label_all(loop, more, minute=40)
     loop.label(keys[1], [], at=T0 + timedelta(minutes=50))
+    with loop.store.connect() as con:  # tags travel with the version, as each frame's metadata
+        tags.add(con=con, frame_keys=more[:2], tag="night", source="person", created_by="t", now=T0)
     v2, md2 = _materialize(loop, min_train_images=4, min_val_images=1)
+    repo = DatasetRepoResource(loop=loop.loop_resource).repo()
+    tagged = {e.frame_key: e.tags for e in repo.manifest_at("v2").entries if e.tags}
+    assert tagged == {key: ("night",) for key in more[:2]}
+    assert not any(e.tags for e in repo.manifest_at("v1").entries)
     assert v2.version == "v2" and v2.label_count == 20
     assert set(v1.val_frames) <= set(v2.val_frames) and set(v1.train_frames) <= set(v2.train_frames)
     assert md2["label_cutoff"].value == "2025-06-01T12:50:00.000000Z"
