@@ -14,10 +14,10 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from edgeloop.objects import ObjectNotFoundError, ObjectStore, open_object_store
 from edgeloop.rules import (
@@ -30,6 +30,7 @@ from edgeloop.rules import (
     check_uncertainty_band,
     retrain_decision,
 )
+from edgeloop.settings_operator import OperatorSettings
 
 if TYPE_CHECKING:
     from edgeloop.store import AnyStore
@@ -43,7 +44,7 @@ MODEL_NAME = "edgeloop-detector"
 """Name of the registered model in MLflow that every alias (production, staging) belongs to."""
 
 
-class LoopSettings(BaseSettings):
+class LoopSettings(OperatorSettings):
     """Where the loop host keeps its state, and the loop's rules.
 
     Read from ``EDGELOOP_*`` environment variables (and ``.env``); see ``get_settings``.
@@ -155,43 +156,6 @@ class LoopSettings(BaseSettings):
             "trigger; the label-count and manual triggers are not held back); 0 turns it off."
         ),
     )
-    alert_webhook_url: str | None = Field(
-        None,
-        description=(
-            "Where drift alerts are POSTed (a generic JSON receiver, or Alertmanager-compatible "
-            "receivers such as a chat bridge); unset: alerts are kept and shown in the console "
-            "only."
-        ),
-    )
-    alert_webhook_format: Literal["alertmanager", "json"] = Field(
-        "alertmanager",
-        description=(
-            "The webhook body: alertmanager (Alertmanager's webhook receiver format, version "
-            "4) or json (edgeloop's own: {'alerts': [...]}, the /api/alerts rows)."
-        ),
-    )
-    alert_webhook_timeout_s: float = Field(
-        5.0, gt=0, le=120, description="Timeout of one webhook POST, seconds."
-    )
-    alert_webhook_attempts: int = Field(
-        3,
-        ge=1,
-        le=10,
-        description=(
-            "Tries per delivery (exponential back-off between them); after the last the alert "
-            "is marked failed with the error, and is not sent again."
-        ),
-    )
-    alert_class_mix_shift: float = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description=(
-            "Raise a class_mix alert when a camera's detection class mix in the week after a "
-            "production promotion differs from the week before by more than this total "
-            "variation distance (half the sum of the class shares' absolute changes, [0, 1])."
-        ),
-    )
     api_url: str = Field(
         "http://127.0.0.1:8000",
         description=(
@@ -209,25 +173,6 @@ class LoopSettings(BaseSettings):
             "Where people reach the Dagster UI (run links in the console); `make up` starts it "
             "on port 3000."
         ),
-    )
-    clip_model: str | None = Field(
-        None,
-        description=(
-            "OpenCLIP architecture (e.g. ViT-B-32); unset means the offline MobileNetV2 embedder."
-        ),
-    )
-    clip_pretrained: str | None = Field(
-        None, description="OpenCLIP pretrained tag or a local checkpoint path."
-    )
-    tag_prompts: list[str] = Field(
-        ["a person walking", "a person lying on the floor", "a person carrying a box"],
-        description=(
-            "Tag prompts (JSON list): with an OpenCLIP embedder, a crop is suggested the tag "
-            "of its best-matching prompt when the cosine score reaches tag_prompt_min_score."
-        ),
-    )
-    tag_prompt_min_score: float = Field(
-        0.25, ge=-1, le=1, description="Least CLIP cosine score of a suggested prompt tag."
     )
 
     @model_validator(mode="after")
