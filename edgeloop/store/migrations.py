@@ -1,7 +1,8 @@
 """The schema's migrations (the ``CREATE`` and ``ALTER`` statements of every table) and
-their runner (migrations 10 on, the site's own records, in ``edgeloop.store.migrations_site``), for both backends: the DuckDB file and PostgreSQL (``edgeloop.store.postgres``,
-which translates these DuckDB statements). Shared names (tables, sequences, the rollups'
-binning) are in ``edgeloop.store.schema``.
+their runner, for both backends: the DuckDB file and PostgreSQL (``edgeloop.store.postgres``,
+which translates these DuckDB statements). Migrations 1-9 (the loop's tables) are here,
+10 on (the site's own records) in ``edgeloop.store.migrations_site``; shared names (tables,
+sequences, the rollups' binning) are in ``edgeloop.store.schema``.
 """
 
 from __future__ import annotations
