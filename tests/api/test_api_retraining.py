@@ -34,7 +34,8 @@ def _insert_drift(
 ) -> None:
     with store.connect() as con:
         con.execute(
-            "INSERT INTO drift_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO drift_reports (camera_id, computed_at, reference_frames, current"
+            "_frames, drift_share, min_p_value, drifted, p_values, report_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 camera_id,
                 at,

@@ -75,7 +75,8 @@ def test_rerank_uses_uncertainty_and_boosts_drifted_cameras(tmp_path, database_u
             ("cam-a", False, datetime(2025, 6, 2, tzinfo=UTC)),
         ]:
             con.execute(
-                "INSERT INTO drift_reports VALUES (?, ?, 10, 10, 0.5, 0.01, ?, '{}', NULL)",
+                "INSERT INTO drift_reports (camera_id, computed_at, reference_frames, current"
+                "_frames, drift_share, min_p_value, drifted, p_values, report_path) VALUES (?, ?, 10, 10, 0.5, 0.01, ?, '{}', NULL)",
                 [camera, when, drifted],
             )
 

@@ -55,7 +55,8 @@ def test_the_schema_migration_makes_an_older_folders_absolute_paths_relative(
                 [key, camera, path],
             )
         con.execute(
-            "INSERT INTO drift_reports VALUES ('cam-1', now(), 1, 1, 0, NULL, false, '{}', ?)",
+            "INSERT INTO drift_reports (camera_id, computed_at, reference_frames, current"
+            "_frames, drift_share, min_p_value, drifted, p_values, report_path) VALUES ('cam-1', now(), 1, 1, 0, NULL, false, '{}', ?)",
             [f"{old}/reports/drift/cam-1/20260101T000000Z.html"],
         )
         migrate(con)

@@ -307,6 +307,14 @@ async function refreshCharts() {
 // The cookie (plain links: thumbnails, reports) ends with the browser session while the
 // saved token stays: set it again, so a returning user's images load without a 401.
 if (token()) saveToken(token());
+// A token link opened on the page already showing (only the #token=… part differs) is no
+// reload: take the new token and redraw the panel for it (the live page does not poll).
+window.addEventListener("hashchange", () => {
+  if (!/token=/.test(location.hash)) return;
+  token();
+  whoami();
+  refreshAll();
+});
 whoami();
 refreshCharts();
 // --- live updates: server-sent events (api/console/live.py) ------------------------------

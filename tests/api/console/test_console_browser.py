@@ -137,10 +137,15 @@ def test_admin_promotes_and_rolls_back_a_labeler_sees_no_controls(
     page.evaluate("localStorage.clear()")
     page.goto(f"{console.base_url}/console/models#token=admin-token")
     form = page.locator(f'form[data-url="/api/models/{v2}/promote"]')
+    seen = page.evaluate("Number(document.body.dataset.liveEvents || 0)")
     form.locator("input[name=reason]").fill("staging beat production in review")
     form.locator("button").click()
     expect(page.locator("#action-status")).to_contain_text(f"production is now v{v2}")
     expect(page.locator('[data-field="production_version"]').first).to_have_text(f"v{v2}")
+    # The alias move also reaches the page as a live change event, which redraws the panel
+    # once more: wait for it, so the rollback form is not filled while it is replaced.
+    page.wait_for_function(f"Number(document.body.dataset.liveEvents || 0) > {seen}")
+    page.wait_for_function("!document.querySelector('.htmx-request')")
     with console.store.connect() as con:
         move = deployments.recent(con=con, limit=1)[0]
     assert (move["version"], move["action"], move["actor"], move["reason"]) == (

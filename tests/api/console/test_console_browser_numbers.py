@@ -284,6 +284,7 @@ def test_a_versions_evaluation_survives_a_rollback_and_a_second_promotion(
     page.goto(f"{console.base_url}/console/models")
 
     def act(form: str, reason: str, production: str) -> None:
+        seen = page.evaluate("Number(document.body.dataset.liveEvents || 0)")
         target = page.locator(form)
         target.locator("input[name=reason]").fill(reason)
         target.locator("button").click()
@@ -291,6 +292,10 @@ def test_a_versions_evaluation_survives_a_rollback_and_a_second_promotion(
         expect(page.locator('[data-field="production_version"]').first).to_have_text(
             f"v{production}"
         )
+        # The alias move also reaches the page as a live change event, which redraws the
+        # panel once more: wait for it, so the next form is not filled while it is replaced.
+        page.wait_for_function(f"Number(document.body.dataset.liveEvents || 0) > {seen}")
+        page.wait_for_function("!document.querySelector('.htmx-request')")
 
     act(f'form[data-url="/api/models/{v2}/promote"]', "staging beat production", v2)
     act("#rollback-form", "false alarms at night", v1)
