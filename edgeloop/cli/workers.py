@@ -13,23 +13,25 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgeloop.cli.common import console, fail, loop_settings
 from edgeloop.orchestration import DEFAULT_QUEUE, TRAINING_QUEUE
 
+if TYPE_CHECKING:
+    from edgeloop.settings import LoopSettings
+
 CELERY_APP = "dagster_celery.app"
 """The Celery app whose tasks execute Dagster steps (dagster-celery's worker target)."""
 
 
-def _home() -> Path:
+def _home(settings: LoopSettings) -> Path:
     """``DAGSTER_HOME`` when set, else ``<data_dir>/dagster``, with the site's instance file
     written into it (``edgeloop.cli.services.write_instance``)."""
     from edgeloop.cli.services import dagster_home, write_instance
 
-    settings = loop_settings()
     if os.environ.get("DAGSTER_HOME"):
         return write_instance(Path(os.environ["DAGSTER_HOME"]).resolve(), settings)
     return dagster_home(settings)
@@ -40,7 +42,7 @@ def dagster_home_command() -> None:
     PostgreSQL storage when EDGELOOP_DAGSTER_DATABASE_URL is set) into DAGSTER_HOME (default
     <data_dir>/dagster) and print the folder. Run it before dagster-webserver, dagster-daemon
     and the workers on every host."""
-    print(_home())
+    print(_home(loop_settings()))
 
 
 def worker_command(
@@ -82,7 +84,7 @@ def worker_command(
     if len(queues) > 4:
         fail("a dagster-celery worker listens on at most four queues")
     env = service_env(settings)
-    home = _home()
+    home = _home(settings)
     env["DAGSTER_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home)  # get_config_dir writes under the instance
     config = home / "celery-worker.yaml"
