@@ -9,7 +9,7 @@ calibration frames (MinMax over the frames; ORT's default method), after ORT's
 
 Calibration frames come from the dataset's ``images/train`` split, never the held-out
 one, and are preprocessed as the agents preprocess a frame: ultralytics' ``LetterBox``
-(square, aspect kept, grey 114 padding split evenly; ``edge_agent.preprocess`` follows it
+(square, aspect kept, grey 114 padding split evenly; ``edgeloop.detection.preprocess`` follows it
 exactly), BGR to RGB, NCHW float32 in [0, 1].
 
 The Detect head's decode (the nodes from the last convolutions of each scale to the

@@ -210,7 +210,7 @@ class AgentSettings(BaseSettings):
         description=(
             "ONNX Runtime execution providers: auto (TensorRT, CUDA, OpenVINO or CoreML when "
             "the installed onnxruntime build offers them, then the CPU) or a comma-separated "
-            "list, best first (edge_agent.providers)."
+            "list, best first (edgeloop.detection.providers)."
         ),
     )
     uncertainty_low: UnitInterval | None = Field(

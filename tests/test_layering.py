@@ -58,7 +58,17 @@ def test_imports_run_one_way(package: str, forbidden: tuple[str, ...], skip: str
 
 def test_the_agent_takes_only_light_core_modules() -> None:
     """A camera host installs edgeloop[edge]: no DuckDB, MLflow or Dagster behind an import."""
-    light = {"edgeloop", "edgeloop.wire", "edgeloop.rules", "edgeloop.files", "edgeloop.offline"}
+    light = {
+        "edgeloop",
+        "edgeloop.wire",
+        "edgeloop.rules",
+        "edgeloop.files",
+        "edgeloop.offline",
+        "edgeloop.detection",
+        "edgeloop.detection.onnx",
+        "edgeloop.detection.preprocess",
+        "edgeloop.detection.providers",
+    }
     used = {name for names in _modules("edge_agent").values() for name in names}
     core = {name.rsplit(".", 1)[0] if name.count(".") > 1 else name for name in used}
     assert {name for name in core if name.startswith("edgeloop")} <= light

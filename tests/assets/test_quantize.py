@@ -28,7 +28,7 @@ from assets.quantize import (
 )
 from assets.registry import DEFAULT_INT8_MAX_MAP_LOSS, TIE_EPS, int8_decision
 from assets.yolo import HeldoutMetrics
-from edge_agent.preprocess import preprocess
+from edgeloop.detection.preprocess import preprocess
 from edgeloop.offline import configure_offline_environment, quiet_ultralytics
 from edgeloop.wire.records import MODEL_PRECISION_KEY, model_precision
 

@@ -12,7 +12,7 @@ from edge_agent.detectors import (
     decode_yolo,
     parse_ultralytics_names,
 )
-from edge_agent.preprocess import letterbox
+from edgeloop.detection.preprocess import letterbox
 
 NC = 2
 

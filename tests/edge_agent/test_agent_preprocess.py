@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.preprocess import PAD_VALUE, Letterbox, letterbox, preprocess
+from edgeloop.detection.preprocess import PAD_VALUE, Letterbox, letterbox, preprocess
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 from support import SAMPLES_DIR, require
 
 from edge_agent.capture import Frame, file_source_id, open_source
-from edge_agent.providers import choose_providers
+from edgeloop.detection.providers import choose_providers
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
 

@@ -1,4 +1,4 @@
-"""The agent's ONNX Runtime execution providers (``edge_agent.providers``): ``auto`` takes
+"""The agent's ONNX Runtime execution providers (``edgeloop.detection.providers``): ``auto`` takes
 the accelerators the installed build offers, best first, then the CPU; a provider the build
 lacks is a clear error, not a crashed agent. The choice is checked on the lists the builds
 report; the session itself on this machine's real onnxruntime and the seed detector."""
@@ -12,7 +12,7 @@ import pytest
 
 from edge_agent.detectors import ModelError, OnnxDetector, load_detector
 from edge_agent.model_sync import ModelFile
-from edge_agent.providers import CPU, choose_providers
+from edgeloop.detection.providers import CPU, choose_providers
 from edge_agent.settings import AgentSettings
 from edge_agent.uncertainty import uncertainty_band
 
