@@ -146,8 +146,8 @@ def agent_loop(
 
 def per_frame_extras(frames: list[Frame], quality: int = 90) -> dict[str, float]:
     """Mean ms of the agent's non-detector work per frame, measured alone (for profiling)."""
-    from edge_agent.quality import frame_quality
     from edge_agent.runner import encode_jpeg
+    from edgeloop.detection.quality import frame_quality
 
     t0 = time.perf_counter()
     for f in frames:

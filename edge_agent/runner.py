@@ -51,12 +51,12 @@ from edge_agent.detectors import Detector, OnnxDetector, load_detector
 from edge_agent.heartbeat import HeartbeatSender, RecentFrames, agent_version, detector_precision
 from edge_agent.jpeg import encode_jpeg, fit_jpeg
 from edge_agent.model_sync import ModelFile, ModelSync, resolve_model
-from edge_agent.quality import frame_quality
 from edge_agent.report import AgentReport, LatencyStats
 from edge_agent.settings import AgentSettings
 from edge_agent.shipper import Shipper, ShipWorker, make_client
 from edge_agent.spool import Spool
 from edge_agent.uncertainty import BAND_LOCAL_OVERRIDE, UncertaintyBand, uncertainty_band
+from edgeloop.detection.quality import frame_quality
 from edgeloop.wire import AgentHeartbeat, AnyIngestBatch, FrameRecord, encode_columnar, records
 
 __all__ = ["AgentRunner", "encode_jpeg", "frame_key", "load_detector", "run_agent"]

@@ -68,6 +68,7 @@ def test_the_agent_takes_only_light_core_modules() -> None:
         "edgeloop.detection.onnx",
         "edgeloop.detection.preprocess",
         "edgeloop.detection.providers",
+        "edgeloop.detection.quality",
     }
     used = {name for names in _modules("edge_agent").values() for name in names}
     core = {name.rsplit(".", 1)[0] if name.count(".") > 1 else name for name in used}

@@ -27,7 +27,7 @@ def test_agent_imports_nothing_heavy() -> None:
     code = f"""
 import sys
 import edge_agent.runner, edge_agent.cli, edge_agent.capture, edge_agent.detectors
-import edge_agent.model_sync, edge_agent.shipper, edge_agent.spool, edge_agent.quality
+import edge_agent.model_sync, edge_agent.shipper, edge_agent.spool, edgeloop.detection.quality
 import edge_agent.report, edge_agent.uncertainty
 import edge_agent.frame_source, edge_agent.live, edge_agent.jpeg, edge_agent.heartbeat
 import edge_agent.__main__

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.quality import frame_quality
+from edgeloop.detection.quality import frame_quality
 
 
 def test_flat_grey_image() -> None:

@@ -15,9 +15,9 @@ import pytest
 from support import SAMPLES_DIR, require
 
 from edge_agent.capture import Frame, file_source_id, open_source
-from edgeloop.detection.providers import choose_providers
 from edge_agent.runner import AgentRunner
 from edge_agent.settings import AgentSettings
+from edgeloop.detection.providers import choose_providers
 
 if TYPE_CHECKING:  # the fixture's class lives in this folder's conftest.py
     from conftest import RecordingApi

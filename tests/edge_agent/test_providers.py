@@ -12,9 +12,9 @@ import pytest
 
 from edge_agent.detectors import ModelError, OnnxDetector, load_detector
 from edge_agent.model_sync import ModelFile
-from edgeloop.detection.providers import CPU, choose_providers
 from edge_agent.settings import AgentSettings
 from edge_agent.uncertainty import uncertainty_band
+from edgeloop.detection.providers import CPU, choose_providers
 
 GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU]
 ACCELERATORS = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider"}
