@@ -20,6 +20,7 @@ dialect; the PostgreSQL connection translates it (see ``edgeloop.store.postgres`
 | ``drift_alerts`` | ``edgeloop.store.alerts`` |
 | ``tags`` | ``edgeloop.store.tags`` |
 | ``thumbnails`` | ``edgeloop.store.thumbnails`` |
+| ``review_verdicts`` | ``edgeloop.store.verdicts`` |
 | ``schema_version`` and every ``CREATE`` | ``edgeloop.store.migrations`` |
 
 The API, the sensors, the assets and ``edgeloop status`` call these functions; none

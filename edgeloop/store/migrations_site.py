@@ -117,4 +117,28 @@ SITE_MIGRATIONS: dict[int, list[str | Only]] = {
         )
         """,
     ],
+    # The grid review's verdicts (issue 18; ``edgeloop.store.verdicts``): one row per crop
+    # (a detection: ok / wrong / wrong_class) or audited frame with no detection (ok / missed)
+    # a person reviewed, with who and when, the model's class and confidence, and whether it
+    # was in the audit sample (``edgeloop.audit``) then: the confident-mistake rate's rows.
+    15: [
+        """
+        CREATE TABLE IF NOT EXISTS review_verdicts (
+            target_kind VARCHAR NOT NULL,
+            target_id VARCHAR NOT NULL,
+            frame_key VARCHAR NOT NULL,
+            camera_id VARCHAR NOT NULL,
+            class_name VARCHAR,
+            confidence DOUBLE,
+            verdict VARCHAR NOT NULL,
+            corrected_class VARCHAR,
+            audit BOOLEAN NOT NULL,
+            reviewer VARCHAR NOT NULL,
+            reviewed_at TIMESTAMPTZ NOT NULL,
+            label_id BIGINT,
+            PRIMARY KEY (target_kind, target_id)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS review_verdicts_reviewed_at ON review_verdicts (reviewed_at)",
+    ],
 }

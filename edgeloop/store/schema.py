@@ -24,6 +24,7 @@ TABLES = (
     "class_changes",
     "drift_alerts",
     "tags",
+    "review_verdicts",
 )
 """Every loop table that holds a site's records (``edgeloop store copy`` copies them), in an
 order that keeps references valid. Not here: ``schema_version``, the rollups and
