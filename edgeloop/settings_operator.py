@@ -1,7 +1,8 @@
 """The loop settings that the operator's features read: drift alerts' webhook
-(``edgeloop.alerts``) and CLIP text search and tag prompts (``edgeloop.embeddings``,
-``api/routes/tags.py``). ``edgeloop.settings.LoopSettings`` takes them by inheritance, under
-its own ``EDGELOOP_`` prefix; they live here to keep that module readable.
+(``edgeloop.alerts``), CLIP text search and tag prompts (``edgeloop.embeddings``,
+``api/routes/tags.py``) and the grid review's audit sample (``edgeloop.audit``).
+``edgeloop.settings.LoopSettings`` takes them by inheritance, under its own ``EDGELOOP_``
+prefix; they live here to keep that module readable.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings
+
+from edgeloop.audit import AUDIT_SHARE
 
 
 class OperatorSettings(BaseSettings):
@@ -71,4 +74,15 @@ class OperatorSettings(BaseSettings):
     )
     tag_prompt_min_score: float = Field(
         0.25, ge=-1, le=1, description="Least CLIP cosine score of a suggested prompt tag."
+    )
+    audit_share: float = Field(
+        AUDIT_SHARE,
+        ge=0,
+        le=1,
+        description=(
+            "Share of frames audited (edgeloop.audit: chosen by a hash of the frame key): their "
+            "confident detections (at or above uncertainty_high) and, when they have none, the "
+            "frame itself go to the grid review's audit source. Agents send the JPEG of frames "
+            "in their own sample (EDGELOOP_AGENT_AUDIT_SHARE): keep theirs at least this high."
+        ),
     )

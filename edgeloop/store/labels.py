@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from edgeloop.annotations import REVIEWED_BOXES, ReviewedBox
+from edgeloop.audit import audit_sample_sql
 from edgeloop.store import queue, training_runs
 from edgeloop.store.connection import (
     Connection,
@@ -238,6 +239,7 @@ def review_candidates(
     labeler: str,
     now: datetime,
     limit: int,
+    audit_share: float | None = None,
 ) -> list[dict[str, Any]]:
     """Detections for the grid review: of frames no one has labeled, with a stored JPEG
     and not under another labeler's live claim (``edgeloop.store.queue``), least
@@ -246,6 +248,8 @@ def review_candidates(
     Args:
         class_name / camera_id: only this class / camera (None: any).
         min_confidence: in [0, 1]; only detections at least this confident.
+        audit_share: only detections of frames in the audit sample at this share
+            (``edgeloop.audit``; None: any frame).
         labeler: who reviews (their own claims do not hide a frame).
         now: UTC, for the claims.
         limit: at most this many detections.
@@ -262,6 +266,10 @@ def review_candidates(
     if camera_id is not None:
         where.append("p.camera_id = ?")
         params.append(camera_id)
+    if audit_share is not None:
+        sample, sample_params = audit_sample_sql("p.frame_key", audit_share)
+        where.append(sample)
+        params += sample_params
     return fetch_dicts(
         con.execute(
             f"""
