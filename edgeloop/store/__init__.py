@@ -20,6 +20,7 @@ dialect; the PostgreSQL connection translates it (see ``edgeloop.store.postgres`
 | ``drift_alerts`` | ``edgeloop.store.alerts`` |
 | ``tags`` | ``edgeloop.store.tags`` |
 | ``thumbnails`` | ``edgeloop.store.thumbnails`` |
+| ``prediction_batches``, ``prediction_batch_images``, ``prediction_batch_runs``, ``prediction_batch_detections`` | ``edgeloop.store.prediction_batches`` |
 | ``review_verdicts`` | ``edgeloop.store.verdicts`` |
 | ``schema_version`` and every ``CREATE`` | ``edgeloop.store.migrations`` |
 

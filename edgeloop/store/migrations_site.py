@@ -117,6 +117,68 @@ SITE_MIGRATIONS: dict[int, list[str | Only]] = {
         )
         """,
     ],
+    # Prediction batches (issue 19; ``edgeloop.store.prediction_batches``): uploaded images
+    # run through a registered model on the loop host. ``prediction_batches`` holds who
+    # uploaded when; ``prediction_batch_images`` each image once (content-addressed object,
+    # size, sanitised file name); ``prediction_batch_runs`` one row per model version run on
+    # the batch; ``prediction_batch_detections`` each run's detections (bbox xyxy px).
+    13: [
+        "CREATE SEQUENCE IF NOT EXISTS prediction_batches_seq START 1",
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batches (
+            batch_id BIGINT PRIMARY KEY DEFAULT nextval('prediction_batches_seq'),
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            image_count INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            queued_at TIMESTAMPTZ,
+            queued_by VARCHAR
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batch_images (
+            batch_id BIGINT NOT NULL,
+            image_index INTEGER NOT NULL,
+            file_name VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            object_key VARCHAR NOT NULL,
+            bytes INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            PRIMARY KEY (batch_id, image_index)
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batch_runs (
+            batch_id BIGINT NOT NULL,
+            model_version VARCHAR NOT NULL,
+            model_name VARCHAR NOT NULL,
+            alias VARCHAR,
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            detection_count INTEGER NOT NULL,
+            inference_ms DOUBLE NOT NULL,
+            PRIMARY KEY (batch_id, model_version)
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS prediction_batch_detections (
+            batch_id BIGINT NOT NULL,
+            model_version VARCHAR NOT NULL,
+            image_index INTEGER NOT NULL,
+            detection_index INTEGER NOT NULL,
+            class_id INTEGER NOT NULL,
+            class_name VARCHAR NOT NULL,
+            confidence DOUBLE NOT NULL,
+            x1 DOUBLE NOT NULL,
+            y1 DOUBLE NOT NULL,
+            x2 DOUBLE NOT NULL,
+            y2 DOUBLE NOT NULL,
+            PRIMARY KEY (batch_id, model_version, image_index, detection_index)
+        )
+        """,
+    ],
     # The grid review's verdicts (issue 18; ``edgeloop.store.verdicts``): one row per crop
     # (a detection: ok / wrong / wrong_class) or audited frame with no detection (ok / missed)
     # a person reviewed, with who and when, the model's class and confidence, and whether it

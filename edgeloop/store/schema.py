@@ -24,6 +24,10 @@ TABLES = (
     "class_changes",
     "drift_alerts",
     "tags",
+    "prediction_batches",
+    "prediction_batch_images",
+    "prediction_batch_runs",
+    "prediction_batch_detections",
     "review_verdicts",
 )
 """Every loop table that holds a site's records (``edgeloop store copy`` copies them), in an
@@ -38,6 +42,7 @@ SEQUENCES = (
     ("site_classes_seq", "site_classes", "class_id"),
     ("class_changes_seq", "class_changes", "change_id"),
     ("drift_alerts_seq", "drift_alerts", "alert_id"),
+    ("prediction_batches_seq", "prediction_batches", "batch_id"),
 )
 """``(sequence, table, id column)``: the ids a sequence hands out."""
 
