@@ -37,6 +37,8 @@ from edgeloop.vectors.versions import CorruptIndexError
 if TYPE_CHECKING:  # pandas is imported where used: the code location loads in every run
     import pandas as pd
 
+CROP_PAD = 0.1
+"""Default margin around each box, as a share of its size (the crop cache is keyed by it)."""
 CHUNK = 64
 """Crops handed to the embedder at once (the decode thread stays up to 4 chunks ahead)."""
 
@@ -45,7 +47,7 @@ class CropEmbeddingsConfig(dg.Config):
     """How crops are cut."""
 
     pad: float = Field(
-        0.1, ge=0, le=1, description="Margin around each box, as a share of its size."
+        CROP_PAD, ge=0, le=1, description="Margin around each box, as a share of its size."
     )
     min_crop_px: int = Field(8, ge=1, description="Crops smaller than this (px) are skipped.")
 

@@ -5,18 +5,32 @@ Priority of a pending item = the largest uncertainty score of its frame's detect
 outside its edges — least-confidence sampling restricted to the band) × a boost for
 cameras whose latest drift report drifted. The SQL is ``edgeloop.store.queue``'s; only
 ``priority`` is written here, ``status`` and the rest belong to the labeling API.
+
+Then near-duplicates are ranked down (``edgeloop.diversity``, issue 18): a pending frame
+whose vector (the mean of its crops' embeddings, from the ``crop_embeddings`` asset's
+vector cache) is within ``near_duplicate_distance`` of a labeled frame, or of a
+higher-priority pending frame kept, of the same camera gets its priority multiplied by
+``near_duplicate_factor`` (0 by default: after every other item, still handed out when
+nothing else is left). Frames with no embedded crop are never marked.
 """
 
 import logging
+from collections import Counter
+from typing import Any
 
 import dagster as dg
+import numpy as np
 from pydantic import Field
 
 from assets._markdown import md_table
 from assets.detections import detections
 from assets.drift import drift_report
+from assets.embeddings import CROP_PAD, crop_embeddings
 from assets.resources import StoreResource
-from edgeloop.store import analytics, queue
+from edgeloop.diversity import NEAR_DUPLICATE_DISTANCE, frame_vector, near_duplicates
+from edgeloop.embeddings import EmbeddingCache, crop_key, embedder_name, embedder_slug
+from edgeloop.store import analytics, diversity, queue
+from edgeloop.store.diversity import NEAR_DUPLICATE_FACTOR, QueueDetection
 
 logger = logging.getLogger(__name__)
 
@@ -36,20 +50,106 @@ class LabelingQueueConfig(dg.Config):
     top_items: int = Field(
         10, ge=1, le=100, description="Top pending items listed in the metadata."
     )
+    near_duplicate_distance: float = Field(
+        NEAR_DUPLICATE_DISTANCE,
+        ge=0,
+        le=2,
+        description=(
+            "Cosine distance of frame vectors under which a pending frame is a near-duplicate "
+            "of a labeled or higher-priority frame of its camera; 0 turns the pass off."
+        ),
+    )
+    near_duplicate_factor: float = Field(
+        NEAR_DUPLICATE_FACTOR,
+        ge=0,
+        lt=1,
+        description="Multiplier of a near-duplicate's priority (0: after every other item).",
+    )
+    crop_pad: float = Field(
+        CROP_PAD, ge=0, le=1, description="The crop margin crop_embeddings cut the crops with."
+    )
 
 
-@dg.asset(group_name="labeling", deps=[detections, drift_report], kinds={"duckdb"})
+NearDuplicateItem = tuple[int, str, int, float]
+"""``(item_id, camera_id, item_id of the frame it is like, cosine distance)``."""
+
+
+def near_duplicate_items(
+    rows: list[QueueDetection], vectors: dict[str, np.ndarray], *, pad: float, threshold: float
+) -> tuple[list[NearDuplicateItem], Counter[str]]:
+    """Apply ``edgeloop.diversity.near_duplicates`` to the queue's items.
+
+    Args:
+        rows: ``edgeloop.store.diversity.queue_detections`` (labeled items first, then
+            pending ones in queue order).
+        vectors: crop content key (``edgeloop.embeddings.crop_key``) -> ``(d,)`` float32.
+        pad: the crop margin the keys were made with.
+        threshold: cosine distance.
+
+    Returns:
+        The marked pending items, and counts: ``compared`` (pending items with a vector),
+        ``references`` (labeled items with one), ``without_vectors`` (pending items
+        with none, never marked).
+    """
+    crops: dict[int, tuple[str, str, list[np.ndarray]]] = {}
+    for item_id, camera, status, _, jpeg_path, bbox in rows:
+        entry = crops.setdefault(item_id, (camera, status, []))
+        vector = vectors.get(crop_key(jpeg_path, bbox, pad=pad))
+        if vector is not None:
+            entry[2].append(vector)
+    stats: Counter[str] = Counter()
+    refs: list[tuple[int, str, np.ndarray]] = []
+    cands: list[tuple[int, str, np.ndarray]] = []
+    for item_id, (camera, status, found) in crops.items():
+        if not found:
+            stats["without_vectors"] += status == "pending"
+            continue
+        (refs if status == "labeled" else cands).append((item_id, camera, frame_vector(found)))
+    stats["compared"], stats["references"] = len(cands), len(refs)
+    if not cands:
+        return [], stats
+    marks = near_duplicates(
+        np.stack([c[2] for c in cands]),
+        [c[1] for c in cands],
+        np.stack([r[2] for r in refs]) if refs else np.zeros((0, cands[0][2].shape[0])),
+        [r[1] for r in refs],
+        threshold=threshold,
+    )
+    return [
+        (
+            cands[m.index][0],
+            cands[m.index][1],
+            (refs if m.of_reference else cands)[m.of_index][0],
+            m.distance,
+        )
+        for m in marks
+    ], stats
+
+
+@dg.asset(group_name="labeling", deps=[detections, drift_report, crop_embeddings], kinds={"duckdb"})
 def labeling_queue(
     context: dg.AssetExecutionContext, config: LabelingQueueConfig, store: StoreResource
 ) -> dg.MaterializeResult:
-    """Pending labeling queue, ranked by detection uncertainty × a boost for drifted cameras."""
+    """Pending labeling queue, ranked by detection uncertainty × a boost for drifted cameras, near-duplicates last."""
     settings = store.loop.settings()
-    with store.store().connect() as con:
+    cache = EmbeddingCache(
+        settings.data_dir / "embeddings" / f"{embedder_slug(embedder_name(settings))}.npz"
+    )
+    with store.store().connect() as con:  # closed while the vectors are compared
         reranked = queue.rerank(
             con=con,
             low=settings.uncertainty_low,
             high=settings.uncertainty_high,
             drift_boost=config.drift_boost,
+        )
+        rows = diversity.queue_detections(con=con) if config.near_duplicate_distance else []
+    vectors = cache.load() if rows else {}
+    marked, stats = near_duplicate_items(
+        rows, vectors, pad=config.crop_pad, threshold=config.near_duplicate_distance
+    )
+    with store.store().connect() as con:
+        ranked_down = diversity.rank_down(
+            con=con, item_ids=[m[0] for m in marked], factor=config.near_duplicate_factor
         )
         per_camera = analytics.per_camera_summary(con=con)
         top = analytics.top_pending(con=con, limit=config.top_items)
@@ -71,5 +171,36 @@ def labeling_queue(
     }
     for camera, pending, *_ in per_camera:
         metadata[f"{camera}/pending"] = int(pending)
+    metadata |= _near_duplicate_metadata(config, marked, stats, ranked_down)
     context.log.info("re-ranked %s pending items across %s cameras", reranked, len(per_camera))
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _near_duplicate_metadata(
+    config: LabelingQueueConfig,
+    marked: list[NearDuplicateItem],
+    stats: Counter[str],
+    ranked_down: int,
+) -> dict[str, Any]:
+    """What the near-duplicate pass did: totals, per camera, and the first marked items."""
+    per_camera = Counter(camera for _, camera, _, _ in marked)
+    metadata: dict[str, Any] = {
+        "near_duplicate_distance": config.near_duplicate_distance,
+        "near_duplicate_factor": config.near_duplicate_factor,
+        "near_duplicates": ranked_down,
+        "near_duplicate_compared": stats["compared"],
+        "near_duplicate_references": stats["references"],
+        "pending_without_crop_vectors": stats["without_vectors"],
+        "near_duplicates_per_camera": dg.MetadataValue.md(
+            md_table(["camera", "near-duplicates ranked down"], sorted(per_camera.items()))
+        ),
+        "near_duplicate_examples": dg.MetadataValue.md(
+            md_table(
+                ["item", "camera", "like item", "cosine distance"],
+                [(i, c, o, f"{d:.4f}") for i, c, o, d in marked[:20]],
+            )
+        ),
+    }
+    for camera, count in per_camera.items():
+        metadata[f"{camera}/near_duplicates"] = count
+    return metadata
