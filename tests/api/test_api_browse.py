@@ -123,6 +123,16 @@ def test_filters_combine_and_count(client: TestClient) -> None:
         client.get("/api/browse/detections", params={"tag": "<b>"}, headers=LABELER).status_code
         == 422
     )
+    # A frame of confident detections only is never queued: unlabeled.
+    assert _page(client, state="unlabeled")["count"] == 0
+    confident = [detection(10, 10, 90, 90, 0.95, "Fall"), detection(5, 5, 50, 50, 0.9)]
+    ingest(client, frame("cam-2:1", camera_id="cam-2", index=10, detections=confident))
+    unlabeled = _page(client, state="unlabeled")
+    assert unlabeled["count"] == 2
+    assert {r["detection"]["detection_id"] for r in unlabeled["data"]} == {"cam-2:1:0", "cam-2:1:1"}
+    assert {r["state"] for r in unlabeled["data"]} == {"unlabeled"}
+    assert _page(client, state="unlabeled", class_name="Fall")["count"] == 1
+    assert _page(client, state="queued")["count"] == 8
 
 
 def test_people_tag_the_loop_suggests_and_tags_filter(client: TestClient) -> None:
