@@ -3,7 +3,8 @@
 Per frame, in the calling thread: the detector's three timed stages (preprocess →
 inference → postprocess), the frame's quality features, and a JPEG of the frame when at
 least one detection is uncertain (the labeling queue needs the image; confident frames
-travel without it). A detection is uncertain when its confidence lies in the uncertainty
+travel without it) or the frame is in the audit sample (``EDGELOOP_AGENT_AUDIT_SHARE``,
+``edgeloop.audit``: the grid review checks it for confident mistakes and misses). A detection is uncertain when its confidence lies in the uncertainty
 band: the loop host's (``EDGELOOP_UNCERTAINTY_LOW/HIGH``, sent with the production model
 and cached with it), unless ``EDGELOOP_AGENT_UNCERTAINTY_LOW/HIGH`` override it locally
 (see ``edge_agent.uncertainty``). Frames are batched and handed to a ship worker thread, which
@@ -56,6 +57,7 @@ from edge_agent.settings import AgentSettings
 from edge_agent.shipper import Shipper, ShipWorker, make_client
 from edge_agent.spool import Spool
 from edge_agent.uncertainty import BAND_LOCAL_OVERRIDE, UncertaintyBand, uncertainty_band
+from edgeloop.audit import in_audit_sample
 from edgeloop.detection.quality import frame_quality
 from edgeloop.wire import AgentHeartbeat, AnyIngestBatch, FrameRecord, encode_columnar, records
 
@@ -401,9 +403,10 @@ class AgentRunner:
         detections, times = detector.detect_timed(image)
         quality = frame_quality(image)
         uncertain = sum(d.uncertain for d in detections)
+        key = frame_key(s.camera_id, frame.source_id, frame.frame_index)
         jpeg = None
         fitted = False
-        if uncertain:
+        if uncertain or in_audit_sample(key, s.audit_share):
             try:
                 fit = fit_jpeg(image, s.jpeg_quality)
             except ValueError:
@@ -415,7 +418,7 @@ class AgentRunner:
                 jpeg, fitted = fit.data, fit.downscaled or fit.quality != s.jpeg_quality
         height, width = image.shape[:2]
         record = FrameRecord(
-            frame_key=frame_key(s.camera_id, frame.source_id, frame.frame_index),
+            frame_key=key,
             camera_id=s.camera_id,
             frame_index=frame.frame_index,
             captured_at=frame.captured_at,

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edgeloop.audit import AUDIT_SHARE
 from edgeloop.rules import check_uncertainty_band
 from edgeloop.wire import MAX_FRAMES_PER_BATCH
 
@@ -227,6 +228,15 @@ class AgentSettings(BaseSettings):
     )
     jpeg_quality: int = Field(
         90, ge=1, le=100, description="JPEG quality (OpenCV scale) of frames sent for labeling."
+    )
+    audit_share: UnitInterval = Field(
+        AUDIT_SHARE,
+        description=(
+            "Share of frames sent with their JPEG although no detection is uncertain, chosen by "
+            "a hash of the frame key (edgeloop.audit): the loop host's audit sample "
+            "(EDGELOOP_AUDIT_SHARE) reviews them for confident mistakes and missed objects. "
+            "Keep it at least the loop host's; 0 sends JPEGs of uncertain frames only."
+        ),
     )
 
     # Local state.

@@ -19,6 +19,7 @@ from edge_agent.model_sync import ModelFile
 from edge_agent.runner import AgentRunner, frame_key
 from edge_agent.settings import AgentSettings
 from edge_agent.uncertainty import uncertainty_band
+from edgeloop.audit import in_audit_sample
 from edgeloop.rules import UNCERTAINTY_HIGH, UNCERTAINTY_LOW
 from edgeloop.wire import Detection, parse_ingest_batch
 
@@ -67,6 +68,21 @@ def test_batches_keys_and_jpegs(tmp_path: Path, ingest_api: IngestApi) -> None:
     assert report.frames == 7 and report.uncertain_frames == 3 and report.batches_sent == 3
     assert report.stopped_by == "end of source" and report.model_version == "fake-1"
     assert report.uncertainty_source == ""  # a given detector flags detections itself
+
+
+def test_frames_in_the_audit_sample_go_with_their_jpeg(
+    tmp_path: Path, ingest_api: IngestApi
+) -> None:
+    runner = AgentRunner(
+        settings(tmp_path, audit_share=0.5),
+        detector=FakeDetector((0.9,)),  # confident only: no frame is uncertain
+        transport=httpx.MockTransport(ingest_api),
+    )
+    report = runner.run(synthetic_frames(12))
+    frames = [f for b in ingest_api.batches for f in b["frames"]]
+    sampled = [in_audit_sample(f"cam:src0:{i}", 0.5) for i in range(12)]
+    assert [f["jpeg"] is not None for f in frames] == sampled
+    assert 0 < sum(sampled) < 12 and report.uncertain_frames == 0
 
 
 def test_ctrl_c_flushes_the_partial_batch(tmp_path: Path, ingest_api: IngestApi) -> None:

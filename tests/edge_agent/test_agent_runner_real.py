@@ -52,7 +52,8 @@ def test_ships_vtest_with_jpegs_only_on_uncertain_frames(
     # band sent with it: a narrow one, so that some frames have an uncertain detection and
     # some don't.
     recording_api.set_model(seed_onnx, version="7", band=(0.55, 0.7))
-    settings = settings_for(recording_api, vtest, tmp_path, max_frames=10)
+    # No audit sample: this test checks the uncertainty rule alone.
+    settings = settings_for(recording_api, vtest, tmp_path, max_frames=10, audit_share=0.0)
     report = AgentRunner(settings).run()
 
     frames = recording_api.frames
