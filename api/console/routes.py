@@ -25,6 +25,7 @@ from api.auth import Principal
 from api.console import alerts_view, filters, live, models_view, schemas, views
 from api.console.browse_view import browse_panel
 from api.console.classes_view import classes_panel
+from api.console.review_view import review_panel
 from api.console.settings_view import effective_settings
 from api.deps import (
     AUTH_RESPONSES,
@@ -49,6 +50,7 @@ PANELS: dict[str, str] = {
     "inspections": "Inspections",
     "browse": "Dataset browser",
     "classes": "Classes",
+    "review": "Review quality",
     "settings": "Settings",
 }
 """Panel slug -> title, in the navigation's order."""
@@ -85,6 +87,7 @@ PanelName = Literal[
     "inspections",
     "browse",
     "classes",
+    "review",
     "settings",
 ]
 RangeName = Literal["15m", "1h", "6h", "24h", "7d"]
@@ -353,6 +356,12 @@ _add_fragment(
 )
 data_router.add_api_route("/browse", browse_panel, methods=["GET"], name="read_browse_panel")
 _add_fragment("browse", browse_panel, "The dataset browser's grid under its filters (HTML).")
+data_router.add_api_route("/review", review_panel, methods=["GET"], name="read_review_panel")
+_add_fragment(
+    "review",
+    review_panel,
+    "The audit's confident-mistake and miss rates and each labeler's throughput (HTML).",
+)
 _add_fragment(
     "settings",
     read_console_settings,

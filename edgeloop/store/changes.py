@@ -22,10 +22,12 @@ MARKERS: dict[str, str] = {
     "drift": "SELECT max(computed_at) FROM drift_reports",
     "alerts": "SELECT max(alert_id) FROM drift_alerts",
     "alert_updates": "SELECT max(updated_at) FROM drift_alerts",
+    "verdicts": "SELECT max(reviewed_at) FROM review_verdicts",
 }
 """Subject -> the query of its marker. A detection batch moves ``detections`` (frames are
 stored with their detections), a label ``labels``, an alert raised, acknowledged or cleared
-``alerts``/``alert_updates``, a promotion or rollback ``aliases``."""
+``alerts``/``alert_updates``, a promotion or rollback ``aliases``, a grid review's verdicts
+(a frame flipped to missed stores no label) ``verdicts``."""
 
 
 def markers(*, con: Connection) -> dict[str, str]:

@@ -1,0 +1,127 @@
+"""The console's review panel (``/console/api/review`` and its fragment): the audit's rates
+and each labeler's throughput, checked against the rows inserted, on each store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from api_support import LABELER, detection, frame, ingest
+from fastapi.testclient import TestClient
+
+from edgeloop.annotations import ReviewedBox
+from edgeloop.store import AnyStore, labels, queue, verdicts
+from edgeloop.store.verdicts import VerdictRow
+
+pytestmark = pytest.mark.backends
+
+
+def _label(store: AnyStore, key: str, boxes: list[ReviewedBox], who: str, at: datetime) -> None:
+    with store.connect() as con:
+        item = queue.ensure_item(con=con, frame_key=key, camera_id="cam-1", now=at)
+        labels.create(
+            con=con,
+            item_id=item,
+            frame_key=key,
+            camera_id="cam-1",
+            boxes=boxes,
+            labeler=who,
+            labeled_at=at,
+        )
+
+
+def _verdict(
+    target: str, name: str | None, verdict: str, at: datetime, audit: bool = True
+) -> VerdictRow:
+    return VerdictRow(
+        target_kind="frame" if name is None else "detection",
+        target_id=target,
+        frame_key=target if name is None else target.rsplit(":", 1)[0],
+        camera_id="cam-1",
+        class_name=name,
+        confidence=None if name is None else 0.9,
+        verdict=verdict,  # type: ignore[typeddict-item]
+        corrected_class="Normal" if verdict == "wrong_class" else None,
+        audit=audit,
+        reviewer="ann",
+        reviewed_at=at,
+        label_id=None,
+    )
+
+
+def test_the_review_panel_reports_rates_and_throughput(client: TestClient, store: AnyStore) -> None:
+    ingest(
+        client,
+        frame(
+            "cam-1:1",
+            index=1,
+            detections=[
+                detection(10, 10, 60, 120, 0.95),
+                detection(200, 10, 260, 130, 0.9, "Fall"),
+            ],
+        ),
+        frame("cam-1:2", index=2, detections=[detection(20, 20, 80, 140, 0.8)]),
+        frame("cam-1:3", index=3),
+        frame("cam-1:4", index=4, detections=[detection(5, 5, 50, 50, 0.9)]),
+    )
+    now = datetime.now(UTC)
+    t0 = now - timedelta(hours=2)
+    kept = ReviewedBox(bbox_xyxy=(10, 10, 60, 120), class_id=0, class_name="Normal")
+    reclassed = ReviewedBox(bbox_xyxy=(200, 10, 260, 130), class_id=0, class_name="Normal")
+    _label(store, "cam-1:1", [kept, reclassed], "ann", t0)  # 2 pre-labels, 1 changed
+    _label(store, "cam-1:2", [], "ann", t0 + timedelta(seconds=20))  # 1 pre-label rejected
+    _label(store, "cam-1:3", [], "ann", t0 + timedelta(seconds=50))  # no pre-label
+    _label(store, "cam-1:4", [], "bo", now - timedelta(days=3))  # outside 24 h
+    with store.connect() as con:
+        verdicts.record(
+            con=con,
+            rows=[
+                _verdict("cam-1:1:0", "Normal", "ok", t0),
+                _verdict("cam-1:1:1", "Fall", "wrong_class", t0),
+                _verdict("cam-1:2:0", "Normal", "wrong", t0),
+                _verdict("cam-1:4:0", "Normal", "wrong", t0, audit=False),
+                _verdict("cam-1:3", None, "ok", t0),
+                _verdict("cam-1:9:0", "Normal", "ok", now - timedelta(days=3)),
+            ],
+        )
+
+    response = client.get("/console/api/review?window=24h", headers=LABELER)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    audit = data["audit"]
+    assert {k: audit["mistakes"][k] for k in ("k", "n")} == {"k": 2, "n": 3}
+    assert [
+        (c["class_name"], c["wrong"], c["wrong_class"], c["mistakes"]["n"])
+        for c in audit["classes"]
+    ] == [
+        ("Fall", 0, 1, 1),
+        ("Normal", 1, 0, 2),
+    ]
+    assert {k: audit["misses"][k] for k in ("k", "n", "rate")} == {"k": 0, "n": 1, "rate": 0.0}
+    assert data["labelers"] == [
+        {
+            "labeler": "ann",
+            "items": 3,
+            "boxes": 2,
+            "timed_items": 2,
+            "active_s": 50.0,
+            "items_per_hour": 144.0,
+            "boxes_per_hour": 0.0,
+            "median_s_per_item": 25.0,
+            "pre_labels": 3,
+            "changed_share": 2 / 3,
+        }
+    ]
+    every = client.get("/console/api/review?window=all", headers=LABELER).json()
+    assert [r["labeler"] for r in every["labelers"]] == ["ann", "bo"]
+    assert every["audit"]["mistakes"]["n"] == 4
+
+    fragment = client.get("/console/review/fragment?window=24h", headers=LABELER)
+    assert fragment.status_code == 200
+    html = fragment.text
+    assert "66.7 %" in html and "(2 of 3; 95 % CI 20.8 % – 93.9 %)" in html
+    assert (
+        'data-field="items_per_hour">144<' in html and 'data-field="changed_share">66.7 %<' in html
+    )
+    assert client.get("/console/api/review?window=2d", headers=LABELER).status_code == 422
+    assert client.get("/console/api/review").status_code == 401
