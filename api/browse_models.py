@@ -15,7 +15,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from edgeloop.store import tags
+from edgeloop.store import dataset_frames, tags
 from edgeloop.store.browse import BrowseFilter
 
 MAX_IDS = 100
@@ -182,6 +182,16 @@ def _tag_query(tag: str | None) -> str | None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
 
 
+def _dataset_version_query(version: str | None) -> str | None:
+    if not version:
+        return None
+    try:
+        dataset_frames.version_number(version)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    return version
+
+
 def browse_filter(
     camera_id: Annotated[str | None, Query(max_length=64, description="One camera.")] = None,
     since: Annotated[datetime | None, Query(description="Captured at or after (ISO 8601).")] = None,
@@ -206,6 +216,13 @@ def browse_filter(
         Literal["train", "val"] | None,
         Query(description="Labeled frames of the train or held-out (val) split."),
     ] = None,
+    dataset_version: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            description="Frames in this dataset version (v1, v2, …; /api/browse/facets).",
+        ),
+    ] = None,
 ) -> BrowseFilter:
     """The browser's filters from the query string (empty values are left out); 422 for a
     tag that is not a valid tag or a time without a UTC offset."""
@@ -227,4 +244,5 @@ def browse_filter(
         uncertain=uncertain,
         state=state,
         split=split,
+        dataset_version=_dataset_version_query(dataset_version),
     )

@@ -16,6 +16,7 @@ as ``@dg.asset_check``s.
 import hashlib
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from assets.detections import detections
 from assets.resources import DatasetRepoResource, MlflowResource, StoreResource
 from edgeloop.datasets import (
     VAL_FRACTION,
+    DatasetRepo,
+    DatasetRepoError,
     DatasetVersion,
     LabeledFrame,
     UnknownClassError,
@@ -35,7 +38,7 @@ from edgeloop.datasets import (
 )
 from edgeloop.datasets.manifest import current_classes
 from edgeloop.registry import PRODUCTION, ModelNotFoundError, alias_model_files
-from edgeloop.store import classes, labels, tags
+from edgeloop.store import classes, dataset_frames, labels, tags
 
 BOX_EPS = 1e-4
 """Tolerance on normalised coordinates (labels are written with 6 decimals)."""
@@ -146,6 +149,7 @@ def training_dataset(
     )
     build_s = time.perf_counter() - started
     unchanged = version.version != build.version  # the latest version, recommitted as is
+    recorded = record_versions(store, repo, version)
     boxes_per_class = build.manifest.boxes_per_class()
     per_camera = Counter(e.camera_id for e in build.manifest.entries)
     metadata: dict[str, Any] = {
@@ -166,6 +170,7 @@ def training_dataset(
         "classes": ", ".join(version.class_names),
         "retired_boxes_left_out": retired_boxes,
         "missing_images": len(frames) - len(available),
+        "recorded_in_store": ", ".join(recorded) or "none new",
         "data_yaml": dg.MetadataValue.path(str(version.data_yaml)),
         "data_repo": dg.MetadataValue.path(str(repo.root)),
         "boxes_per_class": dg.MetadataValue.md(
@@ -188,6 +193,37 @@ def training_dataset(
         build_s,
     )
     return dg.Output(version, metadata=metadata)
+
+
+def record_versions(store: StoreResource, repo: DatasetRepo, latest: DatasetVersion) -> list[str]:
+    """Record in the store which frames each dataset version holds
+    (``edgeloop.store.dataset_frames``, what the browser's dataset-version filter reads):
+    ``latest`` and every older version of ``repo`` not recorded yet (built before the store
+    kept them; read from their manifests in git). Returns the versions recorded now,
+    oldest first; a version without a manifest (the old copied-folder layout) is logged
+    and left out."""
+    with store.store().connect() as con:
+        known = {v["dataset_version"] for v in dataset_frames.versions(con=con)}
+    wanted = [f"v{n}" for n in range(1, dataset_frames.version_number(latest.version))]
+    members: dict[str, tuple[list[str], list[str]]] = {}
+    for name in (v for v in wanted if v not in known):  # git reads, no connection held
+        try:
+            manifest = repo.manifest_at(name)
+        except DatasetRepoError as exc:
+            dg.get_dagster_logger().warning("dataset %s not recorded in the store: %s", name, exc)
+            continue
+        members[name] = (manifest.frames("train"), manifest.frames("val"))
+    if latest.version not in known:
+        members[latest.version] = (latest.train_frames, latest.val_frames)
+    now = datetime.now(UTC)
+    with store.store().connect() as con:
+        return [
+            name
+            for name, (train, val) in members.items()
+            if dataset_frames.record(
+                con=con, version=name, train_frames=train, val_frames=val, recorded_at=now
+            )
+        ]
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ dialect; the PostgreSQL connection translates it (see ``edgeloop.store.postgres`
 | ``thumbnails`` | ``edgeloop.store.thumbnails`` |
 | ``prediction_batches``, ``prediction_batch_images``, ``prediction_batch_runs``, ``prediction_batch_detections`` | ``edgeloop.store.prediction_batches`` |
 | ``review_verdicts`` | ``edgeloop.store.verdicts`` |
+| ``dataset_versions``, ``dataset_frames`` | ``edgeloop.store.dataset_frames`` |
 | ``schema_version`` and every ``CREATE`` | ``edgeloop.store.migrations`` |
 
 The API, the sensors, the assets and ``edgeloop status`` call these functions; none

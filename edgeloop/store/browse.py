@@ -3,8 +3,9 @@ detections fetched by id with everything known about them.
 
 Reads only: ``frames`` and ``prediction_logs`` (``edgeloop.store.frames``),
 ``labeling_queue`` (``edgeloop.store.queue``: a frame's state), ``tags``
-(``edgeloop.store.tags``) and ``reviewed_labels`` (the held-out split). Boxes are xyxy px
-of the original frame; times are timezone-aware UTC.
+(``edgeloop.store.tags``), ``reviewed_labels`` (the held-out split) and
+``dataset_frames`` (``edgeloop.store.dataset_frames``: a dataset version's frames). Boxes
+are xyxy px of the original frame; times are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from edgeloop.store import tags
+from edgeloop.store import dataset_frames, tags
 from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
 
 State = Literal["labeled", "queued", "unlabeled"]
@@ -41,6 +42,8 @@ class BrowseFilter:
             queue) or ``unlabeled`` (never queued).
         split: the frame is labeled and in the ``train`` or held-out ``val`` split
             (``edgeloop.datasets.frames.split_for``).
+        dataset_version: the frame is in this dataset version (``v<N>``, as recorded by
+            the ``training_dataset`` asset in ``edgeloop.store.dataset_frames``).
         with_jpeg: only detections whose frame has a stored JPEG.
         detection_ids: only these detections (a similarity search's hits).
     """
@@ -56,6 +59,7 @@ class BrowseFilter:
     uncertain: bool | None = None
     state: State | None = None
     split: Split | None = None
+    dataset_version: str | None = None
     with_jpeg: bool | None = None
     detection_ids: tuple[str, ...] | None = None
 
@@ -127,6 +131,9 @@ def where_sql(con: Connection, where: BrowseFilter) -> tuple[str, list[Any]]:
         keys = _split_keys(con, where.split)
         conditions.append(f"p.frame_key IN ({', '.join('?' * len(keys))})")
         params += keys
+    if where.dataset_version is not None:
+        conditions.append(f"p.frame_key IN ({dataset_frames.MEMBERS_SQL})")
+        params.append(where.dataset_version)
     if where.detection_ids is not None:
         ids = list(where.detection_ids) or [""]
         conditions.append(f"p.detection_id IN ({', '.join('?' * len(ids))})")
@@ -318,7 +325,8 @@ def thumbnail_source(
 
 def facets(*, con: Connection) -> dict[str, list[str]]:
     """The values the browser's filters offer: the ``cameras``, ``classes`` and
-    ``model_versions`` seen in the stored frames and detections, sorted."""
+    ``model_versions`` seen in the stored frames and detections, sorted, and the recorded
+    ``dataset_versions``, newest first."""
     return {
         "cameras": [
             str(r[0])
@@ -334,6 +342,7 @@ def facets(*, con: Connection) -> dict[str, list[str]]:
             str(r[0])
             for r in con.execute("SELECT DISTINCT model_version FROM frames ORDER BY 1").fetchall()
         ],
+        "dataset_versions": [v["dataset_version"] for v in dataset_frames.versions(con=con)],
     }
 
 

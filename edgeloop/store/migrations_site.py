@@ -203,4 +203,28 @@ SITE_MIGRATIONS: dict[int, list[str | Only]] = {
         """,
         "CREATE INDEX IF NOT EXISTS review_verdicts_reviewed_at ON review_verdicts (reviewed_at)",
     ],
+    # Dataset versions in the store (issue 19; ``edgeloop.store.dataset_frames``): which
+    # frames each DVC-versioned dataset version holds and in which split, recorded by the
+    # ``training_dataset`` asset when it commits a version, so the browser filters on a
+    # version with a join instead of reading manifests from the data repo.
+    16: [
+        """
+        CREATE TABLE IF NOT EXISTS dataset_versions (
+            dataset_version VARCHAR PRIMARY KEY,
+            frames INTEGER NOT NULL,
+            train_frames INTEGER NOT NULL,
+            val_frames INTEGER NOT NULL,
+            recorded_at TIMESTAMPTZ NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS dataset_frames (
+            dataset_version VARCHAR NOT NULL,
+            frame_key VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            PRIMARY KEY (dataset_version, frame_key)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS dataset_frames_frame ON dataset_frames (frame_key)",
+    ],
 }

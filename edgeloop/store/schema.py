@@ -29,6 +29,8 @@ TABLES = (
     "prediction_batch_runs",
     "prediction_batch_detections",
     "review_verdicts",
+    "dataset_versions",
+    "dataset_frames",
 )
 """Every loop table that holds a site's records (``edgeloop store copy`` copies them), in an
 order that keeps references valid. Not here: ``schema_version``, the rollups and

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.browse_models import MAX_IDS
 from api.jpegs import jpeg_key
 from edgeloop.settings import LoopSettings
-from edgeloop.store import AnyStore
+from edgeloop.store import AnyStore, dataset_frames
 from edgeloop.vectors import CropPoint, VectorIndex
 
 pytestmark = pytest.mark.backends
@@ -292,6 +292,36 @@ def test_send_to_queue_with_priority(client: TestClient, store: AnyStore) -> Non
         ).status_code
         == 403
     )
+
+
+def test_dataset_version_filter_and_facets(client: TestClient, store: AnyStore) -> None:
+    _fleet(client)
+    with store.connect() as con:  # what training_dataset records when it commits versions
+        for version, train, val in (
+            ("v1", ["cam-1:0", "cam-1:1"], ["cam-1:2"]),
+            ("v2", ["cam-1:0", "cam-1:1", "cam-1:3"], ["cam-1:2", "cam-2:0"]),
+        ):
+            dataset_frames.record(
+                con=con, version=version, train_frames=train, val_frames=val, recorded_at=T0
+            )
+    facets = client.get("/api/browse/facets", headers=LABELER).json()
+    assert facets["dataset_versions"] == ["v2", "v1"]
+    v1 = _page(client, dataset_version="v1")
+    assert v1["count"] == 6  # three frames of two detections
+    assert {r["frame_key"] for r in v1["data"]} == {"cam-1:0", "cam-1:1", "cam-1:2"}
+    assert _page(client, dataset_version="v2")["count"] == 8  # cam-2:0 has no detections
+    fall_v2 = _page(client, dataset_version="v2", class_name="Fall", model_version="2")
+    assert [r["detection"]["detection_id"] for r in fall_v2["data"]] == ["cam-1:3:1"]
+    assert _page(client, dataset_version="v9")["count"] == 0
+    assert _page(client, dataset_version="")["count"] == 8  # an empty value is left out
+    for bad in ("1", "v0", "latest", "v1;drop"):
+        answer = client.get(
+            "/api/browse/detections", params={"dataset_version": bad}, headers=LABELER
+        )
+        assert answer.status_code == 422, bad
+        assert "v1, v2" in answer.text
+    panel = client.get("/console/browse/fragment?dataset_version=v1", headers=LABELER)
+    assert panel.status_code == 200 and "cam-1:2" in panel.text and "cam-1:3" not in panel.text
 
 
 def test_more_like_this_keeps_the_filters(client: TestClient, loop_settings: LoopSettings) -> None:

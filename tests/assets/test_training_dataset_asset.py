@@ -1,11 +1,12 @@
 """training_dataset on a real DuckDB file, a real MLflow registry and a real DVC data repo
 (manifests over a content-addressed frame store), and the dataset checks' logic on what it
-materialised."""
+materialised; on each store backend, the versions it records in the store
+(``edgeloop.store.dataset_frames``) and the browser's dataset-version filter on them."""
 
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -30,7 +31,8 @@ from edgeloop.registry import (
     register_model_version,
     write_model_dir,
 )
-from edgeloop.store import tags
+from edgeloop.store import browse, dataset_frames, tags
+from edgeloop.store.browse import BrowseFilter
 
 CLASSES = ["Normal", "Fall"]
 
@@ -196,3 +198,102 @@ def test_checks_catch_broken_datasets(tmp_path):
     )
     passed, details = check_no_train_val_leak(leaked)
     assert not passed and details["in_both_lists"] == [version.train_frames[0]]
+
+
+def _materialize_small(loop) -> tuple[str, str]:
+    result = dg.materialize(
+        [training_dataset],
+        resources=_resources(loop),
+        run_config={
+            "ops": {"training_dataset": {"config": {"min_train_images": 2, "min_val_images": 1}}}
+        },
+    )
+    assert result.success
+    md = result.asset_materializations_for_node("training_dataset")[0].metadata
+    return md["version"].value, md["recorded_in_store"].value
+
+
+def _members(loop) -> dict[str, dict[str, str]]:
+    with loop.store.connect() as con:
+        rows = con.execute(
+            "SELECT dataset_version, frame_key, split FROM dataset_frames"
+        ).fetchall()
+    found: dict[str, dict[str, str]] = {}
+    for version, key, split in rows:
+        found.setdefault(version, {})[key] = split
+    return found
+
+
+def test_dataset_versions_are_recorded_and_filter_the_browser(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    loop = make_loop(tmp_path, database_url=database_url)
+    images = vtest_frames(14, step=11)
+    keys = loop.add_frames("cam-a", images[:10], boxes_per_frame=2)
+    _label_all(loop, keys, minute=30)
+    _register_production(loop, tmp_path)
+
+    assert _materialize_small(loop) == ("v1", "v1")
+    repo = _resources(loop)["dataset_repo"].repo()
+    v1 = repo.manifest_at("v1")
+    assert _members(loop) == {"v1": {e.frame_key: e.split for e in v1.entries}}
+    assert set(_members(loop)["v1"]) == set(keys)
+
+    # the same labels: the same version, nothing new recorded
+    assert _materialize_small(loop) == ("v1", "none new")
+
+    more = loop.add_frames("cam-b", images[10:], start=T0 + timedelta(minutes=2))
+    _label_all(loop, more, minute=40)
+    assert _materialize_small(loop) == ("v2", "v2")
+    v2 = repo.manifest_at("v2")
+    members = _members(loop)
+    assert members["v2"] == {e.frame_key: e.split for e in v2.entries}
+    assert set(members["v2"]) == set(keys + more) and set(members["v1"]) == set(keys)
+
+    with loop.store.connect() as con:
+        listed = dataset_frames.versions(con=con)
+        assert [(v["dataset_version"], v["frames"]) for v in listed] == [("v2", 14), ("v1", 10)]
+        assert listed[0]["train_frames"] + listed[0]["val_frames"] == 14
+        assert browse.facets(con=con)["dataset_versions"] == ["v2", "v1"]
+        # The filter: every detection of the version's frames, none of the others.
+        rows, count, capped = browse.page(
+            con=con, where=BrowseFilter(dataset_version="v1"), limit=100, offset=0
+        )
+        assert (count, capped) == (20, False)  # 10 frames, 2 detections each
+        assert {r["frame_key"] for r in rows} == set(keys)
+        _, count_v2, _ = browse.page(
+            con=con, where=BrowseFilter(dataset_version="v2"), limit=100, offset=0
+        )
+        assert count_v2 == 20 + 4 * 3  # cam-b's frames have the default 3 boxes
+        val_v1 = [k for k, s in members["v1"].items() if s == "val"]
+        rows, count, _ = browse.page(
+            con=con,
+            where=BrowseFilter(dataset_version="v1", split="val", camera_id="cam-a"),
+            limit=100,
+            offset=0,
+        )
+        assert count == 2 * len(val_v1) and {r["frame_key"] for r in rows} == set(val_v1)
+        assert browse.page(con=con, where=BrowseFilter(dataset_version="v9"), limit=10, offset=0)[
+            1:
+        ] == (0, False)
+        # A version built before the store kept them: recorded from its manifest next run.
+        con.execute("DELETE FROM dataset_frames WHERE dataset_version = 'v1'")
+        con.execute("DELETE FROM dataset_versions WHERE dataset_version = 'v1'")
+    assert _materialize_small(loop) == ("v2", "v1")
+    assert _members(loop) == members
+
+    with loop.store.connect() as con:
+        # Recording a version again changes nothing; bad input changes nothing either.
+        now = datetime.now(UTC)
+        assert not dataset_frames.record(
+            con=con, version="v1", train_frames=["x"], val_frames=[], recorded_at=now
+        )
+        with pytest.raises(ValueError, match="v1, v2"):
+            dataset_frames.record(
+                con=con, version="latest", train_frames=["x"], val_frames=[], recorded_at=now
+            )
+        with pytest.raises(ValueError, match="both splits"):
+            dataset_frames.record(
+                con=con, version="v7", train_frames=["x"], val_frames=["x"], recorded_at=now
+            )
+    assert _members(loop) == members

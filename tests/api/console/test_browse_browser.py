@@ -5,6 +5,7 @@ published crop index, tagging a selection and sending it to the labeling queue."
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from api_support import (
 )
 
 from edgeloop.settings import LoopSettings
-from edgeloop.store import Store
+from edgeloop.store import Store, dataset_frames
 from edgeloop.vectors import CropPoint, VectorIndex
 
 pytestmark = [pytest.mark.browser, needs_chromium]
@@ -155,3 +156,47 @@ def test_grid_more_like_this_tag_and_queue(
         )
     assert tagged == [("cam-1:0:0", "person", "labeler"), ("cam-2:1:0", "person", "labeler")]
     assert queued == {"cam-1:0": 7.0, "cam-2:1": 7.0}
+
+
+def test_dataset_version_filter(live_server: LiveServer, loop_settings: LoopSettings) -> None:
+    from playwright.sync_api import Page, expect
+
+    _load(live_server, loop_settings)
+    with Store(Path(loop_settings.duckdb_path)).connect() as con:  # as training_dataset does
+        dataset_frames.record(
+            con=con,
+            version="v1",
+            train_frames=["cam-1:0", "cam-2:1"],
+            val_frames=["cam-1:2"],
+            recorded_at=datetime.now(UTC),
+        )
+        dataset_frames.record(
+            con=con,
+            version="v2",
+            train_frames=["cam-1:0", "cam-2:1", "cam-2:3"],
+            val_frames=["cam-1:2"],
+            recorded_at=datetime.now(UTC),
+        )
+    with chromium_page(1400, 1000) as page:
+        assert isinstance(page, Page)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{live_server.base_url}/console/browse#token=labeler-token")
+        expect(page.locator('.summary [data-field="count"]')).to_have_text("16")
+        choices = page.locator('select[name="dataset_version"] option')
+        expect(choices).to_have_count(3)
+        assert choices.all_inner_texts() == ["any", "v2", "v1"]
+        page.locator('select[name="dataset_version"]').select_option("v1")
+        page.click("#browse-filters button[type=submit]")
+        expect(page.locator('.summary [data-field="count"]')).to_have_text("6")
+        frames = page.locator("#browse-grid .browse-item").evaluate_all(
+            "items => items.map(i => i.dataset.detection.split(':').slice(0, 2).join(':'))"
+        )
+        assert sorted(set(frames)) == ["cam-1:0", "cam-1:2", "cam-2:1"]
+        assert "dataset_version=v1" in page.url
+        # The choice is kept on the reloaded page.
+        expect(page.locator('select[name="dataset_version"]')).to_have_value("v1")
+        shot = os.environ.get("EDGELOOP_BROWSE_DATASET_SCREENSHOT")
+        if shot:
+            page.screenshot(path=shot, full_page=False)
+        assert errors == []
