@@ -79,6 +79,27 @@ class ModelRegistry:
         with self._download_lock:  # one download of a version at a time
             return registry.alias_model_files(client, self.settings, alias)
 
+    def version_files(self, version: str) -> registry.ModelFiles:
+        """Local files of the registered ``version`` (downloaded once, as ``files``).
+
+        Raises:
+            edgeloop.registry.ModelNotFoundError: no such version, or its artifacts lack
+                ``best.onnx``/``model.json``.
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.get_model_version(self.model_name, version)
+        except MlflowException as exc:
+            raise registry.ModelNotFoundError(
+                f"{self.model_name!r} has no version {version}"
+            ) from exc
+        with self._download_lock:
+            return registry.model_files(
+                client, self.settings, model_name=self.model_name, version=version
+            )
+
     def class_names(self, alias: str, *, marker: object) -> list[str]:
         """The class names of the version carrying ``alias``, cached while ``marker`` (the
         newest recorded alias move, ``edgeloop.store.deployments.latest_move_id``) stays the

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from edgeloop.settings import LoopSettings
 from edgeloop.settings import get_settings as get_loop_settings
 from edgeloop.tokens import TOKENS_FILE_NAME, Role
+from edgeloop.uploads import UploadLimits
 
 MIB = 1024 * 1024
 
@@ -103,6 +104,10 @@ class ApiSettings(BaseSettings):
             "Open the MLflow registry in the background at start-up (tests turn it off: "
             "a fresh sqlite store takes seconds to create)."
         ),
+    )
+    uploads: UploadLimits = Field(
+        default_factory=UploadLimits,
+        description="Limits of prediction-batch uploads (EDGELOOP_UPLOAD_*, edgeloop.uploads).",
     )
     loop: LoopSettings = Field(
         default_factory=get_loop_settings,

@@ -35,7 +35,7 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 SizeQuery = Annotated[int, Query(description=f"Longest side, px: one of {thumbnails.SIZES}.")]
 
 
-def _serve(
+def serve(
     store: AnyStore,
     settings: SettingsDep,
     *,
@@ -44,6 +44,9 @@ def _serve(
     spec: thumbnails.ThumbnailSpec,
     if_none_match: str | None,
 ) -> Response:
+    """The thumbnail ``spec`` of ``source``'s stored JPEG (its ``jpeg_path``, an object key),
+    made and recorded on first request; 304 when ``if_none_match`` names its ETag. Also
+    serves the prediction batches' images (``api.routes.prediction_batches``)."""
     if spec.size not in thumbnails.SIZES:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -109,7 +112,7 @@ def frame_thumbnail(
     """A frame's thumbnail (JPEG, longest side ``size`` px, never enlarged)."""
     with store.connect() as con:
         source = browse.thumbnail_source(con=con, frame_key=frame_key)
-    return _serve(
+    return serve(
         store,
         settings,
         what=f"frame {frame_key}",
@@ -136,7 +139,7 @@ def detection_crop(
     if source is not None:
         box = (float(source["x1"]), float(source["y1"]), float(source["x2"]), float(source["y2"]))
         frame_size = (int(source["width"]), int(source["height"]))
-    return _serve(
+    return serve(
         store,
         settings,
         what=f"detection {detection_id}",

@@ -1,0 +1,435 @@
+"""``/api/prediction-batches``: upload images (or one zip), run a registered model on them
+on the loop host, and keep the result as a prediction batch (``edgeloop.store.prediction_batches``).
+
+| route | role | what |
+|---|---|---|
+| ``POST ""`` (multipart ``files``, ``model_version`` or ``alias``) | labeler | check, run, store: 201 with the batch |
+| ``GET ""`` | any | batches, newest first |
+| ``GET /{id}`` | any | images, and each run with its detections |
+| ``POST /{id}/runs`` | labeler | run another version on the same images |
+| ``GET /{id}/compare?a=&b=`` | any | two runs compared per image (``edgeloop.uploads.compare``) |
+| ``POST /{id}/queue`` | labeler | the images become frames in the labeling queue |
+| ``GET /{id}/images/{i}.jpg``, ``.../thumbnail.jpg`` | any | the stored JPEG / its thumbnail, ETag + immutable |
+
+An upload is checked whole before anything is written (``edgeloop.uploads``): a limit
+passed answers 413, a file that is not a complete image or a bad zip 422, and nothing is
+stored. The images go to the object store first (content-addressed, create-exclusive),
+then one transaction records the batch; objects this request created are removed again
+when that transaction fails.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import File, Form, Header, HTTPException, Path, Query, Response, UploadFile, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentPrincipal, LabelerPrincipal, SettingsDep, StoreDep, secured_router
+from api.prediction_batch_models import (
+    Alias,
+    BatchPublic,
+    BatchSummaryPublic,
+    ComparisonPublic,
+    DetectionPublic,
+    ImageComparisonPublic,
+    ImagePublic,
+    ModelChoice,
+    ModelVersion,
+    QueueCreate,
+    QueuePublic,
+    RunPublic,
+)
+from api.routes import thumbnails as thumbnail_routes
+from api.uploads import UPLOAD_CAMERA, PredictorDep, send_to_queue
+from edgeloop import thumbnails
+from edgeloop.detection.onnx import ModelError
+from edgeloop.objects import ObjectStore, ObjectStoreUnavailableError
+from edgeloop.registry import ModelNotFoundError
+from edgeloop.store import AnyStore
+from edgeloop.store import prediction_batches as batches
+from edgeloop.store.prediction_batches import BatchImage, Run, RunExistsError
+from edgeloop.uploads import (
+    CheckedImage,
+    UploadedFile,
+    UploadLimits,
+    UploadRejectedError,
+    read_bounded,
+    read_upload,
+)
+from edgeloop.uploads import compare as comparing
+
+router = secured_router("/api/prediction-batches", tag="prediction-batches")
+
+PREFIX = "/api/prediction-batches"
+BatchId = Annotated[int, Path(ge=1, le=2**62, description="Prediction batch id.")]
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such model version"},
+    413: {"description": "A limit passed: files, bytes, pixels, zip entries (nothing stored)"},
+    422: {"description": "Not a complete image, a bad zip or zip entry (nothing stored)"},
+    503: {"description": "No production model, the registry or the object store failed"},
+}
+
+
+def _read_files(files: list[UploadFile], limits: UploadLimits) -> list[UploadedFile]:
+    read = []
+    total = 0
+    for index, upload in enumerate(files):
+        name = upload.filename or f"file-{index}"
+        data = read_bounded(upload.file, limits.max_request_bytes, f"file {name!r}")
+        total += len(data)
+        if total > limits.max_request_bytes:
+            raise UploadRejectedError(
+                413, f"the files total more than {limits.max_request_bytes} bytes"
+            )
+        read.append(UploadedFile(name=name, data=data))
+    return read
+
+
+async def _predict(predictor: PredictorDep, jpegs: list[bytes], choice: ModelChoice) -> Run:
+    """The predictor's run; registry and model failures as HTTP errors."""
+    try:
+        return await predictor.run(jpegs, model_version=choice.model_version, alias=choice.alias)
+    except ModelNotFoundError as exc:
+        code = (
+            status.HTTP_404_NOT_FOUND
+            if choice.model_version
+            else status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+        raise HTTPException(code, detail=str(exc)) from None
+    except ModelError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+    except Exception as exc:  # MLflow's own errors (registry unreachable, store broken)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the model registry failed: {exc}"
+        ) from None
+
+
+def _put_images(objects: ObjectStore, images: list[CheckedImage]) -> set[str]:
+    """Store each image under its content key; the keys this call created."""
+    return objects.put_new_many({i.object_key: i.jpeg for i in images})
+
+
+def _record(
+    store: AnyStore,
+    objects: ObjectStore,
+    images: list[CheckedImage],
+    *,
+    source: str,
+    run: Run,
+    by: str,
+) -> int:
+    try:
+        created = _put_images(objects, images)
+    except ObjectStoreUnavailableError as exc:
+        for key in exc.created:
+            objects.delete(key)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+    rows = [
+        BatchImage(i.file_name, i.sha256, i.object_key, len(i.jpeg), i.width, i.height)
+        for i in images
+    ]
+    try:
+        with store.connect() as con:
+            return batches.create(
+                con=con, created_by=by, source=source, images=rows, run=run, now=datetime.now(UTC)
+            )
+    except BaseException:
+        for key in created:  # no object outlives a batch that failed to be recorded
+            objects.delete(key)
+        raise
+
+
+@router.post("", status_code=201, response_model=BatchPublic, responses=UPLOAD_RESPONSES)
+async def create_prediction_batch(
+    principal: LabelerPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    predictor: PredictorDep,
+    files: Annotated[
+        list[UploadFile], File(description="Images (JPEG, PNG, WebP, BMP), or one zip of them.")
+    ],
+    model_version: Annotated[ModelVersion | None, Form()] = None,
+    alias: Annotated[Alias | None, Form()] = None,
+) -> BatchPublic:
+    """Check the images, run the model on them (``production`` unless ``model_version`` or
+    ``alias`` says otherwise) and record the batch (role ``labeler``). Limits:
+    ``EDGELOOP_UPLOAD_*`` (``edgeloop.uploads.UploadLimits``)."""
+    try:
+        choice = ModelChoice(model_version=model_version, alias=alias)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    limits = settings.uploads
+    try:
+        uploaded = await run_in_threadpool(_read_files, files, limits)
+        source, images = await run_in_threadpool(read_upload, uploaded, limits)
+    except UploadRejectedError as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from None
+    run = await _predict(predictor, [i.jpeg for i in images], choice)
+    objects = settings.loop.objects()
+    batch_id = await run_in_threadpool(
+        _record, store, objects, images, source=source, run=run, by=principal.name
+    )
+    return await run_in_threadpool(_detail, store, batch_id)
+
+
+@router.get("", response_model=list[BatchSummaryPublic])
+def read_prediction_batches(
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[BatchSummaryPublic]:
+    """Prediction batches, newest first."""
+    with store.connect() as con:
+        rows = batches.recent(con=con, limit=limit, offset=offset)
+    return [BatchSummaryPublic(**r) for r in rows]
+
+
+def _image_url(batch_id: int, index: int, what: str = "") -> str:
+    return f"{PREFIX}/{batch_id}/images/{index}{what}.jpg"
+
+
+def _detail(store: AnyStore, batch_id: int) -> BatchPublic:
+    with store.connect() as con:
+        batch = batches.get(con=con, batch_id=batch_id)
+        if batch is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no prediction batch {batch_id}")
+        images = batches.images(con=con, batch_id=batch_id)
+        runs = batches.runs(con=con, batch_id=batch_id)
+        detections = batches.detections(con=con, batch_id=batch_id)
+    by_version: dict[str, list[DetectionPublic]] = {}
+    for d in detections:
+        by_version.setdefault(d["model_version"], []).append(
+            DetectionPublic(
+                image_index=d["image_index"],
+                detection_index=d["detection_index"],
+                class_id=d["class_id"],
+                class_name=d["class_name"],
+                confidence=d["confidence"],
+                bbox_xyxy=(d["x1"], d["y1"], d["x2"], d["y2"]),
+            )
+        )
+    return BatchPublic(
+        **batch,
+        model_versions=[r["model_version"] for r in runs],
+        images=[
+            ImagePublic(
+                **{k: i[k] for k in ("image_index", "file_name", "sha256", "width", "height")},
+                bytes=i["bytes"],
+                url=_image_url(batch_id, i["image_index"]),
+                thumbnail_url=_image_url(batch_id, i["image_index"], "/thumbnail"),
+            )
+            for i in images
+        ],
+        runs=[RunPublic(**r, detections=by_version.get(r["model_version"], [])) for r in runs],
+    )
+
+
+@router.get(
+    "/{batch_id}", response_model=BatchPublic, responses={404: {"description": "No such batch"}}
+)
+def read_prediction_batch(
+    batch_id: BatchId, _principal: CurrentPrincipal, store: StoreDep
+) -> BatchPublic:
+    """A batch: its images and each run with its detections (bbox xyxy px of the image)."""
+    return _detail(store, batch_id)
+
+
+def _stored_jpegs(settings: SettingsDep, images: list[dict[str, Any]]) -> list[bytes]:
+    objects = settings.loop.objects()
+    try:
+        return [objects.get(i["object_key"]) for i in images]
+    except ObjectStoreUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+
+
+@router.post(
+    "/{batch_id}/runs",
+    status_code=201,
+    response_model=BatchPublic,
+    responses={
+        404: {"description": "No such batch or version"},
+        409: {"description": "Run already"},
+    },
+)
+async def create_prediction_run(
+    batch_id: BatchId,
+    body: ModelChoice,
+    principal: LabelerPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    predictor: PredictorDep,
+) -> BatchPublic:
+    """Run another model version on the batch's stored images (role ``labeler``); 409 when
+    the batch was run with that version already."""
+
+    def images() -> list[dict[str, Any]]:
+        with store.connect() as con:
+            if batches.get(con=con, batch_id=batch_id) is None:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND, detail=f"no prediction batch {batch_id}"
+                )
+            return batches.images(con=con, batch_id=batch_id)
+
+    stored = await run_in_threadpool(images)
+    jpegs = await run_in_threadpool(_stored_jpegs, settings, stored)
+    run = await _predict(predictor, jpegs, body)
+
+    def record() -> None:
+        with store.connect() as con:
+            batches.add_run(
+                con=con,
+                batch_id=batch_id,
+                run=run,
+                created_by=principal.name,
+                now=datetime.now(UTC),
+            )
+
+    try:
+        await run_in_threadpool(record)
+    except RunExistsError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return await run_in_threadpool(_detail, store, batch_id)
+
+
+@router.get("/{batch_id}/compare", response_model=ComparisonPublic)
+def compare_prediction_runs(
+    batch_id: BatchId,
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    a: Annotated[str, Query(pattern=r"^[0-9]{1,9}$", description="Version A.")],
+    b: Annotated[str, Query(pattern=r"^[0-9]{1,9}$", description="Version B.")],
+) -> ComparisonPublic:
+    """Versions ``a`` and ``b`` on the batch, per image: detections of each, same-class
+    pairs with IoU >= 0.5 (matched once each), mean confidence and mean matched IoU."""
+    with store.connect() as con:
+        if batches.get(con=con, batch_id=batch_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no prediction batch {batch_id}")
+        versions = {r["model_version"] for r in batches.runs(con=con, batch_id=batch_id)}
+        for version in (a, b):
+            if version not in versions:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND,
+                    detail=f"batch {batch_id} has no run of version {version}; run it first",
+                )
+        images = batches.images(con=con, batch_id=batch_id)
+        det_a = batches.detections(con=con, batch_id=batch_id, model_version=a)
+        det_b = batches.detections(con=con, batch_id=batch_id, model_version=b)
+    names = {i["image_index"]: i["file_name"] for i in images}
+    rows = comparing.compare(names, det_a, det_b)
+    return ComparisonPublic(
+        batch_id=batch_id,
+        a=a,
+        b=b,
+        match_iou=comparing.MATCH_IOU,
+        images=[
+            ImageComparisonPublic(
+                **vars(r), file_name=names[r.image_index], only_a=r.only_a, only_b=r.only_b
+            )
+            for r in rows
+        ],
+        count_a=len(det_a),
+        count_b=len(det_b),
+        matched=sum(r.matched for r in rows),
+    )
+
+
+@router.post(
+    "/{batch_id}/queue",
+    response_model=QueuePublic,
+    responses={404: {"description": "No such batch or run"}},
+)
+def queue_prediction_batch(
+    batch_id: BatchId,
+    principal: LabelerPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    body: QueueCreate | None = None,
+) -> QueuePublic:
+    """Send the batch's images to the labeling queue (role ``labeler``): each becomes a
+    frame of camera ``upload`` (key ``upload-<batch>-<image>``) with the run's detections
+    as pre-labels (``model_version``, default the first run), queued once. Sending again
+    changes nothing but answers the same items."""
+    try:
+        sent = send_to_queue(
+            store=store,
+            loop=settings.loop,
+            batch_id=batch_id,
+            model_version=body.model_version if body else None,
+            queued_by=principal.name,
+        )
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=exc.args[0]) from None
+    except ObjectStoreUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+    return QueuePublic(
+        batch_id=batch_id,
+        model_version=sent.model_version,
+        camera_id=UPLOAD_CAMERA,
+        frame_keys=sent.frame_keys,
+        item_ids=sent.item_ids,
+    )
+
+
+def _image_row(store: AnyStore, batch_id: int, index: int) -> dict[str, Any]:
+    with store.connect() as con:
+        row = batches.image(con=con, batch_id=batch_id, image_index=index)
+    if row is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"batch {batch_id} has no image {index}"
+        )
+    return row
+
+
+ImageIndex = Annotated[int, Path(ge=0, le=100_000, description="Image index in the batch.")]
+
+
+@router.get(
+    "/{batch_id}/images/{index}.jpg", response_class=Response, responses=thumbnail_routes.RESPONSES
+)
+def read_batch_image(
+    batch_id: BatchId,
+    index: ImageIndex,
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The stored JPEG (ETag: its sha256; cacheable for a year, it never changes)."""
+    row = _image_row(store, batch_id, index)
+    etag = f'"{row["sha256"]}"'
+    headers = {"ETag": etag, "Cache-Control": thumbnail_routes.CACHE_CONTROL}
+    if if_none_match is not None and etag in if_none_match:
+        return Response(status_code=304, headers=headers)
+    data = _stored_jpegs(settings, [row])[0]
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
+@router.get(
+    "/{batch_id}/images/{index}/thumbnail.jpg",
+    response_class=Response,
+    responses=thumbnail_routes.RESPONSES,
+)
+def read_batch_thumbnail(
+    batch_id: BatchId,
+    index: ImageIndex,
+    _principal: CurrentPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+    size: thumbnail_routes.SizeQuery = 256,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The image's thumbnail, made once and stored as the frames' are (``/api/thumbnails``)."""
+    row = _image_row(store, batch_id, index)
+    return thumbnail_routes.serve(
+        store,
+        settings,
+        what=f"batch {batch_id} image {index}",
+        source={"jpeg_path": row["object_key"]},
+        spec=thumbnails.ThumbnailSpec(size=size),
+        if_none_match=if_none_match,
+    )
