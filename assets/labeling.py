@@ -11,7 +11,8 @@ whose vector (the mean of its crops' embeddings, from the ``crop_embeddings`` as
 vector cache) is within ``near_duplicate_distance`` of a labeled frame, or of a
 higher-priority pending frame kept, of the same camera gets its priority multiplied by
 ``near_duplicate_factor`` (0 by default: after every other item, still handed out when
-nothing else is left). Frames with no embedded crop are never marked.
+nothing else is left), in this and every later re-rank until the next pass recomputes the
+marks (``edgeloop.store.diversity``). Frames with no embedded crop are never marked.
 """
 
 import logging
@@ -136,6 +137,7 @@ def labeling_queue(
         settings.data_dir / "embeddings" / f"{embedder_slug(embedder_name(settings))}.npz"
     )
     with store.store().connect() as con:  # closed while the vectors are compared
+        unmarked = diversity.clear_marks(con=con)
         reranked = queue.rerank(
             con=con,
             low=settings.uncertainty_low,
@@ -148,9 +150,10 @@ def labeling_queue(
         rows, vectors, pad=config.crop_pad, threshold=config.near_duplicate_distance
     )
     with store.store().connect() as con:
-        ranked_down = diversity.rank_down(
-            con=con, item_ids=[m[0] for m in marked], factor=config.near_duplicate_factor
+        stats["marked"] = diversity.mark_near_duplicates(
+            con=con, marks=[(m[0], m[2]) for m in marked], factor=config.near_duplicate_factor
         )
+        stats["unmarked"] = unmarked
         per_camera = analytics.per_camera_summary(con=con)
         top = analytics.top_pending(con=con, limit=config.top_items)
     pending_total = sum(int(r[1]) for r in per_camera)
@@ -171,7 +174,7 @@ def labeling_queue(
     }
     for camera, pending, *_ in per_camera:
         metadata[f"{camera}/pending"] = int(pending)
-    metadata |= _near_duplicate_metadata(config, marked, stats, ranked_down)
+    metadata |= _near_duplicate_metadata(config, marked, stats)
     context.log.info("re-ranked %s pending items across %s cameras", reranked, len(per_camera))
     return dg.MaterializeResult(metadata=metadata)
 
@@ -180,14 +183,14 @@ def _near_duplicate_metadata(
     config: LabelingQueueConfig,
     marked: list[NearDuplicateItem],
     stats: Counter[str],
-    ranked_down: int,
 ) -> dict[str, Any]:
     """What the near-duplicate pass did: totals, per camera, and the first marked items."""
     per_camera = Counter(camera for _, camera, _, _ in marked)
     metadata: dict[str, Any] = {
         "near_duplicate_distance": config.near_duplicate_distance,
         "near_duplicate_factor": config.near_duplicate_factor,
-        "near_duplicates": ranked_down,
+        "near_duplicates": stats["marked"],
+        "near_duplicate_marks_cleared": stats["unmarked"],
         "near_duplicate_compared": stats["compared"],
         "near_duplicate_references": stats["references"],
         "pending_without_crop_vectors": stats["without_vectors"],

@@ -8,7 +8,7 @@ dialect; the PostgreSQL connection translates it (see ``edgeloop.store.postgres`
 | table | owner |
 |---|---|
 | ``frames``, ``prediction_logs`` (detections) | ``edgeloop.store.frames`` (reads), ``edgeloop.store.ingest`` (the one writer) |
-| ``labeling_queue`` | ``edgeloop.store.queue`` |
+| ``labeling_queue`` | ``edgeloop.store.queue``; its near-duplicate marks ``edgeloop.store.diversity`` |
 | ``reviewed_labels`` | ``edgeloop.store.labels`` |
 | ``retraining_events`` | ``edgeloop.store.retraining`` |
 | ``model_deployments`` | ``edgeloop.store.deployments`` |

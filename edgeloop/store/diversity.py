@@ -1,12 +1,15 @@
-"""The labeling queue's near-duplicate pass: the rows the rule reads, the ranks it writes.
+"""The labeling queue's near-duplicate marks: the rows the rule reads, the marks it writes.
 
-The rule itself is ``edgeloop.diversity`` (pure); the ``labeling_queue`` asset reads the
-frames here, their crop vectors from the crop index, and ranks the marked items down
-here, right after ``edgeloop.store.queue.rerank`` has recomputed every pending priority
-(so ranking down never compounds from one run to the next). This module writes only
-``labeling_queue.priority`` of pending items; the table's owner is
-``edgeloop.store.queue``, whose ``next_item`` reads pending items by priority and hands
-out skipped items only when nothing is pending, so a ranked-down item is never lost.
+The rule itself is ``edgeloop.diversity`` (pure). The ``labeling_queue`` asset clears the
+pending items' marks and re-ranks them (``clear_marks``, then
+``edgeloop.store.queue.rerank``), reads the frames here (``queue_detections``), compares
+their crop vectors, and marks the near-duplicates (``mark_near_duplicates``). A mark is two
+columns of ``labeling_queue`` (migration 14): ``near_duplicate_of``, the item it is too
+like, and ``diversity_weight``, the factor every re-rank (``queue.rerank``, and the drift
+sensor's ``queue.boost_camera``) multiplies its priority by, so a mark lasts until the
+next pass. The table's owner is ``edgeloop.store.queue``, whose ``next_item`` reads pending
+items by priority and hands out skipped items only when nothing is pending, so a marked
+item is never lost: with weight 0 it comes after every item with an uncertain detection.
 """
 
 from __future__ import annotations
@@ -55,31 +58,58 @@ def queue_detections(*, con: Connection) -> list[QueueDetection]:
     ]
 
 
-def rank_down(*, con: Connection, item_ids: Sequence[int], factor: float) -> int:
-    """Multiply the priority of the given pending items by ``factor``; returns how many
-    changed. Items no longer pending (labeled or skipped meanwhile) are left alone.
+def clear_marks(*, con: Connection) -> int:
+    """Unmark every pending item (weight 1, no ``near_duplicate_of``); returns how many
+    were marked. Priorities are left as they are: ``queue.rerank`` recomputes them."""
+    rows = con.execute(
+        """
+        UPDATE labeling_queue SET near_duplicate_of = NULL, diversity_weight = 1.0
+        WHERE status = 'pending' AND (near_duplicate_of IS NOT NULL OR diversity_weight <> 1.0)
+        RETURNING item_id
+        """
+    ).fetchall()
+    return len(rows)
 
-    Call it once per ``edgeloop.store.queue.rerank`` (which recomputes priorities from the
-    detections), or the factor compounds.
+
+def mark_near_duplicates(
+    *, con: Connection, marks: Sequence[tuple[int, int]], factor: float
+) -> int:
+    """Mark pending items as near-duplicates: ``near_duplicate_of`` = the other item,
+    ``diversity_weight`` = ``factor``, and priority × ``factor`` now (so the queue is in
+    order before the next re-rank); returns how many were marked. Items no longer pending
+    (labeled or skipped meanwhile) are left alone. Call it after ``clear_marks`` and
+    ``queue.rerank`` (which multiplies by the weight again), never twice in a row.
+
+    Args:
+        marks: ``(item_id, item_id of the labeled or kept item it is like)`` pairs.
+        factor: in [0, 1): 0 puts them after every item with an uncertain detection.
 
     Raises:
         ValueError: ``factor`` outside [0, 1) (1 would rank nothing down).
     """
     if not 0.0 <= factor < 1.0:
         raise ValueError(f"the near-duplicate factor must be in [0, 1), got {factor}")
-    if not item_ids:
+    if not marks:
         return 0
-    con.register("near_duplicate_items", pa.table({"item_id": pa.array(item_ids, pa.int64())}))
+    table = pa.table(
+        {
+            "item_id": pa.array([m[0] for m in marks], pa.int64()),
+            "of_item_id": pa.array([m[1] for m in marks], pa.int64()),
+        }
+    )
+    con.register("near_duplicate_marks", table)
     try:
         rows = con.execute(
             """
-            UPDATE labeling_queue SET priority = priority * ?
-            WHERE status = 'pending'
-              AND item_id IN (SELECT item_id FROM near_duplicate_items)
-            RETURNING item_id
+            UPDATE labeling_queue AS q
+            SET near_duplicate_of = m.of_item_id, diversity_weight = ?,
+                priority = q.priority * ?
+            FROM near_duplicate_marks AS m
+            WHERE q.item_id = m.item_id AND q.status = 'pending'
+            RETURNING q.item_id
             """,
-            [factor],
+            [factor, factor],
         ).fetchall()
     finally:
-        con.unregister("near_duplicate_items")
+        con.unregister("near_duplicate_marks")
     return len(rows)

@@ -179,6 +179,13 @@ SITE_MIGRATIONS: dict[int, list[str | Only]] = {
         )
         """,
     ],
+    # Near-duplicates in the labeling queue (issue 18; ``edgeloop.store.diversity``):
+    # ``near_duplicate_of`` names the labeled or kept item a pending item is too like (NULL
+    # when none); ``diversity_weight`` multiplies its priority in every re-rank (1 when none).
+    14: [
+        "ALTER TABLE labeling_queue ADD COLUMN IF NOT EXISTS near_duplicate_of BIGINT",
+        "ALTER TABLE labeling_queue ADD COLUMN IF NOT EXISTS diversity_weight DOUBLE DEFAULT 1.0",
+    ],
     # The grid review's verdicts (issue 18; ``edgeloop.store.verdicts``): one row per crop
     # (a detection: ok / wrong / wrong_class) or audited frame with no detection (ok / missed)
     # a person reviewed, with who and when, the model's class and confidence, and whether it

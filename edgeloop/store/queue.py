@@ -3,8 +3,8 @@
 An item is ``pending`` until labeled; ``skipped`` items come back from ``next_item`` only
 when nothing is pending (least-skipped first, then the one skipped longest ago);
 ``labeled`` items never come back. Priority = the largest uncertainty score of the
-frame's detections (``edgeloop.rules.uncertainty_scores``) × a boost for cameras whose
-latest drift report drifted; pending items are read in ``QUEUE_ORDER``. A JPEG is queued
+frame's detections (``edgeloop.rules.uncertainty_scores``) × a boost for drifted cameras ×
+``diversity_weight`` (``edgeloop.store.diversity``); read in ``QUEUE_ORDER``. A JPEG is queued
 once: a frame whose JPEG is byte-identical (same sha256) to one already queued or labeled
 is not queued again (``insert_items_sql``).
 
@@ -366,7 +366,7 @@ def _rescore(
         UPDATE labeling_queue AS q SET priority = s.priority
         FROM (
             SELECT q.item_id,
-                   coalesce(max({score}), 0.0) * {boost_sql} AS priority
+                   coalesce(max({score}), 0.0) * {boost_sql} * max(q.diversity_weight) AS priority
             FROM labeling_queue q
             LEFT JOIN prediction_logs p ON p.frame_key = q.frame_key
             {drift_join}

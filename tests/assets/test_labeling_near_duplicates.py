@@ -43,6 +43,18 @@ def _pending(loop) -> list[tuple[str, float]]:
     return [(i["frame_key"], round(float(i["priority"]), 4)) for i in items]
 
 
+def _marks(loop) -> dict[str, tuple[str | None, float]]:
+    """frame_key -> (frame_key of the item it is like, diversity_weight), every item."""
+    with loop.store.connect() as con:
+        rows = con.execute(
+            """
+            SELECT q.frame_key, o.frame_key, q.diversity_weight
+            FROM labeling_queue q LEFT JOIN labeling_queue o ON o.item_id = q.near_duplicate_of
+            """
+        ).fetchall()
+    return {key: (of, float(weight)) for key, of, weight in rows}
+
+
 def test_near_duplicates_go_last_and_are_still_handed_out(tmp_path, database_url) -> None:
     loop = make_loop(tmp_path, database_url=database_url)
     # One box per frame; confidences 0.50, 0.55, 0.60, 0.65, 0.50, 0.55, 0.60 (loopdata).
@@ -73,6 +85,19 @@ def test_near_duplicates_go_last_and_are_still_handed_out(tmp_path, database_url
     assert {k for k, _ in pending[:4]} == set(kept)
     assert {k for k, _ in pending[4:]} == {a[0], a[3], a[6]}
     assert dict(pending) == {**{k: score[k] for k in kept}, a[0]: 0.0, a[3]: 0.0, a[6]: 0.0}
+    assert _marks(loop) == {
+        a[0]: (a[1], 0.0),
+        a[3]: (a[2], 0.0),
+        a[6]: (a[5], 0.0),
+        **{k: (None, 1.0) for k in kept},
+        a[5]: (None, 1.0),
+    }
+    # The drift sensor's boost keeps the marks (the weight is part of every re-rank).
+    with loop.store.connect() as con:
+        queue.boost_camera(con=con, camera_id="cam-a", factor=2.0, low=0.4, high=0.7)
+    boosted = dict(_pending(loop))
+    assert [boosted[k] for k in (a[0], a[3], a[6])] == [0.0, 0.0, 0.0]
+    assert boosted[a[1]] == round(2 * score[a[1]], 4)
 
     # Each kept item comes first; then, with nothing else pending, the near-duplicates.
     handed = []
@@ -84,6 +109,22 @@ def test_near_duplicates_go_last_and_are_still_handed_out(tmp_path, database_url
         loop.label(item["frame_key"], [], at=T0 + timedelta(hours=2, minutes=n))
     assert set(handed[:4]) == set(kept)
     assert set(handed[4:]) < {a[0], a[3], a[6]}
+
+
+def test_a_new_pass_clears_marks_the_vectors_no_longer_support(tmp_path, database_url) -> None:
+    loop = make_loop(tmp_path, database_url=database_url)
+    a = loop.add_frames("cam-a", [BLANK] * 2, boxes_per_frame=1)  # a1 ranks higher
+    loop.queue(a)
+    _write_crop_vectors(loop, {a[0]: 0, a[1]: 0})
+    dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    assert _marks(loop) == {a[0]: (a[1], 0.0), a[1]: (None, 1.0)}
+
+    _write_crop_vectors(loop, {a[0]: 0, a[1]: 90})  # re-embedded: now different scenes
+    result = dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    md = result.asset_materializations_for_node("labeling_queue")[0].metadata
+    assert (md["near_duplicates"].value, md["near_duplicate_marks_cleared"].value) == (0, 1)
+    assert _marks(loop) == {a[0]: (None, 1.0), a[1]: (None, 1.0)}
+    assert all(priority > 0 for _, priority in _pending(loop))
 
 
 def test_a_distance_of_zero_turns_the_pass_off(tmp_path, database_url) -> None:
