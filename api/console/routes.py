@@ -50,7 +50,7 @@ PANELS: dict[str, str] = {
     "inspections": "Inspections",
     "browse": "Dataset browser",
     "classes": "Classes",
-    "review": "Review quality",
+    "review": "Review",
     "settings": "Settings",
 }
 """Panel slug -> title, in the navigation's order."""

@@ -1,7 +1,9 @@
 // Grid review: a page of crops of one class (or one camera), least confident first. Each
 // crop is right unless flipped to "wrong" (no object: dropped) or "wrong class" (relabeled to
 // the class chosen in "wrong class →"); one submit stores them all (POST /api/review/grid:
-// one reviewed label per frame, see api/routes/review.py).
+// one reviewed label per frame, see api/routes/review.py). The source "audit sample" shows
+// the audit's confident crops and its frames with no detection, whole: each is right
+// (nothing there) unless flipped to "missed object", which sends it to the labeling queue.
 "use strict";
 
 import { $, api, fetchBitmap, showMessage } from "./http.js";
@@ -9,9 +11,13 @@ import { classColor } from "./editor.js";
 
 const TILE_PX = 150;
 const PAGE = 48;
-const MARK = { ok: "✓", wrong: "✗ wrong", wrong_class: "↻ wrong class" };
+const MARK = { ok: "✓", wrong: "✗ wrong", wrong_class: "↻ wrong class", missed: "✗ missed object" };
+const FRAME_OK = "✓ nothing missed";
+// Click cycles: a crop right → wrong → wrong class → right; a frame right ↔ missed.
+const NEXT = { ok: "wrong", wrong: "wrong_class", wrong_class: "ok" };
+const NEXT_FRAME = { ok: "missed", missed: "ok" };
 
-const g = { crops: [], verdicts: [], cursor: 0, classNames: [], bitmaps: new Map(), close: () => {}, busy: false };
+const g = { crops: [], verdicts: [], cursor: 0, classNames: [], bitmaps: new Map(), close: () => {}, busy: false, loads: 0 };
 
 export function onClose(fn) {
   g.close = fn;
@@ -53,11 +59,14 @@ async function load() {
   if ($("grid-class").value) params.set("class_name", $("grid-class").value);
   if ($("grid-camera").value.trim()) params.set("camera_id", $("grid-camera").value.trim());
   if ($("grid-min").value) params.set("min_confidence", $("grid-min").value);
+  params.set("source", $("grid-source").value);
+  const seq = ++g.loads; // a filter changed while a page was loading: only the last one counts
   try {
     const body = await (await api(`/api/review/grid?${params}`)).json();
+    if (seq !== g.loads) return;
     if (!g.classNames.length) setClasses(body.class_names, "");
-    g.crops = body.crops;
-    g.verdicts = body.crops.map(() => "ok");
+    g.crops = [...body.crops, ...body.frames.map((f) => ({ ...f, whole: true }))];
+    g.verdicts = g.crops.map(() => "ok");
     g.cursor = 0;
     render();
   } catch (err) {
@@ -86,7 +95,7 @@ function render() {
     tile.append(canvas, caption);
     tile.addEventListener("click", () => {
       g.cursor = i;
-      setVerdict(i, { ok: "wrong", wrong: "wrong_class", wrong_class: "ok" }[g.verdicts[i]]);
+      setVerdict(i, (crop.whole ? NEXT_FRAME : NEXT)[g.verdicts[i]]);
     });
     tiles.append(tile);
     drawCrop(canvas, crop);
@@ -101,6 +110,13 @@ async function drawCrop(canvas, crop) {
   ctx.fillStyle = "#222";
   ctx.fillRect(0, 0, TILE_PX, TILE_PX);
   if (!image) return;
+  if (crop.whole) {
+    // A frame with no detection: all of it, letterboxed into the tile.
+    const k = TILE_PX / Math.max(crop.width, crop.height);
+    const [w, h] = [crop.width * k, crop.height * k];
+    ctx.drawImage(image, 0, 0, crop.width, crop.height, (TILE_PX - w) / 2, (TILE_PX - h) / 2, w, h);
+    return;
+  }
   const [x1, y1, x2, y2] = crop.bbox_xyxy;
   const side = Math.max(x2 - x1, y2 - y1) * 1.5 + 8;
   const [cx, cy] = [(x1 + x2) / 2, (y1 + y2) / 2];
@@ -118,13 +134,17 @@ function paint() {
     const i = Number(tile.dataset.index);
     const crop = g.crops[i];
     const verdict = g.verdicts[i];
-    tile.className = `tile ${verdict}` + (i === g.cursor ? " cursor" : "");
-    tile.setAttribute("aria-label", `crop ${i + 1}: ${crop.class_name} ${crop.confidence.toFixed(2)}, ${verdict}`);
+    tile.className = `tile ${verdict}` + (crop.whole ? " whole" : "") + (i === g.cursor ? " cursor" : "");
+    const what = crop.whole ? `${crop.camera_id} frame, no detection` : `${crop.class_name} ${crop.confidence.toFixed(2)}`;
+    tile.setAttribute("aria-label", `${crop.whole ? "frame" : "crop"} ${i + 1}: ${what}, ${verdict}`);
     const now = verdict === "wrong_class" ? ` → ${targetFor(crop)}` : "";
-    tile.lastChild.textContent = `${i + 1}. ${crop.class_name} ${crop.confidence.toFixed(2)}\n${MARK[verdict]}${now}`;
+    const mark = crop.whole && verdict === "ok" ? FRAME_OK : MARK[verdict];
+    const audit = crop.audit ? " · audit" : "";
+    tile.lastChild.textContent = `${i + 1}. ${what}${audit}\n${mark}${now}`;
   }
   const wrong = g.verdicts.filter((v) => v !== "ok").length;
-  $("grid-summary").textContent = `${g.crops.length} crops, ${g.crops.length - wrong} right, ${wrong} flipped`;
+  const tiles = g.crops.some((c) => c.whole) ? "tiles" : "crops";
+  $("grid-summary").textContent = `${g.crops.length} ${tiles}, ${g.crops.length - wrong} right, ${wrong} flipped`;
 }
 
 function setVerdict(i, verdict) {
@@ -140,17 +160,22 @@ function columns() {
 
 async function submit() {
   if (g.busy || !g.crops.length) return;
-  const reviews = g.crops.map((c, i) => {
+  const reviews = [];
+  const frames = [];
+  g.crops.forEach((c, i) => {
+    if (c.whole) return frames.push({ frame_key: c.frame_key, verdict: g.verdicts[i] });
     const verdict = g.verdicts[i] === "wrong_class" && targetFor(c) === c.class_name ? "ok" : g.verdicts[i];
     const review = { frame_key: c.frame_key, detection_id: c.detection_id, verdict };
-    return verdict === "wrong_class" ? { ...review, class_name: targetFor(c) } : review;
+    reviews.push(verdict === "wrong_class" ? { ...review, class_name: targetFor(c) } : review);
   });
   g.busy = true;
   try {
-    const body = await (await api("/api/review/grid", { method: "POST", json: { reviews } })).json();
-    const flipped = reviews.filter((r) => r.verdict !== "ok").length;
+    const body = await (await api("/api/review/grid", { method: "POST", json: { reviews, frames } })).json();
+    const flipped = [...reviews, ...frames].filter((r) => r.verdict !== "ok").length;
     const refused = body.refused.length ? ` ${body.refused.length} frame(s) refused (labeled or claimed meanwhile).` : "";
-    showMessage(`Grid: ${reviews.length} crops reviewed, ${flipped} flipped; ${body.labeled.length} frame${body.labeled.length === 1 ? "" : "s"} labeled.${refused}`, refused ? "notice" : "info");
+    const queued = body.queued.length ? ` ${body.queued.length} frame(s) with a missed object sent to the labeling queue.` : "";
+    const tiles = frames.length ? "tiles" : "crops";
+    showMessage(`Grid: ${reviews.length + frames.length} ${tiles} reviewed, ${flipped} flipped; ${body.labeled.length} frame${body.labeled.length === 1 ? "" : "s"} labeled.${queued}${refused}`, refused ? "notice" : "info");
     $("label-count").textContent = $("label-count").textContent.replace(/^\d+/, String(body.labels_since_training));
     await load();
   } catch (err) {
@@ -165,6 +190,7 @@ $("grid-form").addEventListener("submit", (event) => {
   load();
 });
 $("grid-class").addEventListener("change", pickTarget);
+$("grid-source").addEventListener("change", load);
 $("grid-target").addEventListener("change", paint);
 $("grid-submit").addEventListener("click", submit);
 $("grid-close").addEventListener("click", () => g.close());
@@ -172,7 +198,8 @@ $("grid-close").addEventListener("click", () => g.close());
 const MOVES = { ArrowLeft: () => -1, ArrowRight: () => 1, ArrowUp: () => -columns(), ArrowDown: () => columns() };
 
 // The grid's keys (the page's dispatcher hands them over while the grid is shown; see the
-// `?` overlay): arrows move the cursor, X / Space flips the crop to wrong, C to wrong class,
+// `?` overlay): arrows move the cursor, X / Space flips the crop to wrong (a whole frame to
+// missed object), C to wrong class,
 // A back to right, T picks the next class for wrong-class crops, Enter submits, G / Esc leaves.
 export function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -181,7 +208,9 @@ export function onKey(event) {
   if (onButton && (key === "Enter" || key === " ")) return;
   const i = g.cursor;
   if (MOVES[key]) g.cursor = Math.max(0, Math.min(g.crops.length - 1, i + MOVES[key]()));
+  else if ((key === "x" || key === " ") && g.crops[i]?.whole) setVerdict(i, g.verdicts[i] === "missed" ? "ok" : "missed");
   else if (key === "x" || key === " ") setVerdict(i, g.verdicts[i] === "wrong" ? "ok" : "wrong");
+  else if (key === "c" && g.crops[i]?.whole) return;
   else if (key === "c") setVerdict(i, g.verdicts[i] === "wrong_class" ? "ok" : "wrong_class");
   else if (key === "a") setVerdict(i, "ok");
   else if (key === "t") {

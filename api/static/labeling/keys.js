@@ -29,7 +29,7 @@ export const KEYS = [
   ["A", "accept the selected box", "box"],
   ["D", "add a box (centred, selected: place it with the keys above)", "box"],
   ["Arrows", "move between crops", "grid"],
-  ["X, Space", "flip the crop to wrong (not an object), or back (click: right → wrong → wrong class)", "grid"],
+  ["X, Space", "flip the crop to wrong (not an object), or back (click: right → wrong → wrong class); on a whole frame (audit sample): missed object", "grid"],
   ["C", "flip the crop to wrong class (relabeled to the class in “wrong class →”), or back", "grid"],
   ["A", "the crop is right", "grid"],
   ["T", "next class for wrong-class crops", "grid"],

@@ -3,14 +3,17 @@ and each labeler's throughput, checked against the rows inserted, on each store.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from api_support import LABELER, detection, frame, ingest
 from fastapi.testclient import TestClient
 
+from api.console.live import ChangeFeed, event
 from edgeloop.annotations import ReviewedBox
 from edgeloop.store import AnyStore, labels, queue, verdicts
+from edgeloop.store.changes import markers
 from edgeloop.store.verdicts import VerdictRow
 
 pytestmark = pytest.mark.backends
@@ -125,3 +128,31 @@ def test_the_review_panel_reports_rates_and_throughput(client: TestClient, store
     )
     assert client.get("/console/api/review?window=2d", headers=LABELER).status_code == 422
     assert client.get("/console/api/review").status_code == 401
+
+
+def test_a_verdict_without_a_label_redraws_the_review_panel(store: AnyStore) -> None:
+    """A frame flipped to missed stores a verdict and no label: the change feed still names
+    the review panel."""
+
+    def read() -> dict[str, str]:
+        with store.connect() as con:
+            return markers(con=con)
+
+    def record() -> None:
+        with store.connect() as con:
+            verdicts.record(con=con, rows=[_verdict("cam-1:3", None, "missed", datetime.now(UTC))])
+
+    async def scenario() -> set[str]:
+        feed = ChangeFeed(read, poll_s=0.05)
+        queue = feed.listen()
+        await asyncio.sleep(0.2)  # the first poll: the baseline, no event
+        assert queue.empty()
+        await asyncio.to_thread(record)
+        subjects = await asyncio.wait_for(queue.get(), timeout=30)
+        feed.close(queue)
+        return subjects
+
+    subjects = asyncio.run(scenario())
+    assert subjects == {"verdicts"}
+    assert '"panels": ["review"]' in event(subjects)
+    assert '"panels": ["queue", "retraining", "review"]' in event({"labels"})
