@@ -60,7 +60,8 @@ status: setup  ## counts, queue, drift, models, retraining events
 
 # Every benchmark under bench/, in the order make bench runs them.
 BENCHES = edge_fps ingest api_reads console search vector_publish crop_embeddings datasets \
-	trigger store_backends api_reads_postgres ingest_replicas labeling_page batch_fetch console_live
+	trigger store_backends api_reads_postgres ingest_replicas labeling_page batch_fetch console_live \
+	audit_grid
 
 bench: init  ## every benchmark (figure, same-run baseline, ratio, TARGET line); see bench/README.md
 	set -e; for name in $(BENCHES); do $(RUN) python bench/$$name.py; done

@@ -43,6 +43,7 @@ SMALL = {
         *("--baseline-batches", "1", "--page-rounds", "1"),
     ],
     "console_live.py": ["--n", "2", "--baseline-n", "1"],
+    "audit_grid.py": ["--detections", "8000", "--frames", "1000", "--rounds", "1"],
 }
 NEEDS_SERVERS = {
     "store_backends.py": ("postgres", "s3"),
