@@ -24,7 +24,8 @@ the default: labeled as no object) or ``missed`` (an object the model did not bo
 frame goes to the labeling queue, where it is boxed)."""
 GridSource = Literal["all", "audit"]
 """Which detections a grid shows: ``all`` (of unlabeled frames, least confident first) or
-``audit`` (the audit sample's confident detections, and its frames with no detection)."""
+``audit`` (the detections of the audit sample's frames, its confident ones marked ``audit``,
+and its frames with no detection)."""
 AuditWindow = Literal["24h", "7d", "all"]
 """How far back the audit's figures reach: the last 24 hours, 7 days, or everything."""
 

@@ -11,9 +11,10 @@ item first (``edgeloop.store.queue.ensure_item``). A frame labeled or claimed by
 labeler since the grid was read is not labeled again: it is listed in ``refused``.
 
 Every verdict is kept too (``edgeloop.store.verdicts``), marked when the crop was in the
-audit sample (``edgeloop.audit``). ``source=audit`` shows only the sample: its confident
-detections and its frames with no detection, shown whole. Such a frame is labeled "no
-object" when left right, or flipped to ``missed`` and queued for labeling, where a labeler
+audit sample (``edgeloop.audit``). ``source=audit`` shows only the sample: the detections of
+its frames (the confident ones are the audited ones, ``audit`` true; the others are shown
+too, so that the label the submit stores accepts no box of the frame unseen) and its frames
+with no detection, shown whole. Such a frame is labeled "no object" when left right, or flipped to ``missed`` and queued for labeling, where a labeler
 draws the object the model did not box. ``GET /api/review/audit`` reports what the sample
 found (``api.review_stats``).
 """
@@ -84,7 +85,7 @@ def read_grid(
     limit: Annotated[int, Query(ge=1, le=200, description="Crops on the page.")] = 48,
     source: Annotated[
         schemas.GridSource,
-        Query(description="all, or audit: the audit sample's confident detections and frames."),
+        Query(description="all, or audit: the audit sample's detections and empty frames."),
     ] = "all",
 ) -> schemas.GridPublic:
     """A page of crops to review (role ``labeler``): detections of unlabeled frames with a
@@ -98,9 +99,7 @@ def read_grid(
             con=con,
             class_name=class_name,
             camera_id=camera_id,
-            min_confidence=max(min_confidence, settings.loop.uncertainty_high)
-            if audit
-            else min_confidence,
+            min_confidence=min_confidence,
             labeler=principal.name,
             now=now,
             limit=limit,

@@ -76,6 +76,7 @@ def test_the_audit_grid_shows_the_samples_confident_detections_and_empty_frames(
     assert response.status_code == 200, response.text
     grid = response.json()
     assert [(c["detection_id"], c["audit"]) for c in grid["crops"]] == [
+        (f"{IN[0]}:2", False),  # uncertain: shown, so the frame's label accepts it seen
         (f"{IN[1]}:0", True),
         (f"{IN[0]}:1", True),
         (f"{IN[0]}:0", True),
