@@ -27,6 +27,7 @@ from api.console.browse_view import browse_panel
 from api.console.classes_view import classes_panel
 from api.console.review_view import review_panel
 from api.console.settings_view import effective_settings
+from api.console.uploads_view import uploads_panel
 from api.deps import (
     AUTH_RESPONSES,
     TOKEN_COOKIE,
@@ -49,6 +50,7 @@ PANELS: dict[str, str] = {
     "models": "Models",
     "inspections": "Inspections",
     "browse": "Dataset browser",
+    "uploads": "Uploads",
     "classes": "Classes",
     "review": "Review",
     "settings": "Settings",
@@ -86,6 +88,7 @@ PanelName = Literal[
     "models",
     "inspections",
     "browse",
+    "uploads",
     "classes",
     "review",
     "settings",
@@ -356,6 +359,12 @@ _add_fragment(
 )
 data_router.add_api_route("/browse", browse_panel, methods=["GET"], name="read_browse_panel")
 _add_fragment("browse", browse_panel, "The dataset browser's grid under its filters (HTML).")
+data_router.add_api_route("/uploads", uploads_panel, methods=["GET"], name="read_uploads_panel")
+_add_fragment(
+    "uploads",
+    uploads_panel,
+    "Recent prediction batches, and one batch's images with each run's boxes (HTML).",
+)
 data_router.add_api_route("/review", review_panel, methods=["GET"], name="read_review_panel")
 _add_fragment(
     "review",

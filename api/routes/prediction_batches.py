@@ -171,7 +171,7 @@ async def create_prediction_batch(
     batch_id = await run_in_threadpool(
         _record, store, objects, images, source=source, run=run, by=principal.name
     )
-    return await run_in_threadpool(_detail, store, batch_id)
+    return await run_in_threadpool(batch_detail, store, batch_id)
 
 
 @router.get("", response_model=list[BatchSummaryPublic])
@@ -191,7 +191,8 @@ def _image_url(batch_id: int, index: int, what: str = "") -> str:
     return f"{PREFIX}/{batch_id}/images/{index}{what}.jpg"
 
 
-def _detail(store: AnyStore, batch_id: int) -> BatchPublic:
+def batch_detail(store: AnyStore, batch_id: int) -> BatchPublic:
+    """The batch with its images and runs (404 when there is none); the console shows it too."""
     with store.connect() as con:
         batch = batches.get(con=con, batch_id=batch_id)
         if batch is None:
@@ -234,7 +235,7 @@ def read_prediction_batch(
     batch_id: BatchId, _principal: CurrentPrincipal, store: StoreDep
 ) -> BatchPublic:
     """A batch: its images and each run with its detections (bbox xyxy px of the image)."""
-    return _detail(store, batch_id)
+    return batch_detail(store, batch_id)
 
 
 def _stored_jpegs(settings: SettingsDep, images: list[dict[str, Any]]) -> list[bytes]:
@@ -291,7 +292,7 @@ async def create_prediction_run(
         await run_in_threadpool(record)
     except RunExistsError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return await run_in_threadpool(_detail, store, batch_id)
+    return await run_in_threadpool(batch_detail, store, batch_id)
 
 
 @router.get("/{batch_id}/compare", response_model=ComparisonPublic)
@@ -304,6 +305,12 @@ def compare_prediction_runs(
 ) -> ComparisonPublic:
     """Versions ``a`` and ``b`` on the batch, per image: detections of each, same-class
     pairs with IoU >= 0.5 (matched once each), mean confidence and mean matched IoU."""
+    return comparison(store, batch_id, a, b)
+
+
+def comparison(store: AnyStore, batch_id: int, a: str, b: str) -> ComparisonPublic:
+    """``edgeloop.uploads.compare`` of the batch's runs of versions ``a`` and ``b``; 404
+    when the batch or either run is missing. The console shows it too."""
     with store.connect() as con:
         if batches.get(con=con, batch_id=batch_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no prediction batch {batch_id}")

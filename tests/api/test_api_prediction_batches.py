@@ -12,24 +12,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 import pytest
 from api_support import AGENT, LABELER, api_settings_for
 from fastapi.testclient import TestClient
-from loopdata import register_model
-from support import REPO_ROOT, SAMPLES_DIR, require
+from support import SAMPLES_DIR, require
+from upload_support import expected_detections, register_seed, stored, vtest_frame
 
 from api.main import create_app
-from edgeloop.detection.onnx import OnnxDetector
-from edgeloop.offline import configure_offline_environment
-from edgeloop.registry import PRODUCTION, STAGING
 from edgeloop.settings import LoopSettings
 from edgeloop.store import prediction_batches as pb
 from edgeloop.store import queue
 from edgeloop.uploads import decode_bgr
-
-SEED_ONNX = REPO_ROOT / "data" / "seed" / "best.onnx"
-CLASS_NAMES = ["Normal", "Fall"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +33,9 @@ class Registry:
 @pytest.fixture(scope="module")
 def seed_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     """The seed detector as version 1 (production) and 2 (staging) of a real MLflow store."""
-    onnx = require(SEED_ONNX)
     root = tmp_path_factory.mktemp("upload-registry")
-    configure_offline_environment(root / "ultralytics")
     settings = LoopSettings(data_dir=root / "data")
-    pt = root / "best.pt"
-    pt.write_bytes(b"weights are not needed: the API runs the ONNX file")
-    for alias in (PRODUCTION, STAGING):
-        register_model(settings, pt_path=pt, onnx_path=onnx, class_names=CLASS_NAMES, alias=alias)
+    register_seed(settings, root)
     return Registry(tracking_uri=settings.tracking_uri)
 
 
@@ -60,33 +48,6 @@ def loop(loop_settings: LoopSettings, seed_registry: Registry) -> LoopSettings:
 def client(loop: LoopSettings) -> Iterator[TestClient]:
     with TestClient(create_app(api_settings_for(loop))) as test_client:
         yield test_client
-
-
-def vtest_frame(index: int) -> np.ndarray:
-    """Frame ``index`` of the sample video vtest.avi (768x576, people walking), BGR."""
-    cap = cv2.VideoCapture(str(require(SAMPLES_DIR / "vtest.avi")))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-    ok, image = cap.read()
-    cap.release()
-    assert ok
-    return np.asarray(image)
-
-
-def expected_detections(jpeg: bytes) -> list[tuple[int, str, float, tuple[float, ...]]]:
-    """What the agents' detector finds on the stored JPEG, with the API's defaults."""
-    detector = OnnxDetector(SEED_ONNX, class_names=CLASS_NAMES, version="1")
-    image = decode_bgr(jpeg)
-    assert image is not None
-    return [
-        (d.class_id, d.class_name, d.confidence, tuple(d.bbox_xyxy)) for d in detector.detect(image)
-    ]
-
-
-def stored(rows: list[dict]) -> list[tuple[int, str, float, tuple[float, ...]]]:
-    return [
-        (d["class_id"], d["class_name"], d["confidence"], (d["x1"], d["y1"], d["x2"], d["y2"]))
-        for d in rows
-    ]
 
 
 @pytest.mark.backends
