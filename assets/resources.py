@@ -84,8 +84,12 @@ class VectorIndexResource(dg.ConfigurableResource):
         KEEP_VERSIONS, ge=1, description="Index versions kept after a publish (published included)."
     )
 
-    def index(self) -> VectorIndex:
-        return VectorIndex.from_settings(self.loop.settings(), keep_versions=self.keep_versions)
+    def index(self, *, keep_open: bool = False) -> VectorIndex:
+        """The index; ``keep_open`` keeps its reader open between reads until ``close()``
+        (``VectorIndex``), for a run that reads many vectors."""
+        return VectorIndex.from_settings(
+            self.loop.settings(), keep_versions=self.keep_versions, keep_open=keep_open
+        )
 
 
 class EmbedderResource(dg.ConfigurableResource):

@@ -27,6 +27,7 @@ from assets.resources import (
     StoreResource,
     VectorIndexResource,
 )
+from assets.suggested_tags import suggested_tags
 from assets.training import detector_model
 from edgeloop.settings import get_settings
 from pipelines.checks import training_dataset_checks
@@ -43,6 +44,7 @@ defs = dg.Definitions(
         drift_report,
         labeling_queue,
         crop_embeddings,
+        suggested_tags,
         training_dataset,
         detector_model,
         model_evaluation,

@@ -108,7 +108,7 @@ drift_job = _job(
 
 labeling_job = _job(
     LABELING_JOB,
-    dg.AssetSelection.assets("labeling_queue", "crop_embeddings"),
+    dg.AssetSelection.assets("labeling_queue", "crop_embeddings", "suggested_tags"),
     labeling_run_config(_settings),
-    "Re-rank the labeling queue and index new crops for similarity search.",
+    "Re-rank the labeling queue, index new crops for similarity search, suggest their tags.",
 )

@@ -21,6 +21,7 @@ from api.tag_prompts import PromptTagsUnavailableError
 from api.tag_prompts import suggest as prompt_tags
 from edgeloop.store import browse, tags
 from edgeloop.store.connection import transaction
+from edgeloop.tag_prompts import record as record_prompt_tags
 from edgeloop.vectors.versions import CorruptIndexError, IndexLockedError, IndexNotPublishedError
 
 router = secured_router("/api/tags", tag="tags")
@@ -146,15 +147,6 @@ def suggest_tags(
         note = f"no crop index to match tag prompts against: {exc}"
     if matches:
         with store.connect() as con, transaction(con):
-            for match in matches:
-                suggested += tags.add(
-                    con=con,
-                    detection_ids=[match.detection_id],
-                    tag=match.tag,
-                    source="suggested",
-                    created_by="loop",
-                    now=now,
-                    score=match.score,
-                )
+            suggested += record_prompt_tags(con=con, matches=matches, created_by="loop", now=now)
     del principal
     return {"suggested": suggested, "prompt_matches": len(matches), "prompts": note}

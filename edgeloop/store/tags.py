@@ -191,6 +191,25 @@ def suggest_from_detections(
     return inserted
 
 
+def frames_received(
+    *, con: Connection, since: datetime | None, until: datetime, with_jpeg: bool = False
+) -> list[str]:
+    """The keys of the frames received (``frames.received_at``, the loop host's clock) in
+    ``[since, until)`` (``since`` None: from the first), sorted: what the loop suggests
+    tags for next (the ``suggested_tags`` asset). ``with_jpeg``: only frames with a stored
+    JPEG (the only ones with crops in the crop index)."""
+    condition = "received_at < ?" + (" AND received_at >= ?" if since is not None else "")
+    if with_jpeg:
+        condition += " AND jpeg_path IS NOT NULL"
+    params: list[Any] = [until] + ([since] if since is not None else [])
+    return [
+        str(r[0])
+        for r in con.execute(
+            f"SELECT frame_key FROM frames WHERE {condition} ORDER BY frame_key", params
+        ).fetchall()
+    ]
+
+
 def _tags_of(rows: Iterable[tuple[Any, ...]], prefix: str = "") -> list[tuple[str, str]]:
     """``(name, tag)`` for each name that makes a valid tag."""
     found = []

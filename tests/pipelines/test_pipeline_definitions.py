@@ -22,6 +22,7 @@ ASSETS = {
     "drift_report",
     "labeling_queue",
     "crop_embeddings",
+    "suggested_tags",
     "training_dataset",
     "detector_model",
     "model_evaluation",
@@ -64,7 +65,7 @@ def test_retrain_job_rebuilds_the_dataset_then_trains_evaluates_promotes():
     }
     assert checks == {"boxes_inside_images", "known_classes", "no_train_val_leak", "minimum_size"}
     assert _selected("drift_job") == {"detections", "drift_report"}
-    assert _selected("labeling_job") == {"labeling_queue", "crop_embeddings"}
+    assert _selected("labeling_job") == {"labeling_queue", "crop_embeddings", "suggested_tags"}
 
 
 def test_dataset_checks_are_blocking():
