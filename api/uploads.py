@@ -55,18 +55,16 @@ class Predictor:
     """Runs registered model versions on images, one image at a time, on its own thread.
 
     Args:
-        registry: the API's registry view (model files are downloaded once per version).
         loop: the loop settings (the uncertainty band flags each detection).
     """
 
-    def __init__(self, registry: ModelRegistry, loop: LoopSettings) -> None:
-        self.registry = registry
+    def __init__(self, loop: LoopSettings) -> None:
         self.loop = loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uploads-predict")
         self._detectors: OrderedDict[str, OnnxDetector] = OrderedDict()
 
     def resolve(
-        self, *, model_version: str | None, alias: str | None
+        self, registry: ModelRegistry, *, model_version: str | None, alias: str | None
     ) -> tuple[ModelFiles, str | None]:
         """The files of ``model_version``, or of the version ``alias`` (default
         ``production``) points at, and the alias used (None when a version was named).
@@ -75,9 +73,9 @@ class Predictor:
             edgeloop.registry.ModelNotFoundError: no such version, or no version has the alias.
         """
         if model_version is not None:
-            return self.registry.version_files(model_version), None
+            return registry.version_files(model_version), None
         alias = alias or PRODUCTION
-        return self.registry.files(alias), alias
+        return registry.files(alias), alias
 
     def _detector(self, files: ModelFiles) -> OnnxDetector:
         detector = self._detectors.pop(files.version, None)
@@ -96,7 +94,12 @@ class Predictor:
         return detector
 
     def predict(
-        self, jpegs: Sequence[bytes], *, model_version: str | None, alias: str | None
+        self,
+        registry: ModelRegistry,
+        jpegs: Sequence[bytes],
+        *,
+        model_version: str | None,
+        alias: str | None,
     ) -> Run:
         """Run the chosen model on each stored JPEG (blocking; ``run`` is the async form).
 
@@ -105,7 +108,7 @@ class Predictor:
             edgeloop.detection.onnx.ModelError: the version's ONNX file is not usable.
             ValueError: a JPEG that OpenCV cannot decode (checked at upload: not expected).
         """
-        files, used_alias = self.resolve(model_version=model_version, alias=alias)
+        files, used_alias = self.resolve(registry, model_version=model_version, alias=alias)
         detector = self._detector(files)
         detections: list[RunDetection] = []
         started = time.perf_counter()
@@ -132,13 +135,18 @@ class Predictor:
         )
 
     async def run(
-        self, jpegs: Sequence[bytes], *, model_version: str | None, alias: str | None
+        self,
+        registry: ModelRegistry,
+        jpegs: Sequence[bytes],
+        *,
+        model_version: str | None,
+        alias: str | None,
     ) -> Run:
         """``predict`` on the predictor's thread; the event loop stays free meanwhile."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor,
-            lambda: self.predict(jpegs, model_version=model_version, alias=alias),
+            lambda: self.predict(registry, jpegs, model_version=model_version, alias=alias),
         )
 
     def close(self) -> None:
@@ -158,7 +166,7 @@ def get_predictor(request: Request) -> Predictor:
     with _predictor_lock:
         predictor = getattr(state, "predictor", None)
         if predictor is None:
-            predictor = Predictor(state.registry, state.settings.loop)
+            predictor = Predictor(state.settings.loop)
             state.predictor = predictor
     assert isinstance(predictor, Predictor)
     return predictor

@@ -26,7 +26,14 @@ from typing import Annotated, Any
 from fastapi import File, Form, Header, HTTPException, Path, Query, Response, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentPrincipal, LabelerPrincipal, SettingsDep, StoreDep, secured_router
+from api.deps import (
+    CurrentPrincipal,
+    LabelerPrincipal,
+    RegistryDep,
+    SettingsDep,
+    StoreDep,
+    secured_router,
+)
 from api.prediction_batch_models import (
     Alias,
     BatchPublic,
@@ -87,10 +94,14 @@ def _read_files(files: list[UploadFile], limits: UploadLimits) -> list[UploadedF
     return read
 
 
-async def _predict(predictor: PredictorDep, jpegs: list[bytes], choice: ModelChoice) -> Run:
+async def _predict(
+    predictor: PredictorDep, registry: RegistryDep, jpegs: list[bytes], choice: ModelChoice
+) -> Run:
     """The predictor's run; registry and model failures as HTTP errors."""
     try:
-        return await predictor.run(jpegs, model_version=choice.model_version, alias=choice.alias)
+        return await predictor.run(
+            registry, jpegs, model_version=choice.model_version, alias=choice.alias
+        )
     except ModelNotFoundError as exc:
         code = (
             status.HTTP_404_NOT_FOUND
@@ -147,6 +158,7 @@ async def create_prediction_batch(
     store: StoreDep,
     settings: SettingsDep,
     predictor: PredictorDep,
+    registry: RegistryDep,
     files: Annotated[
         list[UploadFile], File(description="Images (JPEG, PNG, WebP, BMP), or one zip of them.")
     ],
@@ -166,7 +178,7 @@ async def create_prediction_batch(
         source, images = await run_in_threadpool(read_upload, uploaded, limits)
     except UploadRejectedError as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from None
-    run = await _predict(predictor, [i.jpeg for i in images], choice)
+    run = await _predict(predictor, registry, [i.jpeg for i in images], choice)
     objects = settings.loop.objects()
     batch_id = await run_in_threadpool(
         _record, store, objects, images, source=source, run=run, by=principal.name
@@ -262,6 +274,7 @@ async def create_prediction_run(
     store: StoreDep,
     settings: SettingsDep,
     predictor: PredictorDep,
+    registry: RegistryDep,
 ) -> BatchPublic:
     """Run another model version on the batch's stored images (role ``labeler``); 409 when
     the batch was run with that version already."""
@@ -276,7 +289,7 @@ async def create_prediction_run(
 
     stored = await run_in_threadpool(images)
     jpegs = await run_in_threadpool(_stored_jpegs, settings, stored)
-    run = await _predict(predictor, jpegs, body)
+    run = await _predict(predictor, registry, jpegs, body)
 
     def record() -> None:
         with store.connect() as con:
