@@ -12,6 +12,7 @@ from the labels themselves (``edgeloop.store.label_work``, ``edgeloop.audit.thro
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from api import review_models as schemas
 from api.settings import ApiSettings
@@ -36,18 +37,12 @@ def since_of(window: schemas.AuditWindow, now: datetime) -> datetime | None:
     return None if span is None else now - span
 
 
-def audit_report(
-    store: AnyStore,
+def _audit(
+    counts: dict[str, Any],
     settings: ApiSettings,
-    *,
     window: schemas.AuditWindow,
-    now: datetime | None = None,
+    since: datetime | None,
 ) -> schemas.AuditPublic:
-    """The confident-mistake rate (overall and per model class) and the miss rate of the
-    audited verdicts reviewed in the window, with n and 95 % Wilson intervals."""
-    since = since_of(window, now or datetime.now(UTC))
-    with store.connect() as con:
-        counts = verdicts.audit_counts(con=con, since=since)
     classes = [
         schemas.AuditClassPublic(
             class_name=c["class_name"],
@@ -70,6 +65,21 @@ def audit_report(
     )
 
 
+def audit_report(
+    store: AnyStore,
+    settings: ApiSettings,
+    *,
+    window: schemas.AuditWindow,
+    now: datetime | None = None,
+) -> schemas.AuditPublic:
+    """The confident-mistake rate (overall and per model class) and the miss rate of the
+    audited verdicts reviewed in the window, with n and 95 % Wilson intervals."""
+    since = since_of(window, now or datetime.now(UTC))
+    with store.connect() as con:
+        counts = verdicts.audit_counts(con=con, since=since)
+    return _audit(counts, settings, window, since)
+
+
 def review_stats(
     store: AnyStore,
     settings: ApiSettings,
@@ -77,17 +87,19 @@ def review_stats(
     window: schemas.AuditWindow,
     now: datetime | None = None,
 ) -> schemas.ReviewStatsPublic:
-    """The audit report and each labeler's throughput over the window, busiest first."""
-    now = now or datetime.now(UTC)
+    """The audit report and each labeler's throughput over the window, busiest first (one
+    connection)."""
+    since = since_of(window, now or datetime.now(UTC))
     with store.connect() as con:
-        work = label_work.submits(con=con, since=since_of(window, now))
+        counts = verdicts.audit_counts(con=con, since=since)
+        work = label_work.submits(con=con, since=since)
     labelers = [
         schemas.LabelerThroughputPublic(labeler=name, **vars(throughput(submits)))
         for name, submits in work.items()
     ]
     labelers.sort(key=lambda r: (-r.items, r.labeler))
     return schemas.ReviewStatsPublic(
-        audit=audit_report(store, settings, window=window, now=now),
+        audit=_audit(counts, settings, window, since),
         labelers=labelers,
         idle_gap_s=IDLE_GAP_S,
         tolerance_px=PRE_LABEL_TOLERANCE_PX,

@@ -36,6 +36,7 @@ def submits(*, con: Connection, since: datetime | None) -> dict[str, list[Submit
         (``edgeloop.audit.changed_pre_labels``).
     """
     when = "" if since is None else "WHERE l.labeled_at >= ?"
+    also = "" if since is None else "AND l.labeled_at >= ?"
     params = [] if since is None else [since]
     labels = fetch_dicts(
         con.execute(
@@ -53,7 +54,9 @@ def submits(*, con: Connection, since: datetime | None) -> dict[str, list[Submit
             f"""
             SELECT p.frame_key, p.x1, p.y1, p.x2, p.y2, p.class_name, f.width, f.height
             FROM prediction_logs p LEFT JOIN frames f ON f.frame_key = p.frame_key
-            WHERE p.frame_key IN (SELECT l.frame_key FROM reviewed_labels l {when})
+            WHERE EXISTS (
+                SELECT 1 FROM reviewed_labels l WHERE l.frame_key = p.frame_key {also}
+            )
             ORDER BY p.frame_key, p.detection_id
             """,
             params,
