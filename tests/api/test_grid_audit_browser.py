@@ -121,7 +121,11 @@ def test_audit_grid_by_keyboard_then_the_console_shows_the_rate(
     press(page, "g")
     tiles = page.locator("#grid-tiles .tile")
     expect(tiles).to_have_count(4)  # every unlabeled detection, the Fall one too
-    page.select_option("#grid-source", "audit")
+    page.select_option("#grid-class", "Normal")
+    page.locator("#grid-form button[type=submit]").click()
+    expect(tiles).to_have_count(3)
+    page.select_option("#grid-source", "audit")  # the sample is reviewed whole: any class
+    expect(page.locator("#grid-class")).to_have_value("")
     expect(tiles).to_have_count(5)
     expect(tiles.nth(0)).to_contain_text("Normal 0.80 · audit")
     expect(tiles.nth(3)).to_contain_text("vtest frame, no detection")

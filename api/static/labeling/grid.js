@@ -190,7 +190,12 @@ $("grid-form").addEventListener("submit", (event) => {
   load();
 });
 $("grid-class").addEventListener("change", pickTarget);
-$("grid-source").addEventListener("change", load);
+// The audit sample is reviewed whole: its frames with no detection have no class to filter by.
+$("grid-source").addEventListener("change", () => {
+  if ($("grid-source").value === "audit") $("grid-class").value = "";
+  pickTarget();
+  load();
+});
 $("grid-target").addEventListener("change", paint);
 $("grid-submit").addEventListener("click", submit);
 $("grid-close").addEventListener("click", () => g.close());
