@@ -35,6 +35,13 @@ from edgeloop.store.diversity import NEAR_DUPLICATE_FACTOR, QueueDetection
 
 logger = logging.getLogger(__name__)
 
+NEAR_DUPLICATE_WINDOW = 5000
+"""Pending items the near-duplicate pass compares (highest priority first): each is compared
+with every labeled frame and every item kept above it, so the cost grows with the square
+of the window (5,000 items of 1,280-d vectors with 2,000 labeled: 14 s on the loaded 2-core
+machine, all kept, the worst case); the labeling job runs hourly and a person labels far
+fewer than 5,000 items an hour (an edgeloop default)."""
+
 DRIFT_BOOST = 2.0
 """Priority multiplier for a camera whose latest drift report drifted (sample where the
 model is likely to be wrong; an edgeloop default, not from the seed)."""
@@ -66,6 +73,14 @@ class LabelingQueueConfig(dg.Config):
         lt=1,
         description="Multiplier of a near-duplicate's priority (0: after every other item).",
     )
+    near_duplicate_window: int = Field(
+        NEAR_DUPLICATE_WINDOW,
+        ge=1,
+        description=(
+            "Pending items compared per pass, highest priority first; the rest stay unmarked "
+            "until a later pass reaches them."
+        ),
+    )
     crop_pad: float = Field(
         CROP_PAD, ge=0, le=1, description="The crop margin crop_embeddings cut the crops with."
     )
@@ -76,7 +91,12 @@ NearDuplicateItem = tuple[int, str, int, float]
 
 
 def near_duplicate_items(
-    rows: list[QueueDetection], vectors: dict[str, np.ndarray], *, pad: float, threshold: float
+    rows: list[QueueDetection],
+    vectors: dict[str, np.ndarray],
+    *,
+    pad: float,
+    threshold: float,
+    window: int = NEAR_DUPLICATE_WINDOW,
 ) -> tuple[list[NearDuplicateItem], Counter[str]]:
     """Apply ``edgeloop.diversity.near_duplicates`` to the queue's items.
 
@@ -86,11 +106,13 @@ def near_duplicate_items(
         vectors: crop content key (``edgeloop.embeddings.crop_key``) -> ``(d,)`` float32.
         pad: the crop margin the keys were made with.
         threshold: cosine distance.
+        window: the first ``window`` pending items with a vector are compared, the rest
+            are left unmarked.
 
     Returns:
-        The marked pending items, and counts: ``compared`` (pending items with a vector),
-        ``references`` (labeled items with one), ``without_vectors`` (pending items
-        with none, never marked).
+        The marked pending items, and counts: ``compared`` (pending items with a vector,
+        within the window), ``beyond_window``, ``references`` (labeled items with a
+        vector), ``without_vectors`` (pending items with none, never marked).
     """
     crops: dict[int, tuple[str, str, list[np.ndarray]]] = {}
     for item_id, camera, status, _, jpeg_path, bbox in rows:
@@ -106,6 +128,8 @@ def near_duplicate_items(
             stats["without_vectors"] += status == "pending"
             continue
         (refs if status == "labeled" else cands).append((item_id, camera, frame_vector(found)))
+    stats["beyond_window"] = max(0, len(cands) - window)
+    cands = cands[:window]
     stats["compared"], stats["references"] = len(cands), len(refs)
     if not cands:
         return [], stats
@@ -147,7 +171,11 @@ def labeling_queue(
         rows = diversity.queue_detections(con=con) if config.near_duplicate_distance else []
     vectors = cache.load() if rows else {}
     marked, stats = near_duplicate_items(
-        rows, vectors, pad=config.crop_pad, threshold=config.near_duplicate_distance
+        rows,
+        vectors,
+        pad=config.crop_pad,
+        threshold=config.near_duplicate_distance,
+        window=config.near_duplicate_window,
     )
     with store.store().connect() as con:
         stats["marked"] = diversity.mark_near_duplicates(
@@ -193,6 +221,7 @@ def _near_duplicate_metadata(
         "near_duplicate_marks_cleared": stats["unmarked"],
         "near_duplicate_compared": stats["compared"],
         "near_duplicate_references": stats["references"],
+        "near_duplicate_beyond_window": stats["beyond_window"],
         "pending_without_crop_vectors": stats["without_vectors"],
         "near_duplicates_per_camera": dg.MetadataValue.md(
             md_table(["camera", "near-duplicates ranked down"], sorted(per_camera.items()))

@@ -119,25 +119,29 @@ def _greedy(
     threshold: float,
 ) -> list[NearDuplicate]:
     """One camera: ``rows`` (candidate rows, priority order) against ``refs`` (reference
-    rows), kept frames appended as they are found (a preallocated matrix, so each step is
-    one matrix-vector product over what is kept so far)."""
-    dims = candidates.shape[1]
-    kept = np.empty((len(refs) + len(rows), dims), dtype=np.float32)
-    if refs:
-        kept[: len(refs)] = references[refs]
-    origin: list[tuple[bool, int]] = [(True, j) for j in refs]
+    rows) and the candidates kept before each. The distances to the references are one
+    matrix product (BLAS); the kept candidates grow in a preallocated matrix, so each step
+    is one matrix-vector product over what is kept so far."""
+    mine = candidates[rows]
+    to_refs = 1.0 - mine @ references[refs].T if refs else None
+    kept = np.empty_like(mine)
+    kept_rows: list[int] = []
     marked: list[NearDuplicate] = []
-    for i in rows:
-        n = len(origin)
-        if n:
-            distances = 1.0 - kept[:n] @ candidates[i]
-            nearest = int(np.argmin(distances))
-            if float(distances[nearest]) < threshold:
-                of_reference, of_index = origin[nearest]
-                marked.append(NearDuplicate(i, of_reference, of_index, float(distances[nearest])))
-                continue
-        kept[n] = candidates[i]
-        origin.append((False, i))
+    for k, i in enumerate(rows):
+        best: NearDuplicate | None = None
+        if to_refs is not None:
+            j = int(np.argmin(to_refs[k]))
+            best = NearDuplicate(i, True, refs[j], float(to_refs[k, j]))
+        if kept_rows:
+            distances = 1.0 - kept[: len(kept_rows)] @ mine[k]
+            j = int(np.argmin(distances))
+            if best is None or float(distances[j]) < best.distance:
+                best = NearDuplicate(i, False, kept_rows[j], float(distances[j]))
+        if best is not None and best.distance < threshold:
+            marked.append(best)
+            continue
+        kept[len(kept_rows)] = mine[k]
+        kept_rows.append(i)
     return marked
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from loopdata import T0, make_loop
 
 from assets.embeddings import CROP_PAD
-from assets.labeling import labeling_queue
+from assets.labeling import labeling_queue, near_duplicate_items
 from edgeloop.embeddings import EmbeddingCache, crop_key, embedder_name, embedder_slug
 from edgeloop.rules import uncertainty_score
 from edgeloop.store import queue
@@ -140,3 +140,15 @@ def test_a_distance_of_zero_turns_the_pass_off(tmp_path, database_url) -> None:
     md = result.asset_materializations_for_node("labeling_queue")[0].metadata
     assert md["near_duplicates"].value == 0
     assert all(priority > 0 for _, priority in _pending(loop))
+
+
+def test_items_beyond_the_window_are_left_unmarked() -> None:
+    box = (0.0, 0.0, 10.0, 10.0)
+    # (item_id, camera, status, detection_id, jpeg_path, bbox): three identical pending frames
+    rows = [(i, "cam-a", "pending", f"d{i}", f"f{i}.jpg", box) for i in (7, 8, 9)]
+    vectors = {crop_key(f"f{i}.jpg", box, pad=CROP_PAD): _unit(0) for i in (7, 8, 9)}
+    marked, stats = near_duplicate_items(rows, vectors, pad=CROP_PAD, threshold=0.02, window=2)
+    assert [(m[0], m[2]) for m in marked] == [(8, 7)]
+    assert (stats["compared"], stats["beyond_window"]) == (2, 1)
+    marked, _ = near_duplicate_items(rows, vectors, pad=CROP_PAD, threshold=0.02, window=3)
+    assert [(m[0], m[2]) for m in marked] == [(8, 7), (9, 7)]
