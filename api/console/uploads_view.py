@@ -21,7 +21,7 @@ from api.prediction_batch_models import (
     ImagePublic,
     ModelVersion,
 )
-from api.routes.prediction_batches import batch_detail, comparison
+from api.prediction_batch_views import batch_detail, comparison
 from edgeloop.store import prediction_batches as batches
 
 RECENT = 20
