@@ -218,7 +218,8 @@ def _stored_jpegs(settings: SettingsDep, images: list[dict[str, Any]]) -> list[b
     response_model=BatchPublic,
     responses={
         404: {"description": "No such batch or version"},
-        409: {"description": "Run already"},
+        409: {"description": "The batch was run with this version already"},
+        503: {"description": "No production model, the registry or the object store failed"},
     },
 )
 async def create_prediction_run(
@@ -278,7 +279,11 @@ def compare_prediction_runs(
 @router.post(
     "/{batch_id}/queue",
     response_model=QueuePublic,
-    responses={404: {"description": "No such batch or run"}},
+    responses={
+        404: {"description": "No such batch or run"},
+        422: {"description": "A stored image cannot be decoded"},
+        503: {"description": "The object store could not be reached"},
+    },
 )
 def queue_prediction_batch(
     batch_id: BatchId,
