@@ -148,6 +148,7 @@ def nothing_stored(loop: LoopSettings) -> None:
     assert list(loop.objects().keys("uploads/")) == []
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_upload_is_refused_and_changes_nothing(
     case: str, client: TestClient, loop_settings: LoopSettings
@@ -161,6 +162,7 @@ def test_hostile_upload_is_refused_and_changes_nothing(
     nothing_stored(loop_settings)
 
 
+@pytest.mark.backends
 def test_a_good_upload_without_a_production_model_is_503_and_stores_nothing(
     client: TestClient, loop_settings: LoopSettings
 ) -> None:
