@@ -17,13 +17,34 @@ from edgeloop.annotations import REVIEWED_BOXES
 from edgeloop.audit import Box, Submit, changed_pre_labels
 from edgeloop.store.connection import Connection, fetch_dicts, parse_json
 
+KEYS_PER_QUERY = 1000
+"""Frame keys per detections query: an ``IN`` list of the labeled frames' keys, where a
+semi-join with the labels scanned every detection (600 labels over 1,000,000 SIMULATED
+detections, DuckDB, this read profiled: 0.31 s with the join, 0.16 s with the list)."""
 
-def _clamped(row: dict[str, object]) -> Box:
-    w, h = row["width"], row["height"]
-    x1, y1, x2, y2 = (float(row[k]) for k in ("x1", "y1", "x2", "y2"))  # type: ignore[arg-type]
-    if isinstance(w, int) and isinstance(h, int):
-        x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
-    return (x1, y1, x2, y2), str(row["class_name"])
+
+def _pre_labels(con: Connection, frame_keys: list[str]) -> dict[str, list[Box]]:
+    """Each frame's detections, clamped to the frame (xyxy px), class name."""
+    found: dict[str, list[Box]] = defaultdict(list)
+    for start in range(0, len(frame_keys), KEYS_PER_QUERY):
+        chunk = frame_keys[start : start + KEYS_PER_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        rows = con.execute(
+            f"""
+            SELECT p.frame_key, p.x1, p.y1, p.x2, p.y2, p.class_name, f.width, f.height
+            FROM prediction_logs p
+            LEFT JOIN (SELECT frame_key, width, height FROM frames WHERE frame_key IN ({marks})) f
+                ON f.frame_key = p.frame_key
+            WHERE p.frame_key IN ({marks})
+            ORDER BY p.frame_key, p.detection_id
+            """,
+            chunk + chunk,
+        ).fetchall()
+        for key, x1, y1, x2, y2, name, w, h in rows:
+            if w is not None and h is not None:
+                x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+            found[key].append(((float(x1), float(y1), float(x2), float(y2)), str(name)))
+    return found
 
 
 def submits(*, con: Connection, since: datetime | None) -> dict[str, list[Submit]]:
@@ -36,7 +57,6 @@ def submits(*, con: Connection, since: datetime | None) -> dict[str, list[Submit
         (``edgeloop.audit.changed_pre_labels``).
     """
     when = "" if since is None else "WHERE l.labeled_at >= ?"
-    also = "" if since is None else "AND l.labeled_at >= ?"
     params = [] if since is None else [since]
     labels = fetch_dicts(
         con.execute(
@@ -49,22 +69,7 @@ def submits(*, con: Connection, since: datetime | None) -> dict[str, list[Submit
             params,
         )
     )
-    detections = fetch_dicts(
-        con.execute(
-            f"""
-            SELECT p.frame_key, p.x1, p.y1, p.x2, p.y2, p.class_name, f.width, f.height
-            FROM prediction_logs p LEFT JOIN frames f ON f.frame_key = p.frame_key
-            WHERE EXISTS (
-                SELECT 1 FROM reviewed_labels l WHERE l.frame_key = p.frame_key {also}
-            )
-            ORDER BY p.frame_key, p.detection_id
-            """,
-            params,
-        )
-    )
-    pre_labels: dict[str, list[Box]] = defaultdict(list)
-    for row in detections:
-        pre_labels[row["frame_key"]].append(_clamped(row))
+    pre_labels = _pre_labels(con, sorted({label["frame_key"] for label in labels}))
     result: dict[str, list[Submit]] = {}
     for labeler, rows in groupby(labels, key=lambda r: r["labeler"]):
         result[labeler] = []
