@@ -42,7 +42,7 @@ from api.review_stats import review_stats  # noqa: E402
 from api.settings import ApiSettings  # noqa: E402
 from edgeloop.audit import AUDIT_SHARE, audit_sample_sql  # noqa: E402
 from edgeloop.settings import LoopSettings  # noqa: E402
-from edgeloop.store import AnyStore, Store, labels, verdicts  # noqa: E402
+from edgeloop.store import AnyStore, Connection, Store, labels, verdicts  # noqa: E402
 
 PAGE = 48
 TARGET_MS = 150.0
@@ -75,40 +75,44 @@ def timed(samples: list[float], call: Callable[[], Any]) -> Any:
 
 
 def measure(store: AnyStore, settings: ApiSettings, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each kind; the audit page's crops and frames counted once."""
+    """Seconds per call of each kind. The pages share one open connection (the API keeps
+    its connection open between requests, ``EDGELOOP_API_STORE_LINGER_S``); the panel opens
+    its own, as its route does."""
     times: dict[str, list[float]] = {"audit": [], "plain": [], "panel": []}
     now = datetime.now(UTC)
 
-    def page(camera: str, share: float | None) -> int:
-        with store.connect() as con:
-            crops = labels.review_candidates(
-                con=con,
-                class_name=None,
-                camera_id=camera,
-                min_confidence=CONFIDENT_AT,
-                labeler="bench",
-                now=now,
-                limit=PAGE,
-                audit_share=share,
+    def page(con: Connection, camera: str, share: float | None) -> int:
+        crops = labels.review_candidates(
+            con=con,
+            class_name=None,
+            camera_id=camera,
+            min_confidence=CONFIDENT_AT,
+            labeler="bench",
+            now=now,
+            limit=PAGE,
+            audit_share=share,
+        )
+        frames = (
+            verdicts.audit_frames(
+                con=con, share=share, camera_id=camera, labeler="bench", now=now, limit=PAGE
             )
-            frames = (
-                verdicts.audit_frames(
-                    con=con, share=share, camera_id=camera, labeler="bench", now=now, limit=PAGE
-                )
-                if share is not None
-                else []
-            )
+            if share is not None
+            else []
+        )
         return len(crops) + len(frames)
 
-    for camera in CAMERAS:  # warm-up
-        page(camera, AUDIT_SHARE)
-        page(camera, None)
-    shown = [page(c, AUDIT_SHARE) for c in CAMERAS]
-    print(f"audit page tiles per camera: {shown} (crops + frames with no detection)")
+    with store.connect() as con:
+        for camera in CAMERAS:  # warm-up
+            page(con, camera, AUDIT_SHARE)
+            page(con, camera, None)
+        shown = [page(con, c, AUDIT_SHARE) for c in CAMERAS]
+        print(f"audit page tiles per camera: {shown} (crops + frames with no detection)")
+        for _ in range(rounds):
+            for camera in CAMERAS:
+                timed(times["audit"], lambda c=camera: page(con, c, AUDIT_SHARE))
+                timed(times["plain"], lambda c=camera: page(con, c, None))
+    review_stats(store, settings, window="7d")  # warm-up
     for _ in range(rounds):
-        for camera in CAMERAS:
-            timed(times["audit"], lambda c=camera: page(c, AUDIT_SHARE))
-            timed(times["plain"], lambda c=camera: page(c, None))
         timed(times["panel"], lambda: review_stats(store, settings, window="7d"))
     return times
 
