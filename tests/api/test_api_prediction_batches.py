@@ -211,5 +211,9 @@ def test_another_version_compare_and_queue(client: TestClient, loop: LoopSetting
     frame = client.get(f"/api/frames/{keys[0]}.jpg", headers=LABELER)
     assert frame.status_code == 200
     assert frame.content == require(SAMPLES_DIR / "zidane.jpg").read_bytes()
+    # The dataset browser shows them as any frame: camera upload, queued.
+    browsed = client.get("/api/browse/detections?camera_id=upload", headers=LABELER).json()
+    assert browsed["count"] == sum(counts)
+    assert {r["state"] for r in browsed["data"]} == {"queued"}
     again = client.post(f"/api/prediction-batches/{batch_id}/queue", headers=LABELER)
     assert again.json()["item_ids"] == answer["item_ids"]  # queued once
