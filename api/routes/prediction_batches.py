@@ -20,6 +20,7 @@ when that transaction fails.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -62,6 +63,8 @@ from edgeloop.uploads import (
     read_bounded,
     read_upload,
 )
+
+logger = logging.getLogger(__name__)
 
 router = secured_router("/api/prediction-batches", tag="prediction-batches")
 
@@ -107,6 +110,7 @@ async def _predict(
     except ModelError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
     except Exception as exc:  # MLflow's own errors (registry unreachable, store broken)
+        logger.exception("prediction-batch run failed in the registry or the detector")
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the model registry failed: {exc}"
         ) from None
