@@ -136,8 +136,9 @@ def suggested_tags(
     if matches:
         with store.store().connect() as con, transaction(con):
             prompt_tags = record(con=con, matches=matches, created_by=LOOP, now=until)
-    if note:
-        context.log.info("tag prompts: %s", note)
+    if note:  # a warning where CLIP is configured: then prompts were expected
+        log = context.log.warning if settings.clip_model else context.log.info
+        log("tag prompts: %s", note)
     context.log.info(
         "%s frames received since %s: %s class and scene suggestions, %s prompt tags",
         len(frame_keys),
