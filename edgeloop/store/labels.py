@@ -267,7 +267,7 @@ def review_candidates(
         where.append("p.camera_id = ?")
         params.append(camera_id)
     if audit_share is not None:
-        sample, sample_params = audit_sample_sql("p.frame_key", audit_share)
+        sample, sample_params = audit_sample_sql("f.frame_key", audit_share)
         where.append(sample)
         params += sample_params
     return fetch_dicts(

@@ -209,6 +209,13 @@ SITE_MIGRATIONS: dict[int, list[str | Only]] = {
         )
         """,
         "CREATE INDEX IF NOT EXISTS review_verdicts_reviewed_at ON review_verdicts (reviewed_at)",
+        # The audit sample's frames by their hash (``edgeloop.audit.audit_sample_sql``): a
+        # range scan of a 2 % sample instead of an md5 per row. DuckDB does not use an index
+        # for a range.
+        Only(
+            "postgres",
+            "CREATE INDEX IF NOT EXISTS frames_audit_hash ON frames (left(md5(frame_key), 8))",
+        ),
     ],
     # Dataset versions in the store (issue 19; ``edgeloop.store.dataset_frames``): which
     # frames each DVC-versioned dataset version holds and in which split, recorded by the
