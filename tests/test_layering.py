@@ -62,6 +62,7 @@ def test_the_agent_takes_only_light_core_modules() -> None:
         "edgeloop",
         "edgeloop.wire",
         "edgeloop.rules",
+        "edgeloop.audit",
         "edgeloop.files",
         "edgeloop.offline",
         "edgeloop.detection",
