@@ -35,6 +35,10 @@ from edgeloop.store.diversity import NEAR_DUPLICATE_FACTOR, QueueDetection
 
 logger = logging.getLogger(__name__)
 
+NEAR_DUPLICATES = True
+"""The near-duplicate pass is on by default: measured by ``bench/queue_diversity.py`` on
+``vtest.avi`` (README, "Near-duplicates"), it ranked down 170 of 300 queued items and a
+retrain on the same label budget was not worse (see the README for both runs' intervals)."""
 NEAR_DUPLICATE_WINDOW = 5000
 """Pending items the near-duplicate pass compares (highest priority first): each is compared
 with every labeled frame and every item kept above it, so the cost grows with the square
@@ -58,13 +62,20 @@ class LabelingQueueConfig(dg.Config):
     top_items: int = Field(
         10, ge=1, le=100, description="Top pending items listed in the metadata."
     )
+    near_duplicates: bool = Field(
+        NEAR_DUPLICATES,
+        description=(
+            "Rank near-duplicate frames down (issue 18); off: every mark is cleared and "
+            "priorities are uncertainty x drift boost only."
+        ),
+    )
     near_duplicate_distance: float = Field(
         NEAR_DUPLICATE_DISTANCE,
         ge=0,
         le=2,
         description=(
             "Cosine distance of frame vectors under which a pending frame is a near-duplicate "
-            "of a labeled or higher-priority frame of its camera; 0 turns the pass off."
+            "of a labeled or higher-priority frame of its camera; 0 marks nothing."
         ),
     )
     near_duplicate_factor: float = Field(
@@ -168,7 +179,8 @@ def labeling_queue(
             high=settings.uncertainty_high,
             drift_boost=config.drift_boost,
         )
-        rows = diversity.queue_detections(con=con) if config.near_duplicate_distance else []
+        compare = config.near_duplicates and config.near_duplicate_distance > 0
+        rows = diversity.queue_detections(con=con) if compare else []
     vectors = cache.load() if rows else {}
     marked, stats = near_duplicate_items(
         rows,
@@ -215,6 +227,7 @@ def _near_duplicate_metadata(
     """What the near-duplicate pass did: totals, per camera, and the first marked items."""
     per_camera = Counter(camera for _, camera, _, _ in marked)
     metadata: dict[str, Any] = {
+        "near_duplicates_on": config.near_duplicates,
         "near_duplicate_distance": config.near_duplicate_distance,
         "near_duplicate_factor": config.near_duplicate_factor,
         "near_duplicates": stats["marked"],

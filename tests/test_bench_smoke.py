@@ -44,6 +44,7 @@ SMALL = {
     ],
     "console_live.py": ["--n", "2", "--baseline-n", "1"],
     "audit_grid.py": ["--detections", "8000", "--frames", "1000", "--rounds", "1"],
+    "queue_diversity.py": ["--frames", "12", "--labels", "0"],
 }
 NEEDS_SERVERS = {
     "store_backends.py": ("postgres", "s3"),

@@ -127,18 +127,22 @@ def test_a_new_pass_clears_marks_the_vectors_no_longer_support(tmp_path, databas
     assert all(priority > 0 for _, priority in _pending(loop))
 
 
-def test_a_distance_of_zero_turns_the_pass_off(tmp_path, database_url) -> None:
+def test_turned_off_the_pass_clears_every_mark(tmp_path, database_url) -> None:
     loop = make_loop(tmp_path, database_url=database_url)
-    a = loop.add_frames("cam-a", [BLANK] * 2, boxes_per_frame=1)
+    a = loop.add_frames("cam-a", [BLANK] * 2, boxes_per_frame=1)  # a1 ranks higher
     loop.queue(a)
     _write_crop_vectors(loop, {a[0]: 0, a[1]: 0})
+    dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    assert _marks(loop)[a[0]] == (a[1], 0.0)
+
     result = dg.materialize(
         [labeling_queue],
         resources={"store": loop.store_resource},
-        run_config={"ops": {"labeling_queue": {"config": {"near_duplicate_distance": 0.0}}}},
+        run_config={"ops": {"labeling_queue": {"config": {"near_duplicates": False}}}},
     )
     md = result.asset_materializations_for_node("labeling_queue")[0].metadata
-    assert md["near_duplicates"].value == 0
+    assert (md["near_duplicates"].value, md["near_duplicate_marks_cleared"].value) == (0, 1)
+    assert _marks(loop) == {a[0]: (None, 1.0), a[1]: (None, 1.0)}
     assert all(priority > 0 for _, priority in _pending(loop))
 
 
