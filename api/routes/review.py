@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -254,6 +255,16 @@ def _queue_missed(
     return schemas.GridQueuedPublic(frame_key=key, item_id=item_id), None
 
 
+def _verdicts_of(con: Connection, rows: list[VerdictRow]) -> Callable[[int], None]:
+    """What stores a frame's verdicts with its label, in the label's transaction
+    (``labels.create``'s ``with_label``): both are kept, or neither."""
+
+    def keep(label_id: int) -> None:
+        verdicts.record(con=con, rows=[{**r, "label_id": label_id} for r in rows])
+
+    return keep
+
+
 _UNKNOWN_422: dict[int | str, dict[str, Any]] = {
     422: {"description": "Unknown frames, detections or classes"}
 }
@@ -331,11 +342,11 @@ def review_grid(
                     boxes=reviewed,
                     labeler=principal.name,
                     labeled_at=now,
+                    with_label=_verdicts_of(con, rows),
                 )
             except ClaimConflictError as exc:
                 refused.append(schemas.GridRefusedPublic(frame_key=key, detail=str(exc)))
                 continue
-            verdicts.record(con=con, rows=[{**r, "label_id": label_id} for r in rows])
             labeled.append(
                 schemas.GridLabelPublic(
                     frame_key=key, item_id=item_id, label_id=label_id, box_count=len(reviewed)

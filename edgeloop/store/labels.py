@@ -8,7 +8,7 @@ last training run's label cutoff, so 20 labels on one frame count once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ def create(
     labeler: str,
     labeled_at: datetime,
     edit: bool = False,
+    with_label: Callable[[int], None] | None = None,
 ) -> int:
     """Store a reviewed label and mark its queue item ``labeled``, in one transaction.
 
@@ -57,6 +58,8 @@ def create(
         labeler: who labels (the token's name).
         labeled_at: timezone-aware UTC.
         edit: True to replace the item's existing label.
+        with_label: called with the new ``label_id`` inside the same transaction, for rows
+            that must be stored with the label or not at all (the grid review's verdicts).
 
     Returns:
         The new ``label_id``.
@@ -106,6 +109,8 @@ def create(
             )
         )
         queue.mark_labeled(con=con, item_id=item_id, now=labeled_at)
+        if with_label is not None:
+            with_label(int(label_id))
     return int(label_id)
 
 

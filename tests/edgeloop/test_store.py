@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from edgeloop.annotations import ReviewedBox
-from edgeloop.store import SCHEMA_VERSION, AnyStore, Store, StoreLockedError, labels, migrate
+from edgeloop.store import (
+    SCHEMA_VERSION,
+    AnyStore,
+    Store,
+    StoreLockedError,
+    labels,
+    migrate,
+    queue,
+)
 
 SEED_TABLES = {"frames", "prediction_logs", "labeling_queue", "reviewed_labels"}
 SEED_TABLES |= {"retraining_events", "model_deployments"}
@@ -152,3 +160,43 @@ def test_a_version_1_file_migrates_and_events_record_their_runs(tmp_path: Path) 
     )
     with pytest.raises(ValueError, match="run_status"), Store(path).connect() as con:
         retraining.record_run(con=con, dagster_run_id="r1", run_status="done")
+
+
+def test_a_label_whose_companion_rows_fail_is_not_stored(store: AnyStore) -> None:
+    """``labels.create``'s ``with_label`` runs in the label's transaction: when it raises,
+    neither the label nor the item's new status is kept (the grid's verdicts rely on it)."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.connect() as con:
+        item_id = queue.ensure_item(con=con, frame_key="f0", camera_id="cam", now=now)
+
+        def fail(label_id: int) -> None:
+            assert label_id > 0
+            raise RuntimeError("the verdicts could not be stored")
+
+        box = ReviewedBox.model_validate(BOX)
+        with pytest.raises(RuntimeError, match="verdicts"):
+            labels.create(
+                con=con,
+                item_id=item_id,
+                frame_key="f0",
+                camera_id="cam",
+                boxes=[box],
+                labeler="tester",
+                labeled_at=now,
+                with_label=fail,
+            )
+        assert con.execute("SELECT count(*) FROM reviewed_labels").fetchone() == (0,)
+        assert queue.get_item(con=con, item_id=item_id)["status"] == "pending"  # type: ignore[index]
+        kept: list[int] = []
+        label_id = labels.create(
+            con=con,
+            item_id=item_id,
+            frame_key="f0",
+            camera_id="cam",
+            boxes=[box],
+            labeler="tester",
+            labeled_at=now,
+            with_label=kept.append,
+        )
+        assert kept == [label_id]
+        assert queue.get_item(con=con, item_id=item_id)["status"] == "labeled"  # type: ignore[index]
