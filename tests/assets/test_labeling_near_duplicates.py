@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import dagster as dg
 import numpy as np
+import pytest
 from loopdata import T0, make_loop
 
 from assets.embeddings import CROP_PAD
 from assets.labeling import labeling_queue, near_duplicate_items
 from edgeloop.embeddings import EmbeddingCache, crop_key, embedder_name, embedder_slug
 from edgeloop.rules import uncertainty_score
-from edgeloop.store import queue
+from edgeloop.store import diversity, queue
 
 BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
 
@@ -156,3 +157,18 @@ def test_items_beyond_the_window_are_left_unmarked() -> None:
     assert (stats["compared"], stats["beyond_window"]) == (2, 1)
     marked, _ = near_duplicate_items(rows, vectors, pad=CROP_PAD, threshold=0.02, window=3)
     assert [(m[0], m[2]) for m in marked] == [(8, 7), (9, 7)]
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5, -0.1])
+def test_a_factor_outside_zero_to_one_is_refused_and_changes_nothing(
+    tmp_path, database_url, factor: float
+) -> None:
+    loop = make_loop(tmp_path, database_url=database_url)
+    a = loop.add_frames("cam-a", [BLANK] * 2, boxes_per_frame=1)
+    loop.queue(a, priority=0.5)
+    with loop.store.connect() as con:
+        [first, _] = [queue.item_for_frame(con=con, frame_key=k)["item_id"] for k in a]
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            diversity.mark_near_duplicates(con=con, marks=[(first, first + 1)], factor=factor)
+    assert _marks(loop) == {a[0]: (None, 1.0), a[1]: (None, 1.0)}
+    assert dict(_pending(loop)) == {a[0]: 0.5, a[1]: 0.5}
