@@ -298,9 +298,11 @@ def detections(
     """The batch's detections (of one run when ``model_version`` is given), ordered by
     version, image and detection index: ``model_version, image_index, detection_index,
     class_id, class_name, confidence, x1, y1, x2, y2`` (bbox xyxy px of the image)."""
-    where, params = "batch_id = ?", [batch_id]
+    where = "batch_id = ?"
+    params: list[Any] = [batch_id]
     if model_version is not None:
-        where, params = where + " AND model_version = ?", [batch_id, model_version]
+        where += " AND model_version = ?"
+        params.append(model_version)
     return fetch_dicts(
         con.execute(
             f"""
