@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -169,34 +170,27 @@ def test_a_label_whose_companion_rows_fail_is_not_stored(store: AnyStore) -> Non
     with store.connect() as con:
         item_id = queue.ensure_item(con=con, frame_key="f0", camera_id="cam", now=now)
 
-        def fail(label_id: int) -> None:
-            assert label_id > 0
-            raise RuntimeError("the verdicts could not be stored")
-
-        box = ReviewedBox.model_validate(BOX)
-        with pytest.raises(RuntimeError, match="verdicts"):
-            labels.create(
+        def create(with_label: Callable[[int], None]) -> int:
+            return labels.create(
                 con=con,
                 item_id=item_id,
                 frame_key="f0",
                 camera_id="cam",
-                boxes=[box],
+                boxes=[ReviewedBox.model_validate(BOX)],
                 labeler="tester",
                 labeled_at=now,
-                with_label=fail,
+                with_label=with_label,
             )
+
+        def fail(label_id: int) -> None:
+            assert label_id > 0
+            raise RuntimeError("the verdicts could not be stored")
+
+        with pytest.raises(RuntimeError, match="verdicts"):
+            create(fail)
         assert con.execute("SELECT count(*) FROM reviewed_labels").fetchone() == (0,)
         assert queue.get_item(con=con, item_id=item_id)["status"] == "pending"  # type: ignore[index]
         kept: list[int] = []
-        label_id = labels.create(
-            con=con,
-            item_id=item_id,
-            frame_key="f0",
-            camera_id="cam",
-            boxes=[box],
-            labeler="tester",
-            labeled_at=now,
-            with_label=kept.append,
-        )
+        label_id = create(kept.append)
         assert kept == [label_id]
         assert queue.get_item(con=con, item_id=item_id)["status"] == "labeled"  # type: ignore[index]
