@@ -217,6 +217,14 @@ def labeling_queue(
     for camera, pending, *_ in per_camera:
         metadata[f"{camera}/pending"] = int(pending)
     metadata |= _near_duplicate_metadata(config, marked, stats)
+    if rows and not vectors:
+        # The cache is the crop_embeddings step's, on the host that ran it: a step on
+        # another worker host (networked topology, several workers) finds none.
+        context.log.warning(
+            "near-duplicates: no crop vectors at %s (crop_embeddings ran on another host, "
+            "or not yet); nothing was ranked down",
+            cache.path,
+        )
     context.log.info("re-ranked %s pending items across %s cameras", reranked, len(per_camera))
     return dg.MaterializeResult(metadata=metadata)
 

@@ -19,7 +19,8 @@ detection crop, ``edgeloop.embeddings``), so the rule needs no second model pass
 whole frames. On a fixed camera the mean of the crops says where the people are and
 what they look like; two frames whose crops agree show the same scene.
 
-Only numpy; callers read the vectors (``edgeloop.vectors``) and write the ranks
+Only numpy; callers read the vectors (the ``crop_embeddings`` cache,
+``edgeloop.embeddings.EmbeddingCache``) and write the ranks
 (``edgeloop.store.diversity``).
 """
 
