@@ -146,9 +146,25 @@ def _record(
                 con=con, created_by=by, source=source, images=rows, run=run, now=datetime.now(UTC)
             )
     except BaseException:
-        for key in created:  # no object outlives a batch that failed to be recorded
-            objects.delete(key)
+        _drop_unreferenced(store, objects, created)
         raise
+
+
+def _drop_unreferenced(store: AnyStore, objects: ObjectStore, created: set[str]) -> None:
+    """Delete the objects a failed upload created, unless a batch recorded meanwhile holds
+    one (the same image uploaded at once): no object outlives a batch that failed to be
+    recorded, and none a stored batch points at is lost. When the store cannot say, the
+    objects are kept (content-addressed: a leftover costs bytes, a deleted one a batch)."""
+    try:
+        with store.connect() as con:
+            held = batches.referenced_objects(con=con, object_keys=sorted(created))
+    except Exception:
+        logger.warning(
+            "a failed upload's %s objects are kept: the store is unreachable", len(created)
+        )
+        return
+    for key in created - held:
+        objects.delete(key)
 
 
 @router.post("", status_code=201, response_model=BatchPublic, responses=UPLOAD_RESPONSES)

@@ -316,6 +316,19 @@ def detections(
     )
 
 
+def referenced_objects(*, con: Connection, object_keys: Sequence[str]) -> set[str]:
+    """Which of ``object_keys`` a stored batch image points at (an upload that failed to
+    be recorded deletes only the objects it created that no other batch holds)."""
+    if not object_keys:
+        return set()
+    marks = ", ".join("?" * len(object_keys))
+    rows = con.execute(
+        f"SELECT DISTINCT object_key FROM prediction_batch_images WHERE object_key IN ({marks})",
+        list(object_keys),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 def mark_queued(*, con: Connection, batch_id: int, queued_by: str, now: datetime) -> None:
     """Note that the batch's images were sent to the labeling queue (status ``queued``);
     the first sending's time and sender are kept."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import pytest
@@ -217,3 +218,38 @@ def test_another_version_compare_and_queue(client: TestClient, loop: LoopSetting
     assert {r["state"] for r in browsed["data"]} == {"queued"}
     again = client.post(f"/api/prediction-batches/{batch_id}/queue", headers=LABELER)
     assert again.json()["item_ids"] == answer["item_ids"]  # queued once
+
+
+def test_a_failed_record_deletes_only_objects_no_batch_holds(
+    client: TestClient, loop: LoopSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails to record an upload after its images were written: the objects it
+    created go, except one that a batch recorded meanwhile (the same image uploaded at
+    once) points at."""
+    bus = require(SAMPLES_DIR / "bus.jpg").read_bytes()
+    ok, frame = cv2.imencode(".jpg", vtest_frame(150))
+    assert ok
+    real_create = pb.create
+
+    def concurrent_then_fail(*, images: list[pb.BatchImage], run: pb.Run, **rest: Any) -> int:
+        # Another request records the bus image (the first) alone; this one then fails.
+        first = [d for d in run.detections if d.image_index == 0]
+        real_create(images=images[:1], run=replace(run, detections=first), **rest)
+        raise RuntimeError("the store failed mid-record")
+
+    monkeypatch.setattr(pb, "create", concurrent_then_fail)
+    with pytest.raises(RuntimeError, match="mid-record"):
+        client.post(
+            "/api/prediction-batches",
+            headers=LABELER,
+            files=[
+                ("files", ("bus.jpg", bus, "image/jpeg")),
+                ("files", ("walkers.jpg", frame.tobytes(), "image/jpeg")),
+            ],
+        )
+    with loop.store().connect() as con:
+        (held,) = pb.recent(con=con)
+        keys = [i["object_key"] for i in pb.images(con=con, batch_id=held["batch_id"])]
+    assert len(keys) == 1
+    assert sorted(loop.objects().keys("uploads/")) == keys
+    assert loop.objects().get(keys[0]) == bus
