@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from api import console, openapi
 from api.auth import load_principals
 from api.ingest import build_tables
-from api.middleware import BodySizeLimitMiddleware
+from api.middleware import BodySizeLimitMiddleware, NulInUrlMiddleware
 from api.model_registry import ModelRegistry
 from api.retrain_push import RetrainPush
 from api.routes import (
@@ -224,6 +224,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.add_exception_handler(error, _store_locked)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(NulInUrlMiddleware)
     # Instrumented last = outermost: latency includes the 413s of the size limit.
     api_metrics.instrument(app)
 

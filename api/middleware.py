@@ -1,4 +1,4 @@
-"""The request-size limit, a pure ASGI middleware.
+"""The request-size limit and the refusal of NUL characters in URLs: pure ASGI middlewares.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so a 30 MB ingest body is not copied through an
 extra stream and the cost per request stays a few microseconds. Request latency is
@@ -97,3 +97,27 @@ class BodySizeLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class NulInUrlMiddleware:
+    """Answer 422 to any request whose path or query string holds a NUL character (``%00``).
+
+    No key, name or filter of the loop can hold one, and PostgreSQL cannot even compare a
+    text holding NUL (``psycopg.DataError``: a 500 where the DuckDB file answers "not
+    found"), so one check here keeps every route's answer the same on both backends. NULs
+    in JSON bodies are refused by the body models' patterns.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"")
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+        ):
+            await _send_json(
+                send, 422, {"detail": "a NUL character (%00) in the URL is not valid anywhere"}
+            )
+            return
+        await self.app(scope, receive, send)

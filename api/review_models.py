@@ -11,9 +11,11 @@ pixels of the original frame, origin top-left (xyxy). Also the audit's figures
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgeloop.wire.records import FrameKey
 
 GridVerdict = Literal["ok", "wrong", "wrong_class"]
 """What the reviewer said of one crop: ``ok`` (the default), ``wrong`` (no object there),
@@ -70,6 +72,11 @@ class GridPublic(_Public):
     class_names: list[str] = Field(description="Classes a wrong-class crop may be relabeled to.")
 
 
+DetectionId = Annotated[
+    str, Field(min_length=3, max_length=220, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*:[0-9]+$")
+]
+"""A detection's id: ``<frame_key>:<index>`` (``edgeloop.wire``'s ``FrameKey``, then the
+detection's index in its frame)."""
 _RIGHT_CLASS = "The right class of a wrong_class crop (required then, refused otherwise)."
 
 
@@ -78,8 +85,8 @@ class GridReviewBox(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    frame_key: str = Field(min_length=1, max_length=256)
-    detection_id: str = Field(min_length=1, max_length=300)
+    frame_key: FrameKey
+    detection_id: DetectionId
     verdict: GridVerdict = "ok"
     class_name: str | None = Field(None, min_length=1, max_length=64, description=_RIGHT_CLASS)
 
@@ -97,7 +104,7 @@ class GridFrameReview(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    frame_key: str = Field(min_length=1, max_length=256)
+    frame_key: FrameKey
     verdict: FrameVerdict = "ok"
 
 

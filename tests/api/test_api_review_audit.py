@@ -177,6 +177,9 @@ def test_bad_frame_reviews_store_nothing(client: TestClient, store: AnyStore) ->
             },
             "both whole and as crops",
         ),
+        # Not a frame key (PostgreSQL cannot even compare a text holding NUL).
+        ({"frames": [{"frame_key": "cam-1:\x00", "verdict": "missed"}]}, "frame_key"),
+        ({"reviews": [{"frame_key": "a\x00", "detection_id": "a\x00:0"}]}, "frame_key"),
     ]
     for body, message in cases:
         response = client.post("/api/review/grid", json=body, headers=LABELER)
