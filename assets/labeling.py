@@ -35,12 +35,17 @@ from edgeloop.store.diversity import NEAR_DUPLICATE_FACTOR, QueueDetection
 
 logger = logging.getLogger(__name__)
 
-NEAR_DUPLICATES = True
-"""The near-duplicate pass is on by default: measured by ``bench/queue_diversity.py`` on
-``vtest.avi`` (README, "Near-duplicates go last"), it ranked down 170 of 300 queued items,
-and retrains on the same label budget at the demo's training settings were not worse
-(diverse - plain mAP50-95: 60 labels +0.002 [-0.003, +0.007], 30 labels -0.004 [-0.009,
-+0.000], 95 %, n=40; a 30-label run at 320 px was -0.030 [-0.042, -0.015])."""
+NEAR_DUPLICATES = False
+"""The near-duplicate pass is off by default; ``near_duplicates`` (or
+``EDGELOOP_PIPELINES_LABELING_QUEUE__NEAR_DUPLICATES=true``) turns it on. Measured by
+``bench/queue_diversity.py`` on ``vtest.avi`` (README, "Near-duplicates go last"), it ranked
+down 170 of 300 queued items, and retrains on the same label budget at the demo's training
+settings were not worse (diverse - plain mAP50-95: 60 labels +0.002 [-0.003, +0.007], 30
+labels -0.004 [-0.009, +0.000], 95 %, n=40; a 30-label run at 320 px was -0.030 [-0.042,
+-0.015]). But with it on, ``make demo`` (2026-12-07, a fresh clone) labeled other frames
+with its 110 labels, its held-out set got 18 of them, under the promotion policy's n >= 20,
+and production stayed v1: the loop did not close. Off until the demo's whole loop is
+measured with it on."""
 NEAR_DUPLICATE_WINDOW = 5000
 """Pending items the near-duplicate pass compares (highest priority first): each is compared
 with every labeled frame and every item kept above it, so the cost grows with the square

@@ -56,6 +56,10 @@ def _marks(loop) -> dict[str, tuple[str | None, float]]:
     return {key: (of, float(weight)) for key, of, weight in rows}
 
 
+ON = {"ops": {"labeling_queue": {"config": {"near_duplicates": True}}}}
+"""The pass is off by default (``assets.labeling.NEAR_DUPLICATES``)."""
+
+
 def test_near_duplicates_go_last_and_are_still_handed_out(tmp_path, database_url) -> None:
     loop = make_loop(tmp_path, database_url=database_url)
     # One box per frame; confidences 0.50, 0.55, 0.60, 0.65, 0.50, 0.55, 0.60 (loopdata).
@@ -67,7 +71,9 @@ def test_near_duplicates_go_last_and_are_still_handed_out(tmp_path, database_url
     # a4 has no crop vector; b0 = a1 but on another camera.
     _write_crop_vectors(loop, {a[0]: 0, a[1]: 0, a[2]: 90, a[3]: 90, a[5]: 45, a[6]: 45, b[0]: 0})
 
-    result = dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    result = dg.materialize(
+        [labeling_queue], resources={"store": loop.store_resource}, run_config=ON
+    )
 
     md = result.asset_materializations_for_node("labeling_queue")[0].metadata
     assert md["near_duplicates"].value == 3
@@ -117,11 +123,13 @@ def test_a_new_pass_clears_marks_the_vectors_no_longer_support(tmp_path, databas
     a = loop.add_frames("cam-a", [BLANK] * 2, boxes_per_frame=1)  # a1 ranks higher
     loop.queue(a)
     _write_crop_vectors(loop, {a[0]: 0, a[1]: 0})
-    dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    dg.materialize([labeling_queue], resources={"store": loop.store_resource}, run_config=ON)
     assert _marks(loop) == {a[0]: (a[1], 0.0), a[1]: (None, 1.0)}
 
     _write_crop_vectors(loop, {a[0]: 0, a[1]: 90})  # re-embedded: now different scenes
-    result = dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    result = dg.materialize(
+        [labeling_queue], resources={"store": loop.store_resource}, run_config=ON
+    )
     md = result.asset_materializations_for_node("labeling_queue")[0].metadata
     assert (md["near_duplicates"].value, md["near_duplicate_marks_cleared"].value) == (0, 1)
     assert _marks(loop) == {a[0]: (None, 1.0), a[1]: (None, 1.0)}
@@ -133,7 +141,7 @@ def test_turned_off_the_pass_clears_every_mark(tmp_path, database_url) -> None:
     a = loop.add_frames("cam-a", [BLANK] * 2, boxes_per_frame=1)  # a1 ranks higher
     loop.queue(a)
     _write_crop_vectors(loop, {a[0]: 0, a[1]: 0})
-    dg.materialize([labeling_queue], resources={"store": loop.store_resource})
+    dg.materialize([labeling_queue], resources={"store": loop.store_resource}, run_config=ON)
     assert _marks(loop)[a[0]] == (a[1], 0.0)
 
     result = dg.materialize(
