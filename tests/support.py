@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from edgeloop.annotations import ReviewedBox
     from edgeloop.datasets import LabeledFrame
+    from edgeloop.store import Connection
+    from edgeloop.store.verdicts import Verdict, VerdictRow
     from edgeloop.vectors import CropPoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +133,62 @@ def frame_row(key: str, camera_id: str, captured_at: object, **fields: object) -
         "agent_id": "a",
         "jpeg_path": None,
     } | fields
+
+
+def label_frame(
+    con: Connection,
+    frame_key: str,
+    boxes: list[ReviewedBox],
+    *,
+    labeler: str,
+    labeled_at: datetime,
+) -> int:
+    """Label ``frame_key`` (camera: the key's prefix, ``cam-a`` of ``cam-a:3``) with
+    ``boxes`` as ``labeler``, queueing the frame first as ingest would; the new
+    ``label_id``."""
+    from edgeloop.store import labels, queue
+
+    camera_id = frame_key.split(":")[0]
+    item = queue.ensure_item(con=con, frame_key=frame_key, camera_id=camera_id, now=labeled_at)
+    return labels.create(
+        con=con,
+        item_id=item,
+        frame_key=frame_key,
+        camera_id=camera_id,
+        boxes=boxes,
+        labeler=labeler,
+        labeled_at=labeled_at,
+    )
+
+
+def verdict_row(
+    target_id: str,
+    class_name: str | None,
+    verdict: Verdict,
+    *,
+    reviewed_at: datetime,
+    audit: bool = True,
+    corrected_class: str | None = None,
+) -> VerdictRow:
+    """A grid review verdict by ``ann`` for ``verdicts.record``: on the detection
+    ``target_id`` (``<frame_key>:<k>``, the model's ``class_name`` at confidence 0.9), or on
+    the frame ``target_id`` when ``class_name`` is None; camera: the frame key's prefix.
+    ``corrected_class``: the class a ``wrong_class`` verdict gives."""
+    from edgeloop.store.verdicts import VerdictRow
+
+    on_frame = class_name is None
+    frame_key = target_id if on_frame else target_id.rsplit(":", 1)[0]
+    return VerdictRow(
+        target_kind="frame" if on_frame else "detection",
+        target_id=target_id,
+        frame_key=frame_key,
+        camera_id=frame_key.split(":")[0],
+        class_name=class_name,
+        confidence=None if on_frame else 0.9,
+        verdict=verdict,
+        corrected_class=corrected_class,
+        audit=audit,
+        reviewer="ann",
+        reviewed_at=reviewed_at,
+        label_id=None,
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import frame_row
+from support import frame_row, label_frame, verdict_row
 
 from edgeloop.annotations import ReviewedBox
 from edgeloop.audit import (
@@ -19,10 +19,9 @@ from edgeloop.audit import (
     throughput,
     wilson,
 )
-from edgeloop.store import AnyStore, Connection, label_work, labels, queue, verdicts
+from edgeloop.store import AnyStore, label_work, labels, verdicts
 from edgeloop.store.batches import tables_from_rows
 from edgeloop.store.ingest import insert_batch
-from edgeloop.store.verdicts import VerdictRow
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 SHARE = 0.1
@@ -54,20 +53,6 @@ def _insert(
         insert_batch(
             con=con, frames=batch.frames, detections=batch.detections, queue_items=batch.queue
         )
-
-
-def _label(con: Connection, key: str, boxes: list[ReviewedBox], labeler: str, at: datetime) -> int:
-    """Label frame ``key`` of cam-a, queueing it first."""
-    item = queue.ensure_item(con=con, frame_key=key, camera_id="cam-a", now=at)
-    return labels.create(
-        con=con,
-        item_id=item,
-        frame_key=key,
-        camera_id="cam-a",
-        boxes=boxes,
-        labeler=labeler,
-        labeled_at=at,
-    )
 
 
 def _frames(n: int) -> list[dict[str, object]]:
@@ -137,8 +122,8 @@ def test_the_database_samples_the_frames_the_rule_samples(store: AnyStore) -> No
         )
         # An audited frame leaves the sample's to-do list; so does a labeled one.
         done, labeled = empty_sampled[0], empty_sampled[1]
-        verdicts.record(con=con, rows=[_row("frame", done, None, "ok")])
-        _label(con, labeled, [], "bo", NOW)
+        verdicts.record(con=con, rows=[verdict_row(done, None, "ok", reviewed_at=NOW)])
+        label_frame(con, labeled, [], labeler="bo", labeled_at=NOW)
         left = verdicts.audit_frames(
             con=con, share=SHARE, camera_id="cam-a", labeler="ann", now=NOW, limit=500
         )
@@ -147,47 +132,23 @@ def test_the_database_samples_the_frames_the_rule_samples(store: AnyStore) -> No
     assert [f["frame_key"] for f in left] == empty_sampled[2:]
 
 
-def _row(
-    kind: str,
-    target: str,
-    name: str | None,
-    verdict: str,
-    *,
-    audit: bool = True,
-    at: datetime = NOW,
-) -> VerdictRow:
-    frame = target if kind == "frame" else target.rsplit(":", 1)[0]
-    return VerdictRow(
-        target_kind=kind,  # type: ignore[typeddict-item]
-        target_id=target,
-        frame_key=frame,
-        camera_id="cam-a",
-        class_name=name,
-        confidence=None if name is None else 0.9,
-        verdict=verdict,  # type: ignore[typeddict-item]
-        corrected_class="Fall" if verdict == "wrong_class" else None,
-        audit=audit,
-        reviewer="ann",
-        reviewed_at=at,
-        label_id=None,
-    )
-
-
 def test_audit_counts_are_the_audited_rows(store: AnyStore) -> None:
     old = NOW - timedelta(days=3)
     rows = [
-        _row("detection", "cam-a:1:0", "Normal", "ok"),
-        _row("detection", "cam-a:2:0", "Normal", "wrong"),
-        _row("detection", "cam-a:3:0", "Normal", "wrong_class"),
-        _row("detection", "cam-a:4:0", "Normal", "ok", at=old),
-        _row("detection", "cam-a:5:0", "Fall", "ok"),
-        _row("detection", "cam-a:6:0", "Fall", "wrong", audit=False),  # not in the sample
-        _row("frame", "cam-a:7", None, "missed"),
-        _row("frame", "cam-a:8", None, "ok", at=old),
+        verdict_row("cam-a:1:0", "Normal", "ok", reviewed_at=NOW),
+        verdict_row("cam-a:2:0", "Normal", "wrong", reviewed_at=NOW),
+        verdict_row("cam-a:3:0", "Normal", "wrong_class", reviewed_at=NOW, corrected_class="Fall"),
+        verdict_row("cam-a:4:0", "Normal", "ok", reviewed_at=old),
+        verdict_row("cam-a:5:0", "Fall", "ok", reviewed_at=NOW),
+        verdict_row("cam-a:6:0", "Fall", "wrong", reviewed_at=NOW, audit=False),  # not sampled
+        verdict_row("cam-a:7", None, "missed", reviewed_at=NOW),
+        verdict_row("cam-a:8", None, "ok", reviewed_at=old),
     ]
     with store.connect() as con:
         verdicts.record(con=con, rows=rows)
-        verdicts.record(con=con, rows=[_row("detection", "cam-a:1:0", "Normal", "wrong")])
+        verdicts.record(
+            con=con, rows=[verdict_row("cam-a:1:0", "Normal", "wrong", reviewed_at=NOW)]
+        )
         recent = verdicts.audit_counts(con=con, since=NOW - timedelta(hours=24))
         every = verdicts.audit_counts(con=con, since=None)
         stored = verdicts.for_frames(con=con, frame_keys=["cam-a:1"])
@@ -246,7 +207,7 @@ def test_label_work_reads_each_labelers_submits(store: AnyStore) -> None:
     plan = [("cam-a:0", [kept, moved], 0), ("cam-a:3", [kept], 30), ("cam-a:1", [], 30)]
     with store.connect() as con:
         for key, boxes, seconds in plan:
-            _label(con, key, boxes, "ann", NOW + timedelta(seconds=seconds))
+            label_frame(con, key, boxes, labeler="ann", labeled_at=NOW + timedelta(seconds=seconds))
         got = label_work.submits(con=con, since=NOW - timedelta(hours=1))
         none = label_work.submits(con=con, since=NOW + timedelta(hours=1))
     assert none == {}

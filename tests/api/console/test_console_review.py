@@ -9,47 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from api_support import LABELER, detection, frame, ingest
 from fastapi.testclient import TestClient
+from support import label_frame, verdict_row
 
 from api.console.live import ChangeFeed, event
 from edgeloop.annotations import ReviewedBox
-from edgeloop.store import AnyStore, labels, queue, verdicts
+from edgeloop.store import AnyStore, verdicts
 from edgeloop.store.changes import markers
-from edgeloop.store.verdicts import VerdictRow
 
 pytestmark = pytest.mark.backends
-
-
-def _label(store: AnyStore, key: str, boxes: list[ReviewedBox], who: str, at: datetime) -> None:
-    with store.connect() as con:
-        item = queue.ensure_item(con=con, frame_key=key, camera_id="cam-1", now=at)
-        labels.create(
-            con=con,
-            item_id=item,
-            frame_key=key,
-            camera_id="cam-1",
-            boxes=boxes,
-            labeler=who,
-            labeled_at=at,
-        )
-
-
-def _verdict(
-    target: str, name: str | None, verdict: str, at: datetime, audit: bool = True
-) -> VerdictRow:
-    return VerdictRow(
-        target_kind="frame" if name is None else "detection",
-        target_id=target,
-        frame_key=target if name is None else target.rsplit(":", 1)[0],
-        camera_id="cam-1",
-        class_name=name,
-        confidence=None if name is None else 0.9,
-        verdict=verdict,  # type: ignore[typeddict-item]
-        corrected_class="Normal" if verdict == "wrong_class" else None,
-        audit=audit,
-        reviewer="ann",
-        reviewed_at=at,
-        label_id=None,
-    )
 
 
 def test_the_review_panel_reports_rates_and_throughput(client: TestClient, store: AnyStore) -> None:
@@ -71,20 +38,23 @@ def test_the_review_panel_reports_rates_and_throughput(client: TestClient, store
     t0 = now - timedelta(hours=2)
     kept = ReviewedBox(bbox_xyxy=(10, 10, 60, 120), class_id=0, class_name="Normal")
     reclassed = ReviewedBox(bbox_xyxy=(200, 10, 260, 130), class_id=0, class_name="Normal")
-    _label(store, "cam-1:1", [kept, reclassed], "ann", t0)  # 2 pre-labels, 1 changed
-    _label(store, "cam-1:2", [], "ann", t0 + timedelta(seconds=20))  # 1 pre-label rejected
-    _label(store, "cam-1:3", [], "ann", t0 + timedelta(seconds=50))  # no pre-label
-    _label(store, "cam-1:4", [], "bo", now - timedelta(days=3))  # outside 24 h
     with store.connect() as con:
+        # ann: 2 pre-labels, 1 changed; 1 pre-label rejected; no pre-label. bo: outside 24 h.
+        label_frame(con, "cam-1:1", [kept, reclassed], labeler="ann", labeled_at=t0)
+        label_frame(con, "cam-1:2", [], labeler="ann", labeled_at=t0 + timedelta(seconds=20))
+        label_frame(con, "cam-1:3", [], labeler="ann", labeled_at=t0 + timedelta(seconds=50))
+        label_frame(con, "cam-1:4", [], labeler="bo", labeled_at=now - timedelta(days=3))
         verdicts.record(
             con=con,
             rows=[
-                _verdict("cam-1:1:0", "Normal", "ok", t0),
-                _verdict("cam-1:1:1", "Fall", "wrong_class", t0),
-                _verdict("cam-1:2:0", "Normal", "wrong", t0),
-                _verdict("cam-1:4:0", "Normal", "wrong", t0, audit=False),
-                _verdict("cam-1:3", None, "ok", t0),
-                _verdict("cam-1:9:0", "Normal", "ok", now - timedelta(days=3)),
+                verdict_row("cam-1:1:0", "Normal", "ok", reviewed_at=t0),
+                verdict_row(
+                    "cam-1:1:1", "Fall", "wrong_class", reviewed_at=t0, corrected_class="Normal"
+                ),
+                verdict_row("cam-1:2:0", "Normal", "wrong", reviewed_at=t0),
+                verdict_row("cam-1:4:0", "Normal", "wrong", reviewed_at=t0, audit=False),
+                verdict_row("cam-1:3", None, "ok", reviewed_at=t0),
+                verdict_row("cam-1:9:0", "Normal", "ok", reviewed_at=now - timedelta(days=3)),
             ],
         )
 
@@ -140,7 +110,10 @@ def test_a_verdict_without_a_label_redraws_the_review_panel(store: AnyStore) -> 
 
     def record() -> None:
         with store.connect() as con:
-            verdicts.record(con=con, rows=[_verdict("cam-1:3", None, "missed", datetime.now(UTC))])
+            verdicts.record(
+                con=con,
+                rows=[verdict_row("cam-1:3", None, "missed", reviewed_at=datetime.now(UTC))],
+            )
 
     async def scenario() -> set[str]:
         feed = ChangeFeed(read, poll_s=0.05)
