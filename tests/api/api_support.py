@@ -28,6 +28,7 @@ from edgeloop.cli.services import Service, free_port, start_api
 from edgeloop.orchestration import DATA_DIR_KEY, STACK_TAG
 from edgeloop.registry import ModelNotFoundError
 from edgeloop.settings import LoopSettings
+from edgeloop.store import AnyStore, alerts
 
 TOKENS = {"agent-token": "agent", "labeler-token": "labeler", "admin-token": "admin"}
 AGENT = {"Authorization": "Bearer agent-token"}
@@ -227,3 +228,26 @@ def queued_frame(
         jpeg=jpeg_bytes(seed=index),
         **kwargs,
     )
+
+
+def raise_drift_alert(
+    store: AnyStore, camera_id: str, share: float, *, at: datetime | None = None
+) -> int:
+    """A critical drift alert on ``camera_id`` worded as the drift sensor words one
+    (``edgeloop.alerts.evaluate``): drift share ``share`` ([0, 1]) against 0.3, frames from
+    model version 3, raised at ``at`` (default now); its ``alert_id``."""
+    with store.connect() as con:
+        alert_id = alerts.raise_alert(
+            con=con,
+            camera_id=camera_id,
+            kind="drift",
+            severity="critical",
+            summary=f"camera {camera_id} drifted: drift share {share:.2f} > 0.3",
+            description=f"{share:.0%} of camera {camera_id}'s frame features drifted",
+            value=share,
+            threshold=0.3,
+            model_version="3",
+            now=at,
+        )
+    assert alert_id is not None, f"an alert on {camera_id} was live already"
+    return alert_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_support import ADMIN, AGENT, LABELER
+from api_support import ADMIN, AGENT, LABELER, raise_drift_alert
 from fastapi.testclient import TestClient
 
 from edgeloop.store import AnyStore, alerts
@@ -16,26 +16,9 @@ pytestmark = pytest.mark.backends
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def _raise(store: AnyStore, camera: str, share: float, at: datetime) -> int:
-    with store.connect() as con:
-        alert_id = alerts.raise_alert(
-            con=con,
-            camera_id=camera,
-            kind="drift",
-            summary=f"camera {camera} drifted: drift share {share:.2f} > 0.3",
-            description="test",
-            value=share,
-            threshold=0.3,
-            model_version="3",
-            now=at,
-        )
-    assert alert_id is not None
-    return alert_id
-
-
 def test_list_filter_and_acknowledge(client: TestClient, store: AnyStore) -> None:
-    yard = _raise(store, "yard", 0.67, T0)
-    gate = _raise(store, "gate", 0.5, T0 + timedelta(minutes=5))
+    yard = raise_drift_alert(store, "yard", 0.67, at=T0)
+    gate = raise_drift_alert(store, "gate", 0.5, at=T0 + timedelta(minutes=5))
 
     answer = client.get("/api/alerts", headers=AGENT)  # any role reads
     assert answer.status_code == 200, answer.text

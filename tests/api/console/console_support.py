@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from edgeloop.annotations import REVIEWED_BOXES
+from edgeloop.settings import MODEL_NAME
 from edgeloop.store import (
     Store,
     agents,
@@ -210,7 +211,12 @@ def add_drift(
     at: datetime,
     p_values: dict[str, float],
     report_path: str | None = None,
+    **columns: Any,
 ) -> None:
+    """A drift report row of ``camera_id`` computed at ``at``, 100 frames each side: the
+    drift share from ``p_values`` (a feature drifted below 0.05, the camera above a share of
+    0.3); ``columns`` set the rest (``model_version``, ``reference_model_version``,
+    ``model_versions`` as JSON)."""
     share = sum(p < 0.05 for p in p_values.values()) / len(p_values)
     row = {
         "camera_id": camera_id,
@@ -222,7 +228,7 @@ def add_drift(
         "drifted": share > 0.3,
         "p_values": json.dumps(p_values),
         "report_path": report_path,
-    }
+    } | columns
     with store.connect() as con:
         drift.insert(con=con, rows=pd.DataFrame([row]))
 
@@ -273,7 +279,7 @@ def add_move(store: Store, *, version: str, alias: str = "production", **fields:
     with store.connect() as con:
         deployments.record(
             con=con,
-            model_name=fields.pop("model_name", "edgeloop-detector"),
+            model_name=fields.pop("model_name", MODEL_NAME),
             version=version,
             alias=alias,
             previous_version=fields.pop("previous_version", None),

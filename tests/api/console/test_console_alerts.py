@@ -7,40 +7,23 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
 import pytest
-from api_support import ADMIN, AGENT, LABELER
+from api_support import ADMIN, AGENT, LABELER, raise_drift_alert
+from console_support import add_drift, add_move
 from fastapi.testclient import TestClient
 
 from api.console.live import ChangeFeed, event
-from edgeloop.settings import MODEL_NAME
-from edgeloop.store import AnyStore, alerts, deployments, drift
+from edgeloop.store import AnyStore, alerts
 from edgeloop.store.changes import markers
 
 pytestmark = pytest.mark.backends
 
 
-def _raise(store: AnyStore, camera: str) -> int:
-    with store.connect() as con:
-        alert_id = alerts.raise_alert(
-            con=con,
-            camera_id=camera,
-            kind="drift",
-            severity="critical",
-            summary=f"camera {camera} drifted: drift share 0.67 > 0.3",
-            description="4 of 6 features drifted",
-            value=0.67,
-            threshold=0.3,
-        )
-    assert alert_id is not None
-    return alert_id
-
-
 def test_alerts_panel_lists_open_alerts_with_a_button_for_labelers(
     client: TestClient, store: AnyStore
 ) -> None:
-    yard = _raise(store, "yard")
-    gate = _raise(store, "gate")
+    yard = raise_drift_alert(store, "yard", 0.67)
+    gate = raise_drift_alert(store, "gate", 0.67)
     with store.connect() as con:
         alerts.acknowledge(con=con, alert_id=gate, actor="alice")
 
@@ -67,37 +50,22 @@ def test_drift_panel_shows_model_versions_and_promotions(
     client: TestClient, store: AnyStore
 ) -> None:
     now = datetime.now(UTC)
-    with store.connect() as con:
-        deployments.record(
-            con=con,
-            model_name=MODEL_NAME,
-            version="4",
-            alias="production",
-            previous_version="3",
-            action="promote",
-            actor="test",
-            reason="better",
-            created_at=now - timedelta(hours=2),
-        )
-        drift.insert(
-            con=con,
-            rows=pd.DataFrame(
-                {
-                    "camera_id": ["yard"],
-                    "computed_at": [now - timedelta(hours=1)],
-                    "reference_frames": [200],
-                    "current_frames": [200],
-                    "drift_share": [0.5],
-                    "min_p_value": [0.001],
-                    "drifted": [True],
-                    "p_values": [json.dumps({"brightness": 0.001})],
-                    "report_path": [None],
-                    "model_version": ["4"],
-                    "reference_model_version": ["3"],
-                    "model_versions": [json.dumps({"4": {"frames": 200, "drift_share": None}})],
-                }
-            ),
-        )
+    add_move(
+        store,
+        version="4",
+        previous_version="3",
+        reason="better",
+        created_at=now - timedelta(hours=2),
+    )
+    add_drift(
+        store,
+        "yard",
+        at=now - timedelta(hours=1),
+        p_values={"brightness": 0.001},
+        model_version="4",
+        reference_model_version="3",
+        model_versions=json.dumps({"4": {"frames": 100, "drift_share": None}}),
+    )
     data = client.get("/console/api/drift", headers=ADMIN).json()
     assert [(m["version"], m["action"]) for m in data["promotions"]] == [("4", "promote")]
     point = data["cameras"][0]["points"][0]
@@ -123,7 +91,7 @@ def test_the_change_feed_names_the_panels_of_what_changed(store: AnyStore) -> No
         queue = feed.listen()
         await asyncio.sleep(0.2)  # the first poll: the baseline, no event
         assert queue.empty()
-        await asyncio.to_thread(_raise, store, "yard")
+        await asyncio.to_thread(raise_drift_alert, store, "yard", 0.67)
         subjects = await asyncio.wait_for(queue.get(), timeout=30)
         feed.close(queue)
         return subjects

@@ -6,35 +6,17 @@ the 5 s poll paused."""
 from __future__ import annotations
 
 import pytest
-from api_support import LiveServer, chromium_page, needs_chromium
+from api_support import LiveServer, chromium_page, needs_chromium, raise_drift_alert
 
 from edgeloop.settings import LoopSettings
-from edgeloop.store import alerts
 
 pytestmark = [pytest.mark.browser, needs_chromium]
-
-
-def _raise(loop_settings: LoopSettings, camera: str, share: float) -> int:
-    with loop_settings.store().connect() as con:
-        alert_id = alerts.raise_alert(
-            con=con,
-            camera_id=camera,
-            kind="drift",
-            severity="critical",
-            summary=f"camera {camera} drifted: drift share {share:.2f} > 0.3",
-            description=f"{share:.0%} of camera {camera}'s frame features drifted",
-            value=share,
-            threshold=0.3,
-            model_version="3",
-        )
-    assert alert_id is not None
-    return alert_id
 
 
 def test_acknowledge_and_a_live_alert(live_server: LiveServer, loop_settings: LoopSettings) -> None:
     from playwright.sync_api import Page, expect
 
-    yard = _raise(loop_settings, "yard", 0.67)
+    yard = raise_drift_alert(loop_settings.store(), "yard", 0.67)
     with chromium_page(1300, 800) as page:
         assert isinstance(page, Page)
         errors: list[str] = []
@@ -63,7 +45,7 @@ def test_acknowledge_and_a_live_alert(live_server: LiveServer, loop_settings: Lo
         # A new alert, written to the store by another process: the stream names the alerts
         # panel, which refreshes while the poll is paused (the stream is open).
         events_before = int(page.evaluate("() => Number(document.body.dataset.liveEvents || 0)"))
-        gate = _raise(loop_settings, "gate", 0.5)
+        gate = raise_drift_alert(loop_settings.store(), "gate", 0.5)
         expect(page.locator(f'#open-alerts li[data-alert="{gate}"]')).to_be_visible()
         assert page.evaluate("() => window.edgeloopLive") is True
         assert int(page.evaluate("() => Number(document.body.dataset.liveEvents)")) > events_before
