@@ -208,6 +208,41 @@ class Loop:
                 edit=item["status"] == "labeled",
             )
 
+    def drift_report(self, *, window_frames: int, min_window_frames: int = 30) -> dict[str, Any]:
+        """Materialize ``assets.drift.drift_report`` on this loop's store, each camera's
+        reference and current windows ``window_frames`` frames (a camera with fewer than
+        ``min_window_frames`` skipped); the materialization's metadata
+        (``parse_drift_metadata`` reads each camera's result from it)."""
+        import dagster as dg
+
+        from assets.drift import drift_report
+
+        config = {"window_frames": window_frames, "min_window_frames": min_window_frames}
+        result = dg.materialize(
+            [drift_report],
+            resources={"store": self.store_resource},
+            run_config={"ops": {"drift_report": {"config": config}}},
+        )
+        return dict(result.asset_materializations_for_node("drift_report")[0].metadata)
+
+
+def frame_features(
+    rng: np.random.Generator, n: int, *, brightness: float = 120.0, sharpness: float = 300.0
+) -> pd.DataFrame:
+    """``n`` frames' drift features (``assets.drift.FEATURES``, for ``Loop.add_frames``)
+    drawn from ``rng``: brightness (sd 8) and sharpness (sd 30, Laplacian variance) around
+    the given means, contrast, saturation, detection count and mean confidence steady."""
+    return pd.DataFrame(
+        {
+            "brightness": rng.normal(brightness, 8, n).clip(0, 255),
+            "contrast": rng.normal(50, 5, n).clip(0),
+            "sharpness": rng.normal(sharpness, 30, n).clip(0),
+            "saturation": rng.normal(40, 4, n).clip(0, 255),
+            "detection_count": rng.poisson(5, n),
+            "mean_confidence": rng.normal(0.6, 0.05, n).clip(0, 1),
+        }
+    )
+
 
 def make_loop(tmp_path: Path, *, database_url: str | None = None) -> Loop:
     """A loop on a fresh data folder under ``tmp_path``; its tables in the DuckDB file there,

@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from loopdata import T0, make_loop
+from loopdata import T0, frame_features, make_loop
 
 from assets.drift import (
     FEATURES,
     drift_from_report,
-    drift_report,
     parse_drift_metadata,
     select_windows,
 )
@@ -78,30 +76,15 @@ def test_windows_earliest_vs_latest_and_training_cutoff():
     assert "too few frames" in select_windows(_frames(25), window=30, min_frames=10, cutoff=None)
 
 
-def _features(
-    rng: np.random.Generator, n: int, *, brightness: float, sharpness: float
-) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "brightness": rng.normal(brightness, 8, n).clip(0, 255),
-            "contrast": rng.normal(50, 5, n).clip(0),
-            "sharpness": rng.normal(sharpness, 30, n).clip(0),
-            "saturation": rng.normal(40, 4, n).clip(0, 255),
-            "detection_count": rng.poisson(5, n),
-            "mean_confidence": rng.normal(0.6, 0.05, n).clip(0, 1),
-        }
-    )
-
-
 def test_drift_report_flags_the_shifted_camera_only(tmp_path, database_url: str | None):
     loop = make_loop(tmp_path, database_url=database_url)
     rng = np.random.default_rng(7)
     n = 120
-    steady = _features(rng, 2 * n, brightness=120, sharpness=300)
+    steady = frame_features(rng, 2 * n, brightness=120, sharpness=300)
     shifted = pd.concat(
         [
-            _features(rng, n, brightness=120, sharpness=300),
-            _features(rng, n, brightness=70, sharpness=120),  # dusk, and a smudged lens
+            frame_features(rng, n, brightness=120, sharpness=300),
+            frame_features(rng, n, brightness=70, sharpness=120),  # dusk, and a smudged lens
         ],
         ignore_index=True,
     )
@@ -109,15 +92,7 @@ def test_drift_report_flags_the_shifted_camera_only(tmp_path, database_url: str 
     loop.add_frames("cam-shifted", count=2 * n, features=shifted, boxes_per_frame=0)
     loop.add_frames("cam-new", count=20, boxes_per_frame=0)
 
-    result = dg.materialize(
-        [drift_report],
-        resources={"store": loop.store_resource},
-        run_config={
-            "ops": {"drift_report": {"config": {"window_frames": n, "min_window_frames": 30}}}
-        },
-    )
-
-    md = result.asset_materializations_for_node("drift_report")[0].metadata
+    md = loop.drift_report(window_frames=n)
     cameras = parse_drift_metadata(md)
     assert set(cameras) == {"cam-steady", "cam-shifted"}
     assert cameras["cam-shifted"]["drifted"] is True

@@ -6,28 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
-from loopdata import T0, make_loop
+from loopdata import T0, frame_features, make_loop
 
-from assets.drift import drift_report, parse_drift_metadata
+from assets.drift import parse_drift_metadata
 from assets.drift_versions import split_by_version
 from edgeloop.settings import MODEL_NAME
 from edgeloop.store import deployments, drift
-
-
-def _frames(rng: np.random.Generator, n: int, brightness: float) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "brightness": rng.normal(brightness, 8, n),
-            "contrast": rng.normal(50, 5, n),
-            "sharpness": rng.normal(300, 30, n),
-            "saturation": rng.normal(40, 4, n),
-            "detection_count": rng.poisson(5, n),
-            "mean_confidence": rng.normal(0.6, 0.05, n),
-        }
-    )
 
 
 def test_split_by_version_runs_each_versions_drift_only_when_the_window_mixes_them() -> None:
@@ -55,7 +41,7 @@ def test_the_report_records_the_version_behind_each_window_and_the_promotion(
     loop = make_loop(tmp_path, database_url=database_url)
     rng = np.random.default_rng(3)
     n = 120
-    loop.add_frames("gate", count=n, features=_frames(rng, n, 120), boxes_per_frame=1)
+    loop.add_frames("gate", count=n, features=frame_features(rng, n), boxes_per_frame=1)
     promoted_at = T0 + timedelta(seconds=n)
     with loop.store.connect() as con:
         deployments.record(
@@ -72,25 +58,17 @@ def test_the_report_records_the_version_behind_each_window_and_the_promotion(
     # After the promotion: 40 frames still from version 1 (agents not yet updated), then 80
     # darker frames from version 2.
     loop.add_frames(
-        "gate", count=40, start=promoted_at, features=_frames(rng, 40, 120), boxes_per_frame=1
+        "gate", count=40, start=promoted_at, features=frame_features(rng, 40), boxes_per_frame=1
     )
     loop.add_frames(
         "gate",
         count=80,
         start=promoted_at + timedelta(seconds=40),
-        features=_frames(rng, 80, 60),
+        features=frame_features(rng, 80, brightness=60),
         boxes_per_frame=1,
         model_version="2",
     )
-    result = dg.materialize(
-        [drift_report],
-        resources={"store": loop.store_resource},
-        run_config={
-            "ops": {"drift_report": {"config": {"window_frames": n, "min_window_frames": 30}}}
-        },
-    )
-    md = result.asset_materializations_for_node("drift_report")[0].metadata
-    camera = parse_drift_metadata(md)["gate"]
+    camera = parse_drift_metadata(loop.drift_report(window_frames=n))["gate"]
     assert camera["model_version"] == "2" and camera["promoted_version"] == "2"
     assert camera["class_mix_shift"] == 0.0  # one class before and after
     with loop.store.connect() as con:
