@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
-from support import SAMPLES_DIR, require
+from support import SAMPLES_DIR, SEED_PT, require
 
 from assets.resources import LoopSettingsResource, StoreResource
 from edgeloop.annotations import REVIEWED_BOXES
@@ -58,6 +58,38 @@ def _vtest_frames(count: int, step: int) -> tuple[np.ndarray, ...]:
 def vtest_frames(count: int, step: int = 5) -> list[np.ndarray]:
     """``count`` real frames (768x576 BGR uint8) of vtest.avi, every ``step``-th."""
     return list(_vtest_frames(count, step))
+
+
+def seed_labeled_dataset(root: Path, *, count: int, step: int, odd_to_train: bool) -> Path:
+    """A YOLO dataset at ``root`` (``data.yaml``, ``images/``, ``labels/``) of ``count``
+    vtest.avi frames ``step`` apart, labeled with the seed detector's boxes at 1280 px
+    (confidence >= 0.5): a stricter reference than the seed at 640 px, so scores on it are
+    real and imperfect. Every frame is val, or with ``odd_to_train`` the odd ones are train
+    (to calibrate or fit on); with no train frames the yaml's train is the val images.
+
+    Call ``configure_offline_environment`` first; skips when ``make data`` has not fetched
+    the seed."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(require(SEED_PT)))
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+    for i, frame in enumerate(vtest_frames(count, step=step)):
+        split, stem = ("train" if odd_to_train and i % 2 else "val"), f"vtest_{i * step:05d}"
+        assert cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), frame)
+        boxes = model.predict(frame, imgsz=1280, conf=0.5, device="cpu", verbose=False)[0].boxes
+        (root / "labels" / split / f"{stem}.txt").write_text(
+            "".join(
+                f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
+                for (cx, cy, w, h), c in zip(boxes.xywhn.tolist(), boxes.cls.tolist(), strict=True)
+            )
+        )
+    train = "images/train" if odd_to_train else "images/val"
+    (root / "data.yaml").write_text(
+        f"path: {root}\ntrain: {train}\nval: images/val\nnames:\n  0: Normal\n  1: Fall\n"
+    )
+    return root
 
 
 @dataclass

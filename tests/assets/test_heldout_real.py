@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import pytest
-from loopdata import vtest_frames
+from loopdata import seed_labeled_dataset
 from support import SEED_PT, require
 
 from assets.heldout import class_ap, heldout_scores, paired_bootstrap
@@ -28,27 +27,8 @@ FRAMES = 16
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     configure_offline_environment(tmp_path_factory.mktemp("ultralytics"))
     quiet_ultralytics()
-    from ultralytics import YOLO
-
     root = tmp_path_factory.mktemp("heldout") / "yolo"
-    model = YOLO(str(require(SEED_PT)))
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-    for i, frame in enumerate(vtest_frames(FRAMES, step=45)):
-        stem = f"vtest_{i * 45:05d}"
-        assert cv2.imwrite(str(root / "images" / "val" / f"{stem}.jpg"), frame)
-        boxes = model.predict(frame, imgsz=1280, conf=0.5, device="cpu", verbose=False)[0].boxes
-        (root / "labels" / "val" / f"{stem}.txt").write_text(
-            "".join(
-                f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
-                for (cx, cy, w, h), c in zip(boxes.xywhn.tolist(), boxes.cls.tolist(), strict=True)
-            )
-        )
-    (root / "data.yaml").write_text(
-        f"path: {root}\ntrain: images/val\nval: images/val\nnames:\n  0: Normal\n  1: Fall\n"
-    )
-    return root
+    return seed_labeled_dataset(root, count=FRAMES, step=45, odd_to_train=False)
 
 
 def _validate(dataset: Path, imgsz: int, tmp_path: Path):

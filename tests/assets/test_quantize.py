@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from loopdata import vtest_frames
-from support import REPO_ROOT, SEED_PT, require
+from loopdata import seed_labeled_dataset, vtest_frames
+from support import REPO_ROOT, require
 
 from assets.heldout import GainInterval
 from assets.quantize import (
@@ -40,27 +39,8 @@ def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 vtest frames: 8 to calibrate on (train), 8 held out (val) with seed labels."""
     configure_offline_environment(tmp_path_factory.mktemp("ultralytics"))
     quiet_ultralytics()
-    from ultralytics import YOLO
-
     root = tmp_path_factory.mktemp("int8") / "yolo"
-    model = YOLO(str(require(SEED_PT)))
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-    for i, frame in enumerate(vtest_frames(16, step=40)):
-        split, stem = ("train" if i % 2 else "val"), f"vtest_{i * 40:05d}"
-        assert cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), frame)
-        boxes = model.predict(frame, imgsz=1280, conf=0.5, device="cpu", verbose=False)[0].boxes
-        (root / "labels" / split / f"{stem}.txt").write_text(
-            "".join(
-                f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
-                for (cx, cy, w, h), c in zip(boxes.xywhn.tolist(), boxes.cls.tolist(), strict=True)
-            )
-        )
-    (root / "data.yaml").write_text(
-        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: Normal\n  1: Fall\n"
-    )
-    return root
+    return seed_labeled_dataset(root, count=16, step=40, odd_to_train=True)
 
 
 @pytest.fixture(scope="module")
