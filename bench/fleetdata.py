@@ -126,6 +126,7 @@ def _frames_and_detections(
             "y2": y1 + rng.uniform(100, 240, len(y1)),
             "uncertain": uncertain,
             "model_version": frames_t["model_version"].take(pa.array(frame_of_det)),
+            "detection_index": pa.array(index_in_frame, pa.int32()),
         }
     )
     scores = uncertainty_scores(conf, UNCERTAINTY_LOW, UNCERTAINTY_HIGH)

@@ -62,9 +62,11 @@ DETECTION_SCHEMA = pa.schema(
         ("y2", pa.float64()),
         ("uncertain", pa.bool_()),
         ("model_version", pa.string()),
+        ("detection_index", pa.int32()),
     ]
 )
-"""The ``prediction_logs`` rows (detections) of a batch: bbox xyxy px of the frame."""
+"""The ``prediction_logs`` rows (detections) of a batch: bbox xyxy px of the frame;
+``detection_index`` the detection's place in its frame (``detection_id``'s suffix)."""
 QUEUE_SCHEMA = pa.schema(
     [
         ("frame_key", pa.string()),
@@ -86,16 +88,25 @@ def tables_from_rows(
 ) -> IngestTables:
     """A batch from rows given one by one (tests, tools, imports), typed by
     ``FRAME_SCHEMA``, ``DETECTION_SCHEMA`` and ``QUEUE_SCHEMA``; a column a row leaves out
-    is NULL (``jpeg_sha256`` of a queue row, say).
+    is NULL (``jpeg_sha256`` of a queue row, say), but for a detection's
+    ``detection_index``, taken from its ``detection_id`` (``<frame_key>:<index>``).
 
     Raises:
         pyarrow.ArrowInvalid / ArrowTypeError: a value that does not fit its column.
     """
     return IngestTables(
         frames=pa.Table.from_pylist(list(frames), schema=FRAME_SCHEMA),
-        detections=pa.Table.from_pylist(list(detections), schema=DETECTION_SCHEMA),
+        detections=pa.Table.from_pylist(
+            [_with_detection_index(d) for d in detections], schema=DETECTION_SCHEMA
+        ),
         queue=pa.Table.from_pylist(list(queue), schema=QUEUE_SCHEMA),
     )
+
+
+def _with_detection_index(row: Mapping[str, object]) -> Mapping[str, object]:
+    if row.get("detection_index") is not None:
+        return row
+    return {**row, "detection_index": int(str(row["detection_id"]).rpartition(":")[2])}
 
 
 @dataclass(frozen=True)
@@ -193,7 +204,7 @@ def tables_from_columns(
 
     Returns:
         ``frames``: one row per frame; ``detections``: one per detection, ``detection_id``
-        ``f"{frame_key}:{i}"``, bbox as ``x1..y2`` px; ``queue``: one per frame that has at
+        ``f"{frame_key}:{i}"`` (``detection_index`` i), bbox as ``x1..y2`` px; ``queue``: one per frame that has at
         least one detection flagged uncertain and a stored JPEG (a frame without its JPEG
         cannot be labeled), priority = max ``uncertainty_scores`` over its detections,
         ``jpeg_sha256`` = the sha256 digest (32 bytes) of its JPEG, by which the store
@@ -263,6 +274,7 @@ def tables_from_columns(
             "y2": pa.array(boxes[:, 3]),
             "uncertain": pa.array(uncertain),
             "model_version": versions.take(take),
+            "detection_index": pa.array(index_in_frame, pa.int32()),
         }
     )
 

@@ -56,7 +56,7 @@ def frame_detections(*, con: Connection, frame_key: str) -> list[dict[str, Any]]
             """
             SELECT detection_id, class_id, class_name, confidence, uncertain, x1, y1, x2, y2
             FROM prediction_logs WHERE frame_key = ?
-            ORDER BY CAST(split_part(detection_id, ':', -1) AS INTEGER)
+            ORDER BY detection_index
             """,
             [frame_key],
         )
@@ -82,7 +82,7 @@ def proposals(*, con: Connection, frame_keys: Sequence[str]) -> dict[str, list[d
                p.model_version
         FROM frames f LEFT JOIN prediction_logs p USING (frame_key)
         WHERE f.frame_key IN ({", ".join("?" * len(frame_keys))})
-        ORDER BY f.frame_key, CAST(split_part(p.detection_id, ':', -1) AS INTEGER)
+        ORDER BY f.frame_key, p.detection_index
         """,
         list(frame_keys),
     ).fetchall()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.browse_models import MAX_IDS
 from api.jpegs import jpeg_key
 from edgeloop.settings import LoopSettings
-from edgeloop.store import AnyStore, dataset_frames
+from edgeloop.store import SCHEMA_VERSION, AnyStore, dataset_frames, migrate
 from edgeloop.vectors import CropPoint, VectorIndex
 
 pytestmark = pytest.mark.backends
@@ -47,6 +47,25 @@ def _page(client: TestClient, **params: str | float) -> dict:
     answer = client.get("/api/browse/detections", params=params, headers=LABELER)
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
+
+
+def test_detections_stored_before_migration_17_get_their_index(
+    client: TestClient, store: AnyStore
+) -> None:
+    """Migration 17 fills ``detection_index`` from ``detection_id`` for the rows stored
+    before it; the batch fetch, which builds ids from it, then names them as stored."""
+    _fleet(client)
+    with store.connect() as con:
+        con.execute("UPDATE prediction_logs SET detection_index = NULL")
+        con.execute("DELETE FROM schema_version WHERE version >= 17")
+        assert migrate(con) == SCHEMA_VERSION
+        rows = con.execute("SELECT detection_id, detection_index FROM prediction_logs").fetchall()
+    assert len(rows) == 8
+    assert all(detection_id == f"{detection_id[:7]}:{index}" for detection_id, index in rows)
+    got = client.get("/api/browse/items", params={"ids": "cam-1:3"}, headers=LABELER).json()
+    [item] = got["items"]
+    assert [d["detection_id"] for d in item["detections"]] == ["cam-1:3:0", "cam-1:3:1"]
+    assert {d["model_version"] for d in item["detections"]} == {"2"}
 
 
 def test_batch_fetch_by_frame_keys_and_detection_ids(client: TestClient) -> None:

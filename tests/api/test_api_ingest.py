@@ -62,8 +62,8 @@ def test_batch_lands_in_frames_detections_and_queue(
             ).fetchall()
         }
         detections = con.execute(
-            "SELECT detection_id, class_name, confidence, x1, y1, x2, y2, uncertain "
-            "FROM prediction_logs ORDER BY detection_id"
+            "SELECT detection_id, class_name, confidence, x1, y1, x2, y2, uncertain, "
+            "detection_index FROM prediction_logs ORDER BY detection_id"
         ).fetchall()
         queue = con.execute(
             "SELECT frame_key, camera_id, priority, uncertain_count, status FROM labeling_queue"
@@ -81,13 +81,14 @@ def test_batch_lands_in_frames_detections_and_queue(
     assert ":" not in stored_jpeg.name
     assert frames["cam-1:000001"][3] == "agent-1"
 
-    assert detections[0] == ("cam-1:000001:0", "Normal", 0.55, 10.0, 20.0, 110.0, 220.0, True)
+    assert detections[0] == ("cam-1:000001:0", "Normal", 0.55, 10.0, 20.0, 110.0, 220.0, True, 0)
     assert [d[0] for d in detections] == [
         "cam-1:000001:0",
         "cam-1:000001:1",
         "cam-1:000001:2",
         "cam-1:000002:0",
     ]
+    assert [d[-1] for d in detections] == [0, 1, 2, 0]
     assert len(queue) == 1
     key, camera, priority, uncertain_count, status = queue[0]
     assert (key, camera, uncertain_count, status) == ("cam-1:000001", "cam-1", 2, "pending")
