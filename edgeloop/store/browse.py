@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from edgeloop.store import dataset_frames, tags
-from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar
+from edgeloop.store.connection import Connection, fetch_dicts, fetch_scalar, read_beside
 
 State = Literal["labeled", "queued", "unlabeled"]
 Split = Literal["train", "val"]
@@ -242,46 +242,49 @@ def fetch(*, con: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         every detection of a frame, or the one a detection id names.
     """
     candidates = {*ids, *filter(None, map(_frame_of, ids))}
-    frames = {
-        r["frame_key"]: r
-        for r in fetch_dicts(
-            con.execute(
-                f"""
-                SELECT frame_key, camera_id, captured_at, model_version, width, height,
-                       jpeg_path IS NOT NULL AS has_jpeg
-                FROM frames WHERE frame_key IN ({literal_list(candidates)})
-                """
+    # The detections are the slow read (~800 rows fetched by index on the DuckDB file):
+    # it runs beside the frames, queue and tags reads, over every frame the ids may name.
+    # Neither a detection's id nor its model version is read: both follow from its frame
+    # (``<frame_key>:<detection_index>``; ingest writes the frame's version on each
+    # detection). Fetching the ~800 FSST-compressed id strings row by row cost ~17 ms of
+    # the call on the DuckDB file (bench/batch_fetch.py, 1M detections).
+    with read_beside(
+        con,
+        "SELECT frame_key, detection_index, class_id, class_name, confidence, uncertain, "
+        "x1, y1, x2, y2 FROM prediction_logs "
+        f"WHERE frame_key IN ({literal_list(candidates)}) ORDER BY detection_index",
+    ) as detection_rows:
+        frames = {
+            r["frame_key"]: r
+            for r in fetch_dicts(
+                con.execute(
+                    f"""
+                    SELECT frame_key, camera_id, captured_at, model_version, width, height,
+                           jpeg_path IS NOT NULL AS has_jpeg
+                    FROM frames WHERE frame_key IN ({literal_list(candidates)})
+                    """
+                )
             )
+        }
+        if not frames:
+            return {}
+        asked = {i: (i if i in frames else _frame_of(i) or "") for i in ids}
+        involved = {k for k in asked.values() if k in frames}
+        status: dict[str, str] = dict(
+            con.execute(
+                "SELECT frame_key, status FROM labeling_queue "
+                f"WHERE frame_key IN ({literal_list(involved)})"
+            ).fetchall()
         )
-    }
-    if not frames:
-        return {}
-    asked = {i: (i if i in frames else _frame_of(i) or "") for i in ids}
-    involved = {k for k in asked.values() if k in frames}
-    status: dict[str, str] = dict(
-        con.execute(
-            "SELECT frame_key, status FROM labeling_queue "
-            f"WHERE frame_key IN ({literal_list(involved)})"
-        ).fetchall()
-    )
-    # Neither the detection's id nor its model version is read: both follow from its
-    # frame (``<frame_key>:<detection_index>``; ingest writes the frame's version on each
-    # detection). On the DuckDB file, fetching the ~800 FSST-compressed id strings row by
-    # row cost ~17 ms of the call (bench/batch_fetch.py, 1M detections).
-    of_frame: dict[str, list[dict[str, Any]]] = {}
-    for row in fetch_dicts(
-        con.execute(
-            "SELECT frame_key, detection_index, class_id, class_name, confidence, uncertain, "
-            "x1, y1, x2, y2 FROM prediction_logs "
-            f"WHERE frame_key IN ({literal_list(involved)}) ORDER BY detection_index"
-        )
-    ):
-        frame_key = row["frame_key"]
-        row["detection_id"] = f"{frame_key}:{row.pop('detection_index')}"
-        row["model_version"] = frames[frame_key]["model_version"]
-        of_frame.setdefault(frame_key, []).append(row)
+        found_tags = tags.of_frames(con=con, frame_keys=sorted(involved))
+        of_frame: dict[str, list[dict[str, Any]]] = {}
+        for row in detection_rows():
+            frame_key = row["frame_key"]
+            if frame_key in involved:
+                row["detection_id"] = f"{frame_key}:{row.pop('detection_index')}"
+                row["model_version"] = frames[frame_key]["model_version"]
+                of_frame.setdefault(frame_key, []).append(row)
     detections = {d["detection_id"]: d for rows in of_frame.values() for d in rows}
-    found_tags = tags.of_frames(con=con, frame_keys=sorted(involved))
     items: dict[str, dict[str, Any]] = {}
     for id_, frame_key in asked.items():
         is_frame = id_ in frames

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from support import frame_row
 
 from edgeloop.store import AnyStore, frames
@@ -152,3 +153,22 @@ def test_each_cameras_newest_frame_and_the_drift_history_read_alike_on_both_back
     # The newest 2, oldest first; p-values parsed on both backends.
     assert [(r["camera_id"], r["drift_share"]) for r in history] == [("cam-b", 0.5), ("cam-a", 0.6)]
     assert history[1]["p_values"] == {"brightness": 0.001}
+
+
+def test_a_read_beside_returns_its_rows_and_its_errors(store: AnyStore) -> None:
+    """``read_beside`` (the batch fetch's detections read) gives the rows the same SQL
+    gives on the connection, raises the read's own error when its rows are asked for,
+    and lets the block's error through when the block fails first."""
+    from edgeloop.store.connection import fetch_dicts, read_beside, store_errors
+
+    with store.connect() as con:
+        _add_detections(con, 0, 5, np.random.default_rng(0))
+        sql = "SELECT detection_id, confidence FROM prediction_logs ORDER BY detection_id"
+        with read_beside(con, sql) as rows:
+            on_con = fetch_dicts(con.execute(sql))
+            assert rows() == on_con and len(on_con) == 10
+        with pytest.raises(store_errors()), read_beside(con, "SELECT * FROM no_table") as rows:
+            rows()
+        with pytest.raises(KeyError), read_beside(con, "SELECT * FROM no_table"):
+            raise KeyError("the block's")
+        assert len(fetch_dicts(con.execute(sql))) == 10  # the connection still answers
