@@ -62,6 +62,9 @@ class ServerReader:
     def vector_of(self, detection_id: str) -> np.ndarray | None:
         return self.index.vector_of(detection_id)
 
+    def vectors_of(self, detection_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.index.vectors_of(detection_ids)
+
 
 class _Lease:
     """An open reader and how many requests are reading it."""

@@ -56,7 +56,7 @@ def suggest(
         return []
     with search_index.reader() as reader:
         check_available(loop, reader.info.embedder)
-        found = {d: reader.vector_of(d) for d in dict.fromkeys(detection_ids)}
+        found = reader.vectors_of(detection_ids)
     return best_matches(
         loop=loop,
         text_vectors=_vectors(text_embedder, tuple(loop.tag_prompts)),

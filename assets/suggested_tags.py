@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import numpy as np
 from pydantic import Field
 
 from assets.embeddings import crop_embeddings
@@ -95,10 +96,12 @@ def prompt_matches(
         with store.store().connect() as con:
             for chunk in _chunks(frame_keys):
                 detection_ids += browse.with_frames(con=con, frame_keys=chunk, detection_ids=[])[1]
-        crop_vectors = {d: index.vector_of(d) for d in detection_ids}
+        crop_vectors: dict[str, np.ndarray] = {}
+        for chunk in _chunks(detection_ids):  # one retrieve (server request) per chunk
+            crop_vectors |= index.vectors_of(chunk)
     finally:
         index.close()
-    if not any(v is not None for v in crop_vectors.values()):
+    if not crop_vectors:
         return [], None
     text_vectors = embedder.embedder().embed_text(list(settings.tag_prompts))
     return best_matches(loop=settings, text_vectors=text_vectors, crop_vectors=crop_vectors), None

@@ -50,6 +50,7 @@ from edgeloop.vectors.versions import (
     read_pointer,
     remove_if_unlocked,
     sorted_versions,
+    vectors_by_detection,
     version_folders,
     version_name,
     version_number,
@@ -263,6 +264,26 @@ class VectorIndex:
         if not found or found[0].vector is None:
             return None
         return np.asarray(found[0].vector, dtype=np.float32)
+
+    def vectors_of(self, detection_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """``vector_of`` for many detections in one call (one request to a Qdrant server):
+        ``detection_id -> (dims,)`` float32 vector of those in the published version."""
+        if not detection_ids:
+            return {}
+        if not self.server_mode:
+            return self._with_reader(lambda reader: reader.vectors_of(detection_ids))
+        self._require_published()
+        client = self._server_client()
+        try:
+            found = client.retrieve(
+                self.collection,
+                ids=[point_id(d) for d in dict.fromkeys(detection_ids)],
+                with_payload=["detection_id"],
+                with_vectors=True,
+            )
+        finally:
+            client.close()
+        return vectors_by_detection(found)
 
     def close(self) -> None:
         """Close a reader kept open by ``keep_open``."""

@@ -309,6 +309,16 @@ def point_uuid(detection_id: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"edgeloop:detection:{detection_id}")
 
 
+def vectors_by_detection(records: Iterable[Any]) -> dict[str, np.ndarray]:
+    """``detection_id -> (dims,)`` float32 vector of retrieved points (Qdrant's or
+    qdrant-edge's records, with payload and vector); points without either are left out."""
+    return {
+        str(r.payload["detection_id"]): np.asarray(r.vector, dtype=np.float32)
+        for r in records
+        if r.vector is not None and r.payload and "detection_id" in r.payload
+    }
+
+
 def point_id(detection_id: str) -> str:
     """``point_uuid`` as a string (what the server API takes)."""
     return str(point_uuid(detection_id))
@@ -379,6 +389,14 @@ class ShardReader:
         if not found or found[0].vector is None:
             return None
         return np.asarray(found[0].vector, dtype=np.float32)
+
+    def vectors_of(self, detection_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored ``(dims,)`` float32 vectors of the detections' crops, by detection
+        id, in one retrieve; detections not in the version are absent."""
+        if not detection_ids:
+            return {}
+        ids: list[int | uuid.UUID | str] = [point_uuid(d) for d in dict.fromkeys(detection_ids)]
+        return vectors_by_detection(self._open_shard().retrieve(ids, True, True))
 
     def close(self) -> None:
         """Release the shard (and its folder lock); later calls raise RuntimeError."""

@@ -76,6 +76,10 @@ def test_payload_round_trips(tmp_path: Path) -> None:
     assert hit["bbox"] == [17.0, 2.0, 47.5, 40.25]
     np.testing.assert_array_equal(index.vector_of("d17"), points[17].vector)
     assert index.vector_of("not-indexed") is None
+    found = index.vectors_of(["d17", "d3", "not-indexed", "d17"])
+    assert set(found) == {"d17", "d3"}
+    np.testing.assert_array_equal(found["d3"], points[3].vector)
+    assert found["d17"].dtype == np.float32 and index.vectors_of([]) == {}
 
 
 def test_large_versions_get_an_hnsw_graph_with_high_recall(tmp_path: Path) -> None:

@@ -82,5 +82,11 @@ def test_server_mode_moves_an_alias(tmp_path):
     assert (published.version, published.collection, published.dims) == ("v0002", "crops_v0002", 64)
     assert index.published() == published
     assert index.search_similar(second[4].vector, 1)[0]["detection_id"] == second[4].detection_id
+    # Many vectors in one request: those of the published version only.
+    asked = [second[4].detection_id, second[7].detection_id, "not-indexed"]
+    found = index.vectors_of([*asked, second[4].detection_id])
+    assert set(found) == set(asked[:2])
+    np.testing.assert_allclose(found[asked[1]], second[7].vector, atol=1e-6)
+    assert index.vectors_of([]) == {}
     index.publish(crop_points(3, seed=3), embedder="e")
     assert index.versions() == ["v0002", "v0003"]
