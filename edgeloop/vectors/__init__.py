@@ -251,19 +251,7 @@ class VectorIndex:
 
     def vector_of(self, detection_id: str) -> np.ndarray | None:
         """The stored ``(dims,)`` vector of a detection's crop in the published version, or None."""
-        if not self.server_mode:
-            return self._with_reader(lambda reader: reader.vector_of(detection_id))
-        self._require_published()
-        client = self._server_client()
-        try:
-            found = client.retrieve(
-                self.collection, ids=[point_id(detection_id)], with_vectors=True
-            )
-        finally:
-            client.close()
-        if not found or found[0].vector is None:
-            return None
-        return np.asarray(found[0].vector, dtype=np.float32)
+        return self.vectors_of([detection_id]).get(detection_id)
 
     def vectors_of(self, detection_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """``vector_of`` for many detections in one call (one request to a Qdrant server):
