@@ -122,3 +122,20 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
         return None
     url: str = request.getfixturevalue("postgres_database")
     return url
+
+
+@pytest.fixture(scope="session")
+def seed_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed detector exported to ONNX once per session (1x3x640x640 fp32, classes
+    ``Normal``, ``Fall``) from ``data/seed/best.pt`` (``make data``), by the export
+    ``edgeloop init`` runs (``edgeloop.bootstrap.export_onnx``). Built here rather than
+    read from ``data/seed/best.onnx``, which only a benchmark leaves: in a fresh clone the
+    tests that read that file were skipped."""
+    from edgeloop.bootstrap import export_onnx
+    from edgeloop.offline import configure_offline_environment
+
+    pt = require(SEED_PT)
+    configure_offline_environment(tmp_path_factory.mktemp("ultralytics"))
+    onnx_path, names = export_onnx(pt, tmp_path_factory.mktemp("seed-onnx"))
+    assert names == ["Normal", "Fall"]
+    return onnx_path

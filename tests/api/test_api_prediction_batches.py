@@ -1,4 +1,4 @@
-"""``/api/prediction-batches`` with the real seed detector (``data/seed/best.onnx``)
+"""``/api/prediction-batches`` with the real seed detector (the ``seed_onnx`` fixture)
 registered in a real MLflow store: uploads run the production model and store exactly what
 the agents' detector finds; a second version's run, the comparison, sending to the
 labeling queue, and the stored image served with its ETag. Hostile uploads are in
@@ -10,6 +10,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -32,11 +33,11 @@ class Registry:
 
 
 @pytest.fixture(scope="module")
-def seed_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+def seed_registry(tmp_path_factory: pytest.TempPathFactory, seed_onnx: Path) -> Registry:
     """The seed detector as version 1 (production) and 2 (staging) of a real MLflow store."""
     root = tmp_path_factory.mktemp("upload-registry")
     settings = LoopSettings(data_dir=root / "data")
-    register_seed(settings, root)
+    register_seed(settings, root, seed_onnx)
     return Registry(tracking_uri=settings.tracking_uri)
 
 
@@ -53,7 +54,7 @@ def client(loop: LoopSettings) -> Iterator[TestClient]:
 
 @pytest.mark.backends
 def test_upload_runs_production_and_stores_exactly_its_detections(
-    client: TestClient, loop: LoopSettings
+    client: TestClient, loop: LoopSettings, seed_onnx: Path
 ) -> None:
     bus = require(SAMPLES_DIR / "bus.jpg").read_bytes()
     ok, png = cv2.imencode(".png", vtest_frame(100))
@@ -93,7 +94,7 @@ def test_upload_runs_production_and_stores_exactly_its_detections(
                 for d in pb.detections(con=con, batch_id=batch_id, model_version="1")
                 if d["image_index"] == image["image_index"]
             ]
-            assert stored(rows) == expected_detections(jpeg)
+            assert stored(rows) == expected_detections(jpeg, seed_onnx)
         total = len(pb.detections(con=con, batch_id=batch_id))
     assert total == body["runs"][0]["detection_count"] > 0
     assert len(body["runs"][0]["detections"]) == total

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 from loopdata import register_model
-from support import REPO_ROOT, SAMPLES_DIR, require
+from support import SAMPLES_DIR, require
 
 from edgeloop.detection.onnx import OnnxDetector
 from edgeloop.offline import configure_offline_environment
@@ -17,15 +17,13 @@ from edgeloop.registry import PRODUCTION, STAGING
 from edgeloop.settings import LoopSettings
 from edgeloop.uploads import decode_bgr
 
-SEED_ONNX = REPO_ROOT / "data" / "seed" / "best.onnx"
 CLASS_NAMES = ["Normal", "Fall"]
 Found = tuple[int, str, float, tuple[float, ...]]
 
 
-def register_seed(settings: LoopSettings, work: Path) -> None:
-    """The seed detector's ONNX file as version 1 (production) and 2 (staging) in the MLflow
-    store of ``settings``."""
-    onnx = require(SEED_ONNX)
+def register_seed(settings: LoopSettings, work: Path, onnx: Path) -> None:
+    """The seed detector's ONNX file ``onnx`` (the ``seed_onnx`` fixture) as version 1
+    (production) and 2 (staging) in the MLflow store of ``settings``."""
     configure_offline_environment(work / "ultralytics")
     pt = work / "best.pt"
     pt.write_bytes(b"weights are not needed: the API runs the ONNX file")
@@ -43,9 +41,10 @@ def vtest_frame(index: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def expected_detections(jpeg: bytes) -> list[Found]:
-    """What the agents' detector finds on the stored JPEG, with the API's defaults."""
-    detector = OnnxDetector(SEED_ONNX, class_names=CLASS_NAMES, version="1")
+def expected_detections(jpeg: bytes, onnx: Path) -> list[Found]:
+    """What the agents' detector, running ``onnx``, finds on the stored JPEG, with the API's
+    defaults."""
+    detector = OnnxDetector(onnx, class_names=CLASS_NAMES, version="1")
     image = decode_bgr(jpeg)
     assert image is not None
     return [

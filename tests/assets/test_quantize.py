@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from loopdata import seed_labeled_dataset, vtest_frames
-from support import REPO_ROOT, require
 
 from assets.heldout import GainInterval
 from assets.quantize import (
@@ -31,8 +30,6 @@ from edgeloop.detection.preprocess import preprocess
 from edgeloop.offline import configure_offline_environment, quiet_ultralytics
 from edgeloop.wire.records import MODEL_PRECISION_KEY, model_precision
 
-SEED_ONNX = REPO_ROOT / "data" / "seed" / "best.onnx"
-
 
 @pytest.fixture(scope="module")
 def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -44,9 +41,9 @@ def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def quantized(frames_dir: Path) -> QuantizedModel:
+def quantized(frames_dir: Path, seed_onnx: Path) -> QuantizedModel:
     train = sorted((frames_dir / "images" / "train").glob("*.jpg"))
-    return quantize_int8(require(SEED_ONNX), frames_dir.parent / "int8" / "best.onnx", train)
+    return quantize_int8(seed_onnx, frames_dir.parent / "int8" / "best.onnx", train)
 
 
 def _session(path: Path):
@@ -72,8 +69,10 @@ def test_calibration_images_span_the_training_set(tmp_path: Path):
 
 
 @pytest.mark.integration
-def test_int8_model_keeps_the_fp32_outputs_on_a_real_frame(quantized: QuantizedModel):
-    fp32, int8 = _session(SEED_ONNX), _session(quantized.path)
+def test_int8_model_keeps_the_fp32_outputs_on_a_real_frame(
+    quantized: QuantizedModel, seed_onnx: Path
+):
+    fp32, int8 = _session(seed_onnx), _session(quantized.path)
     assert [(o.name, o.shape) for o in int8.get_outputs()] == [
         (o.name, o.shape) for o in fp32.get_outputs()
     ]
@@ -93,12 +92,12 @@ def test_int8_model_keeps_the_fp32_outputs_on_a_real_frame(quantized: QuantizedM
 
 @pytest.mark.integration
 def test_int8_judged_against_its_fp32_parent_on_held_out_frames(
-    frames_dir: Path, quantized: QuantizedModel, tmp_path: Path
+    frames_dir: Path, quantized: QuantizedModel, tmp_path: Path, seed_onnx: Path
 ):
     from ultralytics import YOLO
 
     judged = judge_int8(
-        YOLO, SEED_ONNX, quantized, frames_dir / "data.yaml", work=tmp_path, resamples=200
+        YOLO, seed_onnx, quantized, frames_dir / "data.yaml", work=tmp_path, resamples=200
     )
     gain = judged.gains["mAP50-95"]
     print(f"\nfp32 {judged.fp32_metrics}\nint8 {judged.int8_metrics}\nint8 - fp32 {gain.label()}")

@@ -32,7 +32,6 @@ from assets.registry import (
 )
 from assets.training import CandidateModel, TrainingConfig, detector_model
 from assets.yolo import HeldoutMetrics
-from edgeloop.bootstrap import export_onnx
 from edgeloop.cli.status import EVIDENCE_TAGS
 from edgeloop.datasets import DatasetVersion
 from edgeloop.devices import torch_device
@@ -63,14 +62,6 @@ def yolo_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ultralytics")
     configure_offline_environment(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def seed_onnx(tmp_path_factory: pytest.TempPathFactory, yolo_config_dir: Path) -> Path:
-    """The seed exported to ONNX once per session (1x3x640x640 fp32), as ``edgeloop init`` does."""
-    onnx_path, names = export_onnx(require(SEED_PT), tmp_path_factory.mktemp("seed-onnx"))
-    assert names == CLASS_NAMES
-    return onnx_path
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from support import SEED_PT, require
 
 # With --import-mode=importlib this folder is not on sys.path: make the test modules'
 # shared fakes (fake_detector) importable, as tests/api/conftest.py does for api_support.
@@ -28,8 +26,6 @@ from loopback import JsonHandler, LoopbackServer
 
 from edgeloop.wire import FrameQuality, FrameRecord, IngestBatch, parse_ingest_batch
 
-PREBUILT_ONNX = Path("/tmp/seed/seed.onnx")
-
 
 def as_v1(body: bytes) -> dict[str, Any]:
     """An ingest body (wire version 1 or 2, as ``edgeloop.wire.parse_ingest_batch`` reads
@@ -37,24 +33,6 @@ def as_v1(body: bytes) -> dict[str, Any]:
     batch = parse_ingest_batch(body)
     v1 = IngestBatch(agent_id=batch.agent_id, sent_at=batch.sent_at, frames=batch.frames)
     return dict(v1.model_dump(mode="json"))
-
-
-@pytest.fixture(scope="session")
-def seed_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed detector as an fp32 ONNX file (reused from /tmp/seed, else exported from best.pt)."""
-    if PREBUILT_ONNX.is_file() and PREBUILT_ONNX.stat().st_size > 1_000_000:
-        return PREBUILT_ONNX
-    require(SEED_PT)
-    work = tmp_path_factory.mktemp("seed")
-    from edgeloop.offline import configure_offline_environment
-
-    configure_offline_environment(work / "ultralytics")
-    from ultralytics import YOLO
-
-    pt = work / "seed.pt"
-    shutil.copyfile(SEED_PT, pt)
-    exported = YOLO(str(pt)).export(format="onnx", imgsz=640, simplify=False, dynamic=False)
-    return Path(exported)
 
 
 def _make_batch(*indices: int, camera: str = "cam1", jpeg: bytes | None = None) -> IngestBatch:

@@ -25,10 +25,12 @@ SCREENSHOT = os.environ.get("EDGELOOP_UPLOADS_SCREENSHOT")
 """Where to save the panel's screenshot (the README's), when set."""
 
 
-def test_upload_run_compare_and_queue(loop_settings: LoopSettings, tmp_path: Path) -> None:
+def test_upload_run_compare_and_queue(
+    loop_settings: LoopSettings, tmp_path: Path, seed_onnx: Path
+) -> None:
     from playwright.sync_api import Page, expect
 
-    register_seed(loop_settings, tmp_path)
+    register_seed(loop_settings, tmp_path, seed_onnx)
     bus = require(SAMPLES_DIR / "bus.jpg")
     walkers = tmp_path / "vtest-0200.jpg"
     assert cv2.imwrite(str(walkers), vtest_frame(200))
@@ -62,7 +64,7 @@ def test_upload_run_compare_and_queue(loop_settings: LoopSettings, tmp_path: Pat
         assert batch is not None and (batch["created_by"], batch["image_count"]) == ("labeler", 2)
         objects = loop_settings.objects()
         for image, rows in zip(images, found, strict=True):
-            assert stored(rows) == expected_detections(objects.get(image["object_key"]))
+            assert stored(rows) == expected_detections(objects.get(image["object_key"]), seed_onnx)
         assert objects.get(images[0]["object_key"]) == bus.read_bytes()
         counts = [len(rows) for rows in found]
         assert sum(counts) > 0
