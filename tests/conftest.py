@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from servers import Postgres, postgres_server, require_server
-from support import SAMPLES_DIR, SEED_PT, require
+from support import SAMPLES_DIR, SEED_PT, require, run_python
 
 from edgeloop.settings import LoopSettings, get_settings
 from edgeloop.store import AnyStore, Store
@@ -130,12 +131,20 @@ def seed_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``Normal``, ``Fall``) from ``data/seed/best.pt`` (``make data``), by the export
     ``edgeloop init`` runs (``edgeloop.bootstrap.export_onnx``). Built here rather than
     read from ``data/seed/best.onnx``, which only a benchmark leaves: in a fresh clone the
-    tests that read that file were skipped."""
-    from edgeloop.bootstrap import export_onnx
-    from edgeloop.offline import configure_offline_environment
-
+    tests that read that file were skipped. Exported in another interpreter: importing
+    ultralytics replaces ``PIL.Image.open`` with its own wrapper for the whole process,
+    which the API process never imports."""
     pt = require(SEED_PT)
-    configure_offline_environment(tmp_path_factory.mktemp("ultralytics"))
-    onnx_path, names = export_onnx(pt, tmp_path_factory.mktemp("seed-onnx"))
-    assert names == ["Normal", "Fall"]
-    return onnx_path
+    work = tmp_path_factory.mktemp("seed-onnx")
+    code = (
+        "import json, pathlib\n"
+        "from edgeloop.offline import configure_offline_environment\n"
+        "from edgeloop.bootstrap import export_onnx\n"
+        f"work = pathlib.Path({str(work)!r})\n"
+        "configure_offline_environment(work / 'ultralytics')\n"
+        f"path, names = export_onnx(pathlib.Path({str(pt)!r}), work / 'export')\n"
+        "print(json.dumps({'path': str(path), 'names': names}))\n"
+    )
+    exported = json.loads(run_python(code).strip().splitlines()[-1])
+    assert exported["names"] == ["Normal", "Fall"]
+    return Path(exported["path"])

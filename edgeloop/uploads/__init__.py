@@ -247,14 +247,16 @@ def check_images(files: Sequence[UploadedFile], limits: UploadLimits) -> list[Ch
 
 def _check_image(upload: UploadedFile, index: int, limits: UploadLimits) -> CheckedImage:
     import cv2
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     name = sanitise_name(upload.name, index)
     if len(upload.data) > limits.max_image_bytes:
         raise too_large(f"{name}: larger than {limits.max_image_bytes} bytes")
     try:
         image = Image.open(io.BytesIO(upload.data))
-    except UnidentifiedImageError:
+    except Exception:  # UnidentifiedImageError, or what a plugin raises on hostile bytes
+        # (a process that imported ultralytics has its wrapper as Image.open, which raises
+        # ModuleNotFoundError where Pillow says "not an image").
         raise unprocessable(
             f"{name}: not an image (expected one of {', '.join(FORMATS)})"
         ) from None

@@ -1,11 +1,18 @@
-"""The uploads' pure rules: two runs compared per image (``edgeloop.uploads.compare``) and an
-uploaded file's name reduced to a safe base name (``edgeloop.uploads.sanitise_name``)."""
+"""The uploads' pure rules: two runs compared per image (``edgeloop.uploads.compare``), an
+uploaded file's name reduced to a safe base name (``edgeloop.uploads.sanitise_name``), and
+bytes Pillow cannot identify refused as not an image."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgeloop.uploads import sanitise_name
+from edgeloop.uploads import (
+    UploadedFile,
+    UploadLimits,
+    UploadRejectedError,
+    check_images,
+    sanitise_name,
+)
 from edgeloop.uploads.compare import compare, iou, match
 
 
@@ -67,3 +74,22 @@ def test_compare_per_image() -> None:
 )
 def test_sanitise_name(name: str, expected: str) -> None:
     assert sanitise_name(name, 3) == expected
+
+
+@pytest.mark.parametrize("raised", [None, ModuleNotFoundError("No module named 'pi_heif'")])
+def test_bytes_pillow_cannot_identify_are_not_an_image(
+    raised: Exception | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 422 that names the file, with Pillow's own refusal and with the error ultralytics'
+    ``Image.open`` wrapper raises in a process that imported it (it reaches for pi-heif)."""
+    from PIL import Image
+
+    if raised is not None:
+
+        def wrapper(*_args: object, **_kwargs: object) -> Image.Image:
+            raise raised
+
+        monkeypatch.setattr(Image, "open", wrapper)
+    with pytest.raises(UploadRejectedError, match=r"notes\.txt: not an image") as refused:
+        check_images([UploadedFile("notes.txt", b"plain text, not pixels")], UploadLimits())
+    assert refused.value.status_code == 422

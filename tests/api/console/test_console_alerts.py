@@ -89,7 +89,14 @@ def test_the_change_feed_names_the_panels_of_what_changed(store: AnyStore) -> No
     async def scenario() -> set[str]:
         feed = ChangeFeed(read, poll_s=0.05)
         queue = feed.listen()
-        await asyncio.sleep(0.2)  # the first poll: the baseline, no event
+
+        async def baseline_read() -> None:  # the first poll: the baseline, no event
+            while feed.version is None:
+                await asyncio.sleep(0.02)
+
+        # Waited for, not slept for: on a loaded machine the first read took over 0.2 s,
+        # the alert went into the baseline, and no change ever came (CI run of 0ed337b).
+        await asyncio.wait_for(baseline_read(), timeout=30)
         assert queue.empty()
         await asyncio.to_thread(raise_drift_alert, store, "yard", 0.67)
         subjects = await asyncio.wait_for(queue.get(), timeout=30)
