@@ -242,7 +242,12 @@ def up(
     def _stop(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a process started in the background of a non-interactive shell
+    # (`edgeloop up &` in a script, a CI job) inherits SIGINT ignored, and Python keeps it
+    # so; Ctrl-C or `kill -INT` then did nothing, and a supervisor's SIGKILL after it left
+    # the services (each in its own process group) running.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         while all(s.process.poll() is None for s in services):
             time.sleep(1.0)

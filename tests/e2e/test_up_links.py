@@ -136,3 +136,8 @@ def test_up_on_every_interface_serves_its_links_to_another_machine(
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait(timeout=30)
+    # It stopped what it started: each service runs in a process group of its own, which
+    # a SIGKILL of `up` would leave listening (it did, launched from a background job).
+    for port in ports:
+        with socket.socket() as probe_socket:
+            assert probe_socket.connect_ex(("127.0.0.1", int(port))) != 0, f"port {port} open"
