@@ -204,12 +204,13 @@ def tables_from_columns(
 
     Returns:
         ``frames``: one row per frame; ``detections``: one per detection, ``detection_id``
-        ``f"{frame_key}:{i}"`` (``detection_index`` i), bbox as ``x1..y2`` px; ``queue``: one per frame that has at
-        least one detection flagged uncertain and a stored JPEG (a frame without its JPEG
-        cannot be labeled), priority = max ``uncertainty_scores`` over its detections,
-        ``jpeg_sha256`` = the sha256 digest (32 bytes) of its JPEG, by which the store
-        queues byte-identical frames once (``edgeloop.store.queue.insert_items``). Only
-        the queued frames' JPEGs are hashed (hashlib releases the GIL while it hashes).
+        ``f"{frame_key}:{i}"`` (``detection_index`` i), bbox as ``x1..y2`` px; ``queue``:
+        one per frame that has at least one detection flagged uncertain and a stored JPEG
+        (a frame without its JPEG cannot be labeled), priority = max
+        ``uncertainty_scores`` over its detections, ``jpeg_sha256`` = the sha256 digest
+        (32 bytes) of its JPEG, by which the store queues byte-identical frames once
+        (``edgeloop.store.queue.insert_items``). Only the queued frames' JPEGs are hashed
+        (hashlib releases the GIL while it hashes).
     """
     n_frames = len(columns.frame_key)
     counts = columns.detection_count

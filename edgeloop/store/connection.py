@@ -371,9 +371,10 @@ def read_beside(con: Connection, sql: str) -> Iterator[Callable[[], list[dict[st
 
     On DuckDB the read runs on a cursor of ``con`` (its own connection to the same
     database, which sees what is committed) in a worker thread; on PostgreSQL, where one
-    connection runs one statement at a time, on ``con`` when its rows are first asked for. Used where one slow read
-    stands beside a few fast ones: the browser's batch fetch (``bench/batch_fetch.py``:
-    13 ms of a 100-id fetch's p95 on the DuckDB file at 1M SIMULATED detections).
+    connection runs one statement at a time, on ``con`` when its rows are first asked
+    for. Used where one slow read stands beside a few fast ones: the browser's batch
+    fetch (``bench/batch_fetch.py``: 13 ms of a 100-id fetch's p95 on the DuckDB file at
+    1M SIMULATED detections).
 
     Yields:
         A function that waits for the rows and returns them (``fetch_dicts``); it raises

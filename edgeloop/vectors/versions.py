@@ -385,10 +385,7 @@ class ShardReader:
 
     def vector_of(self, detection_id: str) -> np.ndarray | None:
         """The stored ``(dims,)`` float32 vector of a detection's crop, or None."""
-        found = self._open_shard().retrieve([point_uuid(detection_id)], False, True)
-        if not found or found[0].vector is None:
-            return None
-        return np.asarray(found[0].vector, dtype=np.float32)
+        return self.vectors_of([detection_id]).get(detection_id)
 
     def vectors_of(self, detection_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored ``(dims,)`` float32 vectors of the detections' crops, by detection
